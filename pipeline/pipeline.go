@@ -1,0 +1,220 @@
+// Package pipeline moves PATCH bodies into durable storage: bytes are read
+// from the request stream into pooled buffers, hashed while they are in
+// cache (whole-object SHA-256 plus the request's Upload-Checksum), and
+// handed to a Sink (local disk, or S3 multipart) from that same buffer.
+//
+// The pipeline does not know about sessions or HTTP: the caller passes the
+// upload's state in and gets progress back through a commit callback, which
+// it turns into a compare-and-set in the session store.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Errors of the pipeline; callers check them with errors.Is.
+var (
+	// ErrChecksumMismatch: the Upload-Checksum did not match; nothing of
+	// the chunk was committed.
+	ErrChecksumMismatch = errors.New("pipeline: checksum mismatch")
+	// ErrTruncated: the body ended before its declared length. Whatever
+	// was made durable before was committed.
+	ErrTruncated = errors.New("pipeline: body ended before Content-Length")
+	// ErrTooLarge: the body is longer than the chunk may be.
+	ErrTooLarge = errors.New("pipeline: body longer than allowed")
+	// ErrStorage wraps storage failures that outlived the retries; the
+	// proxy answers 503 with Retry-After.
+	ErrStorage = errors.New("pipeline: storage unavailable")
+	// ErrNoSuchUpload: the storage no longer has the upload (S3
+	// NoSuchUpload, local file gone).
+	ErrNoSuchUpload = errors.New("pipeline: no such upload in storage")
+)
+
+// Upload is what the pipeline needs to know of an upload session.
+type Upload struct {
+	ID string
+	// Key is the object key (S3) or the path below the data dir (local).
+	Key string
+	// Length is the declared total length, -1 while deferred.
+	Length int64
+	// Offset is the committed (durable) offset.
+	Offset int64
+	// HashState is the marshaled SHA-256 state of bytes [0, Offset);
+	// empty at offset 0.
+	HashState []byte
+	// Storage is the sink's own state, as returned by Create or a commit.
+	Storage     []byte
+	ContentType string
+}
+
+// Part is one stored S3 multipart part.
+type Part struct {
+	Number int32
+	ETag   string
+	Size   int64
+	Offset int64
+}
+
+// Progress is a durable prefix of a write.
+type Progress struct {
+	// Offset is the new committed offset of the upload.
+	Offset int64
+	// HashState is the SHA-256 state of bytes [0, Offset).
+	HashState []byte
+	// Storage is the sink's new state (nil: unchanged).
+	Storage []byte
+	// Parts are parts made durable since the previous Progress.
+	Parts []Part
+}
+
+// CommitFunc makes a durable prefix visible (a compare-and-set in the
+// session store). A non-nil error stops the write; the pipeline returns it.
+type CommitFunc func(ctx context.Context, p Progress) error
+
+// Checksum is a parsed Upload-Checksum header.
+type Checksum struct {
+	Algorithm string // "sha256", "sha1", "md5"
+	Sum       []byte
+}
+
+// PartRange is the S3 part numbers reserved for one write.
+type PartRange struct {
+	First int32
+	Count int32
+}
+
+// Chunk is one PATCH (or POST with data).
+type Chunk struct {
+	Body io.Reader
+	// Size is the Content-Length, -1 when unknown (chunked encoding).
+	Size int64
+	// Checksum, when set, is verified before anything of the chunk is
+	// committed; on mismatch nothing is.
+	Checksum *Checksum
+	Parts    PartRange
+	Commit   CommitFunc
+}
+
+// Sink stores upload bytes. LocalSink and S3Sink implement it.
+type Sink interface {
+	// Create prepares storage for a new upload and returns its state.
+	Create(ctx context.Context, u Upload) (storage []byte, err error)
+	// PartsFor says how many part numbers a write of size bytes (-1:
+	// unknown, up to MaxChunk) at u.Offset may use; 0 for sinks without
+	// parts.
+	PartsFor(u Upload, size int64) int32
+	// Write reads src until EOF or error, storing its bytes from u.Offset
+	// on, and calls commit each time a prefix is durable, with the hash
+	// state src reported for that prefix. When the upload reaches
+	// u.Length the last bytes must be stored so that Complete can finish
+	// it (no tail). It returns the last Progress it committed (Offset ==
+	// u.Offset when none) and the error that stopped it, if any (a read
+	// error of src is returned as is).
+	Write(ctx context.Context, u Upload, src *Source, parts PartRange, commit CommitFunc) (Progress, error)
+	// Complete turns the stored bytes into the final object (S3:
+	// CompleteMultipartUpload with parts; Content-Type from u). It is
+	// idempotent.
+	Complete(ctx context.Context, u Upload, parts []Part) error
+	// Abort frees everything stored for the upload. Idempotent.
+	Abort(ctx context.Context, u Upload) error
+	// Concat builds dst, whose storage was created empty, from the
+	// completed srcs in order (S3: UploadPartCopy, no byte through the
+	// proxy where sizes allow) and completes it. It returns dst's final
+	// storage state and the parts used.
+	Concat(ctx context.Context, dst Upload, srcs []Upload) (storage []byte, parts []Part, err error)
+	// Open reads a completed object (downloads in local mode, hashing a
+	// concatenation).
+	Open(ctx context.Context, key string) (Object, error)
+	// URL returns a URL ffprobe and clients can GET the completed object
+	// from (S3: presigned for ttl), or "" when the proxy must serve it.
+	URL(ctx context.Context, key string, ttl time.Duration) (string, error)
+	// Ping checks the storage is reachable (for /readyz).
+	Ping(ctx context.Context) error
+}
+
+// Object is a stored object opened for reading.
+type Object interface {
+	io.ReaderAt
+	io.Closer
+	Size() int64
+	// Path is a local file path when there is one (for ffprobe), else "".
+	Path() string
+}
+
+// Limits of one upload and one chunk (SPEC).
+const (
+	MaxUploadLength = 50 << 30 // 53687091200
+	MaxChunk        = 64 << 20
+)
+
+// Pipeline runs chunks through hashing into a Sink.
+type Pipeline struct {
+	sink Sink
+}
+
+// New returns a pipeline writing to sink.
+func New(sink Sink) *Pipeline { return &Pipeline{sink: sink} }
+
+// Sink returns the pipeline's sink.
+func (p *Pipeline) Sink() Sink { return p.sink }
+
+// Write streams c.Body into storage after u.Offset. Without a checksum,
+// durable prefixes are committed as they come, so a client that disconnects
+// keeps them. With one, the whole chunk is stored, verified and committed
+// at once, or not committed at all (ErrChecksumMismatch).
+//
+// It returns the last committed progress. A body shorter than c.Size gives
+// ErrTruncated (after committing what was durable).
+func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, error) {
+	src, err := newSource(c.Body, u, c.Size, c.Checksum)
+	if err != nil {
+		return Progress{Offset: u.Offset, HashState: u.HashState}, err
+	}
+	defer src.release()
+
+	commit := c.Commit
+	var pending Progress
+	havePending := false
+	if c.Checksum != nil {
+		// Hold every commit until the whole chunk was read and verified.
+		commit = func(_ context.Context, pr Progress) error {
+			pending.Offset, pending.HashState = pr.Offset, pr.HashState
+			if pr.Storage != nil {
+				pending.Storage = pr.Storage
+			}
+			pending.Parts = append(pending.Parts, pr.Parts...)
+			havePending = true
+			return nil
+		}
+	}
+
+	last, werr := p.sink.Write(ctx, u, src, c.Parts, commit)
+	if c.Checksum == nil {
+		if werr == nil && c.Size >= 0 && src.n != c.Size {
+			werr = fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, c.Size)
+		}
+		return last, werr
+	}
+
+	none := Progress{Offset: u.Offset, HashState: u.HashState}
+	if werr != nil {
+		return none, werr
+	}
+	if c.Size >= 0 && src.n != c.Size {
+		return none, fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, c.Size)
+	}
+	if !src.checksumOK() {
+		return none, ErrChecksumMismatch
+	}
+	if !havePending {
+		return none, nil
+	}
+	if err := c.Commit(ctx, pending); err != nil {
+		return none, err
+	}
+	return pending, nil
+}

@@ -1,0 +1,224 @@
+// Package sessionstore keeps upload sessions, offsets, assets, API keys and
+// the probe queue. Two implementations share one behaviour suite
+// (sessionstore/storetest): Local, an embedded durable store for one node
+// (bbolt), and Redis, for a fleet of nodes.
+//
+// Every state change that must be atomic is one call here: a commit names
+// the offset it expects and the lease it holds, and fails with
+// ErrOffsetConflict or ErrLeaseLost instead of overwriting newer state.
+package sessionstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store implementation. Foreign errors (bbolt,
+// Redis) are mapped to these at the boundary; callers use errors.Is.
+var (
+	// ErrNotFound: no such session, asset, key or job (or it was deleted).
+	ErrNotFound = errors.New("sessionstore: not found")
+	// ErrExists: an id that must be new is taken.
+	ErrExists = errors.New("sessionstore: already exists")
+	// ErrOffsetConflict: a commit's expected offset is not the stored one.
+	ErrOffsetConflict = errors.New("sessionstore: offset conflict")
+	// ErrLocked: another live request holds the upload's lease.
+	ErrLocked = errors.New("sessionstore: upload is locked by another request")
+	// ErrLeaseLost: the caller's lease expired or was taken over; it must
+	// not commit anything more.
+	ErrLeaseLost = errors.New("sessionstore: lease lost")
+	// ErrPartsExhausted: the upload has no S3 part numbers left to reserve.
+	ErrPartsExhausted = errors.New("sessionstore: part numbers exhausted")
+	// ErrUnavailable wraps backend failures (connection refused, timeouts):
+	// the proxy answers 503 with Retry-After.
+	ErrUnavailable = errors.New("sessionstore: backend unavailable")
+	// ErrEmpty: no probe job is ready.
+	ErrEmpty = errors.New("sessionstore: queue empty")
+)
+
+// MaxPartNumber is S3's highest multipart part number.
+const MaxPartNumber = 10000
+
+// Session is one TUS upload.
+type Session struct {
+	ID      string
+	Account string
+	AssetID string
+	// Length is the declared Upload-Length, -1 while deferred.
+	Length int64
+	// Offset counts bytes that are durable in storage.
+	Offset int64
+	// Metadata is the Upload-Metadata header as received (validated).
+	Metadata string
+	// Partial marks a concatenation partial (Upload-Concat: partial).
+	Partial bool
+	// ConcatOf lists the session ids of the partials of a final upload.
+	ConcatOf []string
+	// HashState is the marshaled SHA-256 state of bytes [0, Offset).
+	HashState []byte
+	// Storage is opaque state owned by the pipeline's sink (e.g. the S3
+	// multipart upload id and the tail object), saved with every commit.
+	Storage []byte
+	// NextPart is the next unreserved S3 part number (starts at 1).
+	NextPart int32
+	// Completed is set by the final commit.
+	Completed bool
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Part is one committed S3 multipart part.
+type Part struct {
+	Number int32
+	ETag   string
+	Size   int64
+	// Offset is where the part's first byte sits in the object.
+	Offset int64
+}
+
+// Asset states.
+const (
+	StateUploading = "uploading"
+	StateReady     = "ready"
+)
+
+// Asset is what an upload becomes.
+type Asset struct {
+	ID          string
+	Account     string
+	SessionID   string
+	Type        string // "video" or "audio"
+	State       string
+	SizeBytes   int64 // -1 while deferred
+	ContentType string
+	Filename    string
+	// Metadata holds every Upload-Metadata pair (decoded), unknown keys too.
+	Metadata map[string]string
+	// DurationSeconds is "3782.413" once ffprobe ran, "" before or for
+	// non-media.
+	DurationSeconds string
+	SHA256          string
+	// StorageKey is the object key (S3) or path below the data dir (local).
+	StorageKey string
+	CreatedAt  time.Time
+	Deleted    bool
+}
+
+// Lease is a request's exclusive right to write an upload. Token is a
+// fencing token: it grows with every acquisition, and commits check it.
+type Lease struct {
+	SessionID string
+	Token     int64
+	// FirstPart..FirstPart+Parts-1 are S3 part numbers reserved for this
+	// lease alone (Parts is 0 when none were asked for).
+	FirstPart int32
+	Parts     int32
+	ExpiresAt time.Time
+}
+
+// Commit advances an upload's offset. It is applied only when the stored
+// offset equals ExpectOffset and the lease is still the upload's current one.
+type Commit struct {
+	ExpectOffset int64
+	NewOffset    int64
+	HashState    []byte
+	// Storage replaces Session.Storage when non-nil.
+	Storage []byte
+	// Parts are appended to the upload's committed parts.
+	Parts []Part
+	// Length sets a deferred Upload-Length when >= 0 (ignored otherwise).
+	Length int64
+	// Complete marks the upload done: the asset becomes ready with
+	// SHA256 and SizeBytes = NewOffset, and a probe job is enqueued, all
+	// in the same atomic step.
+	Complete bool
+	SHA256   string
+}
+
+// Key is an API key; only its hash is stored.
+type Key struct {
+	ID        string
+	Account   string
+	Hash      string // hex SHA-256 of the secret
+	Prefix    string // first characters, for display
+	CreatedAt time.Time
+	Revoked   bool
+}
+
+// ProbeJob is one queued ffprobe request.
+type ProbeJob struct {
+	ID       string // queue-specific message id
+	AssetID  string
+	Attempts int
+}
+
+// DeadProbe is a job that failed too often.
+type DeadProbe struct {
+	AssetID  string
+	Attempts int
+	Reason   string
+}
+
+// Store is everything the rest of Roughy needs from session state. Local
+// and Redis implement it; storetest.Run checks both.
+type Store interface {
+	// CreateUpload stores a new session and its asset (state uploading).
+	CreateUpload(ctx context.Context, s Session, a Asset) error
+	// Session returns a session; ErrNotFound when unknown or deleted.
+	Session(ctx context.Context, id string) (Session, error)
+	// Parts returns the committed parts in part order of commit.
+	Parts(ctx context.Context, id string) ([]Part, error)
+	// SetLength sets a deferred Upload-Length once; ErrOffsetConflict if it
+	// is already set to another value or below the offset.
+	SetLength(ctx context.Context, id string, length int64) error
+
+	// AcquireLease takes the upload's lease for ttl, reserving `parts` S3
+	// part numbers. ErrLocked when another unexpired lease exists;
+	// ErrPartsExhausted when the reservation would pass MaxPartNumber.
+	AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error)
+	// RenewLease extends a held lease; ErrLeaseLost if it is not current.
+	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
+	// ReleaseLease drops the lease if it is still current (no error if not).
+	ReleaseLease(ctx context.Context, l Lease) error
+	// Commit applies c atomically (see Commit) and returns the new session.
+	Commit(ctx context.Context, l Lease, c Commit) (Session, error)
+
+	// DeleteUpload removes a session and soft-deletes its asset, returning
+	// the session as it was (for the sink to free its bytes).
+	// ErrNotFound when already gone.
+	DeleteUpload(ctx context.Context, id string) (Session, error)
+	// Expired lists up to limit sessions, not completed, whose ExpiresAt is
+	// before now.
+	Expired(ctx context.Context, now time.Time, limit int) ([]Session, error)
+
+	// Asset returns an asset; ErrNotFound when unknown or deleted.
+	Asset(ctx context.Context, id string) (Asset, error)
+
+	// CreateKey stores a key; ErrExists if its hash or id is taken.
+	CreateKey(ctx context.Context, k Key) error
+	// KeyByHash finds an unrevoked key; ErrNotFound otherwise.
+	KeyByHash(ctx context.Context, hash string) (Key, error)
+	// Keys lists all keys, revoked ones too.
+	Keys(ctx context.Context) ([]Key, error)
+	// RevokeKey marks a key revoked; ErrNotFound if unknown.
+	RevokeKey(ctx context.Context, id string) error
+
+	// ClaimProbe hands out one ready job to consumer, waiting up to block
+	// for one. Jobs claimed by a consumer that did not finish them within
+	// reclaimAfter are handed out again. ErrEmpty when none is ready.
+	ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, error)
+	// AckProbe records the probe's result on the asset ("" = non-media)
+	// and removes the job.
+	AckProbe(ctx context.Context, job ProbeJob, durationSeconds string) error
+	// RetryProbe requeues the job with Attempts+1, ready after delay.
+	RetryProbe(ctx context.Context, job ProbeJob, delay time.Duration, reason string) error
+	// DeadProbe moves the job to the dead-letter list with the reason.
+	DeadProbe(ctx context.Context, job ProbeJob, reason string) error
+	// DeadProbes lists the dead-letter list.
+	DeadProbes(ctx context.Context) ([]DeadProbe, error)
+
+	// Ping checks the backend is reachable (for /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
