@@ -40,3 +40,9 @@ type Server struct {
 func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server {
 	return &Server{cfg: cfg, store: store, pipe: pipe}
 }
+
+// The proxy helper implements, in other files of this package:
+//
+//	func (s *Server) Serve(ln net.Listener) error          // blocks until Shutdown
+//	func (s *Server) Shutdown(ctx context.Context) error   // stop accepting, drain in-flight PATCHes
+//	func (s *Server) RunJanitor(ctx context.Context, every time.Duration) // expire abandoned uploads until ctx ends
