@@ -3,13 +3,12 @@ package pipeline
 import (
 	"crypto/md5"
 	"crypto/sha1"
-	"crypto/sha256"
+	"crypto/subtle"
 	"encoding"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
-	"crypto/subtle"
 )
 
 // Source is a chunk's body as a sink reads it: every Read updates the
@@ -29,7 +28,7 @@ type Source struct {
 func newHash(alg string) (hash.Hash, error) {
 	switch alg {
 	case "sha256":
-		return sha256.New(), nil
+		return newSHA256(), nil
 	case "sha1":
 		return sha1.New(), nil
 	case "md5":
@@ -51,7 +50,7 @@ func CheckAlgorithm(alg string) bool {
 // ResumeHash returns a SHA-256 whose state is the marshaled state, or a new
 // one when state is empty.
 func ResumeHash(state []byte) (hash.Hash, error) {
-	h := sha256.New()
+	h := newSHA256()
 	if len(state) == 0 {
 		return h, nil
 	}

@@ -4,11 +4,19 @@
 package proxy
 
 import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
 )
 
 // Config is the proxy's part of `roughy serve`'s flags.
@@ -27,6 +35,15 @@ type Config struct {
 	// LeaseTTL is how long a PATCH's lease lives without renewal.
 	LeaseTTL time.Duration
 	Logger   *slog.Logger
+
+	// BodyIdleTimeout is how long a body read may wait for the next byte
+	// (default 60s). There is no limit on a whole body: a slow but steady
+	// 64 MiB PATCH must not be cut off.
+	BodyIdleTimeout time.Duration
+	// KeyCacheTTL is how long a successful key lookup is reused without
+	// asking the store (default 10s; a revoked key works that much longer).
+	// Negative disables the cache.
+	KeyCacheTTL time.Duration
 }
 
 // Server serves the HTTP API.
@@ -34,15 +51,121 @@ type Server struct {
 	cfg   Config
 	store sessionstore.Store
 	pipe  *pipeline.Pipeline
+
+	log     *slog.Logger
+	srv     *fasthttp.Server
+	sign    []byte
+	origins map[string]bool // nil: any origin
+	keys    keyCache
+	metrics *metrics
+
+	// base is the parent of every request context. It is canceled only
+	// when Shutdown gives up waiting, so in-flight PATCHes can finish.
+	base       context.Context
+	cancelBase context.CancelFunc
+	inflight   atomic.Int64
 }
 
 // New returns a server over store and pipe.
 func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server {
-	return &Server{cfg: cfg, store: store, pipe: pipe}
+	if cfg.UploadExpiry <= 0 {
+		cfg.UploadExpiry = 24 * time.Hour
+	}
+	if cfg.DownloadTTL <= 0 {
+		cfg.DownloadTTL = time.Hour
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = 60 * time.Second
+	}
+	if cfg.KeyCacheTTL == 0 {
+		cfg.KeyCacheTTL = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: newMetrics()}
+	s.sign = cfg.SigningKey
+	if len(s.sign) == 0 {
+		// Without a configured key, download URLs die with the process.
+		s.sign = make([]byte, 32)
+		rand.Read(s.sign)
+	}
+	s.origins = map[string]bool{}
+	for _, o := range cfg.CORSOrigins {
+		if o = strings.TrimSpace(o); o == "*" {
+			s.origins = nil
+			break
+		} else if o != "" {
+			s.origins[strings.TrimRight(o, "/")] = true
+		}
+	}
+	if len(s.origins) == 0 {
+		s.origins = nil
+	}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.srv = &fasthttp.Server{
+		Handler: s.handle,
+		Name:    "roughy",
+		// Stream bodies: a PATCH goes from the socket through the
+		// pipeline's buffers, never whole into memory.
+		StreamRequestBody: true,
+		// Pre-reads at most this much of any body before the handler runs;
+		// with streaming it is not a cap (fasthttp PR #911), chunk limits
+		// are enforced by the handlers.
+		MaxRequestBodySize: 64 << 10,
+		// The read buffer also caps the header size: long Upload-Metadata
+		// (file names, Uppy's extra keys) must fit.
+		ReadBufferSize:  64 << 10,
+		WriteBufferSize: 16 << 10,
+		// ReadTimeout covers the request line and headers only: upload
+		// handlers replace it with a per-read idle deadline before reading
+		// the body (FIELD-NOTES: an absolute deadline kills slow uploads).
+		ReadTimeout:                  cfg.BodyIdleTimeout,
+		IdleTimeout:                  2 * time.Minute,
+		WriteTimeout:                 0,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		ExpectHandler:                s.expect,
+		Logger:                       fasthttpLogger{s.log},
+	}
+	return s
 }
 
-// The proxy helper implements, in other files of this package:
-//
-//	func (s *Server) Serve(ln net.Listener) error          // blocks until Shutdown
-//	func (s *Server) Shutdown(ctx context.Context) error   // stop accepting, drain in-flight PATCHes
-//	func (s *Server) RunJanitor(ctx context.Context, every time.Duration) // expire abandoned uploads until ctx ends
+// Serve serves HTTP on ln until Shutdown. It returns nil after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.srv.Serve(ln); err != nil {
+		return errors.Join(errors.New("proxy: serve"), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests:
+// PATCHes finish, committing what is durable. When ctx ends first, the
+// remaining requests are canceled (they still commit what is durable) and
+// ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	if err == nil {
+		s.cancelBase()
+		return nil
+	}
+	s.cancelBase()
+	// Give canceled handlers a moment to commit and release their leases.
+	for deadline := time.Now().Add(5 * time.Second); s.inflight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.Join(errors.New("proxy: shutdown"), err)
+}
+
+// fasthttpLogger sends fasthttp's own messages to slog.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("fasthttp", "msg", strings.TrimSpace(fmt.Sprintf(format, args...)))
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// redisProxy sits between the roughy nodes and redis-server and counts, on
+// the wire, what INFO commandstats cannot tell apart: commands the clients
+// sent (not those a Lua script ran), round trips (a command sent while none
+// of the connection's earlier ones is outstanding starts one; a pipeline is
+// one), and each command's latency from request to reply. It parses RESP2
+// and RESP3 in both directions and forwards every message unchanged.
+type redisProxy struct {
+	ln       net.Listener
+	upstream string
+
+	mu    sync.Mutex
+	stats map[string]*cmdStats // by command name; EVALSHA by script SHA
+	trips int64
+}
+
+// cmdStats are the calls and latencies of one command name.
+type cmdStats struct {
+	calls int64
+	lat   []time.Duration
+}
+
+func startRedisProxy(upstream string) (*redisProxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("ingestbench: redis proxy listen: %w", err)
+	}
+	p := &redisProxy{ln: ln, upstream: upstream, stats: map[string]*cmdStats{}}
+	go p.accept()
+	return p, nil
+}
+
+func (p *redisProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *redisProxy) close() { p.ln.Close() }
+
+func (p *redisProxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.serve(c)
+	}
+}
+
+// snapshot returns the counters and resets them.
+func (p *redisProxy) snapshot() (map[string]*cmdStats, int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, t := p.stats, p.trips
+	p.stats, p.trips = map[string]*cmdStats{}, 0
+	return s, t
+}
+
+// pending is one command awaiting its reply.
+type pending struct {
+	name string
+	sent time.Time
+}
+
+func (p *redisProxy) serve(client net.Conn) {
+	defer client.Close()
+	server, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
+	if err != nil {
+		slog.Warn("redis proxy: dial upstream", "err", err)
+		return
+	}
+	defer server.Close()
+	var mu sync.Mutex
+	var queue []pending
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer client.Close()
+		r := bufio.NewReaderSize(server, 64<<10)
+		var out []byte
+		for {
+			out = out[:0]
+			kind, err := readRESP(r, &out, nil)
+			if err != nil {
+				return
+			}
+			if _, err := client.Write(out); err != nil {
+				return
+			}
+			if kind == '>' || kind == '|' { // push or attribute: no reply to pop
+				continue
+			}
+			mu.Lock()
+			if len(queue) == 0 {
+				mu.Unlock()
+				continue
+			}
+			pd := queue[0]
+			queue = queue[1:]
+			mu.Unlock()
+			p.record(pd.name, time.Since(pd.sent))
+		}
+	}()
+	r := bufio.NewReaderSize(client, 64<<10)
+	var out []byte
+	for {
+		out = out[:0]
+		var args []string
+		if _, err := readRESP(r, &out, &args); err != nil {
+			break
+		}
+		name := "?"
+		if len(args) > 0 {
+			name = strings.ToLower(args[0])
+			if (name == "evalsha" || name == "evalsha_ro") && len(args) > 1 {
+				name += ":" + args[1][:min(8, len(args[1]))]
+			}
+		}
+		mu.Lock()
+		if len(queue) == 0 {
+			p.mu.Lock()
+			p.trips++
+			p.mu.Unlock()
+		}
+		queue = append(queue, pending{name: name, sent: time.Now()})
+		mu.Unlock()
+		if _, err := server.Write(out); err != nil {
+			break
+		}
+	}
+	server.Close()
+	<-done
+}
+
+func (p *redisProxy) record(name string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats[name]
+	if s == nil {
+		s = &cmdStats{}
+		p.stats[name] = s
+	}
+	s.calls++
+	s.lat = append(s.lat, d)
+}
+
+var errRESP = errors.New("ingestbench: malformed RESP")
+
+// readRESP reads one RESP2/RESP3 value from r, appending its raw bytes to
+// out; when args is not nil, the top-level array's bulk strings (a client
+// command) are collected into it. It returns the value's type byte.
+func readRESP(r *bufio.Reader, out *[]byte, args *[]string) (byte, error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	*out = append(*out, line...)
+	if len(line) < 3 {
+		return 0, errRESP
+	}
+	kind := line[0]
+	body := string(line[1 : len(line)-2])
+	switch kind {
+	case '+', '-', ':', '_', ',', '#', '(':
+		return kind, nil
+	case '$', '!', '=':
+		n, err := strconv.Atoi(body)
+		if err != nil {
+			return 0, errRESP
+		}
+		if n < 0 {
+			return kind, nil
+		}
+		start := len(*out)
+		*out = append(*out, make([]byte, n+2)...)
+		if _, err := io.ReadFull(r, (*out)[start:]); err != nil {
+			return 0, err
+		}
+		if args != nil {
+			*args = append(*args, string((*out)[start:start+n]))
+		}
+		return kind, nil
+	case '*', '~', '>', '%', '|':
+		n, err := strconv.Atoi(body)
+		if err != nil {
+			return 0, errRESP
+		}
+		if kind == '%' || kind == '|' {
+			n *= 2
+		}
+		for range max(n, 0) {
+			if _, err := readRESP(r, out, args); err != nil {
+				return 0, err
+			}
+		}
+		return kind, nil
+	default:
+		// Inline command (e.g. from redis-cli): one line of words.
+		if args != nil {
+			*args = append(*args, strings.Fields(strings.TrimSpace(string(line)))...)
+		}
+		return kind, nil
+	}
+}

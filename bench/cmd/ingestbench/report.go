@@ -1,0 +1,239 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report collects one invocation's samples and renders them as markdown.
+type report struct {
+	scenario string
+	title    string
+	samples  []sample
+	missing  []string
+	extra    []string // scenario-specific lines (fleet: Redis, commit latency)
+}
+
+// medians of the successful alternating runs of one target.
+type medians struct {
+	ok, total             int
+	mibps, cpu, rss, s3   float64
+	hasCPU, hasRSS, hasS3 bool
+}
+
+func (r *report) medians(target, phase string) medians {
+	var m medians
+	var tp, cpu, rss, s3 []float64
+	for _, s := range r.samples {
+		if s.target != target || s.phase != phase {
+			continue
+		}
+		m.total++
+		if s.err != nil || strings.HasPrefix(s.verify, "FAILED") {
+			continue
+		}
+		m.ok++
+		tp = append(tp, s.mibps())
+		if s.cpu >= 0 {
+			cpu = append(cpu, perGiB(s.cpu, s.bytes))
+		}
+		if s.hwm >= 0 {
+			rss = append(rss, float64(s.hwm)/(1<<20))
+		}
+		if s.s3CPU >= 0 {
+			s3 = append(s3, perGiB(s.s3CPU, s.bytes))
+		}
+	}
+	m.mibps = median(tp)
+	m.cpu, m.hasCPU = median(cpu), len(cpu) > 0
+	m.rss, m.hasRSS = median(rss), len(rss) > 0
+	m.s3, m.hasS3 = median(s3), len(s3) > 0
+	return m
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (r *report) targets(phase string) []string {
+	var out []string
+	for _, s := range r.samples {
+		if s.phase == phase && !slices.Contains(out, s.target) {
+			out = append(out, s.target)
+		}
+	}
+	return out
+}
+
+func f1(ok bool, v float64, format string) string {
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+func (b *bench) label(target string) string {
+	switch {
+	case target == "direct":
+		return "(a) direct aws-sdk-go-v2 multipart"
+	case target == "roughy" && b.o.scenario == "s3":
+		return "(b) roughy --storage s3"
+	case target == "tusd" && b.o.scenario == "s3":
+		return "(c) tusd v2.9.1 S3 store"
+	case target == "roughy" && b.o.scenario == "local":
+		return "roughy embedded default"
+	case target == "tusd":
+		return "tusd v2.9.1 file store"
+	case target == "roughy" && b.o.scenario == "fleet":
+		return "roughy, 1 node"
+	case target == "roughy-fleet":
+		return fmt.Sprintf("roughy, %d nodes", b.o.fleetNodes)
+	}
+	return target
+}
+
+func (r *report) markdown(b *bench) string {
+	var w strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&w, format, a...) }
+	m := b.machine
+	p("## %s\n\n", r.title)
+	p("- Date: %s UTC (took %s)\n", b.started.Format("2006-01-02 15:04"), time.Since(b.started).Round(time.Second))
+	p("- Command (from the repo root): `%s`\n", commandLine())
+	p("- Machine: %d CPUs, %s, kernel %s, RAM %s, %s\n", m.nproc, m.cpu, m.kernel, m.memTotal, m.goVersion)
+	p("- Versions: tusd %s, versitygw %s, roughy from this tree at %s\n", m.tusd, m.versitygw, orUnknown(m.commit))
+	p("- Method: each run starts a fresh server process on loopback with a fresh data dir; the client (this harness, same machine) reads a random source file and sends %s PATCHes with Content-Length; the clock runs from the POST to the last 204. Server CPU = utime+stime from /proc/<pid>/stat over that window; peak RSS = VmHWM from /proc/<pid>/status. After each run the data are deleted and sync(2) flushes dirty pages before the next server starts.\n", formatSize(b.o.chunk))
+	if b.o.scenario != "local" {
+		p("- S3: one versitygw (posix backend, temp dir on the same disk) for every run; bucket emptied between runs. versitygw CPU is reported separately.\n")
+	}
+	if len(r.missing) > 0 {
+		p("- **Not measured**: %s\n", strings.Join(r.missing, "; "))
+	}
+	p("\n")
+
+	if alt := r.targets("alt"); len(alt) > 0 {
+		p("### Medians of the alternating runs (%s per upload, %d run(s) per target)\n\n", formatSize(b.o.size), b.o.runs)
+		p("| target | ok runs | throughput MiB/s | server CPU-s/GiB | server peak RSS MiB | versitygw CPU-s/GiB |\n|---|---|---|---|---|---|\n")
+		for _, t := range alt {
+			md := r.medians(t, "alt")
+			p("| %s | %d/%d | %s | %s | %s | %s |\n", b.label(t), md.ok, md.total, f1(md.ok > 0, md.mibps, "%.1f"),
+				f1(md.hasCPU, md.cpu, "%.3f"), f1(md.hasRSS, md.rss, "%.1f"), f1(md.hasS3, md.s3, "%.3f"))
+		}
+		p("\n")
+		r.ratios(b, &w)
+		p("<details><summary>Every run, in the order run</summary>\n\n")
+		p("| # | target | MiB/s | server CPU-s/GiB | peak RSS MiB | versitygw CPU-s/GiB | PATCH p50 / p99 | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|\n")
+		for i, s := range r.samples {
+			if s.phase != "alt" {
+				continue
+			}
+			r.row(&w, i+1, b, s)
+		}
+		p("\n</details>\n\n")
+	}
+	if conc := r.targets("conc"); len(conc) > 0 {
+		p("### Concurrent uploads\n\n")
+		p("| target | uploads | aggregate MiB/s | server CPU-s/GiB | server peak RSS MiB | versitygw CPU-s/GiB | Redis CPU-s/GiB | PATCH p50 / p99 | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, s := range r.samples {
+			if s.phase != "conc" {
+				continue
+			}
+			if s.err != nil {
+				p("| %s | %d × %s | failed: %s | | | | | | %s | |\n", b.label(s.target), s.uploads, formatSize(s.bytes/int64(max(1, s.uploads))), oneLine(s.err.Error()), s.load1)
+				continue
+			}
+			p("| %s | %d × %s | %.1f | %s | %s | %s | %s | %s / %s | %s | %s |\n", b.label(s.target), s.uploads, formatSize(s.bytes/int64(s.uploads)), s.mibps(),
+				f1(s.cpu >= 0, perGiB(s.cpu, s.bytes), "%.3f"), f1(s.hwm >= 0, float64(s.hwm)/(1<<20), "%.1f"),
+				f1(s.s3CPU >= 0, perGiB(s.s3CPU, s.bytes), "%.3f"), f1(s.auxCPU >= 0, perGiB(s.auxCPU, s.bytes), "%.3f"),
+				ms(percentile(s.patches, 0.5)), ms(percentile(s.patches, 0.99)), s.load1, s.verify)
+		}
+		p("\n")
+	}
+	for _, e := range r.extra {
+		p("%s\n", e)
+	}
+	var failed []string
+	for _, s := range r.samples {
+		if s.err != nil {
+			failed = append(failed, fmt.Sprintf("- %s %s run %d: %s", b.label(s.target), s.phase, s.run, oneLine(s.err.Error())))
+		}
+	}
+	if len(failed) > 0 {
+		p("### Failed runs (not in the medians)\n\n%s\n\n", strings.Join(failed, "\n"))
+	}
+	return w.String()
+}
+
+func (r *report) row(w *strings.Builder, i int, b *bench, s sample) {
+	if s.err != nil {
+		fmt.Fprintf(w, "| %d | %s | failed: %s | | | | | %s | |\n", i, b.label(s.target), oneLine(s.err.Error()), s.load1)
+		return
+	}
+	fmt.Fprintf(w, "| %d | %s | %.1f | %s | %s | %s | %s / %s | %s | %s |\n", i, b.label(s.target), s.mibps(),
+		f1(s.cpu >= 0, perGiB(s.cpu, s.bytes), "%.3f"), f1(s.hwm >= 0, float64(s.hwm)/(1<<20), "%.1f"),
+		f1(s.s3CPU >= 0, perGiB(s.s3CPU, s.bytes), "%.3f"),
+		ms(percentile(s.patches, 0.5)), ms(percentile(s.patches, 0.99)), s.load1, s.verify)
+}
+
+// ratios prints the comparisons the issues set targets for.
+func (r *report) ratios(b *bench, w *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	ro := r.medians("roughy", "alt")
+	switch b.o.scenario {
+	case "local":
+		td := r.medians("tusd", "alt")
+		if ro.ok > 0 && td.ok > 0 {
+			p("- roughy/tusd throughput: **%.2f×** (target ≥ 0.90×)\n", ro.mibps/td.mibps)
+			p("- roughy − tusd CPU: **%+.3f CPU-s/GiB** (target ≤ +0.5, one SHA-256 pass)\n\n", ro.cpu-td.cpu)
+		}
+	case "s3":
+		a, c := r.medians("direct", "alt"), r.medians("tusd", "alt")
+		if ro.ok > 0 && a.ok > 0 {
+			p("- b/a throughput: **%.2f** (target ≥ 0.90)\n", ro.mibps/a.mibps)
+		}
+		if ro.ok > 0 && c.ok > 0 {
+			p("- b/c throughput: **%.2f** (target ≥ 1.25)\n", ro.mibps/c.mibps)
+			if c.cpu > 0 {
+				p("- b/c proxy CPU per GiB: **%.2f** (target ≤ 0.50)\n", ro.cpu/c.cpu)
+			}
+		}
+		p("\n")
+	}
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown commit"
+	}
+	return s
+}
+
+func commandLine() string {
+	args := make([]string, 0, len(os.Args))
+	args = append(args, "go run ./bench/cmd/ingestbench")
+	args = append(args, os.Args[1:]...)
+	return strings.Join(args, " ")
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// storeFlags select the session store: the embedded one in --data-dir, or
+// Redis.
+type storeFlags struct {
+	dataDir  *string
+	sessions *string
+	redisURL *string
+}
+
+func addStoreFlags(fs *flag.FlagSet) *storeFlags {
+	return &storeFlags{
+		dataDir:  fs.String("data-dir", "./data", "embedded store and local bytes"),
+		sessions: choiceFlag(fs, "sessions", "local", "session store: embedded or Redis", "local", "redis"),
+		redisURL: fs.String("redis-url", "redis://127.0.0.1:6379/0",
+			"Redis: standalone URL, redis+sentinel://, or a comma list of cluster nodes"),
+	}
+}
+
+// embedded reports whether sessions live in the embedded store.
+func (s *storeFlags) embedded() bool { return *s.sessions == "local" }
+
+// open opens the selected store.
+func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
+	if !s.embedded() {
+		st, err := sessionstore.NewRedis(ctx, *s.redisURL)
+		if err != nil {
+			return nil, fmt.Errorf("roughy: open redis store: %w", err)
+		}
+		return st, nil
+	}
+	if err := os.MkdirAll(*s.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("roughy: data dir: %w", err)
+	}
+	path := filepath.Join(*s.dataDir, "roughy.db")
+	// bbolt locks the file: a second process on the same data dir (e.g.
+	// "roughy keys list" while serve runs) fails after the store's open
+	// timeout instead of waiting forever.
+	st, err := sessionstore.NewLocal(path)
+	if err != nil {
+		return nil, fmt.Errorf("roughy: open embedded store (one process per data dir): %w", err)
+	}
+	return st, nil
+}
+
+// sinkFlags select where upload bytes go: local disk or S3.
+type sinkFlags struct {
+	dataDir         *string
+	storage         *string
+	bucket          *string
+	endpoint        *string
+	region          *string
+	forcePathStyle  *bool
+	layout          *string
+	partConcurrency *int
+	maxBufferMemory *int64
+	presignTTL      *time.Duration
+}
+
+// addSinkFlags adds the storage flags; dataDir is shared with the store's.
+func addSinkFlags(fs *flag.FlagSet, dataDir *string) *sinkFlags {
+	return &sinkFlags{
+		dataDir:  dataDir,
+		storage:  choiceFlag(fs, "storage", "local", "where upload bytes go", "local", "s3"),
+		bucket:   fs.String("s3-bucket", "", "S3 bucket (required with --storage s3)"),
+		endpoint: fs.String("s3-endpoint", "", "S3 endpoint URL for S3-compatible stores (default: AWS)"),
+		region:   fs.String("s3-region", "", "S3 region (default: from the AWS config chain)"),
+		forcePathStyle: fs.Bool("s3-force-path-style", false,
+			"path-style bucket addressing (most S3-compatible stores)"),
+		layout: choiceFlag(fs, "s3-layout", "default",
+			"part layout: default (no byte sent twice) or equal (equal part sizes, for Cloudflare R2)",
+			"default", "equal"),
+		partConcurrency: fs.Int("s3-part-concurrency", 4, "parts of one upload in flight at once"),
+		maxBufferMemory: sizeFlag(fs, "max-buffer-memory", 1<<30, "global budget for part buffers (e.g. 1GiB, 512MiB)"),
+		presignTTL:      fs.Duration("presign-ttl", time.Hour, "validity of presigned S3 URLs (downloads, ffprobe)"),
+	}
+}
+
+// open opens the selected sink.
+func (s *sinkFlags) open(ctx context.Context) (pipeline.Sink, error) {
+	if *s.storage == "local" {
+		if err := os.MkdirAll(*s.dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("roughy: data dir: %w", err)
+		}
+		sink, err := pipeline.NewLocalSink(*s.dataDir)
+		if err != nil {
+			return nil, fmt.Errorf("roughy: local storage: %w", err)
+		}
+		return sink, nil
+	}
+	if *s.bucket == "" {
+		return nil, fmt.Errorf("%w: --storage s3 needs --s3-bucket (ROUGHY_S3_BUCKET)", errUsage)
+	}
+	if *s.maxBufferMemory <= 0 {
+		return nil, errors.Join(errUsage, errors.New("roughy: --max-buffer-memory must be positive"))
+	}
+	sink, err := pipeline.NewS3Sink(ctx, pipeline.S3Config{
+		Bucket:          *s.bucket,
+		Endpoint:        *s.endpoint,
+		Region:          *s.region,
+		ForcePathStyle:  *s.forcePathStyle,
+		Layout:          *s.layout,
+		PartConcurrency: *s.partConcurrency,
+		PresignTTL:      *s.presignTTL,
+	}, pipeline.NewPool(*s.maxBufferMemory))
+	if err != nil {
+		return nil, fmt.Errorf("roughy: s3 storage: %w", err)
+	}
+	return sink, nil
+}

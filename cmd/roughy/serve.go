@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/probe"
+	"github.com/roughy/ingest/proxy"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// probeFlags tune the ffprobe workers of serve and probe-worker.
+type probeFlags struct {
+	workers  *int
+	timeout  *time.Duration
+	attempts *int
+	ffprobe  *string
+}
+
+func addProbeFlags(f *flag.FlagSet, defWorkers int) *probeFlags {
+	return &probeFlags{
+		workers:  f.Int("probe-workers", defWorkers, "ffprobe workers in this process (0: none)"),
+		timeout:  f.Duration("probe-timeout", time.Minute, "limit of one ffprobe run"),
+		attempts: f.Int("probe-attempts", 5, "failed probes of an asset before it is parked as dead"),
+		ffprobe:  f.String("ffprobe", "ffprobe", "ffprobe binary"),
+	}
+}
+
+// start runs the workers until ctx ends; wg tracks them.
+func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.Store, sink pipeline.Sink, presignTTL time.Duration, log *slog.Logger) {
+	input := probe.SinkInput(sink, presignTTL)
+	for i := range *p.workers {
+		w := probe.NewWorker(probe.Config{
+			Consumer:    probe.Consumer(i),
+			Runner:      probe.Runner{Path: *p.ffprobe, Timeout: *p.timeout},
+			MaxAttempts: *p.attempts,
+			Logger:      log,
+		}, store, input)
+		wg.Go(func() { w.Run(ctx) })
+	}
+}
+
+func (c cli) serve(ctx context.Context, args []string) error {
+	fl := newFlagSet("serve", "serve [flags]", c.stderr)
+	listen := fl.String("listen", ":8080", "address to serve on")
+	publicURL := fl.String("public-url", "", "base URL for Location and download_url (default: from the request)")
+	sf := addStoreFlags(fl)
+	kf := addSinkFlags(fl, sf.dataDir)
+	pf := addProbeFlags(fl, 2)
+	uploadExpiry := fl.Duration("upload-expiry", 24*time.Hour, "abandoned uploads expire after this")
+	shutdownTimeout := fl.Duration("shutdown-timeout", 30*time.Second, "SIGTERM drain limit")
+	corsOrigins := fl.String("cors-origins", "*", "allowed browser origins, comma separated (* = any)")
+	apiKeys := fl.String("api-keys", "", "static keys: account=key,… (e.g. acme=rk_live_…)")
+	signingKey := fl.String("signing-key", "",
+		"HMAC key of local download URLs (default: generated once into <data-dir>/signing-key; "+
+			"with --storage s3, downloads are presigned by S3 and a per-process key is used unless set)")
+	downloadTTL := fl.Duration("download-ttl", time.Hour, "validity of download_url")
+	leaseTTL := fl.Duration("lease-ttl", 0, "lease of a PATCH on its upload without renewal (0: proxy default)")
+	janitorEvery := fl.Duration("janitor-interval", time.Minute, "how often expired uploads are freed")
+	log := newLogger(fl, c.stderr)
+	if _, err := parseArgs(fl, args, c.lookup); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	staticKeys, err := parseAPIKeys(*apiKeys)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	store, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	sink, err := kf.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := bootstrapKeys(ctx, store, staticKeys, sf.embedded(), *sf.dataDir, c.stdout); err != nil {
+		return err
+	}
+	key, err := loadSigningKey(*signingKey, *kf.storage == "local", *sf.dataDir)
+	if err != nil {
+		return err
+	}
+
+	srv := proxy.New(proxy.Config{
+		PublicURL:    strings.TrimRight(*publicURL, "/"),
+		UploadExpiry: *uploadExpiry,
+		CORSOrigins:  splitList(*corsOrigins),
+		SigningKey:   key,
+		DownloadTTL:  *downloadTTL,
+		LeaseTTL:     *leaseTTL,
+		Logger:       log,
+	}, store, pipeline.New(sink))
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("roughy: listen: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("roughy serving", "addr", ln.Addr().String(), "storage", *kf.storage,
+		"sessions", *sf.sessions, "probe_workers", *pf.workers, "cpu", pipeline.CPUFeatures())
+	// Tests and scripts wait for this line.
+	fmt.Fprintf(c.stdout, "roughy listening on %s\n", ln.Addr())
+
+	// The janitor and the probe workers outlive the signal: they stop once
+	// in-flight requests drained.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.RunJanitor(bg, *janitorEvery) })
+	pf.start(bg, &wg, store, sink, *kf.presignTTL, log)
+
+	var serveErr error
+	select {
+	case serveErr = <-served:
+		if serveErr != nil {
+			serveErr = fmt.Errorf("roughy: serve: %w", serveErr)
+		}
+	case <-ctx.Done():
+		log.Info("roughy draining", "timeout", *shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *shutdownTimeout)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("roughy: shutdown", "err", err)
+		}
+		cancel()
+		if err := <-served; err != nil {
+			log.Warn("roughy: serve", "err", err)
+		}
+	}
+	stopBG()
+	wg.Wait()
+	log.Info("roughy stopped")
+	return serveErr
+}
+
+// bootstrapKeys stores the static keys (already stored ones are left as
+// they are) and, in the embedded default with no key at all, creates a
+// development key, prints it and writes it to <data-dir>/dev-api-key.
+func bootstrapKeys(ctx context.Context, store sessionstore.Store, static [][2]string, embedded bool, dataDir string, stdout io.Writer) error {
+	for _, kv := range static {
+		if err := store.CreateKey(ctx, apikey.Record(kv[0], kv[1])); err != nil && !errors.Is(err, sessionstore.ErrExists) {
+			return fmt.Errorf("roughy: store static key of %s: %w", kv[0], err)
+		}
+	}
+	if !embedded {
+		return nil
+	}
+	keys, err := store.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("roughy: list keys: %w", err)
+	}
+	if len(keys) > 0 {
+		return nil
+	}
+	secret, rec := apikey.New("dev")
+	path := filepath.Join(dataDir, "dev-api-key")
+	// Write the file first: a key that is stored but lost is useless.
+	if err := writeFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("roughy: dev key: %w", err)
+	}
+	if err := store.CreateKey(ctx, rec); err != nil {
+		return fmt.Errorf("roughy: store dev key: %w", err)
+	}
+	fmt.Fprintf(stdout, "roughy dev API key (account \"dev\", saved to %s): %s\n", path, secret)
+	return nil
+}
+
+// loadSigningKey returns the HMAC key for local download URLs: the flag's
+// value when set; with local storage, the key in <data-dir>/signing-key,
+// generated on first start; otherwise (S3 downloads are presigned by S3)
+// a random per-process key.
+func loadSigningKey(flagValue string, local bool, dataDir string) ([]byte, error) {
+	if flagValue != "" {
+		if len(flagValue) < 16 {
+			return nil, fmt.Errorf("%w: --signing-key must be at least 16 characters", errUsage)
+		}
+		return []byte(flagValue), nil
+	}
+	if !local {
+		return randomKey(), nil
+	}
+	path := filepath.Join(dataDir, "signing-key")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k := strings.TrimSpace(string(b))
+		if len(k) < 16 {
+			return nil, fmt.Errorf("roughy: %s: key too short", path)
+		}
+		return []byte(k), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("roughy: signing key: %w", err)
+	}
+	k := hex.EncodeToString(randomKey())
+	if err := writeFileAtomic(path, []byte(k+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("roughy: signing key: %w", err)
+	}
+	return []byte(k), nil
+}
+
+func randomKey() []byte {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails on Linux
+	return b
+}
+
+// writeFileAtomic writes data to path through a synced temp file and a
+// rename, so a crash leaves either no file or the whole one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

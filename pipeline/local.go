@@ -1,0 +1,427 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrBusy: another Write of the same upload is running in this process. The
+// proxy's lease should make this impossible; the sink refuses rather than
+// let two writers interleave bytes in one file.
+var ErrBusy = errors.New("pipeline: another write of this upload is in progress")
+
+const (
+	// localBufSize is what one Write reads from the body before a pwrite:
+	// big enough to keep syscalls rare, small enough that 16 concurrent
+	// uploads hold 16 MiB.
+	localBufSize = 1 << 20
+	// localCommitEvery is how many written bytes trigger an fsync and a
+	// commit in the middle of a body, so a client that drops mid-PATCH
+	// keeps most of what it sent.
+	localCommitEvery = 16 << 20
+	// finalCommitTimeout bounds the commit after the body ended, which
+	// runs even when the request's context is done.
+	finalCommitTimeout = 10 * time.Second
+)
+
+// localBufs holds the read buffers of LocalSink.Write. A pointer to an
+// array goes through sync.Pool without allocating. A buffer belongs to the
+// Write that took it until that Write returns.
+// writebackHint enables startWriteback (benchmarks compare both).
+var writebackHint = true
+
+var localBufs = sync.Pool{New: func() any { return new([localBufSize]byte) }}
+
+// LocalSink stores each upload as one file below a directory: the bytes of
+// key "uploads/<id>" are in <dir>/uploads/<id>. Every committed offset was
+// fsynced first.
+type LocalSink struct {
+	dir string
+
+	mu      sync.Mutex
+	writing map[string]struct{} // paths with a Write in progress
+}
+
+var _ Sink = (*LocalSink)(nil)
+
+// NewLocalSink returns a sink storing files below dir, which it creates if
+// needed.
+func NewLocalSink(dir string) (*LocalSink, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: local dir %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, fmt.Errorf("pipeline: local dir: %w", err)
+	}
+	return &LocalSink{dir: abs, writing: make(map[string]struct{})}, nil
+}
+
+// Dir returns the sink's directory.
+func (s *LocalSink) Dir() string { return s.dir }
+
+// path maps an object key to its file, refusing keys that would leave the
+// directory.
+func (s *LocalSink) path(key string) (string, error) {
+	if key == "" || !filepath.IsLocal(filepath.FromSlash(key)) || strings.Contains(key, "\\") {
+		return "", fmt.Errorf("pipeline: local: invalid key %q", key)
+	}
+	for elem := range strings.SplitSeq(key, "/") {
+		if elem == ".." {
+			return "", fmt.Errorf("pipeline: local: invalid key %q", key)
+		}
+	}
+	return filepath.Join(s.dir, filepath.FromSlash(key)), nil
+}
+
+// Create makes an empty file for the upload, durable with its directory
+// entry.
+func (s *LocalSink) Create(ctx context.Context, u Upload) ([]byte, error) {
+	path, err := s.path(u.Key)
+	if err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(path)
+	if err := s.mkdirDurable(parent); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("%w: local create %s: %w", ErrStorage, u.Key, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: local create %s: %w", ErrStorage, u.Key, err)
+	}
+	if err := syncDir(parent); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// mkdirDurable creates dir and its missing parents below s.dir, fsyncing
+// the parent of each directory it created.
+func (s *LocalSink) mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	// Find the first missing ancestor so its parent gets synced too.
+	top := dir
+	for {
+		up := filepath.Dir(top)
+		if up == top || up == s.dir {
+			break
+		}
+		if _, err := os.Stat(up); err == nil {
+			break
+		}
+		top = up
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("%w: local mkdir: %w", ErrStorage, err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+		if d == top {
+			return nil
+		}
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("%w: local sync dir: %w", ErrStorage, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%w: local sync dir %s: %w", ErrStorage, dir, err)
+	}
+	return nil
+}
+
+// PartsFor is 0: local files have no parts.
+func (s *LocalSink) PartsFor(Upload, int64) int32 { return 0 }
+
+// lock marks path as being written; ErrBusy if it already is.
+func (s *LocalSink) lock(path string) (unlock func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, busy := s.writing[path]; busy {
+		return nil, ErrBusy
+	}
+	s.writing[path] = struct{}{}
+	return func() {
+		s.mu.Lock()
+		delete(s.writing, path)
+		s.mu.Unlock()
+	}, nil
+}
+
+// Write stores src's bytes at u.Offset and on. It first cuts the file to
+// u.Offset: bytes past the committed offset were left by a write that
+// crashed or was not committed (a checksum mismatch), and are not part of
+// the upload. Every localCommitEvery bytes, and once at the end of the
+// body (EOF or read error), it fsyncs and commits.
+func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRange, commit CommitFunc) (Progress, error) {
+	last := Progress{Offset: u.Offset, HashState: u.HashState}
+	path, err := s.path(u.Key)
+	if err != nil {
+		return last, err
+	}
+	unlock, err := s.lock(path)
+	if err != nil {
+		return last, err
+	}
+	defer unlock()
+
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return last, fmt.Errorf("pipeline: local %s: %w", u.Key, ErrNoSuchUpload)
+	}
+	if err != nil {
+		return last, fmt.Errorf("%w: local open %s: %w", ErrStorage, u.Key, err)
+	}
+	defer f.Close()
+	if err := truncateTo(f, u.Key, u.Offset); err != nil {
+		return last, err
+	}
+
+	buf := localBufs.Get().(*[localBufSize]byte)
+	defer localBufs.Put(buf)
+
+	off := u.Offset
+	var rerr error
+	for rerr == nil {
+		if rerr = ctx.Err(); rerr != nil {
+			break
+		}
+		fill := 0
+		for fill < len(buf) && rerr == nil {
+			var n int
+			n, rerr = src.Read(buf[fill:])
+			fill += n
+		}
+		if fill > 0 {
+			if _, err := f.WriteAt(buf[:fill], off); err != nil {
+				// The bytes since the last commit cannot be committed:
+				// src's hash state already covers bytes not stored.
+				return last, fmt.Errorf("%w: local write %s at %d: %w", ErrStorage, u.Key, off, err)
+			}
+			startWriteback(f, off, int64(fill))
+			off += int64(fill)
+		}
+		if rerr == nil && off-last.Offset >= localCommitEvery {
+			if err := s.commit(ctx, f, u.Key, src, off, &last, commit); err != nil {
+				return last, err
+			}
+		}
+	}
+	if rerr == io.EOF {
+		rerr = nil
+	}
+	if off > last.Offset {
+		// Commit what was stored even when the client went away or ctx
+		// ended: those bytes are durable once synced and must count.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalCommitTimeout)
+		err := s.commit(cctx, f, u.Key, src, off, &last, commit)
+		cancel()
+		if err != nil {
+			return last, err
+		}
+	}
+	return last, rerr
+}
+
+// commit fsyncs f and commits the prefix up to off, which must be
+// src.Offset(); on success *last becomes that progress.
+func (s *LocalSink) commit(ctx context.Context, f *os.File, key string, src *Source, off int64, last *Progress, commit CommitFunc) error {
+	if got := src.Offset(); got != off {
+		return fmt.Errorf("pipeline: local %s: stored up to %d but read up to %d", key, off, got)
+	}
+	if err := syncData(f); err != nil {
+		return fmt.Errorf("%w: local fsync %s: %w", ErrStorage, key, err)
+	}
+	p := Progress{Offset: off, HashState: src.HashState()}
+	if err := commit(ctx, p); err != nil {
+		return err
+	}
+	*last = p
+	return nil
+}
+
+// truncateTo cuts f to size; a file shorter than size lost committed
+// bytes, which is reported as ErrNoSuchUpload.
+func truncateTo(f *os.File, key string, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: local stat %s: %w", ErrStorage, key, err)
+	}
+	switch {
+	case fi.Size() < size:
+		return fmt.Errorf("pipeline: local %s holds %d bytes, committed offset is %d: %w", key, fi.Size(), size, ErrNoSuchUpload)
+	case fi.Size() > size:
+		if err := f.Truncate(size); err != nil {
+			return fmt.Errorf("%w: local truncate %s: %w", ErrStorage, key, err)
+		}
+	}
+	return nil
+}
+
+// Complete fsyncs the file. When the upload's length is known, bytes past
+// it (left by an uncommitted write) are cut off first.
+func (s *LocalSink) Complete(ctx context.Context, u Upload, _ []Part) error {
+	path, err := s.path(u.Key)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pipeline: local %s: %w", u.Key, ErrNoSuchUpload)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: local open %s: %w", ErrStorage, u.Key, err)
+	}
+	defer f.Close()
+	if u.Length >= 0 {
+		if err := truncateTo(f, u.Key, u.Length); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("%w: local fsync %s: %w", ErrStorage, u.Key, err)
+	}
+	return nil
+}
+
+// Abort removes the upload's file; a missing file is not an error.
+func (s *LocalSink) Abort(ctx context.Context, u Upload) error {
+	path, err := s.path(u.Key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: local remove %s: %w", ErrStorage, u.Key, err)
+	}
+	return nil
+}
+
+// Concat writes the srcs' bytes into dst in order and fsyncs it. Copies go
+// file to file (copy_file_range on Linux), not through user space. Each
+// src contributes its first Offset bytes.
+func (s *LocalSink) Concat(ctx context.Context, dst Upload, srcs []Upload) ([]byte, []Part, error) {
+	path, err := s.path(dst.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("pipeline: local concat %s: %w", dst.Key, ErrNoSuchUpload)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: local open %s: %w", ErrStorage, dst.Key, err)
+	}
+	defer f.Close()
+	for i, su := range srcs {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		if err := s.appendFile(f, su); err != nil {
+			return nil, nil, fmt.Errorf("pipeline: local concat %s part %d: %w", dst.Key, i+1, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return nil, nil, fmt.Errorf("%w: local fsync %s: %w", ErrStorage, dst.Key, err)
+	}
+	return nil, nil, nil
+}
+
+func (s *LocalSink) appendFile(dst *os.File, su Upload) error {
+	path, err := s.path(su.Key)
+	if err != nil {
+		return err
+	}
+	sf, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", su.Key, ErrNoSuchUpload)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: open %s: %w", ErrStorage, su.Key, err)
+	}
+	defer sf.Close()
+	// A *io.LimitedReader over an *os.File keeps the copy_file_range path.
+	n, err := io.Copy(dst, &io.LimitedReader{R: sf, N: su.Offset})
+	if err != nil {
+		return fmt.Errorf("%w: copy %s: %w", ErrStorage, su.Key, err)
+	}
+	if n != su.Offset {
+		return fmt.Errorf("%s holds %d bytes, want %d: %w", su.Key, n, su.Offset, ErrNoSuchUpload)
+	}
+	return nil
+}
+
+// localObject is a stored file opened for reading.
+type localObject struct {
+	*os.File
+	size int64
+	path string
+}
+
+func (o *localObject) Size() int64  { return o.size }
+func (o *localObject) Path() string { return o.path }
+
+// Open opens the object's file for reading; ErrNoSuchUpload if it is gone.
+func (s *LocalSink) Open(ctx context.Context, key string) (Object, error) {
+	path, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("pipeline: local open %s: %w", key, ErrNoSuchUpload)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: local open %s: %w", ErrStorage, key, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: local stat %s: %w", ErrStorage, key, err)
+	}
+	return &localObject{File: f, size: fi.Size(), path: path}, nil
+}
+
+// URL is "": the proxy serves local objects itself.
+func (s *LocalSink) URL(context.Context, string, time.Duration) (string, error) {
+	return "", nil
+}
+
+// Ping checks that the directory exists and is writable.
+func (s *LocalSink) Ping(ctx context.Context) error {
+	f, err := os.CreateTemp(s.dir, ".ping-*")
+	if err != nil {
+		return fmt.Errorf("%w: local ping: %w", ErrStorage, err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("%w: local ping: %w", ErrStorage, err)
+	}
+	return nil
+}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package pipeline
+
+import "os"
+
+// startWriteback is a no-op where sync_file_range does not exist.
+func startWriteback(*os.File, int64, int64) {}
+
+// syncData makes f's data durable.
+func syncData(f *os.File) error { return f.Sync() }

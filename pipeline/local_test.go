@@ -1,0 +1,729 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeSession stands in for the session store's commit: a compare-and-set
+// that only moves the offset forward, recording every applied Progress.
+type fakeSession struct {
+	mu      sync.Mutex
+	offset  int64
+	state   []byte
+	commits []Progress
+	// fail, when set, is asked before each commit; its error is returned
+	// and the commit not applied.
+	fail func(calls int, p Progress) error
+	// calls counts commit calls, failed ones too.
+	calls int
+}
+
+var errConflict = errors.New("test: offset conflict")
+
+func (s *fakeSession) commit(_ context.Context, p Progress) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.fail != nil {
+		if err := s.fail(s.calls, p); err != nil {
+			return err
+		}
+	}
+	if p.Offset <= s.offset {
+		return fmt.Errorf("commit to %d, stored %d: %w", p.Offset, s.offset, errConflict)
+	}
+	s.offset, s.state = p.Offset, p.HashState
+	s.commits = append(s.commits, p)
+	return nil
+}
+
+func (s *fakeSession) upload(key string, length int64) Upload {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Upload{ID: filepath.Base(key), Key: key, Length: length, Offset: s.offset, HashState: s.state}
+}
+
+// randomBytes returns n reproducible pseudo-random bytes.
+func randomBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	var s [32]byte
+	s[0] = byte(seed)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+// chunkedReader returns at most max bytes per Read, like a network body.
+type chunkedReader struct {
+	r   io.Reader
+	max int
+	n   int64 // bytes returned so far
+}
+
+func (c *chunkedReader) Read(p []byte) (int, error) {
+	if len(p) > c.max {
+		p = p[:c.max]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// failingReader yields data, then err.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if len(f.data) == 0 {
+		return 0, f.err
+	}
+	n := copy(p, f.data)
+	f.data = f.data[n:]
+	return n, nil
+}
+
+func newTestSink(t *testing.T) *LocalSink {
+	t.Helper()
+	s, err := NewLocalSink(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func createUpload(t *testing.T, s *LocalSink, sess *fakeSession, key string, length int64) Upload {
+	t.Helper()
+	u := sess.upload(key, length)
+	if _, err := s.Create(t.Context(), u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// checkStored checks that the file holds exactly want.
+func checkStored(t *testing.T, s *LocalSink, key string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(s.Dir(), filepath.FromSlash(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("stored %d bytes (sha256 %s), want %d bytes (sha256 %s)",
+			len(got), sha256Hex(got), len(want), sha256Hex(want))
+	}
+}
+
+// checkCommits checks every commit's hash state against data's prefix and
+// that offsets only grow.
+func checkCommits(t *testing.T, data []byte, commits []Progress) {
+	t.Helper()
+	prev := int64(-1)
+	for i, c := range commits {
+		if c.Offset <= prev || c.Offset > int64(len(data)) {
+			t.Fatalf("commit %d at offset %d after %d (data %d bytes)", i, c.Offset, prev, len(data))
+		}
+		got, err := SumHex(c.HashState)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := sha256Hex(data[:c.Offset]); got != want {
+			t.Fatalf("commit %d at %d: hash state sums to %s, want %s", i, c.Offset, got, want)
+		}
+		prev = c.Offset
+	}
+}
+
+func TestLocalWriteBytesAndSHA256(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	data := randomBytes(1, 40<<20+123)
+	u := createUpload(t, s, sess, "uploads/one", int64(len(data)))
+
+	body := &chunkedReader{r: bytes.NewReader(data), max: 64 << 10}
+	got, err := New(s).Write(t.Context(), u, Chunk{Body: body, Size: int64(len(data)), Commit: sess.commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Offset != int64(len(data)) {
+		t.Fatalf("offset %d, want %d", got.Offset, len(data))
+	}
+	// 16 MiB, 32 MiB, then the end.
+	if n := len(sess.commits); n != 3 {
+		t.Fatalf("%d commits, want 3 (every 16 MiB and at the end)", n)
+	}
+	checkCommits(t, data, sess.commits)
+	sum, err := SumHex(got.HashState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256Hex(data); sum != want {
+		t.Fatalf("sha256 %s, want %s", sum, want)
+	}
+	u.Offset = got.Offset
+	if err := s.Complete(t.Context(), u, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, s, u.Key, data)
+
+	obj, err := s.Open(t.Context(), u.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	if obj.Size() != int64(len(data)) || obj.Path() != filepath.Join(s.Dir(), "uploads", "one") {
+		t.Fatalf("object size %d path %q, want %d and the file", obj.Size(), obj.Path(), len(data))
+	}
+	tail := make([]byte, 1000)
+	if _, err := obj.ReadAt(tail, int64(len(data)-1000)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(tail, data[len(data)-1000:]) {
+		t.Fatal("ReadAt returned other bytes than written")
+	}
+	if url, err := s.URL(t.Context(), u.Key, time.Minute); url != "" || err != nil {
+		t.Fatalf("URL = %q, %v; want \"\", nil", url, err)
+	}
+}
+
+func TestLocalResumeAcrossWrites(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	data := randomBytes(2, 20<<20+7)
+	u := createUpload(t, s, sess, "uploads/resume", int64(len(data)))
+	p := New(s)
+
+	// Three PATCHes of uneven sizes; each starts from the session's state.
+	cuts := []int{0, 5<<20 + 3, 17<<20 + 1, len(data)}
+	for i := range len(cuts) - 1 {
+		u = sess.upload(u.Key, u.Length)
+		if u.Offset != int64(cuts[i]) {
+			t.Fatalf("PATCH %d starts at %d, want %d", i, u.Offset, cuts[i])
+		}
+		part := data[cuts[i]:cuts[i+1]]
+		got, err := p.Write(t.Context(), u, Chunk{Body: bytes.NewReader(part), Size: int64(len(part)), Commit: sess.commit})
+		if err != nil {
+			t.Fatalf("PATCH %d: %v", i, err)
+		}
+		if got.Offset != int64(cuts[i+1]) {
+			t.Fatalf("PATCH %d: offset %d, want %d", i, got.Offset, cuts[i+1])
+		}
+	}
+	checkCommits(t, data, sess.commits)
+	if sum, _ := SumHex(sess.state); sum != sha256Hex(data) {
+		t.Fatalf("resumed sha256 %s, want %s", sum, sha256Hex(data))
+	}
+	checkStored(t, s, u.Key, data)
+}
+
+func TestLocalChecksum(t *testing.T) {
+	data := randomBytes(3, 3<<20+5)
+	sums := map[string][]byte{}
+	s256 := sha256.Sum256(data)
+	sums["sha256"] = s256[:]
+	s1 := sha1.Sum(data)
+	sums["sha1"] = s1[:]
+	m5 := md5.Sum(data)
+	sums["md5"] = m5[:]
+
+	for _, alg := range []string{"sha256", "sha1", "md5"} {
+		t.Run(alg+"/match", func(t *testing.T) {
+			s := newTestSink(t)
+			sess := &fakeSession{}
+			u := createUpload(t, s, sess, "uploads/c", int64(len(data)))
+			got, err := New(s).Write(t.Context(), u, Chunk{
+				Body: bytes.NewReader(data), Size: int64(len(data)),
+				Checksum: &Checksum{Algorithm: alg, Sum: sums[alg]}, Commit: sess.commit,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Offset != int64(len(data)) || sess.offset != int64(len(data)) {
+				t.Fatalf("offset %d, session %d, want %d", got.Offset, sess.offset, len(data))
+			}
+			if sess.calls != 1 {
+				t.Fatalf("%d commits, want 1 (held until verified)", sess.calls)
+			}
+			checkCommits(t, data, sess.commits)
+			checkStored(t, s, u.Key, data)
+		})
+		t.Run(alg+"/mismatch", func(t *testing.T) {
+			s := newTestSink(t)
+			sess := &fakeSession{}
+			head := randomBytes(4, 1<<20)
+			u := createUpload(t, s, sess, "uploads/c", int64(len(head)+len(data)))
+			if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(head), Size: int64(len(head)), Commit: sess.commit}); err != nil {
+				t.Fatal(err)
+			}
+			u = sess.upload(u.Key, u.Length)
+			calls := sess.calls
+
+			bad := bytes.Clone(sums[alg])
+			bad[0] ^= 1
+			got, err := New(s).Write(t.Context(), u, Chunk{
+				Body: bytes.NewReader(data), Size: int64(len(data)),
+				Checksum: &Checksum{Algorithm: alg, Sum: bad}, Commit: sess.commit,
+			})
+			if !errors.Is(err, ErrChecksumMismatch) {
+				t.Fatalf("err %v, want ErrChecksumMismatch", err)
+			}
+			if sess.calls != calls {
+				t.Fatalf("commit called %d times on a mismatch", sess.calls-calls)
+			}
+			if got.Offset != u.Offset || sess.offset != int64(len(head)) {
+				t.Fatalf("offset %d, session %d after mismatch; want both %d", got.Offset, sess.offset, len(head))
+			}
+
+			// The client sends the chunk again, right this time: the bytes
+			// the rejected write left behind are replaced.
+			fixed := bytes.Clone(data)
+			fixed[len(fixed)/2] ^= 0xff // other bytes than the rejected ones
+			h, _ := newHash(alg)
+			h.Write(fixed)
+			if _, err := New(s).Write(t.Context(), u, Chunk{
+				Body: bytes.NewReader(fixed[:len(fixed)-10]), Size: int64(len(fixed) - 10), Commit: sess.commit,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			u = sess.upload(u.Key, u.Length)
+			if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(fixed[len(fixed)-10:]), Size: 10, Commit: sess.commit}); err != nil {
+				t.Fatal(err)
+			}
+			all := append(bytes.Clone(head), fixed...)
+			checkCommits(t, all, sess.commits)
+			checkStored(t, s, u.Key, all)
+		})
+	}
+
+	t.Run("truncated", func(t *testing.T) {
+		s := newTestSink(t)
+		sess := &fakeSession{}
+		u := createUpload(t, s, sess, "uploads/c", int64(len(data)))
+		_, err := New(s).Write(t.Context(), u, Chunk{
+			Body: bytes.NewReader(data[:len(data)-1]), Size: int64(len(data)),
+			Checksum: &Checksum{Algorithm: "sha256", Sum: sums["sha256"]}, Commit: sess.commit,
+		})
+		if !errors.Is(err, ErrTruncated) {
+			t.Fatalf("err %v, want ErrTruncated", err)
+		}
+		if sess.calls != 0 {
+			t.Fatalf("%d commits of a truncated checksummed chunk, want 0", sess.calls)
+		}
+	})
+}
+
+func TestLocalTruncatedBody(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	data := randomBytes(5, 24<<20)
+	u := createUpload(t, s, sess, "uploads/short", int64(len(data)))
+	sent := 18<<20 + 11
+	got, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data[:sent]), Size: int64(len(data)), Commit: sess.commit})
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("err %v, want ErrTruncated", err)
+	}
+	if got.Offset != int64(sent) || sess.offset != int64(sent) {
+		t.Fatalf("offset %d, session %d, want %d (all that was sent is durable)", got.Offset, sess.offset, sent)
+	}
+	checkCommits(t, data, sess.commits)
+	checkStored(t, s, u.Key, data[:sent])
+
+	// Resume with the rest.
+	u = sess.upload(u.Key, u.Length)
+	if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data[sent:]), Size: int64(len(data) - sent), Commit: sess.commit}); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, s, u.Key, data)
+	if sum, _ := SumHex(sess.state); sum != sha256Hex(data) {
+		t.Fatalf("sha256 %s, want %s", sum, sha256Hex(data))
+	}
+}
+
+func TestLocalReaderErrorKeepsPrefix(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	data := randomBytes(6, 20<<20+9)
+	u := createUpload(t, s, sess, "uploads/drop", 64<<20)
+	errDrop := errors.New("test: connection reset")
+	got, err := New(s).Write(t.Context(), u, Chunk{Body: &failingReader{data: data, err: errDrop}, Size: 64 << 20, Commit: sess.commit})
+	if !errors.Is(err, errDrop) {
+		t.Fatalf("err %v, want the reader's error", err)
+	}
+	if got.Offset != int64(len(data)) || sess.offset != int64(len(data)) {
+		t.Fatalf("offset %d, session %d, want %d", got.Offset, sess.offset, len(data))
+	}
+	if len(sess.commits) != 2 {
+		t.Fatalf("%d commits, want 2 (at 16 MiB and at the error)", len(sess.commits))
+	}
+	checkCommits(t, data, sess.commits)
+	checkStored(t, s, u.Key, data)
+}
+
+func TestLocalTooLarge(t *testing.T) {
+	for _, size := range []int64{-1, 5 << 20} {
+		t.Run(fmt.Sprint("size", size), func(t *testing.T) {
+			s := newTestSink(t)
+			sess := &fakeSession{}
+			data := randomBytes(7, 5<<20+1)
+			u := createUpload(t, s, sess, "uploads/big", 5<<20)
+			got, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data), Size: size, Commit: sess.commit})
+			if !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("err %v, want ErrTooLarge", err)
+			}
+			if got.Offset > u.Length || sess.offset > u.Length {
+				t.Fatalf("offset %d, session %d past the length %d", got.Offset, sess.offset, u.Length)
+			}
+			fi, err := os.Stat(filepath.Join(s.Dir(), "uploads", "big"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Size() > u.Length {
+				t.Fatalf("stored %d bytes, more than the length %d", fi.Size(), u.Length)
+			}
+			checkCommits(t, data[:u.Length], sess.commits)
+		})
+	}
+}
+
+func TestLocalCommitErrorStops(t *testing.T) {
+	errLost := errors.New("test: lease lost")
+	t.Run("mid-body", func(t *testing.T) {
+		s := newTestSink(t)
+		sess := &fakeSession{fail: func(int, Progress) error { return errLost }}
+		data := randomBytes(8, 48<<20)
+		u := createUpload(t, s, sess, "uploads/lost", int64(len(data)))
+		body := &chunkedReader{r: bytes.NewReader(data), max: 1 << 20}
+		got, err := New(s).Write(t.Context(), u, Chunk{Body: body, Size: int64(len(data)), Commit: sess.commit})
+		if !errors.Is(err, errLost) {
+			t.Fatalf("err %v, want the commit's error", err)
+		}
+		if got.Offset != 0 || sess.calls != 1 {
+			t.Fatalf("offset %d after %d commit calls, want 0 after 1", got.Offset, sess.calls)
+		}
+		if body.n > localCommitEvery+localBufSize {
+			t.Fatalf("read %d bytes of the body after the commit failed, want at most %d", body.n, localCommitEvery+localBufSize)
+		}
+	})
+	t.Run("second commit", func(t *testing.T) {
+		s := newTestSink(t)
+		sess := &fakeSession{fail: func(calls int, _ Progress) error {
+			if calls == 2 {
+				return errLost
+			}
+			return nil
+		}}
+		data := randomBytes(9, 40<<20)
+		u := createUpload(t, s, sess, "uploads/lost", int64(len(data)))
+		got, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data), Size: int64(len(data)), Commit: sess.commit})
+		if !errors.Is(err, errLost) {
+			t.Fatalf("err %v, want the commit's error", err)
+		}
+		if got.Offset != localCommitEvery || sess.calls != 2 {
+			t.Fatalf("offset %d after %d commit calls, want %d after 2", got.Offset, sess.calls, localCommitEvery)
+		}
+	})
+	t.Run("final commit", func(t *testing.T) {
+		s := newTestSink(t)
+		sess := &fakeSession{fail: func(int, Progress) error { return errLost }}
+		u := createUpload(t, s, sess, "uploads/lost", 100)
+		got, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(make([]byte, 100)), Size: 100, Commit: sess.commit})
+		if !errors.Is(err, errLost) || got.Offset != 0 {
+			t.Fatalf("offset %d, err %v; want 0 and the commit's error", got.Offset, err)
+		}
+	})
+}
+
+// A context that ends mid-body stops the write; what was stored is still
+// committed (with a context that is not cancelled).
+func TestLocalContextCancel(t *testing.T) {
+	s := newTestSink(t)
+	data := randomBytes(10, 8<<20)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var commitCtxErr error
+	sess := &fakeSession{}
+	commit := func(cctx context.Context, p Progress) error {
+		commitCtxErr = cctx.Err()
+		return sess.commit(cctx, p)
+	}
+	u := createUpload(t, s, sess, "uploads/ctx", int64(len(data)))
+	body := &cancelAfter{r: bytes.NewReader(data), n: 3 << 20, cancel: cancel}
+	got, err := New(s).Write(ctx, u, Chunk{Body: body, Size: int64(len(data)), Commit: commit})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if got.Offset < 3<<20 || got.Offset >= int64(len(data)) || commitCtxErr != nil {
+		t.Fatalf("offset %d (commit ctx err %v), want a committed prefix of at least %d", got.Offset, commitCtxErr, 3<<20)
+	}
+	checkCommits(t, data, sess.commits)
+	checkStored(t, s, u.Key, data[:got.Offset])
+}
+
+type cancelAfter struct {
+	r      io.Reader
+	n      int64
+	read   int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += int64(n)
+	if c.read >= c.n {
+		c.cancel()
+	}
+	return n, err
+}
+
+// Bytes past the committed offset (a crashed or rejected write) are cut
+// off before new ones are written.
+func TestLocalDropsUncommittedTail(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	data := randomBytes(11, 3000)
+	u := createUpload(t, s, sess, "uploads/tail", int64(len(data)))
+	if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data[:1000]), Size: 1000, Commit: sess.commit}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir(), "uploads", "tail")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(bytes.Repeat([]byte{0xee}, 5000)) // garbage of a crashed write
+	f.Close()
+
+	u = sess.upload(u.Key, u.Length)
+	if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data[1000:1500]), Size: 500, Commit: sess.commit}); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, s, u.Key, data[:1500])
+}
+
+func TestLocalConcurrentWriteRefused(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	u := createUpload(t, s, sess, "uploads/busy", 1<<20)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := New(s).Write(t.Context(), u, Chunk{Body: pr, Size: 1 << 20, Commit: sess.commit})
+		done <- err
+	}()
+	pw.Write(make([]byte, 10)) // the first write is now inside the sink
+
+	_, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(make([]byte, 10)), Size: 10, Commit: sess.commit})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("second write: err %v, want ErrBusy", err)
+	}
+	pw.Write(make([]byte, 1<<20-10))
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if sess.offset != 1<<20 {
+		t.Fatalf("offset %d, want %d", sess.offset, 1<<20)
+	}
+}
+
+func TestLocalConcat(t *testing.T) {
+	s := newTestSink(t)
+	var parts []Upload
+	var all []byte
+	for i, n := range []int{3<<20 + 1, 1, 0, 5 << 20} {
+		sess := &fakeSession{}
+		data := randomBytes(uint64(20+i), n)
+		u := createUpload(t, s, sess, fmt.Sprintf("uploads/p%d", i), int64(n))
+		got, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data), Size: int64(n), Commit: sess.commit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Offset = got.Offset
+		if err := s.Complete(t.Context(), u, nil); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, u)
+		all = append(all, data...)
+	}
+	dst := createUpload(t, s, &fakeSession{}, "uploads/final", int64(len(all)))
+	storage, used, err := s.Concat(t.Context(), dst, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if storage != nil || used != nil {
+		t.Fatalf("Concat returned storage %q parts %v, want nil", storage, used)
+	}
+	checkStored(t, s, dst.Key, all)
+
+	// Idempotent: again gives the same bytes, not twice as many.
+	if _, _, err := s.Concat(t.Context(), dst, parts); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, s, dst.Key, all)
+
+	if err := s.Abort(t.Context(), parts[1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Concat(t.Context(), dst, parts); !errors.Is(err, ErrNoSuchUpload) {
+		t.Fatalf("Concat with a missing part: err %v, want ErrNoSuchUpload", err)
+	}
+}
+
+func TestLocalAbortAndMissing(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	u := createUpload(t, s, sess, "uploads/gone", 10)
+	for range 2 {
+		if err := s.Abort(t.Context(), u); err != nil {
+			t.Fatalf("Abort: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), "uploads", "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("file still there after Abort: %v", err)
+	}
+	if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(make([]byte, 10)), Size: 10, Commit: sess.commit}); !errors.Is(err, ErrNoSuchUpload) {
+		t.Fatalf("Write after Abort: err %v, want ErrNoSuchUpload", err)
+	}
+	if _, err := s.Open(t.Context(), u.Key); !errors.Is(err, ErrNoSuchUpload) {
+		t.Fatalf("Open after Abort: err %v, want ErrNoSuchUpload", err)
+	}
+	if err := s.Complete(t.Context(), u, nil); !errors.Is(err, ErrNoSuchUpload) {
+		t.Fatalf("Complete after Abort: err %v, want ErrNoSuchUpload", err)
+	}
+
+	// A file shorter than the committed offset lost bytes: refuse it.
+	u2 := createUpload(t, s, sess, "uploads/short", 100)
+	u2.Offset = 50
+	if _, err := New(s).Write(t.Context(), u2, Chunk{Body: bytes.NewReader(make([]byte, 10)), Size: 10, Commit: sess.commit}); !errors.Is(err, ErrNoSuchUpload) {
+		t.Fatalf("Write past the file's end: err %v, want ErrNoSuchUpload", err)
+	}
+}
+
+func TestLocalKeys(t *testing.T) {
+	s := newTestSink(t)
+	for _, key := range []string{"", "..", "../x", "uploads/../../x", "uploads/..", "/etc/passwd", `uploads\..\x`} {
+		if _, err := s.Create(t.Context(), Upload{Key: key}); err == nil {
+			t.Errorf("Create(%q) did not fail", key)
+		}
+		if _, err := s.Open(t.Context(), key); err == nil {
+			t.Errorf("Open(%q) did not fail", key)
+		}
+	}
+	if _, err := s.Create(t.Context(), Upload{Key: "uploads/deep/er/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.PartsFor(Upload{}, 1<<20); n != 0 {
+		t.Fatalf("PartsFor = %d, want 0", n)
+	}
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(s.Dir(), 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(s.Dir(), 0o750)
+	if os.Geteuid() != 0 { // root writes anywhere
+		if err := s.Ping(t.Context()); !errors.Is(err, ErrStorage) {
+			t.Fatalf("Ping of a read-only dir: err %v, want ErrStorage", err)
+		}
+	}
+}
+
+// TestLocalWriteAllocs budgets allocations on the Source.Read + LocalSink
+// path: a fixed number per PATCH (file, source, hash state), none per MiB.
+func TestLocalWriteAllocs(t *testing.T) {
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	u := createUpload(t, s, sess, "uploads/allocs", -1)
+	data := randomBytes(12, 8<<20)
+	ctx := t.Context()
+	nop := func(context.Context, Progress) error { return nil }
+	r := bytes.NewReader(nil)
+	allocs := func(n int) float64 {
+		return testing.AllocsPerRun(5, func() {
+			r.Reset(data[:n])
+			src, err := NewSource(r, u, int64(n))
+			if err != nil {
+				panic(err)
+			}
+			if _, err := s.Write(ctx, u, src, PartRange{}, nop); err != nil {
+				panic(err)
+			}
+		})
+	}
+	small, large := allocs(1<<20), allocs(8<<20)
+	t.Logf("allocs per write: %v for 1 MiB, %v for 8 MiB", small, large)
+	const perWrite = 20
+	if small > perWrite {
+		t.Errorf("%v allocs for a 1 MiB write, budget %d", small, perWrite)
+	}
+	if large > small+1 {
+		t.Errorf("%v allocs for 8 MiB against %v for 1 MiB: the path allocates per MiB", large, small)
+	}
+}
+
+// BenchmarkLocalWrite measures a 64 MiB PATCH through Pipeline.Write into
+// LocalSink (read, SHA-256, pwrite, 4 fsyncs), as the proxy runs it.
+func BenchmarkLocalWrite(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		sum    string
+		noHint bool
+	}{{"plain", "", false}, {"plain-nohint", "", true}, {"checksum-sha256", "sha256", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			if tc.noHint {
+				writebackHint = false
+				defer func() { writebackHint = true }()
+			}
+			s, err := NewLocalSink(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			data := randomBytes(13, MaxChunk)
+			u := Upload{ID: "bench", Key: "uploads/bench", Length: MaxChunk}
+			if _, err := s.Create(b.Context(), u); err != nil {
+				b.Fatal(err)
+			}
+			var cs *Checksum
+			if tc.sum != "" {
+				sum := sha256.Sum256(data)
+				cs = &Checksum{Algorithm: tc.sum, Sum: sum[:]}
+			}
+			p := New(s)
+			nop := func(context.Context, Progress) error { return nil }
+			r := bytes.NewReader(nil)
+			b.SetBytes(MaxChunk)
+			b.ReportAllocs()
+			cpu0 := processCPU()
+			for b.Loop() {
+				r.Reset(data)
+				got, err := p.Write(b.Context(), u, Chunk{Body: r, Size: MaxChunk, Checksum: cs, Commit: nop})
+				if err != nil || got.Offset != MaxChunk {
+					b.Fatalf("offset %d, err %v", got.Offset, err)
+				}
+			}
+			// CPU time is steadier than wall time on a shared machine.
+			cpu := processCPU() - cpu0
+			b.ReportMetric(cpu.Seconds()/(float64(b.N)*MaxChunk/(1<<30)), "cpu-s/GiB")
+		})
+	}
+}

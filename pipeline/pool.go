@@ -1,0 +1,211 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+	"unsafe"
+)
+
+// ErrOverBudget: a buffer was asked for that is larger than the whole
+// budget, so waiting could never succeed.
+var ErrOverBudget = errors.New("pipeline: buffer larger than the memory budget")
+
+// Size classes of pooled buffers. Small ones are powers of two from 4 KiB
+// to 1 MiB; above that, multiples of 1 MiB up to maxPooled, so that an S3
+// part of 5 MiB + a few bytes costs 6 MiB of budget, not 8.
+const (
+	minClassShift = 12 // 4 KiB
+	mibShift      = 20
+	mib           = 1 << mibShift
+	maxPooled     = 128 << 20
+	numSmall      = mibShift - minClassShift + 1 // 4 KiB … 1 MiB
+	numClasses    = numSmall + maxPooled>>mibShift - 1
+)
+
+// classOf returns the index and capacity of the class a buffer of size
+// bytes is served from; ok is false above maxPooled.
+func classOf(size int) (idx, capacity int, ok bool) {
+	switch {
+	case size <= 1<<minClassShift:
+		return 0, 1 << minClassShift, true
+	case size <= mib:
+		shift := bits.Len(uint(size - 1))
+		return shift - minClassShift, 1 << shift, true
+	case size <= maxPooled:
+		m := (size + mib - 1) >> mibShift
+		return numSmall + m - 2, m << mibShift, true
+	}
+	return 0, size, false
+}
+
+// Pool hands out byte buffers under a global memory budget
+// (--max-buffer-memory). Buffers are kept in size-classed free lists and
+// reused; the budget is charged by capacity, so what counts is the memory
+// actually handed out, not what callers asked for.
+//
+// Ownership: a buffer returned by Get belongs to the caller until the
+// caller passes it to Put, exactly once; after Put the caller must not
+// touch it (the next Get may hand it to another goroutine). A buffer handed
+// to another goroutine (an S3 part upload) carries that duty with it: the
+// goroutine that finishes with it puts it back. Put must receive the slice
+// as Get returned it, or a reslice of it that keeps its start (b[:n]), so
+// its capacity is the one that was charged.
+//
+// Waiters are served first come, first served: a large request at the head
+// of the queue is not starved by a stream of small ones.
+type Pool struct {
+	budget int64
+
+	mu      sync.Mutex
+	inUse   int64
+	waiters []*poolWaiter // FIFO
+
+	// free holds, per class, pointers to the first byte of idle buffers
+	// of that class's capacity. An unsafe.Pointer fits an interface
+	// without allocating, unlike a []byte, which keeps Get and Put free
+	// of allocations; sync.Pool lets the GC reclaim idle buffers.
+	free [numClasses]sync.Pool
+}
+
+type poolWaiter struct {
+	n     int64
+	ready chan struct{} // closed once n bytes were charged for the waiter
+}
+
+// NewPool returns a pool that never has more than budget bytes of buffers
+// out at once.
+func NewPool(budget int64) *Pool {
+	return &Pool{budget: budget}
+}
+
+// Budget returns the pool's byte budget.
+func (p *Pool) Budget() int64 { return p.budget }
+
+// InUse returns the bytes (by capacity) of buffers currently out.
+func (p *Pool) InUse() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse
+}
+
+// Get returns a buffer of len size, owned by the caller until Put. It
+// blocks while the budget is spent and returns ctx.Err() if ctx ends
+// first. A size larger than the budget gives ErrOverBudget at once.
+func (p *Pool) Get(ctx context.Context, size int) ([]byte, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("pipeline: pool: negative buffer size %d", size)
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	idx, capacity, pooled := classOf(size)
+	n := int64(capacity)
+	if n > p.budget && int64(size) <= p.budget {
+		// The class would not fit a small budget but the size does: serve
+		// an exact, unpooled buffer.
+		capacity, pooled, n = size, false, int64(size)
+	}
+	if n > p.budget {
+		return nil, fmt.Errorf("%w: %d bytes asked, budget %d", ErrOverBudget, n, p.budget)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	p.mu.Lock()
+	if len(p.waiters) == 0 && p.inUse+n <= p.budget {
+		p.inUse += n
+		p.mu.Unlock()
+		return p.take(idx, capacity, size, pooled), nil
+	}
+	w := &poolWaiter{n: n, ready: make(chan struct{})}
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		return p.take(idx, capacity, size, pooled), nil
+	case <-ctx.Done():
+	}
+
+	p.mu.Lock()
+	select {
+	case <-w.ready:
+		// Granted while ctx ended: give the charge back.
+		p.inUse -= n
+	default:
+		p.removeWaiterLocked(w)
+	}
+	// Either way, waiters behind w may fit now.
+	p.grantLocked()
+	p.mu.Unlock()
+	return nil, ctx.Err()
+}
+
+// take returns a buffer of the class, from the free list or new. The
+// budget was charged already.
+func (p *Pool) take(idx, capacity, size int, pooled bool) []byte {
+	if !pooled {
+		return make([]byte, size)
+	}
+	if v := p.free[idx].Get(); v != nil {
+		return unsafe.Slice((*byte)(v.(unsafe.Pointer)), capacity)[:size]
+	}
+	return make([]byte, size, capacity)
+}
+
+// Put gives b back to the pool and releases cap(b) bytes of the budget. b
+// must come from Get (see Pool for the ownership rules). A buffer whose
+// capacity is not a size class (larger than the largest class) is left to
+// the GC, but its budget is released all the same.
+func (p *Pool) Put(b []byte) {
+	c := cap(b)
+	if c == 0 {
+		return
+	}
+	if idx, capacity, pooled := classOf(c); pooled && capacity == c {
+		p.free[idx].Put(unsafe.Pointer(unsafe.SliceData(b[:c])))
+	}
+	p.mu.Lock()
+	p.inUse -= int64(c)
+	if p.inUse < 0 {
+		p.mu.Unlock()
+		panic("pipeline: Pool.Put of a buffer that did not come from Get")
+	}
+	p.grantLocked()
+	p.mu.Unlock()
+}
+
+// grantLocked charges and wakes the waiters at the head of the queue that
+// fit in the budget. p.mu is held.
+func (p *Pool) grantLocked() {
+	i := 0
+	for ; i < len(p.waiters); i++ {
+		w := p.waiters[i]
+		if p.inUse+w.n > p.budget {
+			break
+		}
+		p.inUse += w.n
+		close(w.ready)
+	}
+	if i > 0 {
+		rest := copy(p.waiters, p.waiters[i:])
+		clear(p.waiters[rest:])
+		p.waiters = p.waiters[:rest]
+	}
+}
+
+// removeWaiterLocked drops w from the queue. p.mu is held.
+func (p *Pool) removeWaiterLocked(w *poolWaiter) {
+	for i, x := range p.waiters {
+		if x == w {
+			copy(p.waiters[i:], p.waiters[i+1:])
+			p.waiters[len(p.waiters)-1] = nil
+			p.waiters = p.waiters[:len(p.waiters)-1]
+			return
+		}
+	}
+}

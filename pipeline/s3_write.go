@@ -1,0 +1,342 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// ErrPartRange: a write needed more part numbers than were reserved for
+// it (PartsFor and the reservation disagree). Nothing past the last
+// committed part is stored.
+var ErrPartRange = errors.New("pipeline: s3 write needs more part numbers than reserved")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// s3Pending is one part or tail of a write on its way to S3. The reader
+// creates it, one upload goroutine fills in the result and sends on done
+// exactly once, the committer commits it in order.
+type s3Pending struct {
+	done  chan error // capacity 1
+	end   int64      // upload offset after the bytes
+	hash  []byte     // SHA-256 state at end
+	state []byte     // storage state once committed
+	part  Part       // Number 0: a tail, no part
+}
+
+// s3Write is one Write call's shared, read-only context.
+type s3Write struct {
+	s      *S3Sink
+	u      Upload
+	src    *Source
+	commit CommitFunc
+	st     s3State
+}
+
+// Write streams src into the multipart upload. The data path: bytes are
+// read from src (which hashes them as it reads) straight into a pooled
+// part buffer, CRC32C'd in the same loop while in cache, and uploaded from
+// that buffer (bytes.Reader over it): no temp file, no second copy. The
+// next buffer is read while earlier parts upload: at most
+// cfg.PartConcurrency parts per write are in flight, and a buffer is taken
+// from the pool (the global budget) before its upload goroutine exists.
+//
+// Parts take the numbers of parts, in order. Each is committed, strictly
+// in offset order, once S3 acknowledged it and every earlier one. Bytes at
+// the end that do not make a part (a body that ended, or failed, mid-part)
+// are stored as a new tail object and committed; the next write reads that
+// tail back into its first buffer. Tails are deleted only by a later write
+// or by Complete/Abort, once committed state no longer refers to them.
+func (s *S3Sink) Write(ctx context.Context, u Upload, src *Source, parts PartRange, commit CommitFunc) (Progress, error) {
+	last := Progress{Offset: u.Offset, HashState: u.HashState}
+	st, err := decodeS3State(u.Storage)
+	if err != nil {
+		return last, err
+	}
+	w := &s3Write{s: s, u: u, src: src, commit: commit, st: st}
+	return w.run(ctx, parts, last)
+}
+
+func (w *s3Write) run(parent context.Context, parts PartRange, last Progress) (Progress, error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	if len(w.st.Stale) > 0 {
+		stale := w.st.Stale
+		// Committed state says nothing refers to these any more. A failed
+		// delete leaves garbage that Complete/Abort remove by prefix.
+		wg.Go(func() {
+			for _, key := range stale {
+				if err := w.s.deleteObject(ctx, key); err != nil {
+					slog.WarnContext(ctx, "pipeline: s3 delete stale tail", "key", key, "err", err)
+				}
+			}
+		})
+	}
+
+	queue := make(chan *s3Pending, w.s.cfg.PartConcurrency+1)
+	var storeErr error // set by the committer, read after it ended
+	committed := make(chan struct{})
+	wg.Go(func() {
+		defer close(committed)
+		storeErr = w.commitInOrder(ctx, cancel, queue, &last)
+	})
+
+	readErr := w.read(ctx, &wg, queue, parts)
+	close(queue)
+	<-committed
+	switch {
+	case storeErr != nil:
+		return last, storeErr
+	case readErr != nil:
+		return last, readErr
+	}
+	if err := parent.Err(); err != nil {
+		return last, err
+	}
+	return last, nil
+}
+
+// commitInOrder commits queued parts and tails in order, each once its
+// upload succeeded. On the first failure it cancels the write and only
+// drains the queue. It runs in its own goroutine; last is written only
+// here until it returns.
+func (w *s3Write) commitInOrder(ctx context.Context, cancel context.CancelCauseFunc, queue <-chan *s3Pending, last *Progress) error {
+	var failed error
+	for p := range queue {
+		err := <-p.done
+		if failed != nil {
+			continue
+		}
+		if err == nil {
+			pr := Progress{Offset: p.end, HashState: p.hash, Storage: p.state}
+			if p.part.Number != 0 {
+				pr.Parts = []Part{p.part}
+			}
+			if err = w.commit(ctx, pr); err == nil {
+				*last = pr
+				continue
+			}
+		}
+		failed = err
+		cancel(err)
+	}
+	return failed
+}
+
+// read fills buffers from src and hands each to an upload goroutine,
+// until src ends, fails, or the write is cancelled. It returns src's error
+// (nil at EOF) or the reason it stopped early.
+func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3Pending, parts PartRange) error {
+	s, src, u := w.s, w.src, w.u
+	partSize := w.st.PartSize
+	sem := make(chan struct{}, s.cfg.PartConcurrency)
+	next, left := parts.First, parts.Count
+	cur := w.st
+	cur.Stale = nil
+	carry := cur.TailSize
+
+	for {
+		remaining := src.limit - src.n
+		if remaining <= 0 {
+			return probeEnd(src)
+		}
+		want := s3BufferSize(s.cfg.Layout, partSize, carry, remaining)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		// The buffer belongs to this loop until it is handed to an upload
+		// goroutine, which puts it back when S3 answered.
+		buf, err := s.pool.Get(ctx, int(want))
+		if err != nil {
+			<-sem
+			return fmt.Errorf("pipeline: s3 part buffer: %w", err)
+		}
+		release := func() { s.pool.Put(buf); <-sem }
+
+		var crc uint32
+		n := 0
+		if carry > 0 {
+			if err := w.readTail(ctx, buf[:carry]); err != nil {
+				release()
+				return err
+			}
+			crc = crc32.Update(crc, castagnoli, buf[:carry])
+			n = int(carry)
+		}
+		tailBytes := n
+		n, crc, rerr := fillPart(src, buf, n, crc)
+		if rerr == nil && int64(n) == want && want == carry+remaining {
+			// The buffer took all the body may hold: probe its end before
+			// storing it, so a body longer than allowed is not cut short
+			// silently and stores nothing of this buffer.
+			rerr = probeEnd(src)
+		}
+		if errors.Is(rerr, ErrTooLarge) {
+			// Bytes past the allowed length: keep what was committed
+			// before this buffer, store nothing of it.
+			release()
+			return rerr
+		}
+		end := src.Offset()
+		complete := u.Length >= 0 && end == u.Length
+		hadTail := carry > 0
+		carry = 0
+
+		switch {
+		case s3IsPart(partSize, int64(n), complete):
+			if left == 0 {
+				release()
+				return fmt.Errorf("%w: part %d of range %d+%d", ErrPartRange, next, parts.First, parts.Count)
+			}
+			if hadTail {
+				cur.Stale = append(cur.Stale, cur.Tail)
+				cur.Tail, cur.TailSize = "", 0
+			}
+			p := &s3Pending{done: make(chan error, 1), end: end, hash: src.HashState(), state: cur.encode(),
+				part: Part{Number: next, Size: int64(n), Offset: end - int64(n)}}
+			next++
+			left--
+			wg.Go(func() {
+				defer release()
+				etag, err := s.uploadPart(ctx, u.Key, cur.UploadID, p.part.Number, buf[:n], crc)
+				p.part.ETag = etag
+				p.done <- err
+			})
+			queue <- p
+		case n > tailBytes:
+			// The body ended or failed before a part was full: store the
+			// bytes as the new tail.
+			key, err := newTailKey(u.Key)
+			if err != nil {
+				release()
+				return err
+			}
+			if hadTail {
+				cur.Stale = append(cur.Stale, cur.Tail)
+			}
+			cur.Tail, cur.TailSize = key, int64(n)
+			p := &s3Pending{done: make(chan error, 1), end: end, hash: src.HashState(), state: cur.encode()}
+			wg.Go(func() {
+				defer release()
+				p.done <- s.putTail(ctx, key, buf[:n], crc)
+			})
+			queue <- p
+		default:
+			// Nothing new was read (only the old tail, if any).
+			release()
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return nil
+			}
+			return rerr
+		}
+	}
+}
+
+// probeEnd checks src has nothing past its limit: ErrTooLarge if it has,
+// else nil (other errors after the last allowed byte do not matter).
+func probeEnd(src *Source) error {
+	var probe [1]byte
+	if _, err := src.Read(probe[:0]); errors.Is(err, ErrTooLarge) {
+		return err
+	}
+	return nil
+}
+
+// fillPart reads src into buf[n:] until buf is full or src stops, and
+// updates crc over the bytes read while they are in cache. A nil error
+// means buf is full; io.EOF that src ended.
+func fillPart(src *Source, buf []byte, n int, crc uint32) (int, uint32, error) {
+	for n < len(buf) {
+		k, err := src.Read(buf[n:])
+		if k > 0 {
+			crc = crc32.Update(crc, castagnoli, buf[n:n+k])
+			n += k
+		}
+		if err != nil {
+			return n, crc, err
+		}
+	}
+	return n, crc, nil
+}
+
+// readTail reads the committed tail object into buf (its exact size).
+func (w *s3Write) readTail(ctx context.Context, buf []byte) error {
+	s := w.s
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(w.st.Tail)})
+	if err != nil {
+		if isS3NotFound(err) {
+			// Committed state refers to it: the upload was aborted.
+			return fmt.Errorf("pipeline: s3 tail %s: %w", w.st.Tail, ErrNoSuchUpload)
+		}
+		return s3Err(ctx, "get tail "+w.st.Tail, err)
+	}
+	defer out.Body.Close()
+	if _, err := io.ReadFull(out.Body, buf); err != nil {
+		return s3Err(ctx, "read tail "+w.st.Tail, err)
+	}
+	return nil
+}
+
+// newTailKey returns a fresh tail key: random, so racing writers never
+// share one and a committed tail is never overwritten.
+func newTailKey(key string) (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pipeline: s3 tail key: %w", err)
+	}
+	return tailPrefix(key) + hex.EncodeToString(b[:]), nil
+}
+
+func crcHeader(crc uint32) *string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], crc)
+	return aws.String(base64.StdEncoding.EncodeToString(b[:]))
+}
+
+// uploadPart stores b as part number num and returns its ETag.
+func (s *S3Sink) uploadPart(ctx context.Context, key, uploadID string, num int32, b []byte, crc uint32) (string, error) {
+	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:         &s.cfg.Bucket,
+		Key:            aws.String(key),
+		UploadId:       aws.String(uploadID),
+		PartNumber:     aws.Int32(num),
+		Body:           bytes.NewReader(b),
+		ContentLength:  aws.Int64(int64(len(b))),
+		ChecksumCRC32C: crcHeader(crc),
+	}, unsignedPayload)
+	if err != nil {
+		return "", s3Err(ctx, fmt.Sprintf("upload part %d of %s", num, key), err)
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// putTail stores b as the tail object key.
+func (s *S3Sink) putTail(ctx context.Context, key string, b []byte, crc uint32) error {
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:         &s.cfg.Bucket,
+		Key:            aws.String(key),
+		Body:           bytes.NewReader(b),
+		ContentLength:  aws.Int64(int64(len(b))),
+		ChecksumCRC32C: crcHeader(crc),
+	}, unsignedPayload)
+	return s3Err(ctx, "put tail "+key, err)
+}

@@ -1,0 +1,262 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// Store is what a worker needs of the session store's probe queue.
+// sessionstore.Local and sessionstore.Redis implement it.
+type Store interface {
+	ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.ProbeJob, error)
+	AckProbe(ctx context.Context, job sessionstore.ProbeJob, durationSeconds string) error
+	RetryProbe(ctx context.Context, job sessionstore.ProbeJob, delay time.Duration, reason string) error
+	DeadProbe(ctx context.Context, job sessionstore.ProbeJob, reason string) error
+	Asset(ctx context.Context, id string) (sessionstore.Asset, error)
+}
+
+// InputFunc returns what ffprobe should read for an asset (a local path or
+// a URL) and a function to call once ffprobe is done with it.
+type InputFunc func(ctx context.Context, a sessionstore.Asset) (input string, release func(), err error)
+
+// Objects is what SinkInput needs of a pipeline.Sink.
+type Objects interface {
+	Open(ctx context.Context, key string) (pipeline.Object, error)
+	URL(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// SinkInput resolves an asset's stored object through sink: a URL valid for
+// ttl when the sink gives one (S3: presigned GET, which ffprobe reads with
+// range requests), else the object's local file path.
+func SinkInput(sink Objects, ttl time.Duration) InputFunc {
+	return func(ctx context.Context, a sessionstore.Asset) (string, func(), error) {
+		u, err := sink.URL(ctx, a.StorageKey, ttl)
+		if err != nil {
+			return "", nil, fmt.Errorf("probe: url of %s: %w", a.StorageKey, err)
+		}
+		if u != "" {
+			return u, func() {}, nil
+		}
+		obj, err := sink.Open(ctx, a.StorageKey)
+		if err != nil {
+			return "", nil, fmt.Errorf("probe: open %s: %w", a.StorageKey, err)
+		}
+		p := obj.Path()
+		if p == "" {
+			obj.Close()
+			return "", nil, fmt.Errorf("probe: %s has neither a URL nor a local path", a.StorageKey)
+		}
+		// Keep the object open while ffprobe reads it.
+		return p, func() { obj.Close() }, nil
+	}
+}
+
+// Config tunes a Worker. Zero values take the defaults shown.
+type Config struct {
+	// Consumer names this worker in the queue (default: Consumer(0)).
+	Consumer string
+	Runner   Runner
+	// MaxAttempts is how many failed runs park a job as dead (5).
+	MaxAttempts int
+	// BaseDelay is the first retry delay, doubled on each attempt (1s),
+	// up to MaxDelay (5m).
+	BaseDelay time.Duration
+	MaxDelay  time.Duration
+	// Block is how long one claim waits for a job (2s).
+	Block time.Duration
+	// ReclaimAfter hands a job claimed by a worker that died out again
+	// (Runner timeout + 30s).
+	ReclaimAfter time.Duration
+	Logger       *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Consumer == "" {
+		c.Consumer = Consumer(0)
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.BaseDelay <= 0 {
+		c.BaseDelay = time.Second
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 5 * time.Minute
+	}
+	if c.Block <= 0 {
+		c.Block = 2 * time.Second
+	}
+	if c.Runner.Timeout <= 0 {
+		c.Runner.Timeout = 60 * time.Second
+	}
+	if c.ReclaimAfter <= 0 {
+		c.ReclaimAfter = c.Runner.Timeout + 30*time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Consumer returns a consumer name unique to this process and index i, so
+// that a restarted worker's old claims are reclaimed, not resumed.
+func Consumer(i int) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "roughy"
+	}
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
+}
+
+// Worker takes probe jobs one at a time until its context ends.
+type Worker struct {
+	cfg   Config
+	store Store
+	input InputFunc
+}
+
+// NewWorker returns a worker over store, resolving inputs with input.
+func NewWorker(cfg Config, store Store, input InputFunc) *Worker {
+	return &Worker{cfg: cfg.withDefaults(), store: store, input: input}
+}
+
+// Delay is the retry delay after a job's attempt-th failure (0-based):
+// BaseDelay·2^attempt, capped at MaxDelay.
+func (w *Worker) Delay(attempt int) time.Duration {
+	d := w.cfg.BaseDelay
+	for range attempt {
+		d *= 2
+		if d >= w.cfg.MaxDelay {
+			return w.cfg.MaxDelay
+		}
+	}
+	return min(d, w.cfg.MaxDelay)
+}
+
+// Run claims and probes jobs until ctx ends, then returns nil. A probe cut
+// short by ctx is left claimed; the queue hands it out again after
+// ReclaimAfter.
+func (w *Worker) Run(ctx context.Context) error {
+	log := w.cfg.Logger.With("consumer", w.cfg.Consumer)
+	pause := 0 * time.Second
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		start := time.Now()
+		job, err := w.store.ClaimProbe(ctx, w.cfg.Consumer, w.cfg.Block, w.cfg.ReclaimAfter)
+		switch {
+		case err == nil:
+			pause = 0
+			if err := w.Handle(ctx, job); err != nil && ctx.Err() == nil {
+				log.Warn("probe: job not settled", "asset", job.AssetID, "err", err)
+			}
+			continue
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, sessionstore.ErrEmpty):
+			// A store that answers "empty" without blocking must not make
+			// us spin.
+			if time.Since(start) < 50*time.Millisecond {
+				pause = 100 * time.Millisecond
+			} else {
+				pause = 0
+			}
+		default:
+			// Backend down: back off, up to 5s between claims.
+			pause = min(max(2*pause, 250*time.Millisecond), 5*time.Second)
+			log.Warn("probe: claim failed", "err", err, "retry_in", pause)
+		}
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(pause):
+			}
+		}
+	}
+}
+
+// Handle probes one claimed job and settles it: Ack with the duration
+// ("" when the input has none), Retry after a transient failure, Dead after
+// a permanent one or too many attempts. It returns an error only when the
+// job could not be settled (it stays claimed and will be reclaimed).
+func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
+	log := w.cfg.Logger.With("consumer", w.cfg.Consumer, "asset", job.AssetID, "attempts", job.Attempts)
+	// Settle even if ctx ends right after ffprobe finished: a result we
+	// have is worth recording.
+	settle := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	}
+
+	a, err := w.store.Asset(ctx, job.AssetID)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		// Deleted after its upload completed: nothing to probe. Ack drops
+		// the job; a store that refuses to ack for a gone asset gets it
+		// parked instead, so it is not handed out forever.
+		sctx, cancel := settle()
+		defer cancel()
+		log.Info("probe: asset gone, dropping job")
+		if err := w.store.AckProbe(sctx, job, ""); err == nil {
+			return nil
+		}
+		return w.dead(sctx, job, "asset not found (deleted)")
+	}
+	if err != nil {
+		return fmt.Errorf("probe: asset %s: %w", job.AssetID, err)
+	}
+
+	dur, err := w.probe(ctx, a)
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: leave the job claimed for another worker.
+		return ctx.Err()
+	}
+	sctx, cancel := settle()
+	defer cancel()
+	switch {
+	case err == nil:
+		if err := w.store.AckProbe(sctx, job, dur); err != nil {
+			return fmt.Errorf("probe: ack %s: %w", job.AssetID, err)
+		}
+		log.Info("probe: done", "duration_seconds", dur)
+		return nil
+	case errors.Is(err, ErrNotMedia):
+		log.Warn("probe: not media, parking job", "reason", err.Error())
+		return w.dead(sctx, job, err.Error())
+	case job.Attempts+1 >= w.cfg.MaxAttempts:
+		reason := fmt.Sprintf("gave up after %d attempts: %v", job.Attempts+1, err)
+		log.Error("probe: failed, parking job", "reason", reason)
+		return w.dead(sctx, job, reason)
+	default:
+		delay := w.Delay(job.Attempts)
+		log.Warn("probe: failed, will retry", "reason", err.Error(), "retry_in", delay)
+		if err := w.store.RetryProbe(sctx, job, delay, err.Error()); err != nil {
+			return fmt.Errorf("probe: retry %s: %w", job.AssetID, err)
+		}
+		return nil
+	}
+}
+
+func (w *Worker) probe(ctx context.Context, a sessionstore.Asset) (string, error) {
+	input, release, err := w.input(ctx, a)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	defer release()
+	return w.cfg.Runner.Duration(ctx, input)
+}
+
+func (w *Worker) dead(ctx context.Context, job sessionstore.ProbeJob, reason string) error {
+	if err := w.store.DeadProbe(ctx, job, reason); err != nil {
+		return fmt.Errorf("probe: park %s: %w", job.AssetID, err)
+	}
+	return nil
+}

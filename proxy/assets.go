@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// assetJSON is an asset as GET /api/v1/assets/{id} shows it (SPEC). Fields
+// that are not known yet are null; sha256 and download_url appear once the
+// asset is ready.
+type assetJSON struct {
+	ID              string  `json:"id"`
+	Type            string  `json:"type"`
+	State           string  `json:"state"`
+	SizeBytes       *int64  `json:"size_bytes"`
+	ContentType     *string `json:"content_type"`
+	Filename        *string `json:"filename"`
+	DurationSeconds *string `json:"duration_seconds"`
+	SHA256          string  `json:"sha256,omitempty"`
+	CreatedAt       string  `json:"created_at"`
+	DownloadURL     string  `json:"download_url,omitempty"`
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// assetJSON renders a. A ready asset gets a download URL: the sink's own
+// (S3 presigned) or, when it has none, one of this server, signed.
+func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessionstore.Asset) *assetJSON {
+	j := &assetJSON{
+		ID: a.ID, Type: a.Type, State: a.State,
+		ContentType: nullable(a.ContentType), Filename: nullable(a.Filename),
+		DurationSeconds: nullable(a.DurationSeconds),
+		CreatedAt:       a.CreatedAt.UTC().Format(time.RFC3339),
+	}
+	if a.SizeBytes >= 0 {
+		size := a.SizeBytes
+		j.SizeBytes = &size
+	}
+	if a.State != sessionstore.StateReady {
+		return j
+	}
+	j.SHA256 = a.SHA256
+	key := a.StorageKey
+	if key == "" {
+		key = storageKey(a.ID)
+	}
+	u, err := s.pipe.Sink().URL(ctx, key, s.cfg.DownloadTTL)
+	if err != nil {
+		// The asset is still worth showing; the URL can be asked again.
+		s.log.Warn("download url", "asset_id", a.ID, "err", err)
+		return j
+	}
+	if u == "" {
+		u = s.baseURL(rc) + downloadPath + a.ID + "?token=" + s.signDownload(a.ID, time.Now().Add(s.cfg.DownloadTTL))
+	}
+	j.DownloadURL = u
+	return j
+}
+
+// asset serves GET /api/v1/assets/{id}.
+func (s *Server) asset(rc *fasthttp.RequestCtx, rq *request, id string) {
+	s.cors(rc)
+	switch rq.method {
+	case fasthttp.MethodOptions:
+		s.preflight(rc, "GET, OPTIONS")
+		rc.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	case fasthttp.MethodGet, fasthttp.MethodHead:
+	default:
+		rq.allow = "GET, HEAD, OPTIONS"
+		s.writeError(rc, rq, errMethod)
+		return
+	}
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	if err := s.serveAsset(ctx, rc, rq, id); err != nil {
+		s.writeError(rc, rq, err)
+	}
+}
+
+func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	account, err := s.authenticate(ctx, rc)
+	if err != nil {
+		return err
+	}
+	rq.account = account
+	if !validID(id) {
+		return errNotFound
+	}
+	a, err := s.store.Asset(ctx, id)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return errNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: load asset: %w", err)
+	}
+	if a.Account != account || a.Deleted {
+		return errNotFound
+	}
+	rc.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(rc, fasthttp.StatusOK, s.assetJSON(ctx, rc, a))
+	return nil
+}

@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// errBodyRead marks a failed read of the request body (client gone, idle
+// timeout): the client is told nothing useful anymore, but what was durable
+// before stays committed.
+var errBodyRead = errors.New("proxy: reading request body failed")
+
+// bodyReader is a request body as the pipeline reads it. Before reads it
+// pushes the connection's read deadline forward: an idle client is cut off
+// after idle, while a slow but steady one may take as long as it needs
+// (fasthttp's ReadTimeout would be one deadline for the whole body). It
+// keeps the first network error so the handler can tell a client that
+// vanished from a storage failure.
+type bodyReader struct {
+	r       io.Reader
+	ctx     *fasthttp.RequestCtx
+	idle    time.Duration
+	lastSet time.Time
+	n       int64
+	eof     bool
+	err     error
+	m       *metrics
+}
+
+func (s *Server) newBodyReader(ctx *fasthttp.RequestCtx, rq *request) *bodyReader {
+	var r io.Reader = ctx.RequestBodyStream()
+	if r == nil {
+		// No Content-Length and no chunked encoding: no body.
+		r = eofReader{}
+	}
+	b := &bodyReader{r: r, ctx: ctx, idle: s.cfg.BodyIdleTimeout, m: s.metrics}
+	rq.body = b
+	return b
+}
+
+// deadlineEvery limits how often the deadline is moved (a timer update
+// per read of a few KiB would be wasted work); the effective idle limit is
+// thus between idle-1s and idle.
+const deadlineEvery = time.Second
+
+// Read implements io.Reader.
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	if now := time.Now(); now.Sub(b.lastSet) >= deadlineEvery {
+		// Errors here mean the connection is gone; the read reports it.
+		_ = b.ctx.SetReadDeadline(now.Add(b.idle))
+		b.lastSet = now
+	}
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.n += int64(n)
+		b.m.bytesReceived.Add(int64(n))
+	}
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
+		b.err = fmt.Errorf("%w: %w", errBodyRead, err)
+		return n, b.err
+	}
+	return n, err
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// drainLimit is how much of an unread body settleBody reads and drops to
+// keep the connection usable; beyond it, the connection is closed.
+const drainLimit = 4 << 20
+
+// settleBody makes sure an unread or half-read body is never parsed as the
+// next request: a small rest is drained, otherwise the connection closes
+// after the response.
+func (s *Server) settleBody(ctx *fasthttp.RequestCtx, rq *request) {
+	b := rq.body
+	if b != nil && b.eof {
+		return
+	}
+	if b != nil && b.err != nil {
+		ctx.SetConnectionClose()
+		return
+	}
+	cl := int64(ctx.Request.Header.ContentLength())
+	if cl == -2 || cl == 0 {
+		return
+	}
+	if b == nil {
+		b = s.newBodyReader(ctx, rq)
+	}
+	if cl > 0 && cl-b.n > drainLimit {
+		ctx.SetConnectionClose()
+		return
+	}
+	b.idle = 5 * time.Second
+	b.lastSet = time.Time{}
+	if _, err := io.CopyN(io.Discard, b, drainLimit+1); err != io.EOF {
+		ctx.SetConnectionClose()
+	}
+}

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// StatusChecksumMismatch is TUS's 460 Checksum Mismatch.
+const StatusChecksumMismatch = 460
+
+// retryAfterSeconds is the Retry-After of every 503.
+const retryAfterSeconds = "5"
+
+// Error is a protocol error: an HTTP status, a stable snake_case code and a
+// message safe to show to clients. Handlers return it; writeError renders it.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+// Error implements error.
+func (e *Error) Error() string { return "proxy: " + e.Code + ": " + e.Message }
+
+func errorf(status int, code, msg string) *Error {
+	return &Error{Status: status, Code: code, Message: msg}
+}
+
+// Errors shared by several handlers.
+var (
+	errNotFound     = errorf(fasthttp.StatusNotFound, "not_found", "no such upload or asset")
+	errUnauthorized = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or unknown API key; send Authorization: Bearer <key>")
+	errTusVersion   = errorf(fasthttp.StatusPreconditionFailed, "unsupported_tus_version", "Tus-Resumable 1.0.0 is required")
+	errExpired      = errorf(fasthttp.StatusGone, "upload_expired", "the upload expired; start a new one")
+	errLocked       = errorf(fasthttp.StatusLocked, "upload_locked", "another request is writing this upload; retry shortly")
+	errUnavailable  = errorf(fasthttp.StatusServiceUnavailable, "backend_unavailable", "storage or session backend unavailable; retry later")
+	errChunkTooBig  = errorf(fasthttp.StatusRequestEntityTooLarge, "chunk_too_large",
+		"request body is larger than 64 MiB (67108864 bytes); set tus-js-client's chunkSize (e.g. 50 MiB) or your client's chunk size below it")
+	errPastLength = errorf(fasthttp.StatusRequestEntityTooLarge, "past_upload_length", "the body goes past Upload-Length")
+	errMethod     = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this resource")
+)
+
+// classify turns any error into the protocol error to send. Backend outages
+// become 503; errors it does not know become 500 (ok false: the caller logs
+// the details under the request id).
+func classify(err error) (e *Error, known bool) {
+	if pe, ok := errors.AsType[*Error](err); ok {
+		return pe, true
+	}
+	switch {
+	case errors.Is(err, sessionstore.ErrUnavailable), errors.Is(err, pipeline.ErrStorage):
+		return errUnavailable, true
+	case errors.Is(err, sessionstore.ErrLocked), errors.Is(err, sessionstore.ErrLeaseLost):
+		return errLocked, true
+	case errors.Is(err, sessionstore.ErrNotFound), errors.Is(err, pipeline.ErrNoSuchUpload):
+		return errNotFound, true
+	case errors.Is(err, sessionstore.ErrOffsetConflict):
+		return errorf(fasthttp.StatusConflict, "offset_conflict", "the upload's offset moved; HEAD it and resume"), true
+	case errors.Is(err, pipeline.ErrChecksumMismatch):
+		return errorf(StatusChecksumMismatch, "checksum_mismatch", "Upload-Checksum does not match the body; the chunk was discarded"), true
+	case errors.Is(err, pipeline.ErrTooLarge):
+		return errPastLength, true
+	case errors.Is(err, pipeline.ErrTruncated), errors.Is(err, errBodyRead):
+		return errorf(fasthttp.StatusBadRequest, "body_incomplete", "the body ended early; HEAD the upload and resume"), true
+	case errors.Is(err, sessionstore.ErrPartsExhausted):
+		return errorf(fasthttp.StatusRequestEntityTooLarge, "parts_exhausted", "the upload used up its storage parts; resume with larger chunks"), true
+	}
+	return errorf(fasthttp.StatusInternalServerError, "internal_error", "internal error"), false
+}
+
+type errorBody struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id,omitempty"`
+	} `json:"error"`
+}
+
+// writeError renders err as {"error":{"code","message"}} with its status.
+// Unknown errors and 5xx are logged with the request's attributes; the
+// client sees only the request id.
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
+	e, known := classify(err)
+	var body errorBody
+	body.Error.Code, body.Error.Message = e.Code, e.Message
+	switch {
+	case !known:
+		body.Error.RequestID = rq.id
+		s.log.Error("request failed", append(rq.attrs(), slog.Any("err", err))...)
+	case e.Status >= 500:
+		s.log.Warn("request failed", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
+	default:
+		s.log.Debug("request rejected", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
+	}
+	switch e.Status {
+	case fasthttp.StatusServiceUnavailable:
+		ctx.Response.Header.Set("Retry-After", retryAfterSeconds)
+	case fasthttp.StatusUnauthorized:
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="roughy"`)
+	case fasthttp.StatusPreconditionFailed:
+		ctx.Response.Header.Set("Tus-Version", tusVersion)
+	case fasthttp.StatusMethodNotAllowed:
+		if rq.allow != "" {
+			ctx.Response.Header.Set("Allow", rq.allow)
+		}
+	}
+	ctx.Response.Header.Del("Upload-Offset")
+	writeJSON(ctx, e.Status, &body)
+}
+
+// writeJSON sends v as the JSON body with status.
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own plain structs are marshaled here.
+		panic(err)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	if ctx.IsHead() {
+		ctx.Response.Header.SetContentLength(len(b))
+		return
+	}
+	ctx.SetBody(b)
+}

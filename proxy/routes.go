@@ -1,0 +1,284 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/valyala/fasthttp"
+)
+
+// request is what handlers share about one request: its id, its route
+// (a metrics label) and, once known, the account and upload it concerns.
+type request struct {
+	id       string
+	route    string
+	method   string
+	account  string
+	uploadID string
+	allow    string // Allow header for a 405
+	// body is the request body reader once a handler started reading it.
+	body *bodyReader
+	// bodyRoute marks requests that may carry an upload body.
+	bodyRoute bool
+}
+
+func (rq *request) attrs() []any {
+	a := []any{slog.String("request_id", rq.id), slog.String("route", rq.route), slog.String("method", rq.method)}
+	if rq.account != "" {
+		a = append(a, slog.String("account", rq.account))
+	}
+	if rq.uploadID != "" {
+		a = append(a, slog.String("upload_id", rq.uploadID))
+	}
+	return a
+}
+
+const assetsPath = "/api/v1/assets/"
+const downloadPath = "/sign/assets/uploads/"
+
+// newRequestID returns the client's X-Request-Id when it is sane, else a
+// random one.
+func newRequestID(ctx *fasthttp.RequestCtx) string {
+	if v := ctx.Request.Header.Peek("X-Request-Id"); len(v) > 0 && len(v) <= 64 && validID(string(v)) {
+		return string(v)
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// handle is the fasthttp handler: it routes by path and method.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	start := time.Now()
+	rq := &request{id: newRequestID(ctx), method: string(ctx.Method()), route: "other"}
+	ctx.Response.Header.Set("X-Request-Id", rq.id)
+	defer func() {
+		if p := recover(); p != nil {
+			ctx.Response.Reset()
+			ctx.SetConnectionClose()
+			s.writeError(ctx, rq, fmt.Errorf("proxy: panic: %v", p))
+		}
+		s.metrics.observe(rq.route, rq.method, ctx.Response.StatusCode(), time.Since(start))
+	}()
+
+	path := string(ctx.Path())
+	switch {
+	case path == uploadsPath || path == uploadsPath+"/":
+		rq.route = "tus_create"
+		s.tus(ctx, rq, "")
+	case strings.HasPrefix(path, uploadsPath+"/"):
+		rq.route = "tus_upload"
+		s.tus(ctx, rq, strings.TrimSuffix(path[len(uploadsPath)+1:], "/"))
+	case strings.HasPrefix(path, assetsPath):
+		rq.route = "asset"
+		s.asset(ctx, rq, strings.TrimSuffix(path[len(assetsPath):], "/"))
+	case strings.HasPrefix(path, downloadPath):
+		rq.route = "download"
+		s.download(ctx, rq, path[len(downloadPath):])
+	case path == "/healthz":
+		rq.route = "healthz"
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("ok\n")
+	case path == "/readyz":
+		rq.route = "readyz"
+		s.ready(ctx, rq)
+	case path == "/metrics":
+		rq.route = "metrics"
+		s.metrics.write(ctx, s)
+	default:
+		s.writeError(ctx, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+	}
+}
+
+// requestContext is a handler's own context: fasthttp's RequestCtx is not
+// passed downstream (its Done fires only at shutdown, and it is recycled
+// after the handler returns).
+func (s *Server) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithCancel(s.base)
+}
+
+// tus serves the TUS endpoint: id is "" for the creation URL.
+func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
+	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
+	s.cors(ctx)
+	method := rq.method
+	if method == fasthttp.MethodPost {
+		if ov := ctx.Request.Header.Peek("X-HTTP-Method-Override"); len(ov) > 0 {
+			method = strings.ToUpper(strings.TrimSpace(string(ov)))
+			rq.method = method
+		}
+	}
+	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPatch
+	if method == fasthttp.MethodOptions {
+		s.tusOptions(ctx)
+		return
+	}
+	if id != "" && !validID(id) {
+		s.fail(ctx, rq, errNotFound)
+		return
+	}
+	rq.uploadID = id
+	rctx, cancel := s.requestContext()
+	defer cancel()
+	if err := s.tusDispatch(rctx, ctx, rq, method, id); err != nil {
+		s.fail(ctx, rq, err)
+	}
+}
+
+func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
+	if string(ctx.Request.Header.Peek("Tus-Resumable")) != tusVersion {
+		return errTusVersion
+	}
+	allow := "OPTIONS, POST"
+	if id != "" {
+		allow = "OPTIONS, HEAD, PATCH, DELETE"
+	}
+	switch {
+	case id == "" && method == fasthttp.MethodPost,
+		id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
+	default:
+		rq.allow = allow
+		return errMethod
+	}
+	account, err := s.authenticate(rctx, ctx)
+	if err != nil {
+		return err
+	}
+	rq.account = account
+	switch method {
+	case fasthttp.MethodPost:
+		return s.tusCreate(rctx, ctx, rq)
+	case fasthttp.MethodHead:
+		return s.tusHead(rctx, ctx, rq, id)
+	case fasthttp.MethodPatch:
+		return s.tusPatch(rctx, ctx, rq, id)
+	default:
+		return s.tusDelete(rctx, ctx, rq, id)
+	}
+}
+
+// tusOptions answers discovery and CORS preflight, without auth.
+func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.Set("Tus-Version", tusVersion)
+	h.Set("Tus-Max-Size", tusMaxSize)
+	h.Set("Tus-Extension", tusExtensions)
+	h.Set("Tus-Checksum-Algorithm", pipeline.SupportedChecksums)
+	s.preflight(ctx, "OPTIONS, POST, HEAD, PATCH, DELETE")
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// fail answers err. On a route that may carry a body, the unread rest of
+// the body is drained when small, else the connection is closed, so it is
+// never parsed as the next request (FIELD-NOTES).
+func (s *Server) fail(ctx *fasthttp.RequestCtx, rq *request, err error) {
+	if rq.bodyRoute {
+		s.settleBody(ctx, rq)
+	}
+	s.writeError(ctx, rq, err)
+}
+
+// expect runs before fasthttp answers "100 Continue": an upload request
+// that is sure to be refused is refused before its body is sent.
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	path := string(ctx.Path())
+	if !strings.HasPrefix(path, uploadsPath) {
+		return fasthttp.StatusContinue
+	}
+	method := string(ctx.Method())
+	if method == fasthttp.MethodPost {
+		if ov := ctx.Request.Header.Peek("X-HTTP-Method-Override"); len(ov) > 0 {
+			method = strings.ToUpper(strings.TrimSpace(string(ov)))
+		}
+	}
+	if method != fasthttp.MethodPatch && method != fasthttp.MethodPost {
+		return fasthttp.StatusContinue
+	}
+	var err *Error
+	switch h := &ctx.Request.Header; {
+	case string(h.Peek("Tus-Resumable")) != tusVersion:
+		err = errTusVersion
+	case h.ContentLength() > pipeline.MaxChunk:
+		err = errChunkTooBig
+	case method == fasthttp.MethodPatch && !isOffsetType(h.ContentType()):
+		err = errContentType
+	default:
+		return fasthttp.StatusContinue
+	}
+	// fasthttp sends this response as it is, with the status returned, and
+	// closes the connection: the client never sends the body.
+	rq := &request{id: newRequestID(ctx), method: method, route: "tus_expect"}
+	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
+	ctx.Response.Header.Set("X-Request-Id", rq.id)
+	s.cors(ctx)
+	s.writeError(ctx, rq, err)
+	s.metrics.observe(rq.route, rq.method, err.Status, 0)
+	return err.Status
+}
+
+var errContentType = errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_content_type", "PATCH bodies must be Content-Type: application/offset+octet-stream")
+
+// isOffsetType reports whether a Content-Type is TUS's chunk type.
+func isOffsetType(ct []byte) bool {
+	mt, _, _ := strings.Cut(string(ct), ";")
+	return strings.EqualFold(strings.TrimSpace(mt), offsetType)
+}
+
+// baseURL is the public base URL for Location and download_url:
+// --public-url, else X-Forwarded-Proto/Host, else the request's Host.
+func (s *Server) baseURL(ctx *fasthttp.RequestCtx) string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	scheme := "http"
+	if ctx.IsTLS() {
+		scheme = "https"
+	}
+	if p := firstValue(ctx.Request.Header.Peek("X-Forwarded-Proto")); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := firstValue(ctx.Request.Header.Peek("X-Forwarded-Host"))
+	if host == "" || !validHost(host) {
+		host = string(ctx.Host())
+	}
+	return scheme + "://" + host
+}
+
+func firstValue(v []byte) string {
+	first, _, _ := strings.Cut(string(v), ",")
+	return strings.ToLower(strings.TrimSpace(first))
+}
+
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c >= 0x7f || c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// ready checks the session store and the storage.
+func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
+	rctx, cancel := context.WithTimeout(s.base, 5*time.Second)
+	defer cancel()
+	if err := s.store.Ping(rctx); err != nil {
+		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: session store: %w: %w", errUnavailable, err))
+		return
+	}
+	if err := s.pipe.Sink().Ping(rctx); err != nil {
+		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: storage: %w: %w", errUnavailable, err))
+		return
+	}
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("ready\n")
+}

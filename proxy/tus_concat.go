@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+func errConcat(format string, args ...any) *Error {
+	return errorf(fasthttp.StatusBadRequest, "invalid_concat", fmt.Sprintf(format, args...))
+}
+
+// createFinal serves a POST with "Upload-Concat: final;…": the partial
+// uploads, all complete and of this account, are joined in the sink (S3:
+// server-side copies), the result is hashed, and the asset is ready before
+// the 201.
+func (s *Server) createFinal(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, cc concat, mdRaw string, md metadata) error {
+	sh, err := md.shape()
+	if err != nil {
+		return err
+	}
+	srcs := make([]pipeline.Upload, 0, len(cc.Final))
+	seen := map[string]bool{}
+	var total int64
+	for _, pid := range cc.Final {
+		if seen[pid] {
+			return errConcat("partial upload %s is listed twice", pid)
+		}
+		seen[pid] = true
+		p, err := s.store.Session(ctx, pid)
+		if errors.Is(err, sessionstore.ErrNotFound) || err == nil && p.Account != rq.account {
+			return errConcat("partial upload %s not found", pid)
+		}
+		if err != nil {
+			return fmt.Errorf("proxy: load partial %s: %w", pid, err)
+		}
+		if !p.Partial {
+			return errConcat("upload %s is not a partial upload (Upload-Concat: partial)", pid)
+		}
+		if p.Length < 0 || p.Offset != p.Length {
+			return errConcat("partial upload %s is not complete", pid)
+		}
+		if p, err = s.finishIfFull(ctx, p); err != nil {
+			return err
+		}
+		total += p.Length
+		srcs = append(srcs, uploadOf(p))
+	}
+	if total > pipeline.MaxUploadLength {
+		return errUploadTooLarge
+	}
+
+	id := apikey.NewID()
+	rq.uploadID = id
+	now := time.Now().UTC()
+	sess := sessionstore.Session{
+		ID: id, Account: rq.account, AssetID: id, Length: total, Metadata: mdRaw,
+		ConcatOf: cc.Final, NextPart: 1, CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
+	}
+	asset := sessionstore.Asset{
+		ID: id, Account: rq.account, SessionID: id, Type: sh.Type,
+		State: sessionstore.StateUploading, SizeBytes: total,
+		ContentType: sh.ContentType, Filename: sh.Filename, Metadata: md,
+		StorageKey: storageKey(id), CreatedAt: now,
+	}
+	if err := s.createUpload(ctx, &sess, asset); err != nil {
+		return err
+	}
+	if err := s.concatInto(ctx, sess, srcs); err != nil {
+		// Leave nothing half-built behind; the client retries the POST.
+		cctx := context.WithoutCancel(ctx)
+		if aerr := s.pipe.Sink().Abort(cctx, uploadOf(sess)); aerr != nil {
+			s.log.Warn("free storage of failed concatenation", "upload_id", id, "err", aerr)
+		}
+		if _, derr := s.store.DeleteUpload(cctx, id); derr != nil {
+			s.log.Warn("delete failed concatenation", "upload_id", id, "err", derr)
+		}
+		return err
+	}
+	a, err := s.store.Asset(ctx, id)
+	if err != nil {
+		return fmt.Errorf("proxy: reload asset: %w", err)
+	}
+	rc.Response.Header.Set("Location", s.baseURL(rc)+uploadsPath+"/"+id)
+	writeJSON(rc, fasthttp.StatusCreated, &createResponse{SessionID: id, Asset: s.assetJSON(ctx, rc, a)})
+	return nil
+}
+
+// concatInto builds sess's object from srcs and commits it complete.
+func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs []pipeline.Upload) error {
+	lease, err := s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, 0)
+	if err != nil {
+		return fmt.Errorf("proxy: acquire lease: %w", err)
+	}
+	lh := &leaseHolder{l: lease}
+	defer s.releaseLease(ctx, lh)
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { s.keepLease(wctx, cancel, lh, stop) })
+	defer wg.Wait()
+	defer close(stop)
+
+	sink := s.pipe.Sink()
+	storage, parts, err := sink.Concat(wctx, uploadOf(sess), srcs)
+	if err != nil {
+		return fmt.Errorf("proxy: concatenate: %w", err)
+	}
+	state, sum, err := s.hashObject(wctx, storageKey(sess.ID), sess.Length)
+	if err != nil {
+		return err
+	}
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer ccancel()
+	_, err = s.store.Commit(cctx, lh.get(), sessionstore.Commit{
+		ExpectOffset: 0, NewOffset: sess.Length, HashState: state, Storage: storage,
+		Parts: toStoreParts(parts), Length: -1, Complete: true, SHA256: sum,
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: commit concatenation: %w", err)
+	}
+	s.metrics.completed.Add(1)
+	return nil
+}
+
+// hashObject reads a stored object once for its SHA-256 (a concatenation
+// has no running hash state).
+func (s *Server) hashObject(ctx context.Context, key string, want int64) ([]byte, string, error) {
+	obj, err := s.pipe.Sink().Open(ctx, key)
+	if err != nil {
+		return nil, "", fmt.Errorf("proxy: open %s: %w", key, err)
+	}
+	defer obj.Close()
+	if obj.Size() != want {
+		return nil, "", fmt.Errorf("proxy: concatenation %s has %d bytes, want %d", key, obj.Size(), want)
+	}
+	h, _ := pipeline.ResumeHash(nil)
+	buf := make([]byte, 1<<20)
+	r := io.NewSectionReader(obj, 0, obj.Size())
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, "", fmt.Errorf("proxy: hash %s: %w", key, err)
+		}
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("proxy: hash %s: %w", key, err)
+		}
+	}
+	state := pipeline.MarshalHash(h)
+	return state, hex.EncodeToString(h.Sum(nil)), nil
+}

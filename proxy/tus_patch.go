@@ -1,0 +1,333 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// chunkRequest is one PATCH (or the data of a POST) as its headers say.
+type chunkRequest struct {
+	offset int64 // Upload-Offset
+	size   int64 // Content-Length, -1 when chunked
+	sum    *pipeline.Checksum
+	length int64 // Upload-Length sent with a PATCH of a deferred upload, else -1
+}
+
+// commitTimeout bounds one store commit. Commits run even when the request
+// is canceled (shutdown): bytes that are durable should become visible.
+const commitTimeout = 15 * time.Second
+
+func errOffset(want, got int64) *Error {
+	return errorf(fasthttp.StatusConflict, "offset_mismatch",
+		fmt.Sprintf("Upload-Offset %d does not match the upload's offset %d", got, want))
+}
+
+// tusPatch serves PATCH: one chunk appended at Upload-Offset.
+func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	h := &rc.Request.Header
+	if !isOffsetType(h.ContentType()) {
+		return errContentType
+	}
+	ov := h.Peek("Upload-Offset")
+	if ov == nil {
+		return errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset is required")
+	}
+	offset, err := parseInt(string(ov))
+	if err != nil {
+		return errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset must be a non-negative integer")
+	}
+	size := int64(h.ContentLength())
+	if size == -2 {
+		size = 0
+	}
+	if size > pipeline.MaxChunk {
+		return errChunkTooBig
+	}
+	cr := chunkRequest{offset: offset, size: size, length: -1}
+	if v := h.Peek("Upload-Checksum"); v != nil {
+		if cr.sum, err = parseChecksum(string(v)); err != nil {
+			return errBadRequest("invalid_checksum", err)
+		}
+	}
+	if v := h.Peek("Upload-Length"); v != nil {
+		if cr.length, err = parseInt(string(v)); err != nil {
+			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
+		}
+		if cr.length > pipeline.MaxUploadLength {
+			return errUploadTooLarge
+		}
+	}
+
+	sess, err := s.loadSession(ctx, rq, id)
+	if err != nil {
+		return err
+	}
+	if len(sess.ConcatOf) > 0 {
+		return errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be patched")
+	}
+	if sess.Completed {
+		if offset != sess.Offset {
+			return errOffset(sess.Offset, offset)
+		}
+		if size != 0 {
+			return errPastLength
+		}
+	} else if sess, err = s.writeChunk(ctx, rc, rq, sess, cr); err != nil {
+		return err
+	}
+	rc.Response.Header.Set("Upload-Offset", strconv.FormatInt(sess.Offset, 10))
+	if !sess.Completed {
+		rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
+	}
+	rc.SetStatusCode(fasthttp.StatusNoContent)
+	return nil
+}
+
+// applyLength sets a deferred upload's length from a PATCH's Upload-Length.
+func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr chunkRequest) error {
+	if cr.length < 0 {
+		return nil
+	}
+	if sess.Length >= 0 {
+		if sess.Length != cr.length {
+			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")
+		}
+		return nil
+	}
+	if cr.length < sess.Offset+max(cr.size, 0) {
+		return errPastLength
+	}
+	if err := s.store.SetLength(ctx, sess.ID, cr.length); err != nil {
+		if errors.Is(err, sessionstore.ErrOffsetConflict) {
+			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length conflicts with the upload's state")
+		}
+		return fmt.Errorf("proxy: set length: %w", err)
+	}
+	sess.Length = cr.length
+	return nil
+}
+
+// writeChunk streams the request body into the upload under its lease:
+// durable prefixes are committed as they come (compare-and-set on the
+// offset, fenced by the lease), and the last byte completes the upload
+// before it returns. It returns the session as last committed, also with
+// an error.
+func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, sess sessionstore.Session, cr chunkRequest) (sessionstore.Session, error) {
+	if sess.Offset != cr.offset {
+		return sess, errOffset(sess.Offset, cr.offset)
+	}
+	if err := s.applyLength(ctx, &sess, cr); err != nil {
+		return sess, err
+	}
+	if sess.Length >= 0 && cr.size > sess.Length-sess.Offset {
+		return sess, errPastLength
+	}
+	sink := s.pipe.Sink()
+	lease, err := s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, sink.PartsFor(uploadOf(sess), cr.size))
+	if err != nil {
+		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
+	}
+	lh := &leaseHolder{l: lease}
+	defer s.releaseLease(ctx, lh)
+
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { s.keepLease(wctx, cancel, lh, stop) })
+	defer wg.Wait()
+	defer close(stop)
+
+	// Another request may have committed between our read and the lease.
+	fresh, err := s.store.Session(ctx, sess.ID)
+	if err != nil {
+		return sess, fmt.Errorf("proxy: reload session: %w", err)
+	}
+	if fresh.Offset != cr.offset {
+		return fresh, errOffset(fresh.Offset, cr.offset)
+	}
+	if fresh.Completed {
+		if cr.size != 0 {
+			return fresh, errPastLength
+		}
+		return fresh, nil
+	}
+	sess = fresh
+	if sess.Length >= 0 && cr.size > sess.Length-sess.Offset {
+		return sess, errPastLength
+	}
+
+	body := s.newBodyReader(rc, rq)
+	cur := sess
+	commit := func(c context.Context, p pipeline.Progress) error {
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
+		defer ccancel()
+		ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
+			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
+			Storage: p.Storage, Parts: toStoreParts(p.Parts), Length: -1,
+		})
+		if err != nil {
+			return fmt.Errorf("proxy: commit offset %d: %w", p.Offset, err)
+		}
+		cur = ns
+		s.metrics.commits.Add(1)
+		return nil
+	}
+	s.metrics.activeUploads.Add(1)
+	_, werr := s.pipe.Write(wctx, uploadOf(sess), pipeline.Chunk{
+		Body: body, Size: cr.size, Checksum: cr.sum,
+		Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
+		Commit: commit,
+	})
+	s.metrics.activeUploads.Add(-1)
+	if werr != nil {
+		switch cause := context.Cause(wctx); {
+		case body.err != nil:
+			// The client went away or stalled: that is the story, whatever
+			// the sink made of the failed read.
+			werr = body.err
+		case cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled):
+			werr = fmt.Errorf("proxy: write stopped: %w (%w)", cause, werr)
+		}
+		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
+	}
+	if cur.Length >= 0 && cur.Offset == cur.Length {
+		return s.complete(ctx, lh.get(), cur)
+	}
+	return cur, nil
+}
+
+// finishIfFull completes an upload whose bytes are all stored but that was
+// not marked complete (a crash between the last commit and completion).
+func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (sessionstore.Session, error) {
+	if sess.Completed || sess.Length < 0 || sess.Offset != sess.Length {
+		return sess, nil
+	}
+	lease, err := s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, 0)
+	if err != nil {
+		return sess, fmt.Errorf("proxy: acquire lease to complete: %w", err)
+	}
+	lh := &leaseHolder{l: lease}
+	defer s.releaseLease(ctx, lh)
+	fresh, err := s.store.Session(ctx, sess.ID)
+	if err != nil {
+		return sess, fmt.Errorf("proxy: reload session: %w", err)
+	}
+	if fresh.Completed || fresh.Length < 0 || fresh.Offset != fresh.Length {
+		return fresh, nil
+	}
+	return s.complete(ctx, lease, fresh)
+}
+
+// complete turns the stored bytes into the final object and marks the
+// upload complete (asset ready, SHA-256, probe queued) in one commit.
+func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessionstore.Session) (sessionstore.Session, error) {
+	parts, err := s.store.Parts(ctx, sess.ID)
+	if err != nil {
+		return sess, fmt.Errorf("proxy: list parts: %w", err)
+	}
+	if err := s.pipe.Sink().Complete(ctx, uploadOf(sess), toPipelineParts(parts)); err != nil {
+		return sess, fmt.Errorf("proxy: complete storage: %w", err)
+	}
+	sum, err := pipeline.SumHex(sess.HashState)
+	if err != nil {
+		return sess, fmt.Errorf("proxy: final sha256: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	ns, err := s.store.Commit(cctx, l, sessionstore.Commit{
+		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState,
+		Length: -1, Complete: true, SHA256: sum,
+	})
+	if err != nil {
+		return sess, fmt.Errorf("proxy: commit completion: %w", err)
+	}
+	s.metrics.completed.Add(1)
+	s.log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
+	return ns, nil
+}
+
+// leaseHolder is the current lease of a write; the renewal goroutine
+// replaces it while the write commits with it.
+type leaseHolder struct {
+	mu sync.Mutex
+	l  sessionstore.Lease
+}
+
+func (h *leaseHolder) get() sessionstore.Lease {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.l
+}
+
+func (h *leaseHolder) set(l sessionstore.Lease) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.l = l
+}
+
+// keepLease renews the lease every third of its TTL until stop closes. If
+// the lease is lost (or cannot be renewed before it expires), it cancels
+// the write: the pipeline stops and nothing more is committed.
+func (s *Server) keepLease(ctx context.Context, cancel context.CancelCauseFunc, lh *leaseHolder, stop <-chan struct{}) {
+	t := time.NewTicker(s.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := lh.get()
+		nl, err := s.store.RenewLease(ctx, cur, s.cfg.LeaseTTL)
+		if err == nil {
+			lh.set(nl)
+			continue
+		}
+		if errors.Is(err, sessionstore.ErrLeaseLost) || time.Now().After(cur.ExpiresAt) {
+			s.log.Warn("lease lost; stopping write", "upload_id", cur.SessionID, "err", err)
+			cancel(fmt.Errorf("proxy: renew lease: %w", err))
+			return
+		}
+	}
+}
+
+func (s *Server) releaseLease(ctx context.Context, lh *leaseHolder) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.store.ReleaseLease(cctx, lh.get()); err != nil {
+		s.log.Warn("release lease", "upload_id", lh.get().SessionID, "err", err)
+	}
+}
+
+func toStoreParts(ps []pipeline.Part) []sessionstore.Part {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]sessionstore.Part, len(ps))
+	for i, p := range ps {
+		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset}
+	}
+	return out
+}
+
+func toPipelineParts(ps []sessionstore.Part) []pipeline.Part {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]pipeline.Part, len(ps))
+	for i, p := range ps {
+		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset}
+	}
+	return out
+}

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// loadSession returns the request account's session id: 404 when unknown
+// or another account's (never revealing which), 410 when expired.
+func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
+	sess, err := s.store.Session(ctx, id)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return sess, errNotFound
+	}
+	if err != nil {
+		return sess, fmt.Errorf("proxy: load session: %w", err)
+	}
+	if sess.Account != rq.account {
+		return sessionstore.Session{}, errNotFound
+	}
+	if !sess.Completed && !sess.ExpiresAt.IsZero() && time.Now().After(sess.ExpiresAt) {
+		return sess, errExpired
+	}
+	return sess, nil
+}
+
+// tusHead serves HEAD: where to resume.
+func (s *Server) tusHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	sess, err := s.loadSession(ctx, rq, id)
+	if err != nil {
+		return err
+	}
+	if fin, err := s.finishIfFull(ctx, sess); err == nil {
+		sess = fin
+	} else if !errors.Is(err, sessionstore.ErrLocked) {
+		return err
+	}
+	h := &rc.Response.Header
+	h.Set("Cache-Control", "no-store")
+	h.Set("Upload-Offset", strconv.FormatInt(sess.Offset, 10))
+	if sess.Length >= 0 {
+		h.Set("Upload-Length", strconv.FormatInt(sess.Length, 10))
+	} else {
+		h.Set("Upload-Defer-Length", "1")
+	}
+	if sess.Metadata != "" {
+		h.Set("Upload-Metadata", sess.Metadata)
+	}
+	if !sess.Completed {
+		h.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
+	}
+	switch {
+	case sess.Partial:
+		h.Set("Upload-Concat", "partial")
+	case len(sess.ConcatOf) > 0:
+		base := s.baseURL(rc)
+		var b strings.Builder
+		b.WriteString("final;")
+		for i, p := range sess.ConcatOf {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(base + uploadsPath + "/" + p)
+		}
+		h.Set("Upload-Concat", b.String())
+	}
+	rc.SetStatusCode(fasthttp.StatusOK)
+	return nil
+}
+
+// tusDelete serves DELETE (termination): frees the stored bytes and
+// soft-deletes the asset. A session that is already gone is a 204.
+func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	sess, err := s.store.Session(ctx, id)
+	switch {
+	case errors.Is(err, sessionstore.ErrNotFound):
+		rc.SetStatusCode(fasthttp.StatusNoContent)
+		return nil
+	case err != nil:
+		return fmt.Errorf("proxy: load session: %w", err)
+	case sess.Account != rq.account:
+		return errNotFound
+	}
+	// Storage first: if the store then fails, a retried DELETE still finds
+	// the session and frees nothing twice (Abort is idempotent).
+	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
+		return fmt.Errorf("proxy: free storage: %w", err)
+	}
+	if _, err := s.store.DeleteUpload(ctx, id); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+		return fmt.Errorf("proxy: delete upload: %w", err)
+	}
+	s.metrics.deleted.Add(1)
+	rc.SetStatusCode(fasthttp.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# setup-deps.sh installs what Roughy's tests need, and only what is missing,
+# so it is cheap to run again: Debian's redis-server, redis-tools, ffmpeg
+# (ffprobe), jq and curl; versitygw v1.8.0 (the S3 server of the S3 tests);
+# tus-js-client 4.3.1 for the Node end-to-end tests (e2e/js, from
+# package-lock.json). With --bench it also installs tusd v2.9.1, the
+# benchmarks' reference server.
+#
+# Runs as root on a fresh Debian machine (CI=true, no stdin); elsewhere it
+# uses sudo for apt-get.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bench=0
+for arg in "$@"; do
+	case "$arg" in
+	--bench) bench=1 ;;
+	-h | --help)
+		echo "usage: scripts/setup-deps.sh [--bench]"
+		exit 0
+		;;
+	*)
+		echo "setup-deps: unknown argument $arg (usage: scripts/setup-deps.sh [--bench])" >&2
+		exit 2
+		;;
+	esac
+done
+
+log() { echo "setup-deps: $*" >&2; }
+
+# 1. Debian packages: one apt-get update, one install, only when needed.
+declare -A provides=(
+	[redis-server]=redis-server
+	[redis-cli]=redis-tools
+	[ffmpeg]=ffmpeg
+	[ffprobe]=ffmpeg
+	[jq]=jq
+	[curl]=curl
+)
+missing=()
+for cmd in "${!provides[@]}"; do
+	if ! command -v "$cmd" >/dev/null 2>&1; then
+		pkg=${provides[$cmd]}
+		[[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+	fi
+done
+if ((${#missing[@]})); then
+	sudo=()
+	if [[ $(id -u) != 0 ]]; then sudo=(sudo); fi
+	log "apt-get install ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" apt-get update -qq </dev/null
+	"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+else
+	log "Debian packages present"
+fi
+
+# 2. Go tools into $(go env GOPATH)/bin.
+gobin="$(go env GOPATH)/bin"
+export PATH="$gobin:$PATH"
+goinstall() { # name module@version
+	if command -v "$1" >/dev/null 2>&1 || [[ -x "$gobin/$1" ]]; then
+		log "$1 present"
+		return
+	fi
+	log "go install $2"
+	go install "$2"
+}
+goinstall versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
+if ((bench)); then
+	goinstall tusd github.com/tus/tusd/v2/cmd/tusd@v2.9.1
+fi
+
+# 3. Node modules of the tus-js-client end-to-end tests.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	log "node/npm missing: apt-get install nodejs npm"
+	sudo=()
+	if [[ $(id -u) != 0 ]]; then sudo=(sudo); fi
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" apt-get update -qq </dev/null
+	"${sudo[@]}" apt-get install -y -qq --no-install-recommends nodejs npm </dev/null >/dev/null
+fi
+want=$(jq -r '.dependencies["tus-js-client"]' e2e/js/package.json)
+have=$(jq -r '.version // empty' e2e/js/node_modules/tus-js-client/package.json 2>/dev/null || true)
+if [[ "$have" != "$want" ]]; then
+	log "npm ci in e2e/js (tus-js-client $want)"
+	(cd e2e/js && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+else
+	log "tus-js-client $have present"
+fi

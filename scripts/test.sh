@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# test.sh installs what is missing (scripts/setup-deps.sh), then vets and
+# runs every test of the module. Any failure fails the script.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup-deps.sh
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+echo "test: go vet ./..." >&2
+go vet ./...
+echo "test: go test ./... -count=1 -timeout 25m" >&2
+go test ./... -count=1 -timeout 25m

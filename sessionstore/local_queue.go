@@ -1,0 +1,355 @@
+package sessionstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// localProbeRecord is a queued probe job; its bbolt key is boltBE64(ready time) +
+// boltBE64(sequence), so a cursor walks jobs in the order they become ready.
+// ProbeJob.ID is the hex of that key: a retry gets a new key and id.
+type localProbeRecord struct {
+	AssetID  string
+	Attempts int
+	Reason   string `json:",omitempty"` // why the last attempt failed
+}
+
+// localProbeClaim is an in-memory claim. Claims need not be durable: after a
+// restart, every consumer of this process is gone, so every job is ready
+// again.
+type localProbeClaim struct {
+	consumer string
+	at       time.Time
+}
+
+// localProbeScan bounds the jobs one claim attempt looks at.
+const localProbeScan = 64
+
+// boltPutProbe enqueues rec, ready at ready.
+func boltPutProbe(tx *bolt.Tx, ready time.Time, rec localProbeRecord) error {
+	b := tx.Bucket(boltBucketProbe)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	return boltPut(b, append(boltBE64(boltUnixNano(ready)), boltBE64(seq)...), rec)
+}
+
+// wake tells one waiting claimer that a job may be ready; it never blocks.
+func (l *Local) wake() {
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+// CreateKey stores a key; ErrExists if its id or hash is taken.
+func (l *Local) CreateKey(ctx context.Context, k Key) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.update("create key", func(tx *bolt.Tx) error {
+		keys, byHash := tx.Bucket(boltBucketKeys), tx.Bucket(boltBucketKeyHash)
+		if keys.Get([]byte(k.ID)) != nil {
+			return fmt.Errorf("key id %s: %w", k.ID, ErrExists)
+		}
+		if byHash.Get([]byte(k.Hash)) != nil {
+			return fmt.Errorf("key %s: hash: %w", k.ID, ErrExists)
+		}
+		if err := byHash.Put([]byte(k.Hash), []byte(k.ID)); err != nil {
+			return err
+		}
+		return boltPut(keys, []byte(k.ID), k)
+	})
+}
+
+// KeyByHash finds an unrevoked key by the hash of its secret.
+func (l *Local) KeyByHash(ctx context.Context, hash string) (Key, error) {
+	if err := ctx.Err(); err != nil {
+		return Key{}, err
+	}
+	var k Key
+	err := l.view("key by hash", func(tx *bolt.Tx) error {
+		id := tx.Bucket(boltBucketKeyHash).Get([]byte(hash))
+		if id == nil {
+			return ErrNotFound
+		}
+		if err := boltGet(tx.Bucket(boltBucketKeys), id, &k); err != nil {
+			return err
+		}
+		if k.Revoked {
+			return ErrNotFound
+		}
+		return nil
+	})
+	return k, err
+}
+
+// Keys lists every key, revoked ones too, by id.
+func (l *Local) Keys(ctx context.Context) ([]Key, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []Key
+	err := l.view("keys", func(tx *bolt.Tx) error {
+		return tx.Bucket(boltBucketKeys).ForEach(func(_, v []byte) error {
+			var k Key
+			if err := json.Unmarshal(v, &k); err != nil {
+				return fmt.Errorf("decode key: %w", err)
+			}
+			out = append(out, k)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// RevokeKey marks a key revoked; ErrNotFound if unknown.
+func (l *Local) RevokeKey(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.update("revoke key", func(tx *bolt.Tx) error {
+		var k Key
+		if err := boltGet(tx.Bucket(boltBucketKeys), []byte(id), &k); err != nil {
+			return err
+		}
+		k.Revoked = true
+		return boltPut(tx.Bucket(boltBucketKeys), []byte(id), k)
+	})
+}
+
+// ClaimProbe hands out the oldest ready job that is unclaimed, or whose
+// claim is older than reclaimAfter, waiting up to block for one.
+func (l *Local) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, error) {
+	deadline := time.Now().Add(block)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return ProbeJob{}, err
+		}
+		job, ok, next, err := l.tryClaim(consumer, reclaimAfter)
+		if err != nil || ok {
+			return job, err
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return ProbeJob{}, fmt.Errorf("sessionstore: local claim probe: %w", ErrEmpty)
+		}
+		if next > 0 && next < wait {
+			wait = next
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ProbeJob{}, ctx.Err()
+		case <-l.closed:
+			return ProbeJob{}, fmt.Errorf("sessionstore: local claim probe: closed: %w", ErrUnavailable)
+		case <-l.notify:
+		case <-timer.C:
+		}
+	}
+}
+
+// localProbeCandidate is a ready job seen by tryClaim.
+type localProbeCandidate struct {
+	id  string
+	rec localProbeRecord
+}
+
+// tryClaim makes one attempt. When nothing is claimable, next is how soon
+// something may become so (0: unknown, wait for a wake-up).
+func (l *Local) tryClaim(consumer string, reclaimAfter time.Duration) (job ProbeJob, ok bool, next time.Duration, err error) {
+	for {
+		now := time.Now()
+		next = 0
+		var cands []localProbeCandidate
+		err = l.view("claim probe", func(tx *bolt.Tx) error {
+			c := tx.Bucket(boltBucketProbe).Cursor()
+			for k, v := c.First(); k != nil && len(cands) < localProbeScan; k, v = c.Next() {
+				if ready := int64(binary.BigEndian.Uint64(k[:8])); ready > now.UnixNano() {
+					next = time.Duration(ready - now.UnixNano())
+					break
+				}
+				var rec localProbeRecord
+				if err := json.Unmarshal(v, &rec); err != nil {
+					return fmt.Errorf("decode probe job: %w", err)
+				}
+				cands = append(cands, localProbeCandidate{id: hex.EncodeToString(k), rec: rec})
+			}
+			return nil
+		})
+		if err != nil {
+			return ProbeJob{}, false, 0, err
+		}
+
+		chosen := -1
+		l.mu.Lock()
+		for i, c := range cands {
+			if cl, claimed := l.claims[c.id]; claimed {
+				if left := reclaimAfter - now.Sub(cl.at); left > 0 {
+					if next == 0 || left < next {
+						next = left
+					}
+					continue
+				}
+			}
+			l.claims[c.id] = localProbeClaim{consumer: consumer, at: now}
+			chosen = i
+			break
+		}
+		l.mu.Unlock()
+		if chosen < 0 {
+			return ProbeJob{}, false, next, nil
+		}
+		c := cands[chosen]
+
+		// The job may have been acked between the scan and the claim: an
+		// acker deletes the job before it drops its claim, so a second look
+		// after claiming settles it.
+		key, _ := hex.DecodeString(c.id)
+		var exists bool
+		if err := l.view("claim probe", func(tx *bolt.Tx) error {
+			exists = tx.Bucket(boltBucketProbe).Get(key) != nil
+			return nil
+		}); err != nil {
+			return ProbeJob{}, false, 0, err
+		}
+		if !exists {
+			l.dropClaim(c.id, consumer, now)
+			continue
+		}
+		if chosen < len(cands)-1 {
+			l.wake() // more may be ready: pass the wake-up on
+		}
+		return ProbeJob{ID: c.id, AssetID: c.rec.AssetID, Attempts: c.rec.Attempts}, true, 0, nil
+	}
+}
+
+// dropClaim removes a claim if it is still the one made at `at`.
+func (l *Local) dropClaim(id, consumer string, at time.Time) {
+	l.mu.Lock()
+	if cl, ok := l.claims[id]; ok && cl.consumer == consumer && cl.at.Equal(at) {
+		delete(l.claims, id)
+	}
+	l.mu.Unlock()
+}
+
+// forgetClaim removes any claim of a job that no longer exists.
+func (l *Local) forgetClaim(id string) {
+	l.mu.Lock()
+	delete(l.claims, id)
+	l.mu.Unlock()
+}
+
+// finishProbe removes job in one transaction and calls fn with its record;
+// a job already gone (acked by a consumer that reclaimed it) is a no-op.
+func (l *Local) finishProbe(op string, job ProbeJob, fn func(tx *bolt.Tx, rec localProbeRecord) error) error {
+	key, err := hex.DecodeString(job.ID)
+	if err != nil || len(key) != 16 {
+		return fmt.Errorf("sessionstore: local %s: job id %q: %w", op, job.ID, ErrNotFound)
+	}
+	err = l.update(op, func(tx *bolt.Tx) error {
+		b := tx.Bucket(boltBucketProbe)
+		var rec localProbeRecord
+		if err := boltGet(b, key, &rec); errors.Is(err, ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+		return fn(tx, rec)
+	})
+	if err != nil {
+		return err
+	}
+	l.forgetClaim(job.ID)
+	return nil
+}
+
+// AckProbe stores the duration on the asset and removes the job.
+func (l *Local) AckProbe(ctx context.Context, job ProbeJob, durationSeconds string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.finishProbe("ack probe", job, func(tx *bolt.Tx, rec localProbeRecord) error {
+		a, err := boltAsset(tx, rec.AssetID)
+		if errors.Is(err, ErrNotFound) {
+			return nil // deleted while it was probed
+		}
+		if err != nil {
+			return err
+		}
+		a.DurationSeconds = durationSeconds
+		return boltPut(tx.Bucket(boltBucketAssets), []byte(a.ID), a)
+	})
+}
+
+// RetryProbe requeues the job with Attempts+1, ready after delay.
+func (l *Local) RetryProbe(ctx context.Context, job ProbeJob, delay time.Duration, reason string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := l.finishProbe("retry probe", job, func(tx *bolt.Tx, rec localProbeRecord) error {
+		rec.Attempts++
+		rec.Reason = reason
+		return boltPutProbe(tx, time.Now().Add(delay), rec)
+	})
+	if err == nil {
+		// A waiter recomputes how long to sleep from the queue.
+		l.wake()
+	}
+	return err
+}
+
+// DeadProbe moves the job to the dead-letter list.
+func (l *Local) DeadProbe(ctx context.Context, job ProbeJob, reason string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.finishProbe("dead probe", job, func(tx *bolt.Tx, rec localProbeRecord) error {
+		b := tx.Bucket(boltBucketDead)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		return boltPut(b, boltBE64(seq), DeadProbe{AssetID: rec.AssetID, Attempts: rec.Attempts, Reason: reason})
+	})
+}
+
+// DeadProbes lists the dead-letter list, oldest first.
+func (l *Local) DeadProbes(ctx context.Context) ([]DeadProbe, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []DeadProbe
+	err := l.view("dead probes", func(tx *bolt.Tx) error {
+		return tx.Bucket(boltBucketDead).ForEach(func(_, v []byte) error {
+			var d DeadProbe
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decode dead probe: %w", err)
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}

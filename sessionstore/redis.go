@@ -1,0 +1,439 @@
+package sessionstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is the Store of a fleet: every node of a cluster of Roughy servers
+// shares it. It runs on a standalone Redis, behind Sentinel, or on a Redis
+// Cluster.
+//
+// Key layout. Every key of one upload carries the upload's id as hash tag,
+// so that one Lua script can change all of them atomically on Cluster:
+//
+//	roughy:{<id>}:session   hash: the Session (fields in redis_lua.go)
+//	roughy:{<id>}:parts     list: committed parts, "number:size:offset:etag"
+//	roughy:{<id>}:lease     string: fencing token of the live lease, PX ttl
+//	roughy:{<id>}:asset     hash: the Asset of the session
+//	roughy:{<aid>}:assetid  string: session id of asset <aid> (id index)
+//
+// Shared keys carry their own tags: roughy:{expiry}:sessions (ZSET of
+// session ids scored by ExpiresAt in ms), roughy:{probe}:stream (probe jobs,
+// consumer group "roughy-probe"), roughy:{probe}:delayed (ZSET of retries
+// scored by due time), roughy:{probe}:dead (dead-letter stream), and
+// roughy:{keys}:… for API keys.
+//
+// On standalone and Sentinel, where no slot rule applies, the commit that
+// completes an upload also adds its probe job and drops it from the expiry
+// set in the same script. On Cluster those keys live in other slots: the
+// expiry set is cleaned lazily by Expired, and the probe job is added by a
+// second command right after the commit script. If the node dies between
+// the two (a window of one round trip), the asset is ready and correct but
+// never probed: duration_seconds stays null. That is the documented price
+// of Cluster; the upload itself is never affected.
+type Redis struct {
+	client  redis.UniversalClient
+	cluster bool
+	log     *slog.Logger
+}
+
+// Key names; see Redis.
+const (
+	redisExpiryKey    = "roughy:{expiry}:sessions"
+	redisProbeStream  = "roughy:{probe}:stream"
+	redisProbeDelayed = "roughy:{probe}:delayed"
+	redisProbeDead    = "roughy:{probe}:dead"
+	redisProbeGroup   = "roughy-probe"
+	redisKeysAll      = "roughy:{keys}:ids"
+	redisKeyByID      = "roughy:{keys}:id:"
+	redisKeyByHash    = "roughy:{keys}:hash:"
+)
+
+// Stream lengths kept by XADD MAXLEN ~. Acknowledged jobs are deleted, so
+// the probe stream only holds a backlog; the dead-letter stream keeps the
+// most recent failures.
+const (
+	redisProbeMaxLen = 100_000
+	redisDeadMaxLen  = 10_000
+)
+
+func redisSessionKey(id string) string  { return "roughy:{" + id + "}:session" }
+func redisPartsKey(id string) string    { return "roughy:{" + id + "}:parts" }
+func redisLeaseKey(id string) string    { return "roughy:{" + id + "}:lease" }
+func redisAssetKey(sid string) string   { return "roughy:{" + sid + "}:asset" }
+func redisAssetRefKey(id string) string { return "roughy:{" + id + "}:assetid" }
+
+// NewRedis connects to the Redis that url names:
+//
+//	redis://[user:pass@]host:port[/db]            standalone (rediss:// for TLS)
+//	redis+sentinel://[user:pass@]host:port[,host:port]/master[/db]
+//	host:port,host:port[,…]                       Cluster (items may be redis:// URLs)
+//
+// A standalone URL that points at a node with cluster mode on is used as a
+// Cluster seed. NewRedis fails when Redis does not answer.
+func NewRedis(ctx context.Context, url string) (*Redis, error) {
+	url = strings.TrimSpace(url)
+	r := &Redis{log: slog.Default()}
+	var err error
+	switch {
+	case strings.HasPrefix(url, "redis+sentinel://"), strings.HasPrefix(url, "rediss+sentinel://"):
+		r.client, err = redisSentinelClient(url)
+	case strings.Contains(url, ","):
+		r.client, err = redisClusterClient(strings.Split(url, ","))
+		r.cluster = true
+	default:
+		if !strings.Contains(url, "://") {
+			url = "redis://" + url
+		}
+		var opt *redis.Options
+		opt, err = redis.ParseURL(url)
+		if err == nil {
+			redisFailFast(&opt.MaxRetries, &opt.DialerRetries, &opt.DialerRetryTimeout)
+			opt.ContextTimeoutEnabled = true
+			r.client = redis.NewClient(opt)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sessionstore: redis url %q: %w", url, err)
+	}
+	if c, ok := r.client.(*redis.Client); ok {
+		info, err := c.Info(ctx, "cluster").Result()
+		if err != nil {
+			c.Close()
+			return nil, redisErr("connect", err)
+		}
+		if strings.Contains(info, "cluster_enabled:1") {
+			opt := c.Options()
+			c.Close()
+			r.client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{opt.Addr},
+				Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig,
+				DialerRetries: opt.DialerRetries, DialerRetryTimeout: opt.DialerRetryTimeout,
+				ContextTimeoutEnabled: true})
+			r.cluster = true
+		}
+	}
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		r.client.Close()
+		return nil, redisErr("connect", err)
+	}
+	return r, nil
+}
+
+func redisSentinelClient(raw string) (redis.UniversalClient, error) {
+	scheme, rest, _ := strings.Cut(raw, "://")
+	hosts, path, _ := strings.Cut(rest, "/")
+	opt := &redis.FailoverOptions{}
+	if userinfo, h, ok := strings.Cut(hosts, "@"); ok {
+		hosts = h
+		u, err := url.Parse("redis://" + userinfo + "@x")
+		if err != nil {
+			return nil, err
+		}
+		opt.Username = u.User.Username()
+		opt.Password, _ = u.User.Password()
+		opt.SentinelPassword = opt.Password
+	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			opt.SentinelAddrs = append(opt.SentinelAddrs, h)
+		}
+	}
+	path, query, _ := strings.Cut(path, "?")
+	if query != "" {
+		return nil, errors.New("query parameters are not supported")
+	}
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	if len(opt.SentinelAddrs) == 0 || segs[0] == "" || len(segs) > 2 {
+		return nil, errors.New("want redis+sentinel://host:port[,host:port]/master[/db]")
+	}
+	opt.MasterName = segs[0]
+	if len(segs) == 2 {
+		db, err := strconv.Atoi(segs[1])
+		if err != nil {
+			return nil, fmt.Errorf("bad database %q", segs[1])
+		}
+		opt.DB = db
+	}
+	if scheme == "rediss+sentinel" {
+		o, err := redis.ParseURL("rediss://" + opt.SentinelAddrs[0])
+		if err != nil {
+			return nil, err
+		}
+		opt.TLSConfig = o.TLSConfig
+	}
+	redisFailFast(&opt.MaxRetries, &opt.DialerRetries, &opt.DialerRetryTimeout)
+	opt.ContextTimeoutEnabled = true
+	return redis.NewFailoverClient(opt), nil
+}
+
+func redisClusterClient(items []string) (redis.UniversalClient, error) {
+	opt := &redis.ClusterOptions{}
+	for _, it := range items {
+		it = strings.TrimSpace(it)
+		if it == "" {
+			continue
+		}
+		if !strings.Contains(it, "://") {
+			opt.Addrs = append(opt.Addrs, it)
+			continue
+		}
+		o, err := redis.ParseURL(it)
+		if err != nil {
+			return nil, err
+		}
+		opt.Addrs = append(opt.Addrs, o.Addr)
+		opt.Username, opt.Password, opt.TLSConfig = o.Username, o.Password, o.TLSConfig
+	}
+	if len(opt.Addrs) == 0 {
+		return nil, errors.New("no cluster node")
+	}
+	// Retries stay go-redis's (the cluster client follows MOVED/ASK itself).
+	var retries int
+	redisFailFast(&retries, &opt.DialerRetries, &opt.DialerRetryTimeout)
+	opt.ContextTimeoutEnabled = true
+	return redis.NewClusterClient(opt), nil
+}
+
+// redisFailFast lowers go-redis's retry defaults (3 retries of 5 dials
+// 100 ms apart: about 1.5 s per call while Redis is down) to 1 retry of 2
+// dials 50 ms apart, so that a request during an outage gets its 503 within
+// a fraction of a second. Values set in the URL are kept.
+func redisFailFast(retries, dials *int, dialWait *time.Duration) {
+	if *retries == 0 {
+		*retries = 1
+	}
+	if *dials == 0 {
+		*dials = 2
+	}
+	if *dialWait == 0 {
+		*dialWait = 50 * time.Millisecond
+	}
+}
+
+// Ping checks that Redis answers.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return redisErr("ping", err)
+	}
+	return nil
+}
+
+// Close closes the connections.
+func (r *Redis) Close() error { return r.client.Close() }
+
+// redisErr maps a go-redis error: redis.Nil is ErrNotFound, a cancelled
+// context stays itself, Redis replies that mean "not now" (LOADING,
+// CLUSTERDOWN, …) and every network error or timeout wrap ErrUnavailable.
+// Other Redis error replies (a script bug) are plain errors.
+func redisErr(op string, err error) error {
+	switch {
+	case errors.Is(err, redis.Nil):
+		return fmt.Errorf("sessionstore: redis: %s: %w", op, ErrNotFound)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("sessionstore: redis: %s: %w", op, err)
+	}
+	if rerr, ok := errors.AsType[redis.Error](err); ok && !redisTransient(rerr) {
+		return fmt.Errorf("sessionstore: redis: %s: %w", op, err)
+	}
+	return fmt.Errorf("sessionstore: redis: %s: %w: %w", op, ErrUnavailable, err)
+}
+
+// redisTransient reports the Redis error replies that mean the server
+// cannot serve right now.
+func redisTransient(err redis.Error) bool {
+	for _, p := range []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN",
+		"READONLY", "NOREPLICAS", "OOM", "MOVED", "ASK"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// runScript runs s by EVALSHA (EVAL once after NOSCRIPT) and splits its
+// answer into the status code and the rest. Codes other than luaOK become
+// their sentinel errors.
+func (r *Redis) runScript(ctx context.Context, op string, s *redis.Script, keys []string, args ...any) ([]any, error) {
+	res, err := s.Run(ctx, r.client, keys, args...).Result()
+	if err != nil {
+		return nil, redisErr(op, err)
+	}
+	out, ok := res.([]any)
+	if !ok || len(out) == 0 {
+		return nil, fmt.Errorf("sessionstore: redis: %s: unexpected script answer %T", op, res)
+	}
+	code, _ := out[0].(int64)
+	var sentinel error
+	switch code {
+	case luaOK:
+		return out[1:], nil
+	case luaNotFound:
+		sentinel = ErrNotFound
+	case luaConflict:
+		sentinel = ErrOffsetConflict
+	case luaLeaseLost:
+		sentinel = ErrLeaseLost
+	case luaLocked:
+		sentinel = ErrLocked
+	case luaExhausted:
+		sentinel = ErrPartsExhausted
+	case luaExists:
+		sentinel = ErrExists
+	default:
+		return nil, fmt.Errorf("sessionstore: redis: %s: unexpected script status %v", op, out[0])
+	}
+	return nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sentinel)
+}
+
+// redisFlatMap turns a flat HGETALL answer from a script into a map.
+func redisFlatMap(v any) map[string]string {
+	list, _ := v.([]any)
+	m := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		k, _ := list[i].(string)
+		val, _ := list[i+1].(string)
+		m[k] = val
+	}
+	return m
+}
+
+func redisFmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixNano(), 10)
+}
+
+func redisParseTime(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if s == "" || err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func redisBool(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// redisSessionFields encodes s as HSET arguments.
+func redisSessionFields(s Session) []any {
+	concat := ""
+	if len(s.ConcatOf) > 0 {
+		b, _ := json.Marshal(s.ConcatOf)
+		concat = string(b)
+	}
+	return []any{
+		rsID, s.ID, rsAccount, s.Account, rsAssetID, s.AssetID,
+		rsLength, strconv.FormatInt(s.Length, 10), rsOffset, strconv.FormatInt(s.Offset, 10),
+		rsMetadata, s.Metadata, rsPartial, redisBool(s.Partial), rsConcat, concat,
+		rsHash, string(s.HashState), rsStorage, string(s.Storage),
+		rsNextPart, strconv.FormatInt(int64(s.NextPart), 10), rsDone, redisBool(s.Completed),
+		rsCreated, redisFmtTime(s.CreatedAt), rsExpires, redisFmtTime(s.ExpiresAt), rsFence, "0",
+	}
+}
+
+func redisDecodeSession(m map[string]string) (Session, error) {
+	s := Session{
+		ID: m[rsID], Account: m[rsAccount], AssetID: m[rsAssetID], Metadata: m[rsMetadata],
+		Partial: m[rsPartial] == "1", Completed: m[rsDone] == "1",
+		CreatedAt: redisParseTime(m[rsCreated]), ExpiresAt: redisParseTime(m[rsExpires]),
+	}
+	var err1, err2, err3 error
+	s.Length, err1 = strconv.ParseInt(m[rsLength], 10, 64)
+	s.Offset, err2 = strconv.ParseInt(m[rsOffset], 10, 64)
+	next, err3 := strconv.ParseInt(m[rsNextPart], 10, 32)
+	s.NextPart = int32(next)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return Session{}, fmt.Errorf("sessionstore: redis: corrupt session %q: %w", s.ID, err)
+	}
+	if v := m[rsHash]; v != "" {
+		s.HashState = []byte(v)
+	}
+	if v := m[rsStorage]; v != "" {
+		s.Storage = []byte(v)
+	}
+	if v := m[rsConcat]; v != "" {
+		if err := json.Unmarshal([]byte(v), &s.ConcatOf); err != nil {
+			return Session{}, fmt.Errorf("sessionstore: redis: corrupt session %q: %w", s.ID, err)
+		}
+	}
+	return s, nil
+}
+
+// redisAssetFields encodes a as HSET arguments.
+func redisAssetFields(a Asset) []any {
+	meta := ""
+	if len(a.Metadata) > 0 {
+		b, _ := json.Marshal(a.Metadata)
+		meta = string(b)
+	}
+	return []any{
+		raID, a.ID, raAccount, a.Account, raSession, a.SessionID, raType, a.Type, raState, a.State,
+		raSize, strconv.FormatInt(a.SizeBytes, 10), raCType, a.ContentType, raFilename, a.Filename,
+		raMetadata, meta, raDuration, a.DurationSeconds, raSHA256, a.SHA256, raKey, a.StorageKey,
+		raCreated, redisFmtTime(a.CreatedAt), raDeleted, redisBool(a.Deleted),
+	}
+}
+
+func redisDecodeAsset(m map[string]string) (Asset, error) {
+	a := Asset{
+		ID: m[raID], Account: m[raAccount], SessionID: m[raSession], Type: m[raType], State: m[raState],
+		ContentType: m[raCType], Filename: m[raFilename], DurationSeconds: m[raDuration],
+		SHA256: m[raSHA256], StorageKey: m[raKey], CreatedAt: redisParseTime(m[raCreated]),
+		Deleted: m[raDeleted] == "1",
+	}
+	var err error
+	if a.SizeBytes, err = strconv.ParseInt(m[raSize], 10, 64); err != nil {
+		return Asset{}, fmt.Errorf("sessionstore: redis: corrupt asset %q: %w", a.ID, err)
+	}
+	if v := m[raMetadata]; v != "" {
+		if err := json.Unmarshal([]byte(v), &a.Metadata); err != nil {
+			return Asset{}, fmt.Errorf("sessionstore: redis: corrupt asset %q: %w", a.ID, err)
+		}
+	}
+	return a, nil
+}
+
+// redisEncodePart is the parts-list form of p: "number:size:offset:etag".
+func redisEncodePart(p Part) string {
+	return strconv.FormatInt(int64(p.Number), 10) + ":" + strconv.FormatInt(p.Size, 10) + ":" +
+		strconv.FormatInt(p.Offset, 10) + ":" + p.ETag
+}
+
+func redisDecodePart(s string) (Part, error) {
+	f := strings.SplitN(s, ":", 4)
+	if len(f) != 4 {
+		return Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q", s)
+	}
+	n, err1 := strconv.ParseInt(f[0], 10, 32)
+	size, err2 := strconv.ParseInt(f[1], 10, 64)
+	off, err3 := strconv.ParseInt(f[2], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q: %w", s, err)
+	}
+	return Part{Number: int32(n), Size: size, Offset: off, ETag: f[3]}, nil
+}
+
+// ms converts a duration to whole milliseconds, rounding up so that a
+// positive duration never becomes 0 (which Redis reads as "forever" in
+// BLOCK and refuses in PX).
+func redisMillis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}

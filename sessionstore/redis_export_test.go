@@ -1,0 +1,62 @@
+package sessionstore
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisFlushAll empties every master the store talks to, so that a test
+// starts from nothing (the probe queue is shared by all uploads).
+func RedisFlushAll(ctx context.Context, r *Redis) error {
+	if c, ok := r.client.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			return n.FlushAll(ctx).Err()
+		})
+	}
+	return r.client.FlushAll(ctx).Err()
+}
+
+// RedisIsCluster reports whether the store runs on Redis Cluster.
+func RedisIsCluster(r *Redis) bool { return r.cluster }
+
+// RedisRoundTrips counts what the store sends to Redis.
+type RedisRoundTrips struct {
+	// Trips counts network round trips: one per command sent alone, one per
+	// pipeline.
+	Trips atomic.Int64
+	// Commands counts commands, those of pipelines included.
+	Commands atomic.Int64
+}
+
+// RedisCountRoundTrips installs a go-redis hook on r that counts round
+// trips and commands.
+func RedisCountRoundTrips(r *Redis) *RedisRoundTrips {
+	c := &RedisRoundTrips{}
+	r.client.AddHook(countHook{c})
+	return c
+}
+
+type countHook struct{ c *RedisRoundTrips }
+
+func (h countHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
+}
+
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.c.Trips.Add(1)
+		h.c.Commands.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.c.Trips.Add(1)
+		h.c.Commands.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}

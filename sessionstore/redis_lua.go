@@ -1,0 +1,318 @@
+package sessionstore
+
+import "github.com/redis/go-redis/v9"
+
+// Every script answers a table whose first element is one of these codes,
+// so that a failed compare-and-set comes back as a value, not as an error
+// string to parse.
+const (
+	luaOK        = 1
+	luaNotFound  = 2
+	luaConflict  = 3
+	luaLeaseLost = 4
+	luaLocked    = 5
+	luaExhausted = 6
+	luaExists    = 7
+)
+
+// Session hash fields ("roughy:{<id>}:session"). The Lua scripts use the
+// same names literally.
+const (
+	rsID       = "id"
+	rsAccount  = "acct"
+	rsAssetID  = "aid"
+	rsLength   = "len"
+	rsOffset   = "off"
+	rsMetadata = "meta"
+	rsPartial  = "partial"
+	rsConcat   = "concat"
+	rsHash     = "hs"
+	rsStorage  = "st"
+	rsNextPart = "next"
+	rsDone     = "done"
+	rsCreated  = "created"
+	rsExpires  = "expires"
+	rsFence    = "fence"
+)
+
+// Asset hash fields ("roughy:{<session id>}:asset").
+const (
+	raID       = "id"
+	raAccount  = "acct"
+	raSession  = "sid"
+	raType     = "type"
+	raState    = "state"
+	raSize     = "size"
+	raCType    = "ctype"
+	raFilename = "fname"
+	raMetadata = "meta"
+	raDuration = "dur"
+	raSHA256   = "sha"
+	raKey      = "key"
+	raCreated  = "created"
+	raDeleted  = "deleted"
+)
+
+// luaCreate stores a session and its asset if neither id is taken.
+// KEYS[1] session, KEYS[2] asset of the session, then optionally the asset
+// id index and the expiry set at the positions ARGV[1] and ARGV[2] name
+// (0: absent; in Cluster they are written by separate calls).
+// ARGV[3] session id, ARGV[4] expiry score, ARGV[5] number of session
+// field/value arguments that follow, then the session's, then the asset's.
+var luaCreate = redis.NewScript(`
+local refIdx, zIdx = tonumber(ARGV[1]), tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {7} end
+if refIdx > 0 and redis.call('EXISTS', KEYS[refIdx]) == 1 then return {7} end
+local n = tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], unpack(ARGV, 6, 5 + n))
+if #ARGV > 5 + n then
+	redis.call('HSET', KEYS[2], unpack(ARGV, 6 + n, #ARGV))
+	if refIdx > 0 then redis.call('SET', KEYS[refIdx], ARGV[3]) end
+end
+if zIdx > 0 then redis.call('ZADD', KEYS[zIdx], ARGV[4], ARGV[3]) end
+return {1}
+`)
+
+// luaUnref drops an asset id index entry if it still names the session
+// (undoes the pre-claim of a Cluster creation that failed).
+var luaUnref = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return {1}
+`)
+
+// luaAcquire takes the lease and reserves part numbers.
+// KEYS[1] session, KEYS[2] lease. ARGV[1] ttl ms, ARGV[2] parts, ARGV[3]
+// MaxPartNumber. Answers {1, token, first part}.
+var luaAcquire = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {5} end
+local parts = tonumber(ARGV[2])
+local first = 0
+if parts > 0 then
+	local nextPart = tonumber(redis.call('HGET', KEYS[1], 'next'))
+	if nextPart + parts - 1 > tonumber(ARGV[3]) then return {6} end
+	first = nextPart
+	redis.call('HINCRBY', KEYS[1], 'next', parts)
+end
+local token = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+redis.call('SET', KEYS[2], token, 'PX', ARGV[1])
+return {1, token, first}
+`)
+
+// luaRenew extends the lease if the token is still current.
+// KEYS[1] lease. ARGV[1] token, ARGV[2] ttl ms.
+var luaRenew = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {4} end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1}
+`)
+
+// luaRelease drops the lease if the token is still current.
+// KEYS[1] lease. ARGV[1] token.
+var luaRelease = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return {1}
+`)
+
+// luaCommit is the one round trip of a committed part: it checks the lease
+// token, then the offset, then appends the parts, advances the offset,
+// saves hash and storage state and, on completion, makes the asset ready.
+// KEYS[1] session, KEYS[2] parts, KEYS[3] lease, KEYS[4] asset, then
+// optionally the expiry set and the probe stream (standalone and Sentinel
+// only: in Cluster they live in other slots and the caller enqueues).
+// ARGV[1] token, [2] expected offset, [3] new offset, [4] hash state,
+// [5] "1" if [6] storage replaces the old, [7] length (-1: unchanged),
+// [8] "1" to complete, [9] SHA-256, [10] session id, [11] stream MAXLEN,
+// [12...] encoded parts.
+// Answers {1, enqueue asset id or "", flat session hash}; enqueue is set
+// only when the caller must still add the probe job.
+var luaCommit = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {4} end
+local cur = redis.call('HMGET', KEYS[1], 'off', 'len', 'done')
+if cur[1] ~= ARGV[2] or cur[3] == '1' then return {3} end
+local newOff = tonumber(ARGV[3])
+if newOff < tonumber(ARGV[2]) then return {3} end
+local len, setLen = tonumber(cur[2]), nil
+if tonumber(ARGV[7]) >= 0 then
+	if len >= 0 and len ~= tonumber(ARGV[7]) then return {3} end
+	if len < 0 then len, setLen = tonumber(ARGV[7]), ARGV[7] end
+end
+if len >= 0 and newOff > len then return {3} end
+local complete = ARGV[8] == '1'
+if complete then
+	if len < 0 then len, setLen = newOff, ARGV[3] end
+	if len ~= newOff then return {3} end
+end
+redis.call('HSET', KEYS[1], 'off', ARGV[3], 'hs', ARGV[4])
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'st', ARGV[6]) end
+local hasAsset = redis.call('EXISTS', KEYS[4]) == 1
+if setLen then
+	redis.call('HSET', KEYS[1], 'len', setLen)
+	if hasAsset then redis.call('HSET', KEYS[4], 'size', setLen) end
+end
+for i = 12, #ARGV, 500 do
+	redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+end
+local enqueue = ''
+if complete then
+	redis.call('HSET', KEYS[1], 'done', '1')
+	if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[10]) end
+	if hasAsset and redis.call('HGET', KEYS[4], 'deleted') ~= '1' then
+		redis.call('HSET', KEYS[4], 'state', 'ready', 'sha', ARGV[9], 'size', ARGV[3])
+		enqueue = redis.call('HGET', KEYS[4], 'id')
+		if KEYS[6] then
+			redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[11], '*', 'asset', enqueue, 'attempts', '0')
+			enqueue = ''
+		end
+	end
+end
+return {1, enqueue, redis.call('HGETALL', KEYS[1])}
+`)
+
+// luaSetLength sets a deferred length once.
+// KEYS[1] session, KEYS[2] asset. ARGV[1] length.
+var luaSetLength = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'len', 'off')
+if not cur[1] then return {2} end
+local len, want = tonumber(cur[1]), tonumber(ARGV[1])
+if len >= 0 then
+	if len == want then return {1} end
+	return {3}
+end
+if want < tonumber(cur[2]) then return {3} end
+redis.call('HSET', KEYS[1], 'len', ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'size', ARGV[1]) end
+return {1}
+`)
+
+// luaDelete removes a session, its parts and lease, soft-deletes its asset
+// and answers {1, flat session hash as it was}.
+// KEYS[1] session, KEYS[2] parts, KEYS[3] lease, KEYS[4] asset, optional
+// KEYS[5] expiry set. ARGV[1] session id.
+var luaDelete = redis.NewScript(`
+local s = redis.call('HGETALL', KEYS[1])
+if #s == 0 then return {2} end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('HSET', KEYS[4], 'deleted', '1') end
+if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[1]) end
+return {1, s}
+`)
+
+// luaParts answers {1, parts} or {2} for an unknown session.
+// KEYS[1] session, KEYS[2] parts.
+var luaParts = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+return {1, redis.call('LRANGE', KEYS[2], 0, -1)}
+`)
+
+// luaSetDuration records a probe result if the asset hash is the asset.
+// KEYS[1] asset. ARGV[1] asset id, ARGV[2] duration.
+var luaSetDuration = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {2} end
+redis.call('HSET', KEYS[1], 'dur', ARGV[2])
+return {1}
+`)
+
+// luaClaim moves due retries from the delayed set into the stream, makes
+// sure the consumer group exists, and reclaims one entry idle longer than
+// the limit. Answers {1, id, flat fields} or {2} when nothing was reclaimed.
+// KEYS[1] stream, KEYS[2] delayed set. ARGV[1] group, [2] consumer,
+// [3] min idle ms, [4] stream MAXLEN.
+var luaClaim = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
+for _, m in ipairs(due) do
+	local j = cjson.decode(m)
+	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'asset', j.a, 'attempts', tostring(j.n))
+	redis.call('ZREM', KEYS[2], m)
+end
+local cursor = '0-0'
+for _ = 1, 100 do
+	local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', 1)
+	if type(r) == 'table' and r.err then
+		if string.find(r.err, 'NOGROUP', 1, true) then
+			redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+			return {2}
+		end
+		return r
+	end
+	local e = r[2][1]
+	if e then
+		return {1, e[1], e[2]}
+	end
+	cursor = r[1]
+	if cursor == '0-0' then break end
+end
+return {2}
+`)
+
+// luaAck removes a finished job. KEYS[1] stream. ARGV[1] group, [2] id.
+var luaAck = redis.NewScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return {1}
+`)
+
+// luaRetry acknowledges a job and schedules it again after a delay, unless
+// it is no longer pending (another consumer finished it).
+// KEYS[1] stream, KEYS[2] delayed set. ARGV[1] group, [2] id, [3] delay
+// ms, [4] member (JSON {a: asset, n: attempts, id: old id}).
+var luaRetry = redis.NewScript(`
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {2} end
+redis.call('XDEL', KEYS[1], ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
+return {1}
+`)
+
+// luaDead moves a pending job to the dead-letter stream.
+// KEYS[1] stream, KEYS[2] dead stream. ARGV[1] group, [2] id, [3] asset,
+// [4] attempts, [5] reason, [6] dead stream MAXLEN.
+var luaDead = redis.NewScript(`
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {2} end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'asset', ARGV[3], 'attempts', ARGV[4], 'reason', ARGV[5])
+return {1}
+`)
+
+// luaCreateKey stores an API key unless its id or hash is taken.
+// KEYS[1] key hash by id, KEYS[2] id by secret hash, KEYS[3] set of ids.
+// ARGV[1] id, then field/value pairs.
+var luaCreateKey = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {7} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2, #ARGV))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return {1}
+`)
+
+// luaKeyByHash answers {1, flat key hash} or {2}.
+// KEYS[1] id by secret hash. ARGV[1] prefix of key hashes by id.
+var luaKeyByHash = redis.NewScript(`
+local id = redis.call('GET', KEYS[1])
+if not id then return {2} end
+local k = redis.call('HGETALL', ARGV[1] .. id)
+if #k == 0 then return {2} end
+return {1, k}
+`)
+
+// luaRevokeKey marks a key revoked. KEYS[1] key hash by id.
+var luaRevokeKey = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+redis.call('HSET', KEYS[1], 'revoked', '1')
+return {1}
+`)
+
+// luaKeys answers {1, {flat key hash}...}. KEYS[1] set of ids. ARGV[1]
+// prefix of key hashes by id.
+var luaKeys = redis.NewScript(`
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+	local k = redis.call('HGETALL', ARGV[1] .. id)
+	if #k > 0 then out[#out + 1] = k end
+end
+return {1, out}
+`)

@@ -1,0 +1,189 @@
+package sessionstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ClaimProbe hands out one probe job: first it moves due retries into the
+// stream and reclaims an entry idle longer than reclaimAfter (one script),
+// then it reads a new entry with XREADGROUP, blocking up to block.
+func (r *Redis) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, error) {
+	out, err := r.runScript(ctx, "claim probe", luaClaim, []string{redisProbeStream, redisProbeDelayed},
+		redisProbeGroup, consumer, redisMillis(reclaimAfter), redisProbeMaxLen)
+	if err == nil {
+		id, _ := out[0].(string)
+		return redisProbeJob(id, redisFlatMap(out[1]))
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return ProbeJob{}, err
+	}
+	args := &redis.XReadGroupArgs{Group: redisProbeGroup, Consumer: consumer,
+		Streams: []string{redisProbeStream, ">"}, Count: 1, Block: -1}
+	if block > 0 {
+		args.Block = time.Duration(redisMillis(block)) * time.Millisecond
+	}
+	streams, err := r.client.XReadGroup(ctx, args).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+	case redis.HasErrorPrefix(err, "NOGROUP"):
+		// The data was flushed since the script ran; the next claim
+		// creates the group again.
+		return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+	case err != nil:
+		return ProbeJob{}, redisErr("claim probe", err)
+	}
+	for _, s := range streams {
+		for _, m := range s.Messages {
+			vals := make(map[string]string, len(m.Values))
+			for k, v := range m.Values {
+				vals[k], _ = v.(string)
+			}
+			return redisProbeJob(m.ID, vals)
+		}
+	}
+	return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+}
+
+func redisProbeJob(id string, vals map[string]string) (ProbeJob, error) {
+	n, err := strconv.Atoi(vals["attempts"])
+	if err != nil || vals["asset"] == "" {
+		return ProbeJob{}, fmt.Errorf("sessionstore: redis: corrupt probe job %s: %v", id, vals)
+	}
+	return ProbeJob{ID: id, AssetID: vals["asset"], Attempts: n}, nil
+}
+
+// AckProbe records the duration on the asset, then removes the job. A
+// crash between the two hands the job out again; recording is idempotent.
+func (r *Redis) AckProbe(ctx context.Context, job ProbeJob, durationSeconds string) error {
+	_, err := r.runScript(ctx, "ack probe", luaSetDuration, []string{redisAssetKey(job.AssetID)}, job.AssetID, durationSeconds)
+	if errors.Is(err, ErrNotFound) {
+		// The asset id is not its session's id: find the session.
+		sid, gerr := r.client.Get(ctx, redisAssetRefKey(job.AssetID)).Result()
+		switch {
+		case gerr == nil && sid != job.AssetID:
+			_, err = r.runScript(ctx, "ack probe", luaSetDuration, []string{redisAssetKey(sid)}, job.AssetID, durationSeconds)
+		case gerr == nil, errors.Is(gerr, redis.Nil):
+		default:
+			return redisErr("ack probe", gerr)
+		}
+		if errors.Is(err, ErrNotFound) {
+			err = nil // the asset is gone; the job is done all the same
+		}
+	}
+	if err != nil {
+		return err
+	}
+	_, err = r.runScript(ctx, "ack probe", luaAck, []string{redisProbeStream}, redisProbeGroup, job.ID)
+	return err
+}
+
+// redisRetryMember is a delayed job in roughy:{probe}:delayed; luaClaim decodes
+// it with cjson.
+type redisRetryMember struct {
+	Asset    string `json:"a"`
+	Attempts int    `json:"n"`
+	ID       string `json:"id"`
+}
+
+// RetryProbe acknowledges the job and schedules it with Attempts+1, ready
+// after delay (measured on the Redis clock, shared by every node). A job
+// that is no longer pending (another consumer finished it) is dropped.
+func (r *Redis) RetryProbe(ctx context.Context, job ProbeJob, delay time.Duration, reason string) error {
+	member, err := json.Marshal(redisRetryMember{Asset: job.AssetID, Attempts: job.Attempts + 1, ID: job.ID})
+	if err != nil {
+		return fmt.Errorf("sessionstore: redis: retry probe: %w", err)
+	}
+	_, err = r.runScript(ctx, "retry probe", luaRetry, []string{redisProbeStream, redisProbeDelayed},
+		redisProbeGroup, job.ID, redisMillis(delay), string(member))
+	if errors.Is(err, ErrNotFound) {
+		r.log.Info("sessionstore: redis: retried probe job was not pending", "job", job.ID, "asset", job.AssetID, "reason", reason)
+		return nil
+	}
+	return err
+}
+
+// DeadProbe moves the job to the dead-letter stream with the reason.
+func (r *Redis) DeadProbe(ctx context.Context, job ProbeJob, reason string) error {
+	_, err := r.runScript(ctx, "dead probe", luaDead, []string{redisProbeStream, redisProbeDead},
+		redisProbeGroup, job.ID, job.AssetID, job.Attempts, reason, redisDeadMaxLen)
+	if errors.Is(err, ErrNotFound) {
+		r.log.Info("sessionstore: redis: dead probe job was not pending", "job", job.ID, "asset", job.AssetID, "reason", reason)
+		return nil
+	}
+	return err
+}
+
+// DeadProbes lists the dead-letter stream, oldest first.
+func (r *Redis) DeadProbes(ctx context.Context) ([]DeadProbe, error) {
+	msgs, err := r.client.XRange(ctx, redisProbeDead, "-", "+").Result()
+	if err != nil {
+		return nil, redisErr("dead probes", err)
+	}
+	out := make([]DeadProbe, 0, len(msgs))
+	for _, m := range msgs {
+		asset, _ := m.Values["asset"].(string)
+		reason, _ := m.Values["reason"].(string)
+		n, _ := m.Values["attempts"].(string)
+		attempts, _ := strconv.Atoi(n)
+		out = append(out, DeadProbe{AssetID: asset, Attempts: attempts, Reason: reason})
+	}
+	return out, nil
+}
+
+// CreateKey stores k; ErrExists if its id or hash is taken.
+func (r *Redis) CreateKey(ctx context.Context, k Key) error {
+	_, err := r.runScript(ctx, "create key", luaCreateKey,
+		[]string{redisKeyByID + k.ID, redisKeyByHash + k.Hash, redisKeysAll},
+		k.ID, "id", k.ID, "acct", k.Account, "hash", k.Hash, "prefix", k.Prefix,
+		"created", redisFmtTime(k.CreatedAt), "revoked", redisBool(k.Revoked))
+	return err
+}
+
+// KeyByHash finds an unrevoked key by the hash of its secret.
+func (r *Redis) KeyByHash(ctx context.Context, hash string) (Key, error) {
+	out, err := r.runScript(ctx, "key by hash", luaKeyByHash, []string{redisKeyByHash + hash}, redisKeyByID)
+	if err != nil {
+		return Key{}, err
+	}
+	k := redisDecodeKey(redisFlatMap(out[0]))
+	if k.Revoked {
+		return Key{}, fmt.Errorf("sessionstore: redis: key %q revoked: %w", k.ID, ErrNotFound)
+	}
+	return k, nil
+}
+
+// Keys lists every key, revoked ones too.
+func (r *Redis) Keys(ctx context.Context) ([]Key, error) {
+	out, err := r.runScript(ctx, "keys", luaKeys, []string{redisKeysAll}, redisKeyByID)
+	if err != nil {
+		return nil, err
+	}
+	list, _ := out[0].([]any)
+	keys := make([]Key, 0, len(list))
+	for _, v := range list {
+		keys = append(keys, redisDecodeKey(redisFlatMap(v)))
+	}
+	return keys, nil
+}
+
+// RevokeKey marks a key revoked.
+func (r *Redis) RevokeKey(ctx context.Context, id string) error {
+	_, err := r.runScript(ctx, "revoke key", luaRevokeKey, []string{redisKeyByID + id})
+	return err
+}
+
+func redisDecodeKey(m map[string]string) Key {
+	return Key{ID: m["id"], Account: m["acct"], Hash: m["hash"], Prefix: m["prefix"],
+		CreatedAt: redisParseTime(m["created"]), Revoked: m["revoked"] == "1"}
+}
+
+// Compile-time check: Redis is a Store.
+var _ Store = (*Redis)(nil)

@@ -1,0 +1,263 @@
+package sessionstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/sessionstore/storetest"
+)
+
+// newRedis connects to url and empties Redis, so that every test (the
+// probe queue is shared) starts from nothing.
+func newRedis(t *testing.T, url string) *sessionstore.Redis {
+	t.Helper()
+	st, err := sessionstore.NewRedis(t.Context(), url)
+	if err != nil {
+		t.Fatalf("NewRedis(%s): %v", url, err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if err := sessionstore.RedisFlushAll(t.Context(), st); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	return st
+}
+
+func TestRedis(t *testing.T) {
+	url := testsvc.StartRedis(t)
+	storetest.Run(t, func(t *testing.T) sessionstore.Store {
+		st := newRedis(t, url)
+		if sessionstore.RedisIsCluster(st) {
+			t.Fatalf("NewRedis(%s) chose Cluster for a standalone server", url)
+		}
+		return st
+	})
+}
+
+func TestRedisSentinel(t *testing.T) {
+	_, url := testsvc.StartRedisSentinel(t)
+	storetest.Run(t, func(t *testing.T) sessionstore.Store { return newRedis(t, url) })
+	// The master really comes from the Sentinel: an unknown name fails.
+	bad := strings.Replace(url, "/"+testsvc.RedisSentinelMaster+"/", "/nosuchmaster/", 1)
+	if st, err := sessionstore.NewRedis(t.Context(), bad); err == nil {
+		st.Close()
+		t.Fatalf("NewRedis(%s): got nil error, want one", bad)
+	}
+}
+
+func TestRedisCluster(t *testing.T) {
+	nodes := testsvc.StartRedisCluster(t)
+	storetest.Run(t, func(t *testing.T) sessionstore.Store {
+		st := newRedis(t, nodes)
+		if !sessionstore.RedisIsCluster(st) {
+			t.Fatalf("NewRedis(%s) did not choose Cluster", nodes)
+		}
+		return st
+	})
+	// One node's redis:// URL alone is a cluster seed too.
+	first, _, _ := strings.Cut(nodes, ",")
+	st := newRedis(t, "redis://"+first)
+	if !sessionstore.RedisIsCluster(st) {
+		t.Fatalf("NewRedis(redis://%s) of a cluster node did not choose Cluster", first)
+	}
+}
+
+// upload creates a fresh upload of length bytes.
+func redisUpload(t *testing.T, st sessionstore.Store, length int64) sessionstore.Session {
+	t.Helper()
+	id := "rt-" + rand.Text()
+	created := time.Now().UTC().Truncate(time.Second)
+	s := sessionstore.Session{ID: id, Account: "acme", AssetID: id, Length: length, NextPart: 1,
+		CreatedAt: created, ExpiresAt: created.Add(time.Hour)}
+	a := sessionstore.Asset{ID: id, Account: "acme", SessionID: id, Type: "video",
+		State: sessionstore.StateUploading, SizeBytes: length, StorageKey: "uploads/" + id, CreatedAt: created}
+	if err := st.CreateUpload(t.Context(), s, a); err != nil {
+		t.Fatalf("CreateUpload: %v", err)
+	}
+	return s
+}
+
+// TestRedisCommitRoundTrips counts what one committed part costs: round
+// trips seen by the client, and commands Redis executed (the script's
+// inner calls included), on standalone and on Cluster.
+func TestRedisCommitRoundTrips(t *testing.T) {
+	server := testsvc.StartRedisServer(t)
+	nodes := testsvc.StartRedisCluster(t)
+	for _, tc := range []struct{ name, url, addr string }{
+		{"standalone", server.URL(), server.Addr()},
+		{"cluster", nodes, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newRedis(t, tc.url)
+			ctx := t.Context()
+			const parts = 20
+			s := redisUpload(t, st, parts*100)
+			l, err := st.AcquireLease(ctx, s.ID, time.Minute, parts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			commit := func(i int, complete bool) {
+				t.Helper()
+				_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: int64(i) * 100,
+					NewOffset: int64(i+1) * 100, HashState: make([]byte, 108), Length: -1,
+					Storage: []byte(`{"upload":"abc"}`), Complete: complete, SHA256: "ff",
+					Parts: []sessionstore.Part{{Number: l.FirstPart + int32(i), ETag: `"0123456789abcdef"`, Size: 100, Offset: int64(i) * 100}}})
+				if err != nil {
+					t.Fatalf("Commit %d: %v", i, err)
+				}
+			}
+			commit(0, false) // loads the script (EVALSHA, NOSCRIPT, EVAL)
+			count := sessionstore.RedisCountRoundTrips(st)
+			before := redisCalls(t, tc.addr)
+			const n = parts - 2
+			for i := 1; i <= n; i++ {
+				commit(i, false)
+			}
+			trips, cmds := count.Trips.Load(), count.Commands.Load()
+			if trips != n || cmds != n {
+				t.Fatalf("%d commits: got %d round trips, %d commands; want %d each (1 per commit)", n, trips, cmds, n)
+			}
+			if tc.addr != "" {
+				t.Logf("standalone: %.1f Redis commands executed per committed part (EVALSHA and the script's calls)",
+					float64(redisCalls(t, tc.addr)-before)/n)
+			}
+			count.Trips.Store(0)
+			commit(parts-1, true)
+			want := int64(1)
+			if sessionstore.RedisIsCluster(st) {
+				want = 2 // the probe job's XADD lives in another slot
+			}
+			if got := count.Trips.Load(); got != want {
+				t.Fatalf("completing commit: got %d round trips, want %d", got, want)
+			}
+			j, err := st.ClaimProbe(ctx, "c", time.Second, time.Minute)
+			if err != nil || j.AssetID != s.AssetID {
+				t.Fatalf("probe job after completion: got %+v, %v; want asset %s", j, err, s.AssetID)
+			}
+		})
+	}
+}
+
+// redisCalls sums the calls of every command in INFO commandstats (0 when
+// addr is "").
+func redisCalls(t *testing.T, addr string) int64 {
+	t.Helper()
+	if addr == "" {
+		return 0
+	}
+	info, err := testsvc.RedisCommand(addr, "INFO", "commandstats")
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	var total int64
+	for line := range strings.SplitSeq(info, "\n") {
+		_, rest, ok := strings.Cut(line, "calls=")
+		if !ok || strings.HasPrefix(line, "cmdstat_info:") {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, ",")
+		v, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			t.Fatalf("commandstats line %q: %v", line, err)
+		}
+		total += v
+	}
+	return total
+}
+
+// TestRedisOutage kills Redis in the middle of an upload: every call fails
+// with ErrUnavailable, and after a restart (append-only file, fsync always
+// so that SIGKILL loses nothing acknowledged) the committed offset, parts,
+// hash state and lease are all there.
+func TestRedisOutage(t *testing.T) {
+	server := testsvc.StartRedisServer(t, "--appendfsync", "always")
+	st := newRedis(t, server.URL())
+	ctx := t.Context()
+	s := redisUpload(t, st, 1000)
+	l, err := st.AcquireLease(ctx, s.ID, time.Minute, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 400, HashState: []byte("h400"),
+		Length: -1, Parts: []sessionstore.Part{{Number: l.FirstPart, ETag: "e1", Size: 400}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	server.Kill()
+	down, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	checks := map[string]error{"Ping": st.Ping(down)}
+	_, checks["Session"] = st.Session(down, s.ID)
+	_, checks["Commit"] = st.Commit(down, l, sessionstore.Commit{ExpectOffset: 400, NewOffset: 500, Length: -1})
+	_, checks["AcquireLease"] = st.AcquireLease(down, s.ID, time.Minute, 1)
+	_, checks["ClaimProbe"] = st.ClaimProbe(down, "c", 10*time.Millisecond, time.Minute)
+	_, checks["KeyByHash"] = st.KeyByHash(down, "x")
+	for name, err := range checks {
+		if !errors.Is(err, sessionstore.ErrUnavailable) {
+			t.Errorf("%s while Redis is down: got %v, want ErrUnavailable", name, err)
+		}
+	}
+	t.Logf("6 calls failed in %v while Redis was down", time.Since(start))
+
+	server.Start()
+	var got sessionstore.Session
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err = st.Session(ctx, s.ID)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("Session after restart: %v", err)
+	}
+	if got.Offset != 400 || string(got.HashState) != "h400" {
+		t.Fatalf("after restart: got offset %d hash state %q, want 400 h400", got.Offset, got.HashState)
+	}
+	parts, err := st.Parts(ctx, s.ID)
+	if err != nil || len(parts) != 1 || parts[0].ETag != "e1" {
+		t.Fatalf("parts after restart: got %+v, %v; want part e1", parts, err)
+	}
+	// The lease survived too (it had a minute left): the upload goes on.
+	if _, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 400, NewOffset: 1000, Length: -1,
+		Complete: true, SHA256: "ff"}); err != nil {
+		t.Fatalf("Commit after restart: %v", err)
+	}
+	if a, err := st.Asset(ctx, s.AssetID); err != nil || a.State != sessionstore.StateReady {
+		t.Fatalf("asset after restart and completion: got %+v, %v; want ready", a, err)
+	}
+}
+
+func TestRedisBadURL(t *testing.T) {
+	for _, url := range []string{
+		"redis+sentinel:///mymaster",
+		"redis+sentinel://127.0.0.1:1",
+		"redis+sentinel://127.0.0.1:1/master/notadb",
+		"redis://127.0.0.1:1/notadb",
+		"ftp://127.0.0.1:1",
+	} {
+		if st, err := sessionstore.NewRedis(t.Context(), url); err == nil {
+			st.Close()
+			t.Errorf("NewRedis(%q): got nil error, want one", url)
+		}
+	}
+	// A well-formed URL of a server that is not there is unavailable.
+	port := testsvc.RedisFreePort(t)
+	_, err := sessionstore.NewRedis(t.Context(), "redis://127.0.0.1:"+strconv.Itoa(port)+"/0")
+	if !errors.Is(err, sessionstore.ErrUnavailable) {
+		t.Fatalf("NewRedis of a closed port: got %v, want ErrUnavailable", err)
+	}
+}

@@ -1,0 +1,296 @@
+package sessionstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// CreateUpload stores s and a (a.ID "" stores the session only) in one
+// script; ErrExists when the session id or the asset id is taken.
+func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
+	if s.NextPart < 1 {
+		s.NextPart = 1
+	}
+	keys := []string{redisSessionKey(s.ID), redisAssetKey(s.ID)}
+	refIdx, zIdx := 0, 0
+	preclaimed := false
+	if a.ID != "" {
+		if !r.cluster || a.ID == s.ID {
+			keys = append(keys, redisAssetRefKey(a.ID))
+			refIdx = len(keys)
+		} else {
+			// Another slot: claim the asset id first, undo on failure.
+			ok, err := r.client.SetNX(ctx, redisAssetRefKey(a.ID), s.ID, 0).Result()
+			if err != nil {
+				return redisErr("create upload", err)
+			}
+			if !ok {
+				return fmt.Errorf("sessionstore: redis: create upload: asset %q: %w", a.ID, ErrExists)
+			}
+			preclaimed = true
+		}
+	}
+	score := strconv.FormatInt(s.ExpiresAt.UnixMilli(), 10)
+	if !s.ExpiresAt.IsZero() {
+		if !r.cluster {
+			keys = append(keys, redisExpiryKey)
+			zIdx = len(keys)
+		} else if err := r.client.ZAddNX(ctx, redisExpiryKey, redis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: s.ID}).Err(); err != nil {
+			// Added before the session: a stray entry is dropped by Expired,
+			// a missing one would leak the session.
+			return redisErr("create upload", err)
+		}
+	}
+	sf := redisSessionFields(s)
+	args := append([]any{refIdx, zIdx, s.ID, score, len(sf)}, sf...)
+	if a.ID != "" {
+		args = append(args, redisAssetFields(a)...)
+	}
+	_, err := r.runScript(ctx, "create upload", luaCreate, keys, args...)
+	if err != nil && preclaimed {
+		luaUnref.Run(context.WithoutCancel(ctx), r.client, []string{redisAssetRefKey(a.ID)}, s.ID)
+	}
+	return err
+}
+
+// Session returns a session; ErrNotFound when unknown or deleted.
+func (r *Redis) Session(ctx context.Context, id string) (Session, error) {
+	m, err := r.client.HGetAll(ctx, redisSessionKey(id)).Result()
+	if err != nil {
+		return Session{}, redisErr("session", err)
+	}
+	if len(m) == 0 {
+		return Session{}, fmt.Errorf("sessionstore: redis: session %q: %w", id, ErrNotFound)
+	}
+	return redisDecodeSession(m)
+}
+
+// Parts returns the committed parts in commit order.
+func (r *Redis) Parts(ctx context.Context, id string) ([]Part, error) {
+	out, err := r.runScript(ctx, "parts", luaParts, []string{redisSessionKey(id), redisPartsKey(id)})
+	if err != nil {
+		return nil, err
+	}
+	list, _ := out[0].([]any)
+	parts := make([]Part, 0, len(list))
+	for _, v := range list {
+		s, _ := v.(string)
+		p, err := redisDecodePart(s)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, p)
+	}
+	return parts, nil
+}
+
+// SetLength sets a deferred length once (and the asset's size).
+func (r *Redis) SetLength(ctx context.Context, id string, length int64) error {
+	_, err := r.runScript(ctx, "set length", luaSetLength, []string{redisSessionKey(id), redisAssetKey(id)},
+		strconv.FormatInt(length, 10))
+	return err
+}
+
+// AcquireLease takes the lease for ttl with a new fencing token and
+// reserves parts part numbers, in one script.
+func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error) {
+	start := time.Now()
+	out, err := r.runScript(ctx, "acquire lease", luaAcquire, []string{redisSessionKey(id), redisLeaseKey(id)},
+		max(redisMillis(ttl), 1), parts, MaxPartNumber)
+	if err != nil {
+		return Lease{}, err
+	}
+	token, _ := out[0].(int64)
+	first, _ := out[1].(int64)
+	// The lease ends in Redis ttl after the script ran, so start+ttl is
+	// never later than the real end.
+	return Lease{SessionID: id, Token: token, FirstPart: int32(first), Parts: parts, ExpiresAt: start.Add(ttl)}, nil
+}
+
+// RenewLease extends l for ttl; ErrLeaseLost when it expired, was
+// released or taken over.
+func (r *Redis) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error) {
+	start := time.Now()
+	if _, err := r.runScript(ctx, "renew lease", luaRenew, []string{redisLeaseKey(l.SessionID)},
+		strconv.FormatInt(l.Token, 10), max(redisMillis(ttl), 1)); err != nil {
+		return Lease{}, err
+	}
+	l.ExpiresAt = start.Add(ttl)
+	return l, nil
+}
+
+// ReleaseLease drops l if it is still the current lease.
+func (r *Redis) ReleaseLease(ctx context.Context, l Lease) error {
+	_, err := r.runScript(ctx, "release lease", luaRelease, []string{redisLeaseKey(l.SessionID)},
+		strconv.FormatInt(l.Token, 10))
+	return err
+}
+
+// Commit applies c in one script: one round trip per committed part. Only
+// when it completes an upload on Cluster does a second command follow, the
+// XADD of the probe job (see Redis).
+func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) {
+	id := l.SessionID
+	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
+	if !r.cluster {
+		keys = append(keys, redisExpiryKey, redisProbeStream)
+	}
+	storage := []byte(nil)
+	if c.Storage != nil {
+		storage = c.Storage
+	}
+	length := c.Length
+	if length < 0 {
+		length = -1
+	}
+	args := make([]any, 0, 11+len(c.Parts))
+	args = append(args, strconv.FormatInt(l.Token, 10), strconv.FormatInt(c.ExpectOffset, 10),
+		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), storage,
+		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id, redisProbeMaxLen)
+	for _, p := range c.Parts {
+		args = append(args, redisEncodePart(p))
+	}
+	out, err := r.runScript(ctx, "commit", luaCommit, keys, args...)
+	if err != nil {
+		return Session{}, err
+	}
+	s, err := redisDecodeSession(redisFlatMap(out[1]))
+	if err != nil {
+		return Session{}, err
+	}
+	if assetID, _ := out[0].(string); assetID != "" {
+		// The commit is done; the job must follow even if the request's
+		// context ends now.
+		r.enqueueProbe(context.WithoutCancel(ctx), assetID)
+	}
+	return s, nil
+}
+
+// enqueueProbe adds the probe job of a completed asset on Cluster. It
+// retries briefly; a job it cannot add is logged (the asset stays
+// unprobed), since the commit itself already succeeded.
+func (r *Redis) enqueueProbe(ctx context.Context, assetID string) {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		err = r.client.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream, MaxLen: redisProbeMaxLen, Approx: true,
+			Values: []any{"asset", assetID, "attempts", "0"}}).Err()
+		if err == nil {
+			return
+		}
+	}
+	r.log.Error("sessionstore: redis: probe job lost", "asset", assetID, "err", err)
+}
+
+// DeleteUpload removes the session, its parts and lease and soft-deletes
+// its asset, returning the session as it was.
+func (r *Redis) DeleteUpload(ctx context.Context, id string) (Session, error) {
+	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
+	if !r.cluster {
+		keys = append(keys, redisExpiryKey)
+	}
+	out, err := r.runScript(ctx, "delete upload", luaDelete, keys, id)
+	if err != nil {
+		return Session{}, err
+	}
+	s, err := redisDecodeSession(redisFlatMap(out[0]))
+	if err != nil {
+		return Session{}, err
+	}
+	if r.cluster {
+		// Best effort: Expired drops entries of gone sessions anyway.
+		r.client.ZRem(context.WithoutCancel(ctx), redisExpiryKey, id)
+	}
+	return s, nil
+}
+
+// Expired lists up to limit uncompleted sessions whose ExpiresAt is before
+// now. Entries of sessions that completed or are gone are dropped from the
+// expiry set on the way.
+func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Session, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	batch := int64(limit + 16)
+	var out []Session
+	var offset int64
+	for len(out) < limit {
+		ids, err := r.client.ZRangeByScore(ctx, redisExpiryKey, &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Offset: offset, Count: batch,
+		}).Result()
+		if err != nil {
+			return nil, redisErr("expired", err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		cmds := make([]*redis.MapStringStringCmd, len(ids))
+		_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				cmds[i] = p.HGetAll(ctx, redisSessionKey(id))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, redisErr("expired", err)
+		}
+		var stale []any
+		for i, cmd := range cmds {
+			m := cmd.Val()
+			if len(m) == 0 || m[rsDone] == "1" {
+				stale = append(stale, ids[i])
+				continue
+			}
+			s, err := redisDecodeSession(m)
+			if err != nil {
+				return nil, err
+			}
+			if s.ExpiresAt.Before(now) && len(out) < limit {
+				out = append(out, s)
+			}
+		}
+		if len(stale) > 0 {
+			if err := r.client.ZRem(ctx, redisExpiryKey, stale...).Err(); err != nil {
+				return nil, redisErr("expired", err)
+			}
+		}
+		if int64(len(ids)) < batch {
+			break
+		}
+		offset += int64(len(ids) - len(stale))
+	}
+	return out, nil
+}
+
+// Asset returns an asset; ErrNotFound when unknown or deleted. The proxy
+// gives a session and its asset the same id, so the first read finds it;
+// other ids go through the asset id index.
+func (r *Redis) Asset(ctx context.Context, id string) (Asset, error) {
+	m, err := r.client.HGetAll(ctx, redisAssetKey(id)).Result()
+	if err != nil {
+		return Asset{}, redisErr("asset", err)
+	}
+	if m[raID] != id {
+		sid, err := r.client.Get(ctx, redisAssetRefKey(id)).Result()
+		if errors.Is(err, redis.Nil) || (err == nil && sid == id) {
+			return Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return Asset{}, redisErr("asset", err)
+		}
+		if m, err = r.client.HGetAll(ctx, redisAssetKey(sid)).Result(); err != nil {
+			return Asset{}, redisErr("asset", err)
+		}
+	}
+	if m[raID] != id || m[raDeleted] == "1" {
+		return Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, ErrNotFound)
+	}
+	return redisDecodeAsset(m)
+}
