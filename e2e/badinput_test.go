@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
@@ -136,6 +137,17 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("offset after 413: got %d, want 0", off)
 		}
 	})
+	t.Run("413 POST with data over 64 MiB", func(t *testing.T) {
+		p := openRaw(t, "POST", s.Endpoint(), acmeKey, 0, maxPatch+1, map[string]string{
+			"Upload-Length": fmt.Sprint(100 << 20), "Upload-Metadata": meta,
+		})
+		_ = p.Write(make([]byte, 1<<20))
+		rep, err := p.Response(20 * time.Second)
+		if err != nil {
+			t.Fatalf("POST with 64 MiB + 1 of data: no response: %v", err)
+		}
+		wantError(t, "POST with 64 MiB + 1 of data", rep, 413)
+	})
 	t.Run("413 bytes past Upload-Length", func(t *testing.T) {
 		up := createUpload(t, s, acmeKey, 10)
 		wantError(t, "PATCH 11 bytes into 10", patch(t, up.Location, acmeKey, 0, []byte("0123456789A")), 413)
@@ -194,6 +206,20 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("PATCH with right sha256: got %d %s Upload-Offset %q, want 204 and 16", rep.Status, rep.Body, rep.Header.Get("Upload-Offset"))
 		}
 		wantReady(t, s, acmeKey, up.AssetID, data)
+	})
+	t.Run("checksum algorithms accepted", func(t *testing.T) {
+		data := []byte("checksummed chunk")
+		sha1Sum, sha256Sum, md5Sum := sha1.Sum(data), sha256.Sum256(data), md5.Sum(data)
+		for alg, sum := range map[string][]byte{"sha1": sha1Sum[:], "sha256": sha256Sum[:], "md5": md5Sum[:]} {
+			up := createUpload(t, s, acmeKey, int64(len(data)))
+			rep := do(t, req{Method: "PATCH", URL: up.Location, Key: acmeKey, Body: bytes.NewReader(data), Header: map[string]string{
+				"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+				"Upload-Checksum": alg + " " + base64.StdEncoding.EncodeToString(sum),
+			}})
+			if rep.Status != 204 {
+				t.Errorf("PATCH with a right %s: got %d %s, want 204", alg, rep.Status, rep.Body)
+			}
+		}
 	})
 	for _, c := range []struct{ name, value string }{
 		{"unknown algorithm", "crc99 AAAAAA=="},

@@ -215,6 +215,30 @@ func (s *server) Stop() {
 	}
 }
 
+// Terminate sends SIGTERM and returns a channel closed when the process
+// has exited; the test decides how long to wait.
+func (s *server) Terminate() <-chan struct{} {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	s.t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return done
+}
+
 // Kill sends SIGKILL and waits for the process to be gone.
 func (s *server) Kill() {
 	s.mu.Lock()

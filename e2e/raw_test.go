@@ -25,6 +25,12 @@ type rawPatch struct {
 // (Content-Length: length) plus any extra headers.
 func openRawPatch(t *testing.T, loc, key string, offset, length int64, extra map[string]string) *rawPatch {
 	t.Helper()
+	return openRaw(t, "PATCH", loc, key, offset, length, extra)
+}
+
+// openRaw is openRawPatch for any method (a POST with data, say).
+func openRaw(t *testing.T, method, loc, key string, offset, length int64, extra map[string]string) *rawPatch {
+	t.Helper()
 	u, err := url.Parse(loc)
 	if err != nil {
 		t.Fatal(err)
@@ -35,9 +41,12 @@ func openRawPatch(t *testing.T, loc, key string, offset, length int64, extra map
 	}
 	t.Cleanup(func() { conn.Close() })
 	var b strings.Builder
-	fmt.Fprintf(&b, "PATCH %s HTTP/1.1\r\nHost: %s\r\n", u.RequestURI(), u.Host)
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, u.RequestURI(), u.Host)
 	fmt.Fprintf(&b, "Authorization: Bearer %s\r\nTus-Resumable: 1.0.0\r\n", key)
-	fmt.Fprintf(&b, "Upload-Offset: %d\r\nContent-Type: application/offset+octet-stream\r\n", offset)
+	if method == "PATCH" {
+		fmt.Fprintf(&b, "Upload-Offset: %d\r\n", offset)
+	}
+	b.WriteString("Content-Type: application/offset+octet-stream\r\n")
 	fmt.Fprintf(&b, "Content-Length: %d\r\n", length)
 	for k, v := range extra {
 		fmt.Fprintf(&b, "%s: %s\r\n", k, v)

@@ -17,6 +17,7 @@ type jsFacts struct {
 	AssetID          string   `json:"asset_id"`
 	Requests         []string `json:"requests"`
 	AbortedAt        int64    `json:"aborted_at"`
+	AbortPatchOffset int64    `json:"abort_patch_offset"`
 	StoredURL        string   `json:"stored_url"`
 	ResumeHeadOffset *int64   `json:"resume_head_offset"`
 	FirstPatchOffset *int64   `json:"first_patch_offset"`
@@ -66,6 +67,9 @@ func runTusJS(t *testing.T, s *server, mode, file string, extraEnv ...string) js
 	if !strings.HasPrefix(f.URL, s.Endpoint()+"/") {
 		t.Errorf("upload url: got %q, want under %s", f.URL, s.Endpoint())
 	}
+	if st, a := getAsset(t, s, acmeKey, f.AssetID); st != 200 || a.Type != "video" || a.ContentType != "video/mp4" || a.Filename != "tus-js.mp4" {
+		t.Errorf("asset metadata: got %d %+v, want video, video/mp4, tus-js.mp4", st, a)
+	}
 	return f
 }
 
@@ -85,13 +89,16 @@ func TestTusJSClient(t *testing.T) {
 	t.Run("abort-resume", func(t *testing.T) {
 		store := filepath.Join(t.TempDir(), "tus-urls.json")
 		f := runTusJS(t, s, "abort-resume", file, "ROUGHY_CHUNK="+strconv.Itoa(2<<20), "ROUGHY_STORE="+store)
-		t.Logf("aborted at %d of %d; stored url %s; resume HEAD offset %v; first PATCH offset %v",
-			f.AbortedAt, len(data), f.StoredURL, deref(f.ResumeHeadOffset), deref(f.FirstPatchOffset))
+		t.Logf("aborted the PATCH at %d (sent at most %d of %d); stored url %s; resume HEAD offset %v; first PATCH offset %v",
+			f.AbortPatchOffset, f.AbortedAt, len(data), f.StoredURL, deref(f.ResumeHeadOffset), deref(f.FirstPatchOffset))
 		if f.StoredURL != f.URL {
 			t.Errorf("resumed url %q is not the stored url %q", f.URL, f.StoredURL)
 		}
-		if f.ResumeHeadOffset == nil || *f.ResumeHeadOffset <= 0 || *f.ResumeHeadOffset > f.AbortedAt {
-			t.Errorf("resume HEAD offset: got %v, want in (0, %d]", deref(f.ResumeHeadOffset), f.AbortedAt)
+		if f.AbortPatchOffset <= 0 {
+			t.Errorf("aborted PATCH offset %d: want > 0 (earlier chunks acknowledged)", f.AbortPatchOffset)
+		}
+		if f.ResumeHeadOffset == nil || *f.ResumeHeadOffset < f.AbortPatchOffset || *f.ResumeHeadOffset > f.AbortedAt {
+			t.Errorf("resume HEAD offset: got %v, want in [%d, %d]", deref(f.ResumeHeadOffset), f.AbortPatchOffset, f.AbortedAt)
 		}
 		if f.FirstPatchOffset == nil || f.ResumeHeadOffset == nil || *f.FirstPatchOffset != *f.ResumeHeadOffset {
 			t.Errorf("first PATCH after resume at %v, want the HEAD offset %v", deref(f.FirstPatchOffset), deref(f.ResumeHeadOffset))

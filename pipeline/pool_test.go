@@ -212,6 +212,13 @@ func TestPoolFIFO(t *testing.T) {
 		t.Fatalf("%s served before the head of the queue could be", who)
 	case <-time.After(50 * time.Millisecond):
 	}
+	// Nor does a new request that would fit.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	if x, err := p.Get(ctx, 1<<20); err == nil {
+		p.Put(x)
+		t.Fatal("a new Get overtook the queue")
+	}
 	p.Put(b)
 	if who := <-order; who != "big" {
 		t.Fatalf("first served %q, want big", who)

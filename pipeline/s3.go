@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -115,7 +117,15 @@ func NewS3Sink(ctx context.Context, cfg S3Config, pool *Pool) (*S3Sink, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
 	}
+	// Every part is one request: keep enough idle connections for all
+	// uploads' parts in flight, not the SDK's 10 per host, so busy nodes
+	// do not reconnect for every part.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = 1024
+		tr.MaxIdleConnsPerHost = 1024
+	})
 	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = cfg.MaxAttempts
@@ -260,7 +270,10 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 			return err
 		}
 	}
-	s.deleteTails(ctx, u.Key)
+	if err := s.deleteTails(ctx, u.Key); err != nil {
+		// The object is complete; leftover tails are garbage, not data.
+		slog.WarnContext(ctx, "pipeline: s3 delete tails", "key", u.Key, "err", err)
+	}
 	return nil
 }
 
@@ -288,7 +301,9 @@ func (s *S3Sink) cleanup(ctx context.Context, key, uploadID string) {
 	if err = s3Err(ctx, "abort multipart upload "+key, err); err != nil && !errors.Is(err, ErrNoSuchUpload) {
 		slog.WarnContext(ctx, "pipeline: s3 cleanup", "key", key, "err", err)
 	}
-	s.deleteTails(ctx, key)
+	if err := s.deleteTails(ctx, key); err != nil {
+		slog.WarnContext(ctx, "pipeline: s3 delete tails", "key", key, "err", err)
+	}
 }
 
 // tailPrefix is the key prefix of an upload's tail objects.

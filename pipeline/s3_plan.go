@@ -45,8 +45,11 @@ const (
 
 // S3 layouts (S3Config.Layout).
 const (
+	// S3LayoutDefault folds a write's remainder into its last part.
 	S3LayoutDefault = "default"
-	S3LayoutEqual   = "equal"
+	// S3LayoutEqual makes every part but the last exactly the part size
+	// (Cloudflare R2).
+	S3LayoutEqual = "equal"
 )
 
 // s3PartSize returns the fixed part size of an upload of length bytes (-1:

@@ -59,6 +59,10 @@ type s3Write struct {
 // are stored as a new tail object and committed; the next write reads that
 // tail back into its first buffer. Tails are deleted only by a later write
 // or by Complete/Abort, once committed state no longer refers to them.
+//
+// commit is called from a goroutine of the write, one call at a time, never
+// after Write returned. Memory: at most PartConcurrency+1 buffers of up to
+// two part sizes per write, all charged to the pool's budget.
 func (s *S3Sink) Write(ctx context.Context, u Upload, src *Source, parts PartRange, commit CommitFunc) (Progress, error) {
 	last := Progress{Offset: u.Offset, HashState: u.HashState}
 	st, err := decodeS3State(u.Storage)
@@ -105,9 +109,6 @@ func (w *s3Write) run(parent context.Context, parts PartRange, last Progress) (P
 	case readErr != nil:
 		return last, readErr
 	}
-	if err := parent.Err(); err != nil {
-		return last, err
-	}
 	return last, nil
 }
 
@@ -146,6 +147,7 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 	partSize := w.st.PartSize
 	sem := make(chan struct{}, s.cfg.PartConcurrency)
 	next, left := parts.First, parts.Count
+	uploadID := w.st.UploadID
 	cur := w.st
 	cur.Stale = nil
 	carry := cur.TailSize
@@ -156,25 +158,18 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 			return probeEnd(src)
 		}
 		want := s3BufferSize(s.cfg.Layout, partSize, carry, remaining)
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
 		// The buffer belongs to this loop until it is handed to an upload
-		// goroutine, which puts it back when S3 answered.
+		// goroutine, which puts it back once S3 answered.
 		buf, err := s.pool.Get(ctx, int(want))
 		if err != nil {
-			<-sem
 			return fmt.Errorf("pipeline: s3 part buffer: %w", err)
 		}
-		release := func() { s.pool.Put(buf); <-sem }
 
 		var crc uint32
 		n := 0
 		if carry > 0 {
 			if err := w.readTail(ctx, buf[:carry]); err != nil {
-				release()
+				s.pool.Put(buf)
 				return err
 			}
 			crc = crc32.Update(crc, castagnoli, buf[:carry])
@@ -191,64 +186,80 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 		if errors.Is(rerr, ErrTooLarge) {
 			// Bytes past the allowed length: keep what was committed
 			// before this buffer, store nothing of it.
-			release()
+			s.pool.Put(buf)
 			return rerr
 		}
 		end := src.Offset()
 		complete := u.Length >= 0 && end == u.Length
 		hadTail := carry > 0
 		carry = 0
+		isPart := s3IsPart(partSize, int64(n), complete)
+		if !isPart && n == tailBytes {
+			// Nothing new was read (only the old tail, if any).
+			s.pool.Put(buf)
+			return readEnd(rerr)
+		}
+		if isPart && left == 0 {
+			s.pool.Put(buf)
+			return fmt.Errorf("%w: part %d of range %d+%d", ErrPartRange, next, parts.First, parts.Count)
+		}
+		// An upload slot: at most PartConcurrency uploads of this write
+		// run while the next buffer fills.
+		if ctx.Err() != nil {
+			s.pool.Put(buf)
+			return context.Cause(ctx)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			s.pool.Put(buf)
+			return context.Cause(ctx)
+		}
+		release := func() { s.pool.Put(buf); <-sem }
 
-		switch {
-		case s3IsPart(partSize, int64(n), complete):
-			if left == 0 {
-				release()
-				return fmt.Errorf("%w: part %d of range %d+%d", ErrPartRange, next, parts.First, parts.Count)
-			}
+		p := &s3Pending{done: make(chan error, 1), end: end, hash: src.HashState()}
+		if isPart {
 			if hadTail {
 				cur.Stale = append(cur.Stale, cur.Tail)
 				cur.Tail, cur.TailSize = "", 0
 			}
-			p := &s3Pending{done: make(chan error, 1), end: end, hash: src.HashState(), state: cur.encode(),
-				part: Part{Number: next, Size: int64(n), Offset: end - int64(n)}}
+			p.part = Part{Number: next, Size: int64(n), Offset: end - int64(n)}
+			p.state = cur.encode()
 			next++
 			left--
 			wg.Go(func() {
 				defer release()
-				etag, err := s.uploadPart(ctx, u.Key, cur.UploadID, p.part.Number, buf[:n], crc)
+				etag, err := s.uploadPart(ctx, u.Key, uploadID, p.part.Number, buf[:n], crc)
 				p.part.ETag = etag
 				p.done <- err
 			})
-			queue <- p
-		case n > tailBytes:
+		} else {
 			// The body ended or failed before a part was full: store the
 			// bytes as the new tail.
-			key, err := newTailKey(u.Key)
-			if err != nil {
-				release()
-				return err
-			}
+			key := newTailKey(u.Key)
 			if hadTail {
 				cur.Stale = append(cur.Stale, cur.Tail)
 			}
 			cur.Tail, cur.TailSize = key, int64(n)
-			p := &s3Pending{done: make(chan error, 1), end: end, hash: src.HashState(), state: cur.encode()}
+			p.state = cur.encode()
 			wg.Go(func() {
 				defer release()
 				p.done <- s.putTail(ctx, key, buf[:n], crc)
 			})
-			queue <- p
-		default:
-			// Nothing new was read (only the old tail, if any).
-			release()
 		}
+		queue <- p
 		if rerr != nil {
-			if rerr == io.EOF {
-				return nil
-			}
-			return rerr
+			return readEnd(rerr)
 		}
 	}
+}
+
+// readEnd is read's result for src's error: nil at EOF.
+func readEnd(err error) error {
+	if err == io.EOF {
+		return nil
+	}
+	return err
 }
 
 // probeEnd checks src has nothing past its limit: ErrTooLarge if it has,
@@ -298,12 +309,10 @@ func (w *s3Write) readTail(ctx context.Context, buf []byte) error {
 
 // newTailKey returns a fresh tail key: random, so racing writers never
 // share one and a committed tail is never overwritten.
-func newTailKey(key string) (string, error) {
+func newTailKey(key string) string {
 	var b [12]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("pipeline: s3 tail key: %w", err)
-	}
-	return tailPrefix(key) + hex.EncodeToString(b[:]), nil
+	rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return tailPrefix(key) + hex.EncodeToString(b[:])
 }
 
 func crcHeader(crc uint32) *string {

@@ -16,7 +16,7 @@ import (
 
 // completeUpload stores data as a finished upload in st and sink's
 // directory, the way the proxy leaves it: asset ready, probe job queued.
-func completeUpload(t *testing.T, st *sessionstore.Local, sinkDir string, data []byte) string {
+func completeUpload(t *testing.T, st sessionstore.Store, sinkDir string, data []byte) string {
 	t.Helper()
 	ctx := t.Context()
 	id := apikey.NewID()

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,15 +88,14 @@ func (m *metrics) write(ctx *fasthttp.RequestCtx, s *Server) {
 	fmt.Fprintf(&b, "# HELP roughy_active_uploads PATCH bodies being streamed now.\n# TYPE roughy_active_uploads gauge\nroughy_active_uploads %d\n", m.activeUploads.Load())
 	fmt.Fprintf(&b, "# HELP roughy_inflight_requests Requests being served now.\n# TYPE roughy_inflight_requests gauge\nroughy_inflight_requests %d\n", s.inflight.Load())
 
+	if s.cfg.Buffers != nil {
+		fmt.Fprintf(&b, "# HELP roughy_buffer_bytes_in_use Part buffer memory taken from the budget.\n# TYPE roughy_buffer_bytes_in_use gauge\nroughy_buffer_bytes_in_use %d\n", s.cfg.Buffers.InUse())
+		fmt.Fprintf(&b, "# HELP roughy_buffer_bytes_budget Part buffer memory budget (--max-buffer-memory).\n# TYPE roughy_buffer_bytes_budget gauge\nroughy_buffer_bytes_budget %d\n", s.cfg.Buffers.Budget())
+	}
+
 	m.mu.Lock()
 	keys := slices.SortedFunc(maps.Keys(m.requests), func(a, b requestKey) int {
-		if a.route != b.route {
-			return cmpString(a.route, b.route)
-		}
-		if a.method != b.method {
-			return cmpString(a.method, b.method)
-		}
-		return a.status - b.status
+		return cmp.Or(strings.Compare(a.route, b.route), strings.Compare(a.method, b.method), cmp.Compare(a.status, b.status))
 	})
 	b.WriteString("# HELP roughy_http_requests_total HTTP requests by route, method and status.\n# TYPE roughy_http_requests_total counter\n")
 	for _, k := range keys {
@@ -117,14 +118,4 @@ func (m *metrics) write(ctx *fasthttp.RequestCtx, s *Server) {
 
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	ctx.SetBody(b.Bytes())
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

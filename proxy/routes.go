@@ -66,7 +66,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.SetConnectionClose()
 			s.writeError(ctx, rq, fmt.Errorf("proxy: panic: %v", p))
 		}
-		s.metrics.observe(rq.route, rq.method, ctx.Response.StatusCode(), time.Since(start))
+		d := time.Since(start)
+		s.metrics.observe(rq.route, rq.method, ctx.Response.StatusCode(), d)
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			s.log.Debug("request", append(rq.attrs(), slog.Int("status", ctx.Response.StatusCode()), slog.Duration("took", d))...)
+		}
 	}()
 
 	path := string(ctx.Path())

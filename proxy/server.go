@@ -40,10 +40,20 @@ type Config struct {
 	// (default 60s). There is no limit on a whole body: a slow but steady
 	// 64 MiB PATCH must not be cut off.
 	BodyIdleTimeout time.Duration
+	// Buffers, when set, reports the pipeline's part buffer memory
+	// (a *pipeline.Pool) on /metrics.
+	Buffers BufferStats
 	// KeyCacheTTL is how long a successful key lookup is reused without
 	// asking the store (default 10s; a revoked key works that much longer).
 	// Negative disables the cache.
 	KeyCacheTTL time.Duration
+}
+
+// BufferStats is what /metrics shows of a buffer pool; *pipeline.Pool
+// implements it.
+type BufferStats interface {
+	InUse() int64
+	Budget() int64
 }
 
 // Server serves the HTTP API.
@@ -131,8 +141,12 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
-		ExpectHandler:                s.expect,
-		Logger:                       fasthttpLogger{s.log},
+		// Detects peers that vanished without a FIN (a stalled download
+		// has no write deadline: a large one may take long).
+		TCPKeepalive:       true,
+		TCPKeepalivePeriod: time.Minute,
+		ExpectHandler:      s.expect,
+		Logger:             fasthttpLogger{s.log},
 	}
 	return s
 }

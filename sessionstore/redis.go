@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -82,6 +83,7 @@ func redisAssetRefKey(id string) string { return "roughy:{" + id + "}:assetid" }
 // A standalone URL that points at a node with cluster mode on is used as a
 // Cluster seed. NewRedis fails when Redis does not answer.
 func NewRedis(ctx context.Context, url string) (*Redis, error) {
+	redisLogOnce.Do(func() { redis.SetLogger(redisSlog{}) })
 	url = strings.TrimSpace(url)
 	r := &Redis{log: slog.Default()}
 	var err error
@@ -202,6 +204,17 @@ func redisClusterClient(items []string) (redis.UniversalClient, error) {
 	redisFailFast(&retries, &opt.DialerRetries, &opt.DialerRetryTimeout)
 	opt.ContextTimeoutEnabled = true
 	return redis.NewClusterClient(opt), nil
+}
+
+// redisLogOnce routes go-redis's own log lines (one per failed dial during
+// an outage) to slog at debug level, once per process: callers get the
+// failure as ErrUnavailable and log it where they handle it.
+var redisLogOnce sync.Once
+
+type redisSlog struct{}
+
+func (redisSlog) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, "sessionstore: go-redis: "+fmt.Sprintf(format, v...))
 }
 
 // redisFailFast lowers go-redis's retry defaults (3 retries of 5 dials

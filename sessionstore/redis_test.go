@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -260,4 +261,51 @@ func TestRedisBadURL(t *testing.T) {
 	if !errors.Is(err, sessionstore.ErrUnavailable) {
 		t.Fatalf("NewRedis of a closed port: got %v, want ErrUnavailable", err)
 	}
+}
+
+// BenchmarkRedisCommit measures one committed part against a standalone
+// redis-server on loopback: latency percentiles and round trips per commit.
+func BenchmarkRedisCommit(b *testing.B) {
+	url := testsvc.StartRedis(b)
+	st, err := sessionstore.NewRedis(b.Context(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ctx := b.Context()
+	id := "bench-" + rand.Text()
+	s := sessionstore.Session{ID: id, Account: "acme", AssetID: id, Length: 1 << 50, NextPart: 1,
+		CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+	if err := st.CreateUpload(ctx, s, sessionstore.Asset{ID: id, Account: "acme", SessionID: id,
+		State: sessionstore.StateUploading, SizeBytes: s.Length}); err != nil {
+		b.Fatal(err)
+	}
+	l, err := st.AcquireLease(ctx, id, time.Hour, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hash := make([]byte, 108) // a marshaled SHA-256 state
+	var off int64
+	commit := func() {
+		_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: off, NewOffset: off + 8<<20,
+			HashState: hash, Length: -1, Storage: []byte(`{"upload":"abc","tail":""}`),
+			Parts: []sessionstore.Part{{Number: int32(off>>23) + 1, ETag: `"0123456789abcdef0123456789abcdef"`, Size: 8 << 20, Offset: off}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		off += 8 << 20
+	}
+	commit() // loads the script
+	count := sessionstore.RedisCountRoundTrips(st)
+	var lat []time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		commit()
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(count.Trips.Load())/float64(len(lat)), "roundtrips/op")
 }

@@ -140,17 +140,13 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey, redisProbeStream)
 	}
-	storage := []byte(nil)
-	if c.Storage != nil {
-		storage = c.Storage
-	}
 	length := c.Length
 	if length < 0 {
 		length = -1
 	}
 	args := make([]any, 0, 11+len(c.Parts))
 	args = append(args, strconv.FormatInt(l.Token, 10), strconv.FormatInt(c.ExpectOffset, 10),
-		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), storage,
+		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), c.Storage,
 		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id, redisProbeMaxLen)
 	for _, p := range c.Parts {
 		args = append(args, redisEncodePart(p))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -160,7 +161,8 @@ func (o oneOf) Set(s string) error {
 func choiceFlag(fs *flag.FlagSet, name, def, usage string, allowed ...string) *string {
 	v := new(string)
 	*v = def
-	fs.Var(oneOf{v, allowed}, name, usage+" ("+strings.Join(allowed, "|")+")")
+	shown := slices.DeleteFunc(slices.Clone(allowed), func(a string) bool { return a == "" })
+	fs.Var(oneOf{v, allowed}, name, usage+" ("+strings.Join(shown, "|")+")")
 	return v
 }
 

@@ -5,6 +5,24 @@
 // Every flag has an environment twin ROUGHY_<FLAG> (upper case, "-" → "_"):
 // --max-buffer-memory is ROUGHY_MAX_BUFFER_MEMORY. A flag given on the
 // command line wins over its twin.
+//
+// Signing key (--signing-key, ROUGHY_SIGNING_KEY): it only signs the
+// download URLs this server serves itself, i.e. with --storage local. There
+// the default is a random key generated on first start and kept in
+// <data-dir>/signing-key (0600), so URLs survive restarts. With --storage
+// s3 every download_url is an S3 presigned URL signed with the AWS
+// credentials, no Roughy key is involved, and a node without --signing-key
+// uses a random per-process key. Nodes that serve local downloads behind
+// one balancer (a shared data dir) must share the key: put the same value
+// in ROUGHY_SIGNING_KEY on every node (at least 16 characters).
+//
+// Keys: ROUGHY_API_KEYS="acme=rk_live_…,globex=rk_live_…" adds static
+// keys on start (already stored ones are kept). With the embedded session
+// store (--sessions local) and no key at all, the first start creates a
+// development key for account "dev", prints it, and writes it to
+// <data-dir>/dev-api-key (0600). "roughy keys" needs the store to itself
+// with --sessions local (bbolt locks the file): stop serve first, or use
+// Redis.
 package main
 
 import (

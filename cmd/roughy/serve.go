@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -45,6 +46,12 @@ func addProbeFlags(f *flag.FlagSet, defWorkers int) *probeFlags {
 
 // start runs the workers until ctx ends; wg tracks them.
 func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.Store, sink pipeline.Sink, presignTTL time.Duration, log *slog.Logger) {
+	if *p.workers > 0 {
+		if _, err := exec.LookPath(*p.ffprobe); err != nil {
+			// Not fatal: uploads work without it; jobs retry, then park.
+			log.Warn("roughy: ffprobe not found, durations will stay null (apt-get install -y ffmpeg)", "ffprobe", *p.ffprobe, "err", err)
+		}
+	}
 	input := probe.SinkInput(sink, presignTTL)
 	for i := range *p.workers {
 		w := probe.NewWorker(probe.Config{

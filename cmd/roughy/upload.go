@@ -411,6 +411,23 @@ func (s stateFile) save(m map[string]stateEntry) error {
 	return nil
 }
 
+// lock serializes state file updates between concurrent "roughy upload"
+// processes (a read-modify-write would otherwise lose entries).
+func (s stateFile) lock() (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return nil, fmt.Errorf("roughy: state file: %w", err)
+	}
+	f, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("roughy: state file lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("roughy: state file lock: %w", err)
+	}
+	return func() { f.Close() }, nil // closing releases the flock
+}
+
 func (s stateFile) get(fp string) (stateEntry, bool, error) {
 	m, err := s.load()
 	if err != nil {
@@ -421,6 +438,11 @@ func (s stateFile) get(fp string) (stateEntry, bool, error) {
 }
 
 func (s stateFile) put(fp string, e stateEntry) error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	m, err := s.load()
 	if err != nil {
 		m = map[string]stateEntry{} // a corrupt file is replaced
@@ -430,6 +452,11 @@ func (s stateFile) put(fp string, e stateEntry) error {
 }
 
 func (s stateFile) remove(fp string) error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	m, err := s.load()
 	if err != nil {
 		return err

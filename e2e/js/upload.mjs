@@ -62,8 +62,9 @@ function run(input, extra) {
 
 async function abortResume() {
   const urlStorage = new tus.FileUrlStorage(env('ROUGHY_STORE'))
-  // First run: abort() once 40% is acknowledged.
-  let abortedAt = 0
+  // First run: abort() while the PATCH that crosses 40% is in flight (a
+  // moment after it starts), so the server sees a client vanish mid-body.
+  let abortPatchOffset = null
   await new Promise((resolve, reject) => {
     const up = new tus.Upload(
       fs.createReadStream(file),
@@ -71,11 +72,11 @@ async function abortResume() {
         urlStorage,
         storeFingerprintForResuming: true,
         removeFingerprintOnSuccess: true,
-        onProgress: (sent, total) => {
-          if (abortedAt === 0 && sent >= 0.4 * total) {
-            abortedAt = sent
-            up.abort().then(resolve, reject)
-          }
+        onBeforeRequest: (req) => {
+          const offset = Number(req.getHeader('Upload-Offset'))
+          if (req.getMethod() !== 'PATCH' || abortPatchOffset !== null || offset + chunkSize < 0.4 * size) return
+          abortPatchOffset = offset
+          setTimeout(() => up.abort().then(resolve, reject), 1)
         },
         onSuccess: () => reject(new Error('first run finished despite abort()')),
         onError: reject,
@@ -83,7 +84,9 @@ async function abortResume() {
     )
     up.start()
   })
-  facts.aborted_at = abortedAt
+  // Bytes the server can have seen: at most the aborted PATCH's body.
+  facts.abort_patch_offset = abortPatchOffset
+  facts.aborted_at = Math.min(abortPatchOffset + chunkSize, size)
   // Second run: find the stored URL and resume from the server's offset.
   const input = fs.createReadStream(file)
   const probe = new tus.Upload(input, options({ urlStorage }))

@@ -77,6 +77,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("ProbeReclaim", func(t *testing.T) { testProbeReclaim(t, newStore(t)) })
 	t.Run("ProbeDead", func(t *testing.T) { testProbeDead(t, newStore(t)) })
 	t.Run("ConcurrentCommit", func(t *testing.T) { testConcurrentCommit(t, newStore(t)) })
+	t.Run("ConcurrentAcquire", func(t *testing.T) { testConcurrentAcquire(t, newStore(t)) })
 }
 
 // newID returns a random id, so stores that keep data between subtests
@@ -323,15 +324,15 @@ func testLeaseTakeover(t *testing.T, st sessionstore.Store) {
 func testLeaseRenew(t *testing.T, st sessionstore.Store) {
 	ctx := t.Context()
 	s, _ := create(t, st)
-	l := mustLease(t, st, s.ID, 60*time.Millisecond, 0)
-	r, err := st.RenewLease(ctx, l, time.Second)
+	l := mustLease(t, st, s.ID, 150*time.Millisecond, 0)
+	r, err := st.RenewLease(ctx, l, 2*time.Second)
 	if err != nil {
 		t.Fatalf("RenewLease: %v", err)
 	}
 	if r.Token != l.Token || r.SessionID != l.SessionID || !r.ExpiresAt.After(l.ExpiresAt) {
 		t.Fatalf("renewed lease: got %+v, want token %d and expiry after %v", r, l.Token, l.ExpiresAt)
 	}
-	time.Sleep(100 * time.Millisecond) // past the first ttl, within the renewed one
+	time.Sleep(200 * time.Millisecond) // past the first ttl, within the renewed one
 	_, err = st.AcquireLease(ctx, s.ID, time.Second, 0)
 	wantErr(t, "AcquireLease after renewal", err, sessionstore.ErrLocked)
 	// The renewed lease still commits.
@@ -451,12 +452,18 @@ func testCommitOffsetConflict(t *testing.T, st sessionstore.Store) {
 	before := mustSession(t, st, s.ID)
 	equalSession(t, "Commit's returned session", got, before)
 	for _, expect := range []int64{0, 50, 200} {
+		// A plain commit, then one that would also complete the upload.
 		_, err := st.Commit(t.Context(), l, sessionstore.Commit{
 			ExpectOffset: expect, NewOffset: expect + 100, HashState: []byte("bad"),
-			Storage: []byte("bad"), Length: 500, Complete: true, SHA256: "bad",
+			Storage: []byte("bad"), Length: -1,
 			Parts: []sessionstore.Part{{Number: 2, ETag: "bad", Size: 100, Offset: expect}},
 		})
 		wantErr(t, "Commit with a wrong ExpectOffset", err, sessionstore.ErrOffsetConflict)
+		_, err = st.Commit(t.Context(), l, sessionstore.Commit{
+			ExpectOffset: expect, NewOffset: s.Length, HashState: []byte("bad"),
+			Storage: []byte("bad"), Length: -1, Complete: true, SHA256: "bad",
+		})
+		wantErr(t, "completing Commit with a wrong ExpectOffset", err, sessionstore.ErrOffsetConflict)
 	}
 	equalSession(t, "session after conflicts", mustSession(t, st, s.ID), before)
 	parts, err := st.Parts(t.Context(), s.ID)

@@ -24,6 +24,9 @@ func (b *bench) fleetScenario(ctx context.Context) (*report, error) {
 		return rep, err
 	}
 	defer b.redis.stop(10 * time.Second)
+	if b.rproxy != nil {
+		defer b.rproxy.close()
+	}
 	if err := b.startS3(ctx); err != nil {
 		return rep, err
 	}

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -78,5 +85,88 @@ func TestMedian(t *testing.T) {
 	}
 	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
 		t.Errorf("even: got %g, want 2.5", got)
+	}
+}
+
+func TestRedisProxyCounts(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not installed")
+	}
+	dir := t.TempDir()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startServer("redis", bin, []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir}, nil, filepath.Join(dir, "redis.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.stop(5 * time.Second)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for i := 0; ; i++ {
+		if _, err := redisCmd(addr, "PING"); err == nil {
+			break
+		} else if i > 100 {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	px, err := startRedisProxy(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.close()
+	c, err := net.Dial("tcp", px.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// One pipeline of three RESP commands (one round trip), then a script
+	// that runs two commands inside redis (one command on the wire).
+	pipe := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*2\r\n$6\r\nEXISTS\r\n$1\r\nk\r\n"
+	if _, err := io.WriteString(c, pipe); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	var out []byte
+	for range 3 {
+		if _, err := readRESP(r, &out, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := "redis.call('set','a','1'); return redis.call('get','a')"
+	if _, err := fmt.Fprintf(c, "*3\r\n$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n0\r\n", len(script), script); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readRESP(r, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the proxy records after forwarding
+	stats, trips := px.snapshot()
+	if trips != 2 {
+		t.Errorf("round trips: got %d, want 2", trips)
+	}
+	for _, name := range []string{"set", "get", "exists", "eval"} {
+		if s := stats[name]; s == nil || s.calls != 1 || len(s.lat) != 1 {
+			t.Errorf("%s: got %+v, want 1 call with 1 latency", name, s)
+		}
+	}
+}
+
+func TestScriptNames(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sessionstore"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := "package sessionstore\n\nvar luaCommit = redis.NewScript(`\nreturn 1\n`)\n"
+	if err := os.WriteFile(filepath.Join(dir, "sessionstore", "redis_lua.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	sum := sha1.Sum([]byte("\nreturn 1\n"))
+	sha := hex.EncodeToString(sum[:])[:8]
+	if got := scriptNames()[sha]; got != "Commit" {
+		t.Errorf("scriptNames()[%s]: got %q, want Commit", sha, got)
 	}
 }

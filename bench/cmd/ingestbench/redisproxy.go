@@ -2,11 +2,16 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +31,7 @@ type redisProxy struct {
 	mu    sync.Mutex
 	stats map[string]*cmdStats // by command name; EVALSHA by script SHA
 	trips int64
+	names map[string]string // script SHA prefix → name
 }
 
 // cmdStats are the calls and latencies of one command name.
@@ -39,7 +45,7 @@ func startRedisProxy(upstream string) (*redisProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingestbench: redis proxy listen: %w", err)
 	}
-	p := &redisProxy{ln: ln, upstream: upstream, stats: map[string]*cmdStats{}}
+	p := &redisProxy{ln: ln, upstream: upstream, stats: map[string]*cmdStats{}, names: scriptNames()}
 	go p.accept()
 	return p, nil
 }
@@ -124,7 +130,11 @@ func (p *redisProxy) serve(client net.Conn) {
 		if len(args) > 0 {
 			name = strings.ToLower(args[0])
 			if (name == "evalsha" || name == "evalsha_ro") && len(args) > 1 {
-				name += ":" + args[1][:min(8, len(args[1]))]
+				sha := args[1][:min(8, len(args[1]))]
+				if n, ok := p.names[sha]; ok {
+					sha = n
+				}
+				name += ":" + sha
 			}
 		}
 		mu.Lock()
@@ -156,6 +166,26 @@ func (p *redisProxy) record(name string, d time.Duration) {
 }
 
 var errRESP = errors.New("ingestbench: malformed RESP")
+
+// scriptNameRE finds `var luaX = redis.NewScript(` + "`src`" + `)` in the
+// Redis store's source.
+var scriptNameRE = regexp.MustCompile("(?s)var (lua\\w+) = redis\\.NewScript\\(`(.*?)`\\)")
+
+// scriptNames maps the first 8 hex digits of each Lua script's SHA-1 (what
+// EVALSHA sends) to its Go variable name, read from
+// sessionstore/redis_lua.go when the harness runs from the repo root.
+func scriptNames() map[string]string {
+	out := map[string]string{}
+	src, err := os.ReadFile(filepath.Join("sessionstore", "redis_lua.go"))
+	if err != nil {
+		return out
+	}
+	for _, m := range scriptNameRE.FindAllSubmatch(src, -1) {
+		sum := sha1.Sum(m[2])
+		out[hex.EncodeToString(sum[:])[:8]] = strings.TrimPrefix(string(m[1]), "lua")
+	}
+	return out
+}
 
 // readRESP reads one RESP2/RESP3 value from r, appending its raw bytes to
 // out; when args is not nil, the top-level array's bulk strings (a client

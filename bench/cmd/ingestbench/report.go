@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"time"
@@ -111,10 +112,13 @@ func (r *report) markdown(b *bench) string {
 	p("- Date: %s UTC (took %s)\n", b.started.Format("2006-01-02 15:04"), time.Since(b.started).Round(time.Second))
 	p("- Command (from the repo root): `%s`\n", commandLine())
 	p("- Machine: %d CPUs, %s, kernel %s, RAM %s, %s\n", m.nproc, m.cpu, m.kernel, m.memTotal, m.goVersion)
-	p("- Versions: tusd %s, versitygw %s, roughy from this tree at %s\n", m.tusd, m.versitygw, orUnknown(m.commit))
+	p("- Versions: tusd %s, versitygw %s, roughy from this tree at %s%s\n", m.tusd, m.versitygw, orUnknown(m.commit), roughyVersion(b.roughy))
 	p("- Method: each run starts a fresh server process on loopback with a fresh data dir; the client (this harness, same machine) reads a random source file and sends %s PATCHes with Content-Length; the clock runs from the POST to the last 204. Server CPU = utime+stime from /proc/<pid>/stat over that window; peak RSS = VmHWM from /proc/<pid>/status. After each run the data are deleted and sync(2) flushes dirty pages before the next server starts.\n", formatSize(b.o.chunk))
 	if b.o.scenario != "local" {
-		p("- S3: one versitygw (posix backend, temp dir on the same disk) for every run; bucket emptied between runs. versitygw CPU is reported separately.\n")
+		p("- S3: one versitygw (posix backend, temp dir on the same disk) for every run; bucket emptied between runs; versitygw CPU is reported separately. roughy: `--storage s3 --s3-force-path-style` plus `%s`; tusd: `-s3-bucket -s3-endpoint`, its defaults otherwise (50 MiB parts, 10 concurrent part uploads, content hashes on).\n", orNone(b.o.roughyExtra))
+		if b.o.scenario == "s3" {
+			p("- (a) direct: %s parts, %d in flight, %s.\n", formatSize(b.o.direct.partSize), b.o.direct.parallel, payloadMode(b.o.direct.signed))
+		}
 	}
 	if len(r.missing) > 0 {
 		p("- **Not measured**: %s\n", strings.Join(r.missing, "; "))
@@ -220,6 +224,26 @@ func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "|", "/")
 	if len(s) > 300 {
 		s = s[:300] + "…"
+	}
+	return s
+}
+
+// roughyVersion is `roughy version` on one line (it says which SHA-256
+// implementation and CPU features are in use).
+func roughyVersion(bin string) string {
+	if bin == "" {
+		return ""
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return ""
+	}
+	return " (`roughy version`: " + strings.Join(strings.Fields(string(out)), " ") + ")"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no other flag"
 	}
 	return s
 }

@@ -199,7 +199,6 @@ func (b *bench) runDirect(ctx context.Context, s sample, n int, size int64) samp
 		s.err = err
 		return s
 	}
-	s.notes = append(s.notes, fmt.Sprintf("%s parts, %d in flight per upload, %s", formatSize(b.o.direct.partSize), b.o.direct.parallel, payloadMode(b.o.direct.signed)))
 	if b.o.verify {
 		s.verify = e.verifyObjects(ctx, n, size)
 	} else {

@@ -1,0 +1,551 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	binDir    string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// roughyBin builds the binary from this tree once per test run.
+func roughyBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "roughy-bin-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "roughy")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer goroutine and readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// server is a running "roughy serve".
+type server struct {
+	cmd    *exec.Cmd
+	addr   string
+	stdout *lockedBuffer
+	stderr *lockedBuffer
+	exited chan error
+}
+
+// cleanEnv is the environment without ROUGHY_* variables, plus extra.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// startServe runs the binary's serve on a loopback port and waits for its
+// "roughy listening on" line.
+func startServe(t *testing.T, dataDir string, env []string, args ...string) *server {
+	t.Helper()
+	return startRoughy(t, env, "roughy listening on ",
+		append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
+}
+
+// startRoughy runs the binary with args and waits for a stdout line
+// starting with ready; the rest of that line becomes addr.
+func startRoughy(t *testing.T, env []string, ready string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(roughyBin(t), args...)
+	cmd.Env = cleanEnv(env...)
+	s := &server{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = s.stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(s.stdout, line)
+			if a, ok := strings.CutPrefix(line, ready); ok {
+				listening <- a
+			}
+		}
+		s.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-s.exited
+		}
+		if t.Failed() {
+			t.Logf("roughy %s stderr:\n%s", args[0], s.stderr.String())
+		}
+	})
+	select {
+	case s.addr = <-listening:
+	case err := <-s.exited:
+		t.Fatalf("roughy %s exited: %v\n%s", args[0], err, s.stderr.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("roughy %s not ready within 60s\n%s", args[0], s.stderr.String())
+	}
+	return s
+}
+
+// stop sends SIGTERM and checks a clean exit.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Fatalf("serve exit after SIGTERM: %v\n%s", err, s.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve still running 30s after SIGTERM")
+	}
+}
+
+func (s *server) endpoint() string {
+	return "http://" + s.addr + "/api/v1/assets/upload-resumable"
+}
+
+type assetJSON struct {
+	ID              string  `json:"id"`
+	State           string  `json:"state"`
+	SizeBytes       *int64  `json:"size_bytes"`
+	DurationSeconds *string `json:"duration_seconds"`
+	SHA256          string  `json:"sha256"`
+	ContentType     string  `json:"content_type"`
+	Filename        string  `json:"filename"`
+	Type            string  `json:"type"`
+}
+
+func getAsset(t *testing.T, s *server, key, id string) assetJSON {
+	t.Helper()
+	b, err := newTUSClient(key).asset(t.Context(), s.endpoint(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a assetJSON
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatalf("asset JSON %s: %v", b, err)
+	}
+	return a
+}
+
+func fileSHA(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func makeMP4(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Skip("ffmpeg not installed (apt-get install -y ffmpeg)")
+	}
+	out := filepath.Join(t.TempDir(), "clip.mp4")
+	cmd := exec.CommandContext(t.Context(), "ffmpeg", "-v", "error", "-y",
+		"-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=10",
+		"-f", "lavfi", "-i", "sine=duration=2", "-shortest", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, b)
+	}
+	return out
+}
+
+// roughyCmd runs a non-serving subcommand of the binary.
+func roughyCmd(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, roughyBin(t), args...)
+	cmd.Env = cleanEnv(env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("roughy %v: %w\n%s", args, err, stderr.String())
+	}
+	return string(out), nil
+}
+
+// TestServeEndToEnd drives the real binary: dev key bootstrap, uploads
+// with the first-party client (fresh, interrupted and resumed, non-media),
+// ffprobe filling duration_seconds, the dead-letter list, SIGTERM, key
+// management, and static keys from ROUGHY_API_KEYS on restart.
+func TestServeEndToEnd(t *testing.T) {
+	media := makeMP4(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, dataDir, nil, "--probe-workers", "1")
+
+	keyBytes, err := os.ReadFile(filepath.Join(dataDir, "dev-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devKey := strings.TrimSpace(string(keyBytes))
+	if !strings.HasPrefix(devKey, apikey.Prefix) || !strings.Contains(srv.stdout.String(), devKey) {
+		t.Fatalf("dev key %q not printed on stdout %q", devKey, srv.stdout.String())
+	}
+	if fi, err := os.Stat(filepath.Join(dataDir, "dev-api-key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("dev-api-key mode %v, %v; want 0600", fi.Mode(), err)
+	}
+
+	opts := testOptions(t, srv.endpoint())
+	opts.Key = devKey
+	opts.ChunkSize = 8 << 10
+
+	// A non-media file first: with one worker it is probed before the
+	// media file, so it is settled by the time the duration appears.
+	text := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(text, []byte("these are notes, not a film\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	textOpts := opts
+	textOpts.Type = "video"
+	textRes, err := runUpload(t.Context(), textOpts, text, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := runUpload(t.Context(), opts, media, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a assetJSON
+	if err := json.Unmarshal(res.Asset, &a); err != nil {
+		t.Fatalf("final JSON %s: %v", res.Asset, err)
+	}
+	fi, _ := os.Stat(media)
+	if a.ID != res.AssetID || a.State != "ready" || a.SizeBytes == nil || *a.SizeBytes != fi.Size() ||
+		a.SHA256 != fileSHA(t, media) || a.Type != "video" || a.ContentType != "video/mp4" || a.Filename != "clip.mp4" {
+		t.Fatalf("final asset %s, want ready video/mp4 clip.mp4 of %d bytes with sha256 %s", res.Asset, fi.Size(), fileSHA(t, media))
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a = getAsset(t, srv, devKey, res.AssetID)
+		if a.DurationSeconds != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("duration_seconds still null 30s after the upload")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !regexp.MustCompile(`^\d+\.\d{3}$`).MatchString(*a.DurationSeconds) {
+		t.Fatalf("duration_seconds %q, want 3 decimals", *a.DurationSeconds)
+	}
+	if d, _ := strconv.ParseFloat(*a.DurationSeconds, 64); d < 1.9 || d > 2.1 {
+		t.Fatalf("duration_seconds %q, want about 2", *a.DurationSeconds)
+	}
+
+	// Interrupted at ~40%, then resumed by a second run.
+	big, _ := randomFile(t, 3<<20)
+	bigOpts := opts
+	bigOpts.ChunkSize = 256 << 10
+	ctx, cancel := context.WithCancel(t.Context())
+	bigOpts.sent = func(n int64) {
+		if n > (3<<20)*4/10 {
+			cancel()
+		}
+	}
+	if _, err := runUpload(ctx, bigOpts, big, io.Discard); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted upload: %v", err)
+	}
+	bigOpts.sent = nil
+	bigRes, err := runUpload(t.Context(), bigOpts, big, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bigRes.Resumed <= 0 {
+		t.Fatalf("second run started at %d, want a resume", bigRes.Resumed)
+	}
+	if got := getAsset(t, srv, devKey, bigRes.AssetID); got.State != "ready" || got.SHA256 != fileSHA(t, big) {
+		t.Fatalf("resumed asset %+v, want ready with sha256 %s", got, fileSHA(t, big))
+	}
+
+	if got := getAsset(t, srv, devKey, textRes.AssetID); got.DurationSeconds != nil {
+		t.Fatalf("non-media duration_seconds %q, want null", *got.DurationSeconds)
+	}
+	srv.stop(t)
+
+	// The non-media file's probe job is parked as dead.
+	st, err := sessionstore.NewLocal(filepath.Join(dataDir, "roughy.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := st.DeadProbes(t.Context())
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].AssetID != textRes.AssetID || !strings.Contains(dead[0].Reason, "Invalid data") {
+		t.Fatalf("dead probes %+v, want the text file's with ffprobe's reason", dead)
+	}
+
+	// Key management on the same data dir.
+	dd := []string{"--data-dir", dataDir}
+	secret, err := roughyCmd(t, nil, append([]string{"keys", "create", "--account", "acme"}, dd...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret = strings.TrimSpace(secret)
+	acmeID := apikey.Record("acme", secret).ID
+	list, err := roughyCmd(t, []string{"ROUGHY_DATA_DIR=" + dataDir}, "keys", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list, acmeID) || !strings.Contains(list, "dev") || strings.Contains(list, secret) {
+		t.Fatalf("keys list:\n%s\nwant acme's %s and dev, never a secret", list, acmeID)
+	}
+	if _, err := roughyCmd(t, nil, append([]string{"keys", "revoke", acmeID}, dd...)...); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = roughyCmd(t, nil, append([]string{"keys", "list"}, dd...)...)
+	if !regexp.MustCompile(regexp.QuoteMeta(acmeID) + `.*true`).MatchString(list) {
+		t.Fatalf("keys list after revoke:\n%s", list)
+	}
+	if _, err := roughyCmd(t, nil, append([]string{"keys", "revoke", "key_nope"}, dd...)...); err == nil {
+		t.Fatal("revoking an unknown key succeeded")
+	}
+
+	// Restart with a static key from the environment: no new dev key,
+	// the revoked key is refused, the static and dev keys work.
+	const static = "rk_live_staticglobexkey0000000000"
+	srv = startServe(t, dataDir, []string{"ROUGHY_API_KEYS=globex=" + static, "ROUGHY_PROBE_WORKERS=0"})
+	if strings.Contains(srv.stdout.String(), "dev API key") {
+		t.Fatalf("second start printed a new dev key: %s", srv.stdout.String())
+	}
+	small, _ := randomFile(t, 1000)
+	for _, tc := range []struct {
+		key    string
+		status int
+	}{{secret, 401}, {static, 0}, {devKey, 0}} {
+		o := opts
+		o.Endpoint = srv.endpoint()
+		o.Key = tc.key
+		_, err := runUpload(t.Context(), o, small, io.Discard)
+		he, _ := errors.AsType[*httpError](err)
+		switch {
+		case tc.status == 0 && err != nil:
+			t.Errorf("key %s…: %v", tc.key[:12], err)
+		case tc.status != 0 && (he == nil || he.status != tc.status):
+			t.Errorf("key %s…: %v, want HTTP %d", tc.key[:12], err, tc.status)
+		}
+	}
+	resp, err := http.Get("http://" + srv.addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	srv.stop(t)
+}
+
+// TestUploadCommand runs "roughy upload" as a user would, with the key
+// read from the data dir's dev-api-key.
+func TestUploadCommand(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, dataDir, nil, "--probe-workers", "0")
+	file, _ := randomFile(t, 200<<10)
+	out, err := roughyCmd(t, []string{"ROUGHY_ENDPOINT=" + srv.endpoint()},
+		"upload", file, "--data-dir", dataDir, "--chunk-size", "64KiB", "--state-file", filepath.Join(t.TempDir(), "s.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, body, _ := strings.Cut(out, "\n")
+	var a assetJSON
+	if err := json.Unmarshal([]byte(body), &a); err != nil {
+		t.Fatalf("upload output %q: %v", out, err)
+	}
+	if a.ID != id || a.State != "ready" || a.SHA256 != fileSHA(t, file) {
+		t.Fatalf("upload printed %q", out)
+	}
+	srv.stop(t)
+}
+
+// TestUploadCommandInterruptAndResume sends SIGINT to "roughy upload"
+// mid-way (each PATCH is slowed down by a proxy so there is a middle),
+// then runs the same command again: it must resume, not start over.
+func TestUploadCommandInterruptAndResume(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, dataDir, nil, "--probe-workers", "0")
+	target, _ := url.Parse("http://" + srv.addr)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch {
+			time.Sleep(50 * time.Millisecond)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+
+	file, data := randomFile(t, 4<<20)
+	state := filepath.Join(t.TempDir(), "uploads.json")
+	args := []string{"upload", file, "--endpoint", slow.URL + "/api/v1/assets/upload-resumable",
+		"--data-dir", dataDir, "--chunk-size", "64KiB", "--state-file", state}
+
+	cmd := exec.Command(roughyBin(t), args...)
+	cmd.Env = cleanEnv()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) == 10 { // ten chunks acknowledged
+			cmd.Process.Signal(os.Interrupt)
+		}
+	}
+	err = cmd.Wait()
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted upload: %v, want exit 130; stderr:\n%s", err, strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "run the same command again") {
+		t.Errorf("no resume hint in:\n%s", strings.Join(lines, "\n"))
+	}
+
+	cmd = exec.Command(roughyBin(t), args...)
+	cmd.Env = cleanEnv()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("second run: %v\n%s", err, errb.String())
+	}
+	m := regexp.MustCompile(`resuming \S+ at (\d+) of`).FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("second run did not resume:\n%s", errb.String())
+	}
+	if off, _ := strconv.Atoi(m[1]); off < 10*64<<10 || off >= len(data) {
+		t.Fatalf("resumed at %d, want at least the 10 acknowledged chunks", off)
+	}
+	_, body, _ := strings.Cut(string(out), "\n")
+	var a assetJSON
+	if err := json.Unmarshal([]byte(body), &a); err != nil || a.SHA256 != fileSHA(t, file) || a.State != "ready" {
+		t.Fatalf("final output %q (%v), want ready with sha256 %s", out, err, fileSHA(t, file))
+	}
+	srv.stop(t)
+}
+
+// TestUploadChecksumAgainstServe damages the body of one PATCH on the way
+// (the Upload-Checksum header stays the client's): the real server must
+// refuse it with 460 without moving the offset, and the client must send
+// the chunk again and finish with the right bytes.
+func TestUploadChecksumAgainstServe(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, dataDir, nil, "--probe-workers", "0")
+	target, _ := url.Parse("http://" + srv.addr)
+	var patches, got460 atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.StatusCode == 460 {
+			got460.Add(1)
+		}
+		return nil
+	}
+	corrupt := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch && patches.Add(1) == 2 {
+			body, _ := io.ReadAll(r.Body)
+			body[len(body)/2] ^= 0xff
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer corrupt.Close()
+
+	file, _ := randomFile(t, 1<<20)
+	key, err := os.ReadFile(filepath.Join(dataDir, "dev-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(t, corrupt.URL+"/api/v1/assets/upload-resumable")
+	opts.Key = strings.TrimSpace(string(key))
+	res, err := runUpload(t.Context(), opts, file, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got460.Load() != 1 {
+		t.Fatalf("server answered 460 %d times, want once", got460.Load())
+	}
+	a := getAsset(t, srv, opts.Key, res.AssetID)
+	if a.State != "ready" || a.SHA256 != fileSHA(t, file) {
+		t.Fatalf("asset %+v, want ready with sha256 %s", a, fileSHA(t, file))
+	}
+	srv.stop(t)
+}

@@ -1,0 +1,412 @@
+// Package fleet tests fleet mode end to end: several `roughy serve
+// --sessions redis --storage s3` processes on loopback ports share one real
+// redis-server and one real versitygw, and the requests of one upload go to
+// different nodes.
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+const (
+	fleetKey  = "rk_live_fleetkeyfleetkeyfleetkeyfleet0001"
+	fleetKeys = "acme=" + fleetKey
+	tusPath   = "/api/v1/assets/upload-resumable"
+	// leaseTTL is short so that a killed node's uploads are taken over
+	// within tus-js-client's retry schedule (0, 3, 5, 10, 20 s).
+	leaseTTL = "3s"
+)
+
+// roughyBin is the binary TestMain built.
+var roughyBin string
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "roughy-fleet-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	roughyBin = filepath.Join(dir, "roughy")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", roughyBin, "github.com/roughy/ingest/cmd/roughy")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet: go build ./cmd/roughy:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// fleet is one Redis, one S3 server and the nodes that share them.
+type fleet struct {
+	t *testing.T
+	// redis is the standalone server (nil on Cluster); redisURL is what
+	// the nodes get as --redis-url.
+	redis    *testsvc.RedisServer
+	redisURL string
+	s3       testsvc.S3Server
+	nodes    []*node
+}
+
+// startFleet starts Redis, versitygw and n nodes; serveArgs are added to
+// every node's command line (later flags win).
+func startFleet(t *testing.T, n int, serveArgs ...string) *fleet {
+	t.Helper()
+	f := &fleet{t: t, redis: testsvc.StartRedisServer(t), s3: testsvc.StartS3(t)}
+	f.redisURL = f.redis.URL()
+	for range n {
+		f.nodes = append(f.nodes, f.startNode(serveArgs...))
+	}
+	return f
+}
+
+// startClusterFleet is startFleet on a three-master Redis Cluster.
+func startClusterFleet(t *testing.T, n int, serveArgs ...string) *fleet {
+	t.Helper()
+	f := &fleet{t: t, redisURL: testsvc.StartRedisCluster(t), s3: testsvc.StartS3(t)}
+	for range n {
+		f.nodes = append(f.nodes, f.startNode(serveArgs...))
+	}
+	return f
+}
+
+// store opens the fleet's session store directly, to look at what the
+// nodes wrote.
+func (f *fleet) store(t *testing.T) *sessionstore.Redis {
+	t.Helper()
+	st, err := sessionstore.NewRedis(t.Context(), f.redisURL)
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// node is one `roughy serve` process.
+type node struct {
+	t    *testing.T
+	URL  string
+	args []string
+	env  []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *logBuffer
+}
+
+func (f *fleet) startNode(serveArgs ...string) *node {
+	t := f.t
+	t.Helper()
+	port := freePort(t)
+	n := &node{
+		t:   t,
+		URL: "http://127.0.0.1:" + strconv.Itoa(port),
+		args: []string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", t.TempDir(),
+			"--sessions", "redis", "--redis-url", f.redisURL,
+			"--storage", "s3", "--s3-bucket", f.s3.Bucket, "--s3-endpoint", f.s3.Endpoint,
+			"--s3-region", f.s3.Region, "--s3-force-path-style",
+			"--probe-workers", "1", "--lease-ttl", leaseTTL, "--max-buffer-memory", "128MiB"},
+		env: []string{"ROUGHY_API_KEYS=" + fleetKeys, "AWS_ACCESS_KEY_ID=" + f.s3.AccessKey,
+			"AWS_SECRET_ACCESS_KEY=" + f.s3.SecretKey, "AWS_REGION=" + f.s3.Region},
+		log: &logBuffer{},
+	}
+	n.args = append(n.args, serveArgs...)
+	n.start()
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("node %s log:\n%s", n.URL, n.log.tail(6000))
+		}
+	})
+	return n
+}
+
+func (n *node) start() {
+	t := n.t
+	t.Helper()
+	cmd := exec.Command(roughyBin, n.args...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "ROUGHY_") && !strings.HasPrefix(e, "AWS_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, n.env...)
+	cmd.Stdout, cmd.Stderr = n.log, n.log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start roughy: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	n.mu.Lock()
+	n.cmd, n.done = cmd, done
+	n.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("roughy %s exited at start:\n%s", n.URL, n.log.tail(4000))
+		default:
+		}
+		resp, err := quick.Get(n.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("roughy %s: /healthz not 200 after 30s (%v):\n%s", n.URL, err, n.log.tail(4000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM, then SIGKILL after 15 s.
+func (n *node) stop() { n.signal(syscall.SIGTERM, 15*time.Second) }
+
+// kill sends SIGKILL.
+func (n *node) kill() { n.signal(syscall.SIGKILL, 15*time.Second) }
+
+func (n *node) signal(sig syscall.Signal, wait time.Duration) {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.cmd = nil
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(wait):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// throttled is a request body that trickles out at about rate bytes per
+// second, so that a test can act while a PATCH is streaming.
+type throttled struct {
+	data  []byte
+	rate  int
+	start time.Time
+	sent  int
+}
+
+// Len is the whole body's length (for Content-Length).
+func (r *throttled) Len() int { return len(r.data) }
+
+func (r *throttled) Read(p []byte) (int, error) {
+	if r.sent == len(r.data) {
+		return 0, io.EOF
+	}
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	if ahead := time.Duration(float64(r.sent)/float64(r.rate)*float64(time.Second)) - time.Since(r.start); ahead > 0 {
+		time.Sleep(ahead)
+	}
+	n := copy(p[:min(len(p), 256<<10)], r.data[r.sent:])
+	r.sent += n
+	return n, nil
+}
+
+// pid is the running process's id.
+func (n *node) pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd.Process.Pid
+}
+
+// at moves a URL of one node (Location, say) to node n.
+func (n *node) at(u string) string {
+	i := strings.Index(u, "/api/")
+	return n.URL + u[i:]
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+var (
+	quick  = &http.Client{Timeout: 2 * time.Second}
+	client = &http.Client{Timeout: 2 * time.Minute}
+)
+
+// answer is a fully read response.
+type answer struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// send makes one TUS request (Tus-Resumable and the key set) and reads the
+// whole answer.
+func send(ctx context.Context, method, url string, h map[string]string, body io.Reader) (answer, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return answer{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+fleetKey)
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	if b, ok := body.(interface{ Len() int }); ok {
+		req.ContentLength = int64(b.Len())
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return answer{}, err
+	}
+	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+func mustSend(t *testing.T, method, url string, h map[string]string, body io.Reader) answer {
+	t.Helper()
+	a, err := send(t.Context(), method, url, h, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return a
+}
+
+// create POSTs an upload of length bytes on n and returns its Location
+// and asset id.
+func create(t *testing.T, n *node, length int64) (loc, assetID string) {
+	t.Helper()
+	a := mustSend(t, "POST", n.URL+tusPath, map[string]string{
+		"Upload-Length":   strconv.FormatInt(length, 10),
+		"Upload-Metadata": "type dmlkZW8=,filename ZmxlZXQuYmlu",
+	}, nil)
+	if a.Status != http.StatusCreated {
+		t.Fatalf("POST on %s: got %d %s, want 201", n.URL, a.Status, a.Body)
+	}
+	var body struct {
+		SessionID string `json:"session_id"`
+		Asset     struct {
+			ID string `json:"id"`
+		} `json:"asset"`
+	}
+	if err := json.Unmarshal(a.Body, &body); err != nil || body.Asset.ID == "" {
+		t.Fatalf("POST body %q: %v", a.Body, err)
+	}
+	return a.Header.Get("Location"), body.Asset.ID
+}
+
+// patch sends data at offset to url.
+func patch(ctx context.Context, url string, offset int64, data []byte) (answer, error) {
+	return send(ctx, "PATCH", url, map[string]string{
+		"Upload-Offset": strconv.FormatInt(offset, 10),
+		"Content-Type":  "application/offset+octet-stream",
+	}, bytes.NewReader(data))
+}
+
+// head answers the Upload-Offset of url (and the status).
+func head(t *testing.T, url string) (int, int64) {
+	t.Helper()
+	a := mustSend(t, "HEAD", url, nil, nil)
+	off, _ := strconv.ParseInt(a.Header.Get("Upload-Offset"), 10, 64)
+	return a.Status, off
+}
+
+// assetJSON is the part of GET /api/v1/assets/{id} the tests read.
+type assetJSON struct {
+	State           string  `json:"state"`
+	SizeBytes       int64   `json:"size_bytes"`
+	SHA256          string  `json:"sha256"`
+	DurationSeconds *string `json:"duration_seconds"`
+	DownloadURL     string  `json:"download_url"`
+}
+
+// readyAsset GETs the asset on n until it is ready (10 s at most).
+func readyAsset(t *testing.T, n *node, id string) assetJSON {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := mustSend(t, "GET", n.URL+"/api/v1/assets/"+id, nil, nil)
+		var got assetJSON
+		if a.Status == http.StatusOK {
+			if err := json.Unmarshal(a.Body, &got); err != nil {
+				t.Fatalf("asset JSON %q: %v", a.Body, err)
+			}
+			if got.State == "ready" {
+				return got
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("asset %s on %s not ready after 10s: %d %s", id, n.URL, a.Status, a.Body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// download GETs the asset's download_url.
+func download(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET download_url: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET download_url: got %d (%d bytes), %v; want 200", resp.StatusCode, len(b), err)
+	}
+	return b
+}

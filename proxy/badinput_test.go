@@ -1,0 +1,407 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// TestBadInput has one case per row of SPEC's bad-input table (the
+// concurrent-PATCH, expiry and outage rows have their own tests below).
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", 1000)
+	videoMD := md("type", "video")
+	unknown := uploadsPath + "/019deafa-0000-7000-8000-00000000dead"
+	patchHdr := func(kv ...string) http.Header {
+		return e.tusHdr("acme", append([]string{"Upload-Offset", "0", "Content-Type", "application/offset+octet-stream"}, kv...)...)
+	}
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		h      http.Header
+		body   []byte
+		status int
+		code   string
+		header string // a header the response must carry
+	}{
+		{"no Authorization", "POST", uploadsPath, hdr("Tus-Resumable", "1.0.0", "Upload-Length", "1", "Upload-Metadata", videoMD), nil, 401, "unauthorized", "WWW-Authenticate"},
+		{"unknown key", "HEAD", c.Location, hdr("Tus-Resumable", "1.0.0", "Authorization", "Bearer rk_live_nope"), nil, 401, "", "WWW-Authenticate"},
+		{"not a bearer key", "POST", uploadsPath, hdr("Tus-Resumable", "1.0.0", "Authorization", "Basic "+e.keys["acme"], "Upload-Length", "1", "Upload-Metadata", videoMD), nil, 401, "unauthorized", "WWW-Authenticate"},
+		{"unknown session HEAD", "HEAD", unknown, e.tusHdr("acme"), nil, 404, "", ""},
+		{"unknown session PATCH", "PATCH", unknown, patchHdr(), []byte("x"), 404, "not_found", ""},
+		{"unknown asset", "GET", "/api/v1/assets/019deafa-0000-7000-8000-00000000dead", hdr("Authorization", "Bearer "+e.keys["acme"]), nil, 404, "not_found", ""},
+		{"missing Tus-Resumable", "POST", uploadsPath, hdr("Authorization", "Bearer "+e.keys["acme"], "Upload-Length", "1", "Upload-Metadata", videoMD), nil, 412, "unsupported_tus_version", "Tus-Version"},
+		{"unsupported Tus-Resumable", "HEAD", c.Location, e.tusHdr("acme", "Tus-Resumable", "0.2.2"), nil, 412, "", "Tus-Version"},
+		{"PATCH Content-Type", "PATCH", c.Location, e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/octet-stream"), []byte("x"), 415, "unsupported_content_type", ""},
+		{"PATCH offset mismatch", "PATCH", c.Location, patchHdr("Upload-Offset", "5"), []byte("x"), 409, "offset_mismatch", ""},
+		{"PATCH offset missing", "PATCH", c.Location, e.tusHdr("acme", "Content-Type", "application/offset+octet-stream"), []byte("x"), 400, "invalid_offset", ""},
+		{"Upload-Length over 50 GiB", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "53687091201", "Upload-Metadata", videoMD), nil, 413, "upload_too_large", ""},
+		{"Upload-Length of 50 GiB is fine", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "53687091200", "Upload-Metadata", videoMD), nil, 201, "", "Location"},
+		{"bytes past Upload-Length", "PATCH", c.Location, patchHdr(), make([]byte, 1001), 413, "past_upload_length", ""},
+		{"Upload-Length negative", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "-1", "Upload-Metadata", videoMD), nil, 400, "invalid_length", ""},
+		{"Upload-Length not a number", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "ten", "Upload-Metadata", videoMD), nil, 400, "invalid_length", ""},
+		{"both lengths", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "10", "Upload-Defer-Length", "1", "Upload-Metadata", videoMD), nil, 400, "invalid_length", ""},
+		{"neither length", "POST", uploadsPath, e.tusHdr("acme", "Upload-Metadata", videoMD), nil, 400, "invalid_length", ""},
+		{"Upload-Defer-Length not 1", "POST", uploadsPath, e.tusHdr("acme", "Upload-Defer-Length", "2", "Upload-Metadata", videoMD), nil, 400, "invalid_length", ""},
+		{"metadata bad base64", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", "type v!deo"), nil, 400, "invalid_metadata", ""},
+		{"metadata duplicate key", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", videoMD+","+md("type", "audio")), nil, 400, "invalid_metadata", ""},
+		{"metadata type missing", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("filename", "a.mp4")), nil, 400, "invalid_metadata", ""},
+		{"metadata type not video/audio", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("type", "image")), nil, 400, "invalid_metadata", ""},
+		{"metadata type as MIME is fine", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("type", "video/mp4")), nil, 201, "", "Location"},
+		{"checksum unknown algorithm", "PATCH", c.Location, patchHdr("Upload-Checksum", "crc32 AAAAAA=="), []byte("x"), 400, "invalid_checksum", ""},
+		{"checksum malformed", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha256"), []byte("x"), 400, "invalid_checksum", ""},
+		{"checksum wrong digest size", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha1 AAAA"), []byte("x"), 400, "invalid_checksum", ""},
+		{"checksum mismatch", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha1 "+b64(strings.Repeat("x", 20))), []byte("abc"), 460, "checksum_mismatch", ""},
+		{"method not allowed", "GET", c.Location, e.tusHdr("acme"), nil, 405, "method_not_allowed", "Allow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(tt.method, tt.path, tt.h, tt.body)
+			if r.status != tt.status {
+				t.Fatalf("status %d (%s), want %d", r.status, r.body, tt.status)
+			}
+			if r.h.Get("Tus-Resumable") != "1.0.0" && strings.HasPrefix(tt.path, uploadsPath) {
+				t.Errorf("response lacks Tus-Resumable: 1.0.0")
+			}
+			if tt.header != "" && r.h.Get(tt.header) == "" {
+				t.Errorf("response lacks %s", tt.header)
+			}
+			if tt.status >= 400 && tt.method != "HEAD" {
+				if ct := r.h.Get("Content-Type"); ct != "application/json" {
+					t.Errorf("error Content-Type = %q, want application/json", ct)
+				}
+				if tt.code != "" && r.errorCode() != tt.code {
+					t.Errorf("error code %q (%s), want %q", r.errorCode(), r.body, tt.code)
+				}
+			}
+		})
+	}
+	// None of the refused PATCHes moved the offset.
+	if h := e.head("acme", c.Location); h.h.Get("Upload-Offset") != "0" {
+		t.Errorf("offset after refused PATCHes = %q, want 0", h.h.Get("Upload-Offset"))
+	}
+}
+
+// TestBodyTooLarge sends a Content-Length over 64 MiB without sending
+// the body: the 413 must come back at once and mention chunkSize.
+func TestBodyTooLarge(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", 100<<20)
+	for _, expect := range []bool{false, true} {
+		rc := e.raw()
+		h := e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream", "Content-Length", strconv.Itoa(64<<20+1))
+		if expect {
+			h.Set("Expect", "100-continue")
+		}
+		// fasthttp pre-reads up to 8 KiB of a body before the handler runs:
+		// send a bit more, as a real client would, but far from all of it.
+		var body []byte
+		if !expect {
+			body = make([]byte, 16<<10)
+		}
+		rc.send("PATCH", c.Location[len(e.url):], h, body)
+		r := rc.read("PATCH")
+		if r.status != http.StatusRequestEntityTooLarge || !strings.Contains(string(r.body), "chunkSize") {
+			t.Errorf("Expect %v: %d %s, want 413 mentioning chunkSize", expect, r.status, r.body)
+		}
+		if r.h.Get("Tus-Resumable") != "1.0.0" {
+			t.Errorf("Expect %v: 413 without Tus-Resumable", expect)
+		}
+	}
+	// POST with data over the cap too.
+	rc := e.raw()
+	rc.send("POST", uploadsPath, e.tusHdr("acme", "Upload-Length", strconv.Itoa(100<<20), "Upload-Metadata", md("type", "video"),
+		"Content-Type", "application/offset+octet-stream", "Content-Length", strconv.Itoa(64<<20+1)), make([]byte, 16<<10))
+	if r := rc.read("POST"); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("POST with 64 MiB + 1 of data: %d, want 413", r.status)
+	}
+}
+
+// TestExpectContinueRejections: a PATCH that is sure to fail is refused
+// before the client sends its body.
+func TestExpectContinueRejections(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", 100)
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "text/plain",
+		"Content-Length", "100", "Expect", "100-continue"), nil)
+	if r := rc.read("PATCH"); r.status != http.StatusUnsupportedMediaType {
+		t.Errorf("Expect with wrong Content-Type: %d, want 415 (and no 100 Continue)", r.status)
+	}
+	// A good one gets 100 Continue, then its answer.
+	rc = e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", "100", "Expect", "100-continue"), nil)
+	line, err := rc.br.ReadString('\n')
+	if err != nil || !strings.Contains(line, "100") {
+		t.Fatalf("want 100 Continue, got %q, %v", line, err)
+	}
+	rc.br.ReadString('\n')
+	rc.write(make([]byte, 100))
+	if r := rc.read("PATCH"); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "100" {
+		t.Errorf("PATCH after 100 Continue: %d %q", r.status, r.h.Get("Upload-Offset"))
+	}
+}
+
+// TestErrorKeepsConnectionUsable: a refused PATCH's body is drained, not
+// parsed as the next request on the keep-alive connection.
+func TestErrorKeepsConnectionUsable(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", 1<<20)
+	rc := e.raw()
+	body := []byte(strings.Repeat("GET / HTTP/1.1\r\n\r\n", 3000)) // would be requests if parsed
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "7", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(len(body))), body)
+	if r := rc.read("PATCH"); r.status != http.StatusConflict {
+		t.Fatalf("PATCH at a wrong offset: %d, want 409", r.status)
+	}
+	rc.send("HEAD", c.Location[len(e.url):], e.tusHdr("acme"), nil)
+	if r := rc.read("HEAD"); r.status != http.StatusOK || r.h.Get("Upload-Offset") != "0" {
+		t.Errorf("HEAD on the same connection: %d %q, want 200 offset 0", r.status, r.h.Get("Upload-Offset"))
+	}
+}
+
+func TestAccountIsolation(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", 10)
+	e.patch("acme", c.Location, 0, []byte("01234"))
+	if r := e.head("globex", c.Location); r.status != http.StatusNotFound {
+		t.Errorf("HEAD by another account: %d, want 404", r.status)
+	}
+	if r := e.patch("globex", c.Location, 5, []byte("56789")); r.status != http.StatusNotFound {
+		t.Errorf("PATCH by another account: %d, want 404", r.status)
+	}
+	if r := e.do("DELETE", c.Location, e.tusHdr("globex"), nil); r.status != http.StatusNotFound {
+		t.Errorf("DELETE by another account: %d, want 404", r.status)
+	}
+	if r, _ := e.getAsset("globex", c.SessionID); r.status != http.StatusNotFound {
+		t.Errorf("GET asset by another account: %d, want 404", r.status)
+	}
+	// Nothing of it touched acme's upload.
+	if h := e.head("acme", c.Location); h.status != http.StatusOK || h.h.Get("Upload-Offset") != "5" {
+		t.Errorf("owner's HEAD: %d offset %q, want 200 5", h.status, h.h.Get("Upload-Offset"))
+	}
+	e.patch("acme", c.Location, 5, []byte("56789"))
+	if r, a := e.getAsset("acme", c.SessionID); r.status != http.StatusOK || a.State != "ready" {
+		t.Errorf("owner's GET asset: %d %s", r.status, r.body)
+	}
+	if r, _ := e.getAsset("globex", c.SessionID); r.status != http.StatusNotFound {
+		t.Errorf("GET ready asset by another account: %d, want 404", r.status)
+	}
+}
+
+// TestConcurrentPatch: while one PATCH streams, another at the same offset
+// gets 423; the stored bytes are the first one's only.
+func TestConcurrentPatch(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	size := 1 << 20
+	c := e.create("acme", int64(size))
+	a := []byte(strings.Repeat("A", size))
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(size)), a[:64<<10])
+	waitFor(t, "the first PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	second := e.patch("acme", c.Location, 0, []byte(strings.Repeat("B", size)))
+	if second.status != http.StatusLocked && second.status != http.StatusConflict {
+		t.Errorf("second PATCH while the first streams: %d %s, want 423 or 409", second.status, second.body)
+	}
+	rc.write(a[64<<10:])
+	if r := rc.read("PATCH"); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != strconv.Itoa(size) {
+		t.Fatalf("first PATCH: %d %q %s, want 204", r.status, r.h.Get("Upload-Offset"), r.body)
+	}
+	if got := string(e.stored(c.SessionID)); got != string(a) {
+		t.Errorf("stored bytes are not all the first PATCH's")
+	}
+}
+
+// TestSimultaneousPatches races two full PATCHes at offset 0, several
+// times: exactly one is acknowledged, the other gets 423 or 409, and the
+// object is one of the two bodies, never a mix.
+func TestSimultaneousPatches(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	size := 512 << 10
+	for round := range 4 {
+		c := e.create("acme", int64(size))
+		bodies := [][]byte{[]byte(strings.Repeat("A", size)), []byte(strings.Repeat("B", size))}
+		results := make([]resp, 2)
+		start := make(chan struct{})
+		done := make(chan struct{})
+		var n atomic.Int32
+		for i := range 2 {
+			go func() {
+				<-start
+				results[i] = e.patch("acme", c.Location, 0, bodies[i])
+				if n.Add(1) == 2 {
+					close(done)
+				}
+			}()
+		}
+		close(start)
+		<-done
+		ok := 0
+		for i, r := range results {
+			switch r.status {
+			case http.StatusNoContent:
+				ok++
+				if got := string(e.stored(c.SessionID)); got != string(bodies[i]) {
+					t.Errorf("round %d: stored bytes are not the acknowledged body", round)
+				}
+			case http.StatusLocked, http.StatusConflict:
+			default:
+				t.Errorf("round %d: PATCH %d: %d %s", round, i, r.status, r.body)
+			}
+		}
+		if ok != 1 {
+			t.Errorf("round %d: %d PATCHes acknowledged (%d, %d), want exactly 1", round, ok, results[0].status, results[1].status)
+		}
+	}
+}
+
+// TestTruncatedBody: a client that vanishes mid-PATCH keeps what was made
+// durable; HEAD says where to resume, and the resumed upload is intact.
+func TestTruncatedBody(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	data := randomBytes(t, 3<<20)
+	c := e.create("acme", int64(len(data)))
+	rc := e.raw()
+	sent := 1<<20 + 12345
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(len(data))), data[:sent])
+	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	rc.c.Close()
+	var off int64
+	waitFor(t, "the lease to be released", func() bool {
+		h := e.head("acme", c.Location)
+		off, _ = strconv.ParseInt(h.h.Get("Upload-Offset"), 10, 64)
+		return e.srv.metrics.activeUploads.Load() == 0 && h.status == http.StatusOK
+	})
+	if off > int64(sent) {
+		t.Fatalf("offset %d after a disconnect, above the %d bytes sent", off, sent)
+	}
+	if got := e.stored(c.SessionID); int64(len(got)) < off || string(got[:off]) != string(data[:off]) {
+		t.Fatalf("stored bytes do not match the first %d sent", off)
+	}
+	r := e.patch("acme", c.Location, off, data[off:])
+	if r.status != http.StatusNoContent {
+		t.Fatalf("resume at %d: %d %s", off, r.status, r.body)
+	}
+	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
+		t.Errorf("after resume: %+v, want ready with sha256 %s", a, sha256Hex(data))
+	}
+	t.Logf("resumed at %d of %d sent bytes", off, sent)
+}
+
+func TestExpiry(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.UploadExpiry = 300 * time.Millisecond }, nil)
+	c := e.create("acme", 10)
+	e.patch("acme", c.Location, 0, []byte("01234"))
+	done := e.create("acme", 0) // complete uploads never expire
+	time.Sleep(400 * time.Millisecond)
+	if h := e.head("acme", c.Location); h.status != http.StatusGone {
+		t.Errorf("HEAD of expired upload: %d, want 410", h.status)
+	}
+	if r := e.patch("acme", c.Location, 5, []byte("56789")); r.status != http.StatusGone || r.errorCode() != "upload_expired" {
+		t.Errorf("PATCH of expired upload: %d %s, want 410", r.status, r.body)
+	}
+	if n := e.srv.sweep(t.Context(), time.Now()); n != 1 {
+		t.Errorf("janitor freed %d uploads, want 1", n)
+	}
+	if h := e.head("acme", c.Location); h.status != http.StatusNotFound {
+		t.Errorf("HEAD after the janitor: %d, want 404", h.status)
+	}
+	if _, err := e.srv.pipe.Sink().Open(t.Context(), storageKey(c.SessionID)); err == nil {
+		t.Errorf("expired upload's bytes are still stored")
+	}
+	if h := e.head("acme", done.Location); h.status != http.StatusOK {
+		t.Errorf("HEAD of a completed upload after expiry time: %d, want 200", h.status)
+	}
+	// RunJanitor stops with its context.
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan struct{})
+	go func() { e.srv.RunJanitor(ctx, 10*time.Millisecond); close(stopped) }()
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunJanitor did not return after its context ended")
+	}
+}
+
+// flakyStore is the embedded store with switchable outages.
+type flakyStore struct {
+	*sessionstore.Local
+	down atomic.Bool
+}
+
+var errOutage = fmt.Errorf("flaky: %w: connection refused", sessionstore.ErrUnavailable)
+
+func (f *flakyStore) KeyByHash(ctx context.Context, h string) (sessionstore.Key, error) {
+	if f.down.Load() {
+		return sessionstore.Key{}, errOutage
+	}
+	return f.Local.KeyByHash(ctx, h)
+}
+
+func (f *flakyStore) Session(ctx context.Context, id string) (sessionstore.Session, error) {
+	if f.down.Load() {
+		return sessionstore.Session{}, errOutage
+	}
+	return f.Local.Session(ctx, id)
+}
+
+func (f *flakyStore) Asset(ctx context.Context, id string) (sessionstore.Asset, error) {
+	if f.down.Load() {
+		return sessionstore.Asset{}, errOutage
+	}
+	return f.Local.Asset(ctx, id)
+}
+
+func (f *flakyStore) Ping(ctx context.Context) error {
+	if f.down.Load() {
+		return errOutage
+	}
+	return f.Local.Ping(ctx)
+}
+
+// TestStoreOutage: a session store outage is a 503 with Retry-After, never
+// a 401 or 404 that would make tus-js-client forget the upload.
+func TestStoreOutage(t *testing.T) {
+	var fs *flakyStore
+	e := newEnv(t, nil, func(s sessionstore.Store) sessionstore.Store {
+		fs = &flakyStore{Local: s.(*sessionstore.Local)}
+		return fs
+	})
+	c := e.create("acme", 10) // the key is now cached
+	fs.down.Store(true)
+	check := func(name string, r resp) {
+		t.Helper()
+		if r.status != http.StatusServiceUnavailable || r.h.Get("Retry-After") == "" {
+			t.Errorf("%s during an outage: %d Retry-After %q, want 503 with Retry-After", name, r.status, r.h.Get("Retry-After"))
+		}
+	}
+	check("HEAD", e.head("acme", c.Location))
+	check("PATCH", e.patch("acme", c.Location, 0, []byte("0123456789")))
+	check("GET asset", e.do("GET", "/api/v1/assets/"+c.SessionID, hdr("Authorization", "Bearer "+e.keys["acme"]), nil))
+	check("HEAD with an uncached key", e.head("globex", c.Location))
+	check("readyz", e.do("GET", "/readyz", nil, nil))
+	fs.down.Store(false)
+	if h := e.head("acme", c.Location); h.status != http.StatusOK || h.h.Get("Upload-Offset") != "0" {
+		t.Errorf("HEAD after the outage: %d %q, want 200 offset 0", h.status, h.h.Get("Upload-Offset"))
+	}
+	if r := e.do("GET", "/readyz", nil, nil); r.status != http.StatusOK {
+		t.Errorf("readyz after the outage: %d", r.status)
+	}
+	if !errors.Is(errOutage, sessionstore.ErrUnavailable) {
+		t.Fatal("test fake does not wrap ErrUnavailable")
+	}
+}

@@ -1,0 +1,192 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+func TestHealthReadyMetrics(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	if r := e.do("GET", "/healthz", nil, nil); r.status != http.StatusOK {
+		t.Errorf("healthz: %d", r.status)
+	}
+	if r := e.do("GET", "/readyz", nil, nil); r.status != http.StatusOK {
+		t.Errorf("readyz: %d %s", r.status, r.body)
+	}
+	c := e.create("acme", 1000)
+	e.patch("acme", c.Location, 0, make([]byte, 1000))
+	e.head("globex", c.Location)
+	r := e.do("GET", "/metrics", nil, nil)
+	if r.status != http.StatusOK || !strings.HasPrefix(r.h.Get("Content-Type"), "text/plain") {
+		t.Fatalf("metrics: %d %q", r.status, r.h.Get("Content-Type"))
+	}
+	body := string(r.body)
+	for _, want := range []string{
+		`roughy_http_requests_total{route="tus_upload",method="PATCH",status="204"} 1`,
+		`roughy_http_requests_total{route="tus_upload",method="HEAD",status="404"} 1`,
+		`roughy_http_requests_total{route="tus_create",method="POST",status="201"} 1`,
+		"roughy_upload_bytes_received_total 1000",
+		"roughy_uploads_completed_total 1",
+		"roughy_active_uploads 0",
+		`roughy_http_request_duration_seconds_bucket{route="tus_upload",le="+Inf"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, e.keys["acme"]) {
+		t.Errorf("metrics contain an API key")
+	}
+	if r := e.do("GET", "/nope", nil, nil); r.status != http.StatusNotFound || r.errorCode() != "not_found" {
+		t.Errorf("unknown path: %d %s", r.status, r.body)
+	}
+}
+
+// TestShutdownDrains: Shutdown stops accepting, lets an in-flight PATCH
+// finish and commit, then returns.
+func TestShutdownDrains(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	size := 256 << 10
+	c := e.create("acme", int64(size))
+	data := randomBytes(t, size)
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(size)), data[:64<<10])
+	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- e.srv.Shutdown(ctx)
+	}()
+	// New connections are refused once the listener is closed.
+	waitFor(t, "the listener to close", func() bool {
+		conn, err := net.DialTimeout("tcp", e.addr, time.Second)
+		if err != nil {
+			return true
+		}
+		conn.Close()
+		return false
+	})
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a PATCH was in flight", err)
+	default:
+	}
+	rc.write(data[64<<10:])
+	r := rc.read("PATCH")
+	if r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != strconv.Itoa(size) {
+		t.Fatalf("in-flight PATCH during shutdown: %d %q %s, want 204", r.status, r.h.Get("Upload-Offset"), r.body)
+	}
+	// The connection is closed after the response (Connection: close).
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := rc.br.Read(make([]byte, 1)); err == nil {
+		t.Errorf("connection still open after the response during shutdown (read %d bytes)", n)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after the PATCH finished")
+	}
+	if got := e.stored(c.SessionID); string(got) != string(data) {
+		t.Errorf("stored bytes differ after a drained shutdown")
+	}
+}
+
+// TestLeaseRenewedWhileStreaming: a PATCH slower than the lease TTL keeps
+// its lease (renewed while it streams); others get 423 meanwhile.
+func TestLeaseRenewedWhileStreaming(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.LeaseTTL = 600 * time.Millisecond }, nil)
+	size := 128 << 10
+	c := e.create("acme", int64(size))
+	data := randomBytes(t, size)
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(size)), data[:32<<10])
+	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	time.Sleep(1500 * time.Millisecond) // well past the TTL
+	if r := e.patch("acme", c.Location, 0, data); r.status != http.StatusLocked {
+		t.Errorf("second PATCH after the first outlived its TTL: %d %s, want 423", r.status, r.body)
+	}
+	rc.write(data[32<<10:])
+	if r := rc.read("PATCH"); r.status != http.StatusNoContent {
+		t.Fatalf("slow PATCH: %d %s, want 204", r.status, r.body)
+	}
+	if _, a := e.getAsset("acme", c.SessionID); a.SHA256 != sha256Hex(data) {
+		t.Errorf("sha256 %q, want %q", a.SHA256, sha256Hex(data))
+	}
+}
+
+// TestIdleBodyTimeout: a client that stops sending mid-body is cut off
+// after the idle timeout; what arrived before is kept.
+func TestIdleBodyTimeout(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.BodyIdleTimeout = 1500 * time.Millisecond }, nil)
+	size := 256 << 10
+	c := e.create("acme", int64(size))
+	data := randomBytes(t, size)
+	rc := e.raw()
+	sent := 100 << 10
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(size)), data[:sent])
+	start := time.Now()
+	r := rc.read("PATCH")
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("stalled body answered after %v", took)
+	}
+	if r.status < 400 {
+		t.Errorf("stalled PATCH: %d, want an error", r.status)
+	}
+	h := e.head("acme", c.Location)
+	off, _ := strconv.Atoi(h.h.Get("Upload-Offset"))
+	if off != sent {
+		t.Errorf("offset after the stall = %d, want the %d bytes that arrived", off, sent)
+	}
+	if r := e.patch("acme", c.Location, int64(off), data[off:]); r.status != http.StatusNoContent {
+		t.Errorf("resume after the stall: %d %s", r.status, r.body)
+	}
+}
+
+// TestHeadFinishesFullUpload: an upload whose bytes were all committed but
+// that was not marked complete (a crash in between) is completed by HEAD.
+func TestHeadFinishesFullUpload(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	data := []byte("all of the bytes")
+	c := e.create("acme", int64(len(data)))
+	if err := os.WriteFile(filepath.Join(e.dir, "uploads", c.SessionID), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := pipeline.ResumeHash(nil)
+	h.Write(data)
+	ctx := t.Context()
+	l, err := e.store.AcquireLease(ctx, c.SessionID, time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: int64(len(data)), HashState: pipeline.MarshalHash(h), Length: -1}); err != nil {
+		t.Fatal(err)
+	}
+	e.store.ReleaseLease(ctx, l)
+	if _, a := e.getAsset("acme", c.SessionID); a.State != "uploading" {
+		t.Fatalf("asset before HEAD: %q, want uploading", a.State)
+	}
+	if r := e.head("acme", c.Location); r.status != http.StatusOK || r.h.Get("Upload-Offset") != strconv.Itoa(len(data)) {
+		t.Fatalf("HEAD: %d %q", r.status, r.h.Get("Upload-Offset"))
+	}
+	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
+		t.Errorf("asset after HEAD: %+v, want ready with sha256 %s", a, sha256Hex(data))
+	}
+}
