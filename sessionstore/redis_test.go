@@ -309,3 +309,64 @@ func BenchmarkRedisCommit(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(count.Trips.Load())/float64(len(lat)), "roundtrips/op")
 }
+
+// TestRedisAssetIDDiffers covers the asset id index, which the suite (same
+// id for session and asset, as the proxy does) never needs: lookup, probe
+// result, soft delete and refusal of a taken asset id, on standalone and on
+// Cluster (where the index lives in another slot).
+func TestRedisAssetIDDiffers(t *testing.T) {
+	for _, tc := range []struct{ name, url string }{
+		{"standalone", testsvc.StartRedis(t)},
+		{"cluster", testsvc.StartRedisCluster(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newRedis(t, tc.url)
+			ctx := t.Context()
+			sid, aid := "sess-"+rand.Text(), "asset-"+rand.Text()
+			now := time.Now().UTC().Truncate(time.Second)
+			s := sessionstore.Session{ID: sid, Account: "acme", AssetID: aid, Length: 10, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+			a := sessionstore.Asset{ID: aid, Account: "acme", SessionID: sid, State: sessionstore.StateUploading, SizeBytes: 10, CreatedAt: now}
+			if err := st.CreateUpload(ctx, s, a); err != nil {
+				t.Fatalf("CreateUpload: %v", err)
+			}
+			other := s
+			other.ID = "sess-" + rand.Text()
+			if err := st.CreateUpload(ctx, other, a); !errors.Is(err, sessionstore.ErrExists) {
+				t.Fatalf("CreateUpload with a taken asset id: got %v, want ErrExists", err)
+			}
+			if _, err := st.Session(ctx, other.ID); !errors.Is(err, sessionstore.ErrNotFound) {
+				t.Fatalf("Session of the refused upload: got %v, want ErrNotFound", err)
+			}
+			if _, err := st.Asset(ctx, sid); !errors.Is(err, sessionstore.ErrNotFound) {
+				t.Fatalf("Asset(session id): got %v, want ErrNotFound", err)
+			}
+			l, err := st.AcquireLease(ctx, sid, time.Second, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Commit(ctx, l, sessionstore.Commit{NewOffset: 10, Length: -1, Complete: true, SHA256: "ab"}); err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			got, err := st.Asset(ctx, aid)
+			if err != nil || got.State != sessionstore.StateReady || got.SessionID != sid || got.SHA256 != "ab" {
+				t.Fatalf("Asset(%s): got %+v, %v; want ready, session %s", aid, got, err, sid)
+			}
+			j, err := st.ClaimProbe(ctx, "c", time.Second, time.Minute)
+			if err != nil || j.AssetID != aid {
+				t.Fatalf("ClaimProbe: got %+v, %v; want asset %s", j, err, aid)
+			}
+			if err := st.AckProbe(ctx, j, "4.200"); err != nil {
+				t.Fatalf("AckProbe: %v", err)
+			}
+			if got, _ := st.Asset(ctx, aid); got.DurationSeconds != "4.200" {
+				t.Fatalf("duration after AckProbe: got %q, want 4.200", got.DurationSeconds)
+			}
+			if _, err := st.DeleteUpload(ctx, sid); err != nil {
+				t.Fatalf("DeleteUpload: %v", err)
+			}
+			if _, err := st.Asset(ctx, aid); !errors.Is(err, sessionstore.ErrNotFound) {
+				t.Fatalf("Asset after delete: got %v, want ErrNotFound", err)
+			}
+		})
+	}
+}

@@ -42,6 +42,7 @@ func (c cli) probeWorker(ctx context.Context, args []string) error {
 	log.Info("roughy probe workers running", "workers", *pf.workers, "sessions", *sf.sessions, "storage", *kf.storage)
 	fmt.Fprintf(c.stdout, "roughy probe-worker running %d workers\n", *pf.workers)
 	<-ctx.Done()
+	stop() // a second signal kills the process at once
 	wg.Wait()
 	log.Info("roughy probe workers stopped")
 	return nil

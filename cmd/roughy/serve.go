@@ -146,6 +146,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 			serveErr = fmt.Errorf("roughy: serve: %w", serveErr)
 		}
 	case <-ctx.Done():
+		stop() // a second signal kills the process without waiting for the drain
 		log.Info("roughy draining", "timeout", *shutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *shutdownTimeout)
 		if err := srv.Shutdown(sctx); err != nil {
