@@ -277,15 +277,15 @@ func testConcurrentPatch423(t *testing.T, s *server) {
 	wantReady(t, s, acmeKey, up.AssetID, data)
 }
 
-// TestExpired starts a server whose uploads expire after 1 s: an upload
+// TestExpired starts a server whose uploads expire after 2 s: an upload
 // left alone answers 410.
 func TestExpired(t *testing.T) {
-	s := startServer(t, withArgs("--upload-expiry", "1s"))
+	s := startServer(t, withArgs("--upload-expiry", "2s"))
 	up := createUpload(t, s, acmeKey, 10)
 	if rep := patch(t, up.Location, acmeKey, 0, []byte("01234")); rep.Status != 204 {
 		t.Fatalf("PATCH before expiry: got %d %s, want 204", rep.Status, rep.Body)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(4500 * time.Millisecond)
 	wantError(t, "PATCH after expiry", patch(t, up.Location, acmeKey, 5, []byte("56789")), 410)
 }
 

@@ -175,7 +175,7 @@ func (s *server) start() {
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
 		case <-done:
@@ -190,7 +190,7 @@ func (s *server) start() {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("roughy /healthz not 200 after 30s (last err %v):\n%s", err, s.log.tail(4000))
+			t.Fatalf("roughy /healthz not 200 after 60s (last err %v):\n%s", err, s.log.tail(4000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -164,11 +164,11 @@ func TestHealthAndEnvTwins(t *testing.T) {
 	}
 }
 
-// TestExpiryJanitorAndDownloadTTL: with a 1 s expiry and a fast janitor,
-// an abandoned upload's bytes are freed; a download_url with a 1 s TTL is
+// TestExpiryJanitorAndDownloadTTL: with a 2 s expiry and a fast janitor,
+// an abandoned upload's bytes are freed; a download_url with a 2 s TTL is
 // refused with 403 once it expired.
 func TestExpiryJanitorAndDownloadTTL(t *testing.T) {
-	s := startServer(t, withArgs("--upload-expiry", "1s", "--janitor-interval", "300ms", "--download-ttl", "1s"))
+	s := startServer(t, withArgs("--upload-expiry", "2s", "--janitor-interval", "300ms", "--download-ttl", "2s"))
 	up := createUpload(t, s, acmeKey, 1<<20)
 	if rep := patch(t, up.Location, acmeKey, 0, randomBytes(1000)); rep.Status != 204 {
 		t.Fatalf("PATCH: got %d %s", rep.Status, rep.Body)
@@ -177,7 +177,7 @@ func TestExpiryJanitorAndDownloadTTL(t *testing.T) {
 	if rep := patch(t, done.Location, acmeKey, 0, []byte("abc")); rep.Status != 204 {
 		t.Fatalf("PATCH: got %d %s", rep.Status, rep.Body)
 	}
-	a := wantReady(t, s, acmeKey, done.AssetID, []byte("abc"))
+	wantReady(t, s, acmeKey, done.AssetID, []byte("abc"))
 
 	stored := filepath.Join(s.DataDir, "uploads", up.AssetID)
 	deadline := time.Now().Add(10 * time.Second)
@@ -194,9 +194,9 @@ func TestExpiryJanitorAndDownloadTTL(t *testing.T) {
 		t.Errorf("PATCH after the janitor ran: got %d, want 410 (or 404)", rep.Status)
 	}
 	// A completed upload does not expire.
-	wantReady(t, s, acmeKey, done.AssetID, []byte("abc"))
+	a := wantReady(t, s, acmeKey, done.AssetID, []byte("abc"))
 
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(3 * time.Second)
 	resp, err := client.Get(a.DownloadURL)
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,9 @@ type bodyReader struct {
 	eof     bool
 	err     error
 	m       *metrics
+	// stop closes when Shutdown gave up waiting: the deadline is then no
+	// longer pushed forward, so a stalled client releases the handler.
+	stop <-chan struct{}
 }
 
 func (s *Server) newBodyReader(ctx *fasthttp.RequestCtx, rq *request) *bodyReader {
@@ -37,9 +40,32 @@ func (s *Server) newBodyReader(ctx *fasthttp.RequestCtx, rq *request) *bodyReade
 		// No Content-Length and no chunked encoding: no body.
 		r = eofReader{}
 	}
-	b := &bodyReader{r: r, ctx: ctx, idle: s.cfg.BodyIdleTimeout, m: s.metrics}
+	b := &bodyReader{r: r, ctx: ctx, idle: s.cfg.BodyIdleTimeout, m: s.metrics, stop: s.base.Done()}
 	rq.body = b
 	return b
+}
+
+// trackBody registers b so that Shutdown can cut a stalled body off; the
+// returned func unregisters it.
+func (s *Server) trackBody(b *bodyReader) func() {
+	s.bodiesMu.Lock()
+	s.bodies[b] = struct{}{}
+	s.bodiesMu.Unlock()
+	return func() {
+		s.bodiesMu.Lock()
+		delete(s.bodies, b)
+		s.bodiesMu.Unlock()
+	}
+}
+
+// cutBodies makes every tracked body's pending read fail now. The handlers
+// then commit what is durable and answer.
+func (s *Server) cutBodies() {
+	s.bodiesMu.Lock()
+	defer s.bodiesMu.Unlock()
+	for b := range s.bodies {
+		_ = b.ctx.SetReadDeadline(time.Now())
+	}
 }
 
 // deadlineEvery limits how often the deadline is moved (a timer update
@@ -54,6 +80,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	if b.eof {
 		return 0, io.EOF
+	}
+	select {
+	case <-b.stop:
+		_ = b.ctx.SetReadDeadline(time.Now())
+		b.lastSet = time.Now()
+	default:
 	}
 	if now := time.Now(); now.Sub(b.lastSet) >= deadlineEvery {
 		// Errors here mean the connection is gone; the read reports it.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -55,7 +56,7 @@ func classify(err error) (e *Error, known bool) {
 	switch {
 	case errors.Is(err, sessionstore.ErrUnavailable), errors.Is(err, pipeline.ErrStorage):
 		return errUnavailable, true
-	case errors.Is(err, sessionstore.ErrLocked), errors.Is(err, sessionstore.ErrLeaseLost):
+	case errors.Is(err, sessionstore.ErrLocked), errors.Is(err, sessionstore.ErrLeaseLost), errors.Is(err, pipeline.ErrBusy):
 		return errLocked, true
 	case errors.Is(err, sessionstore.ErrNotFound), errors.Is(err, pipeline.ErrNoSuchUpload):
 		return errNotFound, true
@@ -69,6 +70,9 @@ func classify(err error) (e *Error, known bool) {
 		return errorf(fasthttp.StatusBadRequest, "body_incomplete", "the body ended early; HEAD the upload and resume"), true
 	case errors.Is(err, sessionstore.ErrPartsExhausted):
 		return errorf(fasthttp.StatusRequestEntityTooLarge, "parts_exhausted", "the upload used up its storage parts; resume with larger chunks"), true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// Shutdown gave up waiting, or a backend call timed out: retry.
+		return errUnavailable, true
 	}
 	return errorf(fasthttp.StatusInternalServerError, "internal_error", "internal error"), false
 }

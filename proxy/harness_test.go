@@ -27,7 +27,7 @@ import (
 // env is one real server on a loopback port over the embedded store and
 // the local sink in a temp dir, with two accounts.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	store  sessionstore.Store
 	local  *sessionstore.Local
@@ -39,7 +39,7 @@ type env struct {
 }
 
 // newEnv starts a server. wrap, when set, puts a fake around the store.
-func newEnv(t *testing.T, cfgMod func(*Config), wrap func(sessionstore.Store) sessionstore.Store) *env {
+func newEnv(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) sessionstore.Store) *env {
 	t.Helper()
 	dir := t.TempDir()
 	local, err := sessionstore.NewLocal(filepath.Join(dir, "roughy.db"))
@@ -246,7 +246,7 @@ func (e *env) stored(id string) []byte {
 // rawConn is a client connection for requests net/http will not send
 // (bodies cut short, lying Content-Length, Expect: 100-continue by hand).
 type rawConn struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
@@ -299,7 +299,7 @@ func sha256Hex(b []byte) string {
 }
 
 // waitFor polls cond every 10ms for up to 5s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {

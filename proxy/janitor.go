@@ -67,7 +67,9 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	if err != nil {
 		return err
 	}
-	defer s.releaseLease(ctx, &leaseHolder{l: lease})
+	_, hctx, release := s.hold(ctx, lease)
+	defer release()
+	ctx = hctx
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
 		return err
 	}

@@ -190,3 +190,36 @@ func TestHeadFinishesFullUpload(t *testing.T) {
 		t.Errorf("asset after HEAD: %+v, want ready with sha256 %s", a, sha256Hex(data))
 	}
 }
+
+// TestShutdownTimeoutCommitsStalledPatch: when the drain limit passes, a
+// PATCH whose client stalled is cut off, and what it sent is committed.
+func TestShutdownTimeoutCommitsStalledPatch(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	size := 256 << 10
+	c := e.create("acme", int64(size))
+	data := randomBytes(t, size)
+	rc := e.raw()
+	sent := 100 << 10
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(size)), data[:sent])
+	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := e.srv.Shutdown(ctx); err == nil {
+		t.Errorf("Shutdown with a stalled PATCH returned nil, want the context's error")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Shutdown took %v", took)
+	}
+	if r := rc.read("PATCH"); r.status < 400 {
+		t.Errorf("cut-off PATCH: %d, want an error", r.status)
+	}
+	sess, err := e.store.Session(t.Context(), c.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.Offset != int64(sent) {
+		t.Errorf("committed offset after the cut = %d, want the %d bytes sent", sess.Offset, sent)
+	}
+}

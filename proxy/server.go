@@ -6,11 +6,11 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +74,9 @@ type Server struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 	inflight   atomic.Int64
+
+	bodiesMu sync.Mutex
+	bodies   map[*bodyReader]struct{} // upload bodies being read
 }
 
 // New returns a server over store and pipe.
@@ -85,7 +88,10 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		cfg.DownloadTTL = time.Hour
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 30 * time.Second
+		// Short enough that a request after a node died gets the upload
+		// within tus-js-client's retry schedule (0, 3, 5, 10, 20 s);
+		// renewed every third of it while a PATCH streams.
+		cfg.LeaseTTL = 10 * time.Second
 	}
 	if cfg.BodyIdleTimeout <= 0 {
 		cfg.BodyIdleTimeout = 60 * time.Second
@@ -97,7 +103,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		cfg.Logger = slog.Default()
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: newMetrics()}
+	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: newMetrics(), bodies: map[*bodyReader]struct{}{}}
 	s.sign = cfg.SigningKey
 	if len(s.sign) == 0 {
 		// Without a configured key, download URLs die with the process.
@@ -154,7 +160,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 // Serve serves HTTP on ln until Shutdown. It returns nil after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	if err := s.srv.Serve(ln); err != nil {
-		return errors.Join(errors.New("proxy: serve"), err)
+		return fmt.Errorf("proxy: serve: %w", err)
 	}
 	return nil
 }
@@ -170,11 +176,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.cancelBase()
+	s.cutBodies()
 	// Give canceled handlers a moment to commit and release their leases.
 	for deadline := time.Now().Add(5 * time.Second); s.inflight.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	return errors.Join(errors.New("proxy: shutdown"), err)
+	return fmt.Errorf("proxy: shutdown: %w", err)
 }
 
 // fasthttpLogger sends fasthttp's own messages to slog.

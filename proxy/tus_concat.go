@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/roughy/ingest/apikey"
@@ -101,15 +100,8 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	if err != nil {
 		return fmt.Errorf("proxy: acquire lease: %w", err)
 	}
-	lh := &leaseHolder{l: lease}
-	defer s.releaseLease(ctx, lh)
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { s.keepLease(wctx, cancel, lh, stop) })
-	defer wg.Wait()
-	defer close(stop)
+	lh, wctx, release := s.hold(ctx, lease)
+	defer release()
 
 	sink := s.pipe.Sink()
 	storage, parts, err := sink.Concat(wctx, uploadOf(sess), srcs)

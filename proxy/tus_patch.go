@@ -135,16 +135,8 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
 	}
-	lh := &leaseHolder{l: lease}
-	defer s.releaseLease(ctx, lh)
-
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { s.keepLease(wctx, cancel, lh, stop) })
-	defer wg.Wait()
-	defer close(stop)
+	lh, wctx, release := s.hold(ctx, lease)
+	defer release()
 
 	// Another request may have committed between our read and the lease.
 	fresh, err := s.store.Session(ctx, sess.ID)
@@ -166,6 +158,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 
 	body := s.newBodyReader(rc, rq)
+	defer s.trackBody(body)()
 	cur := sess
 	commit := func(c context.Context, p pipeline.Progress) error {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
@@ -200,7 +193,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
 	if cur.Length >= 0 && cur.Offset == cur.Length {
-		return s.complete(ctx, lh.get(), cur)
+		return s.complete(wctx, lh.get(), cur)
 	}
 	return cur, nil
 }
@@ -215,16 +208,16 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease to complete: %w", err)
 	}
-	lh := &leaseHolder{l: lease}
-	defer s.releaseLease(ctx, lh)
-	fresh, err := s.store.Session(ctx, sess.ID)
+	lh, hctx, release := s.hold(ctx, lease)
+	defer release()
+	fresh, err := s.store.Session(hctx, sess.ID)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: reload session: %w", err)
 	}
 	if fresh.Completed || fresh.Length < 0 || fresh.Offset != fresh.Length {
 		return fresh, nil
 	}
-	return s.complete(ctx, lease, fresh)
+	return s.complete(hctx, lh.get(), fresh)
 }
 
 // complete turns the stored bytes into the final object and marks the
@@ -272,6 +265,23 @@ func (h *leaseHolder) set(l sessionstore.Lease) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.l = l
+}
+
+// hold keeps l renewed until release is called; the returned context is
+// canceled (with the cause) if the lease is lost. release stops the
+// renewal and drops the lease.
+func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolder, hctx context.Context, release func()) {
+	lh = &leaseHolder{l: l}
+	hctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { s.keepLease(hctx, cancel, lh, stop) })
+	return lh, hctx, func() {
+		close(stop)
+		wg.Wait()
+		cancel(nil)
+		s.releaseLease(ctx, lh)
+	}
 }
 
 // keepLease renews the lease every third of its TTL until stop closes. If

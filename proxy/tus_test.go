@@ -415,3 +415,26 @@ func TestCORS(t *testing.T) {
 		t.Errorf("other origin got CORS headers: %v", no.h)
 	}
 }
+
+// TestLongMetadataAndMaxChunk: a long Upload-Metadata fits in the header
+// buffer, and a PATCH of exactly 64 MiB is accepted.
+func TestLongMetadataAndMaxChunk(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	name := strings.Repeat("n", 20<<10) + ".mp4"
+	size := 64 << 20
+	c := e.create("acme", int64(size), "Upload-Metadata", md("type", "video", "filename", name, "note", strings.Repeat("x", 8<<10)))
+	if c.Asset.Filename == nil || *c.Asset.Filename != name {
+		t.Fatalf("long filename not kept")
+	}
+	data := randomBytes(t, size)
+	r := e.patch("acme", c.Location, 0, data)
+	if r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != strconv.Itoa(size) {
+		t.Fatalf("64 MiB PATCH: %d %s", r.status, r.body)
+	}
+	if _, a := e.getAsset("acme", c.SessionID); a.SHA256 != sha256Hex(data) {
+		t.Errorf("sha256 of a 64 MiB upload = %q, want %q", a.SHA256, sha256Hex(data))
+	}
+	if h := e.head("acme", c.Location); !strings.Contains(h.h.Get("Upload-Metadata"), b64(name)) {
+		t.Errorf("HEAD lost the long metadata")
+	}
+}

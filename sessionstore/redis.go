@@ -37,15 +37,14 @@ import (
 // On standalone and Sentinel, where no slot rule applies, the commit that
 // completes an upload also adds its probe job and drops it from the expiry
 // set in the same script. On Cluster those keys live in other slots: the
-// expiry set is cleaned lazily by Expired, and the probe job is added by a
-// second command right after the commit script. If the node dies between
-// the two (a window of one round trip), the asset is ready and correct but
-// never probed: duration_seconds stays null. That is the documented price
-// of Cluster; the upload itself is never affected.
+// expiry set is cleaned lazily by Expired, and the probe job is added just
+// before the commit script as a job to verify (see Commit and ClaimProbe).
 type Redis struct {
 	client  redis.UniversalClient
 	cluster bool
 	log     *slog.Logger
+	// verifyCutoff is redisVerifyCutoff (tests shorten it).
+	verifyCutoff time.Duration
 }
 
 // Key names; see Redis.
@@ -85,7 +84,7 @@ func redisAssetRefKey(id string) string { return "roughy:{" + id + "}:assetid" }
 func NewRedis(ctx context.Context, url string) (*Redis, error) {
 	redisLogOnce.Do(func() { redis.SetLogger(redisSlog{}) })
 	url = strings.TrimSpace(url)
-	r := &Redis{log: slog.Default()}
+	r := &Redis{log: slog.Default(), verifyCutoff: redisVerifyCutoff}
 	var err error
 	switch {
 	case strings.HasPrefix(url, "redis+sentinel://"), strings.HasPrefix(url, "rediss+sentinel://"):

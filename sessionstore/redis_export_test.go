@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -18,6 +19,10 @@ func RedisFlushAll(ctx context.Context, r *Redis) error {
 	}
 	return r.client.FlushAll(ctx).Err()
 }
+
+// RedisSetVerifyCutoff shortens how long an unverified Cluster completion
+// job is kept.
+func RedisSetVerifyCutoff(r *Redis, d time.Duration) { r.verifyCutoff = d }
 
 // RedisIsCluster reports whether the store runs on Redis Cluster.
 func RedisIsCluster(r *Redis) bool { return r.cluster }

@@ -119,13 +119,12 @@ return {1}
 // saves hash and storage state and, on completion, makes the asset ready.
 // KEYS[1] session, KEYS[2] parts, KEYS[3] lease, KEYS[4] asset, then
 // optionally the expiry set and the probe stream (standalone and Sentinel
-// only: in Cluster they live in other slots and the caller enqueues).
+// only: in Cluster they live in other slots; see Redis.Commit).
 // ARGV[1] token, [2] expected offset, [3] new offset, [4] hash state,
 // [5] "1" if [6] storage replaces the old, [7] length (-1: unchanged),
 // [8] "1" to complete, [9] SHA-256, [10] session id, [11] stream MAXLEN,
 // [12...] encoded parts.
-// Answers {1, enqueue asset id or "", flat session hash}; enqueue is set
-// only when the caller must still add the probe job.
+// Answers {1, flat session hash}.
 var luaCommit = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {4} end
@@ -154,20 +153,18 @@ end
 for i = 12, #ARGV, 500 do
 	redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
 end
-local enqueue = ''
 if complete then
 	redis.call('HSET', KEYS[1], 'done', '1')
 	if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[10]) end
 	if hasAsset and redis.call('HGET', KEYS[4], 'deleted') ~= '1' then
 		redis.call('HSET', KEYS[4], 'state', 'ready', 'sha', ARGV[9], 'size', ARGV[3])
-		enqueue = redis.call('HGET', KEYS[4], 'id')
 		if KEYS[6] then
-			redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[11], '*', 'asset', enqueue, 'attempts', '0')
-			enqueue = ''
+			local aid = redis.call('HGET', KEYS[4], 'id')
+			redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[11], '*', 'asset', aid, 'attempts', '0')
 		end
 	end
 end
-return {1, enqueue, redis.call('HGETALL', KEYS[1])}
+return {1, redis.call('HGETALL', KEYS[1])}
 `)
 
 // luaSetLength sets a deferred length once.
@@ -225,7 +222,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
 for _, m in ipairs(due) do
 	local j = cjson.decode(m)
-	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'asset', j.a, 'attempts', tostring(j.n))
+	if j.s then
+		redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'asset', '', 'attempts', tostring(j.n), 'sid', j.s, 'verify', '1', 'since', j.t)
+	else
+		redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'asset', j.a, 'attempts', tostring(j.n))
+	end
 	redis.call('ZREM', KEYS[2], m)
 end
 local cursor = '0-0'

@@ -6,23 +6,53 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
+// Verification of Cluster completion jobs (see Commit): how long a claim
+// waits for the commit that follows its job, how soon a job whose asset is
+// not ready yet is looked at again, and when it is given up.
+const (
+	redisVerifyWait   = 250 * time.Millisecond
+	redisVerifyRetry  = time.Second
+	redisVerifyCutoff = 2 * time.Minute
+)
+
 // ClaimProbe hands out one probe job: first it moves due retries into the
 // stream and reclaims an entry idle longer than reclaimAfter (one script),
-// then it reads a new entry with XREADGROUP, blocking up to block.
+// then it reads a new entry with XREADGROUP, blocking up to block. A
+// Cluster completion job is handed out only once its asset is ready.
 func (r *Redis) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, error) {
+	for range 8 {
+		job, vals, err := r.claimEntry(ctx, consumer, block, reclaimAfter)
+		if err != nil || vals["verify"] != "1" {
+			return job, err
+		}
+		ok, err := r.verifyJob(ctx, &job, vals)
+		if err != nil || ok {
+			return job, err
+		}
+		block = 0 // that one was dropped or put off: look once more, no wait
+	}
+	return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+}
+
+// claimEntry claims one stream entry (reclaimed or new) and answers it
+// with its fields.
+func (r *Redis) claimEntry(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, map[string]string, error) {
 	out, err := r.runScript(ctx, "claim probe", luaClaim, []string{redisProbeStream, redisProbeDelayed},
 		redisProbeGroup, consumer, redisMillis(reclaimAfter), redisProbeMaxLen)
 	if err == nil {
 		id, _ := out[0].(string)
-		return redisProbeJob(id, redisFlatMap(out[1]))
+		vals := redisFlatMap(out[1])
+		job, err := redisProbeJob(id, vals)
+		return job, vals, err
 	}
 	if !errors.Is(err, ErrNotFound) {
-		return ProbeJob{}, err
+		return ProbeJob{}, nil, err
 	}
 	args := &redis.XReadGroupArgs{Group: redisProbeGroup, Consumer: consumer,
 		Streams: []string{redisProbeStream, ">"}, Count: 1, Block: -1}
@@ -32,13 +62,13 @@ func (r *Redis) ClaimProbe(ctx context.Context, consumer string, block, reclaimA
 	streams, err := r.client.XReadGroup(ctx, args).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+		return ProbeJob{}, nil, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
 	case redis.HasErrorPrefix(err, "NOGROUP"):
 		// The data was flushed since the script ran; the next claim
 		// creates the group again.
-		return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+		return ProbeJob{}, nil, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
 	case err != nil:
-		return ProbeJob{}, redisErr("claim probe", err)
+		return ProbeJob{}, nil, redisErr("claim probe", err)
 	}
 	for _, s := range streams {
 		for _, m := range s.Messages {
@@ -46,15 +76,75 @@ func (r *Redis) ClaimProbe(ctx context.Context, consumer string, block, reclaimA
 			for k, v := range m.Values {
 				vals[k], _ = v.(string)
 			}
-			return redisProbeJob(m.ID, vals)
+			job, err := redisProbeJob(m.ID, vals)
+			return job, vals, err
 		}
 	}
-	return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+	return ProbeJob{}, nil, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+}
+
+// verifyJob decides a Cluster completion job: its asset is ready (ok, and
+// job.AssetID is set), or the upload has no asset or never completed (the
+// job is dropped), or the commit may still come (the job is put off by
+// redisVerifyRetry, until redisVerifyCutoff after it was added). A job put
+// off whose upload then completes is handed out besides the completion's
+// own job: the asset is probed twice, which is harmless.
+func (r *Redis) verifyJob(ctx context.Context, job *ProbeJob, vals map[string]string) (bool, error) {
+	sid := vals["sid"]
+	deadline := time.Now().Add(redisVerifyWait)
+	for {
+		v, err := r.client.HMGet(ctx, redisAssetKey(sid), raID, raState).Result()
+		if err != nil {
+			return false, redisErr("claim probe: verify", err)
+		}
+		aid, _ := v[0].(string)
+		if aid == "" {
+			return false, r.dropJob(ctx, job.ID)
+		}
+		if state, _ := v[1].(string); state == StateReady {
+			job.AssetID = aid
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("sessionstore: redis: claim probe: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// A put-off job comes back as a new entry: "since" keeps the first
+	// entry's time (its id is milliseconds-sequence).
+	since := vals["since"]
+	if since == "" {
+		since, _, _ = strings.Cut(job.ID, "-")
+	}
+	added, _ := strconv.ParseInt(since, 10, 64)
+	if time.Since(time.UnixMilli(added)) > r.verifyCutoff {
+		return false, r.dropJob(ctx, job.ID)
+	}
+	member, err := json.Marshal(redisRetryMember{Attempts: job.Attempts, ID: job.ID, Session: sid, Since: since})
+	if err != nil {
+		return false, fmt.Errorf("sessionstore: redis: claim probe: %w", err)
+	}
+	_, err = r.runScript(ctx, "claim probe: put off", luaRetry, []string{redisProbeStream, redisProbeDelayed},
+		redisProbeGroup, job.ID, redisMillis(redisVerifyRetry), string(member))
+	if errors.Is(err, ErrNotFound) {
+		err = nil
+	}
+	return false, err
+}
+
+// dropJob removes a job that has nothing to probe.
+func (r *Redis) dropJob(ctx context.Context, id string) error {
+	_, err := r.runScript(ctx, "claim probe: drop", luaAck, []string{redisProbeStream}, redisProbeGroup, id)
+	return err
 }
 
 func redisProbeJob(id string, vals map[string]string) (ProbeJob, error) {
 	n, err := strconv.Atoi(vals["attempts"])
-	if err != nil || vals["asset"] == "" {
+	if err != nil || (vals["asset"] == "" && vals["sid"] == "") {
 		return ProbeJob{}, fmt.Errorf("sessionstore: redis: corrupt probe job %s: %v", id, vals)
 	}
 	return ProbeJob{ID: id, AssetID: vals["asset"], Attempts: n}, nil
@@ -85,12 +175,15 @@ func (r *Redis) AckProbe(ctx context.Context, job ProbeJob, durationSeconds stri
 	return err
 }
 
-// redisRetryMember is a delayed job in roughy:{probe}:delayed; luaClaim decodes
-// it with cjson.
+// redisRetryMember is a delayed job in roughy:{probe}:delayed; luaClaim
+// decodes it with cjson. Session is set for a Cluster completion job that
+// still needs verifying (see Redis.Commit).
 type redisRetryMember struct {
 	Asset    string `json:"a"`
 	Attempts int    `json:"n"`
 	ID       string `json:"id"`
+	Session  string `json:"s,omitempty"`
+	Since    string `json:"t,omitempty"`
 }
 
 // RetryProbe acknowledges the job and schedules it with Attempts+1, ready

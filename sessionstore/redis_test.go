@@ -370,3 +370,47 @@ func TestRedisAssetIDDiffers(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisClusterCompletionJob: on Cluster the probe job is added before
+// the completing commit script. A completion the script refuses (the same
+// state as a node that died between the two calls) must not hand out a
+// job; the real completion hands out exactly one.
+func TestRedisClusterCompletionJob(t *testing.T) {
+	st := newRedis(t, testsvc.StartRedisCluster(t))
+	sessionstore.RedisSetVerifyCutoff(st, 300*time.Millisecond)
+	ctx := t.Context()
+	s := redisUpload(t, st, 100)
+	l, err := st.AcquireLease(ctx, s.ID, time.Minute, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 5, NewOffset: 100, Length: -1, Complete: true, SHA256: "ab"})
+	if !errors.Is(err, sessionstore.ErrOffsetConflict) {
+		t.Fatalf("refused completion: got %v, want ErrOffsetConflict", err)
+	}
+	wantEmpty := func(what string) {
+		t.Helper()
+		if j, err := st.ClaimProbe(ctx, "c", 10*time.Millisecond, time.Minute); !errors.Is(err, sessionstore.ErrEmpty) {
+			t.Fatalf("%s: got job %+v, %v; want ErrEmpty", what, j, err)
+		}
+	}
+	wantEmpty("ClaimProbe after a refused completion")
+	time.Sleep(1200 * time.Millisecond) // the job comes back after 1 s, past the cutoff: dropped
+	wantEmpty("ClaimProbe past the cutoff")
+
+	if _, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 100, Length: -1, Complete: true, SHA256: "ab"}); err != nil {
+		t.Fatalf("completion: %v", err)
+	}
+	j, err := st.ClaimProbe(ctx, "c", time.Second, time.Minute)
+	if err != nil || j.AssetID != s.AssetID || j.Attempts != 0 {
+		t.Fatalf("ClaimProbe after completion: got %+v, %v; want asset %s, attempts 0", j, err, s.AssetID)
+	}
+	if err := st.AckProbe(ctx, j, "1.000"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	wantEmpty("ClaimProbe after the job was acked")
+	if dead, err := st.DeadProbes(ctx); err != nil || len(dead) != 0 {
+		t.Fatalf("DeadProbes: got %+v, %v; want none", dead, err)
+	}
+}

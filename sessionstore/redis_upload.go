@@ -131,14 +131,25 @@ func (r *Redis) ReleaseLease(ctx context.Context, l Lease) error {
 	return err
 }
 
-// Commit applies c in one script: one round trip per committed part. Only
-// when it completes an upload on Cluster does a second command follow, the
-// XADD of the probe job (see Redis).
+// Commit applies c in one script: one round trip per committed part.
+//
+// On standalone and Sentinel the completing commit adds the probe job in
+// the same script. On Cluster the stream lives in another slot, so the job
+// is added first, by a second round trip, marked "verify" with the session
+// id: if the node dies before the script, or the script refuses the
+// commit, the job finds no ready asset and is dropped (see ClaimProbe); if
+// the script runs, the job is already there. No crash window loses a job.
 func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) {
 	id := l.SessionID
 	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey, redisProbeStream)
+	} else if c.Complete {
+		err := r.client.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream, MaxLen: redisProbeMaxLen, Approx: true,
+			Values: []any{"asset", "", "attempts", "0", "sid", id, "verify", "1"}}).Err()
+		if err != nil {
+			return Session{}, redisErr("commit: probe job", err)
+		}
 	}
 	length := c.Length
 	if length < 0 {
@@ -155,34 +166,7 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if err != nil {
 		return Session{}, err
 	}
-	s, err := redisDecodeSession(redisFlatMap(out[1]))
-	if err != nil {
-		return Session{}, err
-	}
-	if assetID, _ := out[0].(string); assetID != "" {
-		// The commit is done; the job must follow even if the request's
-		// context ends now.
-		r.enqueueProbe(context.WithoutCancel(ctx), assetID)
-	}
-	return s, nil
-}
-
-// enqueueProbe adds the probe job of a completed asset on Cluster. It
-// retries briefly; a job it cannot add is logged (the asset stays
-// unprobed), since the commit itself already succeeded.
-func (r *Redis) enqueueProbe(ctx context.Context, assetID string) {
-	var err error
-	for attempt := range 3 {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
-		}
-		err = r.client.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream, MaxLen: redisProbeMaxLen, Approx: true,
-			Values: []any{"asset", assetID, "attempts", "0"}}).Err()
-		if err == nil {
-			return
-		}
-	}
-	r.log.Error("sessionstore: redis: probe job lost", "asset", assetID, "err", err)
+	return redisDecodeSession(redisFlatMap(out[0]))
 }
 
 // DeleteUpload removes the session, its parts and lease and soft-deletes

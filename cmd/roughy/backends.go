@@ -66,6 +66,7 @@ type sinkFlags struct {
 	forcePathStyle  *bool
 	layout          *string
 	partConcurrency *int
+	maxAttempts     *int
 	maxBufferMemory *int64
 	presignTTL      *time.Duration
 }
@@ -84,30 +85,33 @@ func addSinkFlags(fs *flag.FlagSet, dataDir *string) *sinkFlags {
 			"part layout: default (no byte sent twice) or equal (equal part sizes, for Cloudflare R2)",
 			"default", "equal"),
 		partConcurrency: fs.Int("s3-part-concurrency", 4, "parts of one upload in flight at once"),
+		maxAttempts:     fs.Int("s3-max-attempts", 5, "attempts per S3 call (5xx, throttling, timeouts are retried with backoff)"),
 		maxBufferMemory: sizeFlag(fs, "max-buffer-memory", 1<<30, "global budget for part buffers (e.g. 1GiB, 512MiB)"),
 		presignTTL:      fs.Duration("presign-ttl", time.Hour, "validity of presigned S3 URLs (downloads, ffprobe)"),
 	}
 }
 
-// open opens the selected sink.
-func (s *sinkFlags) open(ctx context.Context) (pipeline.Sink, error) {
+// open opens the selected sink; pool is the part buffer budget of the S3
+// sink (nil for local storage, which streams through small buffers).
+func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipeline.Pool, err error) {
 	if *s.storage == "local" {
 		if err := os.MkdirAll(*s.dataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("roughy: data dir: %w", err)
+			return nil, nil, fmt.Errorf("roughy: data dir: %w", err)
 		}
 		sink, err := pipeline.NewLocalSink(*s.dataDir)
 		if err != nil {
-			return nil, fmt.Errorf("roughy: local storage: %w", err)
+			return nil, nil, fmt.Errorf("roughy: local storage: %w", err)
 		}
-		return sink, nil
+		return sink, nil, nil
 	}
 	if *s.bucket == "" {
-		return nil, fmt.Errorf("%w: --storage s3 needs --s3-bucket (ROUGHY_S3_BUCKET)", errUsage)
+		return nil, nil, fmt.Errorf("%w: --storage s3 needs --s3-bucket (ROUGHY_S3_BUCKET)", errUsage)
 	}
 	if *s.maxBufferMemory <= 0 {
-		return nil, errors.Join(errUsage, errors.New("roughy: --max-buffer-memory must be positive"))
+		return nil, nil, errors.Join(errUsage, errors.New("roughy: --max-buffer-memory must be positive"))
 	}
-	sink, err := pipeline.NewS3Sink(ctx, pipeline.S3Config{
+	pool = pipeline.NewPool(*s.maxBufferMemory)
+	s3, err := pipeline.NewS3Sink(ctx, pipeline.S3Config{
 		Bucket:          *s.bucket,
 		Endpoint:        *s.endpoint,
 		Region:          *s.region,
@@ -115,9 +119,10 @@ func (s *sinkFlags) open(ctx context.Context) (pipeline.Sink, error) {
 		Layout:          *s.layout,
 		PartConcurrency: *s.partConcurrency,
 		PresignTTL:      *s.presignTTL,
-	}, pipeline.NewPool(*s.maxBufferMemory))
+		MaxAttempts:     *s.maxAttempts,
+	}, pool)
 	if err != nil {
-		return nil, fmt.Errorf("roughy: s3 storage: %w", err)
+		return nil, nil, fmt.Errorf("roughy: s3 storage: %w", err)
 	}
-	return sink, nil
+	return s3, pool, nil
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
 )
@@ -55,6 +56,7 @@ func TestFleet(t *testing.T) {
 		"ROUGHY_S3_REGION=" + s3.Region, "ROUGHY_S3_FORCE_PATH_STYLE=true",
 		"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey, "AWS_REGION=" + s3.Region,
 		"ROUGHY_API_KEYS=acme=" + key, "ROUGHY_MAX_BUFFER_MEMORY=64MiB", "ROUGHY_PROBE_WORKERS=0",
+		"ROUGHY_KEY_CACHE_TTL=0", // revocation takes effect at once
 		"ROUGHY_DATA_DIR=" + unused[0],
 	}
 	a := startServe(t, unused[1], env)
@@ -161,6 +163,30 @@ func TestFleet(t *testing.T) {
 	}
 	if g := getAsset(t, lbServer, key, textRes.AssetID); g.DurationSeconds != nil {
 		t.Fatalf("non-media duration %q", *g.DurationSeconds)
+	}
+	// Keys are managed live on the shared store: a key created now works
+	// on every node at once, a revoked one on none.
+	secret, err := roughyCmd(t, env, "keys", "create", "--account", "globex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret = strings.TrimSpace(secret)
+	list, err := roughyCmd(t, env, "keys", "list")
+	if err != nil || !strings.Contains(list, "globex") || !strings.Contains(list, "acme") {
+		t.Fatalf("keys list: %v\n%s", err, list)
+	}
+	small, _ := randomFile(t, 2000)
+	globex := testOptions(t, endpoint)
+	globex.Key = secret
+	if _, err := runUpload(t.Context(), globex, small, io.Discard); err != nil {
+		t.Fatalf("upload with a key created live: %v", err)
+	}
+	if _, err := roughyCmd(t, env, "keys", "revoke", apikey.Record("globex", secret).ID); err != nil {
+		t.Fatal(err)
+	}
+	globex.StateFile = filepath.Join(t.TempDir(), "s.json")
+	if _, err := runUpload(t.Context(), globex, small, io.Discard); err == nil {
+		t.Fatal("revoked key still uploads")
 	}
 	for _, s := range []*server{a, b, pw} {
 		s.stop(t)

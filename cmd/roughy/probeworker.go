@@ -33,7 +33,7 @@ func (c cli) probeWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	sink, err := kf.open(ctx)
+	sink, _, err := kf.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -81,6 +81,9 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	downloadTTL := fl.Duration("download-ttl", time.Hour, "validity of download_url")
 	leaseTTL := fl.Duration("lease-ttl", 0, "lease of a PATCH on its upload without renewal (0: proxy default)")
 	janitorEvery := fl.Duration("janitor-interval", time.Minute, "how often expired uploads are freed")
+	bodyIdle := fl.Duration("body-idle-timeout", time.Minute, "longest wait for the next byte of a request body")
+	keyCacheTTL := fl.Duration("key-cache-ttl", 10*time.Second,
+		"how long a checked API key is trusted without asking the store; a revoked key works that much longer (0: no cache)")
 	log := newLogger(fl, c.stderr)
 	if _, err := parseArgs(fl, args, c.lookup); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -98,7 +101,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	sink, err := kf.open(ctx)
+	sink, pool, err := kf.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -110,15 +113,24 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 
-	srv := proxy.New(proxy.Config{
-		PublicURL:    strings.TrimRight(*publicURL, "/"),
-		UploadExpiry: *uploadExpiry,
-		CORSOrigins:  splitList(*corsOrigins),
-		SigningKey:   key,
-		DownloadTTL:  *downloadTTL,
-		LeaseTTL:     *leaseTTL,
-		Logger:       log,
-	}, store, pipeline.New(sink))
+	cfg := proxy.Config{
+		PublicURL:       strings.TrimRight(*publicURL, "/"),
+		UploadExpiry:    *uploadExpiry,
+		CORSOrigins:     splitList(*corsOrigins),
+		SigningKey:      key,
+		DownloadTTL:     *downloadTTL,
+		LeaseTTL:        *leaseTTL,
+		BodyIdleTimeout: *bodyIdle,
+		KeyCacheTTL:     *keyCacheTTL,
+		Logger:          log,
+	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = -1 // the proxy's "disabled"; its 0 means the default
+	}
+	if pool != nil {
+		cfg.Buffers = pool // for /metrics
+	}
+	srv := proxy.New(cfg, store, pipeline.New(sink))
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

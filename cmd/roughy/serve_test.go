@@ -549,3 +549,74 @@ func TestUploadChecksumAgainstServe(t *testing.T) {
 	}
 	srv.stop(t)
 }
+
+// TestServeDrainsOnSIGTERM sends SIGTERM while a PATCH body is still
+// streaming: the PATCH must finish with 204 and the process exit 0.
+func TestServeDrainsOnSIGTERM(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, dataDir, nil, "--probe-workers", "0", "--shutdown-timeout", "20s")
+	key, err := os.ReadFile(filepath.Join(dataDir, "dev-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := newTUSClient(strings.TrimSpace(string(key)))
+	const size = 1 << 20
+	cr, err := cl.create(t.Context(), srv.endpoint(), size, encodeMetadata([][2]string{{"type", "video"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	pr, pw := io.Pipe()
+	req, _ := cl.newRequest(t.Context(), http.MethodPatch, cr.URL, pr)
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set("Upload-Offset", "0")
+	type answer struct {
+		status int
+		offset string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := cl.hc.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		resp.Body.Close()
+		answered <- answer{status: resp.StatusCode, offset: resp.Header.Get("Upload-Offset")}
+	}()
+	if _, err := pw.Write(data[:size/2]); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case err := <-srv.exited:
+		t.Fatalf("serve exited with a PATCH in flight: %v", err)
+	default:
+	}
+	if _, err := pw.Write(data[size/2:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	a := <-answered
+	if a.err != nil || a.status != http.StatusNoContent || a.offset != strconv.Itoa(size) {
+		t.Fatalf("in-flight PATCH: %+v, want 204 at offset %d", a, size)
+	}
+	select {
+	case err := <-srv.exited:
+		if err != nil {
+			t.Fatalf("exit after drain: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not exit after the drain")
+	}
+	got, err := os.ReadFile(filepath.Join(dataDir, "uploads", cr.AssetID))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored bytes: %d, %v; want the %d sent", len(got), err, size)
+	}
+}

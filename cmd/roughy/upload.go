@@ -153,7 +153,9 @@ func runUpload(ctx context.Context, opts uploadOptions, path string, logw io.Wri
 			fmt.Fprintf(logw, "resuming %s at %d of %d bytes\n", e.URL, offset, size)
 		case ctx.Err() != nil:
 			return uploadResult{}, ctx.Err()
-		case gone(err) || !retryable(err):
+		case gone(err) || errors.Is(err, errPermanent):
+			// Only a vanished or mismatched upload starts over; other
+			// failures (a 401, say) keep it for a later run.
 			fmt.Fprintf(logw, "roughy: earlier upload cannot be resumed (%v); starting over\n", err)
 			offset = -1
 			if err := state.remove(fp); err != nil {

@@ -9,7 +9,11 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -71,8 +75,13 @@ func rotatingUpload(t *testing.T, f *fleet) {
 // TestFleetNonMedia completes a non-media upload (zeros, which ffprobe
 // refuses; random bytes sometimes pass as MP3): its probe job ends in the
 // dead-letter stream and duration_seconds stays null.
-func TestFleetNonMedia(t *testing.T) {
-	f := startFleet(t, 2)
+func TestFleetNonMedia(t *testing.T) { nonMedia(t, startFleet(t, 2)) }
+
+// TestFleetClusterNonMedia is TestFleetNonMedia on Redis Cluster, where the
+// completion's probe job is added before the commit and verified.
+func TestFleetClusterNonMedia(t *testing.T) { nonMedia(t, startClusterFleet(t, 2)) }
+
+func nonMedia(t *testing.T, f *fleet) {
 	src := make([]byte, 1<<20)
 	loc, id := create(t, f.nodes[0], int64(len(src)))
 	for i, n := range f.nodes {
@@ -214,7 +223,7 @@ func TestFleetConcurrentPatch(t *testing.T) {
 }
 
 // ctxTimeout is a helper for requests that must not hang the test.
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -387,5 +396,51 @@ func TestFleetStalledNodeCannotCommit(t *testing.T) {
 	want := append(bytes.Clone(srcA[:x]), srcB[x:]...)
 	if got := download(t, readyAsset(t, b, id).DownloadURL); !bytes.Equal(got, want) {
 		t.Fatalf("object: not the stalled node's committed prefix (%d bytes) plus the takeover's bytes", x)
+	}
+}
+
+// TestFleetProbeDuration uploads a real MP4 (made by ffmpeg) through two
+// nodes, on standalone Redis and on Cluster: duration_seconds appears
+// within seconds, probed through a presigned S3 URL by a node's worker.
+func TestFleetProbeDuration(t *testing.T) {
+	mp4 := filepath.Join(t.TempDir(), "clip.mp4")
+	out, err := exec.CommandContext(t.Context(), "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=10",
+		"-f", "lavfi", "-i", "sine=duration=3", "-shortest", "-pix_fmt", "yuv420p", mp4).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg (apt-get install -y ffmpeg): %v\n%s", err, out)
+	}
+	src, err := os.ReadFile(mp4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		start func(testing.TB, int, ...string) *fleet
+	}{{"standalone", startFleet}, {"cluster", startClusterFleet}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.start(t, 2)
+			loc, id := create(t, f.nodes[0], int64(len(src)))
+			half := int64(len(src) / 2)
+			for i, part := range [][]byte{src[:half], src[half:]} {
+				if a, err := patch(t.Context(), f.nodes[i].at(loc), int64(i)*half, part); err != nil || a.Status != http.StatusNoContent {
+					t.Fatalf("PATCH %d: got %d %s, %v", i, a.Status, a.Body, err)
+				}
+			}
+			completed := time.Now()
+			for {
+				a := readyAsset(t, f.nodes[1], id)
+				if a.DurationSeconds != nil {
+					if d, err := strconv.ParseFloat(*a.DurationSeconds, 64); err != nil || d < 2.9 || d > 3.1 {
+						t.Fatalf("duration_seconds: got %q, want about 3", *a.DurationSeconds)
+					}
+					t.Logf("duration_seconds %q appeared %v after completion", *a.DurationSeconds, time.Since(completed).Round(time.Millisecond))
+					break
+				}
+				if time.Since(completed) > 20*time.Second {
+					t.Fatal("duration_seconds still null 20s after completion")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -61,7 +61,7 @@ func run(m *testing.M) int {
 
 // fleet is one Redis, one S3 server and the nodes that share them.
 type fleet struct {
-	t *testing.T
+	t testing.TB
 	// redis is the standalone server (nil on Cluster); redisURL is what
 	// the nodes get as --redis-url.
 	redis    *testsvc.RedisServer
@@ -72,7 +72,7 @@ type fleet struct {
 
 // startFleet starts Redis, versitygw and n nodes; serveArgs are added to
 // every node's command line (later flags win).
-func startFleet(t *testing.T, n int, serveArgs ...string) *fleet {
+func startFleet(t testing.TB, n int, serveArgs ...string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, redis: testsvc.StartRedisServer(t), s3: testsvc.StartS3(t)}
 	f.redisURL = f.redis.URL()
@@ -83,7 +83,7 @@ func startFleet(t *testing.T, n int, serveArgs ...string) *fleet {
 }
 
 // startClusterFleet is startFleet on a three-master Redis Cluster.
-func startClusterFleet(t *testing.T, n int, serveArgs ...string) *fleet {
+func startClusterFleet(t testing.TB, n int, serveArgs ...string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, redisURL: testsvc.StartRedisCluster(t), s3: testsvc.StartS3(t)}
 	for range n {
@@ -94,7 +94,7 @@ func startClusterFleet(t *testing.T, n int, serveArgs ...string) *fleet {
 
 // store opens the fleet's session store directly, to look at what the
 // nodes wrote.
-func (f *fleet) store(t *testing.T) *sessionstore.Redis {
+func (f *fleet) store(t testing.TB) *sessionstore.Redis {
 	t.Helper()
 	st, err := sessionstore.NewRedis(t.Context(), f.redisURL)
 	if err != nil {
@@ -106,7 +106,7 @@ func (f *fleet) store(t *testing.T) *sessionstore.Redis {
 
 // node is one `roughy serve` process.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	URL  string
 	args []string
 	env  []string
@@ -247,7 +247,7 @@ func (n *node) at(u string) string {
 	return n.URL + u[i:]
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -317,7 +317,7 @@ func send(ctx context.Context, method, url string, h map[string]string, body io.
 	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
-func mustSend(t *testing.T, method, url string, h map[string]string, body io.Reader) answer {
+func mustSend(t testing.TB, method, url string, h map[string]string, body io.Reader) answer {
 	t.Helper()
 	a, err := send(t.Context(), method, url, h, body)
 	if err != nil {
@@ -328,7 +328,7 @@ func mustSend(t *testing.T, method, url string, h map[string]string, body io.Rea
 
 // create POSTs an upload of length bytes on n and returns its Location
 // and asset id.
-func create(t *testing.T, n *node, length int64) (loc, assetID string) {
+func create(t testing.TB, n *node, length int64) (loc, assetID string) {
 	t.Helper()
 	a := mustSend(t, "POST", n.URL+tusPath, map[string]string{
 		"Upload-Length":   strconv.FormatInt(length, 10),
@@ -358,7 +358,7 @@ func patch(ctx context.Context, url string, offset int64, data []byte) (answer, 
 }
 
 // head answers the Upload-Offset of url (and the status).
-func head(t *testing.T, url string) (int, int64) {
+func head(t testing.TB, url string) (int, int64) {
 	t.Helper()
 	a := mustSend(t, "HEAD", url, nil, nil)
 	off, _ := strconv.ParseInt(a.Header.Get("Upload-Offset"), 10, 64)
@@ -375,7 +375,7 @@ type assetJSON struct {
 }
 
 // readyAsset GETs the asset on n until it is ready (10 s at most).
-func readyAsset(t *testing.T, n *node, id string) assetJSON {
+func readyAsset(t testing.TB, n *node, id string) assetJSON {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -397,7 +397,7 @@ func readyAsset(t *testing.T, n *node, id string) assetJSON {
 }
 
 // download GETs the asset's download_url.
-func download(t *testing.T, url string) []byte {
+func download(t testing.TB, url string) []byte {
 	t.Helper()
 	resp, err := client.Get(url)
 	if err != nil {

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWithHost(t *testing.T) {
+	got := withHost("http://127.0.0.1:8081/api/v1/assets/upload-resumable/0199", "http://127.0.0.1:8083/api/v1/assets/upload-resumable")
+	if want := "http://127.0.0.1:8083/api/v1/assets/upload-resumable/0199"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"2GiB": 2 << 30, "64MiB": 64 << 20, "5M": 5 << 20, "17": 17} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q): got %d, %v, want %d", in, got, err, want)
+		}
+	}
+	if _, err := parseSize("x"); err == nil {
+		t.Error(`parseSize("x"): got nil error`)
+	}
+}
+
+func TestSummarizeCountsFailures(t *testing.T) {
+	var b strings.Builder
+	c := config{urls: []string{"http://x"}, size: 1 << 20, chunk: 1 << 20, workers: 2}
+	summarize(&b, c, []outcome{{elapsed: time.Second, patches: []time.Duration{time.Second}}, {err: errTest}}, time.Second)
+	out := b.String()
+	for _, want := range []string{"1 ok, 1 failed", "1.0 MiB/s", "error ×1:       boom"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+type testErr string
+
+func (e testErr) Error() string { return string(e) }
+
+const errTest = testErr("boom")
