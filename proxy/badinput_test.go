@@ -341,6 +341,23 @@ func TestExpiry(t *testing.T) {
 type flakyStore struct {
 	*sessionstore.Local
 	down atomic.Bool
+	// leaseLost makes renewals and commits fail as if another node had
+	// taken the upload over.
+	leaseLost atomic.Bool
+}
+
+func (f *flakyStore) RenewLease(ctx context.Context, l sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
+	if f.leaseLost.Load() {
+		return sessionstore.Lease{}, fmt.Errorf("flaky: %w", sessionstore.ErrLeaseLost)
+	}
+	return f.Local.RenewLease(ctx, l, ttl)
+}
+
+func (f *flakyStore) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error) {
+	if f.leaseLost.Load() {
+		return sessionstore.Session{}, fmt.Errorf("flaky: %w", sessionstore.ErrLeaseLost)
+	}
+	return f.Local.Commit(ctx, l, c)
 }
 
 var errOutage = fmt.Errorf("flaky: %w: connection refused", sessionstore.ErrUnavailable)
@@ -403,5 +420,31 @@ func TestStoreOutage(t *testing.T) {
 	}
 	if !errors.Is(errOutage, sessionstore.ErrUnavailable) {
 		t.Fatal("test fake does not wrap ErrUnavailable")
+	}
+}
+
+// TestLeaseLostStopsWrite: a PATCH whose lease is taken over stops, commits
+// nothing more and answers 423.
+func TestLeaseLostStopsWrite(t *testing.T) {
+	var fs *flakyStore
+	e := newEnv(t, func(c *Config) { c.LeaseTTL = 300 * time.Millisecond }, func(s sessionstore.Store) sessionstore.Store {
+		fs = &flakyStore{Local: s.(*sessionstore.Local)}
+		return fs
+	})
+	size := 256 << 10
+	c := e.create("acme", int64(size))
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(size)), make([]byte, 64<<10))
+	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	fs.leaseLost.Store(true)
+	time.Sleep(400 * time.Millisecond) // at least one failed renewal
+	rc.write(make([]byte, size-64<<10))
+	if r := rc.read("PATCH"); r.status != http.StatusLocked {
+		t.Errorf("PATCH that lost its lease: %d %s, want 423", r.status, r.body)
+	}
+	fs.leaseLost.Store(false)
+	if h := e.head("acme", c.Location); h.h.Get("Upload-Offset") != "0" {
+		t.Errorf("offset after a lost lease = %q, want 0 (nothing committed)", h.h.Get("Upload-Offset"))
 	}
 }

@@ -55,7 +55,7 @@ func TestParseMetadata(t *testing.T) {
 		{"utf-8 value", "filename " + b64("épisode.mp4"), metadata{"filename": "épisode.mp4"}, false},
 		{"trailing comma", "a " + b64("x") + ",", metadata{"a": "x"}, false},
 		{"bad base64", "type !!!", nil, true},
-		{"bad base64 padding", "type dmlkZW8", metadata{"type": "video"}, false},
+		{"unpadded base64 value", "type dmlkZW8", metadata{"type": "video"}, false},
 		{"wrong padding", "type dmlkZW8==", nil, true},
 		{"duplicate key", "type " + b64("video") + ",type " + b64("audio"), nil, true},
 		{"control char in key", "ty\x01pe " + b64("video"), nil, true},

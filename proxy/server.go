@@ -34,7 +34,9 @@ type Config struct {
 	DownloadTTL time.Duration
 	// LeaseTTL is how long a PATCH's lease lives without renewal.
 	LeaseTTL time.Duration
-	Logger   *slog.Logger
+	// Logger receives the proxy's logs (default slog.Default()). API keys
+	// are never logged.
+	Logger *slog.Logger
 
 	// BodyIdleTimeout is how long a body read may wait for the next byte
 	// (default 60s). There is no limit on a whole body: a slow but steady

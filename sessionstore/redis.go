@@ -105,7 +105,7 @@ func NewRedis(ctx context.Context, url string) (*Redis, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sessionstore: redis url %q: %w", url, err)
+		return nil, fmt.Errorf("sessionstore: redis url: %w", redisURLErr(err))
 	}
 	if c, ok := r.client.(*redis.Client); ok {
 		info, err := c.Info(ctx, "cluster").Result()
@@ -128,6 +128,14 @@ func NewRedis(ctx context.Context, url string) (*Redis, error) {
 		return nil, redisErr("connect", err)
 	}
 	return r, nil
+}
+
+// redisURLErr drops the URL from a parse error: it may hold a password.
+func redisURLErr(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }
 
 func redisSentinelClient(raw string) (redis.UniversalClient, error) {

@@ -414,3 +414,21 @@ func TestRedisClusterCompletionJob(t *testing.T) {
 		t.Fatalf("DeadProbes: got %+v, %v; want none", dead, err)
 	}
 }
+
+// TestRedisURLErrorHidesPassword: a URL that does not parse must not put
+// its password into the error (errors end up in logs).
+func TestRedisURLErrorHidesPassword(t *testing.T) {
+	for _, url := range []string{
+		"redis://user:s3cret-pw@127.0.0.1:6379/%zz",
+		"redis+sentinel://user:s3cret-pw%zz@127.0.0.1:1/m",
+		"redis://user:s3cret-pw@127.0.0.1:1/%zz,127.0.0.1:2",
+	} {
+		_, err := sessionstore.NewRedis(t.Context(), url)
+		if err == nil {
+			t.Fatalf("NewRedis(%q): got nil error, want one", url)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("NewRedis(%q): error %q shows the password", url, err)
+		}
+	}
+}

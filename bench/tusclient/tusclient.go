@@ -140,7 +140,7 @@ func (c *Client) Create(ctx context.Context, size int64) (string, []byte, error)
 	return loc, body, nil
 }
 
-// Patch sends size bytes of src starting at off as one PATCH at upload
+// Patch sends n bytes of src starting at off as one PATCH at upload
 // offset off and returns the new offset the server reported.
 func (c *Client) Patch(ctx context.Context, location string, src io.ReaderAt, off, n int64) (int64, error) {
 	body := io.NewSectionReader(src, off, n)

@@ -125,7 +125,7 @@ func TestExpiry(t *testing.T) {
 
 	src := randomBytes(t, 7*mib, 13)
 	loc, id := c.create(ctx, 20*mib, videoMD("video/mp4"), nil)
-	c.patchOK(ctx, loc, 0, src[:6*mib]) // a part
+	c.patchOK(ctx, loc, 0, src[:6*mib])                  // a part
 	r, err := c.patch(ctx, loc, 6*mib, src[6*mib:], nil) // a tail
 	if err != nil || r.Status != http.StatusNoContent {
 		t.Fatalf("PATCH: %v %v, want 204", r, err)
@@ -148,14 +148,14 @@ func TestExpiry(t *testing.T) {
 	}) {
 		t.Fatalf("HEAD still %d 20s after the upload expired", st)
 	}
-	t.Logf("HEAD %d after %v", st, time.Since(began).Round(time.Millisecond))
+	t.Logf("HEAD %d %v after the last PATCH", st, time.Since(began).Round(time.Millisecond))
 	if !waitFor(ctx, 20*time.Second, func() bool {
 		return len(gw.MultipartUploads(ctx)) == 0 && len(gw.Objects(ctx, objectKey(id))) == 0
 	}) {
 		t.Fatalf("20s after expiry: multipart uploads %d, objects %q; the janitor freed nothing",
 			len(gw.MultipartUploads(ctx)), gw.Objects(ctx, objectKey(id)))
 	}
-	t.Logf("storage freed %v after the first expired HEAD", time.Since(began).Round(time.Millisecond))
+	t.Logf("storage freed %v after the last PATCH", time.Since(began).Round(time.Millisecond))
 	if r, err := c.patch(ctx, loc, 7*mib, src[:mib], nil); err != nil ||
 		(r.Status != http.StatusNotFound && r.Status != http.StatusGone) {
 		t.Errorf("PATCH after expiry: %v %v, want 404 or 410", r, err)
@@ -174,18 +174,23 @@ func TestStorageDown(t *testing.T) {
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
-	const size = 24 * mib
+	const size = 32 * mib
 	src := randomBytes(t, size, 14)
 	loc, id := c.create(ctx, size, videoMD("video/mp4"), nil)
-	c.patchOK(ctx, loc, 0, src[:8*mib])                   // a part
+	c.patchOK(ctx, loc, 0, src[:8*mib])                  // a part
 	off := c.patchOK(ctx, loc, 8*mib, src[8*mib:10*mib]) // a tail
 
 	// 1. Down between PATCHes.
 	gw.Kill()
 	began := time.Now()
-	r, err := c.patch(ctx, loc, off, src[off:off+6*mib], nil)
+	// On its own connection, reading the reply while the body goes out:
+	// the 503 may come before the body was read (see rawExchange).
+	r, werr, err := c.rawExchange(loc, off, src[off:off+6*mib])
 	if err != nil {
-		t.Fatalf("PATCH with S3 down: %v, want a 503 reply", err)
+		t.Fatalf("PATCH with S3 down: no reply: %v (body write: %v), want 503", err, werr)
+	}
+	if werr != nil {
+		t.Logf("PATCH with S3 down: body write failed: %v", werr)
 	}
 	t.Logf("PATCH with S3 down: %d after %v", r.Status, time.Since(began).Round(time.Millisecond))
 	checkUnavailable(t, "PATCH with S3 down", r)
@@ -200,13 +205,16 @@ func TestStorageDown(t *testing.T) {
 	c.finish(ctx, loc, src[:16*mib], off, 8*mib, 60*time.Second)
 	off = 16 * mib
 
-	// 2. Down in the middle of the last PATCH: 6 of its 8 MiB are sent,
-	// then S3 dies, then the rest is sent.
+	// 2. Down in the middle of the last PATCH: 11 of its 16 MiB are sent
+	// (parts may be stored and committed by then), S3 dies, then the rest
+	// is sent.
+	const cut = 11 * mib
 	p := c.openRawPatch(loc, off, size-off)
-	p.write(t, src[off:off+6*mib])
+	p.write(t, src[off:off+cut])
 	time.Sleep(300 * time.Millisecond)
 	gw.Kill()
-	if _, err := p.conn.Write(src[off+6*mib:]); err != nil {
+	began = time.Now()
+	if _, err := p.conn.Write(src[off+cut:]); err != nil {
 		t.Logf("writing the rest after S3 died: %v (the server may have answered already)", err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(p.conn), nil)
@@ -215,6 +223,7 @@ func TestStorageDown(t *testing.T) {
 	} else {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
+		t.Logf("PATCH cut by S3 death: %d after %v", resp.StatusCode, time.Since(began).Round(time.Millisecond))
 		checkUnavailable(t, "PATCH cut by S3 death", reply{Status: resp.StatusCode, Header: resp.Header, Body: body})
 	}
 	p.conn.Close()
@@ -250,5 +259,36 @@ func checkUnavailable(t *testing.T, what string, r reply) {
 	ra := r.Header.Get("Retry-After")
 	if n, err := strconv.Atoi(ra); err != nil || n <= 0 {
 		t.Errorf("%s: 503 with Retry-After %q, want a positive number of seconds", what, ra)
+	}
+}
+
+// TestEarlyRejectionIsDelivered: a PATCH refused before its body is read
+// (here a 409 for a wrong offset; a 423 or a 503 from a dead S3 take the
+// same path) must reach a plain net/http client as that status, not as a
+// connection reset while the client still writes the body. Closing a
+// socket with unread input makes the kernel send RST, which can destroy the
+// reply in flight (FIELD-NOTES, versitygw PR #2345).
+func TestEarlyRejectionIsDelivered(t *testing.T) {
+	gw := startGateway(t)
+	srv := startRoughy(t, gw)
+	ctx := testCtx(t)
+	c := newClient(t, srv, acmeKey)
+	const size = 20 * mib
+	src := randomBytes(t, size, 15)
+	loc, _ := c.create(ctx, size, videoMD("video/mp4"), nil)
+	lost := 0
+	const tries = 5
+	for i := range tries {
+		r, err := c.patch(ctx, loc, 1, src[:12*mib], nil) // offset 1: wrong
+		switch {
+		case err != nil:
+			lost++
+			t.Logf("try %d: no reply: %v", i, err)
+		case r.Status != http.StatusConflict:
+			t.Errorf("try %d: %v, want 409", i, r)
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d early 409 replies to a 12 MiB PATCH were lost to a connection reset", lost, tries)
 	}
 }

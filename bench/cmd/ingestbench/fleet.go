@@ -298,8 +298,8 @@ func scrapeCommit(ctx context.Context, url string) (*histogram, string) {
 // fleetExtra renders the Redis and commit-latency figures per run.
 func (b *bench) fleetExtra(rep *report) []string {
 	out := []string{"### Redis per run\n",
-		"| target | run | PATCHes | commands sent by the nodes | round trips | per PATCH: commands / round trips | commands run by redis (Lua-internal included) | most sent | EVALSHA latency p50 / p99 by script | commit p50 / p99 (/metrics) |",
-		"|---|---|---|---|---|---|---|---|---|---|"}
+		"| target | run | PATCHes | committed parts (Commit script calls) | commands sent by the nodes | round trips | per PATCH: commands / round trips | per committed part: commands / round trips | commands run by redis (Lua-internal included) | most sent | EVALSHA latency p50 / p99 by script | commit p50 / p99 (/metrics) |",
+		"|---|---|---|---|---|---|---|---|---|---|---|---|"}
 	for _, s := range rep.samples {
 		if s.fleet == nil || s.err != nil {
 			continue
@@ -337,6 +337,11 @@ func (b *bench) fleetExtra(rep *report) []string {
 		if fs.patches > 0 {
 			per = fmt.Sprintf("%.1f / %.1f", float64(sent)/float64(fs.patches), float64(fs.trips)/float64(fs.patches))
 		}
+		commits, perCommit := "–", "–"
+		if c := fs.client["evalsha:Commit"]; c != nil && c.calls > 0 {
+			commits = strconv.FormatInt(c.calls, 10)
+			perCommit = fmt.Sprintf("%.2f / %.2f", float64(sent)/float64(c.calls), float64(fs.trips)/float64(c.calls))
+		}
 		proxied := "–"
 		if b.rproxy != nil {
 			proxied = strconv.FormatInt(sent, 10)
@@ -345,10 +350,10 @@ func (b *bench) fleetExtra(rep *report) []string {
 		if b.rproxy != nil {
 			trips = strconv.FormatInt(fs.trips, 10)
 		}
-		out = append(out, fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %d | %s | %s | %s |", b.label(s.target), s.run, fs.patches, proxied, trips, per, server, strings.Join(tops, ", "), strings.Join(evals, "; "), lat))
+		out = append(out, fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %s | %s | %d | %s | %s | %s |", b.label(s.target), s.run, fs.patches, commits, proxied, trips, per, perCommit, server, strings.Join(tops, ", "), strings.Join(evals, "; "), lat))
 	}
 	out = append(out, "",
-		"Counted on the wire by a RESP-parsing TCP proxy between the nodes and redis-server (`-redis-proxy`, on by default; it adds one loopback hop to every Redis command of both configurations). Everything the nodes sent during the window is included — POSTs, leases and their renewals, commits, completion, the probe queue — divided by the number of PATCHes (one 64 MiB part each). A round trip starts when a node sends a command on a connection with none outstanding; a pipeline or one EVALSHA is one round trip. EVALSHA latency is request-to-reply on the wire, per script (first 8 hex digits of its SHA).",
+		"Counted on the wire by a RESP-parsing TCP proxy between the nodes and redis-server (`-redis-proxy`, on by default; it adds one loopback hop to every Redis command of both configurations). Everything the nodes sent during the window is included — POSTs, leases and their renewals, commits, completion, the probe queue — divided by the number of PATCHes and by the number of committed parts (calls of the store's `Commit` script: roughy may split a PATCH into several S3 parts). A round trip starts when a node sends a command on a connection with none outstanding; a pipeline or one EVALSHA is one round trip. EVALSHA latency is request-to-reply on the wire, per script (named after `sessionstore/redis_lua.go`, else the first 8 hex digits of its SHA); `evalsha:Commit` is the commit latency as Redis serves it.",
 		"")
 	return out
 }
