@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -116,31 +118,63 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 const drainLimit = 4 << 20
 
 // settleBody makes sure an unread or half-read body is never parsed as the
-// next request: a small rest is drained, otherwise the connection closes
-// after the response.
-func (s *Server) settleBody(ctx *fasthttp.RequestCtx, rq *request) {
+// next request: a small rest is drained; a larger one makes the reply close
+// the connection, after a lingering drain (see lingerClose). It reports
+// whether the caller must linger.
+func (s *Server) settleBody(ctx *fasthttp.RequestCtx, rq *request) (linger bool) {
 	b := rq.body
 	if b != nil && b.eof {
-		return
+		return false
 	}
 	if b != nil && b.err != nil {
 		ctx.SetConnectionClose()
-		return
+		return false
 	}
 	cl := int64(ctx.Request.Header.ContentLength())
 	if cl == -2 || cl == 0 {
-		return
+		return false
 	}
 	if b == nil {
 		b = s.newBodyReader(ctx, rq)
 	}
 	if cl > 0 && cl-b.n > drainLimit {
-		ctx.SetConnectionClose()
-		return
+		return true
 	}
 	b.idle = 5 * time.Second
 	b.lastSet = time.Time{}
 	if _, err := io.CopyN(io.Discard, b, drainLimit+1); err != io.EOF {
-		ctx.SetConnectionClose()
+		return true
 	}
+	return false
+}
+
+// Lingering close: how long and how much of a refused body is read and
+// dropped after the reply, before the connection closes.
+const (
+	lingerTimeout = 5 * time.Second
+	lingerLimit   = 80 << 20
+)
+
+// lingerClose sends the response with Connection: close itself and then
+// reads and drops what the client still sends (bounded), before closing.
+// Closing a socket with unread input makes the kernel send a TCP reset,
+// which often destroys the reply before the client read it: a net/http
+// client sees "connection reset" instead of the 409/423/503 (FIELD-NOTES;
+// versitygw PR #2345; e2e/s3 TestEarlyRejectionIsDelivered).
+func (s *Server) lingerClose(ctx *fasthttp.RequestCtx) {
+	ctx.Response.SetConnectionClose()
+	resp := fasthttp.AcquireResponse()
+	ctx.Response.CopyTo(resp)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		// resp is owned by this goroutine from here on.
+		defer fasthttp.ReleaseResponse(resp)
+		_ = c.SetWriteDeadline(time.Now().Add(lingerTimeout))
+		w := bufio.NewWriter(c)
+		if resp.Write(w) != nil || w.Flush() != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.CopyN(io.Discard, c, lingerLimit)
+	})
 }

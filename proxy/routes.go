@@ -184,10 +184,11 @@ func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 // the body is drained when small, else the connection is closed, so it is
 // never parsed as the next request (FIELD-NOTES).
 func (s *Server) fail(ctx *fasthttp.RequestCtx, rq *request, err error) {
-	if rq.bodyRoute {
-		s.settleBody(ctx, rq)
-	}
+	linger := rq.bodyRoute && s.settleBody(ctx, rq)
 	s.writeError(ctx, rq, err)
+	if linger {
+		s.lingerClose(ctx)
+	}
 }
 
 // expect runs before fasthttp answers "100 Continue": an upload request

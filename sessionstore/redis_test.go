@@ -73,7 +73,7 @@ func TestRedisCluster(t *testing.T) {
 	}
 }
 
-// upload creates a fresh upload of length bytes.
+// redisUpload creates a fresh upload of length bytes.
 func redisUpload(t *testing.T, st sessionstore.Store, length int64) sessionstore.Session {
 	t.Helper()
 	id := "rt-" + rand.Text()
@@ -263,10 +263,15 @@ func TestRedisBadURL(t *testing.T) {
 	}
 }
 
-// BenchmarkRedisCommit measures one committed part against a standalone
-// redis-server on loopback: latency percentiles and round trips per commit.
+// BenchmarkRedisCommit measures one committed part against redis-server on
+// loopback, standalone and a three-master Cluster: latency percentiles and
+// round trips per commit.
 func BenchmarkRedisCommit(b *testing.B) {
-	url := testsvc.StartRedis(b)
+	b.Run("standalone", func(b *testing.B) { benchCommit(b, testsvc.StartRedis(b)) })
+	b.Run("cluster", func(b *testing.B) { benchCommit(b, testsvc.StartRedisCluster(b)) })
+}
+
+func benchCommit(b *testing.B, url string) {
 	st, err := sessionstore.NewRedis(b.Context(), url)
 	if err != nil {
 		b.Fatal(err)

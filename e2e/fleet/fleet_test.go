@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -403,16 +404,7 @@ func TestFleetStalledNodeCannotCommit(t *testing.T) {
 // nodes, on standalone Redis and on Cluster: duration_seconds appears
 // within seconds, probed through a presigned S3 URL by a node's worker.
 func TestFleetProbeDuration(t *testing.T) {
-	mp4 := filepath.Join(t.TempDir(), "clip.mp4")
-	out, err := exec.CommandContext(t.Context(), "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=10",
-		"-f", "lavfi", "-i", "sine=duration=3", "-shortest", "-pix_fmt", "yuv420p", mp4).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffmpeg (apt-get install -y ffmpeg): %v\n%s", err, out)
-	}
-	src, err := os.ReadFile(mp4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := makeMP4(t)
 	for _, tc := range []struct {
 		name  string
 		start func(testing.TB, int, ...string) *fleet
@@ -427,20 +419,87 @@ func TestFleetProbeDuration(t *testing.T) {
 				}
 			}
 			completed := time.Now()
-			for {
-				a := readyAsset(t, f.nodes[1], id)
-				if a.DurationSeconds != nil {
-					if d, err := strconv.ParseFloat(*a.DurationSeconds, 64); err != nil || d < 2.9 || d > 3.1 {
-						t.Fatalf("duration_seconds: got %q, want about 3", *a.DurationSeconds)
-					}
-					t.Logf("duration_seconds %q appeared %v after completion", *a.DurationSeconds, time.Since(completed).Round(time.Millisecond))
-					break
-				}
-				if time.Since(completed) > 20*time.Second {
-					t.Fatal("duration_seconds still null 20s after completion")
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			d := waitDuration(t, f.nodes[1], id, 20*time.Second)
+			t.Logf("duration_seconds %q appeared %v after completion", d, time.Since(completed).Round(time.Millisecond))
 		})
 	}
+}
+
+// makeMP4 makes a 3-second MP4 (video and audio) with ffmpeg.
+func makeMP4(t *testing.T) []byte {
+	t.Helper()
+	mp4 := filepath.Join(t.TempDir(), "clip.mp4")
+	out, err := exec.CommandContext(t.Context(), "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=10",
+		"-f", "lavfi", "-i", "sine=duration=3", "-shortest", "-pix_fmt", "yuv420p", mp4).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg (apt-get install -y ffmpeg): %v\n%s", err, out)
+	}
+	src, err := os.ReadFile(mp4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// waitDuration GETs the asset on n until duration_seconds is set (at most
+// limit) and checks it is about 3 s.
+func waitDuration(t *testing.T, n *node, id string, limit time.Duration) string {
+	t.Helper()
+	start := time.Now()
+	for {
+		a := readyAsset(t, n, id)
+		if a.DurationSeconds != nil {
+			if d, err := strconv.ParseFloat(*a.DurationSeconds, 64); err != nil || d < 2.9 || d > 3.1 {
+				t.Fatalf("duration_seconds: got %q, want about 3", *a.DurationSeconds)
+			}
+			return *a.DurationSeconds
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("duration_seconds still null after %v", limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFleetProbeWorkerKilled kills a node while its worker is probing (its
+// ffprobe hangs): a worker of another node, started afterwards, reclaims
+// the job once it was idle for that worker's reclaim limit (probe timeout
+// + 30 s) and fills duration_seconds.
+func TestFleetProbeWorkerKilled(t *testing.T) {
+	src := makeMP4(t)
+	f := startFleet(t, 0)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "probing.pid")
+	hang := filepath.Join(dir, "ffprobe-hang")
+	script := "#!/bin/sh\necho $$ > " + pidFile + "\nexec sleep 300\n"
+	if err := os.WriteFile(hang, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	a := f.startNode("--ffprobe", hang, "--probe-timeout", "5m")
+	loc, id := create(t, a, int64(len(src)))
+	if ans, err := patch(t.Context(), a.at(loc), 0, src); err != nil || ans.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: got %d %s, %v", ans.Status, ans.Body, err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(pidFile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first node's worker did not start probing within 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.kill()
+	killed := time.Now()
+	b := f.startNode("--probe-timeout", "2s")
+	d := waitDuration(t, b, id, 60*time.Second)
+	t.Logf("duration_seconds %q filled by the other node's worker %v after the kill", d, time.Since(killed).Round(time.Millisecond))
 }

@@ -8,63 +8,85 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/roughy/ingest/internal/testsvc"
 )
 
-// TestFullUpload sends a 40 MiB file in uneven PATCHes (none a multiple of
-// S3's 5 MiB part minimum but the sizes clients use) and checks the object
-// in the bucket, the asset and its presigned download.
+// TestFullUpload sends a 40 MiB file in uneven PATCHes (5 MiB + 1, 7 MiB,
+// 16 MiB, the rest: parts and tails of every kind) and checks the object in
+// the bucket, the asset and its presigned download.
 func TestFullUpload(t *testing.T) {
 	gw := startGateway(t)
 	fullUpload(t, gw, startRoughy(t, gw))
 }
 
-// TestFullUploadRedis is TestFullUpload with sessions in a real Redis
-// (fleet mode).
+// TestFullUploadRedis is TestFullUpload in fleet mode: sessions in a real
+// Redis, two roughy nodes, and each PATCH goes to the other node than the
+// one before (no stickiness).
 func TestFullUploadRedis(t *testing.T) {
 	redisURL := testsvc.StartRedis(t)
 	gw := startGateway(t)
-	fullUpload(t, gw, startRoughy(t, gw, "--sessions", "redis", "--redis-url", redisURL))
+	args := []string{"--sessions", "redis", "--redis-url", redisURL}
+	fullUpload(t, gw, startRoughy(t, gw, args...), startRoughy(t, gw, args...))
 }
 
-func fullUpload(t *testing.T, gw *gateway, srv *roughy) {
+// fullUpload creates the upload on nodes[0] and sends PATCH i to node
+// i mod len(nodes).
+func fullUpload(t *testing.T, gw *gateway, nodes ...*roughy) {
 	ctx := testCtx(t)
-	c := newClient(t, srv, acmeKey)
+	clients := make([]*client, len(nodes))
+	for i, n := range nodes {
+		clients[i] = newClient(t, n, acmeKey)
+	}
+	c := clients[0]
 	const size = 40 * mib
 	src := randomBytes(t, size, 1)
 	const ct = "video/mp4"
-	loc, id := c.create(ctx, size, videoMD(ct), nil)
+	loc0, id := c.create(ctx, size, videoMD(ct), nil)
+	path := loc0[strings.Index(loc0, tusPath):]
 
 	chunks := []int{5*mib + 1, 7 * mib, 16 * mib}
 	chunks = append(chunks, size-(5*mib+1)-7*mib-16*mib)
 	var off int64
 	start := time.Now()
 	for i, n := range chunks {
-		got := c.patchOK(ctx, loc, off, src[off:off+int64(n)])
-		off = got
-		if h := c.headOffset(ctx, loc); h != off {
+		c, loc := clients[i%len(nodes)], nodes[i%len(nodes)].URL+path
+		off = c.patchOK(ctx, loc, off, src[off:off+int64(n)])
+		// HEAD on the next node.
+		next, nloc := clients[(i+1)%len(nodes)], nodes[(i+1)%len(nodes)].URL+path
+		if h := next.headOffset(ctx, nloc); h != off {
 			t.Fatalf("after PATCH %d: HEAD offset %d, want %d", i, h, off)
 		}
 		if i < len(chunks)-1 {
-			if st, a := c.asset(ctx, id); st != http.StatusOK || a.State != "uploading" {
+			if st, a := next.asset(ctx, id); st != http.StatusOK || a.State != "uploading" {
 				t.Errorf("after PATCH %d: asset %d %q, want 200 uploading", i, st, a.State)
 			}
 		}
 	}
-	t.Logf("40 MiB in %d PATCHes: %v", len(chunks), time.Since(start).Round(time.Millisecond))
+	t.Logf("40 MiB in %d PATCHes over %d node(s): %v", len(chunks), len(nodes), time.Since(start).Round(time.Millisecond))
 
 	gw.CheckObject(ctx, objectKey(id), src, ct)
-	c.checkReady(ctx, gw, id, src, ct)
+	for _, c := range clients {
+		c.checkReady(ctx, gw, id, src, ct)
+	}
 	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
 		t.Errorf("after completion: %d multipart uploads left, want 0", len(ups))
 	}
 	if keys := gw.Objects(ctx, ""); len(keys) != 1 || keys[0] != objectKey(id) {
 		t.Errorf("after completion: bucket holds %q, want only %q (no tail left)", keys, objectKey(id))
 	}
-	// A completed upload's HEAD says so; another PATCH is refused.
-	if h := c.headOffset(ctx, loc); h != size {
+	if h := c.headOffset(ctx, loc0); h != size {
 		t.Errorf("HEAD after completion: offset %d, want %d", h, size)
 	}
+	// Nothing more fits; an empty PATCH at the end is harmless.
+	if r, err := c.patch(ctx, loc0, size, []byte{0}, nil); err != nil || r.Status != http.StatusRequestEntityTooLarge {
+		t.Errorf("PATCH of 1 byte past the end: %v %v, want 413", r, err)
+	}
+	if r, err := c.patch(ctx, loc0, size, []byte{}, nil); err != nil || r.Status != http.StatusNoContent {
+		t.Errorf("empty PATCH at the end: %v %v, want 204", r, err)
+	}
+	gw.CheckObject(ctx, objectKey(id), src, ct)
 }
 
 // TestChecksumMismatch: a chunk whose Upload-Checksum does not match is
@@ -205,13 +227,16 @@ func TestConcatenation(t *testing.T) {
 
 	var locs []string
 	for _, part := range [][]byte{a, b} {
-		loc, _ := c.create(ctx, int64(len(part)), nil, map[string]string{"Upload-Concat": "partial"})
+		loc, pid := c.create(ctx, int64(len(part)), nil, map[string]string{"Upload-Concat": "partial"})
 		// Two PATCHes each, the first below the part minimum.
 		c.patchOK(ctx, loc, 0, part[:3*mib])
 		c.patchOK(ctx, loc, 3*mib, part[3*mib:])
 		r := c.must(ctx, http.MethodHead, loc, nil, nil)
 		if r.Header.Get("Upload-Concat") != "partial" {
 			t.Errorf("HEAD of a partial upload: Upload-Concat %q, want partial", r.Header.Get("Upload-Concat"))
+		}
+		if st, _ := c.asset(ctx, pid); st != http.StatusNotFound {
+			t.Errorf("GET asset of a partial upload: %d, want 404 (partials have no visible asset)", st)
 		}
 		locs = append(locs, loc)
 	}
@@ -247,5 +272,70 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
 			return false
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPartBudget50GiB is the scaled-down run of issue 3's part arithmetic:
+// an upload that declares 50 GiB receives 5 MiB + 1 byte PATCHes (the
+// worst chunk size: one S3 part each would need 10,240 parts). After 40 MiB
+// the part numbers used, projected to 50 GiB, must stay within S3's 10,000.
+func TestPartBudget50GiB(t *testing.T) {
+	gw := startGateway(t)
+	srv := startRoughy(t, gw)
+	ctx := testCtx(t)
+	c := newClient(t, srv, acmeKey)
+	const (
+		length  = 53687091200 // 50 GiB, Tus-Max-Size
+		chunk   = 5*mib + 1
+		patches = 8
+	)
+	src := randomBytes(t, chunk*patches, 16)
+	loc, id := c.create(ctx, length, videoMD("video/mp4"), nil)
+	var off int64
+	for range patches {
+		off = c.patchOK(ctx, loc, off, src[off:off+chunk])
+	}
+
+	var uploadID string
+	for _, u := range gw.MultipartUploads(ctx) {
+		if aws.ToString(u.Key) == objectKey(id) {
+			uploadID = aws.ToString(u.UploadId)
+		}
+	}
+	if uploadID == "" {
+		t.Fatalf("no multipart upload for %s after %d bytes", objectKey(id), off)
+	}
+	parts, err := gw.Client().ListParts(ctx, &s3.ListPartsInput{
+		Bucket: &gw.Bucket, Key: aws.String(objectKey(id)), UploadId: &uploadID,
+	})
+	if err != nil {
+		t.Fatalf("ListParts: %v", err)
+	}
+	var maxPart int32
+	var inParts int64
+	for _, p := range parts.Parts {
+		maxPart = max(maxPart, aws.ToInt32(p.PartNumber))
+		inParts += aws.ToInt64(p.Size)
+		if aws.ToInt64(p.Size) < 5*mib {
+			t.Errorf("part %d holds %d bytes, below S3's 5 MiB minimum", aws.ToInt32(p.PartNumber), aws.ToInt64(p.Size))
+		}
+	}
+	projected := float64(maxPart) * float64(length) / float64(off)
+	t.Logf("after %d PATCHes (%d bytes): %d parts, highest number %d, %d bytes in parts, %d in the tail; projected to 50 GiB: %.0f part numbers",
+		patches, off, len(parts.Parts), maxPart, inParts, off-inParts, projected)
+	if projected > 10000 {
+		t.Errorf("part numbers used so far project to %.0f for 50 GiB, more than S3's 10,000", projected)
+	}
+	if inParts > off {
+		t.Errorf("parts hold %d bytes, more than the %d acknowledged", inParts, off)
+	}
+	if h := c.headOffset(ctx, loc); h != off {
+		t.Errorf("HEAD offset %d, want %d", h, off)
+	}
+	if r := c.must(ctx, http.MethodDelete, loc, nil, nil); r.Status != http.StatusNoContent {
+		t.Errorf("DELETE: %v, want 204", r)
+	}
+	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
+		t.Errorf("after DELETE: %d multipart uploads left, want 0", len(ups))
 	}
 }
