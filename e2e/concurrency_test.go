@@ -176,13 +176,16 @@ func TestDisconnectMidPatch(t *testing.T) {
 // does: a lease left by a killed process may hold the upload a moment.
 func patchRetry(t *testing.T, loc, key string, offset int64, data []byte) reply {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	start := time.Now()
+	for locked := 0; ; locked++ {
 		rep := patch(t, loc, key, offset, data)
-		if rep.Status != http.StatusLocked || time.Now().After(deadline) {
+		if rep.Status != http.StatusLocked || time.Since(start) > 15*time.Second {
+			if locked > 0 {
+				t.Logf("PATCH at %d: %d × 423 over %v before %d", offset, locked, time.Since(start).Round(time.Millisecond), rep.Status)
+			}
 			return rep
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
@@ -192,49 +195,51 @@ func patchRetry(t *testing.T, loc, key string, offset int64, data []byte) reply 
 // final object is byte-identical.
 func TestKillLoop(t *testing.T) {
 	s := startServer(t)
-	data := randomBytes(64 << 20)
+	data := randomBytes(48 << 20)
 	up := createUpload(t, s, acmeKey, int64(len(data)))
-	const chunk = 4 << 20
-	var acked int64
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for kill := 0; acked < int64(len(data)); kill++ {
-		if kill > 25 {
-			t.Fatalf("upload not done after %d kills (offset %d)", kill, acked)
-		}
-		loc := s.Endpoint() + "/" + up.SessionID
-		// The client: PATCH chunks from the server's offset until the
-		// server dies or the upload is done; it reports the last offset
-		// acknowledged with a 204.
-		ackedCh := make(chan int64, 1)
-		go func() {
-			off := acked
-			defer func() { ackedCh <- off }()
-			for off < int64(len(data)) {
-				end := min(off+chunk, int64(len(data)))
-				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-				rep, err := tryDo(ctx, req{Method: "PATCH", URL: loc, Key: acmeKey,
-					Body: bytes.NewReader(data[off:end]),
-					Header: map[string]string{
-						"Upload-Offset": fmt.Sprint(off), "Content-Type": "application/offset+octet-stream",
-					}})
-				cancel()
-				if err == nil && rep.Status == http.StatusLocked {
-					time.Sleep(100 * time.Millisecond) // a lease of the killed process
-					continue
-				}
-				if err != nil || rep.Status != http.StatusNoContent {
-					return
-				}
-				off = end
+	const chunk, kills = 4 << 20, 6
+	// sendFrom PATCHes chunks from off until the server dies or the upload
+	// is done, and returns the last offset acknowledged with a 204. The
+	// body is paced (at most ~32 KiB a millisecond) so that the upload
+	// spans the kills however fast the machine is.
+	sendFrom := func(loc string, off int64) int64 {
+		for off < int64(len(data)) {
+			end := min(off+chunk, int64(len(data)))
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			rep, err := tryDo(ctx, req{Method: "PATCH", URL: loc, Key: acmeKey,
+				Body: &slowReader{data: data[off:end], step: 32 << 10, pause: time.Millisecond},
+				Header: map[string]string{
+					"Upload-Offset": fmt.Sprint(off), "Content-Type": "application/offset+octet-stream",
+					"Content-Length": fmt.Sprint(end - off),
+				}})
+			cancel()
+			if err == nil && rep.Status == http.StatusLocked {
+				time.Sleep(100 * time.Millisecond) // a lease of the killed process
+				continue
 			}
-		}()
+			if err != nil || rep.Status != http.StatusNoContent {
+				return off
+			}
+			off = end
+		}
+		return off
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	var acked int64
+	done := 0
+	for kill := range kills {
+		loc := s.Endpoint() + "/" + up.SessionID
+		ackedCh := make(chan int64, 1)
+		go func() { ackedCh <- sendFrom(loc, acked) }()
 		select {
-		case off := <-ackedCh: // finished before the kill
-			acked = off
-			continue
-		case <-time.After(time.Duration(20+rng.IntN(300)) * time.Millisecond):
+		case acked = <-ackedCh: // finished before the kill
+		case <-time.After(time.Duration(50+rng.IntN(350)) * time.Millisecond):
+		}
+		if acked == int64(len(data)) {
+			break
 		}
 		s.Kill()
+		done++
 		acked = <-ackedCh
 		s.Restart()
 		off := headOffset(t, s.Endpoint()+"/"+up.SessionID, acmeKey)
@@ -244,6 +249,12 @@ func TestKillLoop(t *testing.T) {
 		}
 		t.Logf("kill %d: acknowledged %d, durable %d", kill, acked, off)
 		acked = off
+	}
+	if done < 3 {
+		t.Fatalf("only %d kills happened during the upload, want at least 3", done)
+	}
+	if acked = sendFrom(s.Endpoint()+"/"+up.SessionID, acked); acked != int64(len(data)) {
+		t.Fatalf("final PATCHes stopped at %d of %d", acked, len(data))
 	}
 	wantReady(t, s, acmeKey, up.AssetID, data)
 }

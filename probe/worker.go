@@ -38,21 +38,25 @@ type Objects interface {
 // range requests), else the object's local file path.
 func SinkInput(sink Objects, ttl time.Duration) InputFunc {
 	return func(ctx context.Context, a sessionstore.Asset) (string, func(), error) {
-		u, err := sink.URL(ctx, a.StorageKey, ttl)
+		key := a.StorageKey
+		if key == "" {
+			key = "uploads/" + a.ID // the proxy's object key convention
+		}
+		u, err := sink.URL(ctx, key, ttl)
 		if err != nil {
-			return "", nil, fmt.Errorf("probe: url of %s: %w", a.StorageKey, err)
+			return "", nil, fmt.Errorf("probe: url of %s: %w", key, err)
 		}
 		if u != "" {
 			return u, func() {}, nil
 		}
-		obj, err := sink.Open(ctx, a.StorageKey)
+		obj, err := sink.Open(ctx, key)
 		if err != nil {
-			return "", nil, fmt.Errorf("probe: open %s: %w", a.StorageKey, err)
+			return "", nil, fmt.Errorf("probe: open %s: %w", key, err)
 		}
 		p := obj.Path()
 		if p == "" {
 			obj.Close()
-			return "", nil, fmt.Errorf("probe: %s has neither a URL nor a local path", a.StorageKey)
+			return "", nil, fmt.Errorf("probe: %s has neither a URL nor a local path", key)
 		}
 		// Keep the object open while ffprobe reads it.
 		return p, func() { obj.Close() }, nil

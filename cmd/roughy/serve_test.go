@@ -592,6 +592,10 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	if _, err := pw.Write(data[:size/2]); err != nil {
 		t.Fatal(err)
 	}
+	// Let the server dispatch the request to its handler first: a request
+	// whose handler has not started yet when the signal lands is not "in
+	// flight" for the drain.
+	time.Sleep(300 * time.Millisecond)
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(500 * time.Millisecond)
 	select {
