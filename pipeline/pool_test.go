@@ -338,3 +338,63 @@ func BenchmarkPoolGetPut(b *testing.B) {
 		}
 	})
 }
+
+// TestPoolClassSizeMatchesClassOf checks the inverse used for eviction.
+func TestPoolClassSizeMatchesClassOf(t *testing.T) {
+	for idx := range numClasses {
+		got, c, ok := classOf(classSize(idx))
+		if !ok || got != idx || c != classSize(idx) {
+			t.Fatalf("classOf(classSize(%d)) = %d, %d, %v; want %d, %d, true", idx, got, c, ok, idx, classSize(idx))
+		}
+	}
+}
+
+// TestPoolIdlePlusInUseWithinBudget: buffers kept idle for reuse count
+// against the budget too, so a mix of sizes can't make the pool hold more
+// than its budget (the fleet benchmark's RSS overshoot with sync.Pool).
+func TestPoolIdlePlusInUseWithinBudget(t *testing.T) {
+	const budget = 16 << 20
+	p := NewPool(budget)
+	ctx := t.Context()
+	check := func(when string) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.inUse+p.idle > budget {
+			t.Fatalf("%s: in use %d + idle %d > budget %d", when, p.inUse, p.idle, budget)
+		}
+	}
+	for round := range 20 {
+		size := (round%4 + 1) << 20 // 1..4 MiB classes in turn
+		var bufs [][]byte
+		for {
+			c, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+			b, err := p.Get(c, size)
+			cancel()
+			if err != nil {
+				break
+			}
+			bufs = append(bufs, b)
+			check("after Get")
+		}
+		if len(bufs) == 0 {
+			t.Fatalf("round %d: no buffer of %d bytes from an idle pool", round, size)
+		}
+		for _, b := range bufs {
+			p.Put(b)
+			check("after Put")
+		}
+	}
+	// Reuse: a second round of the same size allocates nothing new.
+	b, err := p.Get(ctx, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Put(b)
+	allocs := testing.AllocsPerRun(50, func() {
+		b, _ := p.Get(ctx, 4<<20)
+		p.Put(b)
+	})
+	if allocs != 0 {
+		t.Fatalf("steady Get/Put of an idle class: %v allocs, want 0", allocs)
+	}
+}

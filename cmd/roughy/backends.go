@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/roughy/ingest/pipeline"
@@ -111,6 +112,7 @@ func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipelin
 		return nil, nil, errors.Join(errUsage, errors.New("roughy: --max-buffer-memory must be positive"))
 	}
 	pool = pipeline.NewPool(*s.maxBufferMemory)
+	setMemoryLimit(*s.maxBufferMemory)
 	s3, err := pipeline.NewS3Sink(ctx, pipeline.S3Config{
 		Bucket:          *s.bucket,
 		Endpoint:        *s.endpoint,
@@ -125,4 +127,19 @@ func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipelin
 		return nil, nil, fmt.Errorf("roughy: s3 storage: %w", err)
 	}
 	return s3, pool, nil
+}
+
+// memoryHeadroom is what the process may use beyond the part buffers
+// (fasthttp connection buffers, the SDK, the runtime): issue 3's target is
+// peak RSS within --max-buffer-memory + 64 MiB.
+const memoryHeadroom = 48 << 20
+
+// setMemoryLimit makes the Go GC hold the heap near the buffer budget plus
+// headroom, unless the operator set GOMEMLIMIT. Without it, garbage from
+// dropped buffers could double the heap before the next GC (GOGC=100).
+func setMemoryLimit(budget int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(budget + memoryHeadroom)
 }
