@@ -19,9 +19,9 @@ import (
 //
 // Layouts:
 //
-//   - "default": the last part of a write absorbs the write's remainder
-//     when that remainder is shorter than P (so the part holds between P
-//     and 2P-1 bytes). A write whose size is known therefore leaves a tail
+//   - "default": parts of max(P, 16 MiB), and the last part of a write
+//     absorbs the write's remainder when that remainder is shorter than P
+//     (so parts hold between P and max(P,16 MiB)+P-1 bytes). A write whose size is known therefore leaves a tail
 //     object only when it carries fewer than P bytes in all, and no byte is
 //     sent to S3 twice except those small tails. A chunked body (size
 //     unknown) or a client that drops mid-part also leaves a tail.
@@ -41,6 +41,12 @@ const (
 	s3PlanParts   = 5000
 	s3MaxParts    = 10000
 	s3Align       = 1 << 20
+	// s3TargetPartSize is the size the default layout fills parts to when
+	// a write carries enough bytes. Each part costs an S3 request and a
+	// session-store commit, so 5 MiB parts made a 64 MiB PATCH 12 requests
+	// and 12 commits (bench/RESULTS.md, S3 scenario); 16 MiB makes it 4.
+	// Part numbers are still reserved per P (PartsFor), an upper bound.
+	s3TargetPartSize = 16 << 20
 )
 
 // S3 layouts (S3Config.Layout).
@@ -99,11 +105,16 @@ func s3BufferSize(layout string, partSize, carry, remaining int64) int64 {
 		return 0
 	case avail < partSize:
 		return avail
-	case layout != S3LayoutEqual && avail < 2*partSize:
-		// Fold the write's remainder into its last part: no tail.
+	case layout == S3LayoutEqual:
+		return partSize
+	}
+	// Default layout: parts of s3TargetPartSize (or P when larger), and the
+	// write's remainder folded into its last part: no tail.
+	big := max(partSize, s3TargetPartSize)
+	if avail < big+partSize {
 		return avail
 	}
-	return partSize
+	return big
 }
 
 // s3IsPart says whether a filled buffer of n bytes becomes a part (else a

@@ -300,13 +300,14 @@ var errClientGone = errors.New("client went away")
 
 func TestS3ResumeAfterReadError(t *testing.T) {
 	e := newS3Env(t, S3LayoutDefault)
-	const length = 13 * tMiB
+	const length = 40 * tMiB
 	data := testData(2, length)
 	su := e.create(t, "uploads/resume", length)
 
-	// The client drops 7 MiB + 5 bytes into a 13 MiB PATCH: one 5 MiB
-	// part, and 2 MiB + 5 bytes that must survive as a committed tail.
-	cut := 7*tMiB + 5
+	// The client drops 18 MiB + 5 bytes into a 40 MiB PATCH: one 16 MiB
+	// part (s3TargetPartSize), and 2 MiB + 5 bytes that must survive as a
+	// committed tail.
+	cut := s3TargetPartSize + 2*tMiB + 5
 	p, _, err := su.write(t.Context(), &dropReader{bytes.NewReader(data[:cut]), errClientGone}, length, nil)
 	if !errors.Is(err, errClientGone) {
 		t.Fatalf("write: err %v, want the reader's error", err)
@@ -315,11 +316,11 @@ func TestS3ResumeAfterReadError(t *testing.T) {
 		t.Fatalf("offset after drop: returned %d, committed %d, want %d", p.Offset, su.snapshot().Offset, cut)
 	}
 	st := state(t, su.snapshot())
-	if st.Tail == "" || st.TailSize != int64(cut-5*tMiB) {
-		t.Fatalf("tail after drop: %q of %d bytes, want %d bytes", st.Tail, st.TailSize, cut-5*tMiB)
+	if st.Tail == "" || st.TailSize != int64(cut-s3TargetPartSize) {
+		t.Fatalf("tail after drop: %q of %d bytes, want %d bytes", st.Tail, st.TailSize, cut-s3TargetPartSize)
 	}
-	if len(su.parts) != 1 || su.parts[0].Size != 5*tMiB {
-		t.Fatalf("parts after drop: %+v, want one of 5 MiB", su.parts)
+	if len(su.parts) != 1 || su.parts[0].Size != s3TargetPartSize {
+		t.Fatalf("parts after drop: %+v, want one of 16 MiB", su.parts)
 	}
 
 	// A second drop inside the tail's part: the new tail replaces the old.
