@@ -70,6 +70,18 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	_, hctx, release := s.hold(ctx, lease)
 	defer release()
 	ctx = hctx
+	// Re-read under the lease: a PATCH that committed (sliding the expiry)
+	// or completed between Expired() and AcquireLease keeps its upload.
+	sess, err = s.store.Session(ctx, sess.ID)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if sess.Completed || sess.ExpiresAt.After(time.Now()) {
+		return nil
+	}
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
 		return err
 	}

@@ -135,6 +135,8 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 			return err
 		}
 		rc.Response.Header.Set("Upload-Offset", fmt.Sprint(sess.Offset))
+		// The data's commits slid the expiry.
+		rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
 	case length == 0:
 		if sess, err = s.finishIfFull(ctx, sess); err != nil {
 			return err

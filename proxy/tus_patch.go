@@ -166,6 +166,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
 			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
 			Storage: p.Storage, Parts: toStoreParts(p.Parts), Length: -1,
+			// Expiry slides with activity: an upload being written does
+			// not expire, however long it takes in total.
+			ExpiresAt: s.nextExpiry(),
 		})
 		if err != nil {
 			return fmt.Errorf("proxy: commit offset %d: %w", p.Offset, err)
@@ -190,6 +193,18 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		case cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled):
 			werr = fmt.Errorf("proxy: write stopped: %w (%w)", cause, werr)
 		}
+		if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed && wctx.Err() == nil {
+			// Every byte of the upload was committed before the write
+			// failed (a body longer than allowed: the sink stores what
+			// fits, then reports ErrTooLarge). The upload is whole:
+			// complete it as a final PATCH would; the answer is still the
+			// error (413).
+			if fin, err := s.complete(wctx, lh.get(), cur); err != nil {
+				s.log.Warn("complete after a failed write", "upload_id", cur.ID, "err", err)
+			} else {
+				cur = fin
+			}
+		}
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
 	if cur.Length >= 0 && cur.Offset == cur.Length {
@@ -197,6 +212,10 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	return cur, nil
 }
+
+// nextExpiry is when an upload written to now expires: UploadExpiry after
+// its last commit.
+func (s *Server) nextExpiry() time.Time { return time.Now().UTC().Add(s.cfg.UploadExpiry) }
 
 // finishIfFull completes an upload whose bytes are all stored but that was
 // not marked complete (a crash between the last commit and completion).
@@ -238,7 +257,7 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 	defer cancel()
 	ns, err := s.store.Commit(cctx, l, sessionstore.Commit{
 		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState,
-		Length: -1, Complete: true, SHA256: sum,
+		Length: -1, Complete: true, SHA256: sum, ExpiresAt: s.nextExpiry(),
 	})
 	if err != nil {
 		return sess, fmt.Errorf("proxy: commit completion: %w", err)

@@ -448,9 +448,22 @@ func (l *Local) Commit(ctx context.Context, ls Lease, c Commit) (Session, error)
 		if c.Storage != nil {
 			s.Storage = c.Storage
 		}
-		if len(c.Parts) > 0 {
+		if len(c.Parts) > 0 && !c.Complete {
 			if err := boltAppendParts(tx, s.ID, c.Parts); err != nil {
 				return err
+			}
+		}
+		expiry := tx.Bucket(boltBucketExpiry)
+		if !c.ExpiresAt.IsZero() && !c.ExpiresAt.Equal(s.ExpiresAt) {
+			// Move the index entry with the session's expiry.
+			if err := expiry.Delete(boltExpiryKey(s)); err != nil {
+				return err
+			}
+			s.ExpiresAt = c.ExpiresAt
+			if !c.Complete {
+				if err := expiry.Put(boltExpiryKey(s), nil); err != nil {
+					return err
+				}
 			}
 		}
 		if c.Complete {
@@ -458,7 +471,11 @@ func (l *Local) Commit(ctx context.Context, ls Lease, c Commit) (Session, error)
 				s.Length = c.NewOffset
 			}
 			s.Completed = true
-			if err := tx.Bucket(boltBucketExpiry).Delete(boltExpiryKey(s)); err != nil {
+			if err := expiry.Delete(boltExpiryKey(s)); err != nil {
+				return err
+			}
+			// The final object is built: its parts are not needed anymore.
+			if err := boltDeleteParts(tx, s.ID); err != nil {
 				return err
 			}
 			if enqueued, err = boltCompleteAsset(tx, s.AssetID, c); err != nil {
@@ -516,6 +533,15 @@ func boltAppendParts(tx *bolt.Tx, id string, parts []Part) error {
 	return nil
 }
 
+// boltDeleteParts drops an upload's committed parts, if it has any.
+func boltDeleteParts(tx *bolt.Tx, id string) error {
+	parts := tx.Bucket(boltBucketParts)
+	if parts.Bucket([]byte(id)) == nil {
+		return nil
+	}
+	return parts.DeleteBucket([]byte(id))
+}
+
 // boltCompleteAsset makes the asset ready and enqueues its probe job; false
 // when the session has no asset (a concatenation partial).
 func boltCompleteAsset(tx *bolt.Tx, assetID string, c Commit) (bool, error) {
@@ -550,10 +576,8 @@ func (l *Local) DeleteUpload(ctx context.Context, id string) (Session, error) {
 		if err := tx.Bucket(boltBucketExpiry).Delete(boltExpiryKey(s)); err != nil {
 			return err
 		}
-		if parts := tx.Bucket(boltBucketParts); parts.Bucket([]byte(id)) != nil {
-			if err := parts.DeleteBucket([]byte(id)); err != nil {
-				return err
-			}
+		if err := boltDeleteParts(tx, id); err != nil {
+			return err
 		}
 		a, err := boltAsset(tx, s.AssetID)
 		if errors.Is(err, ErrNotFound) {

@@ -23,7 +23,8 @@ import (
 // so that one Lua script can change all of them atomically on Cluster:
 //
 //	roughy:{<id>}:session   hash: the Session (fields in redis_lua.go)
-//	roughy:{<id>}:parts     list: committed parts, "number:size:offset:etag"
+//	roughy:{<id>}:parts     list: committed parts, "number:size:offset:etag";
+//	                        dropped by the completing commit
 //	roughy:{<id>}:lease     string: fencing token of the live lease, PX ttl
 //	roughy:{<id>}:asset     hash: the Asset of the session
 //	roughy:{<aid>}:assetid  string: session id of asset <aid> (id index)
@@ -36,9 +37,17 @@ import (
 //
 // On standalone and Sentinel, where no slot rule applies, the commit that
 // completes an upload also adds its probe job and drops it from the expiry
-// set in the same script. On Cluster those keys live in other slots: the
-// expiry set is cleaned lazily by Expired, and the probe job is added just
-// before the commit script as a job to verify (see Commit and ClaimProbe).
+// set in the same script, and a commit that slides the expiry moves the
+// entry. On Cluster those keys live in other slots: the expiry set is
+// cleaned and its scores are brought up to date lazily by Expired, and the
+// probe job is added just before the commit script as a job to verify
+// (see Commit and ClaimProbe).
+//
+// Memory: a completed upload keeps its session hash (HEAD answers its
+// final offset) and asset; its parts list is deleted by the completing
+// commit and its lease key expires by itself (PX). The hash state (about
+// 100 bytes) stays in the session hash. DeleteUpload removes session,
+// parts and lease and keeps the asset hash, marked deleted.
 type Redis struct {
 	client  redis.UniversalClient
 	cluster bool

@@ -65,3 +65,9 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 		return next(ctx, cmds)
 	}
 }
+
+// RedisExpiryScore returns the score (ms) of session id in the expiry set.
+func RedisExpiryScore(ctx context.Context, r *Redis, id string) (int64, error) {
+	f, err := r.client.ZScore(ctx, redisExpiryKey, id).Result()
+	return int64(f), err
+}

@@ -116,15 +116,18 @@ return {1}
 
 // luaCommit is the one round trip of a committed part: it checks the lease
 // token, then the offset, then appends the parts, advances the offset,
-// saves hash and storage state and, on completion, makes the asset ready.
+// saves hash and storage state, slides the expiry and, on completion,
+// makes the asset ready and drops the parts list (the final object no
+// longer needs it; the session hash stays for HEAD).
 // KEYS[1] session, KEYS[2] parts, KEYS[3] lease, KEYS[4] asset, then
 // optionally the expiry set and the probe stream (standalone and Sentinel
 // only: in Cluster they live in other slots; see Redis.Commit).
 // ARGV[1] token, [2] expected offset, [3] new offset, [4] hash state,
 // [5] "1" if [6] storage replaces the old, [7] length (-1: unchanged),
 // [8] "1" to complete, [9] SHA-256, [10] session id, [11] stream MAXLEN,
-// [12...] encoded parts.
-// Answers {1, flat session hash}.
+// [12] new expiry in ns ("": unchanged), [13] its expiry-set score (ms),
+// [14...] encoded parts.
+// Answers {1, flat session hash, expiry before the commit}.
 var luaCommit = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {4} end
@@ -150,10 +153,17 @@ if setLen then
 	redis.call('HSET', KEYS[1], 'len', setLen)
 	if hasAsset then redis.call('HSET', KEYS[4], 'size', setLen) end
 end
-for i = 12, #ARGV, 500 do
-	redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+local oldExp = redis.call('HGET', KEYS[1], 'expires') or ''
+if ARGV[12] ~= '' then
+	redis.call('HSET', KEYS[1], 'expires', ARGV[12])
+	if KEYS[5] and not complete then redis.call('ZADD', KEYS[5], ARGV[13], ARGV[10]) end
 end
-if complete then
+if not complete then
+	for i = 14, #ARGV, 500 do
+		redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+	end
+else
+	redis.call('DEL', KEYS[2])
 	redis.call('HSET', KEYS[1], 'done', '1')
 	if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[10]) end
 	if hasAsset and redis.call('HGET', KEYS[4], 'deleted') ~= '1' then
@@ -164,7 +174,7 @@ if complete then
 		end
 	end
 end
-return {1, redis.call('HGETALL', KEYS[1])}
+return {1, redis.call('HGETALL', KEYS[1]), oldExp}
 `)
 
 // luaSetLength sets a deferred length once.

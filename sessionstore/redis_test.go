@@ -112,7 +112,8 @@ func TestRedisCommitRoundTrips(t *testing.T) {
 				_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: int64(i) * 100,
 					NewOffset: int64(i+1) * 100, HashState: make([]byte, 108), Length: -1,
 					Storage: []byte(`{"upload":"abc"}`), Complete: complete, SHA256: "ff",
-					Parts: []sessionstore.Part{{Number: l.FirstPart + int32(i), ETag: `"0123456789abcdef"`, Size: 100, Offset: int64(i) * 100}}})
+					ExpiresAt: time.Now().Add(time.Hour), // the proxy slides the expiry on every commit
+					Parts:     []sessionstore.Part{{Number: l.FirstPart + int32(i), ETag: `"0123456789abcdef"`, Size: 100, Offset: int64(i) * 100}}})
 				if err != nil {
 					t.Fatalf("Commit %d: %v", i, err)
 				}
@@ -435,5 +436,37 @@ func TestRedisURLErrorHidesPassword(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cret") {
 			t.Fatalf("NewRedis(%q): error %q shows the password", url, err)
 		}
+	}
+}
+
+// TestRedisClusterExpirySlides: on Cluster a sliding commit leaves the
+// expiry set's entry at its old score (another slot, no second round
+// trip); Expired then moves the entry to the real expiry instead of
+// listing the session, so later scans do not meet it again.
+func TestRedisClusterExpirySlides(t *testing.T) {
+	st := newRedis(t, testsvc.StartRedisCluster(t))
+	ctx := t.Context()
+	s := redisUpload(t, st, 100)
+	oldScore := s.ExpiresAt.UnixMilli()
+	l, err := st.AcquireLease(ctx, s.ID, time.Minute, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slid := time.Now().Add(3 * time.Hour).Truncate(time.Millisecond)
+	if _, err := st.Commit(ctx, l, sessionstore.Commit{NewOffset: 10, Length: -1, ExpiresAt: slid}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sessionstore.RedisExpiryScore(ctx, st, s.ID); err != nil || got != oldScore {
+		t.Fatalf("expiry score after the commit: got %d, %v; want the old %d (untouched on Cluster)", got, err, oldScore)
+	}
+	due := s.ExpiresAt.Add(time.Minute) // the old expiry is due, the new one not
+	if got, err := st.Expired(ctx, due, 10); err != nil || len(got) != 0 {
+		t.Fatalf("Expired(%v): got %v, %v; want none", due, got, err)
+	}
+	if got, err := sessionstore.RedisExpiryScore(ctx, st, s.ID); err != nil || got != slid.UnixMilli() {
+		t.Fatalf("expiry score after Expired: got %d, %v; want the new %d", got, err, slid.UnixMilli())
+	}
+	if got, err := st.Expired(ctx, slid.Add(time.Second), 10); err != nil || len(got) != 1 || got[0].ID != s.ID {
+		t.Fatalf("Expired after the new expiry: got %v, %v; want %s", got, err, s.ID)
 	}
 }

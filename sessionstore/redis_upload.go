@@ -133,6 +133,13 @@ func (r *Redis) ReleaseLease(ctx context.Context, l Lease) error {
 
 // Commit applies c in one script: one round trip per committed part.
 //
+// A commit with ExpiresAt moves the session's expiry. On standalone and
+// Sentinel the script moves its entry in the expiry set too. On Cluster
+// the set lives in another slot and is not touched (that would cost a
+// second round trip per part): its entry keeps the old, earlier score, and
+// Expired, which reads every due session's real ExpiresAt anyway, moves
+// such entries to their real score instead of listing them.
+//
 // On standalone and Sentinel the completing commit adds the probe job in
 // the same script. On Cluster the stream lives in another slot, so the job
 // is added first, by a second round trip, marked "verify" with the session
@@ -155,10 +162,11 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if length < 0 {
 		length = -1
 	}
-	args := make([]any, 0, 11+len(c.Parts))
+	args := make([]any, 0, 13+len(c.Parts))
 	args = append(args, strconv.FormatInt(l.Token, 10), strconv.FormatInt(c.ExpectOffset, 10),
 		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), c.Storage,
-		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id, redisProbeMaxLen)
+		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id, redisProbeMaxLen,
+		redisFmtTime(c.ExpiresAt), strconv.FormatInt(c.ExpiresAt.UnixMilli(), 10))
 	for _, p := range c.Parts {
 		args = append(args, redisEncodePart(p))
 	}
@@ -166,7 +174,19 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if err != nil {
 		return Session{}, err
 	}
-	return redisDecodeSession(redisFlatMap(out[0]))
+	s, err := redisDecodeSession(redisFlatMap(out[0]))
+	if err != nil {
+		return Session{}, err
+	}
+	if oldExp, _ := out[1].(string); r.cluster && oldExp == "" && !c.ExpiresAt.IsZero() && !s.Completed {
+		// The session had no expiry, so the expiry set has no entry that
+		// Expired could refresh: add one (rare; the proxy always creates
+		// uploads with an expiry).
+		if err := r.client.ZAdd(ctx, redisExpiryKey, redis.Z{Score: float64(c.ExpiresAt.UnixMilli()), Member: id}).Err(); err != nil {
+			return Session{}, redisErr("commit: expiry", err)
+		}
+	}
+	return s, nil
 }
 
 // DeleteUpload removes the session, its parts and lease and soft-deletes
@@ -222,9 +242,10 @@ func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Sessio
 			return nil, redisErr("expired", err)
 		}
 		var stale []any
+		var moved []redis.Z
 		for i, cmd := range cmds {
 			m := cmd.Val()
-			if len(m) == 0 || m[rsDone] == "1" {
+			if len(m) == 0 || m[rsDone] == "1" || m[rsExpires] == "" {
 				stale = append(stale, ids[i])
 				continue
 			}
@@ -232,21 +253,50 @@ func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Sessio
 			if err != nil {
 				return nil, err
 			}
-			if s.ExpiresAt.Before(now) && len(out) < limit {
+			switch {
+			case !s.ExpiresAt.Before(now):
+				// A commit slid the expiry (Cluster: the set was not
+				// updated with it).
+				moved = append(moved, redis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: ids[i]})
+			case len(out) < limit:
 				out = append(out, s)
 			}
 		}
-		if len(stale) > 0 {
-			if err := r.client.ZRem(ctx, redisExpiryKey, stale...).Err(); err != nil {
-				return nil, redisErr("expired", err)
-			}
+		if err := r.fixExpirySet(ctx, stale, moved); err != nil {
+			return nil, err
 		}
 		if int64(len(ids)) < batch {
 			break
 		}
-		offset += int64(len(ids) - len(stale))
+		// Removed and moved entries left the range; the others are still
+		// in it, before the next batch.
+		offset += int64(len(ids) - len(stale) - len(moved))
 	}
 	return out, nil
+}
+
+// fixExpirySet drops the expiry-set entries of sessions that completed or
+// are gone, and moves those whose session expires later than their score
+// says, in one round trip. A move only raises the score of an entry that
+// is still there (ZADD XX GT): a concurrent delete or completion that
+// removed it wins (GT needs Redis 6.2, as XAUTOCLAIM does).
+func (r *Redis) fixExpirySet(ctx context.Context, stale []any, moved []redis.Z) error {
+	if len(stale) == 0 && len(moved) == 0 {
+		return nil
+	}
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if len(stale) > 0 {
+			p.ZRem(ctx, redisExpiryKey, stale...)
+		}
+		if len(moved) > 0 {
+			p.ZAddArgs(ctx, redisExpiryKey, redis.ZAddArgs{XX: true, GT: true, Members: moved})
+		}
+		return nil
+	})
+	if err != nil {
+		return redisErr("expired", err)
+	}
+	return nil
 }
 
 // Asset returns an asset; ErrNotFound when unknown or deleted. The proxy

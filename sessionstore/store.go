@@ -125,7 +125,8 @@ type Commit struct {
 	HashState    []byte
 	// Storage replaces Session.Storage when non-nil.
 	Storage []byte
-	// Parts are appended to the upload's committed parts.
+	// Parts are appended to the upload's committed parts (a Complete
+	// commit drops them all instead; see Store.Parts).
 	Parts []Part
 	// Length sets a deferred Upload-Length when >= 0 (ignored otherwise).
 	Length int64
@@ -134,6 +135,10 @@ type Commit struct {
 	// in the same atomic step.
 	Complete bool
 	SHA256   string
+	// ExpiresAt, when non-zero, replaces Session.ExpiresAt: an upload's
+	// expiry slides with every commit, so one that is still being written
+	// does not expire mid-way. Expired sees the new time at once.
+	ExpiresAt time.Time
 }
 
 // Key is an API key; only its hash is stored.
@@ -167,7 +172,10 @@ type Store interface {
 	CreateUpload(ctx context.Context, s Session, a Asset) error
 	// Session returns a session; ErrNotFound when unknown or deleted.
 	Session(ctx context.Context, id string) (Session, error)
-	// Parts returns the committed parts in part order of commit.
+	// Parts returns the committed parts in part order of commit. A
+	// completing commit drops them (the final object no longer needs
+	// them; the session itself stays, for HEAD): after it, Parts answers
+	// an empty list.
 	Parts(ctx context.Context, id string) ([]Part, error)
 	// SetLength sets a deferred Upload-Length once; ErrOffsetConflict if it
 	// is already set to another value or below the offset.

@@ -29,6 +29,9 @@
 //     asset's SizeBytes; a Complete commit sets a deferred Length to
 //     NewOffset.
 //   - A probe job's first claim has Attempts 0.
+//   - A Commit with ExpiresAt moves the session's expiry, in Expired too;
+//     one without keeps it.
+//   - A Complete commit drops the committed parts (Parts answers none).
 package storetest
 
 import (
@@ -69,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("SetLength", func(t *testing.T) { testSetLength(t, newStore(t)) })
 	t.Run("DeleteUpload", func(t *testing.T) { testDeleteUpload(t, newStore(t)) })
 	t.Run("Expired", func(t *testing.T) { testExpired(t, newStore(t)) })
+	t.Run("CommitSlidesExpiry", func(t *testing.T) { testCommitSlidesExpiry(t, newStore(t)) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, newStore(t)) })
 	t.Run("ProbeEmpty", func(t *testing.T) { testProbeEmpty(t, newStore(t)) })
 	t.Run("ProbeClaimAck", func(t *testing.T) { testProbeClaimAck(t, newStore(t)) })
@@ -585,6 +589,9 @@ func testCommitComplete(t *testing.T, st sessionstore.Store) {
 		t.Fatalf("session after Complete: got %+v, want completed, offset and length 700", got)
 	}
 	equalSession(t, "stored session after Complete", mustSession(t, st, s.ID), got)
+	if parts, err := st.Parts(ctx, s.ID); err != nil || len(parts) != 0 {
+		t.Fatalf("Parts after Complete: got %v, %v; want none (dropped)", parts, err)
+	}
 	wantA := a
 	wantA.State, wantA.SHA256, wantA.SizeBytes = sessionstore.StateReady, sum, 700
 	equalAsset(t, "asset after Complete", mustAsset(t, st, a.ID), wantA)
@@ -728,5 +735,66 @@ func testExpired(t *testing.T, st sessionstore.Store) {
 	got, err = st.Expired(ctx, past.Add(-time.Minute), 100)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("Expired before any expiry: got %d sessions, %v; want 0", len(got), err)
+	}
+}
+
+// testCommitSlidesExpiry: an upload that is written to does not expire.
+func testCommitSlidesExpiry(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	s, a := fixture()
+	s.ExpiresAt = now().Add(-time.Minute) // due, but still being written
+	if err := st.CreateUpload(ctx, s, a); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := create(t, st) // expires in 24 h
+	listed := func(at time.Time) bool {
+		t.Helper()
+		got, err := st.Expired(ctx, at, 100)
+		if err != nil {
+			t.Fatalf("Expired(%v): %v", at, err)
+		}
+		return slices.ContainsFunc(got, func(e sessionstore.Session) bool { return e.ID == s.ID })
+	}
+	if !listed(now()) {
+		t.Fatal("Expired before the commit: session not listed, want it (it is due)")
+	}
+	l := mustLease(t, st, s.ID, time.Second, 0)
+	// A commit without ExpiresAt keeps the expiry.
+	got := mustCommit(t, st, l, sessionstore.Commit{NewOffset: 10, Length: -1})
+	if !sameSecond(got.ExpiresAt, s.ExpiresAt) {
+		t.Fatalf("ExpiresAt after a commit without one: got %v, want %v", got.ExpiresAt, s.ExpiresAt)
+	}
+	slid := now().Add(time.Hour)
+	got = mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 10, NewOffset: 20, Length: -1, ExpiresAt: slid})
+	if !sameSecond(got.ExpiresAt, slid) {
+		t.Fatalf("ExpiresAt returned by the commit: got %v, want %v", got.ExpiresAt, slid)
+	}
+	equalSession(t, "stored session after the sliding commit", mustSession(t, st, s.ID), got)
+	// Twice: a store that repairs its index lazily must not list it either.
+	for i := range 2 {
+		if listed(now()) {
+			t.Fatalf("Expired (call %d) after the commit slid the expiry to %v: session listed, want not", i+1, slid)
+		}
+	}
+	// The new expiry is indexed, not lost: once it is due, it is listed.
+	if !listed(slid.Add(time.Minute)) {
+		t.Fatalf("Expired after the new expiry %v: session not listed, want it", slid)
+	}
+	// Sliding it again, and then completing, leaves nothing listed.
+	later := now().Add(2 * time.Hour)
+	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 20, NewOffset: 30, Length: -1, ExpiresAt: later})
+	if listed(slid.Add(time.Minute)) {
+		t.Fatalf("Expired between the two expiries: session listed, want not")
+	}
+	if !listed(later.Add(time.Minute)) {
+		t.Fatalf("Expired after the second expiry %v: session not listed, want it", later)
+	}
+	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 30, NewOffset: s.Length, Length: -1,
+		Complete: true, SHA256: "ab", ExpiresAt: later.Add(time.Hour)})
+	if listed(later.Add(2 * time.Hour)) {
+		t.Fatal("Expired after completion: session listed, want not")
+	}
+	if got, err := st.Expired(ctx, now(), 100); err != nil || slices.ContainsFunc(got, func(e sessionstore.Session) bool { return e.ID == other.ID }) {
+		t.Fatalf("Expired(now): got %v, %v; the untouched upload is not due", got, err)
 	}
 }
