@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# test.sh installs what is missing (scripts/setup-deps.sh), then vets and
+# test.sh installs what is missing (scripts/setup-deps.sh, and Chromium for
+# e2e/browser via scripts/setup-browser.sh), then vets and
 # runs every test of the module. Any failure fails the script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/setup-deps.sh
+scripts/setup-browser.sh
 export PATH="$(go env GOPATH)/bin:$PATH"
 
 echo "test: go vet ./..." >&2

@@ -1,0 +1,410 @@
+package browsere2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	chromiumPath = "/usr/bin/chromium"
+	acmeKey      = "rk_live_browserkeybrowserkeybrowser0001"
+	tusPath      = "/api/v1/assets/upload-resumable"
+	// pageTimeout bounds one browser run, from launch to the page's result.
+	pageTimeout = 40 * time.Second
+)
+
+var (
+	roughyBin string
+	repoRoot  string
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "browsere2e:", err)
+		return 1
+	}
+	repoRoot = root
+	for _, need := range []string{chromiumPath, filepath.Join(root, "e2e/browser/node_modules/tus-js-client/dist/tus.min.js")} {
+		if _, err := os.Stat(need); err != nil {
+			fmt.Fprintf(os.Stderr, "browsere2e: %s missing (run scripts/setup-browser.sh): %v\n", need, err)
+			return 1
+		}
+	}
+	dir, err := os.MkdirTemp("", "roughy-browser-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "browsere2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	roughyBin = filepath.Join(dir, "roughy")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", roughyBin, "./cmd/roughy")
+	cmd.Dir = repoRoot
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "browsere2e: go build ./cmd/roughy:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// lockedBuffer collects a child process's output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	if len(s) > 6000 {
+		s = "…" + s[len(s)-6000:]
+	}
+	return s
+}
+
+// withoutDBus drops Chromium's D-Bus complaints (no bus in a container)
+// from a log, keeping what explains a failure.
+func withoutDBus(log string) string {
+	var keep []string
+	for line := range strings.Lines(log) {
+		if !strings.Contains(line, "dbus") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "")
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess starts cmd in its own process group and stops the group at
+// cleanup (SIGTERM, then SIGKILL after grace).
+func startProcess(t *testing.T, cmd *exec.Cmd, grace time.Duration) <-chan struct{} {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		pgid := cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-done
+		}
+		// Children (Chromium's renderers) may outlive the leader briefly:
+		// wait until the group is empty, then kill what is left.
+		deadline := time.Now().Add(grace)
+		for syscall.Kill(-pgid, 0) == nil {
+			if time.Now().After(deadline) {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	return done
+}
+
+// roughy is one running `roughy serve`.
+type roughy struct {
+	URL     string
+	DataDir string
+	log     *lockedBuffer
+}
+
+// startRoughy starts roughy serve on a free loopback port with the given
+// --cors-origins and waits for /healthz.
+func startRoughy(t *testing.T, corsOrigins string) *roughy {
+	t.Helper()
+	r := &roughy{DataDir: t.TempDir(), log: &lockedBuffer{}}
+	port := freePort(t)
+	r.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	cmd := exec.Command(roughyBin, "serve",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--data-dir", r.DataDir,
+		"--probe-workers", "1",
+		"--cors-origins", corsOrigins)
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "ROUGHY_") {
+			env = append(env, e)
+		}
+	}
+	cmd.Env = append(env, "ROUGHY_API_KEYS=acme="+acmeKey)
+	cmd.Stdout, cmd.Stderr = r.log, r.log
+	done := startProcess(t, cmd, 15*time.Second)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("roughy log:\n%s", r.log)
+		}
+	})
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("roughy exited before /healthz answered:\n%s", r.log)
+		default:
+		}
+		resp, err := hc.Get(r.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("roughy /healthz not 200 after 30s (last err %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Endpoint is the TUS creation URL.
+func (r *roughy) Endpoint() string { return r.URL + tusPath }
+
+// asset is the part of the asset JSON the tests check.
+type asset struct {
+	ID          string `json:"id"`
+	Type        string `json:"type"`
+	State       string `json:"state"`
+	SizeBytes   *int64 `json:"size_bytes"`
+	ContentType string `json:"content_type"`
+	Filename    string `json:"filename"`
+	SHA256      string `json:"sha256"`
+}
+
+// Asset GETs /api/v1/assets/{id} from Go (no browser involved).
+func (r *roughy) Asset(t *testing.T, id string) asset {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, r.URL+"/api/v1/assets/"+id, nil)
+	if err != nil {
+		t.Fatalf("asset request: %v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+acmeKey)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET asset %s: %v", id, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET asset %s: %d %s", id, resp.StatusCode, body)
+	}
+	var a asset
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("asset JSON %s: %v", body, err)
+	}
+	return a
+}
+
+// pageResponse is one response tus-js-client saw (onAfterResponse).
+type pageResponse struct {
+	Method   string  `json:"method"`
+	Status   int     `json:"status"`
+	Offset   *string `json:"offset"`
+	Location *string `json:"location"`
+}
+
+// pageResult is what upload.js POSTs to /result.
+type pageResult struct {
+	Mode      string         `json:"mode"`
+	Size      int            `json:"size"`
+	SHA256    string         `json:"sha256"`
+	OK        bool           `json:"ok"`
+	Error     string         `json:"error"`
+	URL       *string        `json:"url"`
+	Responses []pageResponse `json:"responses"`
+	First     *struct {
+		Aborted  bool    `json:"aborted"`
+		Accepted int64   `json:"accepted"`
+		URL      *string `json:"url"`
+		Error    string  `json:"error"`
+	} `json:"first"`
+	FirstResponses []pageResponse `json:"firstResponses"`
+	PreviousCount  int            `json:"previousCount"`
+}
+
+// pageServer serves the test page, tus-js-client's browser bundle and the
+// /result sink on its own loopback origin.
+type pageServer struct {
+	Origin  string
+	results chan pageResult
+	raw     chan []byte
+	reqLog  *lockedBuffer
+}
+
+func startPageServer(t *testing.T) *pageServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("page listen: %v", err)
+	}
+	p := &pageServer{
+		Origin:  "http://" + ln.Addr().String(),
+		results: make(chan pageResult, 1),
+		raw:     make(chan []byte, 1),
+	}
+	dir := filepath.Join(repoRoot, "e2e/browser")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /tus.min.js", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "node_modules/tus-js-client/dist/tus.min.js"))
+	})
+	mux.HandleFunc("GET /upload.js", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "page/upload.js"))
+	})
+	mux.HandleFunc("GET /upload.html", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "page/upload.html"))
+	})
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var res pageResult
+		if err := json.Unmarshal(body, &res); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case p.results <- res:
+			p.raw <- body
+		default:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	reqLog := &lockedBuffer{}
+	p.reqLog = reqLog
+	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(reqLog, "%s %s %s\n", time.Now().Format("15:04:05.000"), r.Method, r.URL.Path)
+		mux.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: logged, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return p
+}
+
+// pageParams are the query parameters of one browser run.
+type pageParams struct {
+	Endpoint string
+	Mode     string
+	Size     int
+	Chunk    int
+	Seed     uint32
+}
+
+// runBrowser opens the page in a fresh headless Chromium and waits for the
+// page's result (at most pageTimeout).
+func runBrowser(t *testing.T, p *pageServer, pp pageParams) pageResult {
+	t.Helper()
+	q := url.Values{}
+	q.Set("endpoint", pp.Endpoint)
+	q.Set("key", acmeKey)
+	q.Set("mode", pp.Mode)
+	q.Set("size", fmt.Sprint(pp.Size))
+	q.Set("chunk", fmt.Sprint(pp.Chunk))
+	q.Set("seed", fmt.Sprint(pp.Seed))
+	pageURL := p.Origin + "/upload.html?" + q.Encode()
+
+	log := &lockedBuffer{}
+	cmd := exec.Command(chromiumPath,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0",
+		"--user-data-dir="+t.TempDir(),
+		pageURL)
+	cmd.Stdout, cmd.Stderr = log, log
+	start := time.Now()
+	done := startProcess(t, cmd, 5*time.Second)
+	select {
+	case res := <-p.results:
+		raw := <-p.raw
+		t.Logf("page result after %v: %s", time.Since(start).Round(time.Millisecond), raw)
+		return res
+	case <-done:
+		t.Fatalf("chromium exited before the page reported; page requests:\n%s\nchromium log:\n%s", p.reqLog, withoutDBus(log.String()))
+	case <-time.After(pageTimeout):
+		t.Fatalf("no page result after %v; page requests:\n%s\nchromium log:\n%s", pageTimeout, p.reqLog, withoutDBus(log.String()))
+	}
+	return pageResult{}
+}
+
+// makeBytes is upload.js's generator: xorshift32, little-endian words.
+func makeBytes(n int, seed uint32) []byte {
+	buf := make([]byte, n+4)
+	x := seed
+	if x == 0 {
+		x = 1
+	}
+	for i := 0; i < n; i += 4 {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		binary.LittleEndian.PutUint32(buf[i:], x)
+	}
+	return buf[:n]
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// assetIDOf is the last path segment of an upload URL (session id = asset id).
+func assetIDOf(t *testing.T, uploadURL string) string {
+	t.Helper()
+	u, err := url.Parse(uploadURL)
+	if err != nil || !strings.HasPrefix(u.Path, tusPath+"/") {
+		t.Fatalf("upload URL %q is not under %s: %v", uploadURL, tusPath, err)
+	}
+	return strings.TrimPrefix(u.Path, tusPath+"/")
+}
