@@ -20,8 +20,12 @@ fi
 # 1. Chromium from Debian, only when missing.
 if [[ ! -x /usr/bin/chromium ]]; then
 	log "installing chromium"
-	"${sudo_cmd[@]}" apt-get update
-	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends chromium
+	# One apt-get update per set-up: skip it when setup-deps.sh (or anyone)
+	# refreshed the package lists within the last hours.
+	if [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -360 2>/dev/null | head -1) ]]; then
+		"${sudo_cmd[@]}" apt-get update -qq </dev/null
+	fi
+	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends chromium </dev/null
 else
 	log "chromium present: $(/usr/bin/chromium --version 2>/dev/null || echo unknown)"
 fi
