@@ -20,25 +20,28 @@ var ErrBusy = errors.New("pipeline: another write of this upload is in progress"
 
 const (
 	// localBufSize is what one Write reads from the body before a pwrite:
-	// big enough to keep syscalls rare, small enough that 16 concurrent
-	// uploads hold 16 MiB.
+	// big enough to keep syscalls rare.
 	localBufSize = 1 << 20
-	// localCommitEvery is how many written bytes trigger an fsync and a
-	// commit in the middle of a body, so a client that drops mid-PATCH
-	// keeps most of what it sent.
-	localCommitEvery = 16 << 20
+	// localDepth is how many buffers one Write has: while the writer
+	// stores, syncs and commits some, the reader fills the others, so the
+	// body keeps flowing during an fsync. 16 concurrent uploads hold
+	// 16*localDepth*localBufSize bytes.
+	localDepth = 4
 	// finalCommitTimeout bounds the commit after the body ended, which
 	// runs even when the request's context is done.
 	finalCommitTimeout = 10 * time.Second
 )
 
-// localBufs holds the read buffers of LocalSink.Write. A pointer to an
-// array goes through sync.Pool without allocating. A buffer belongs to the
-// Write that took it until that Write returns.
 // writebackHint enables startWriteback (benchmarks compare both).
 var writebackHint = true
 
-var localBufs = sync.Pool{New: func() any { return new([localBufSize]byte) }}
+// localCommitEvery is how many stored bytes of one body trigger an fsync
+// and a commit before its end. Each commit costs an fdatasync and a
+// session-store transaction, which measured as a throughput loss at 16 and
+// 32 MiB; at MaxChunk a body is committed once, at its end (also when the
+// client disconnects or ctx ends), and only a crash mid-PATCH loses its
+// bytes. A var so tests can exercise commits within a body.
+var localCommitEvery int64 = MaxChunk
 
 // LocalSink stores each upload as one file below a directory: the bytes of
 // key "uploads/<id>" are in <dir>/uploads/<id>. Every committed offset was
@@ -178,7 +181,12 @@ func (s *LocalSink) lock(path string) (unlock func(), err error) {
 // u.Offset: bytes past the committed offset were left by a write that
 // crashed or was not committed (a checksum mismatch), and are not part of
 // the upload. Every localCommitEvery bytes, and once at the end of the
-// body (EOF or read error), it fsyncs and commits.
+// body (EOF, read error or ctx done), it fsyncs and commits.
+//
+// Reading and storing overlap: the calling goroutine reads and hashes the
+// body into up to localDepth buffers while a writer goroutine stores them
+// in order, fsyncs and commits; the writer has ended when Write returns.
+// Nothing past a failed write is committed.
 func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRange, commit CommitFunc) (Progress, error) {
 	last := Progress{Offset: u.Offset, HashState: u.HashState}
 	path, err := s.path(u.Key)
@@ -203,14 +211,46 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 		return last, err
 	}
 
-	buf := localBufs.Get().(*[localBufSize]byte)
-	defer localBufs.Put(buf)
+	p := getLocalPipe()
+	p.ctx, p.f, p.key, p.commit = ctx, f, u.Key, commit
+	p.last = last
+	p.wg.Go(p.run)
+	rerr := func() error {
+		// Even if src panics, the writer is told to end and is waited for.
+		defer func() {
+			p.full <- localBlock{eos: true}
+			p.wg.Wait()
+		}()
+		return readBlocks(ctx, p, src, u.Offset)
+	}()
+	last, werr := p.last, p.err
+	p.put()
+	if werr != nil {
+		return last, werr
+	}
+	if rerr == io.EOF {
+		rerr = nil
+	}
+	return last, rerr
+}
 
-	off := u.Offset
+// readBlocks is the reading stage of Write: it fills p's free buffers from
+// src (which hashes them) and sends them to the writer, marking a commit
+// point, with the hash state at its end, every localCommitEvery bytes and
+// once at the end of the body. It returns the error that ended the body
+// (io.EOF at its end) or ctx's error; once the writer failed it stops
+// reading and returns nil (the writer's error is the one to report).
+func readBlocks(ctx context.Context, p *localPipe, src *Source, off int64) error {
+	planned := off // offset of the last commit point sent
 	var rerr error
 	for rerr == nil {
 		if rerr = ctx.Err(); rerr != nil {
 			break
+		}
+		buf := <-p.free
+		if p.failed.Load() {
+			p.free <- buf
+			return nil
 		}
 		fill := 0
 		for fill < len(buf) && rerr == nil {
@@ -218,52 +258,18 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 			n, rerr = src.Read(buf[fill:])
 			fill += n
 		}
-		if fill > 0 {
-			if _, err := f.WriteAt(buf[:fill], off); err != nil {
-				// The bytes since the last commit cannot be committed:
-				// src's hash state already covers bytes not stored.
-				return last, fmt.Errorf("%w: local write %s at %d: %w", ErrStorage, u.Key, off, err)
-			}
-			startWriteback(f, off, int64(fill))
-			off += int64(fill)
+		b := localBlock{buf: buf, n: fill, off: off, end: off + int64(fill)}
+		off = b.end
+		if rerr == nil && off-planned >= localCommitEvery {
+			b.state, planned = src.HashState(), off
 		}
-		if rerr == nil && off-last.Offset >= localCommitEvery {
-			if err := s.commit(ctx, f, u.Key, src, off, &last, commit); err != nil {
-				return last, err
-			}
-		}
+		p.full <- b
 	}
-	if rerr == io.EOF {
-		rerr = nil
+	if off > planned {
+		// Commit what was stored even when the body or ctx ended early.
+		p.full <- localBlock{off: off, end: off, state: src.HashState(), final: true}
 	}
-	if off > last.Offset {
-		// Commit what was stored even when the client went away or ctx
-		// ended: those bytes are durable once synced and must count.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalCommitTimeout)
-		err := s.commit(cctx, f, u.Key, src, off, &last, commit)
-		cancel()
-		if err != nil {
-			return last, err
-		}
-	}
-	return last, rerr
-}
-
-// commit fsyncs f and commits the prefix up to off, which must be
-// src.Offset(); on success *last becomes that progress.
-func (s *LocalSink) commit(ctx context.Context, f *os.File, key string, src *Source, off int64, last *Progress, commit CommitFunc) error {
-	if got := src.Offset(); got != off {
-		return fmt.Errorf("pipeline: local %s: stored up to %d but read up to %d", key, off, got)
-	}
-	if err := syncData(f); err != nil {
-		return fmt.Errorf("%w: local fsync %s: %w", ErrStorage, key, err)
-	}
-	p := Progress{Offset: off, HashState: src.HashState()}
-	if err := commit(ctx, p); err != nil {
-		return err
-	}
-	*last = p
-	return nil
+	return rerr
 }
 
 // truncateTo cuts f to size; a file shorter than size lost committed
