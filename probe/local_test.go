@@ -79,13 +79,26 @@ func TestWorkerWithLocalStore(t *testing.T) {
 		}
 	}()
 
-	deadline := time.Now().Add(30 * time.Second)
+	waitProbed(t, st, mediaID, textID, 30*time.Second)
+	// Nothing is left to claim.
+	if job, err := st.ClaimProbe(t.Context(), "t-check", 0, time.Hour); err == nil {
+		t.Errorf("queue still holds %+v", job)
+	}
+}
+
+// waitProbed waits up to within for the workers on st to give the media
+// asset its duration and to park the text asset in the dead-letter list
+// with ffprobe's reason and no duration, and returns the dead-letter list.
+func waitProbed(t *testing.T, st sessionstore.Store, mediaID, textID string, within time.Duration) []sessionstore.DeadProbe {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var dead []sessionstore.DeadProbe
 	for {
 		a, err := st.Asset(t.Context(), mediaID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		dead, err := st.DeadProbes(t.Context())
+		dead, err = st.DeadProbes(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +111,7 @@ func TestWorkerWithLocalStore(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 30s: media duration %q, dead list %+v", a.DurationSeconds, dead)
+			t.Fatalf("after %v: media duration %q, dead list %+v", within, a.DurationSeconds, dead)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -109,8 +122,5 @@ func TestWorkerWithLocalStore(t *testing.T) {
 	if text.DurationSeconds != "" {
 		t.Errorf("non-media duration %q, want none", text.DurationSeconds)
 	}
-	// Nothing is left to claim.
-	if job, err := st.ClaimProbe(t.Context(), "t-check", 0, time.Hour); err == nil {
-		t.Errorf("queue still holds %+v", job)
-	}
+	return dead
 }

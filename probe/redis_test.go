@@ -3,8 +3,6 @@ package probe
 import (
 	"context"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,37 +56,7 @@ func TestRedisReclaimAndDeadLetter(t *testing.T) {
 		wg.Wait()
 	}()
 
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		a, err := st.Asset(t.Context(), mediaID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dead, err := st.DeadProbes(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		parked := slices.IndexFunc(dead, func(d sessionstore.DeadProbe) bool { return d.AssetID == textID })
-		if a.DurationSeconds != "" && parked >= 0 {
-			checkTwoSeconds(t, a.DurationSeconds)
-			if !strings.Contains(dead[parked].Reason, "Invalid data") {
-				t.Errorf("dead reason %q", dead[parked].Reason)
-			}
-			if len(dead) != 1 {
-				t.Errorf("dead list %+v, want the text file only", dead)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 45s: media duration %q, dead %+v", a.DurationSeconds, dead)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	text, err := st.Asset(t.Context(), textID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if text.DurationSeconds != "" {
-		t.Errorf("non-media duration %q, want none", text.DurationSeconds)
+	if dead := waitProbed(t, st, mediaID, textID, 45*time.Second); len(dead) != 1 {
+		t.Errorf("dead list %+v, want the text file only", dead)
 	}
 }

@@ -182,6 +182,30 @@ func boltPut(b *bolt.Bucket, key []byte, v any) error {
 	return b.Put(key, raw)
 }
 
+// boltAppend stores v under b's next sequence number, so that boltList
+// answers values in the order they were appended.
+func boltAppend(b *bolt.Bucket, v any) error {
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	return boltPut(b, boltBE64(seq), v)
+}
+
+// boltList decodes every value of b, in key order.
+func boltList[T any](b *bolt.Bucket) ([]T, error) {
+	var out []T
+	err := b.ForEach(func(k, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("decode %q: %w", k, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
 func boltSession(tx *bolt.Tx, id string) (Session, error) {
 	var s Session
 	err := boltGet(tx.Bucket(boltBucketSessions), []byte(id), &s)
@@ -261,14 +285,9 @@ func (l *Local) Parts(ctx context.Context, id string) ([]Part, error) {
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(k, v []byte) error {
-			var p Part
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("decode part: %w", err)
-			}
-			parts = append(parts, p)
-			return nil
-		})
+		var err error
+		parts, err = boltList[Part](b)
+		return err
 	})
 	return parts, err
 }
@@ -504,8 +523,11 @@ func localCheckCommit(s Session, c Commit) error {
 		return fmt.Errorf("new offset %d below %d: %w", c.NewOffset, c.ExpectOffset, ErrOffsetConflict)
 	}
 	length := s.Length
-	if length < 0 && c.Length >= 0 {
+	switch {
+	case length < 0:
 		length = c.Length
+	case c.Length >= 0 && c.Length != length:
+		return fmt.Errorf("length already %d, commit sets %d: %w", length, c.Length, ErrOffsetConflict)
 	}
 	switch {
 	case length >= 0 && c.NewOffset > length:
@@ -522,11 +544,7 @@ func boltAppendParts(tx *bolt.Tx, id string, parts []Part) error {
 		return err
 	}
 	for _, p := range parts {
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		if err := boltPut(b, boltBE64(seq), p); err != nil {
+		if err := boltAppend(b, p); err != nil {
 			return err
 		}
 	}

@@ -99,14 +99,9 @@ func (l *Local) Keys(ctx context.Context) ([]Key, error) {
 	}
 	var out []Key
 	err := l.view("keys", func(tx *bolt.Tx) error {
-		return tx.Bucket(boltBucketKeys).ForEach(func(_, v []byte) error {
-			var k Key
-			if err := json.Unmarshal(v, &k); err != nil {
-				return fmt.Errorf("decode key: %w", err)
-			}
-			out = append(out, k)
-			return nil
-		})
+		var err error
+		out, err = boltList[Key](tx.Bucket(boltBucketKeys))
+		return err
 	})
 	return out, err
 }
@@ -326,12 +321,7 @@ func (l *Local) DeadProbe(ctx context.Context, job ProbeJob, reason string) erro
 		return err
 	}
 	return l.finishProbe("dead probe", job, func(tx *bolt.Tx, rec localProbeRecord) error {
-		b := tx.Bucket(boltBucketDead)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		return boltPut(b, boltBE64(seq), DeadProbe{AssetID: rec.AssetID, Attempts: rec.Attempts, Reason: reason})
+		return boltAppend(tx.Bucket(boltBucketDead), DeadProbe{AssetID: rec.AssetID, Attempts: rec.Attempts, Reason: reason})
 	})
 }
 
@@ -342,14 +332,9 @@ func (l *Local) DeadProbes(ctx context.Context) ([]DeadProbe, error) {
 	}
 	var out []DeadProbe
 	err := l.view("dead probes", func(tx *bolt.Tx) error {
-		return tx.Bucket(boltBucketDead).ForEach(func(_, v []byte) error {
-			var d DeadProbe
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decode dead probe: %w", err)
-			}
-			out = append(out, d)
-			return nil
-		})
+		var err error
+		out, err = boltList[DeadProbe](tx.Bucket(boltBucketDead))
+		return err
 	})
 	return out, err
 }

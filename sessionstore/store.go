@@ -128,7 +128,8 @@ type Commit struct {
 	// Parts are appended to the upload's committed parts (a Complete
 	// commit drops them all instead; see Store.Parts).
 	Parts []Part
-	// Length sets a deferred Upload-Length when >= 0 (ignored otherwise).
+	// Length sets a deferred Upload-Length when >= 0 (ignored otherwise);
+	// ErrOffsetConflict if the length is already set to another value.
 	Length int64
 	// Complete marks the upload done: the asset becomes ready with
 	// SHA256 and SizeBytes = NewOffset, and a probe job is enqueued, all

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -254,48 +255,35 @@ func testProbeDead(t *testing.T, st sessionstore.Store) {
 func testConcurrentCommit(t *testing.T, st sessionstore.Store) {
 	s, _ := create(t, st)
 	const n = 8
-	var ok, conflict atomic.Int32
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			ctx := t.Context()
-			// Every worker waits for the lease, then commits the same
-			// ExpectOffset: the lease serialises them, the offset CAS lets
-			// only the first one through.
-			deadline := time.Now().Add(3 * time.Second)
-			var l sessionstore.Lease
-			for {
-				var err error
-				l, err = st.AcquireLease(ctx, s.ID, time.Second, 1)
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, sessionstore.ErrLocked) || time.Now().After(deadline) {
-					t.Errorf("worker %d: AcquireLease: %v", i, err)
-					return
-				}
-				time.Sleep(time.Millisecond)
+	ok, conflict := race(t, n, sessionstore.ErrOffsetConflict, func(i int) error {
+		ctx := t.Context()
+		// Every worker waits for the lease, then commits the same
+		// ExpectOffset: the lease serialises them, the offset CAS lets
+		// only the first one through.
+		deadline := time.Now().Add(3 * time.Second)
+		var l sessionstore.Lease
+		for {
+			var err error
+			l, err = st.AcquireLease(ctx, s.ID, time.Second, 1)
+			if err == nil {
+				break
 			}
-			defer st.ReleaseLease(ctx, l)
-			_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 10, Length: -1,
-				HashState: []byte{byte(i)},
-				Parts:     []sessionstore.Part{{Number: l.FirstPart, ETag: "w", Size: 10}}})
-			switch {
-			case err == nil:
-				ok.Add(1)
-			case errors.Is(err, sessionstore.ErrOffsetConflict):
-				conflict.Add(1)
-			default:
-				t.Errorf("worker %d: Commit: %v", i, err)
+			if !errors.Is(err, sessionstore.ErrLocked) || time.Now().After(deadline) {
+				return fmt.Errorf("AcquireLease: %w", err)
 			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if ok.Load() != 1 || conflict.Load() != n-1 {
-		t.Fatalf("concurrent commits: got %d ok, %d conflicts; want 1 ok, %d conflicts", ok.Load(), conflict.Load(), n-1)
+			time.Sleep(time.Millisecond)
+		}
+		defer st.ReleaseLease(ctx, l)
+		_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 10, Length: -1,
+			HashState: []byte{byte(i)},
+			Parts:     []sessionstore.Part{{Number: l.FirstPart, ETag: "w", Size: 10}}})
+		if err != nil {
+			return fmt.Errorf("Commit: %w", err)
+		}
+		return nil
+	})
+	if ok != 1 || conflict != n-1 {
+		t.Fatalf("concurrent commits: got %d ok, %d conflicts; want 1 ok, %d conflicts", ok, conflict, n-1)
 	}
 	got := mustSession(t, st, s.ID)
 	parts, err := st.Parts(t.Context(), s.ID)
@@ -312,29 +300,40 @@ func testConcurrentCommit(t *testing.T, st sessionstore.Store) {
 func testConcurrentAcquire(t *testing.T, st sessionstore.Store) {
 	s, _ := create(t, st)
 	const n = 8
-	var won, locked atomic.Int32
+	won, locked := race(t, n, sessionstore.ErrLocked, func(int) error {
+		_, err := st.AcquireLease(t.Context(), s.ID, 5*time.Second, 2)
+		return err
+	})
+	if won != 1 || locked != n-1 {
+		t.Fatalf("concurrent acquisitions: got %d won, %d locked; want 1 and %d", won, locked, n-1)
+	}
+	if got := mustSession(t, st, s.ID).NextPart; got != 3 {
+		t.Fatalf("NextPart after one winning lease of 2 parts: got %d, want 3", got)
+	}
+}
+
+// race runs fn(0..n-1) in n goroutines released at once and counts the
+// calls that succeeded and those that failed with want; any other error
+// fails the test.
+func race(t *testing.T, n int, want error, fn func(i int) error) (ok, wanted int32) {
+	t.Helper()
+	var nOK, nWant atomic.Int32
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, err := st.AcquireLease(t.Context(), s.ID, 5*time.Second, 2)
-			switch {
+			switch err := fn(i); {
 			case err == nil:
-				won.Add(1)
-			case errors.Is(err, sessionstore.ErrLocked):
-				locked.Add(1)
+				nOK.Add(1)
+			case errors.Is(err, want):
+				nWant.Add(1)
 			default:
-				t.Errorf("worker %d: AcquireLease: %v", i, err)
+				t.Errorf("worker %d: %v", i, err)
 			}
 		})
 	}
 	close(start)
 	wg.Wait()
-	if won.Load() != 1 || locked.Load() != n-1 {
-		t.Fatalf("concurrent acquisitions: got %d won, %d locked; want 1 and %d", won.Load(), locked.Load(), n-1)
-	}
-	if got := mustSession(t, st, s.ID).NextPart; got != 3 {
-		t.Fatalf("NextPart after one winning lease of 2 parts: got %d, want 3", got)
-	}
+	return nOK.Load(), nWant.Load()
 }

@@ -567,6 +567,14 @@ func testCommitDeferredLength(t *testing.T, st sessionstore.Store) {
 	if got := mustAsset(t, st, a.ID).SizeBytes; got != 30 {
 		t.Fatalf("asset SizeBytes after the length is known: got %d, want 30", got)
 	}
+	// Once set, the length cannot change, as with SetLength.
+	_, err := st.Commit(t.Context(), l, sessionstore.Commit{ExpectOffset: 20, NewOffset: 25, Length: 40})
+	if !errors.Is(err, sessionstore.ErrOffsetConflict) {
+		t.Fatalf("commit changing a set length: got %v, want ErrOffsetConflict", err)
+	}
+	if got := mustSession(t, st, s.ID); got.Length != 30 || got.Offset != 20 {
+		t.Fatalf("after the refused commit: got length %d offset %d, want 30 20", got.Length, got.Offset)
+	}
 }
 
 func testCommitComplete(t *testing.T, st sessionstore.Store) {
