@@ -207,10 +207,7 @@ func TestConcurrentPatch(t *testing.T) {
 	size := 1 << 20
 	c := e.create("acme", int64(size))
 	a := []byte(strings.Repeat("A", size))
-	rc := e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
-		"Content-Length", strconv.Itoa(size)), a[:64<<10])
-	waitFor(t, "the first PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	rc := e.startPatch(c, size, a[:64<<10])
 	second := e.patch("acme", c.Location, 0, []byte(strings.Repeat("B", size)))
 	if second.status != http.StatusLocked && second.status != http.StatusConflict {
 		t.Errorf("second PATCH while the first streams: %d %s, want 423 or 409", second.status, second.body)
@@ -433,10 +430,7 @@ func TestLeaseLostStopsWrite(t *testing.T) {
 	})
 	size := 256 << 10
 	c := e.create("acme", int64(size))
-	rc := e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
-		"Content-Length", strconv.Itoa(size)), make([]byte, 64<<10))
-	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	rc := e.startPatch(c, size, make([]byte, 64<<10))
 	fs.leaseLost.Store(true)
 	time.Sleep(400 * time.Millisecond) // at least one failed renewal
 	rc.write(make([]byte, size-64<<10))

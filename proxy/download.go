@@ -117,23 +117,7 @@ func (b objectBody) Close() error { return b.obj.Close() }
 // download serves GET/HEAD /sign/assets/uploads/{id}?token=…: the bytes of
 // a ready asset in the embedded default (S3 mode hands out presigned URLs).
 func (s *Server) download(rc *fasthttp.RequestCtx, rq *request, id string) {
-	s.cors(rc)
-	switch rq.method {
-	case fasthttp.MethodOptions:
-		s.preflight(rc, "GET, HEAD, OPTIONS")
-		rc.SetStatusCode(fasthttp.StatusNoContent)
-		return
-	case fasthttp.MethodGet, fasthttp.MethodHead:
-	default:
-		rq.allow = "GET, HEAD, OPTIONS"
-		s.writeError(rc, rq, errMethod)
-		return
-	}
-	ctx, cancel := s.requestContext()
-	defer cancel()
-	if err := s.serveDownload(ctx, rc, id); err != nil {
-		s.writeError(rc, rq, err)
-	}
+	s.serveRead(rc, rq, func(ctx context.Context) error { return s.serveDownload(ctx, rc, id) })
 }
 
 func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id string) error {

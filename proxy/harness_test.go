@@ -263,6 +263,18 @@ func (e *env) raw() *rawConn {
 }
 
 // send writes a request head (headers from h) and then body.
+// startPatch opens a raw connection, sends a PATCH at offset 0 of c that
+// declares size bytes but carries only first, and waits until the server
+// streams it (one active upload). The caller writes the rest on rc.
+func (e *env) startPatch(c created, size int, first []byte) *rawConn {
+	e.t.Helper()
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", strconv.Itoa(size)), first)
+	waitFor(e.t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	return rc
+}
+
 func (rc *rawConn) send(method, path string, h http.Header, body []byte) {
 	rc.t.Helper()
 	var b bytes.Buffer

@@ -59,10 +59,7 @@ func TestShutdownDrains(t *testing.T) {
 	size := 256 << 10
 	c := e.create("acme", int64(size))
 	data := randomBytes(t, size)
-	rc := e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
-		"Content-Length", strconv.Itoa(size)), data[:64<<10])
-	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	rc := e.startPatch(c, size, data[:64<<10])
 
 	shut := make(chan error, 1)
 	go func() {
@@ -114,10 +111,7 @@ func TestLeaseRenewedWhileStreaming(t *testing.T) {
 	size := 128 << 10
 	c := e.create("acme", int64(size))
 	data := randomBytes(t, size)
-	rc := e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
-		"Content-Length", strconv.Itoa(size)), data[:32<<10])
-	waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == 1 })
+	rc := e.startPatch(c, size, data[:32<<10])
 	time.Sleep(1500 * time.Millisecond) // well past the TTL
 	if r := e.patch("acme", c.Location, 0, data); r.status != http.StatusLocked {
 		t.Errorf("second PATCH after the first outlived its TTL: %d %s, want 423", r.status, r.body)

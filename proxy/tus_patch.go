@@ -193,22 +193,23 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		case cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled):
 			werr = fmt.Errorf("proxy: write stopped: %w (%w)", cause, werr)
 		}
-		if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed && wctx.Err() == nil {
-			// Every byte of the upload was committed before the write
-			// failed (a body longer than allowed: the sink stores what
-			// fits, then reports ErrTooLarge). The upload is whole:
-			// complete it as a final PATCH would; the answer is still the
-			// error (413).
-			if fin, err := s.complete(wctx, lh.get(), cur); err != nil {
-				s.log.Warn("complete after a failed write", "upload_id", cur.ID, "err", err)
-			} else {
-				cur = fin
-			}
-		}
-		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
-	if cur.Length >= 0 && cur.Offset == cur.Length {
-		return s.complete(wctx, lh.get(), cur)
+	// Whenever every byte is committed, the upload is whole: complete it,
+	// also after a failed write (a body longer than allowed: the sink
+	// stores what fits, then reports ErrTooLarge; the answer stays 413).
+	if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed {
+		fin, err := s.complete(wctx, lh.get(), cur)
+		switch {
+		case err == nil:
+			cur = fin
+		case werr == nil:
+			return cur, err
+		default:
+			s.log.Warn("complete after a failed write", "upload_id", cur.ID, "err", err)
+		}
+	}
+	if werr != nil {
+		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
 	return cur, nil
 }
