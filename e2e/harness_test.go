@@ -10,16 +10,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // Static keys every server of this suite is started with (ROUGHY_API_KEYS).
@@ -51,38 +50,31 @@ func run(m *testing.M) int {
 		return 1
 	}
 	repoRoot = root
-	dir, err := os.MkdirTemp("", "roughy-e2e-bin-")
+	bin, cleanup, err := testsvc.BuildRoughy()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	roughyBin = filepath.Join(dir, "roughy")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", roughyBin, "./cmd/roughy")
-	cmd.Dir = repoRoot
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: go build ./cmd/roughy:", err)
-		return 1
-	}
+	defer cleanup()
+	roughyBin = bin
 	return m.Run()
 }
 
-// server is one running `roughy serve` process.
+// server is one running `roughy serve` process; Restart starts it again
+// on the same data dir (and a new port).
 type server struct {
+	*testsvc.Roughy
 	t       *testing.T
-	URL     string // http://127.0.0.1:port
 	DataDir string
 	args    []string
 	env     []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *syncBuffer
+	log     serverLog
 }
+
+// serverLog is the process's output, for failure logs and log checks.
+type serverLog struct{ b *testsvc.LogBuffer }
+
+func (l serverLog) tail(n int) string { return l.b.Tail(n) }
 
 // serverOpt tunes a server before it starts.
 type serverOpt func(*server)
@@ -128,7 +120,13 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 	if s.DataDir == "" {
 		s.DataDir = t.TempDir()
 	}
-	s.start()
+	s.Roughy = &testsvc.Roughy{
+		Bin:  roughyBin,
+		Args: append([]string{"--data-dir", s.DataDir, "--probe-workers", "1"}, s.args...),
+		Env:  s.env,
+	}
+	s.log = serverLog{&s.Roughy.Log}
+	s.Start(t)
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -138,161 +136,28 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 	return s
 }
 
-// cleanEnv is the process environment without any ROUGHY_* variable.
-func cleanEnv() []string {
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "ROUGHY_") {
-			env = append(env, e)
-		}
-	}
-	return env
-}
+// cleanEnv is testsvc.CleanEnv, for the commands the tests run themselves.
+func cleanEnv() []string { return testsvc.CleanEnv() }
 
-func (s *server) start() {
-	t := s.t
-	t.Helper()
-	port := freePort(t)
-	s.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	args := append([]string{"serve",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--data-dir", s.DataDir,
-		"--probe-workers", "1",
-	}, s.args...)
-	cmd := exec.Command(roughyBin, args...)
-	cmd.Env = append(cleanEnv(), s.env...)
-	if s.log == nil {
-		s.log = &syncBuffer{}
-	}
-	fmt.Fprintf(s.log, "=== start %v\n", args)
-	cmd.Stdout, cmd.Stderr = s.log, s.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start roughy: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("roughy exited before /healthz answered:\n%s", s.log.tail(4000))
-		default:
-		}
-		resp, err := healthClient.Get(s.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("roughy /healthz not 200 after 60s (last err %v):\n%s", err, s.log.tail(4000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Stop sends SIGTERM and waits up to 15 s, then SIGKILLs.
+// Stop sends SIGTERM and waits up to 15 s, then SIGKILLs (an error).
 func (s *server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		s.t.Errorf("roughy did not exit 15s after SIGTERM; killing")
-		_ = cmd.Process.Kill()
-		<-done
+	if !s.Roughy.Stop(15 * time.Second) {
+		s.t.Errorf("roughy did not exit 15s after SIGTERM; killed")
 	}
 }
 
 // Terminate sends SIGTERM and returns a channel closed when the process
 // has exited; the test decides how long to wait.
-func (s *server) Terminate() <-chan struct{} {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		ch := make(chan struct{})
-		close(ch)
-		return ch
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	s.t.Cleanup(func() {
-		select {
-		case <-done:
-		default:
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return done
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (s *server) Kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
+func (s *server) Terminate() <-chan struct{} { return s.Roughy.Terminate(s.t) }
 
 // Restart starts a new process on the same data dir (and a new port).
 func (s *server) Restart() {
 	s.t.Helper()
-	s.start()
+	s.Start(s.t)
 }
 
 // Endpoint is the TUS creation URL.
 func (s *server) Endpoint() string { return s.URL + tusPath }
-
-// freePort asks the kernel for a free loopback port.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects a process's output for failure logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
-}
 
 // reply is a fully read HTTP response.
 type reply struct {
@@ -301,10 +166,7 @@ type reply struct {
 	Body   []byte
 }
 
-var (
-	client       = &http.Client{Timeout: httpTimeout}
-	healthClient = &http.Client{Timeout: 2 * time.Second}
-)
+var client = &http.Client{Timeout: httpTimeout}
 
 // req describes one request to the server.
 type req struct {

@@ -1,7 +1,6 @@
 package browsere2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -16,10 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 const (
@@ -50,45 +50,14 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	dir, err := os.MkdirTemp("", "roughy-browser-bin-")
+	bin, cleanup, err := testsvc.BuildRoughy()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "browsere2e:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	roughyBin = filepath.Join(dir, "roughy")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", roughyBin, "./cmd/roughy")
-	cmd.Dir = repoRoot
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "browsere2e: go build ./cmd/roughy:", err)
-		return 1
-	}
+	defer cleanup()
+	roughyBin = bin
 	return m.Run()
-}
-
-// lockedBuffer collects a child process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > 6000 {
-		s = "…" + s[len(s)-6000:]
-	}
-	return s
 }
 
 // withoutDBus drops Chromium's D-Bus complaints (no bus in a container)
@@ -101,17 +70,6 @@ func withoutDBus(log string) string {
 		}
 	}
 	return strings.Join(keep, "")
-}
-
-// freePort asks the kernel for a free loopback port.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startProcess starts cmd in its own process group and stops the group at
@@ -149,57 +107,30 @@ func startProcess(t *testing.T, cmd *exec.Cmd, grace time.Duration) <-chan struc
 
 // roughy is one running `roughy serve`.
 type roughy struct {
-	URL     string
+	*testsvc.Roughy
 	DataDir string
-	log     *lockedBuffer
 }
 
 // startRoughy starts roughy serve on a free loopback port with the given
-// --cors-origins and waits for /healthz.
+// --cors-origins and waits for /healthz; it is stopped at cleanup.
 func startRoughy(t *testing.T, corsOrigins string) *roughy {
 	t.Helper()
-	r := &roughy{DataDir: t.TempDir(), log: &lockedBuffer{}}
-	port := freePort(t)
-	r.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(roughyBin, "serve",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--data-dir", r.DataDir,
-		"--probe-workers", "1",
-		"--cors-origins", corsOrigins)
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "ROUGHY_") {
-			env = append(env, e)
-		}
+	r := &roughy{DataDir: t.TempDir()}
+	r.Roughy = &testsvc.Roughy{
+		Bin: roughyBin,
+		Args: []string{"--data-dir", r.DataDir,
+			"--probe-workers", "1",
+			"--cors-origins", corsOrigins},
+		Env: []string{"ROUGHY_API_KEYS=acme=" + acmeKey},
 	}
-	cmd.Env = append(env, "ROUGHY_API_KEYS=acme="+acmeKey)
-	cmd.Stdout, cmd.Stderr = r.log, r.log
-	done := startProcess(t, cmd, 15*time.Second)
+	r.Start(t)
 	t.Cleanup(func() {
+		r.Stop(15 * time.Second)
 		if t.Failed() {
-			t.Logf("roughy log:\n%s", r.log)
+			t.Logf("roughy log:\n%s", r.Log.Tail(6000))
 		}
 	})
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("roughy exited before /healthz answered:\n%s", r.log)
-		default:
-		}
-		resp, err := hc.Get(r.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("roughy /healthz not 200 after 30s (last err %v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return r
 }
 
 // Endpoint is the TUS creation URL.
@@ -273,7 +204,7 @@ type pageServer struct {
 	Origin  string
 	results chan pageResult
 	raw     chan []byte
-	reqLog  *lockedBuffer
+	reqLog  *testsvc.LogBuffer
 }
 
 func startPageServer(t *testing.T) *pageServer {
@@ -316,7 +247,7 @@ func startPageServer(t *testing.T) *pageServer {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	reqLog := &lockedBuffer{}
+	reqLog := &testsvc.LogBuffer{}
 	p.reqLog = reqLog
 	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(reqLog, "%s %s %s\n", time.Now().Format("15:04:05.000"), r.Method, r.URL.Path)
@@ -354,7 +285,7 @@ func runBrowser(t *testing.T, p *pageServer, pp pageParams) pageResult {
 	q.Set("seed", fmt.Sprint(pp.Seed))
 	pageURL := p.Origin + "/upload.html?" + q.Encode()
 
-	log := &lockedBuffer{}
+	log := &testsvc.LogBuffer{}
 	cmd := exec.Command(chromiumPath,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking",
@@ -371,9 +302,9 @@ func runBrowser(t *testing.T, p *pageServer, pp pageParams) pageResult {
 		t.Logf("page result after %v: %s", time.Since(start).Round(time.Millisecond), raw)
 		return res
 	case <-done:
-		t.Fatalf("chromium exited before the page reported; page requests:\n%s\nchromium log:\n%s", p.reqLog, withoutDBus(log.String()))
+		t.Fatalf("chromium exited before the page reported; page requests:\n%s\nchromium log:\n%s", p.reqLog.Tail(6000), withoutDBus(log.Tail(6000)))
 	case <-time.After(pageTimeout):
-		t.Fatalf("no page result after %v; page requests:\n%s\nchromium log:\n%s", pageTimeout, p.reqLog, withoutDBus(log.String()))
+		t.Fatalf("no page result after %v; page requests:\n%s\nchromium log:\n%s", pageTimeout, p.reqLog.Tail(6000), withoutDBus(log.Tail(6000)))
 	}
 	return pageResult{}
 }

@@ -10,15 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,21 +36,13 @@ var roughyBin string
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "roughy-fleet-bin-")
+	bin, cleanup, err := testsvc.BuildRoughy()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	roughyBin = filepath.Join(dir, "roughy")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", roughyBin, "github.com/roughy/ingest/cmd/roughy")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "fleet: go build ./cmd/roughy:", err)
-		return 1
-	}
+	defer cleanup()
+	roughyBin = bin
 	return m.Run()
 }
 
@@ -106,106 +93,42 @@ func (f *fleet) store(t testing.TB) *sessionstore.Redis {
 
 // node is one `roughy serve` process.
 type node struct {
-	t    testing.TB
-	URL  string
-	args []string
-	env  []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *logBuffer
+	*testsvc.Roughy
+	t testing.TB
 }
 
 func (f *fleet) startNode(serveArgs ...string) *node {
 	t := f.t
 	t.Helper()
-	port := freePort(t)
-	n := &node{
-		t:   t,
-		URL: "http://127.0.0.1:" + strconv.Itoa(port),
-		args: []string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", t.TempDir(),
+	n := &node{&testsvc.Roughy{
+		Bin: roughyBin,
+		Args: append([]string{"--data-dir", t.TempDir(),
 			"--sessions", "redis", "--redis-url", f.redisURL,
 			"--storage", "s3", "--s3-bucket", f.s3.Bucket, "--s3-endpoint", f.s3.Endpoint,
 			"--s3-region", f.s3.Region, "--s3-force-path-style",
 			"--probe-workers", "1", "--lease-ttl", leaseTTL, "--max-buffer-memory", "128MiB"},
-		env: []string{"ROUGHY_API_KEYS=" + fleetKeys, "AWS_ACCESS_KEY_ID=" + f.s3.AccessKey,
+			serveArgs...),
+		Env: []string{"ROUGHY_API_KEYS=" + fleetKeys, "AWS_ACCESS_KEY_ID=" + f.s3.AccessKey,
 			"AWS_SECRET_ACCESS_KEY=" + f.s3.SecretKey, "AWS_REGION=" + f.s3.Region},
-		log: &logBuffer{},
-	}
-	n.args = append(n.args, serveArgs...)
-	n.start()
+	}, t}
+	n.Start(t)
 	t.Cleanup(func() {
-		n.stop()
+		n.Stop(15 * time.Second)
 		if t.Failed() {
-			t.Logf("node %s log:\n%s", n.URL, n.log.tail(6000))
+			t.Logf("node %s log:\n%s", n.URL, n.Log.Tail(6000))
 		}
 	})
 	return n
 }
 
+// start starts the node again after kill (on a new port).
 func (n *node) start() {
-	t := n.t
-	t.Helper()
-	cmd := exec.Command(roughyBin, n.args...)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "ROUGHY_") && !strings.HasPrefix(e, "AWS_") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
-	cmd.Env = append(cmd.Env, n.env...)
-	cmd.Stdout, cmd.Stderr = n.log, n.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start roughy: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	n.mu.Lock()
-	n.cmd, n.done = cmd, done
-	n.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("roughy %s exited at start:\n%s", n.URL, n.log.tail(4000))
-		default:
-		}
-		resp, err := quick.Get(n.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("roughy %s: /healthz not 200 after 30s (%v):\n%s", n.URL, err, n.log.tail(4000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	n.t.Helper()
+	n.Start(n.t)
 }
 
-// stop sends SIGTERM, then SIGKILL after 15 s.
-func (n *node) stop() { n.signal(syscall.SIGTERM, 15*time.Second) }
-
-// kill sends SIGKILL.
-func (n *node) kill() { n.signal(syscall.SIGKILL, 15*time.Second) }
-
-func (n *node) signal(sig syscall.Signal, wait time.Duration) {
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(wait):
-		cmd.Process.Kill()
-		<-done
-	}
-}
+// kill sends SIGKILL and waits for the process to be gone.
+func (n *node) kill() { n.Kill() }
 
 // throttled is a request body that trickles out at about rate bytes per
 // second, so that a test can act while a PATCH is streaming.
@@ -235,11 +158,7 @@ func (r *throttled) Read(p []byte) (int, error) {
 }
 
 // pid is the running process's id.
-func (n *node) pid() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cmd.Process.Pid
-}
+func (n *node) pid() int { return n.PID() }
 
 // at moves a URL of one node (Location, say) to node n.
 func (n *node) at(u string) string {
@@ -247,41 +166,7 @@ func (n *node) at(u string) string {
 	return n.URL + u[i:]
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
-}
-
-var (
-	quick  = &http.Client{Timeout: 2 * time.Second}
-	client = &http.Client{Timeout: 2 * time.Minute}
-)
+var client = &http.Client{Timeout: 2 * time.Minute}
 
 // answer is a fully read response.
 type answer struct {

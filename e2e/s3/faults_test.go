@@ -52,9 +52,7 @@ func TestClientDropMidPatch(t *testing.T) {
 	c.finish(ctx, loc, src, last, 16*mib, 30*time.Second)
 	gw.CheckObject(ctx, objectKey(id), src, "video/mp4")
 	c.checkReady(ctx, gw, id, src, "video/mp4")
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after completion: %d multipart uploads left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after completion")
 	if keys := gw.Objects(ctx, ""); len(keys) != 1 {
 		t.Errorf("after completion: bucket holds %q, want only the final object", keys)
 	}
@@ -89,9 +87,7 @@ func TestDeleteMidUpload(t *testing.T) {
 	if r := c.must(ctx, http.MethodDelete, loc, nil, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("DELETE: %v, want 204", r)
 	}
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after DELETE: %d multipart upload(s) left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after DELETE")
 	if keys := gw.Objects(ctx, ""); len(keys) != 0 {
 		t.Errorf("after DELETE: bucket holds %q, want nothing (tails deleted)", keys)
 	}
@@ -242,9 +238,7 @@ func TestStorageDown(t *testing.T) {
 	c.finish(ctx, loc, src, h, 8*mib, 60*time.Second)
 	gw.CheckObject(ctx, objectKey(id), src, "video/mp4")
 	c.checkReady(ctx, gw, id, src, "video/mp4")
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after completion: %d multipart uploads left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after completion")
 	if keys := gw.Objects(ctx, ""); len(keys) != 1 {
 		t.Errorf("after completion: bucket holds %q, want only the final object", keys)
 	}

@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 const (
@@ -50,27 +49,13 @@ var roughyBin string
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	root, err := filepath.Abs("../..")
+	bin, cleanup, err := testsvc.BuildRoughy()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "s3e2e:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "roughy-s3e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "s3e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	roughyBin = filepath.Join(dir, "roughy")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", roughyBin, "./cmd/roughy")
-	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "s3e2e: go build ./cmd/roughy:", err)
-		return 1
-	}
+	defer cleanup()
+	roughyBin = bin
 	return m.Run()
 }
 
@@ -79,39 +64,6 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// logBuffer collects a child process's output for failure reports.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 // gateway is one versitygw process (posix backend) that a test can kill
@@ -126,7 +78,7 @@ type gateway struct {
 	Bucket    string
 	AccessKey string
 	SecretKey string
-	log       *logBuffer
+	log       *testsvc.LogBuffer
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -146,19 +98,19 @@ func startGateway(t *testing.T) *gateway {
 		bin = p
 	}
 	g := &gateway{
-		t: t, bin: bin, Dir: t.TempDir(), log: &logBuffer{},
+		t: t, bin: bin, Dir: t.TempDir(), log: &testsvc.LogBuffer{},
 		Bucket:    fmt.Sprintf("roughy-e2e-%d", time.Now().UnixNano()%1e9),
 		AccessKey: "s3e2eaccess", SecretKey: "s3e2esecretsecretsecretsecret",
 	}
 	t.Cleanup(func() {
 		g.Kill()
 		if t.Failed() {
-			t.Logf("versitygw log:\n%s", g.log.tail(3000))
+			t.Logf("versitygw log:\n%s", g.log.Tail(3000))
 		}
 	})
 	var err error
 	for range 3 { // the free port can be taken before versitygw binds it
-		g.port = freePort(t)
+		g.port = testsvc.FreePort(t)
 		g.Endpoint = "http://127.0.0.1:" + strconv.Itoa(g.port)
 		if err = g.start(); err == nil {
 			break
@@ -194,7 +146,7 @@ func (g *gateway) start() error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return fmt.Errorf("versitygw exited at start: %s", g.log.tail(1000))
+			return fmt.Errorf("versitygw exited at start: %s", g.log.Tail(1000))
 		default:
 		}
 		if resp, err := http.Get("http://" + addr + "/"); err == nil {
@@ -204,7 +156,7 @@ func (g *gateway) start() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	g.Kill()
-	return fmt.Errorf("versitygw did not answer on %s within 20s: %s", addr, g.log.tail(1000))
+	return fmt.Errorf("versitygw did not answer on %s within 20s: %s", addr, g.log.Tail(1000))
 }
 
 // Kill stops versitygw with SIGKILL and waits until it exited.
@@ -254,6 +206,15 @@ func (g *gateway) MultipartUploads(ctx context.Context) []types.MultipartUpload 
 		g.t.Fatalf("ListMultipartUploads: %v", err)
 	}
 	return out.Uploads
+}
+
+// checkNoMultipartUploads fails the test (not fatally) if a multipart
+// upload is still in progress in the bucket; when says at which point.
+func (g *gateway) checkNoMultipartUploads(ctx context.Context, when string) {
+	g.t.Helper()
+	if ups := g.MultipartUploads(ctx); len(ups) != 0 {
+		g.t.Errorf("%s: %d multipart uploads left, want 0", when, len(ups))
+	}
 }
 
 // Objects lists the keys in the bucket under prefix.
@@ -314,12 +275,8 @@ func checkBytes(t *testing.T, what string, got, want []byte) {
 
 // roughy is one `roughy serve --storage s3` process.
 type roughy struct {
-	t       *testing.T
-	URL     string
+	*testsvc.Roughy
 	DataDir string
-	log     *logBuffer
-	cmd     *exec.Cmd
-	done    chan struct{}
 }
 
 // startRoughy starts roughy serve against gw (sessions local unless args
@@ -327,84 +284,37 @@ type roughy struct {
 // stopped at cleanup.
 func startRoughy(t *testing.T, gw *gateway, args ...string) *roughy {
 	t.Helper()
-	r := &roughy{t: t, DataDir: t.TempDir(), log: &logBuffer{}}
-	port := freePort(t)
-	r.URL = "http://127.0.0.1:" + strconv.Itoa(port)
-	all := append([]string{"serve",
-		"--listen", "127.0.0.1:" + strconv.Itoa(port),
-		"--data-dir", r.DataDir,
-		"--storage", "s3",
-		"--s3-bucket", gw.Bucket,
-		"--s3-endpoint", gw.Endpoint,
-		"--s3-region", gwRegion,
-		"--s3-force-path-style",
-		"--probe-workers", "0",
-		"--max-buffer-memory", "256MiB",
-		"--shutdown-timeout", "5s",
-	}, args...)
-	cmd := exec.Command(roughyBin, all...)
-	cmd.Env = append(cleanEnv(),
-		"ROUGHY_API_KEYS="+staticKeys,
-		"AWS_ACCESS_KEY_ID="+gw.AccessKey,
-		"AWS_SECRET_ACCESS_KEY="+gw.SecretKey,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-	)
-	cmd.Stdout, cmd.Stderr = r.log, r.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start roughy: %v", err)
+	r := &roughy{DataDir: t.TempDir()}
+	r.Roughy = &testsvc.Roughy{
+		Bin: roughyBin,
+		Args: append([]string{
+			"--data-dir", r.DataDir,
+			"--storage", "s3",
+			"--s3-bucket", gw.Bucket,
+			"--s3-endpoint", gw.Endpoint,
+			"--s3-region", gwRegion,
+			"--s3-force-path-style",
+			"--probe-workers", "0",
+			"--max-buffer-memory", "256MiB",
+			"--shutdown-timeout", "5s",
+		}, args...),
+		Env: []string{
+			"ROUGHY_API_KEYS=" + staticKeys,
+			"AWS_ACCESS_KEY_ID=" + gw.AccessKey,
+			"AWS_SECRET_ACCESS_KEY=" + gw.SecretKey,
+			"AWS_EC2_METADATA_DISABLED=true",
+			"AWS_CONFIG_FILE=/dev/null",
+			"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		},
 	}
-	r.cmd, r.done = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(r.done) }()
+	r.Start(t)
 	t.Cleanup(func() {
-		r.stop()
+		r.Stop(10 * time.Second)
 		if t.Failed() {
-			t.Logf("roughy log:\n%s", r.log.tail(6000))
+			t.Logf("roughy log:\n%s", r.Log.Tail(6000))
 		}
 	})
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-r.done:
-			t.Fatalf("roughy exited before /healthz answered:\n%s", r.log.tail(4000))
-		default:
-		}
-		resp, err := hc.Get(r.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("roughy /healthz not 200 within 60s (%v):\n%s", err, r.log.tail(4000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop interrupts roughy and kills it if it has not exited within 10 s.
-func (r *roughy) stop() {
-	_ = r.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.done
-	}
-}
-
-// cleanEnv is the environment without ROUGHY_* and AWS_* variables.
-func cleanEnv() []string {
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "ROUGHY_") && !strings.HasPrefix(e, "AWS_") {
-			env = append(env, e)
-		}
-	}
-	return env
+	return r
 }
 
 // errNoOffset marks a reply without a parsable Upload-Offset.

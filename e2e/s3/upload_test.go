@@ -70,9 +70,7 @@ func fullUpload(t *testing.T, gw *gateway, nodes ...*roughy) {
 	for _, c := range clients {
 		c.checkReady(ctx, gw, id, src, ct)
 	}
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after completion: %d multipart uploads left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after completion")
 	if keys := gw.Objects(ctx, ""); len(keys) != 1 || keys[0] != objectKey(id) {
 		t.Errorf("after completion: bucket holds %q, want only %q (no tail left)", keys, objectKey(id))
 	}
@@ -132,9 +130,7 @@ func TestChecksumMismatch(t *testing.T) {
 	c.finish(ctx, loc, src, first+int64(len(second)), 8*mib, 0)
 	gw.CheckObject(ctx, objectKey(id), src, "video/webm")
 	c.checkReady(ctx, gw, id, src, "video/webm")
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after completion: %d multipart uploads left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after completion")
 }
 
 // TestRacingPatches sends two PATCHes of different bytes at the same
@@ -206,9 +202,7 @@ func TestRacingPatches(t *testing.T) {
 			return
 		}
 	}
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after completion: %d multipart uploads left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after completion")
 	// Racing writers must not leave tails behind: only the three objects.
 	if keys := gw.Objects(ctx, ""); len(keys) != 3 {
 		t.Errorf("bucket holds %q, want the 3 final objects only", keys)
@@ -256,9 +250,7 @@ func TestConcatenation(t *testing.T) {
 	if h := c.headOffset(ctx, loc); h != int64(len(want)) {
 		t.Errorf("HEAD of the final upload: offset %d, want %d", h, len(want))
 	}
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after concatenation: %d multipart uploads left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after concatenation")
 }
 
 // waitFor polls cond every 100 ms until it holds or d passed.
@@ -335,7 +327,5 @@ func TestPartBudget50GiB(t *testing.T) {
 	if r := c.must(ctx, http.MethodDelete, loc, nil, nil); r.Status != http.StatusNoContent {
 		t.Errorf("DELETE: %v, want 204", r)
 	}
-	if ups := gw.MultipartUploads(ctx); len(ups) != 0 {
-		t.Errorf("after DELETE: %d multipart uploads left, want 0", len(ups))
-	}
+	gw.checkNoMultipartUploads(ctx, "after DELETE")
 }

@@ -62,7 +62,7 @@ func StartS3(t testing.TB) S3Server {
 	// it: try a few.
 	var lastErr error
 	for range 3 {
-		port := s3FreePort(t)
+		port := FreePort(t)
 		srv.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
 		if lastErr = s3Launch(t, bin, srv, port); lastErr == nil {
 			break
@@ -184,16 +184,6 @@ func (s S3Server) sign(req *http.Request, body []byte, now time.Time) {
 	sig := hex.EncodeToString(s3HMAC(key, toSign))
 	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+s.AccessKey+"/"+scope+
 		", SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="+sig)
-}
-
-// s3FreePort returns a loopback port that was free a moment ago.
-func s3FreePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testsvc: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func s3HMAC(key []byte, msg string) []byte {
