@@ -26,3 +26,8 @@ func startWriteback(f *os.File, off, n int64) {
 func syncData(f *os.File) error {
 	return syscall.Fdatasync(int(f.Fd()))
 }
+
+// openDirect opens path for writes that bypass the page cache.
+func openDirect(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+}

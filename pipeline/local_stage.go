@@ -2,24 +2,47 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 )
 
 // localBlock is one filled buffer on its way from the reading stage of
 // LocalSink.Write to the writing stage. A block with a hash state is a
 // commit point: once its bytes are stored, the prefix up to end is synced
 // and committed with that state, which the reader took at exactly end.
+//
+// The bytes are buf[pad:pad+n]. With direct I/O the reader puts the byte
+// at upload offset x at buf[x%directAlign] of the first block, so that
+// every aligned offset sits at an aligned address and the aligned middle
+// of each block can go to disk straight from buf.
 type localBlock struct {
-	buf   *[localBufSize]byte // nil for a commit point without bytes
-	n     int                 // bytes of buf to store
-	off   int64               // upload offset of buf[0]
-	end   int64               // off + n
-	state []byte              // hash state at end; nil: no commit here
-	final bool                // the last commit: run it even if ctx ended
-	eos   bool                // no more blocks: the writer returns
+	buf   []byte // localBufSize, aligned; nil for a commit point without bytes
+	pad   int    // bytes before the first byte to store
+	n     int    // bytes to store
+	off   int64  // upload offset of buf[pad]
+	end   int64  // off + n
+	state []byte // hash state at end; nil: no commit here
+	final bool   // the last commit: run it even if ctx ended
+	eos   bool   // no more blocks: the writer returns
+}
+
+// directAlign is the alignment of O_DIRECT offsets, lengths and buffer
+// addresses: the page size, a multiple of every disk's logical block.
+const directAlign = 4096
+
+// alignedBuf returns size bytes whose first byte is directAlign-aligned.
+func alignedBuf(size int) []byte {
+	b := make([]byte, size+directAlign)
+	skip := 0
+	if r := int(uintptr(unsafe.Pointer(&b[0])) % directAlign); r != 0 {
+		skip = directAlign - r
+	}
+	return b[skip : skip+size : skip+size]
 }
 
 // localPipe connects the two stages of one LocalSink.Write: the caller's
@@ -29,16 +52,20 @@ type localBlock struct {
 // owner at a time. A pipe, its buffers and channels are reused through
 // localPipes, so a Write allocates none of them in steady state.
 type localPipe struct {
-	bufs [localDepth]*[localBufSize]byte
-	free chan *[localBufSize]byte
+	bufs [localDepth][]byte
+	free chan []byte
 	full chan localBlock
 	wg   sync.WaitGroup
 
 	// Set by Write before the writer starts, cleared after it ended.
-	ctx    context.Context
-	f      *os.File
-	key    string
-	commit CommitFunc
+	ctx context.Context
+	f   *os.File // buffered writes, truncation and fdatasync
+	df  *os.File // the same file opened O_DIRECT; nil: buffered only
+	// aligned: the reader places bytes for direct I/O (see localBlock).
+	// Set with df; df may fall back to nil, aligned stays.
+	aligned bool
+	key     string
+	commit  CommitFunc
 
 	// Owned by the writer until wg.Wait returns.
 	last Progress
@@ -46,15 +73,17 @@ type localPipe struct {
 	// failed is set by the writer once it stopped storing: the reader
 	// stops reading at its next buffer.
 	failed atomic.Bool
+	// noDirect is the sink's flag, set when a direct write was refused.
+	noDirect *atomic.Bool
 }
 
 var localPipes = sync.Pool{New: func() any {
 	p := &localPipe{
-		free: make(chan *[localBufSize]byte, localDepth),
+		free: make(chan []byte, localDepth),
 		full: make(chan localBlock, localDepth),
 	}
 	for i := range p.bufs {
-		p.bufs[i] = new([localBufSize]byte)
+		p.bufs[i] = alignedBuf(localBufSize)
 	}
 	return p
 }}
@@ -74,7 +103,8 @@ func (p *localPipe) put() {
 	for range p.bufs {
 		<-p.free
 	}
-	p.ctx, p.f, p.commit, p.key = nil, nil, nil, ""
+	p.ctx, p.f, p.df, p.commit, p.key = nil, nil, nil, nil, ""
+	p.aligned = false
 	p.last, p.err = Progress{}, nil
 	p.failed.Store(false)
 	localPipes.Put(p)
@@ -104,12 +134,11 @@ func (p *localPipe) run() {
 // store writes b at its offset and, at a commit point, syncs and commits.
 func (p *localPipe) store(b localBlock) error {
 	if b.n > 0 {
-		if _, err := p.f.WriteAt(b.buf[:b.n], b.off); err != nil {
+		if err := p.write(b); err != nil {
 			// The bytes since the last commit cannot be committed: the
 			// reader's hash state already covers bytes not stored.
 			return fmt.Errorf("%w: local write %s at %d: %w", ErrStorage, p.key, b.off, err)
 		}
-		startWriteback(p.f, b.off, int64(b.n))
 	}
 	if b.state == nil || b.end <= p.last.Offset {
 		return nil
@@ -130,5 +159,53 @@ func (p *localPipe) store(b localBlock) error {
 		return err
 	}
 	p.last = pr
+	return nil
+}
+
+// write stores b's bytes. With direct I/O, the aligned middle goes to disk
+// from buf without a copy into the page cache (on this kind of VM that
+// copy cost more CPU than SHA-256); a head or tail that is not a whole
+// aligned block, at most one of each per body, is written through the page
+// cache. The two never share a page, and the fdatasync at the commit
+// point covers both.
+func (p *localPipe) write(b localBlock) error {
+	if p.df == nil {
+		return p.writeBuffered(b.buf[b.pad:b.pad+b.n], b.off)
+	}
+	base := b.off - int64(b.pad) // upload offset of buf[0], aligned
+	lo := (b.off + directAlign - 1) &^ (directAlign - 1)
+	hi := b.end &^ (directAlign - 1)
+	if lo >= hi {
+		return p.writeBuffered(b.buf[b.pad:b.pad+b.n], b.off)
+	}
+	if lo > b.off {
+		if err := p.writeBuffered(b.buf[b.pad:lo-base], b.off); err != nil {
+			return err
+		}
+	}
+	if _, err := p.df.WriteAt(b.buf[lo-base:hi-base], lo); err != nil {
+		if !errors.Is(err, syscall.EINVAL) {
+			return err
+		}
+		// The file system takes O_DIRECT opens but not these writes: go
+		// on through the page cache, and tell the sink not to try again.
+		p.df = nil
+		p.noDirect.Store(true)
+		if err := p.writeBuffered(b.buf[lo-base:hi-base], lo); err != nil {
+			return err
+		}
+	}
+	if b.end > hi {
+		return p.writeBuffered(b.buf[hi-base:b.end-base], hi)
+	}
+	return nil
+}
+
+// writeBuffered writes through the page cache and starts write-back.
+func (p *localPipe) writeBuffered(data []byte, off int64) error {
+	if _, err := p.f.WriteAt(data, off); err != nil {
+		return err
+	}
+	startWriteback(p.f, off, int64(len(data)))
 	return nil
 }
