@@ -28,6 +28,7 @@ type options struct {
 	size        int64
 	chunk       int64
 	runs        int
+	warmup      int
 	conc        int
 	concSize    int64
 	concTargets string
@@ -57,6 +58,7 @@ func main() {
 	flag.Var(&size, "size", "bytes per upload in the alternating runs (e.g. 2GiB, 512MiB)")
 	flag.Var(&chunk, "chunk", "PATCH body size (and S3 part size of the direct upload)")
 	flag.IntVar(&o.runs, "runs", 3, "runs per target in the alternating phase")
+	flag.IntVar(&o.warmup, "warmup", 1, "untimed rounds of every target before the alternating phase (listed, not in the medians)")
 	flag.IntVar(&o.conc, "conc", 16, "concurrent uploads in the concurrency phase (0 = skip)")
 	flag.Var(&concSize, "conc-size", "bytes per upload in the concurrency phase (default 256MiB local, 512MiB s3)")
 	flag.StringVar(&o.concTargets, "conc-targets", "roughy", "comma list of targets for the concurrency phase")

@@ -113,7 +113,7 @@ func (r *report) markdown(b *bench) string {
 	p("- Command (from the repo root): `%s`\n", commandLine())
 	p("- Machine: %d CPUs, %s, kernel %s, RAM %s, %s\n", m.nproc, m.cpu, m.kernel, m.memTotal, m.goVersion)
 	p("- Versions: tusd %s, versitygw %s, roughy from this tree at %s%s\n", m.tusd, m.versitygw, orUnknown(m.commit), roughyVersion(b.roughy))
-	p("- Method: each run starts a fresh server process on loopback with a fresh data dir; the client (this harness, same machine) reads a random source file and sends %s PATCHes with Content-Length; the clock runs from the POST to the last 204. Server CPU = utime+stime from /proc/<pid>/stat over that window; peak RSS = VmHWM from /proc/<pid>/status. After each run the data are deleted and sync(2) flushes dirty pages before the next server starts.\n", formatSize(b.o.chunk))
+	p("- Method: each run starts a fresh server process on loopback with a fresh data dir; the client (this harness, same machine) reads a random source file and sends %s PATCHes with Content-Length; the clock runs from the POST to the last 204. Server CPU = utime+stime from /proc/<pid>/stat over that window; peak RSS = VmHWM from /proc/<pid>/status. After each run the data are deleted and sync(2) flushes dirty pages before the next server starts. %d warm-up round(s) of every target ran first (listed, not in the medians).\n", formatSize(b.o.chunk), b.o.warmup)
 	if b.o.scenario != "local" {
 		p("- S3: one versitygw (posix backend, temp dir on the same disk) for every run; bucket emptied between runs; versitygw CPU is reported separately. roughy: `--storage s3 --s3-force-path-style` plus `%s`; tusd: `-s3-bucket -s3-endpoint`, its defaults otherwise (50 MiB parts, 10 concurrent part uploads, content hashes on).\n", orNone(b.o.roughyExtra))
 		if b.o.scenario == "s3" {
@@ -138,7 +138,7 @@ func (r *report) markdown(b *bench) string {
 		p("<details><summary>Every run, in the order run</summary>\n\n")
 		p("| # | target | MiB/s | server CPU-s/GiB | peak RSS MiB | versitygw CPU-s/GiB | PATCH p50 / p99 | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|\n")
 		for i, s := range r.samples {
-			if s.phase != "alt" {
+			if s.phase != "alt" && s.phase != "warm" {
 				continue
 			}
 			r.row(&w, i+1, b, s)
@@ -179,11 +179,15 @@ func (r *report) markdown(b *bench) string {
 }
 
 func (r *report) row(w *strings.Builder, i int, b *bench, s sample) {
+	label := b.label(s.target)
+	if s.phase == "warm" {
+		label += " (warm-up, not in the medians)"
+	}
 	if s.err != nil {
-		fmt.Fprintf(w, "| %d | %s | failed: %s | | | | | %s | |\n", i, b.label(s.target), oneLine(s.err.Error()), s.load1)
+		fmt.Fprintf(w, "| %d | %s | failed: %s | | | | | %s | |\n", i, label, oneLine(s.err.Error()), s.load1)
 		return
 	}
-	fmt.Fprintf(w, "| %d | %s | %.1f | %s | %s | %s | %s / %s | %s | %s |\n", i, b.label(s.target), s.mibps(),
+	fmt.Fprintf(w, "| %d | %s | %.1f | %s | %s | %s | %s / %s | %s | %s |\n", i, label, s.mibps(),
 		f1(s.cpu >= 0, perGiB(s.cpu, s.bytes), "%.3f"), f1(s.hwm >= 0, float64(s.hwm)/(1<<20), "%.1f"),
 		f1(s.s3CPU >= 0, perGiB(s.s3CPU, s.bytes), "%.3f"),
 		ms(percentile(s.patches, 0.5)), ms(percentile(s.patches, 0.99)), s.load1, s.verify)
