@@ -123,6 +123,7 @@ func NewS3Sink(ctx context.Context, cfg S3Config, pool *Pool) (*S3Sink, error) {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = 1024
 		tr.MaxIdleConnsPerHost = 1024
+		tr.DialContext = bulkDialer(tr.DialContext)
 	})
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),

@@ -93,6 +93,7 @@ func BenchmarkS3Pipeline(b *testing.B) {
 	b.ReportAllocs()
 	parts := 0
 	i := 0
+	cpu0 := processCPU()
 	for b.Loop() {
 		i++
 		su := e.create(b, fmt.Sprintf("uploads/bench-%d", i), MaxChunk)
@@ -105,6 +106,10 @@ func BenchmarkS3Pipeline(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	// This process's CPU (sink, SDK, net/http; versitygw is another
+	// process): steadier than wall time on a shared machine.
+	cpu := processCPU() - cpu0
+	b.ReportMetric(cpu.Seconds()/(float64(i)*MaxChunk/(1<<30)), "cpu-s/GiB")
 	b.ReportMetric(float64(parts)/float64(i), "parts/op")
 	if e.pool.InUse() != 0 {
 		b.Fatalf("pool has %d bytes out after the uploads", e.pool.InUse())

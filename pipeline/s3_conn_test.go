@@ -1,0 +1,86 @@
+package pipeline
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// recordConn is a net.Conn that keeps what is written and the address of
+// the first byte of every Write.
+type recordConn struct {
+	net.Conn // nil: only Write is used
+	buf      bytes.Buffer
+	firsts   []*byte
+}
+
+func (c *recordConn) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		c.firsts = append(c.firsts, &p[0])
+	}
+	return c.buf.Write(p)
+}
+
+// TestBulkConnWritesFromTheBuffer checks the copy bulkConn saves: a body
+// that can write itself goes to the connection in one Write straight from
+// its buffer (the same address, no staging copy), at most Content-Length
+// bytes of it; other readers are copied as before.
+func TestBulkConnWritesFromTheBuffer(t *testing.T) {
+	part := testData(30, 1<<20)
+	rc := &recordConn{}
+	c := bulkConn{rc}
+	before := bulkSends.Load()
+	// What net/http hands the connection: LimitReader over the SDK's
+	// wrappers, which keep io.WriterTo (io.NopCloser does too).
+	lr := io.LimitReader(io.NopCloser(bytes.NewReader(part)), int64(len(part))).(*io.LimitedReader)
+	n, err := c.ReadFrom(lr)
+	if err != nil || n != int64(len(part)) || lr.N != 0 {
+		t.Fatalf("ReadFrom = %d, %v (limit left %d), want %d, nil, 0", n, err, lr.N, len(part))
+	}
+	if len(rc.firsts) != 1 || unsafe.Pointer(rc.firsts[0]) != unsafe.Pointer(&part[0]) {
+		t.Fatalf("%d writes, first from %p; want one write from the part buffer %p", len(rc.firsts), rc.firsts[0], &part[0])
+	}
+	if !bytes.Equal(rc.buf.Bytes(), part) || bulkSends.Load() != before+1 {
+		t.Fatalf("bytes differ or bulk path not counted")
+	}
+
+	// A body longer than Content-Length: exactly the limit goes out.
+	rc = &recordConn{}
+	c = bulkConn{rc}
+	br := bytes.NewReader(part)
+	lr = &io.LimitedReader{R: br, N: 1000}
+	if n, err := c.ReadFrom(lr); err != nil || n != 1000 || lr.N != 0 || br.Len() != len(part)-1000 {
+		t.Fatalf("limited ReadFrom = %d, %v, limit left %d, reader left %d", n, err, lr.N, br.Len())
+	}
+	if !bytes.Equal(rc.buf.Bytes(), part[:1000]) {
+		t.Fatal("limited body: wrong bytes")
+	}
+
+	// A reader that cannot write itself is copied.
+	rc = &recordConn{}
+	c = bulkConn{rc}
+	if n, err := c.ReadFrom(io.LimitReader(strings.NewReader("abc"), 2)); err != nil || n != 2 || rc.buf.String() != "ab" {
+		t.Fatalf("fallback ReadFrom = %d, %v, %q", n, err, rc.buf.String())
+	}
+}
+
+// TestS3PartsSentFromBuffer uploads a PATCH of four parts to versitygw and
+// checks that every part upload took the bulk path through the SDK and
+// net/http (their wrappers keep io.WriterTo), not the 32 KiB copy.
+func TestS3PartsSentFromBuffer(t *testing.T) {
+	e := newS3Env(t, S3LayoutDefault)
+	data := testData(31, 4*s3TargetPartSize)
+	su := e.create(t, "uploads/bulk", int64(len(data)))
+	before := bulkSends.Load()
+	if _, _, err := su.write(t.Context(), bytes.NewReader(data), int64(len(data)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := bulkSends.Load() - before; got < 4 {
+		t.Fatalf("%d bodies sent from their buffer, want at least 4 (one per part)", got)
+	}
+	su.complete(t)
+	su.check(t, data)
+}
