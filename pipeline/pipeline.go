@@ -57,6 +57,10 @@ type Part struct {
 	ETag   string
 	Size   int64
 	Offset int64
+	// Checksum is the part's CRC32C (base64) as S3 stored it, named in
+	// CompleteMultipartUpload when the upload declared CRC32C; "" for
+	// parts of uploads created before that.
+	Checksum string
 }
 
 // Progress is a durable prefix of a write.

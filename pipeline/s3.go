@@ -204,7 +204,13 @@ func isS3NotFound(err error) bool {
 // Create starts the upload's multipart upload (Content-Type from u) and
 // fixes its part size.
 func (s *S3Sink) Create(ctx context.Context, u Upload) ([]byte, error) {
-	in := &s3.CreateMultipartUploadInput{Bucket: &s.cfg.Bucket, Key: aws.String(u.Key)}
+	in := &s3.CreateMultipartUploadInput{
+		Bucket: &s.cfg.Bucket, Key: aws.String(u.Key),
+		// Parts carry the CRC32C the pipeline computes anyway; declaring
+		// it lets S3 verify the whole object from the part checksums.
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+		ChecksumType:      types.ChecksumTypeFullObject,
+	}
 	if u.ContentType != "" {
 		in.ContentType = aws.String(u.ContentType)
 	}
@@ -212,7 +218,7 @@ func (s *S3Sink) Create(ctx context.Context, u Upload) ([]byte, error) {
 	if err != nil {
 		return nil, s3Err(ctx, "create multipart upload "+u.Key, err)
 	}
-	st := s3State{UploadID: aws.ToString(out.UploadId), PartSize: s3PartSize(u.Length)}
+	st := s3State{UploadID: aws.ToString(out.UploadId), PartSize: s3PartSize(u.Length), Checksum: string(types.ChecksumAlgorithmCrc32c)}
 	return st.encode(), nil
 }
 
@@ -254,6 +260,9 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 	completed := make([]types.CompletedPart, len(parts))
 	for i, p := range parts {
 		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
+		if st.Checksum != "" {
+			completed[i].ChecksumCRC32C = aws.String(p.Checksum)
+		}
 	}
 	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          &s.cfg.Bucket,

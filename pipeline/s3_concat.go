@@ -119,11 +119,12 @@ func (c *s3Concat) copyRange(ctx context.Context, key string, pos, n int64) erro
 		if err != nil {
 			return s3Err(ctx, fmt.Sprintf("copy part %d from %s", c.next, key), err)
 		}
-		etag := ""
+		var etag, sum string
 		if out.CopyPartResult != nil {
 			etag = aws.ToString(out.CopyPartResult.ETag)
+			sum = aws.ToString(out.CopyPartResult.ChecksumCRC32C)
 		}
-		c.parts = append(c.parts, Part{Number: c.next, ETag: etag, Size: m, Offset: c.off})
+		c.parts = append(c.parts, Part{Number: c.next, ETag: etag, Size: m, Offset: c.off, Checksum: sum})
 		c.next++
 		c.off += m
 		pos += m
@@ -178,7 +179,7 @@ func (c *s3Concat) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.parts = append(c.parts, Part{Number: c.next, ETag: etag, Size: int64(c.n), Offset: c.off})
+	c.parts = append(c.parts, Part{Number: c.next, ETag: etag, Size: int64(c.n), Offset: c.off, Checksum: aws.ToString(crcHeader(crc))})
 	c.next++
 	c.off += int64(c.n)
 	c.n = 0

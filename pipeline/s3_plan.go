@@ -138,6 +138,12 @@ type s3State struct {
 	// replaced them because that write's commits may still be withheld
 	// (Upload-Checksum) and then dropped.
 	Stale []string `json:"stale,omitempty"`
+	// Checksum is the algorithm the multipart upload was created with
+	// ("CRC32C", full-object type), "" for uploads created before: S3 then
+	// checks each part's CRC32C against the one declared at creation and
+	// computes the object's CRC32C from them, instead of a CRC64NVME of
+	// its own, and Complete must name every part's checksum.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 func decodeS3State(b []byte) (s3State, error) {

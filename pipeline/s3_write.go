@@ -230,7 +230,7 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 			wg.Go(func() {
 				defer release()
 				etag, err := s.uploadPart(ctx, u.Key, uploadID, p.part.Number, buf[:n], crc)
-				p.part.ETag = etag
+				p.part.ETag, p.part.Checksum = etag, aws.ToString(crcHeader(crc))
 				p.done <- err
 			})
 		} else {

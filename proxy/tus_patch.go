@@ -346,7 +346,7 @@ func toStoreParts(ps []pipeline.Part) []sessionstore.Part {
 	}
 	out := make([]sessionstore.Part, len(ps))
 	for i, p := range ps {
-		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset}
+		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
 	}
 	return out
 }
@@ -357,7 +357,7 @@ func toPipelineParts(ps []sessionstore.Part) []pipeline.Part {
 	}
 	out := make([]pipeline.Part, len(ps))
 	for i, p := range ps {
-		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset}
+		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
 	}
 	return out
 }

@@ -437,15 +437,23 @@ func redisDecodeAsset(m map[string]string) (Asset, error) {
 	return a, nil
 }
 
-// redisEncodePart is the parts-list form of p: "number:size:offset:etag".
+// redisEncodePart is the parts-list form of p:
+// "number:size:offset:checksum:etag". (Parts written before checksums were
+// kept have no checksum field; S3 checksums and ETags hold no ':'.)
 func redisEncodePart(p Part) string {
 	return strconv.FormatInt(int64(p.Number), 10) + ":" + strconv.FormatInt(p.Size, 10) + ":" +
-		strconv.FormatInt(p.Offset, 10) + ":" + p.ETag
+		strconv.FormatInt(p.Offset, 10) + ":" + p.Checksum + ":" + p.ETag
 }
 
 func redisDecodePart(s string) (Part, error) {
-	f := strings.SplitN(s, ":", 4)
-	if len(f) != 4 {
+	f := strings.SplitN(s, ":", 5)
+	var sum string
+	switch len(f) {
+	case 4: // number:size:offset:etag
+	case 5:
+		sum = f[3]
+		f = append(f[:3], f[4])
+	default:
 		return Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q", s)
 	}
 	n, err1 := strconv.ParseInt(f[0], 10, 32)
@@ -454,7 +462,7 @@ func redisDecodePart(s string) (Part, error) {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q: %w", s, err)
 	}
-	return Part{Number: int32(n), Size: size, Offset: off, ETag: f[3]}, nil
+	return Part{Number: int32(n), Size: size, Offset: off, ETag: f[3], Checksum: sum}, nil
 }
 
 // ms converts a duration to whole milliseconds, rounding up so that a

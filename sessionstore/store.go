@@ -75,6 +75,9 @@ type Part struct {
 	Size   int64
 	// Offset is where the part's first byte sits in the object.
 	Offset int64
+	// Checksum is the part's checksum as the storage reported it ("" if
+	// none); opaque to the store.
+	Checksum string
 }
 
 // Asset states.

@@ -510,7 +510,13 @@ func testCommitAppliesFields(t *testing.T, st sessionstore.Store) {
 	s, _ := create(t, st)
 	l := mustLease(t, st, s.ID, time.Second, 3)
 	p := func(n int32, off, size int64) sessionstore.Part {
-		return sessionstore.Part{Number: n, ETag: "etag-" + string(rune('a'+n)), Size: size, Offset: off}
+		part := sessionstore.Part{Number: n, ETag: `"etag-` + string(rune('a'+n)) + `"`, Size: size, Offset: off}
+		if n != 1 {
+			// Parts keep their checksum; part 1 has none (stores from
+			// before checksums were kept).
+			part.Checksum = "Y3JjMz" + string(rune('a'+n)) + "=="
+		}
+		return part
 	}
 	// Parts() lists parts in commit order, not by number.
 	c1 := sessionstore.Commit{ExpectOffset: 0, NewOffset: 100, HashState: []byte("h100"),
