@@ -69,7 +69,7 @@ func TestS3FillPartAllocs(t *testing.T) {
 // SHA-256 and CRC32C of 5 MiB parts.
 func BenchmarkS3FillPart(b *testing.B) {
 	pool := NewPool(64 << 20)
-	src := endlessSource(b, &repeatReader{b: testData(9, 256<<10)})
+	src := endlessSource(b, &repeatReader{b: testData(9, 4<<20)})
 	ctx := b.Context()
 	b.SetBytes(5 << 20)
 	b.ReportAllocs()

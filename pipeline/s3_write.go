@@ -276,17 +276,18 @@ func probeEnd(src *Source) error {
 // updates crc over the bytes read while they are in cache. A nil error
 // means buf is full; io.EOF that src ended.
 func fillPart(src *Source, buf []byte, n int, crc uint32) (int, uint32, error) {
+	// src computes the CRC32C with its other digests, block by block
+	// while the bytes are in cache.
+	src.sumCRC, src.crc = true, crc
+	defer func() { src.sumCRC = false }()
 	for n < len(buf) {
 		k, err := src.Read(buf[n:])
-		if k > 0 {
-			crc = crc32.Update(crc, castagnoli, buf[n:n+k])
-			n += k
-		}
+		n += k
 		if err != nil {
-			return n, crc, err
+			return n, src.crc, err
 		}
 	}
-	return n, crc, nil
+	return n, src.crc, nil
 }
 
 // readTail reads the committed tail object into buf (its exact size).

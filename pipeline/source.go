@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 )
 
@@ -23,6 +24,30 @@ type Source struct {
 	limit   int64 // bytes r may yield; one more is ErrTooLarge
 	base    int64 // upload offset of the first byte
 	tooLong bool
+	// With sumCRC, crc is the running CRC32C (S3's part checksum) of the
+	// bytes read since the sink set it.
+	sumCRC bool
+	crc    uint32
+}
+
+// hashBlock is how much of a read goes through every digest before the
+// next block: the kernel's copy of a read can be a MiB or more, and a
+// second and third pass over 64 KiB find it in L1/L2 cache.
+const hashBlock = 64 << 10
+
+// hash runs p through every digest the source keeps.
+func (s *Source) hash(p []byte) {
+	for len(p) > 0 {
+		b := p[:min(len(p), hashBlock)]
+		s.whole.Write(b)
+		if s.check != nil {
+			s.check.Write(b)
+		}
+		if s.sumCRC {
+			s.crc = crc32.Update(s.crc, castagnoli, b)
+		}
+		p = p[len(b):]
+	}
 }
 
 func newHash(alg string) (hash.Hash, error) {
@@ -129,10 +154,7 @@ func (s *Source) Read(p []byte) (int, error) {
 	}
 	n, err := s.r.Read(p)
 	if n > 0 {
-		s.whole.Write(p[:n])
-		if s.check != nil {
-			s.check.Write(p[:n])
-		}
+		s.hash(p[:n])
 		s.n += int64(n)
 	}
 	return n, err
