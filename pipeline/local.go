@@ -24,10 +24,10 @@ const (
 	// big enough to keep syscalls rare.
 	localBufSize = 1 << 20
 	// localDepth is how many buffers one Write has: while the writer
-	// stores, syncs and commits some, the reader fills the others, so the
-	// body keeps flowing during an fsync. 16 concurrent uploads hold
-	// 16*localDepth*localBufSize bytes.
-	localDepth = 4
+	// stores, syncs and commits some and the hasher hashes others, the
+	// reader fills the rest, so the body keeps flowing during an fsync.
+	// 16 concurrent uploads hold 16*localDepth*localBufSize bytes.
+	localDepth = 6
 	// finalCommitTimeout bounds the commit after the body ended, which
 	// runs even when the request's context is done.
 	finalCommitTimeout = 10 * time.Second
@@ -192,10 +192,10 @@ func (s *LocalSink) lock(path string) (unlock func(), err error) {
 // the upload. Every localCommitEvery bytes, and once at the end of the
 // body (EOF, read error or ctx done), it fsyncs and commits.
 //
-// Reading and storing overlap: the calling goroutine reads and hashes the
-// body into up to localDepth buffers while a writer goroutine stores them
-// in order, fsyncs and commits; the writer has ended when Write returns.
-// Nothing past a failed write is committed.
+// Reading, hashing and storing overlap: the calling goroutine reads the
+// body into up to localDepth buffers, a hasher goroutine hashes them in
+// order and a writer goroutine stores them, fsyncs and commits; both have
+// ended when Write returns. Nothing past a failed write is committed.
 func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRange, commit CommitFunc) (Progress, error) {
 	last := Progress{Offset: u.Offset, HashState: u.HashState}
 	path, err := s.path(u.Key)
@@ -221,7 +221,7 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 	}
 
 	p := getLocalPipe()
-	p.ctx, p.f, p.key, p.commit = ctx, f, u.Key, commit
+	p.ctx, p.src, p.f, p.key, p.commit = ctx, src, f, u.Key, commit
 	p.last = last
 	p.noDirect = &s.noDirect
 	if directIO && !s.noDirect.Load() {
@@ -233,11 +233,12 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 			p.df, p.aligned = df, true
 		}
 	}
+	p.wg.Go(p.hash)
 	p.wg.Go(p.run)
 	rerr := func() error {
 		// Even if src panics, the writer is told to end and is waited for.
 		defer func() {
-			p.full <- localBlock{eos: true}
+			p.read <- localBlock{eos: true}
 			p.wg.Wait()
 		}()
 		return readBlocks(ctx, p, src, u.Offset)
@@ -280,19 +281,19 @@ func readBlocks(ctx context.Context, p *localPipe, src *Source, off int64) error
 		fill := pad
 		for fill < len(buf) && rerr == nil {
 			var n int
-			n, rerr = src.Read(buf[fill:])
+			n, rerr = src.readRaw(buf[fill:])
 			fill += n
 		}
 		b := localBlock{buf: buf, pad: pad, n: fill - pad, off: off, end: off + int64(fill-pad)}
 		off = b.end
 		if rerr == nil && off-planned >= localCommitEvery {
-			b.state, planned = src.HashState(), off
+			b.commit, planned = true, off
 		}
-		p.full <- b
+		p.read <- b
 	}
 	if off > planned {
 		// Commit what was stored even when the body or ctx ended early.
-		p.full <- localBlock{off: off, end: off, state: src.HashState(), final: true}
+		p.read <- localBlock{off: off, end: off, commit: true, final: true}
 	}
 	return rerr
 }

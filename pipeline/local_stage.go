@@ -12,23 +12,25 @@ import (
 )
 
 // localBlock is one filled buffer on its way from the reading stage of
-// LocalSink.Write to the writing stage. A block with a hash state is a
-// commit point: once its bytes are stored, the prefix up to end is synced
-// and committed with that state, which the reader took at exactly end.
+// LocalSink.Write through the hashing stage to the writing stage. The
+// reader marks commit points; the hasher adds the hash state at exactly
+// end to them; once a commit point's bytes are stored, the writer syncs
+// the prefix up to end and commits it with that state.
 //
 // The bytes are buf[pad:pad+n]. With direct I/O the reader puts the byte
 // at upload offset x at buf[x%directAlign] of the first block, so that
 // every aligned offset sits at an aligned address and the aligned middle
 // of each block can go to disk straight from buf.
 type localBlock struct {
-	buf   []byte // localBufSize, aligned; nil for a commit point without bytes
-	pad   int    // bytes before the first byte to store
-	n     int    // bytes to store
-	off   int64  // upload offset of buf[pad]
-	end   int64  // off + n
-	state []byte // hash state at end; nil: no commit here
-	final bool   // the last commit: run it even if ctx ended
-	eos   bool   // no more blocks: the writer returns
+	buf    []byte // localBufSize, aligned; nil for a commit point without bytes
+	pad    int    // bytes before the first byte to store
+	n      int    // bytes to store
+	off    int64  // upload offset of buf[pad]
+	end    int64  // off + n
+	commit bool   // a commit point (set by the reader)
+	state  []byte // hash state at end (set by the hasher at commit points)
+	final  bool   // the last commit: run it even if ctx ended
+	eos    bool   // no more blocks: the writer returns
 }
 
 // directAlign is the alignment of O_DIRECT offsets, lengths and buffer
@@ -45,20 +47,25 @@ func alignedBuf(size int) []byte {
 	return b[skip : skip+size : skip+size]
 }
 
-// localPipe connects the two stages of one LocalSink.Write: the caller's
-// goroutine reads and hashes the body into free buffers and sends them on
-// full; the writer goroutine stores them, syncs and commits at commit
-// points, and hands every buffer back on free. Buffers have exactly one
-// owner at a time. A pipe, its buffers and channels are reused through
-// localPipes, so a Write allocates none of them in steady state.
+// localPipe connects the three stages of one LocalSink.Write: the
+// caller's goroutine reads the body into free buffers and sends them on
+// read; the hasher runs them through the Source's digests in order and
+// passes them on full; the writer stores them, syncs and commits at commit
+// points, and hands every buffer back on free. The socket copy of one
+// buffer thus overlaps with hashing the one before, on another core:
+// SHA-256 on one core is the ceiling of a single upload. Buffers have
+// exactly one owner at a time. A pipe, its buffers and channels are reused
+// through localPipes, so a Write allocates none of them in steady state.
 type localPipe struct {
 	bufs [localDepth][]byte
 	free chan []byte
+	read chan localBlock
 	full chan localBlock
 	wg   sync.WaitGroup
 
 	// Set by Write before the writer starts, cleared after it ended.
 	ctx context.Context
+	src *Source  // the hasher's; the reader only calls readRaw
 	f   *os.File // buffered writes, truncation and fdatasync
 	df  *os.File // the same file opened O_DIRECT; nil: buffered only
 	// aligned: the reader places bytes for direct I/O (see localBlock).
@@ -80,6 +87,7 @@ type localPipe struct {
 var localPipes = sync.Pool{New: func() any {
 	p := &localPipe{
 		free: make(chan []byte, localDepth),
+		read: make(chan localBlock, localDepth),
 		full: make(chan localBlock, localDepth),
 	}
 	for i := range p.bufs {
@@ -103,11 +111,30 @@ func (p *localPipe) put() {
 	for range p.bufs {
 		<-p.free
 	}
-	p.ctx, p.f, p.df, p.commit, p.key = nil, nil, nil, nil, ""
+	p.ctx, p.src, p.f, p.df, p.commit, p.key = nil, nil, nil, nil, nil, ""
 	p.aligned = false
 	p.last, p.err = Progress{}, nil
 	p.failed.Store(false)
 	localPipes.Put(p)
+}
+
+// hash is the hashing stage: it hashes every block's bytes in order, adds
+// the hash state to commit points and passes the blocks on, the end
+// marker included.
+func (p *localPipe) hash() {
+	for {
+		b := <-p.read
+		if b.n > 0 {
+			p.src.hash(b.buf[b.pad : b.pad+b.n])
+		}
+		if b.commit {
+			b.state = p.src.HashState()
+		}
+		p.full <- b
+		if b.eos {
+			return
+		}
+	}
 }
 
 // run is the writing stage. It takes blocks from full until the reader

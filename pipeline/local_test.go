@@ -775,7 +775,9 @@ func TestLocalWriteAllocs(t *testing.T) {
 	}
 	small, large := allocs(1<<20), allocs(8<<20)
 	t.Logf("allocs per write: %v for 1 MiB, %v for 8 MiB", small, large)
-	const perWrite = 20
+	// Per PATCH: two files (buffered and O_DIRECT), the source and its
+	// hashes, the hasher and writer goroutines, the commit state.
+	const perWrite = 24
 	if small > perWrite {
 		t.Errorf("%v allocs for a 1 MiB write, budget %d", small, perWrite)
 	}

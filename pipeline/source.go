@@ -135,6 +135,17 @@ func NewSource(body io.Reader, u Upload, size int64) (*Source, error) {
 // Read reads from the body and hashes what it read. Past the chunk's limit
 // it returns ErrTooLarge.
 func (s *Source) Read(p []byte) (int, error) {
+	n, err := s.readRaw(p)
+	if n > 0 {
+		s.hash(p[:n])
+	}
+	return n, err
+}
+
+// readRaw is Read without hashing: a sink that hashes in another
+// goroutine calls hash on the bytes itself, in order. readRaw and hash
+// touch disjoint fields, so the two may run concurrently.
+func (s *Source) readRaw(p []byte) (int, error) {
 	if s.n >= s.limit {
 		// Probe for one more byte: a body longer than allowed is an error,
 		// not a silent truncation.
@@ -153,10 +164,7 @@ func (s *Source) Read(p []byte) (int, error) {
 		p = p[:rem]
 	}
 	n, err := s.r.Read(p)
-	if n > 0 {
-		s.hash(p[:n])
-		s.n += int64(n)
-	}
+	s.n += int64(n)
 	return n, err
 }
 
