@@ -1,7 +1,9 @@
 // Package tusclient is the minimal TUS 1.0.0 client that the benchmark
 // harness and the load generator drive servers with: one POST, then
 // fixed-size PATCHes read straight from an io.ReaderAt (never a whole chunk
-// in memory), each with its Content-Length set.
+// in memory), each with its Content-Length set. From an *os.File the bodies
+// go out with sendfile(2), so that the client costs the shared cores as
+// little as it can.
 package tusclient
 
 import (
@@ -13,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -143,9 +146,60 @@ func (c *Client) Create(ctx context.Context, size int64) (string, []byte, error)
 // Patch sends n bytes of src starting at off as one PATCH at upload
 // offset off and returns the new offset the server reported.
 func (c *Client) Patch(ctx context.Context, location string, src io.ReaderAt, off, n int64) (int64, error) {
-	body := io.NewSectionReader(src, off, n)
+	return c.patch(ctx, location, io.NewSectionReader(src, off, n), off, n)
+}
+
+// patchFile is Patch from src[base+off:], sent by the kernel: net/http
+// hands the body (behind its Content-Length limit) to the connection's
+// ReadFrom, which uses sendfile(2) from the file's offset for any
+// syscall.Conn. A new descriptor per PATCH keeps concurrent uploads'
+// offsets apart; the transport closes it.
+func (c *Client) patchFile(ctx context.Context, location string, src *os.File, base, off, n int64) (int64, error) {
+	f, err := os.Open(src.Name())
+	if err != nil {
+		return 0, fmt.Errorf("tusclient: patch at %d: %w", off, err)
+	}
+	if _, err := f.Seek(base+off, io.SeekStart); err != nil {
+		f.Close()
+		return 0, fmt.Errorf("tusclient: patch at %d: %w", off, err)
+	}
+	return c.patch(ctx, location, &fileSection{File: f, end: base + off + n}, off, n)
+}
+
+// fileSection is an open file read from its offset up to end. It keeps
+// the file's SyscallConn (for sendfile), and its Read looks at the file's
+// own offset, which sendfile advances, so net/http's check for bytes past
+// Content-Length finds none.
+type fileSection struct {
+	*os.File
+	end int64
+}
+
+func (s *fileSection) Read(p []byte) (int, error) {
+	pos, err := s.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	if pos >= s.end {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.end-pos {
+		p = p[:s.end-pos]
+	}
+	return s.File.Read(p)
+}
+
+// WriteTo hides os.File's, which would send the whole rest of the file.
+func (s *fileSection) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{s})
+}
+
+func (c *Client) patch(ctx context.Context, location string, body io.Reader, off, n int64) (int64, error) {
 	req, err := c.newRequest(ctx, http.MethodPatch, location, body, n)
 	if err != nil {
+		if cl, ok := body.(io.Closer); ok {
+			cl.Close()
+		}
 		return 0, err
 	}
 	req.Header.Set("Upload-Offset", strconv.FormatInt(off, 10))
@@ -207,7 +261,12 @@ func (c *Client) Upload(ctx context.Context, src io.ReaderAt, base, size int64) 
 			return res, err
 		}
 		t0 := time.Now()
-		got, err := c.Patch(ctx, target, offsetReaderAt{src, base}, off, n)
+		var got int64
+		if f, ok := src.(*os.File); ok {
+			got, err = c.patchFile(ctx, target, f, base, off, n)
+		} else {
+			got, err = c.Patch(ctx, target, offsetReaderAt{src, base}, off, n)
+		}
 		if err != nil {
 			return res, err
 		}

@@ -48,13 +48,35 @@ func startTusd(t *testing.T) (endpoint, dir string) {
 	return "", ""
 }
 
+// TestUploadAgainstTusd uploads src[base:] in 1 MiB PATCHes, once from
+// memory and once from a file (the sendfile path), and checks what tusd
+// stored.
 func TestUploadAgainstTusd(t *testing.T) {
 	endpoint, dir := startTusd(t)
 	src := make([]byte, 5<<20+123)
 	rand.Read(src)
+	file := filepath.Join(t.TempDir(), "src.bin")
+	if err := os.WriteFile(file, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for name, r := range map[string]interface {
+		ReadAt([]byte, int64) (int, error)
+	}{"memory": bytes.NewReader(src), "file": f} {
+		t.Run(name, func(t *testing.T) { uploadToTusd(t, endpoint, dir, src, r) })
+	}
+}
+
+func uploadToTusd(t *testing.T, endpoint, dir string, src []byte, r interface {
+	ReadAt([]byte, int64) (int, error)
+}) {
 	c := &Client{Endpoint: endpoint, ChunkSize: 1 << 20, Metadata: map[string]string{"filename": "x.bin"}}
 	const base = 1000
-	res, err := c.Upload(t.Context(), bytes.NewReader(src), base, int64(len(src))-base)
+	res, err := c.Upload(t.Context(), r, base, int64(len(src))-base)
 	if err != nil {
 		t.Fatal(err)
 	}
