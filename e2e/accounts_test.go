@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,9 +61,9 @@ func TestAccountIsolation(t *testing.T) {
 var keyRE = regexp.MustCompile(`rk_live_[a-z0-9]+`)
 
 // TestKeysCLI: `roughy keys create` prints a key that authenticates, `keys
-// list` shows it without the secret, and `keys revoke` makes it 401. The
-// embedded store is opened by one process at a time, so the server is
-// stopped around each CLI call.
+// list` shows it without the secret, and `keys revoke` makes it 401. Here
+// the server is stopped around each CLI call, so the CLI opens the store
+// itself (TestKeysCLIWhileServing covers a running server).
 func TestKeysCLI(t *testing.T) {
 	dir := t.TempDir()
 	keys := func(sub string, args ...string) string {
@@ -100,6 +101,47 @@ func TestKeysCLI(t *testing.T) {
 		Header: map[string]string{"Upload-Length": "1", "Upload-Metadata": videoMeta("x")}})
 	wantError(t, "POST with a revoked key", rep, 401)
 	createUpload(t, s, acmeKey, 10) // static keys still work
+}
+
+// TestKeysCLIWhileServing: with the server running on the embedded store
+// (which it holds open), `roughy keys` goes through the server's admin
+// socket: a created key works at once, list shows it, revoke makes it 401
+// (key cache off), and the socket is gone after the server stopped, when
+// the CLI opens the store itself again.
+func TestKeysCLIWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	keys := func(sub string, args ...string) string {
+		return runCmd(t, 10*time.Second, nil, roughyBin, append([]string{"keys", sub, "--data-dir", dir}, args...)...)
+	}
+	s := startServer(t, withDataDir(dir), withArgs("--key-cache-ttl", "0"))
+	if fi, err := os.Stat(filepath.Join(dir, "admin.sock")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket: %v, %v (want mode 0600)", fi, err)
+	}
+	start := time.Now()
+	secret := keyRE.FindString(keys("create", "--account", "hooli"))
+	if secret == "" {
+		t.Fatal("keys create printed no rk_live_ key")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("keys create took %v: it waited for the store lock instead of asking the server", d)
+	}
+	createUpload(t, s, secret, 10)
+	id := apikey.Record("hooli", secret).ID
+	if list := keys("list"); !strings.Contains(list, id) || strings.Contains(list, secret) {
+		t.Errorf("keys list (via the server) lacks %s or shows the secret:\n%s", id, list)
+	}
+	keys("revoke", id)
+	rep := do(t, req{Method: "POST", URL: s.Endpoint(), Key: secret,
+		Header: map[string]string{"Upload-Length": "1", "Upload-Metadata": videoMeta("x")}})
+	wantError(t, "POST with a key revoked while serving", rep, 401)
+
+	s.Stop()
+	if _, err := os.Stat(filepath.Join(dir, "admin.sock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("admin socket left after stop: %v", err)
+	}
+	if list := keys("list"); !strings.Contains(list, id) || !strings.Contains(list, "true") {
+		t.Errorf("keys list (store opened directly) lacks revoked key %s:\n%s", id, list)
+	}
 }
 
 // TestDevKey: the embedded default with no key at all creates a

@@ -14,7 +14,9 @@ import (
 const keysUsage = "keys create --account NAME | keys list | keys revoke ID"
 
 // keys manages API keys in the store selected by --sessions, --data-dir
-// and --redis-url (the same flags as serve).
+// and --redis-url (the same flags as serve). With the embedded store and
+// a server running on the data dir, it goes through the server's admin
+// socket (see admin.go).
 func (c cli) keys(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: roughy %s", errUsage, keysUsage)
@@ -31,13 +33,13 @@ func (c cli) keys(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 
-	var run func(sessionstore.Store) error
+	var run func(keyStore) error
 	switch sub {
 	case "create":
 		if *account == "" || len(pos) > 0 {
 			return fmt.Errorf("%w: roughy keys create --account NAME", errUsage)
 		}
-		run = func(st sessionstore.Store) error {
+		run = func(st keyStore) error {
 			secret, rec := apikey.New(*account)
 			if err := st.CreateKey(ctx, rec); err != nil {
 				return fmt.Errorf("roughy: create key: %w", err)
@@ -50,7 +52,7 @@ func (c cli) keys(ctx context.Context, args []string) error {
 		if len(pos) > 0 {
 			return fmt.Errorf("%w: roughy keys list", errUsage)
 		}
-		run = func(st sessionstore.Store) error {
+		run = func(st keyStore) error {
 			keys, err := st.Keys(ctx)
 			if err != nil {
 				return fmt.Errorf("roughy: list keys: %w", err)
@@ -67,7 +69,7 @@ func (c cli) keys(ctx context.Context, args []string) error {
 		if len(pos) != 1 {
 			return fmt.Errorf("%w: roughy keys revoke ID", errUsage)
 		}
-		run = func(st sessionstore.Store) error {
+		run = func(st keyStore) error {
 			err := st.RevokeKey(ctx, pos[0])
 			if errors.Is(err, sessionstore.ErrNotFound) {
 				return fmt.Errorf("roughy: no key %s", pos[0])
@@ -82,6 +84,12 @@ func (c cli) keys(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: unknown keys command %q: roughy %s", errUsage, sub, keysUsage)
 	}
 
+	if sf.embedded() {
+		// A running server holds the embedded store: ask it.
+		if a := dialAdmin(ctx, *sf.dataDir); a != nil {
+			return run(a)
+		}
+	}
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err

@@ -108,6 +108,15 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	if err := bootstrapKeys(ctx, store, staticKeys, sf.embedded(), *sf.dataDir, c.stdout); err != nil {
 		return err
 	}
+	if sf.embedded() {
+		// `roughy keys` cannot open the store while this process holds it.
+		stopAdmin, err := serveAdmin(*sf.dataDir, store, log)
+		if err != nil {
+			log.Warn("roughy: no admin socket: stop the server to run `roughy keys`", "err", err)
+		} else {
+			defer stopAdmin()
+		}
+	}
 	key, err := loadSigningKey(*signingKey, *kf.storage == "local", *sf.dataDir)
 	if err != nil {
 		return err
