@@ -108,7 +108,7 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	if err != nil {
 		return fmt.Errorf("proxy: concatenate: %w", err)
 	}
-	state, sum, err := s.hashObject(wctx, storageKey(sess.ID), sess.Length)
+	state, sum, err := s.hashConcat(wctx, storageKey(sess.ID), sess.Length, srcs[0])
 	if err != nil {
 		return err
 	}
@@ -125,9 +125,11 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	return nil
 }
 
-// hashObject reads a stored object once for its SHA-256 (a concatenation
-// has no running hash state).
-func (s *Server) hashObject(ctx context.Context, key string, want int64) ([]byte, string, error) {
+// hashConcat computes a concatenation's SHA-256. SHA-256 states do not
+// compose, but the first partial upload's saved state is exactly the
+// state after the concatenation's first bytes; the rest of the object is
+// read once and hashed from there.
+func (s *Server) hashConcat(ctx context.Context, key string, want int64, first pipeline.Upload) ([]byte, string, error) {
 	obj, err := s.pipe.Sink().Open(ctx, key)
 	if err != nil {
 		return nil, "", fmt.Errorf("proxy: open %s: %w", key, err)
@@ -136,9 +138,15 @@ func (s *Server) hashObject(ctx context.Context, key string, want int64) ([]byte
 	if obj.Size() != want {
 		return nil, "", fmt.Errorf("proxy: concatenation %s has %d bytes, want %d", key, obj.Size(), want)
 	}
-	h, _ := pipeline.ResumeHash(nil)
+	h, err := pipeline.ResumeHash(first.HashState)
+	from := first.Offset
+	if err != nil || from > want {
+		// Not usable: hash the whole object.
+		h, _ = pipeline.ResumeHash(nil)
+		from = 0
+	}
 	buf := make([]byte, 1<<20)
-	r := io.NewSectionReader(obj, 0, obj.Size())
+	r := io.NewSectionReader(obj, from, obj.Size()-from)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, "", fmt.Errorf("proxy: hash %s: %w", key, err)
