@@ -33,6 +33,10 @@ type localBlock struct {
 	eos    bool   // no more blocks: the writer returns
 }
 
+// directWriteAt writes through the O_DIRECT file (a var so that a test
+// can make the file system refuse it).
+var directWriteAt = (*os.File).WriteAt
+
 // directAlign is the alignment of O_DIRECT offsets, lengths and buffer
 // addresses: the page size, a multiple of every disk's logical block.
 const directAlign = 4096
@@ -210,7 +214,7 @@ func (p *localPipe) write(b localBlock) error {
 			return err
 		}
 	}
-	if _, err := p.df.WriteAt(b.buf[lo-base:hi-base], lo); err != nil {
+	if _, err := directWriteAt(p.df, b.buf[lo-base:hi-base], lo); err != nil {
 		if !errors.Is(err, syscall.EINVAL) {
 			return err
 		}

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -297,6 +299,39 @@ func TestLocalUnalignedWrites(t *testing.T) {
 			checkStored(t, s, u.Key, data)
 		})
 	}
+}
+
+// TestLocalDirectRefused: a file system that opens files O_DIRECT but
+// refuses the writes (EINVAL) gets the same bytes through the page cache;
+// the sink then stops trying direct I/O.
+func TestLocalDirectRefused(t *testing.T) {
+	var direct atomic.Int64
+	old := directWriteAt
+	directWriteAt = func(*os.File, []byte, int64) (int, error) {
+		direct.Add(1)
+		return 0, syscall.EINVAL
+	}
+	t.Cleanup(func() { directWriteAt = old })
+	s := newTestSink(t)
+	sess := &fakeSession{}
+	data := randomBytes(22, 3<<20+100)
+	u := createUpload(t, s, sess, "uploads/refused", int64(len(data)))
+	p := New(s)
+	for i, cut := range [][2]int{{0, 2<<20 + 7}, {2<<20 + 7, len(data)}} {
+		u = sess.upload(u.Key, u.Length)
+		part := data[cut[0]:cut[1]]
+		if _, err := p.Write(t.Context(), u, Chunk{Body: bytes.NewReader(part), Size: int64(len(part)), Commit: sess.commit}); err != nil {
+			t.Fatalf("PATCH %d: %v", i, err)
+		}
+		if i == 0 && (direct.Load() != 1 || !s.noDirect.Load()) {
+			t.Fatalf("after the refused write: %d direct writes, noDirect %v; want 1, true", direct.Load(), s.noDirect.Load())
+		}
+	}
+	if direct.Load() != 1 {
+		t.Errorf("%d direct writes in all, want 1: the sink kept trying", direct.Load())
+	}
+	checkCommits(t, data, sess.commits)
+	checkStored(t, s, u.Key, data)
 }
 
 func TestLocalChecksum(t *testing.T) {
