@@ -138,11 +138,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	lh, wctx, release := s.hold(ctx, lease)
 	defer release()
 
-	// Another request may have committed between our read and the lease.
-	fresh, err := s.store.Session(ctx, sess.ID)
-	if err != nil {
-		return sess, fmt.Errorf("proxy: reload session: %w", err)
-	}
+	// Another request may have committed between our read and the lease;
+	// the lease carries the session as it stands now.
+	fresh := lease.Session
 	if fresh.Offset != cr.offset {
 		return fresh, errOffset(fresh.Offset, cr.offset)
 	}
@@ -230,10 +228,7 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 	}
 	lh, hctx, release := s.hold(ctx, lease)
 	defer release()
-	fresh, err := s.store.Session(hctx, sess.ID)
-	if err != nil {
-		return sess, fmt.Errorf("proxy: reload session: %w", err)
-	}
+	fresh := lease.Session
 	if fresh.Completed || fresh.Length < 0 || fresh.Offset != fresh.Length {
 		return fresh, nil
 	}

@@ -359,12 +359,14 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	l.mu.Unlock()
 
 	var first int32
+	var snap Session
 	reserve := func(tx *bolt.Tx) error {
 		s, err := boltSession(tx, id)
 		if err != nil {
 			return err
 		}
 		first = max(s.NextPart, 1)
+		snap = s
 		if parts == 0 {
 			return nil
 		}
@@ -372,6 +374,7 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 			return fmt.Errorf("next part %d + %d: %w", first, parts, ErrPartsExhausted)
 		}
 		s.NextPart = first + parts
+		snap = s
 		return boltPut(tx.Bucket(boltBucketSessions), []byte(id), s)
 	}
 	var err error
@@ -397,7 +400,7 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	cur.pending = false
 	cur.expires = time.Now().Add(ttl)
 	l.leases[id] = cur
-	return Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires}, nil
+	return Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires, Session: snap}, nil
 }
 
 // holds reports whether ls is the upload's current, unexpired lease.

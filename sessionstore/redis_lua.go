@@ -82,7 +82,8 @@ return {1}
 
 // luaAcquire takes the lease and reserves part numbers.
 // KEYS[1] session, KEYS[2] lease. ARGV[1] ttl ms, ARGV[2] parts, ARGV[3]
-// MaxPartNumber. Answers {1, token, first part}.
+// MaxPartNumber. Answers {1, token, first part, session hash as
+// HGETALL}: the holder needs no second round trip to read it.
 var luaAcquire = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {5} end
@@ -96,7 +97,7 @@ if parts > 0 then
 end
 local token = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 redis.call('SET', KEYS[2], token, 'PX', ARGV[1])
-return {1, token, first}
+return {1, token, first, redis.call('HGETALL', KEYS[1])}
 `)
 
 // luaRenew extends the lease if the token is still current.

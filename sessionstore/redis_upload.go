@@ -107,9 +107,23 @@ func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	}
 	token, _ := out[0].(int64)
 	first, _ := out[1].(int64)
+	var flat []any
+	if len(out) > 2 {
+		flat, _ = out[2].([]any)
+	}
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		m[k] = v
+	}
+	sess, err := redisDecodeSession(m)
+	if err != nil {
+		return Lease{}, err
+	}
 	// The lease ends in Redis ttl after the script ran, so start+ttl is
 	// never later than the real end.
-	return Lease{SessionID: id, Token: token, FirstPart: int32(first), Parts: parts, ExpiresAt: start.Add(ttl)}, nil
+	return Lease{SessionID: id, Token: token, FirstPart: int32(first), Parts: parts, ExpiresAt: start.Add(ttl), Session: sess}, nil
 }
 
 // RenewLease extends l for ttl; ErrLeaseLost when it expired, was

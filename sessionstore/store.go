@@ -118,6 +118,10 @@ type Lease struct {
 	FirstPart int32
 	Parts     int32
 	ExpiresAt time.Time
+	// Session is the upload as it stood when the lease was taken (its
+	// part reservation included): under the lease nobody else commits,
+	// so the holder needs no second read. Only AcquireLease sets it.
+	Session Session
 }
 
 // Commit advances an upload's offset. It is applied only when the stored

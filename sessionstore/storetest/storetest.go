@@ -38,6 +38,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -407,6 +408,8 @@ func testPartReservation(t *testing.T, st sessionstore.Store) {
 		if got := mustSession(t, st, s.ID).NextPart; got != next {
 			t.Fatalf("NextPart after lease %d: got %d, want %d", i, got, next)
 		}
+		// The lease carries the session as stored, reservation included.
+		equalSession(t, fmt.Sprintf("session with lease %d", i), l.Session, mustSession(t, st, s.ID))
 		if err := st.ReleaseLease(t.Context(), l); err != nil {
 			t.Fatalf("ReleaseLease: %v", err)
 		}
@@ -546,6 +549,15 @@ func testCommitAppliesFields(t *testing.T, st sessionstore.Store) {
 	}
 	if got := mustSession(t, st, s.ID); string(got.Storage) != "storage-2" || got.Offset != 260 {
 		t.Fatalf("after tail commit: got offset %d storage %q, want 260 storage-2", got.Offset, got.Storage)
+	}
+	// The next lease sees every commit (no second read needed).
+	if err := st.ReleaseLease(ctx, l); err != nil {
+		t.Fatalf("ReleaseLease: %v", err)
+	}
+	l2 := mustLease(t, st, s.ID, time.Second, 0)
+	equalSession(t, "session with the next lease", l2.Session, mustSession(t, st, s.ID))
+	if l2.Session.Offset != 260 || !bytes.Equal(l2.Session.HashState, []byte("h260")) {
+		t.Fatalf("next lease's session: offset %d hash %q, want 260 h260", l2.Session.Offset, l2.Session.HashState)
 	}
 	if a := mustAsset(t, st, s.AssetID); a.State != sessionstore.StateUploading || a.SHA256 != "" {
 		t.Fatalf("asset before completion: got %+v", a)
