@@ -116,6 +116,7 @@ func (p *localPipe) put() {
 		<-p.free
 	}
 	p.ctx, p.src, p.f, p.df, p.commit, p.key = nil, nil, nil, nil, nil, ""
+	p.noDirect = nil
 	p.aligned = false
 	p.last, p.err = Progress{}, nil
 	p.failed.Store(false)
