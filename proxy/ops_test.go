@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,5 +216,58 @@ func TestShutdownTimeoutCommitsStalledPatch(t *testing.T) {
 	}
 	if sess.Offset != int64(sent) {
 		t.Errorf("committed offset after the cut = %d, want the %d bytes sent", sess.Offset, sent)
+	}
+}
+
+// renewCounter counts lease renewals.
+type renewCounter struct {
+	*sessionstore.Local
+	renewals atomic.Int64
+}
+
+func (r *renewCounter) RenewLease(ctx context.Context, l sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
+	r.renewals.Add(1)
+	return r.Local.RenewLease(ctx, l, ttl)
+}
+
+// TestCommitsStandInForRenewals: while commits extend the lease (every
+// part does), the keeper sends no renewals; once they stop, it renews
+// again and the lease outlives its TTL.
+func TestCommitsStandInForRenewals(t *testing.T) {
+	var rc *renewCounter
+	// A commit every 100 ms against renewals due every TTL/3 = 500 ms:
+	// only a stall of 400 ms would make one due.
+	e := newEnv(t, func(c *Config) { c.LeaseTTL = 1500 * time.Millisecond }, func(s sessionstore.Store) sessionstore.Store {
+		rc = &renewCounter{Local: s.(*sessionstore.Local)}
+		return rc
+	})
+	c := e.create("acme", 100)
+	ctx := t.Context()
+	l, err := e.store.AcquireLease(ctx, c.SessionID, e.srv.cfg.LeaseTTL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lh, _, release := e.srv.hold(ctx, l)
+	defer release()
+	off := int64(0)
+	for range 20 { // 2 s, past the TTL
+		time.Sleep(100 * time.Millisecond)
+		start := time.Now()
+		if _, err := e.store.Commit(ctx, lh.get(), sessionstore.Commit{ExpectOffset: off, NewOffset: off + 1,
+			Length: -1, ExtendLease: e.srv.cfg.LeaseTTL}); err != nil {
+			t.Fatalf("commit at %d: %v", off, err)
+		}
+		lh.extended(start, e.srv.cfg.LeaseTTL)
+		off++
+	}
+	if n := rc.renewals.Load(); n != 0 {
+		t.Errorf("%d renewals while commits extended the lease, want 0", n)
+	}
+	time.Sleep(1700 * time.Millisecond) // no commits, past the TTL: the keeper renews
+	if n := rc.renewals.Load(); n == 0 {
+		t.Error("no renewals once commits stopped")
+	}
+	if _, err := e.store.Commit(ctx, lh.get(), sessionstore.Commit{ExpectOffset: off, NewOffset: off + 1, Length: -1}); err != nil {
+		t.Errorf("commit after the renewals: %v (lease lost)", err)
 	}
 }

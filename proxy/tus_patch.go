@@ -161,16 +161,21 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	commit := func(c context.Context, p pipeline.Progress) error {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
 		defer ccancel()
+		start := time.Now()
 		ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
 			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
 			Storage: p.Storage, Parts: toStoreParts(p.Parts), Length: -1,
 			// Expiry slides with activity: an upload being written does
 			// not expire, however long it takes in total.
 			ExpiresAt: s.nextExpiry(),
+			// So does the lease: the keeper skips renewals while commits
+			// come often enough.
+			ExtendLease: s.cfg.LeaseTTL,
 		})
 		if err != nil {
 			return fmt.Errorf("proxy: commit offset %d: %w", p.Offset, err)
 		}
+		lh.extended(start, s.cfg.LeaseTTL)
 		cur = ns
 		s.metrics.commits.Add(1)
 		return nil
@@ -268,6 +273,9 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 type leaseHolder struct {
 	mu sync.Mutex
 	l  sessionstore.Lease
+	// at is when the lease was last taken, renewed or extended by a
+	// commit (the start of that call: its end in the store is later).
+	at time.Time
 }
 
 func (h *leaseHolder) get() sessionstore.Lease {
@@ -276,17 +284,33 @@ func (h *leaseHolder) get() sessionstore.Lease {
 	return h.l
 }
 
-func (h *leaseHolder) set(l sessionstore.Lease) {
+func (h *leaseHolder) set(l sessionstore.Lease, at time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.l = l
+	h.l, h.at = l, at
+}
+
+// extended records a commit that started at and extended the lease by ttl.
+func (h *leaseHolder) extended(at time.Time, ttl time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if at.After(h.at) {
+		h.l.ExpiresAt, h.at = at.Add(ttl), at
+	}
+}
+
+// since is how long ago the lease was last taken or extended.
+func (h *leaseHolder) since() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return time.Since(h.at)
 }
 
 // hold keeps l renewed until release is called; the returned context is
 // canceled (with the cause) if the lease is lost. release stops the
 // renewal and drops the lease.
 func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolder, hctx context.Context, release func()) {
-	lh = &leaseHolder{l: l}
+	lh = &leaseHolder{l: l, at: time.Now()}
 	hctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -299,9 +323,11 @@ func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolde
 	}
 }
 
-// keepLease renews the lease every third of its TTL until stop closes. If
-// the lease is lost (or cannot be renewed before it expires), it cancels
-// the write: the pipeline stops and nothing more is committed.
+// keepLease renews the lease every third of its TTL until stop closes,
+// unless a commit extended it within that third (a write committing parts
+// often needs no renewals: a round trip less each time). If the lease is
+// lost (or cannot be renewed before it expires), it cancels the write: the
+// pipeline stops and nothing more is committed.
 func (s *Server) keepLease(ctx context.Context, cancel context.CancelCauseFunc, lh *leaseHolder, stop <-chan struct{}) {
 	t := time.NewTicker(s.cfg.LeaseTTL / 3)
 	defer t.Stop()
@@ -313,10 +339,14 @@ func (s *Server) keepLease(ctx context.Context, cancel context.CancelCauseFunc, 
 			return
 		case <-t.C:
 		}
+		if lh.since() < s.cfg.LeaseTTL/3 {
+			continue
+		}
 		cur := lh.get()
+		start := time.Now()
 		nl, err := s.store.RenewLease(ctx, cur, s.cfg.LeaseTTL)
 		if err == nil {
-			lh.set(nl)
+			lh.set(nl, start)
 			continue
 		}
 		if errors.Is(err, sessionstore.ErrLeaseLost) || time.Now().After(cur.ExpiresAt) {

@@ -509,6 +509,14 @@ func (l *Local) Commit(ctx context.Context, ls Lease, c Commit) (Session, error)
 	if err != nil {
 		return Session{}, err
 	}
+	if c.ExtendLease > 0 {
+		l.mu.Lock()
+		if cur, ok := l.leases[ls.SessionID]; ok && cur.token == ls.Token {
+			cur.expires = time.Now().Add(c.ExtendLease)
+			l.leases[ls.SessionID] = cur
+		}
+		l.mu.Unlock()
+	}
 	if enqueued {
 		l.wake()
 	}

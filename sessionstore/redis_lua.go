@@ -127,7 +127,7 @@ return {1}
 // [5] "1" if [6] storage replaces the old, [7] length (-1: unchanged),
 // [8] "1" to complete, [9] SHA-256, [10] session id, [11] stream MAXLEN,
 // [12] new expiry in ns ("": unchanged), [13] its expiry-set score (ms),
-// [14...] encoded parts.
+// [14] lease extension in ms (0: none), [15...] encoded parts.
 // Answers {1, flat session hash, expiry before the commit}.
 var luaCommit = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
@@ -160,7 +160,7 @@ if ARGV[12] ~= '' then
 	if KEYS[5] and not complete then redis.call('ZADD', KEYS[5], ARGV[13], ARGV[10]) end
 end
 if not complete then
-	for i = 14, #ARGV, 500 do
+	for i = 15, #ARGV, 500 do
 		redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
 	end
 else
@@ -175,6 +175,7 @@ else
 		end
 	end
 end
+if tonumber(ARGV[14]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[14]) end
 return {1, redis.call('HGETALL', KEYS[1]), oldExp}
 `)
 

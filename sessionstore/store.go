@@ -147,6 +147,10 @@ type Commit struct {
 	// expiry slides with every commit, so one that is still being written
 	// does not expire mid-way. Expired sees the new time at once.
 	ExpiresAt time.Time
+	// ExtendLease, when > 0, makes a commit that is applied also extend
+	// the lease to ExtendLease from now, in the same step: a writer that
+	// commits more often than it would renew needs no renewals.
+	ExtendLease time.Duration
 }
 
 // Key is an API key; only its hash is stored.

@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("CommitOffsetConflict", func(t *testing.T) { testCommitOffsetConflict(t, newStore(t)) })
 	t.Run("CommitLeaseLost", func(t *testing.T) { testCommitLeaseLost(t, newStore(t)) })
 	t.Run("CommitAppliesFields", func(t *testing.T) { testCommitAppliesFields(t, newStore(t)) })
+	t.Run("CommitExtendsLease", func(t *testing.T) { testCommitExtendsLease(t, newStore(t)) })
 	t.Run("CommitDeferredLength", func(t *testing.T) { testCommitDeferredLength(t, newStore(t)) })
 	t.Run("CommitComplete", func(t *testing.T) { testCommitComplete(t, newStore(t)) })
 	t.Run("CompletePartialNoAsset", func(t *testing.T) { testCompletePartialNoAsset(t, newStore(t)) })
@@ -561,6 +562,32 @@ func testCommitAppliesFields(t *testing.T, st sessionstore.Store) {
 	}
 	if a := mustAsset(t, st, s.AssetID); a.State != sessionstore.StateUploading || a.SHA256 != "" {
 		t.Fatalf("asset before completion: got %+v", a)
+	}
+}
+
+// testCommitExtendsLease: a commit with ExtendLease keeps the lease alive
+// past its own TTL (another acquirer is still locked out and the holder
+// commits again); one without lets it run out.
+func testCommitExtendsLease(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	s, _ := create(t, st)
+	l := mustLease(t, st, s.ID, 200*time.Millisecond, 0)
+	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 10, HashState: []byte("h10"), Length: -1,
+		ExtendLease: 2 * time.Second})
+	time.Sleep(400 * time.Millisecond) // past the lease's own TTL
+	if _, err := st.AcquireLease(ctx, s.ID, time.Second, 0); !errors.Is(err, sessionstore.ErrLocked) {
+		t.Fatalf("AcquireLease after an extending commit: %v, want ErrLocked", err)
+	}
+	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 10, NewOffset: 20, HashState: []byte("h20"), Length: -1})
+	if err := st.ReleaseLease(ctx, l); err != nil {
+		t.Fatalf("ReleaseLease: %v", err)
+	}
+
+	l = mustLease(t, st, s.ID, 200*time.Millisecond, 0)
+	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 20, NewOffset: 30, HashState: []byte("h30"), Length: -1})
+	time.Sleep(400 * time.Millisecond)
+	if _, err := st.AcquireLease(ctx, s.ID, time.Second, 0); err != nil {
+		t.Fatalf("AcquireLease after a plain commit and the TTL: %v, want the expired lease taken over", err)
 	}
 }
 
