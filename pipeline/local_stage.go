@@ -201,13 +201,10 @@ func (p *localPipe) store(b localBlock) error {
 // cache. The two never share a page, and the fdatasync at the commit
 // point covers both.
 func (p *localPipe) write(b localBlock) error {
-	if p.df == nil {
-		return p.writeBuffered(b.buf[b.pad:b.pad+b.n], b.off)
-	}
 	base := b.off - int64(b.pad) // upload offset of buf[0], aligned
 	lo := (b.off + directAlign - 1) &^ (directAlign - 1)
 	hi := b.end &^ (directAlign - 1)
-	if lo >= hi {
+	if p.df == nil || lo >= hi {
 		return p.writeBuffered(b.buf[b.pad:b.pad+b.n], b.off)
 	}
 	if lo > b.off {

@@ -170,12 +170,12 @@ func TestS3WireFormat(t *testing.T) {
 	st := state(t, su.snapshot())
 	part := data[:5*tMiB]
 	crc := crcOf(part)
-	_, err = sink.uploadPart(t.Context(), su.u.Key, st.UploadID, 100, part, crc^1)
+	_, _, err = sink.uploadPart(t.Context(), su.u.Key, st.UploadID, 100, part, crc^1)
 	if !errors.Is(err, ErrStorage) {
 		t.Fatalf("part with a wrong CRC32C: err %v, want a rejection (ErrStorage)", err)
 	}
 	t.Logf("wrong CRC32C: %v", err)
-	if _, err := sink.uploadPart(t.Context(), su.u.Key, st.UploadID, 100, part, crc); err != nil {
+	if _, _, err := sink.uploadPart(t.Context(), su.u.Key, st.UploadID, 100, part, crc); err != nil {
 		t.Fatalf("part with the right CRC32C: %v", err)
 	}
 }

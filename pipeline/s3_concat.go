@@ -175,11 +175,11 @@ func (c *s3Concat) flush(ctx context.Context) error {
 	}
 	b := c.buf[:c.n]
 	crc := crc32.Checksum(b, castagnoli)
-	etag, err := c.s.uploadPart(ctx, c.key, c.uploadID, c.next, b, crc)
+	etag, sum, err := c.s.uploadPart(ctx, c.key, c.uploadID, c.next, b, crc)
 	if err != nil {
 		return err
 	}
-	c.parts = append(c.parts, Part{Number: c.next, ETag: etag, Size: int64(c.n), Offset: c.off, Checksum: aws.ToString(crcHeader(crc))})
+	c.parts = append(c.parts, Part{Number: c.next, ETag: etag, Size: int64(c.n), Offset: c.off, Checksum: sum})
 	c.next++
 	c.off += int64(c.n)
 	c.n = 0

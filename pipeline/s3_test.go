@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/roughy/ingest/internal/testsvc"
 )
@@ -614,4 +616,58 @@ func TestS3PartNumbersScaledDown(t *testing.T) {
 			su.check(t, data)
 		})
 	}
+}
+
+// TestS3ObjectCRC32C: uploads declare CRC32C (full object) at creation, so
+// S3 checks each part against it and stores the object's CRC32C, which
+// must be the CRC32C of the source. An upload whose state predates the
+// declaration (a multipart upload created without an algorithm) still
+// completes without part checksums.
+func TestS3ObjectCRC32C(t *testing.T) {
+	e := newS3Env(t, S3LayoutDefault)
+	data := testData(32, 2*s3TargetPartSize+3<<20+17)
+	cut := s3TargetPartSize + 1<<20 + 5 // a PATCH ending mid-part: a tail
+	want := aws.ToString(crcHeader(crc32.Checksum(data, castagnoli)))
+
+	su := e.create(t, "uploads/crc", int64(len(data)))
+	for _, part := range [][]byte{data[:cut], data[cut:]} {
+		if _, _, err := su.write(t.Context(), bytes.NewReader(part), int64(len(part)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range su.parts {
+		if p.Checksum == "" {
+			t.Fatalf("part %d committed without its checksum", p.Number)
+		}
+	}
+	su.complete(t)
+	su.check(t, data)
+	head, err := e.client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &e.srv.Bucket, Key: aws.String(su.u.Key), ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(head.ChecksumCRC32C); got != want {
+		t.Fatalf("object CRC32C %q (type %s), want %q", got, head.ChecksumType, want)
+	}
+
+	// An upload created before the declaration.
+	old := e.create(t, "uploads/crc-old", int64(len(data)))
+	st, err := decodeS3State(old.u.Storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sink.Abort(t.Context(), old.u); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.client.CreateMultipartUpload(t.Context(), &s3.CreateMultipartUploadInput{Bucket: &e.srv.Bucket, Key: aws.String(old.u.Key), ContentType: aws.String("video/mp4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.UploadID, st.Checksum = aws.ToString(out.UploadId), ""
+	old.u.Storage = st.encode()
+	if _, _, err := old.write(t.Context(), bytes.NewReader(data), int64(len(data)), nil); err != nil {
+		t.Fatal(err)
+	}
+	old.complete(t)
+	old.check(t, data)
 }

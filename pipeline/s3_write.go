@@ -229,8 +229,8 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 			left--
 			wg.Go(func() {
 				defer release()
-				etag, err := s.uploadPart(ctx, u.Key, uploadID, p.part.Number, buf[:n], crc)
-				p.part.ETag, p.part.Checksum = etag, aws.ToString(crcHeader(crc))
+				var err error
+				p.part.ETag, p.part.Checksum, err = s.uploadPart(ctx, u.Key, uploadID, p.part.Number, buf[:n], crc)
 				p.done <- err
 			})
 		} else {
@@ -322,8 +322,10 @@ func crcHeader(crc uint32) *string {
 	return aws.String(base64.StdEncoding.EncodeToString(b[:]))
 }
 
-// uploadPart stores b as part number num and returns its ETag.
-func (s *S3Sink) uploadPart(ctx context.Context, key, uploadID string, num int32, b []byte, crc uint32) (string, error) {
+// uploadPart stores b as part number num and returns its ETag and the
+// CRC32C it sent (base64, for CompleteMultipartUpload).
+func (s *S3Sink) uploadPart(ctx context.Context, key, uploadID string, num int32, b []byte, crc uint32) (etag, sum string, err error) {
+	sumHdr := crcHeader(crc)
 	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket:         &s.cfg.Bucket,
 		Key:            aws.String(key),
@@ -331,12 +333,12 @@ func (s *S3Sink) uploadPart(ctx context.Context, key, uploadID string, num int32
 		PartNumber:     aws.Int32(num),
 		Body:           bytes.NewReader(b),
 		ContentLength:  aws.Int64(int64(len(b))),
-		ChecksumCRC32C: crcHeader(crc),
+		ChecksumCRC32C: sumHdr,
 	}, unsignedPayload)
 	if err != nil {
-		return "", s3Err(ctx, fmt.Sprintf("upload part %d of %s", num, key), err)
+		return "", "", s3Err(ctx, fmt.Sprintf("upload part %d of %s", num, key), err)
 	}
-	return aws.ToString(out.ETag), nil
+	return aws.ToString(out.ETag), *sumHdr, nil
 }
 
 // putTail stores b as the tail object key.

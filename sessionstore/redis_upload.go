@@ -107,17 +107,7 @@ func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	}
 	token, _ := out[0].(int64)
 	first, _ := out[1].(int64)
-	var flat []any
-	if len(out) > 2 {
-		flat, _ = out[2].([]any)
-	}
-	m := make(map[string]string, len(flat)/2)
-	for i := 0; i+1 < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		v, _ := flat[i+1].(string)
-		m[k] = v
-	}
-	sess, err := redisDecodeSession(m)
+	sess, err := redisDecodeSession(redisFlatMap(out[2]))
 	if err != nil {
 		return Lease{}, err
 	}
