@@ -120,6 +120,10 @@ func (p *redisProxy) serve(client net.Conn) {
 	}()
 	r := bufio.NewReaderSize(client, 64<<10)
 	var out []byte
+	// inWrite: the command just read was followed by bytes the client had
+	// already sent, so the next one is part of the same pipeline even if
+	// redis answered everything before it while the proxy parsed.
+	inWrite := false
 	for {
 		out = out[:0]
 		var args []string
@@ -138,13 +142,14 @@ func (p *redisProxy) serve(client net.Conn) {
 			}
 		}
 		mu.Lock()
-		if len(queue) == 0 {
+		if len(queue) == 0 && !inWrite {
 			p.mu.Lock()
 			p.trips++
 			p.mu.Unlock()
 		}
 		queue = append(queue, pending{name: name, sent: time.Now()})
 		mu.Unlock()
+		inWrite = r.Buffered() > 0
 		if _, err := server.Write(out); err != nil {
 			break
 		}
