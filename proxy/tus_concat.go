@@ -35,8 +35,8 @@ func (s *Server) createFinal(ctx context.Context, rc *fasthttp.RequestCtx, rq *r
 			return errConcat("partial upload %s is listed twice", pid)
 		}
 		seen[pid] = true
-		p, err := s.store.Session(ctx, pid)
-		if errors.Is(err, sessionstore.ErrNotFound) || err == nil && p.Account != rq.account {
+		p, err := s.ownSession(ctx, rq, pid)
+		if errors.Is(err, sessionstore.ErrNotFound) {
 			return errConcat("partial upload %s not found", pid)
 		}
 		if err != nil {

@@ -12,18 +12,27 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// ownSession is the one place that decides whether a session exists for
+// the request's account: another account's session is
+// sessionstore.ErrNotFound, exactly like an unknown id, so every route
+// answers both alike (SPEC: never reveal that it exists).
+func (s *Server) ownSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
+	sess, err := s.store.Session(ctx, id)
+	if err == nil && sess.Account != rq.account {
+		return sessionstore.Session{}, fmt.Errorf("proxy: session %s of another account: %w", id, sessionstore.ErrNotFound)
+	}
+	return sess, err
+}
+
 // loadSession returns the request account's session id: 404 when unknown
 // or another account's (never revealing which), 410 when expired.
 func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
-	sess, err := s.store.Session(ctx, id)
+	sess, err := s.ownSession(ctx, rq, id)
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		return sess, errNotFound
 	}
 	if err != nil {
 		return sess, fmt.Errorf("proxy: load session: %w", err)
-	}
-	if sess.Account != rq.account {
-		return sessionstore.Session{}, errNotFound
 	}
 	if !sess.Completed && !sess.ExpiresAt.IsZero() && time.Now().After(sess.ExpiresAt) {
 		return sess, errExpired
@@ -76,17 +85,16 @@ func (s *Server) tusHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *reque
 }
 
 // tusDelete serves DELETE (termination): frees the stored bytes and
-// soft-deletes the asset. A session that is already gone is a 204.
+// soft-deletes the asset. A session that is already gone, or another
+// account's, is a 204 that changes nothing.
 func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
-	sess, err := s.store.Session(ctx, id)
+	sess, err := s.ownSession(ctx, rq, id)
 	switch {
 	case errors.Is(err, sessionstore.ErrNotFound):
 		rc.SetStatusCode(fasthttp.StatusNoContent)
 		return nil
 	case err != nil:
 		return fmt.Errorf("proxy: load session: %w", err)
-	case sess.Account != rq.account:
-		return errNotFound
 	}
 	// Storage first: if the store then fails, a retried DELETE still finds
 	// the session and frees nothing twice (Abort is idempotent).

@@ -79,10 +79,13 @@ func TestDeleteMidUpload(t *testing.T) {
 	}
 	t.Logf("before DELETE: %d multipart upload(s), objects %q", len(ups), objs)
 
-	// Another account may not delete it.
+	// Another account may not delete it; it gets what an unknown id gets.
 	other := newClient(t, srv, globexKey)
-	if r := other.must(ctx, http.MethodDelete, loc, nil, nil); r.Status != http.StatusNotFound {
-		t.Errorf("DELETE by another account: %v, want 404", r)
+	if r := other.must(ctx, http.MethodDelete, loc, nil, nil); r.Status != http.StatusNoContent {
+		t.Errorf("DELETE by another account: %v, want 204 (as for an unknown id)", r)
+	}
+	if off := c.headOffset(ctx, loc); off != 10*mib {
+		t.Errorf("HEAD after another account's DELETE: offset %d, want %d", off, 10*mib)
 	}
 	if r := c.must(ctx, http.MethodDelete, loc, nil, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("DELETE: %v, want 204", r)
