@@ -287,8 +287,10 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 	return nil
 }
 
-// Abort aborts the multipart upload and deletes the upload's tail objects.
-// It is idempotent.
+// Abort aborts the multipart upload and deletes the upload's object and
+// tail objects. The object goes too: once an upload is completed its bytes
+// live there, and a presigned download URL issued before a DELETE must
+// stop working with it. It is idempotent.
 func (s *S3Sink) Abort(ctx context.Context, u Upload) error {
 	st, err := decodeS3State(u.Storage)
 	if err == nil {
@@ -298,6 +300,9 @@ func (s *S3Sink) Abort(ctx context.Context, u Upload) error {
 		if err = s3Err(ctx, "abort multipart upload "+u.Key, err); err != nil && !errors.Is(err, ErrNoSuchUpload) {
 			return err
 		}
+	}
+	if err := s.deleteObject(ctx, u.Key); err != nil {
+		return err
 	}
 	return s.deleteTails(ctx, u.Key)
 }

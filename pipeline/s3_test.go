@@ -181,6 +181,32 @@ func (su *s3Upload) complete(t testing.TB) {
 	}
 }
 
+// stored creates key, writes data to it in one chunk and completes it.
+func (e *s3Env) stored(t testing.TB, key string, data []byte) *s3Upload {
+	t.Helper()
+	su := e.create(t, key, int64(len(data)))
+	if _, _, err := su.write(t.Context(), bytes.NewReader(data), int64(len(data)), nil); err != nil {
+		t.Fatal(err)
+	}
+	su.complete(t)
+	return su
+}
+
+// httpGet GETs u without credentials and returns the whole answer.
+func httpGet(t testing.TB, u string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read: %v", u, err)
+	}
+	return resp, b
+}
+
 // check completes nothing; it verifies the completed object holds data:
 // bytes, SHA-256 of the committed hash state, Content-Type, and that no
 // tail or multipart upload is left.
@@ -474,6 +500,32 @@ func TestS3Abort(t *testing.T) {
 	}
 }
 
+// TestS3AbortCompleted: aborting a completed upload (DELETE of a ready
+// asset, expiry) deletes its object, so a download URL presigned before
+// no longer serves it.
+func TestS3AbortCompleted(t *testing.T) {
+	e := newS3Env(t, S3LayoutDefault)
+	su := e.stored(t, "uploads/abort-completed", testData(7, 3*tMiB))
+	u, err := e.sink.URL(t.Context(), su.u.Key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := httpGet(t, u); resp.StatusCode != http.StatusOK {
+		t.Fatalf("presigned URL before abort: %s, want 200", resp.Status)
+	}
+	for range 2 { // idempotent
+		if err := e.sink.Abort(t.Context(), su.snapshot()); err != nil {
+			t.Fatalf("abort: %v", err)
+		}
+	}
+	if k := e.keys(t, su.u.Key); len(k) != 0 {
+		t.Errorf("objects left after aborting a completed upload: %v", k)
+	}
+	if resp, _ := httpGet(t, u); resp.StatusCode == http.StatusOK {
+		t.Errorf("presigned URL issued before the abort: %s, want it to fail", resp.Status)
+	}
+}
+
 func TestS3Concat(t *testing.T) {
 	e := newS3Env(t, S3LayoutDefault)
 	// 6 MiB is copied server-side; the 1 MiB one is read through and
@@ -519,11 +571,7 @@ func TestS3Concat(t *testing.T) {
 func TestS3URLAndOpen(t *testing.T) {
 	e := newS3Env(t, S3LayoutDefault)
 	data := testData(7, 3*tMiB+17)
-	su := e.create(t, "uploads/url", int64(len(data)))
-	if _, _, err := su.write(t.Context(), bytes.NewReader(data), int64(len(data)), nil); err != nil {
-		t.Fatal(err)
-	}
-	su.complete(t)
+	su := e.stored(t, "uploads/url", data)
 
 	u, err := e.sink.URL(t.Context(), su.u.Key, 0)
 	if err != nil {
@@ -532,21 +580,12 @@ func TestS3URLAndOpen(t *testing.T) {
 	if !strings.Contains(u, "X-Amz-Signature=") {
 		t.Fatalf("URL %s is not presigned", u)
 	}
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
-		t.Fatalf("GET presigned: %s, %d bytes (err %v), want 200 with %d bytes", resp.Status, len(got), err, len(data))
+	resp, got := httpGet(t, u)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
+		t.Fatalf("GET presigned: %s, %d bytes, want 200 with %d bytes", resp.Status, len(got), len(data))
 	}
 	// Tampering breaks the signature.
-	resp, err = http.Get(strings.Replace(u, "X-Amz-Signature=", "X-Amz-Signature=0", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ = httpGet(t, strings.Replace(u, "X-Amz-Signature=", "X-Amz-Signature=0", 1))
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("tampered URL: %s, want 403", resp.Status)
 	}

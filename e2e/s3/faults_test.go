@@ -109,6 +109,36 @@ func TestDeleteMidUpload(t *testing.T) {
 	}
 }
 
+// TestDeleteReadyAsset: DELETE of a ready asset deletes its object, so
+// the presigned download_url issued before the DELETE stops working.
+func TestDeleteReadyAsset(t *testing.T) {
+	gw := startGateway(t)
+	srv := startRoughy(t, gw)
+	ctx := testCtx(t)
+	c := newClient(t, srv, acmeKey)
+	src := randomBytes(t, 2*mib, 14)
+	loc, id := c.create(ctx, int64(len(src)), videoMD("video/mp4"), nil)
+	c.patchOK(ctx, loc, 0, src)
+	c.checkReady(ctx, gw, id, src, "video/mp4") // download_url works
+	_, a := c.asset(ctx, id)
+
+	if r := c.must(ctx, http.MethodDelete, loc, nil, nil); r.Status != http.StatusNoContent {
+		t.Fatalf("DELETE: %v, want 204", r)
+	}
+	if keys := gw.Objects(ctx, objectKey(id)); len(keys) != 0 {
+		t.Errorf("after DELETE: bucket holds %q, want the object gone", keys)
+	}
+	resp, err := http.Get(a.DownloadURL)
+	if err != nil {
+		t.Fatalf("GET download_url issued before the DELETE: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("download_url issued before the DELETE: %d with %d bytes, want it to fail", resp.StatusCode, len(body))
+	}
+}
+
 // TestExpiry: with --upload-expiry 2s and a 500 ms janitor, an abandoned
 // upload answers 410 or 404 and its multipart upload and tail are freed,
 // while a completed upload of the same server stays.
