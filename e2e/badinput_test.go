@@ -176,6 +176,8 @@ func TestBadInput(t *testing.T) {
 		{"type missing", "filename " + b64("x.mp4")},
 		{"type invalid", "type " + b64("image")},
 		{"no metadata", ""},
+		{"content_type with CR/LF", "type " + b64("video") + ",content_type " + b64("video/mp4\r\nX-Injected: 1")},
+		{"content_type not a media type", "type " + b64("video") + ",content_type " + b64("mp4")},
 	} {
 		t.Run("400 Upload-Metadata "+c.name, func(t *testing.T) {
 			h := map[string]string{"Upload-Length": "10"}

@@ -444,6 +444,12 @@ func (s *LocalSink) URL(context.Context, string, time.Duration) (string, error) 
 	return "", nil
 }
 
+// DownloadURL is "": the proxy serves local objects itself, headers
+// included.
+func (s *LocalSink) DownloadURL(context.Context, string, time.Duration, ResponseHeaders) (string, error) {
+	return "", nil
+}
+
 // Ping checks that the directory exists and is writable.
 func (s *LocalSink) Ping(ctx context.Context) error {
 	f, err := os.CreateTemp(s.dir, ".ping-*")

@@ -136,8 +136,18 @@ type Sink interface {
 	// URL returns a URL ffprobe and clients can GET the completed object
 	// from (S3: presigned for ttl), or "" when the proxy must serve it.
 	URL(ctx context.Context, key string, ttl time.Duration) (string, error)
+	// DownloadURL is URL for a client's download: the object is served
+	// with h's headers instead of its own (S3: response-content-type and
+	// response-content-disposition, signed into the URL).
+	DownloadURL(ctx context.Context, key string, ttl time.Duration, h ResponseHeaders) (string, error)
 	// Ping checks the storage is reachable (for /readyz).
 	Ping(ctx context.Context) error
+}
+
+// ResponseHeaders are headers a download is served with.
+type ResponseHeaders struct {
+	ContentType        string
+	ContentDisposition string
 }
 
 // Object is a stored object opened for reading.

@@ -415,11 +415,24 @@ func (o *s3Object) ReadAt(p []byte, off int64) (int, error) {
 // URL returns a presigned GET of key valid for ttl (cfg.PresignTTL when
 // ttl <= 0).
 func (s *S3Sink) URL(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	return s.DownloadURL(ctx, key, ttl, ResponseHeaders{})
+}
+
+// DownloadURL is URL whose answer carries h's headers, which S3 takes
+// from the signed response-content-type and response-content-disposition
+// parameters.
+func (s *S3Sink) DownloadURL(ctx context.Context, key string, ttl time.Duration, h ResponseHeaders) (string, error) {
 	if ttl <= 0 {
 		ttl = s.cfg.PresignTTL
 	}
-	req, err := s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(key)},
-		s3.WithPresignExpires(ttl))
+	in := &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(key)}
+	if h.ContentType != "" {
+		in.ResponseContentType = aws.String(h.ContentType)
+	}
+	if h.ContentDisposition != "" {
+		in.ResponseContentDisposition = aws.String(h.ContentDisposition)
+	}
+	req, err := s.presign.PresignGetObject(ctx, in, s3.WithPresignExpires(ttl))
 	if err != nil {
 		return "", fmt.Errorf("pipeline: s3 presign %s: %w", key, err)
 	}

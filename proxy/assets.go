@@ -54,7 +54,7 @@ func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessi
 	if key == "" {
 		key = storageKey(a.ID)
 	}
-	u, err := s.pipe.Sink().URL(ctx, key, s.cfg.DownloadTTL)
+	u, err := s.pipe.Sink().DownloadURL(ctx, key, s.cfg.DownloadTTL, downloadHeaders(a))
 	if err != nil {
 		// The asset is still worth showing; the URL can be asked again.
 		s.log.Warn("download url", "asset_id", a.ID, "err", err)

@@ -57,6 +57,8 @@ func TestBadInput(t *testing.T) {
 		{"metadata duplicate key", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", videoMD+","+md("type", "audio")), nil, 400, "invalid_metadata", ""},
 		{"metadata type missing", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("filename", "a.mp4")), nil, 400, "invalid_metadata", ""},
 		{"metadata type not video/audio", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("type", "image")), nil, 400, "invalid_metadata", ""},
+		{"metadata content_type with CR/LF", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("type", "video", "content_type", "video/mp4\r\nX-Injected: 1")), nil, 400, "invalid_metadata", ""},
+		{"metadata content_type not a media type", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("type", "video", "content_type", "mp4")), nil, 400, "invalid_metadata", ""},
 		{"metadata type as MIME is fine", "POST", uploadsPath, e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", md("type", "video/mp4")), nil, 201, "", "Location"},
 		{"checksum unknown algorithm", "PATCH", c.Location, patchHdr("Upload-Checksum", "crc32 AAAAAA=="), []byte("x"), 400, "invalid_checksum", ""},
 		{"checksum malformed", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha256"), []byte("x"), 400, "invalid_checksum", ""},

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
@@ -117,14 +119,25 @@ func (b objectBody) Close() error { return b.obj.Close() }
 // download serves GET/HEAD /sign/assets/uploads/{id}?token=…: the bytes of
 // a ready asset in the embedded default (S3 mode hands out presigned URLs).
 func (s *Server) download(rc *fasthttp.RequestCtx, rq *request, id string) {
+	// Whatever an uploader stored, a browser must not run it as a page of
+	// this origin (issue 9): no sniffing, no script, no plugin, and the
+	// body is a file to save (Content-Disposition below).
+	rc.Response.Header.Set("X-Content-Type-Options", "nosniff")
+	rc.Response.Header.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 	s.serveRead(rc, rq, func(ctx context.Context) error { return s.serveDownload(ctx, rc, id) })
 }
+
+// downloadMaxAge caps how long a client may cache a download; it is
+// lowered to the token's remaining validity.
+const downloadMaxAge = 5 * time.Minute
 
 func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id string) error {
 	if !validID(id) {
 		return errForbidden
 	}
-	if err := s.verifyDownload(id, string(rc.QueryArgs().Peek("token")), time.Now()); err != nil {
+	token := string(rc.QueryArgs().Peek("token"))
+	now := time.Now()
+	if err := s.verifyDownload(id, token, now); err != nil {
 		return err
 	}
 	a, err := s.store.Asset(ctx, id)
@@ -133,6 +146,21 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 	}
 	if err != nil {
 		return fmt.Errorf("proxy: load asset: %w", err)
+	}
+	h := &rc.Response.Header
+	h.Set("Accept-Ranges", "bytes")
+	// Never cached past the token: a cache must not serve what the
+	// link no longer grants.
+	maxAge := min(downloadMaxAge, tokenExpiry(token).Sub(now))
+	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(int64(maxAge/time.Second), 10))
+	etag := ""
+	if a.SHA256 != "" {
+		etag = `"` + a.SHA256 + `"`
+		h.Set("ETag", etag)
+	}
+	if inm := rc.Request.Header.Peek("If-None-Match"); inm != nil && etag != "" && etagListMatches(string(inm), etag) {
+		rc.SetStatusCode(fasthttp.StatusNotModified)
+		return nil
 	}
 	key := a.StorageKey
 	if key == "" {
@@ -143,19 +171,17 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 		return fmt.Errorf("proxy: open %s: %w", key, err)
 	}
 	size := obj.Size()
-	h := &rc.Response.Header
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Cache-Control", "private, max-age=300")
-	if a.SHA256 != "" {
-		h.Set("ETag", `"`+a.SHA256+`"`)
-	}
-	ct := a.ContentType
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	h.SetContentType(ct)
+	dh := downloadHeaders(a)
+	h.SetContentType(dh.ContentType)
+	h.Set("Content-Disposition", dh.ContentDisposition)
 	status, r := fasthttp.StatusOK, byteRange{0, size}
-	if rh := rc.Request.Header.Peek("Range"); rh != nil {
+	rh := rc.Request.Header.Peek("Range")
+	if ir := rc.Request.Header.Peek("If-Range"); ir != nil && !strongMatch(strings.TrimSpace(string(ir)), etag) {
+		// The client's copy is another version (or a date we cannot
+		// compare): it gets the whole object, not a piece to splice in.
+		rh = nil
+	}
+	if rh != nil {
 		br, ok, rerr := parseRange(string(rh), size)
 		switch {
 		case rerr != nil:
@@ -175,4 +201,89 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 	}
 	rc.SetBodyStream(objectBody{io.NewSectionReader(obj, r.start, r.length), obj}, int(r.length))
 	return nil
+}
+
+// tokenExpiry is the expiry of a token verifyDownload accepted.
+func tokenExpiry(token string) time.Time {
+	es, _, _ := strings.Cut(token, ".")
+	exp, _ := parseInt(es)
+	return time.Unix(exp, 0)
+}
+
+// strongMatch compares an entity tag strongly (RFC 9110 8.8.3.2): a weak
+// tag matches nothing.
+func strongMatch(tag, etag string) bool {
+	return etag != "" && tag == etag && !strings.HasPrefix(tag, "W/")
+}
+
+// etagListMatches evaluates If-None-Match's list against etag with the
+// weak comparison RFC 9110 13.1.2 asks for; "*" matches any.
+func etagListMatches(list, etag string) bool {
+	if strings.TrimSpace(list) == "*" {
+		return true
+	}
+	for tag := range strings.SplitSeq(list, ",") {
+		if strings.TrimPrefix(strings.TrimSpace(tag), "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+const octetStream = "application/octet-stream"
+
+// downloadHeaders are the Content-Type and Content-Disposition of a's
+// downloads, served by this server or set on a presigned URL alike.
+func downloadHeaders(a sessionstore.Asset) pipeline.ResponseHeaders {
+	return pipeline.ResponseHeaders{ContentType: servedType(a.ContentType), ContentDisposition: attachment(a.Filename)}
+}
+
+// servedType is the Content-Type a download is served with: the stored
+// one for video/*, audio/* and application/octet-stream, anything else
+// (text/html, image/svg+xml…) as application/octet-stream, which no
+// browser renders as a document.
+func servedType(ct string) string {
+	if !validMediaType(ct) {
+		return octetStream
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	if strings.HasPrefix(mt, "video/") || strings.HasPrefix(mt, "audio/") || mt == octetStream {
+		return ct
+	}
+	return octetStream
+}
+
+// attachment is a Content-Disposition that saves the body as name (RFC
+// 6266): an ASCII filename for old clients and, when name is not plain
+// ASCII, the exact name as RFC 8187 filename*.
+func attachment(name string) string {
+	if name == "" {
+		return "attachment"
+	}
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	var plain, ext strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c > ' ' && c < 0x7f && c != '"' && c != '\\' && c != '%' && c != '/' || c == ' ' {
+			plain.WriteByte(c)
+		} else if c < 0x80 || utf8.RuneStart(c) {
+			plain.WriteByte('_')
+		}
+		if isAttrChar(c) {
+			ext.WriteByte(c)
+		} else {
+			fmt.Fprintf(&ext, "%%%02X", c)
+		}
+	}
+	v := `attachment; filename="` + plain.String() + `"`
+	if plain.String() != name {
+		v += "; filename*=UTF-8''" + ext.String()
+	}
+	return v
+}
+
+// isAttrChar reports whether c may appear unencoded in an RFC 8187
+// ext-value.
+func isAttrChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0
 }

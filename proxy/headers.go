@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"maps"
+	"mime"
 	"net/url"
 	"slices"
 	"strconv"
@@ -143,11 +144,35 @@ func (md metadata) shape() (assetShape, error) {
 	} else if sh.ContentType == "" {
 		sh.ContentType = md["filetype"]
 	}
+	if sh.ContentType != "" && !validMediaType(sh.ContentType) {
+		// It becomes the stored object's Content-Type and a download's
+		// (issue 9: CR/LF were stored as they came).
+		return assetShape{}, errorf(fasthttp.StatusBadRequest, "invalid_metadata",
+			`Upload-Metadata "content_type" must be a media type such as "video/mp4"`)
+	}
 	sh.Filename = md["filename"]
 	if sh.Filename == "" {
 		sh.Filename = md["name"]
 	}
 	return sh, nil
+}
+
+// maxMediaType bounds a stored content_type; real ones are far shorter.
+const maxMediaType = 255
+
+// validMediaType reports whether ct is a syntactically valid media type
+// ("type/subtype", parameters allowed) of printable ASCII.
+func validMediaType(ct string) bool {
+	if len(ct) > maxMediaType {
+		return false
+	}
+	for i := 0; i < len(ct); i++ {
+		if c := ct[i]; c < ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && strings.Contains(mt, "/")
 }
 
 // parseChecksum parses Upload-Checksum: "<algorithm> <base64 digest>". The

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -90,6 +91,19 @@ func TestMetadataShape(t *testing.T) {
 		{metadata{"type": "image"}, assetShape{}, true},
 		{metadata{"type": "image/png"}, assetShape{}, true},
 		{metadata{"content_type": "video/mp4"}, assetShape{}, true},
+		// content_type must be a media type of printable ASCII (issue 9).
+		{metadata{"type": "video", "content_type": `video/mp4; codecs="avc1.64001f"`}, assetShape{"video", `video/mp4; codecs="avc1.64001f"`, ""}, false},
+		{metadata{"type": "video", "content_type": "text/html"}, assetShape{"video", "text/html", ""}, false},
+		{metadata{"type": "video", "content_type": "video/mp4\r\nSet-Cookie: a=b"}, assetShape{}, true},
+		{metadata{"type": "video", "content_type": "video/mp4\n"}, assetShape{}, true},
+		{metadata{"type": "video", "content_type": "video"}, assetShape{}, true},
+		{metadata{"type": "video", "content_type": "video/"}, assetShape{}, true},
+		{metadata{"type": "video", "content_type": "video/mp4 x"}, assetShape{}, true},
+		{metadata{"type": "video", "content_type": "vidéo/mp4"}, assetShape{}, true},
+		{metadata{"type": "video", "content_type": `video/mp4; a="b`}, assetShape{}, true},
+		{metadata{"type": "video/mp4\r\nX: y"}, assetShape{}, true},
+		{metadata{"type": "video", "filetype": "text/html\x00"}, assetShape{}, true},
+		{metadata{"type": "video", "content_type": "video/" + strings.Repeat("x", 250)}, assetShape{}, true},
 	}
 	for _, tt := range tests {
 		got, err := tt.md.shape()
