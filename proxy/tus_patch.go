@@ -197,24 +197,32 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 			werr = fmt.Errorf("proxy: write stopped: %w (%w)", cause, werr)
 		}
 	}
-	// Whenever every byte is committed, the upload is whole: complete it,
-	// also after a failed write (a body longer than allowed: the sink
-	// stores what fits, then reports ErrTooLarge; the answer stays 413).
-	if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed {
-		fin, err := s.complete(wctx, lh.get(), cur)
-		switch {
-		case err == nil:
-			cur = fin
-		case werr == nil:
-			return cur, err
-		default:
-			s.log.Warn("complete after a failed write", "upload_id", cur.ID, "err", err)
-		}
-	}
 	if werr != nil {
+		// A failed write completes nothing, even when it committed the
+		// last byte (a body without Content-Length that runs past the
+		// limit: the sink keeps what fits, then reports ErrTooLarge). The
+		// client was told the request failed; a request that succeeds (a
+		// HEAD, an empty PATCH at the final offset) completes the upload.
+		if errors.Is(werr, pipeline.ErrTooLarge) {
+			werr = fmt.Errorf("%w: %w", overflowError(sess), werr)
+		}
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
+	// Every byte is committed: the upload is whole.
+	if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed {
+		return s.complete(wctx, lh.get(), cur)
+	}
 	return cur, nil
+}
+
+// overflowError is the 413 of a body without Content-Length that ran past
+// what a write at sess's offset may take: the 64 MiB cap when the upload
+// has more room than that (or no length yet), else its Upload-Length.
+func overflowError(sess sessionstore.Session) *Error {
+	if sess.Length < 0 || sess.Length-sess.Offset > pipeline.MaxChunk {
+		return errChunkTooBig
+	}
+	return errPastLength
 }
 
 // nextExpiry is when an upload written to now expires: UploadExpiry after
