@@ -237,6 +237,23 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	t.Run("400 TUS header twice with different values", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, 10)
+		// openRaw writes "Upload-Offset: 0" itself; the extra line in
+		// another case is the same header a second time.
+		for _, extra := range []map[string]string{{"upload-offset": "5"}, {"Upload-Length": "10", "upload-length": "20"}} {
+			p := openRawPatch(t, up.Location, acmeKey, 0, 1, extra)
+			_ = p.Write([]byte("x"))
+			rep, err := p.Response(20 * time.Second)
+			if err != nil {
+				t.Fatalf("PATCH with %v: no response: %v", extra, err)
+			}
+			wantError(t, fmt.Sprintf("PATCH with %v", extra), rep, 400)
+		}
+		if off := headOffset(t, up.Location, acmeKey); off != 0 {
+			t.Errorf("offset after 400: got %d, want 0", off)
+		}
+	})
 	t.Run("423 concurrent PATCH", func(t *testing.T) { testConcurrentPatch423(t, s) })
 }
 

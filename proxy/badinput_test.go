@@ -24,6 +24,12 @@ func TestBadInput(t *testing.T) {
 	patchHdr := func(kv ...string) http.Header {
 		return e.tusHdr("acme", append([]string{"Upload-Offset", "0", "Content-Type", "application/offset+octet-stream"}, kv...)...)
 	}
+	// twice adds a second value of key to h.
+	twice := func(h http.Header, key, v string) http.Header {
+		h.Add(key, v)
+		return h
+	}
+	sha1Of := func(s string) string { return "sha1 " + b64(strings.Repeat(s, 20)) }
 	tests := []struct {
 		name   string
 		method string
@@ -62,6 +68,12 @@ func TestBadInput(t *testing.T) {
 		{"checksum malformed", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha256"), []byte("x"), 400, "invalid_checksum", ""},
 		{"checksum wrong digest size", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha1 AAAA"), []byte("x"), 400, "invalid_checksum", ""},
 		{"checksum mismatch", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha1 "+b64(strings.Repeat("x", 20))), []byte("abc"), 460, "checksum_mismatch", ""},
+		{"Upload-Offset twice", "PATCH", c.Location, twice(patchHdr(), "Upload-Offset", "5"), []byte("x"), 400, "invalid_offset", ""},
+		{"Upload-Length twice on PATCH", "PATCH", c.Location, twice(patchHdr("Upload-Length", "1000"), "Upload-Length", "2000"), []byte("x"), 400, "invalid_length", ""},
+		{"Upload-Checksum twice", "PATCH", c.Location, twice(patchHdr("Upload-Checksum", sha1Of("a")), "Upload-Checksum", sha1Of("b")), []byte("x"), 400, "invalid_checksum", ""},
+		{"Upload-Length twice on POST", "POST", uploadsPath, twice(e.tusHdr("acme", "Upload-Length", "10", "Upload-Metadata", videoMD), "Upload-Length", "20"), nil, 400, "invalid_length", ""},
+		{"Upload-Checksum twice on POST with data", "POST", uploadsPath, twice(e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", videoMD,
+			"Content-Type", "application/offset+octet-stream", "Upload-Checksum", sha1Of("a")), "Upload-Checksum", sha1Of("b")), []byte("x"), 400, "invalid_checksum", ""},
 		{"method not allowed", "GET", c.Location, e.tusHdr("acme"), nil, 405, "method_not_allowed", "Allow"},
 	}
 	for _, tt := range tests {
@@ -89,6 +101,19 @@ func TestBadInput(t *testing.T) {
 	// None of the refused PATCHes moved the offset.
 	if h := e.head("acme", c.Location); h.h.Get("Upload-Offset") != "0" {
 		t.Errorf("offset after refused PATCHes = %q, want 0", h.h.Get("Upload-Offset"))
+	}
+}
+
+// TestRepeatedHeaderSameValue: a TUS header repeated with the same value
+// is unambiguous and accepted (different values are a 400: TestBadInput).
+func TestRepeatedHeaderSameValue(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", 3)
+	h := e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream", "Upload-Length", "3")
+	h.Add("Upload-Offset", "0")
+	h.Add("Upload-Length", "3")
+	if r := e.do("PATCH", c.Location, h, []byte("abc")); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "3" {
+		t.Fatalf("PATCH with Upload-Offset and Upload-Length twice, same values: %d %s, want 204 offset 3", r.status, r.body)
 	}
 }
 

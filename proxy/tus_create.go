@@ -26,11 +26,15 @@ func errBadRequest(code string, err error) *Error {
 // exactly one of them, a length within 50 GiB, or a deferral of "1".
 // It returns -1 for a deferred length.
 func parseLength(h *fasthttp.RequestHeader) (int64, error) {
-	lv, dv := h.Peek("Upload-Length"), h.Peek("Upload-Defer-Length")
+	lv, hasLength, err := single(h, "Upload-Length", "invalid_length")
+	if err != nil {
+		return 0, err
+	}
+	dv := h.Peek("Upload-Defer-Length")
 	switch {
-	case lv != nil && dv != nil:
+	case hasLength && dv != nil:
 		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "send Upload-Length or Upload-Defer-Length, not both")
-	case lv == nil && dv == nil:
+	case !hasLength && dv == nil:
 		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length or Upload-Defer-Length: 1 is required")
 	case dv != nil:
 		if string(dv) != "1" {
@@ -38,7 +42,7 @@ func parseLength(h *fasthttp.RequestHeader) (int64, error) {
 		}
 		return -1, nil
 	}
-	n, err := parseInt(string(lv))
+	n, err := parseInt(lv)
 	if err != nil {
 		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
 	}
@@ -97,9 +101,9 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		}
 	}
 	var sum *pipeline.Checksum
-	if v := h.Peek("Upload-Checksum"); withData && v != nil {
-		if sum, err = parseChecksum(string(v)); err != nil {
-			return errBadRequest("invalid_checksum", err)
+	if withData {
+		if sum, err = parseChecksumHeader(h); err != nil {
+			return err
 		}
 	}
 

@@ -30,42 +30,55 @@ func errOffset(want, got int64) *Error {
 		fmt.Sprintf("Upload-Offset %d does not match the upload's offset %d", got, want))
 }
 
-// tusPatch serves PATCH: one chunk appended at Upload-Offset.
-func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
-	h := &rc.Request.Header
+// parsePatch reads a PATCH's headers into a chunk request.
+func parsePatch(h *fasthttp.RequestHeader) (chunkRequest, error) {
 	if !isOffsetType(h.ContentType()) {
-		return errContentType
+		return chunkRequest{}, errContentType
 	}
-	ov := h.Peek("Upload-Offset")
-	if ov == nil {
-		return errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset is required")
-	}
-	offset, err := parseInt(string(ov))
+	ov, ok, err := single(h, "Upload-Offset", "invalid_offset")
 	if err != nil {
-		return errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset must be a non-negative integer")
+		return chunkRequest{}, err
+	}
+	if !ok {
+		return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset is required")
+	}
+	offset, err := parseInt(ov)
+	if err != nil {
+		return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset must be a non-negative integer")
 	}
 	size := int64(h.ContentLength())
 	if size == -2 {
 		size = 0
 	}
 	if size > pipeline.MaxChunk {
-		return errChunkTooBig
+		return chunkRequest{}, errChunkTooBig
 	}
 	cr := chunkRequest{offset: offset, size: size, length: -1}
-	if v := h.Peek("Upload-Checksum"); v != nil {
-		if cr.sum, err = parseChecksum(string(v)); err != nil {
-			return errBadRequest("invalid_checksum", err)
-		}
+	if cr.sum, err = parseChecksumHeader(h); err != nil {
+		return chunkRequest{}, err
 	}
-	if v := h.Peek("Upload-Length"); v != nil {
-		if cr.length, err = parseInt(string(v)); err != nil {
-			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
+	lv, ok, err := single(h, "Upload-Length", "invalid_length")
+	if err != nil {
+		return chunkRequest{}, err
+	}
+	if ok {
+		if cr.length, err = parseInt(lv); err != nil {
+			return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
 		}
 		if cr.length > pipeline.MaxUploadLength {
-			return errUploadTooLarge
+			return chunkRequest{}, errUploadTooLarge
 		}
 	}
+	return cr, nil
+}
 
+// tusPatch serves PATCH: one chunk appended at Upload-Offset.
+func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	cr, err := parsePatch(&rc.Request.Header)
+	if err != nil {
+		return err
+	}
+	offset, size := cr.offset, cr.size
 	sess, err := s.loadSession(ctx, rq, id)
 	if err != nil {
 		return err
