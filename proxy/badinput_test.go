@@ -82,6 +82,9 @@ func TestBadInput(t *testing.T) {
 			if r.status != tt.status {
 				t.Fatalf("status %d (%s), want %d", r.status, r.body, tt.status)
 			}
+			if want := fmt.Sprintf("%d %s", tt.status, statusText(tt.status)); r.text != want {
+				t.Errorf("status line %q, want %q", r.text, want)
+			}
 			if r.h.Get("Tus-Resumable") != "1.0.0" && strings.HasPrefix(tt.path, uploadsPath) {
 				t.Errorf("response lacks Tus-Resumable: 1.0.0")
 			}
@@ -101,6 +104,30 @@ func TestBadInput(t *testing.T) {
 	// None of the refused PATCHes moved the offset.
 	if h := e.head("acme", c.Location); h.h.Get("Upload-Offset") != "0" {
 		t.Errorf("offset after refused PATCHes = %q, want 0", h.h.Get("Upload-Offset"))
+	}
+}
+
+// statusText is the reason phrase a status must go out with: TUS's for
+// 460, else the standard one.
+func statusText(code int) string {
+	if code == StatusChecksumMismatch {
+		return "Checksum Mismatch"
+	}
+	return http.StatusText(code)
+}
+
+// TestLockedRetryAfter: a 423 tells the client when to retry.
+func TestLockedRetryAfter(t *testing.T) {
+	var fs *flakyStore
+	e := newEnv(t, nil, func(s sessionstore.Store) sessionstore.Store {
+		fs = &flakyStore{Local: s.(*sessionstore.Local)}
+		return fs
+	})
+	c := e.create("acme", 10)
+	fs.locked.Store(true)
+	r := e.patch("acme", c.Location, 0, []byte("0123456789"))
+	if r.status != http.StatusLocked || r.h.Get("Retry-After") != "1" {
+		t.Fatalf("PATCH of a locked upload: %d Retry-After %q %s, want 423 with Retry-After 1", r.status, r.h.Get("Retry-After"), r.body)
 	}
 }
 
@@ -366,6 +393,15 @@ type flakyStore struct {
 	// leaseLost makes renewals and commits fail as if another node had
 	// taken the upload over.
 	leaseLost atomic.Bool
+	// locked makes every lease acquisition find the upload locked.
+	locked atomic.Bool
+}
+
+func (f *flakyStore) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (sessionstore.Lease, error) {
+	if f.locked.Load() {
+		return sessionstore.Lease{}, fmt.Errorf("flaky: %w", sessionstore.ErrLocked)
+	}
+	return f.Local.AcquireLease(ctx, id, ttl, parts)
 }
 
 func (f *flakyStore) RenewLease(ctx context.Context, l sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
