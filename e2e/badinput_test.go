@@ -254,6 +254,42 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("offset after 400: got %d, want 0", off)
 		}
 	})
+	t.Run("refused before 100 Continue", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, 10)
+		expect := map[string]string{"Expect": "100-continue"}
+		for _, c := range []struct {
+			what   string
+			key    string
+			offset int64
+			size   int64
+			status int
+		}{
+			{"PATCH by another account", globexKey, 0, 10, 404},
+			{"PATCH at a wrong offset", acmeKey, 5, 5, 409},
+			{"PATCH past Upload-Length", acmeKey, 0, 11, 413},
+		} {
+			// Headers only: a client that waits for 100 Continue must get
+			// the final status instead.
+			rep, err := openRawPatch(t, up.Location, c.key, c.offset, c.size, expect).Response(20 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: no response: %v", c.what, err)
+			}
+			wantError(t, c.what+" with Expect: 100-continue", rep, c.status)
+		}
+		if off := headOffset(t, up.Location, acmeKey); off != 0 {
+			t.Errorf("offset after the refusals: got %d, want 0", off)
+		}
+	})
+	t.Run("400 deferred Upload-Length below the offset", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, -1)
+		if rep := patch(t, up.Location, acmeKey, 0, []byte("0123456789")); rep.Status != 204 {
+			t.Fatalf("first PATCH: got %d %s, want 204", rep.Status, rep.Body)
+		}
+		rep := do(t, req{Method: "PATCH", URL: up.Location, Key: acmeKey, Body: bytes.NewReader(nil), Header: map[string]string{
+			"Upload-Offset": "10", "Upload-Length": "5", "Content-Type": "application/offset+octet-stream",
+		}})
+		wantError(t, "Upload-Length 5 at offset 10", rep, 400)
+	})
 	t.Run("423 concurrent PATCH", func(t *testing.T) { testConcurrentPatch423(t, s) })
 }
 

@@ -179,21 +179,65 @@ func TestBodyTooLarge(t *testing.T) {
 	}
 }
 
-// TestExpectContinueRejections: a PATCH that is sure to fail is refused
-// before the client sends its body.
+// TestExpectContinueRejections: a request that is sure to fail is refused
+// with its final status before the client sends its body (no 100
+// Continue): the handler's checks of headers, key, owner, offset and
+// length run first.
 func TestExpectContinueRejections(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	c := e.create("acme", 100)
-	rc := e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "text/plain",
-		"Content-Length", "100", "Expect", "100-continue"), nil)
-	if r := rc.read("PATCH"); r.status != http.StatusUnsupportedMediaType {
-		t.Errorf("Expect with wrong Content-Type: %d, want 415 (and no 100 Continue)", r.status)
+	deferred := e.create("acme", -1)
+	if r := e.patch("acme", deferred.Location, 0, make([]byte, 10)); r.status != http.StatusNoContent {
+		t.Fatalf("PATCH of the deferred upload: %d %s", r.status, r.body)
+	}
+	unknown := uploadsPath + "/019deafa-0000-7000-8000-00000000dead"
+	patchHdr := func(account string, kv ...string) http.Header {
+		return e.tusHdr(account, append([]string{"Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+			"Content-Length", "100", "Expect", "100-continue"}, kv...)...)
+	}
+	postHdr := func(account string, kv ...string) http.Header {
+		return e.tusHdr(account, append([]string{"Upload-Length", "100", "Upload-Metadata", md("type", "video"),
+			"Content-Type", "application/offset+octet-stream", "Content-Length", "100", "Expect", "100-continue"}, kv...)...)
+	}
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		h      http.Header
+		status int
+		code   string
+	}{
+		{"wrong Content-Type", "PATCH", c.Location, patchHdr("acme", "Content-Type", "text/plain"), 415, "unsupported_content_type"},
+		{"no key", "PATCH", c.Location, patchHdr(""), 401, "unauthorized"},
+		{"unknown key", "PATCH", c.Location, patchHdr("", "Authorization", "Bearer rk_live_nope"), 401, "unauthorized"},
+		{"another account's upload", "PATCH", c.Location, patchHdr("globex"), 404, "not_found"},
+		{"unknown upload", "PATCH", unknown, patchHdr("acme"), 404, "not_found"},
+		{"offset mismatch", "PATCH", c.Location, patchHdr("acme", "Upload-Offset", "7"), 409, "offset_mismatch"},
+		{"past Upload-Length", "PATCH", c.Location, patchHdr("acme", "Content-Length", "101"), 413, "past_upload_length"},
+		{"Upload-Length changed", "PATCH", c.Location, patchHdr("acme", "Upload-Length", "200"), 400, "invalid_length"},
+		{"deferred Upload-Length below offset", "PATCH", deferred.Location, patchHdr("acme", "Upload-Offset", "10", "Upload-Length", "5"), 400, "invalid_upload_length"},
+		{"deferred Upload-Length short of the body", "PATCH", deferred.Location, patchHdr("acme", "Upload-Offset", "10", "Upload-Length", "50"), 413, "past_upload_length"},
+		{"POST no key", "POST", uploadsPath, postHdr(""), 401, "unauthorized"},
+		{"POST metadata type missing", "POST", uploadsPath, postHdr("acme", "Upload-Metadata", md("filename", "a.mp4")), 400, "invalid_metadata"},
+		{"POST data past Upload-Length", "POST", uploadsPath, postHdr("acme", "Upload-Length", "50"), 413, "past_upload_length"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := e.raw()
+			path := strings.TrimPrefix(tt.path, e.url)
+			rc.send(tt.method, path, tt.h, nil) // headers only: the body waits for 100 Continue
+			r := rc.read(tt.method)
+			if r.status != tt.status || r.errorCode() != tt.code {
+				t.Fatalf("%d %s, want %d %s before any 100 Continue", r.status, r.body, tt.status, tt.code)
+			}
+			if r.h.Get("Tus-Resumable") != "1.0.0" {
+				t.Errorf("refusal without Tus-Resumable")
+			}
+		})
 	}
 	// A good one gets 100 Continue, then its answer.
-	rc = e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
-		"Content-Length", "100", "Expect", "100-continue"), nil)
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], patchHdr("acme"), nil)
 	line, err := rc.br.ReadString('\n')
 	if err != nil || !strings.Contains(line, "100") {
 		t.Fatalf("want 100 Continue, got %q, %v", line, err)
@@ -202,6 +246,25 @@ func TestExpectContinueRejections(t *testing.T) {
 	rc.write(make([]byte, 100))
 	if r := rc.read("PATCH"); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "100" {
 		t.Errorf("PATCH after 100 Continue: %d %q", r.status, r.h.Get("Upload-Offset"))
+	}
+}
+
+// TestDeferredLengthBelowOffset: a deferred Upload-Length below the bytes
+// already stored is a malformed length (400), not a body that is too long.
+func TestDeferredLengthBelowOffset(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", -1)
+	if r := e.patch("acme", c.Location, 0, make([]byte, 10)); r.status != http.StatusNoContent {
+		t.Fatalf("first PATCH: %d %s", r.status, r.body)
+	}
+	if r := e.patch("acme", c.Location, 10, nil, "Upload-Length", "5"); r.status != http.StatusBadRequest || r.errorCode() != "invalid_upload_length" {
+		t.Errorf("Upload-Length 5 at offset 10: %d %s, want 400 invalid_upload_length", r.status, r.body)
+	}
+	if r := e.patch("acme", c.Location, 10, []byte("xy"), "Upload-Length", "11"); r.status != http.StatusRequestEntityTooLarge || r.errorCode() != "past_upload_length" {
+		t.Errorf("Upload-Length 11 at offset 10 with 2 bytes: %d %s, want 413 past_upload_length", r.status, r.body)
+	}
+	if h := e.head("acme", c.Location); h.h.Get("Upload-Defer-Length") != "1" || h.h.Get("Upload-Offset") != "10" {
+		t.Errorf("HEAD after the refusals: offset %q defer %q, want 10 and still deferred", h.h.Get("Upload-Offset"), h.h.Get("Upload-Defer-Length"))
 	}
 }
 
@@ -468,6 +531,11 @@ func TestStoreOutage(t *testing.T) {
 	check("PATCH", e.patch("acme", c.Location, 0, []byte("0123456789")))
 	check("GET asset", e.do("GET", "/api/v1/assets/"+c.SessionID, hdr("Authorization", "Bearer "+e.keys["acme"]), nil))
 	check("HEAD with an uncached key", e.head("globex", c.Location))
+	// Refused before 100 Continue: the client need not send the body.
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", "10", "Expect", "100-continue"), nil)
+	check("PATCH with Expect: 100-continue", rc.read("PATCH"))
 	check("readyz", e.do("GET", "/readyz", nil, nil))
 	fs.down.Store(false)
 	if h := e.head("acme", c.Location); h.status != http.StatusOK || h.h.Get("Upload-Offset") != "0" {

@@ -74,27 +74,14 @@ func parsePatch(h *fasthttp.RequestHeader) (chunkRequest, error) {
 
 // tusPatch serves PATCH: one chunk appended at Upload-Offset.
 func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
-	cr, err := parsePatch(&rc.Request.Header)
+	sess, cr, err := s.checkPatch(ctx, rc, rq, id)
 	if err != nil {
 		return err
 	}
-	offset, size := cr.offset, cr.size
-	sess, err := s.loadSession(ctx, rq, id)
-	if err != nil {
-		return err
-	}
-	if len(sess.ConcatOf) > 0 {
-		return errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be patched")
-	}
-	if sess.Completed {
-		if offset != sess.Offset {
-			return errOffset(sess.Offset, offset)
+	if !sess.Completed {
+		if sess, err = s.writeChunk(ctx, rc, rq, sess, cr); err != nil {
+			return err
 		}
-		if size != 0 {
-			return errPastLength
-		}
-	} else if sess, err = s.writeChunk(ctx, rc, rq, sess, cr); err != nil {
-		return err
 	}
 	rc.Response.Header.Set("Upload-Offset", strconv.FormatInt(sess.Offset, 10))
 	if !sess.Completed {
@@ -104,27 +91,77 @@ func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *requ
 	return nil
 }
 
-// applyLength sets a deferred upload's length from a PATCH's Upload-Length.
-func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr chunkRequest) error {
-	if cr.length < 0 {
-		return nil
+// checkPatch is everything a PATCH can be refused for before its body is
+// read: its headers, the upload's owner and state, offset and length. It
+// has no side effects, so the Expect handler runs it before 100 Continue
+// (the handler runs it again: the upload may have moved in between).
+func (s *Server) checkPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) (sessionstore.Session, chunkRequest, error) {
+	cr, err := parsePatch(&rc.Request.Header)
+	if err != nil {
+		return sessionstore.Session{}, cr, err
 	}
-	if sess.Length >= 0 {
-		if sess.Length != cr.length {
-			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")
-		}
-		return nil
+	sess, err := s.loadSession(ctx, rq, id)
+	switch {
+	case err != nil:
+		return sess, cr, err
+	case len(sess.ConcatOf) > 0:
+		return sess, cr, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be patched")
+	case !sess.Completed:
+		return sess, cr, checkChunk(sess, cr)
+	case cr.offset != sess.Offset:
+		return sess, cr, errOffset(sess.Offset, cr.offset)
+	case cr.size != 0:
+		return sess, cr, errPastLength
 	}
-	if cr.length < sess.Offset+max(cr.size, 0) {
+	return sess, cr, nil
+}
+
+// checkChunk refuses a chunk that cannot be written at sess as it stands.
+func checkChunk(sess sessionstore.Session, cr chunkRequest) error {
+	if sess.Offset != cr.offset {
+		return errOffset(sess.Offset, cr.offset)
+	}
+	length, err := lengthWith(sess, cr)
+	if err != nil {
+		return err
+	}
+	if length >= 0 && cr.size > length-sess.Offset {
 		return errPastLength
 	}
-	if err := s.store.SetLength(ctx, sess.ID, cr.length); err != nil {
+	return nil
+}
+
+// lengthWith is the upload's length once a PATCH's Upload-Length is
+// applied (-1: still deferred), or why that length cannot be.
+func lengthWith(sess sessionstore.Session, cr chunkRequest) (int64, error) {
+	switch {
+	case cr.length < 0:
+		return sess.Length, nil
+	case sess.Length >= 0 && sess.Length != cr.length:
+		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")
+	case cr.length < sess.Offset:
+		// The bytes are stored already: the length cannot be below them.
+		return 0, errorf(fasthttp.StatusBadRequest, "invalid_upload_length",
+			fmt.Sprintf("Upload-Length %d is below the upload's offset %d", cr.length, sess.Offset))
+	case cr.length < sess.Offset+max(cr.size, 0):
+		return 0, errPastLength
+	}
+	return cr.length, nil
+}
+
+// applyLength sets a deferred upload's length from a PATCH's Upload-Length.
+func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr chunkRequest) error {
+	length, err := lengthWith(*sess, cr)
+	if err != nil || length == sess.Length {
+		return err
+	}
+	if err := s.store.SetLength(ctx, sess.ID, length); err != nil {
 		if errors.Is(err, sessionstore.ErrOffsetConflict) {
 			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length conflicts with the upload's state")
 		}
 		return fmt.Errorf("proxy: set length: %w", err)
 	}
-	sess.Length = cr.length
+	sess.Length = length
 	return nil
 }
 
