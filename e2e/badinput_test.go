@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -154,6 +155,22 @@ func TestBadInput(t *testing.T) {
 		if off := headOffset(t, up.Location, acmeKey); off != 0 {
 			t.Errorf("offset after 413: got %d, want 0", off)
 		}
+	})
+	t.Run("413 chunked body past Upload-Length completes nothing", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, 10)
+		// A reader of unknown length: net/http sends it chunked, so the
+		// server cannot refuse it from Content-Length.
+		rep := do(t, req{Method: "PATCH", URL: up.Location, Key: acmeKey, Body: io.MultiReader(strings.NewReader("0123456789AB")),
+			Header: map[string]string{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}})
+		wantError(t, "chunked PATCH of 12 bytes into 10", rep, 413)
+		if st, a := getAsset(t, s, acmeKey, up.AssetID); st != 200 || a.State != "uploading" {
+			t.Errorf("asset after the 413: got %d state %q, want 200 uploading", st, a.State)
+		}
+		// A request that succeeds completes it.
+		if rep := patch(t, up.Location, acmeKey, 10, nil); rep.Status != 204 {
+			t.Fatalf("empty PATCH at 10: got %d %s, want 204", rep.Status, rep.Body)
+		}
+		wantReady(t, s, acmeKey, up.AssetID, []byte("0123456789"))
 	})
 	for _, c := range []struct {
 		name string
