@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -155,6 +156,22 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("offset after 413: got %d, want 0", off)
 		}
 	})
+	t.Run("413 chunked body past Upload-Length completes nothing", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, 10)
+		// A reader of unknown length: net/http sends it chunked, so the
+		// server cannot refuse it from Content-Length.
+		rep := do(t, req{Method: "PATCH", URL: up.Location, Key: acmeKey, Body: io.MultiReader(strings.NewReader("0123456789AB")),
+			Header: map[string]string{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}})
+		wantError(t, "chunked PATCH of 12 bytes into 10", rep, 413)
+		if st, a := getAsset(t, s, acmeKey, up.AssetID); st != 200 || a.State != "uploading" {
+			t.Errorf("asset after the 413: got %d state %q, want 200 uploading", st, a.State)
+		}
+		// A request that succeeds completes it.
+		if rep := patch(t, up.Location, acmeKey, 10, nil); rep.Status != 204 {
+			t.Fatalf("empty PATCH at 10: got %d %s, want 204", rep.Status, rep.Body)
+		}
+		wantReady(t, s, acmeKey, up.AssetID, []byte("0123456789"))
+	})
 	for _, c := range []struct {
 		name string
 		h    map[string]string
@@ -239,6 +256,59 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	t.Run("400 TUS header twice with different values", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, 10)
+		// openRaw writes "Upload-Offset: 0" itself; the extra line in
+		// another case is the same header a second time.
+		for _, extra := range []map[string]string{{"upload-offset": "5"}, {"Upload-Length": "10", "upload-length": "20"}} {
+			p := openRawPatch(t, up.Location, acmeKey, 0, 1, extra)
+			_ = p.Write([]byte("x"))
+			rep, err := p.Response(20 * time.Second)
+			if err != nil {
+				t.Fatalf("PATCH with %v: no response: %v", extra, err)
+			}
+			wantError(t, fmt.Sprintf("PATCH with %v", extra), rep, 400)
+		}
+		if off := headOffset(t, up.Location, acmeKey); off != 0 {
+			t.Errorf("offset after 400: got %d, want 0", off)
+		}
+	})
+	t.Run("refused before 100 Continue", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, 10)
+		expect := map[string]string{"Expect": "100-continue"}
+		for _, c := range []struct {
+			what   string
+			key    string
+			offset int64
+			size   int64
+			status int
+		}{
+			{"PATCH by another account", globexKey, 0, 10, 404},
+			{"PATCH at a wrong offset", acmeKey, 5, 5, 409},
+			{"PATCH past Upload-Length", acmeKey, 0, 11, 413},
+		} {
+			// Headers only: a client that waits for 100 Continue must get
+			// the final status instead.
+			rep, err := openRawPatch(t, up.Location, c.key, c.offset, c.size, expect).Response(20 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: no response: %v", c.what, err)
+			}
+			wantError(t, c.what+" with Expect: 100-continue", rep, c.status)
+		}
+		if off := headOffset(t, up.Location, acmeKey); off != 0 {
+			t.Errorf("offset after the refusals: got %d, want 0", off)
+		}
+	})
+	t.Run("400 deferred Upload-Length below the offset", func(t *testing.T) {
+		up := createUpload(t, s, acmeKey, -1)
+		if rep := patch(t, up.Location, acmeKey, 0, []byte("0123456789")); rep.Status != 204 {
+			t.Fatalf("first PATCH: got %d %s, want 204", rep.Status, rep.Body)
+		}
+		rep := do(t, req{Method: "PATCH", URL: up.Location, Key: acmeKey, Body: bytes.NewReader(nil), Header: map[string]string{
+			"Upload-Offset": "10", "Upload-Length": "5", "Content-Type": "application/offset+octet-stream",
+		}})
+		wantError(t, "Upload-Length 5 at offset 10", rep, 400)
+	})
 	t.Run("423 concurrent PATCH", func(t *testing.T) { testConcurrentPatch423(t, s) })
 }
 

@@ -24,6 +24,12 @@ func TestBadInput(t *testing.T) {
 	patchHdr := func(kv ...string) http.Header {
 		return e.tusHdr("acme", append([]string{"Upload-Offset", "0", "Content-Type", "application/offset+octet-stream"}, kv...)...)
 	}
+	// twice adds a second value of key to h.
+	twice := func(h http.Header, key, v string) http.Header {
+		h.Add(key, v)
+		return h
+	}
+	sha1Of := func(s string) string { return "sha1 " + b64(strings.Repeat(s, 20)) }
 	tests := []struct {
 		name   string
 		method string
@@ -64,6 +70,12 @@ func TestBadInput(t *testing.T) {
 		{"checksum malformed", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha256"), []byte("x"), 400, "invalid_checksum", ""},
 		{"checksum wrong digest size", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha1 AAAA"), []byte("x"), 400, "invalid_checksum", ""},
 		{"checksum mismatch", "PATCH", c.Location, patchHdr("Upload-Checksum", "sha1 "+b64(strings.Repeat("x", 20))), []byte("abc"), 460, "checksum_mismatch", ""},
+		{"Upload-Offset twice", "PATCH", c.Location, twice(patchHdr(), "Upload-Offset", "5"), []byte("x"), 400, "invalid_offset", ""},
+		{"Upload-Length twice on PATCH", "PATCH", c.Location, twice(patchHdr("Upload-Length", "1000"), "Upload-Length", "2000"), []byte("x"), 400, "invalid_length", ""},
+		{"Upload-Checksum twice", "PATCH", c.Location, twice(patchHdr("Upload-Checksum", sha1Of("a")), "Upload-Checksum", sha1Of("b")), []byte("x"), 400, "invalid_checksum", ""},
+		{"Upload-Length twice on POST", "POST", uploadsPath, twice(e.tusHdr("acme", "Upload-Length", "10", "Upload-Metadata", videoMD), "Upload-Length", "20"), nil, 400, "invalid_length", ""},
+		{"Upload-Checksum twice on POST with data", "POST", uploadsPath, twice(e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", videoMD,
+			"Content-Type", "application/offset+octet-stream", "Upload-Checksum", sha1Of("a")), "Upload-Checksum", sha1Of("b")), []byte("x"), 400, "invalid_checksum", ""},
 		{"method not allowed", "GET", c.Location, e.tusHdr("acme"), nil, 405, "method_not_allowed", "Allow"},
 	}
 	for _, tt := range tests {
@@ -71,6 +83,9 @@ func TestBadInput(t *testing.T) {
 			r := e.do(tt.method, tt.path, tt.h, tt.body)
 			if r.status != tt.status {
 				t.Fatalf("status %d (%s), want %d", r.status, r.body, tt.status)
+			}
+			if want := fmt.Sprintf("%d %s", tt.status, statusText(tt.status)); r.text != want {
+				t.Errorf("status line %q, want %q", r.text, want)
 			}
 			if r.h.Get("Tus-Resumable") != "1.0.0" && strings.HasPrefix(tt.path, uploadsPath) {
 				t.Errorf("response lacks Tus-Resumable: 1.0.0")
@@ -91,6 +106,43 @@ func TestBadInput(t *testing.T) {
 	// None of the refused PATCHes moved the offset.
 	if h := e.head("acme", c.Location); h.h.Get("Upload-Offset") != "0" {
 		t.Errorf("offset after refused PATCHes = %q, want 0", h.h.Get("Upload-Offset"))
+	}
+}
+
+// statusText is the reason phrase a status must go out with: TUS's for
+// 460, else the standard one.
+func statusText(code int) string {
+	if code == StatusChecksumMismatch {
+		return "Checksum Mismatch"
+	}
+	return http.StatusText(code)
+}
+
+// TestLockedRetryAfter: a 423 tells the client when to retry.
+func TestLockedRetryAfter(t *testing.T) {
+	var fs *flakyStore
+	e := newEnv(t, nil, func(s sessionstore.Store) sessionstore.Store {
+		fs = &flakyStore{Local: s.(*sessionstore.Local)}
+		return fs
+	})
+	c := e.create("acme", 10)
+	fs.locked.Store(true)
+	r := e.patch("acme", c.Location, 0, []byte("0123456789"))
+	if r.status != http.StatusLocked || r.h.Get("Retry-After") != "1" {
+		t.Fatalf("PATCH of a locked upload: %d Retry-After %q %s, want 423 with Retry-After 1", r.status, r.h.Get("Retry-After"), r.body)
+	}
+}
+
+// TestRepeatedHeaderSameValue: a TUS header repeated with the same value
+// is unambiguous and accepted (different values are a 400: TestBadInput).
+func TestRepeatedHeaderSameValue(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", 3)
+	h := e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream", "Upload-Length", "3")
+	h.Add("Upload-Offset", "0")
+	h.Add("Upload-Length", "3")
+	if r := e.do("PATCH", c.Location, h, []byte("abc")); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "3" {
+		t.Fatalf("PATCH with Upload-Offset and Upload-Length twice, same values: %d %s, want 204 offset 3", r.status, r.body)
 	}
 }
 
@@ -129,21 +181,65 @@ func TestBodyTooLarge(t *testing.T) {
 	}
 }
 
-// TestExpectContinueRejections: a PATCH that is sure to fail is refused
-// before the client sends its body.
+// TestExpectContinueRejections: a request that is sure to fail is refused
+// with its final status before the client sends its body (no 100
+// Continue): the handler's checks of headers, key, owner, offset and
+// length run first.
 func TestExpectContinueRejections(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	c := e.create("acme", 100)
-	rc := e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "text/plain",
-		"Content-Length", "100", "Expect", "100-continue"), nil)
-	if r := rc.read("PATCH"); r.status != http.StatusUnsupportedMediaType {
-		t.Errorf("Expect with wrong Content-Type: %d, want 415 (and no 100 Continue)", r.status)
+	deferred := e.create("acme", -1)
+	if r := e.patch("acme", deferred.Location, 0, make([]byte, 10)); r.status != http.StatusNoContent {
+		t.Fatalf("PATCH of the deferred upload: %d %s", r.status, r.body)
+	}
+	unknown := uploadsPath + "/019deafa-0000-7000-8000-00000000dead"
+	patchHdr := func(account string, kv ...string) http.Header {
+		return e.tusHdr(account, append([]string{"Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+			"Content-Length", "100", "Expect", "100-continue"}, kv...)...)
+	}
+	postHdr := func(account string, kv ...string) http.Header {
+		return e.tusHdr(account, append([]string{"Upload-Length", "100", "Upload-Metadata", md("type", "video"),
+			"Content-Type", "application/offset+octet-stream", "Content-Length", "100", "Expect", "100-continue"}, kv...)...)
+	}
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		h      http.Header
+		status int
+		code   string
+	}{
+		{"wrong Content-Type", "PATCH", c.Location, patchHdr("acme", "Content-Type", "text/plain"), 415, "unsupported_content_type"},
+		{"no key", "PATCH", c.Location, patchHdr(""), 401, "unauthorized"},
+		{"unknown key", "PATCH", c.Location, patchHdr("", "Authorization", "Bearer rk_live_nope"), 401, "unauthorized"},
+		{"another account's upload", "PATCH", c.Location, patchHdr("globex"), 404, "not_found"},
+		{"unknown upload", "PATCH", unknown, patchHdr("acme"), 404, "not_found"},
+		{"offset mismatch", "PATCH", c.Location, patchHdr("acme", "Upload-Offset", "7"), 409, "offset_mismatch"},
+		{"past Upload-Length", "PATCH", c.Location, patchHdr("acme", "Content-Length", "101"), 413, "past_upload_length"},
+		{"Upload-Length changed", "PATCH", c.Location, patchHdr("acme", "Upload-Length", "200"), 400, "invalid_length"},
+		{"deferred Upload-Length below offset", "PATCH", deferred.Location, patchHdr("acme", "Upload-Offset", "10", "Upload-Length", "5"), 400, "invalid_upload_length"},
+		{"deferred Upload-Length short of the body", "PATCH", deferred.Location, patchHdr("acme", "Upload-Offset", "10", "Upload-Length", "50"), 413, "past_upload_length"},
+		{"POST no key", "POST", uploadsPath, postHdr(""), 401, "unauthorized"},
+		{"POST metadata type missing", "POST", uploadsPath, postHdr("acme", "Upload-Metadata", md("filename", "a.mp4")), 400, "invalid_metadata"},
+		{"POST data past Upload-Length", "POST", uploadsPath, postHdr("acme", "Upload-Length", "50"), 413, "past_upload_length"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := e.raw()
+			path := strings.TrimPrefix(tt.path, e.url)
+			rc.send(tt.method, path, tt.h, nil) // headers only: the body waits for 100 Continue
+			r := rc.read(tt.method)
+			if r.status != tt.status || r.errorCode() != tt.code {
+				t.Fatalf("%d %s, want %d %s before any 100 Continue", r.status, r.body, tt.status, tt.code)
+			}
+			if r.h.Get("Tus-Resumable") != "1.0.0" {
+				t.Errorf("refusal without Tus-Resumable")
+			}
+		})
 	}
 	// A good one gets 100 Continue, then its answer.
-	rc = e.raw()
-	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
-		"Content-Length", "100", "Expect", "100-continue"), nil)
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], patchHdr("acme"), nil)
 	line, err := rc.br.ReadString('\n')
 	if err != nil || !strings.Contains(line, "100") {
 		t.Fatalf("want 100 Continue, got %q, %v", line, err)
@@ -152,6 +248,25 @@ func TestExpectContinueRejections(t *testing.T) {
 	rc.write(make([]byte, 100))
 	if r := rc.read("PATCH"); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "100" {
 		t.Errorf("PATCH after 100 Continue: %d %q", r.status, r.h.Get("Upload-Offset"))
+	}
+}
+
+// TestDeferredLengthBelowOffset: a deferred Upload-Length below the bytes
+// already stored is a malformed length (400), not a body that is too long.
+func TestDeferredLengthBelowOffset(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	c := e.create("acme", -1)
+	if r := e.patch("acme", c.Location, 0, make([]byte, 10)); r.status != http.StatusNoContent {
+		t.Fatalf("first PATCH: %d %s", r.status, r.body)
+	}
+	if r := e.patch("acme", c.Location, 10, nil, "Upload-Length", "5"); r.status != http.StatusBadRequest || r.errorCode() != "invalid_upload_length" {
+		t.Errorf("Upload-Length 5 at offset 10: %d %s, want 400 invalid_upload_length", r.status, r.body)
+	}
+	if r := e.patch("acme", c.Location, 10, []byte("xy"), "Upload-Length", "11"); r.status != http.StatusRequestEntityTooLarge || r.errorCode() != "past_upload_length" {
+		t.Errorf("Upload-Length 11 at offset 10 with 2 bytes: %d %s, want 413 past_upload_length", r.status, r.body)
+	}
+	if h := e.head("acme", c.Location); h.h.Get("Upload-Defer-Length") != "1" || h.h.Get("Upload-Offset") != "10" {
+		t.Errorf("HEAD after the refusals: offset %q defer %q, want 10 and still deferred", h.h.Get("Upload-Offset"), h.h.Get("Upload-Defer-Length"))
 	}
 }
 
@@ -344,6 +459,15 @@ type flakyStore struct {
 	// leaseLost makes renewals and commits fail as if another node had
 	// taken the upload over.
 	leaseLost atomic.Bool
+	// locked makes every lease acquisition find the upload locked.
+	locked atomic.Bool
+}
+
+func (f *flakyStore) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (sessionstore.Lease, error) {
+	if f.locked.Load() {
+		return sessionstore.Lease{}, fmt.Errorf("flaky: %w", sessionstore.ErrLocked)
+	}
+	return f.Local.AcquireLease(ctx, id, ttl, parts)
 }
 
 func (f *flakyStore) RenewLease(ctx context.Context, l sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
@@ -410,6 +534,11 @@ func TestStoreOutage(t *testing.T) {
 	check("PATCH", e.patch("acme", c.Location, 0, []byte("0123456789")))
 	check("GET asset", e.do("GET", "/api/v1/assets/"+c.SessionID, hdr("Authorization", "Bearer "+e.keys["acme"]), nil))
 	check("HEAD with an uncached key", e.head("globex", c.Location))
+	// Refused before 100 Continue: the client need not send the body.
+	rc := e.raw()
+	rc.send("PATCH", c.Location[len(e.url):], e.tusHdr("acme", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream",
+		"Content-Length", "10", "Expect", "100-continue"), nil)
+	check("PATCH with Expect: 100-continue", rc.read("PATCH"))
 	check("readyz", e.do("GET", "/readyz", nil, nil))
 	fs.down.Store(false)
 	if h := e.head("acme", c.Location); h.status != http.StatusOK || h.h.Get("Upload-Offset") != "0" {

@@ -17,6 +17,14 @@ const StatusChecksumMismatch = 460
 // retryAfterSeconds is the Retry-After of every 503.
 const retryAfterSeconds = "5"
 
+// lockedRetryAfter is the Retry-After of a 423: a writer that still holds
+// the upload finishes or is taken over within about a second.
+const lockedRetryAfter = "1"
+
+// checksumMismatchText is 460's reason phrase (fasthttp knows no text for
+// 460 and would send "Unknown Status Code").
+var checksumMismatchText = []byte("Checksum Mismatch")
+
 // Error is a protocol error: an HTTP status, a stable snake_case code and a
 // message safe to show to clients. Handlers return it; writeError renders it.
 type Error struct {
@@ -104,6 +112,10 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	switch e.Status {
 	case fasthttp.StatusServiceUnavailable:
 		ctx.Response.Header.Set("Retry-After", retryAfterSeconds)
+	case fasthttp.StatusLocked:
+		ctx.Response.Header.Set("Retry-After", lockedRetryAfter)
+	case StatusChecksumMismatch:
+		ctx.Response.Header.SetStatusMessage(checksumMismatchText)
 	case fasthttp.StatusUnauthorized:
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="roughy"`)
 	case fasthttp.StatusPreconditionFailed:

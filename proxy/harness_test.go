@@ -104,6 +104,7 @@ func newEnv(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) se
 // resp is a response read whole.
 type resp struct {
 	status int
+	text   string // status line after the protocol: "460 Checksum Mismatch"
 	h      http.Header
 	body   []byte
 }
@@ -165,7 +166,7 @@ func (e *env) do(method, target string, h http.Header, body []byte) resp {
 	if err != nil {
 		e.t.Fatalf("%s %s: read body: %v", method, target, err)
 	}
-	return resp{status: r.StatusCode, h: r.Header, body: b}
+	return resp{status: r.StatusCode, text: r.Status, h: r.Header, body: b}
 }
 
 // created is a POST's answer.
@@ -302,7 +303,7 @@ func (rc *rawConn) read(method string) resp {
 	}
 	defer r.Body.Close()
 	b, _ := io.ReadAll(r.Body)
-	return resp{status: r.StatusCode, h: r.Header, body: b}
+	return resp{status: r.StatusCode, text: r.Status, h: r.Header, body: b}
 }
 
 func sha256Hex(b []byte) string {

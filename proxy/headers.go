@@ -41,6 +41,36 @@ func parseInt(v string) (int64, error) {
 	return n, nil
 }
 
+// single returns the value of the request header name and whether it was
+// sent. A header sent more than once with different values is a 400 with
+// code: fasthttp's Peek would pick the first, and the client may have
+// meant another (two different Content-Length values are refused alike).
+func single(h *fasthttp.RequestHeader, name, code string) (string, bool, error) {
+	vs := h.PeekAll(name)
+	if len(vs) == 0 {
+		return "", false, nil
+	}
+	for _, v := range vs[1:] {
+		if string(v) != string(vs[0]) {
+			return "", true, errorf(fasthttp.StatusBadRequest, code, name+" is sent more than once with different values")
+		}
+	}
+	return string(vs[0]), true, nil
+}
+
+// parseChecksumHeader reads a request's Upload-Checksum, nil when absent.
+func parseChecksumHeader(h *fasthttp.RequestHeader) (*pipeline.Checksum, error) {
+	v, ok, err := single(h, "Upload-Checksum", "invalid_checksum")
+	if err != nil || !ok {
+		return nil, err
+	}
+	sum, err := parseChecksum(v)
+	if err != nil {
+		return nil, errBadRequest("invalid_checksum", err)
+	}
+	return sum, nil
+}
+
 // metadata is a decoded Upload-Metadata header.
 type metadata map[string]string
 

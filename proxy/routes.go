@@ -113,13 +113,8 @@ func (s *Server) requestContext() (context.Context, context.CancelFunc) {
 func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
 	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
 	s.cors(ctx)
-	method := rq.method
-	if method == fasthttp.MethodPost {
-		if ov := ctx.Request.Header.Peek("X-HTTP-Method-Override"); len(ov) > 0 {
-			method = strings.ToUpper(strings.TrimSpace(string(ov)))
-			rq.method = method
-		}
-	}
+	method := tusMethod(ctx)
+	rq.method = method
 	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPatch
 	if method == fasthttp.MethodOptions {
 		s.tusOptions(ctx)
@@ -137,7 +132,37 @@ func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
 	}
 }
 
+// tusMethod is a TUS request's method: X-HTTP-Method-Override's on a POST
+// that carries one.
+func tusMethod(ctx *fasthttp.RequestCtx) string {
+	method := string(ctx.Method())
+	if method == fasthttp.MethodPost {
+		if ov := ctx.Request.Header.Peek("X-HTTP-Method-Override"); len(ov) > 0 {
+			method = strings.ToUpper(strings.TrimSpace(string(ov)))
+		}
+	}
+	return method
+}
+
 func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
+	if err := s.tusAdmit(rctx, ctx, rq, method, id); err != nil {
+		return err
+	}
+	switch method {
+	case fasthttp.MethodPost:
+		return s.tusCreate(rctx, ctx, rq)
+	case fasthttp.MethodHead:
+		return s.tusHead(rctx, ctx, rq, id)
+	case fasthttp.MethodPatch:
+		return s.tusPatch(rctx, ctx, rq, id)
+	default:
+		return s.tusDelete(rctx, ctx, rq, id)
+	}
+}
+
+// tusAdmit checks what every TUS request but OPTIONS needs: Tus-Resumable,
+// a method the resource has, and an API key, whose account it sets.
+func (s *Server) tusAdmit(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
 	if string(ctx.Request.Header.Peek("Tus-Resumable")) != tusVersion {
 		return errTusVersion
 	}
@@ -157,16 +182,7 @@ func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq 
 		return err
 	}
 	rq.account = account
-	switch method {
-	case fasthttp.MethodPost:
-		return s.tusCreate(rctx, ctx, rq)
-	case fasthttp.MethodHead:
-		return s.tusHead(rctx, ctx, rq, id)
-	case fasthttp.MethodPatch:
-		return s.tusPatch(rctx, ctx, rq, id)
-	default:
-		return s.tusDelete(rctx, ctx, rq, id)
-	}
+	return nil
 }
 
 // tusOptions answers discovery and CORS preflight, without auth.
@@ -189,44 +205,6 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	if linger {
 		s.lingerClose(ctx)
 	}
-}
-
-// expect runs before fasthttp answers "100 Continue": an upload request
-// that is sure to be refused is refused before its body is sent.
-func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	path := string(ctx.Path())
-	if !strings.HasPrefix(path, uploadsPath) {
-		return fasthttp.StatusContinue
-	}
-	method := string(ctx.Method())
-	if method == fasthttp.MethodPost {
-		if ov := ctx.Request.Header.Peek("X-HTTP-Method-Override"); len(ov) > 0 {
-			method = strings.ToUpper(strings.TrimSpace(string(ov)))
-		}
-	}
-	if method != fasthttp.MethodPatch && method != fasthttp.MethodPost {
-		return fasthttp.StatusContinue
-	}
-	var err *Error
-	switch h := &ctx.Request.Header; {
-	case string(h.Peek("Tus-Resumable")) != tusVersion:
-		err = errTusVersion
-	case h.ContentLength() > pipeline.MaxChunk:
-		err = errChunkTooBig
-	case method == fasthttp.MethodPatch && !isOffsetType(h.ContentType()):
-		err = errContentType
-	default:
-		return fasthttp.StatusContinue
-	}
-	// fasthttp sends this response as it is, with the status returned, and
-	// closes the connection: the client never sends the body.
-	rq := &request{id: newRequestID(ctx), method: method, route: "tus_expect"}
-	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
-	ctx.Response.Header.Set("X-Request-Id", rq.id)
-	s.cors(ctx)
-	s.writeError(ctx, rq, err)
-	s.metrics.observe(rq.route, rq.method, err.Status, 0)
-	return err.Status
 }
 
 var errContentType = errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_content_type", "PATCH bodies must be Content-Type: application/offset+octet-stream")

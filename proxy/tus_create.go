@@ -26,11 +26,15 @@ func errBadRequest(code string, err error) *Error {
 // exactly one of them, a length within 50 GiB, or a deferral of "1".
 // It returns -1 for a deferred length.
 func parseLength(h *fasthttp.RequestHeader) (int64, error) {
-	lv, dv := h.Peek("Upload-Length"), h.Peek("Upload-Defer-Length")
+	lv, hasLength, err := single(h, "Upload-Length", "invalid_length")
+	if err != nil {
+		return 0, err
+	}
+	dv := h.Peek("Upload-Defer-Length")
 	switch {
-	case lv != nil && dv != nil:
+	case hasLength && dv != nil:
 		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "send Upload-Length or Upload-Defer-Length, not both")
-	case lv == nil && dv == nil:
+	case !hasLength && dv == nil:
 		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length or Upload-Defer-Length: 1 is required")
 	case dv != nil:
 		if string(dv) != "1" {
@@ -38,7 +42,7 @@ func parseLength(h *fasthttp.RequestHeader) (int64, error) {
 		}
 		return -1, nil
 	}
-	n, err := parseInt(string(lv))
+	n, err := parseInt(lv)
 	if err != nil {
 		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
 	}
@@ -50,74 +54,90 @@ func parseLength(h *fasthttp.RequestHeader) (int64, error) {
 
 var errUploadTooLarge = errorf(fasthttp.StatusRequestEntityTooLarge, "upload_too_large", "Upload-Length is larger than Tus-Max-Size (53687091200 bytes)")
 
+// creation is a POST's headers, parsed and checked.
+type creation struct {
+	cc    concat
+	mdRaw string
+	md    metadata
+	// The rest is unset for a final concatenation.
+	shape    assetShape
+	length   int64 // -1: deferred
+	withData bool  // creation-with-upload: the body is the first chunk
+	size     int64 // Content-Length of the data, -1 when chunked
+	sum      *pipeline.Checksum
+}
+
+// parseCreate reads a POST's headers. It has no side effects, so the
+// Expect handler runs it before 100 Continue.
+func parseCreate(h *fasthttp.RequestHeader) (creation, error) {
+	var c creation
+	var err error
+	if v := h.Peek("Upload-Concat"); v != nil {
+		if c.cc, err = parseConcat(string(v)); err != nil {
+			return c, errBadRequest("invalid_concat", err)
+		}
+	}
+	c.mdRaw = string(h.Peek("Upload-Metadata"))
+	if c.md, err = parseMetadata(c.mdRaw); err != nil {
+		return c, errBadRequest("invalid_metadata", err)
+	}
+	if len(c.cc.Final) > 0 {
+		if h.Peek("Upload-Length") != nil || h.Peek("Upload-Defer-Length") != nil {
+			return c, errorf(fasthttp.StatusBadRequest, "invalid_length", "a final concatenation takes its length from its partial uploads")
+		}
+		return c, nil
+	}
+	if c.length, err = parseLength(h); err != nil {
+		return c, err
+	}
+	if c.cc.Partial {
+		// Partial uploads carry no metadata (tus-js-client's
+		// parallelUploads); whatever they carry is kept, unchecked.
+		c.shape, _ = c.md.shape()
+	} else if c.shape, err = c.md.shape(); err != nil {
+		return c, err
+	}
+	// creation-with-upload: a body of the TUS chunk type is the first chunk.
+	c.size = int64(h.ContentLength())
+	c.withData = isOffsetType(h.ContentType()) && c.size != 0 && c.size != -2
+	if !c.withData {
+		return c, nil
+	}
+	if c.size > pipeline.MaxChunk {
+		return c, errChunkTooBig
+	}
+	if c.length >= 0 && c.size > c.length {
+		return c, errPastLength
+	}
+	c.sum, err = parseChecksumHeader(h)
+	return c, err
+}
+
 // tusCreate serves POST: creation, creation-defer-length,
 // creation-with-upload and concatenation.
 func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *request) error {
-	h := &rc.Request.Header
-	var cc concat
-	if v := h.Peek("Upload-Concat"); v != nil {
-		var err error
-		if cc, err = parseConcat(string(v)); err != nil {
-			return errBadRequest("invalid_concat", err)
-		}
-	}
-	mdRaw := string(h.Peek("Upload-Metadata"))
-	md, err := parseMetadata(mdRaw)
-	if err != nil {
-		return errBadRequest("invalid_metadata", err)
-	}
-	if len(cc.Final) > 0 {
-		if h.Peek("Upload-Length") != nil || h.Peek("Upload-Defer-Length") != nil {
-			return errorf(fasthttp.StatusBadRequest, "invalid_length", "a final concatenation takes its length from its partial uploads")
-		}
-		return s.createFinal(ctx, rc, rq, cc, mdRaw, md)
-	}
-	length, err := parseLength(h)
+	c, err := parseCreate(&rc.Request.Header)
 	if err != nil {
 		return err
 	}
-	var sh assetShape
-	if cc.Partial {
-		// Partial uploads carry no metadata (tus-js-client's
-		// parallelUploads); whatever they carry is kept, unchecked.
-		sh, _ = md.shape()
-	} else if sh, err = md.shape(); err != nil {
-		return err
+	if len(c.cc.Final) > 0 {
+		return s.createFinal(ctx, rc, rq, c.cc, c.mdRaw, c.md)
 	}
-
-	// creation-with-upload: a body of the TUS chunk type is the first chunk.
-	size := int64(h.ContentLength())
-	withData := isOffsetType(h.ContentType()) && size != 0 && size != -2
-	if withData {
-		if size > pipeline.MaxChunk {
-			return errChunkTooBig
-		}
-		if length >= 0 && size > length {
-			return errPastLength
-		}
-	}
-	var sum *pipeline.Checksum
-	if v := h.Peek("Upload-Checksum"); withData && v != nil {
-		if sum, err = parseChecksum(string(v)); err != nil {
-			return errBadRequest("invalid_checksum", err)
-		}
-	}
-
 	id := apikey.NewID()
 	rq.uploadID = id
 	now := time.Now().UTC()
 	sess := sessionstore.Session{
-		ID: id, Account: rq.account, Length: length, Metadata: mdRaw,
-		Partial: cc.Partial, NextPart: 1,
+		ID: id, Account: rq.account, Length: c.length, Metadata: c.mdRaw,
+		Partial: c.cc.Partial, NextPart: 1,
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
 	}
 	asset := sessionstore.Asset{
-		ID: id, Account: rq.account, SessionID: id, Type: sh.Type,
-		State: sessionstore.StateUploading, SizeBytes: length,
-		ContentType: sh.ContentType, Filename: sh.Filename, Metadata: md,
+		ID: id, Account: rq.account, SessionID: id, Type: c.shape.Type,
+		State: sessionstore.StateUploading, SizeBytes: c.length,
+		ContentType: c.shape.ContentType, Filename: c.shape.Filename, Metadata: c.md,
 		StorageKey: storageKey(id), CreatedAt: now,
 	}
-	if !cc.Partial {
+	if !c.cc.Partial {
 		// A partial upload has a session but no visible asset.
 		sess.AssetID = id
 	} else {
@@ -130,21 +150,21 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	rc.Response.Header.Set("Location", s.baseURL(rc)+uploadsPath+"/"+id)
 	rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
 	switch {
-	case withData:
-		if sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: 0, size: size, sum: sum, length: -1}); err != nil {
+	case c.withData:
+		if sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: 0, size: c.size, sum: c.sum, length: -1}); err != nil {
 			return err
 		}
 		rc.Response.Header.Set("Upload-Offset", fmt.Sprint(sess.Offset))
 		// The data's commits slid the expiry.
 		rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
-	case length == 0:
+	case c.length == 0:
 		if sess, err = s.finishIfFull(ctx, sess); err != nil {
 			return err
 		}
 	}
 
 	resp := createResponse{SessionID: id}
-	if !cc.Partial {
+	if !c.cc.Partial {
 		a := asset
 		if sess.Completed {
 			if a, err = s.store.Asset(ctx, id); err != nil {

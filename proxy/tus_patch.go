@@ -30,58 +30,58 @@ func errOffset(want, got int64) *Error {
 		fmt.Sprintf("Upload-Offset %d does not match the upload's offset %d", got, want))
 }
 
-// tusPatch serves PATCH: one chunk appended at Upload-Offset.
-func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
-	h := &rc.Request.Header
+// parsePatch reads a PATCH's headers into a chunk request.
+func parsePatch(h *fasthttp.RequestHeader) (chunkRequest, error) {
 	if !isOffsetType(h.ContentType()) {
-		return errContentType
+		return chunkRequest{}, errContentType
 	}
-	ov := h.Peek("Upload-Offset")
-	if ov == nil {
-		return errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset is required")
-	}
-	offset, err := parseInt(string(ov))
+	ov, ok, err := single(h, "Upload-Offset", "invalid_offset")
 	if err != nil {
-		return errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset must be a non-negative integer")
+		return chunkRequest{}, err
+	}
+	if !ok {
+		return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset is required")
+	}
+	offset, err := parseInt(ov)
+	if err != nil {
+		return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset must be a non-negative integer")
 	}
 	size := int64(h.ContentLength())
 	if size == -2 {
 		size = 0
 	}
 	if size > pipeline.MaxChunk {
-		return errChunkTooBig
+		return chunkRequest{}, errChunkTooBig
 	}
 	cr := chunkRequest{offset: offset, size: size, length: -1}
-	if v := h.Peek("Upload-Checksum"); v != nil {
-		if cr.sum, err = parseChecksum(string(v)); err != nil {
-			return errBadRequest("invalid_checksum", err)
-		}
+	if cr.sum, err = parseChecksumHeader(h); err != nil {
+		return chunkRequest{}, err
 	}
-	if v := h.Peek("Upload-Length"); v != nil {
-		if cr.length, err = parseInt(string(v)); err != nil {
-			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
+	lv, ok, err := single(h, "Upload-Length", "invalid_length")
+	if err != nil {
+		return chunkRequest{}, err
+	}
+	if ok {
+		if cr.length, err = parseInt(lv); err != nil {
+			return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
 		}
 		if cr.length > pipeline.MaxUploadLength {
-			return errUploadTooLarge
+			return chunkRequest{}, errUploadTooLarge
 		}
 	}
+	return cr, nil
+}
 
-	sess, err := s.loadSession(ctx, rq, id)
+// tusPatch serves PATCH: one chunk appended at Upload-Offset.
+func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	sess, cr, err := s.checkPatch(ctx, rc, rq, id)
 	if err != nil {
 		return err
 	}
-	if len(sess.ConcatOf) > 0 {
-		return errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be patched")
-	}
-	if sess.Completed {
-		if offset != sess.Offset {
-			return errOffset(sess.Offset, offset)
+	if !sess.Completed {
+		if sess, err = s.writeChunk(ctx, rc, rq, sess, cr); err != nil {
+			return err
 		}
-		if size != 0 {
-			return errPastLength
-		}
-	} else if sess, err = s.writeChunk(ctx, rc, rq, sess, cr); err != nil {
-		return err
 	}
 	rc.Response.Header.Set("Upload-Offset", strconv.FormatInt(sess.Offset, 10))
 	if !sess.Completed {
@@ -91,27 +91,77 @@ func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *requ
 	return nil
 }
 
-// applyLength sets a deferred upload's length from a PATCH's Upload-Length.
-func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr chunkRequest) error {
-	if cr.length < 0 {
-		return nil
+// checkPatch is everything a PATCH can be refused for before its body is
+// read: its headers, the upload's owner and state, offset and length. It
+// has no side effects, so the Expect handler runs it before 100 Continue
+// (the handler runs it again: the upload may have moved in between).
+func (s *Server) checkPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) (sessionstore.Session, chunkRequest, error) {
+	cr, err := parsePatch(&rc.Request.Header)
+	if err != nil {
+		return sessionstore.Session{}, cr, err
 	}
-	if sess.Length >= 0 {
-		if sess.Length != cr.length {
-			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")
-		}
-		return nil
+	sess, err := s.loadSession(ctx, rq, id)
+	switch {
+	case err != nil:
+		return sess, cr, err
+	case len(sess.ConcatOf) > 0:
+		return sess, cr, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be patched")
+	case !sess.Completed:
+		return sess, cr, checkChunk(sess, cr)
+	case cr.offset != sess.Offset:
+		return sess, cr, errOffset(sess.Offset, cr.offset)
+	case cr.size != 0:
+		return sess, cr, errPastLength
 	}
-	if cr.length < sess.Offset+max(cr.size, 0) {
+	return sess, cr, nil
+}
+
+// checkChunk refuses a chunk that cannot be written at sess as it stands.
+func checkChunk(sess sessionstore.Session, cr chunkRequest) error {
+	if sess.Offset != cr.offset {
+		return errOffset(sess.Offset, cr.offset)
+	}
+	length, err := lengthWith(sess, cr)
+	if err != nil {
+		return err
+	}
+	if length >= 0 && cr.size > length-sess.Offset {
 		return errPastLength
 	}
-	if err := s.store.SetLength(ctx, sess.ID, cr.length); err != nil {
+	return nil
+}
+
+// lengthWith is the upload's length once a PATCH's Upload-Length is
+// applied (-1: still deferred), or why that length cannot be.
+func lengthWith(sess sessionstore.Session, cr chunkRequest) (int64, error) {
+	switch {
+	case cr.length < 0:
+		return sess.Length, nil
+	case sess.Length >= 0 && sess.Length != cr.length:
+		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")
+	case cr.length < sess.Offset:
+		// The bytes are stored already: the length cannot be below them.
+		return 0, errorf(fasthttp.StatusBadRequest, "invalid_upload_length",
+			fmt.Sprintf("Upload-Length %d is below the upload's offset %d", cr.length, sess.Offset))
+	case cr.length < sess.Offset+max(cr.size, 0):
+		return 0, errPastLength
+	}
+	return cr.length, nil
+}
+
+// applyLength sets a deferred upload's length from a PATCH's Upload-Length.
+func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr chunkRequest) error {
+	length, err := lengthWith(*sess, cr)
+	if err != nil || length == sess.Length {
+		return err
+	}
+	if err := s.store.SetLength(ctx, sess.ID, length); err != nil {
 		if errors.Is(err, sessionstore.ErrOffsetConflict) {
 			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length conflicts with the upload's state")
 		}
 		return fmt.Errorf("proxy: set length: %w", err)
 	}
-	sess.Length = cr.length
+	sess.Length = length
 	return nil
 }
 
@@ -197,24 +247,32 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 			werr = fmt.Errorf("proxy: write stopped: %w (%w)", cause, werr)
 		}
 	}
-	// Whenever every byte is committed, the upload is whole: complete it,
-	// also after a failed write (a body longer than allowed: the sink
-	// stores what fits, then reports ErrTooLarge; the answer stays 413).
-	if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed {
-		fin, err := s.complete(wctx, lh.get(), cur)
-		switch {
-		case err == nil:
-			cur = fin
-		case werr == nil:
-			return cur, err
-		default:
-			s.log.Warn("complete after a failed write", "upload_id", cur.ID, "err", err)
-		}
-	}
 	if werr != nil {
+		// A failed write completes nothing, even when it committed the
+		// last byte (a body without Content-Length that runs past the
+		// limit: the sink keeps what fits, then reports ErrTooLarge). The
+		// client was told the request failed; a request that succeeds (a
+		// HEAD, an empty PATCH at the final offset) completes the upload.
+		if errors.Is(werr, pipeline.ErrTooLarge) {
+			werr = fmt.Errorf("%w: %w", overflowError(sess), werr)
+		}
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
+	// Every byte is committed: the upload is whole.
+	if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed {
+		return s.complete(wctx, lh.get(), cur)
+	}
 	return cur, nil
+}
+
+// overflowError is the 413 of a body without Content-Length that ran past
+// what a write at sess's offset may take: the 64 MiB cap when the upload
+// has more room than that (or no length yet), else its Upload-Length.
+func overflowError(sess sessionstore.Session) *Error {
+	if sess.Length < 0 || sess.Length-sess.Offset > pipeline.MaxChunk {
+		return errChunkTooBig
+	}
+	return errPastLength
 }
 
 // nextExpiry is when an upload written to now expires: UploadExpiry after
