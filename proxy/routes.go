@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 )
 
@@ -276,7 +278,13 @@ func validHost(h string) bool {
 func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
 	rctx, cancel := context.WithTimeout(s.base, 5*time.Second)
 	defer cancel()
-	if err := s.store.Ping(rctx); err != nil {
+	if err := s.store.Ping(rctx); errors.Is(err, sessionstore.ErrDataLost) {
+		// Reported on this check only: the node puts back what it owns
+		// and serves on (static keys never depended on the store).
+		seedErr := s.SeedStaticKeys(rctx)
+		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: %w: %w (re-seeding static keys: %v)", errStoreDataLost, err, seedErr))
+		return
+	} else if err != nil {
 		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: session store: %w: %w", errUnavailable, err))
 		return
 	}
