@@ -286,6 +286,36 @@ func TestRedisDataLoss(t *testing.T) {
 	}
 }
 
+// TestRedisWatchResubscribes: when the subscription's connection is cut
+// (revocations published meanwhile are lost to it), the watcher
+// resubscribes by itself and says so with fn(""), on which the proxy
+// empties its key cache.
+func TestRedisWatchResubscribes(t *testing.T) {
+	server := testsvc.StartRedisServer(t)
+	st := newRedis(t, server.URL())
+	got := make(chan string, 16)
+	go st.WatchKeyRevocations(t.Context(), func(hash string) { got <- hash })
+	waitResync := func(what string) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case h := <-got:
+				if h == "" {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("%s: got no fn(\"\") within 5s, want one", what)
+			}
+		}
+	}
+	waitResync("subscription start")
+	if _, err := testsvc.RedisCommand(server.Addr(), "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatalf("CLIENT KILL: %v", err)
+	}
+	waitResync("after the connection was killed")
+}
+
 func TestRedisBadURL(t *testing.T) {
 	for _, url := range []string{
 		"redis+sentinel:///mymaster",
