@@ -34,16 +34,13 @@ func errorf(status int, code, msg string) *Error {
 
 // Errors shared by several handlers.
 var (
-	errNotFound      = errorf(fasthttp.StatusNotFound, "not_found", "no such upload or asset")
-	errUnauthorized  = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or unknown API key; send Authorization: Bearer <key>")
-	errTusVersion    = errorf(fasthttp.StatusPreconditionFailed, "unsupported_tus_version", "Tus-Resumable 1.0.0 is required")
-	errExpired       = errorf(fasthttp.StatusGone, "upload_expired", "the upload expired; start a new one")
-	errLocked        = errorf(fasthttp.StatusLocked, "upload_locked", "another request is writing this upload; retry shortly")
-	errUnavailable   = errorf(fasthttp.StatusServiceUnavailable, "backend_unavailable", "storage or session backend unavailable; retry later")
-	errStoreDataLost = errorf(fasthttp.StatusServiceUnavailable, "store_data_lost",
-		"the session store lost its data since this node last checked: uploads and assets stored before are gone; "+
-			"static API keys keep working and were stored again, other keys must be created again")
-	errChunkTooBig = errorf(fasthttp.StatusRequestEntityTooLarge, "chunk_too_large",
+	errNotFound     = errorf(fasthttp.StatusNotFound, "not_found", "no such upload or asset")
+	errUnauthorized = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or unknown API key; send Authorization: Bearer <key>")
+	errTusVersion   = errorf(fasthttp.StatusPreconditionFailed, "unsupported_tus_version", "Tus-Resumable 1.0.0 is required")
+	errExpired      = errorf(fasthttp.StatusGone, "upload_expired", "the upload expired; start a new one")
+	errLocked       = errorf(fasthttp.StatusLocked, "upload_locked", "another request is writing this upload; retry shortly")
+	errUnavailable  = errorf(fasthttp.StatusServiceUnavailable, "backend_unavailable", "storage or session backend unavailable; retry later")
+	errChunkTooBig  = errorf(fasthttp.StatusRequestEntityTooLarge, "chunk_too_large",
 		"request body is larger than 64 MiB (67108864 bytes); set tus-js-client's chunkSize (e.g. 50 MiB) or your client's chunk size below it")
 	errPastLength = errorf(fasthttp.StatusRequestEntityTooLarge, "past_upload_length", "the body goes past Upload-Length")
 	errMethod     = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this resource")

@@ -274,6 +274,12 @@ func validHost(h string) bool {
 	return true
 }
 
+// errStoreDataLost is readyz's answer on the check that found the session
+// store emptied (sessionstore.ErrDataLost).
+var errStoreDataLost = errorf(fasthttp.StatusServiceUnavailable, "store_data_lost",
+	"the session store lost its data since this node last checked: uploads and assets stored before are gone; "+
+		"static API keys keep working and were stored again, other keys must be created again")
+
 // ready checks the session store and the storage.
 func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
 	rctx, cancel := context.WithTimeout(s.base, 5*time.Second)

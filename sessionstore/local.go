@@ -46,16 +46,18 @@ type Local struct {
 	counter int64
 	leases  map[string]localLease
 	claims  map[string]localProbeClaim
-	// watchers are the WatchKeyRevocations callers; RevokeKey calls them
-	// before it returns, so a revocation through the admin socket has
-	// reached the key cache when `roughy keys revoke` answers.
-	watchers map[*localWatcher]struct{}
 
 	// notify wakes one waiting ClaimProbe (capacity 1, non-blocking send).
 	notify chan struct{}
 	// closed is closed by Close to release waiting claimers.
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	// watchers are the WatchKeyRevocations callers (guarded by mu, made
+	// by the first); RevokeKey calls them before it returns, so a
+	// revocation through the admin socket has reached the key cache when
+	// `roughy keys revoke` answers.
+	watchers map[*localWatcher]struct{}
 }
 
 // localLease is the in-memory state of one upload's lease.
@@ -96,13 +98,12 @@ func NewLocal(path string) (*Local, error) {
 		return nil, fmt.Errorf("sessionstore: init %s: %w", path, err)
 	}
 	return &Local{
-		db:       db,
-		epoch:    int64(epoch),
-		leases:   map[string]localLease{},
-		claims:   map[string]localProbeClaim{},
-		watchers: map[*localWatcher]struct{}{},
-		notify:   make(chan struct{}, 1),
-		closed:   make(chan struct{}),
+		db:     db,
+		epoch:  int64(epoch),
+		leases: map[string]localLease{},
+		claims: map[string]localProbeClaim{},
+		notify: make(chan struct{}, 1),
+		closed: make(chan struct{}),
 	}, nil
 }
 

@@ -157,6 +157,9 @@ func (w *localWatcher) call(hash string) {
 func (l *Local) WatchKeyRevocations(ctx context.Context, fn func(hash string)) error {
 	w := &localWatcher{fn: fn}
 	l.mu.Lock()
+	if l.watchers == nil {
+		l.watchers = map[*localWatcher]struct{}{}
+	}
 	l.watchers[w] = struct{}{}
 	l.mu.Unlock()
 	select {
