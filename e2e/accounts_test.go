@@ -109,14 +109,16 @@ func TestKeysCLI(t *testing.T) {
 // TestKeysCLIWhileServing: with the server running on the embedded store
 // (which it holds open), `roughy keys` goes through the server's admin
 // socket: a created key works at once, list shows it, revoke makes it 401
-// (key cache off), and the socket is gone after the server stopped, when
-// the CLI opens the store itself again.
+// at once although the key was used (so cached, default 10 s key cache),
+// the same for a static key, which stays refused after a restart; and the
+// socket is gone after the server stopped, when the CLI opens the store
+// itself again.
 func TestKeysCLIWhileServing(t *testing.T) {
 	dir := t.TempDir()
 	keys := func(sub string, args ...string) string {
 		return runCmd(t, 10*time.Second, nil, roughyBin, append([]string{"keys", sub, "--data-dir", dir}, args...)...)
 	}
-	s := startServer(t, withDataDir(dir), withArgs("--key-cache-ttl", "0"))
+	s := startServer(t, withDataDir(dir))
 	if fi, err := os.Stat(filepath.Join(dir, "admin.sock")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin socket: %v, %v (want mode 0600)", fi, err)
 	}
@@ -137,6 +139,18 @@ func TestKeysCLIWhileServing(t *testing.T) {
 	rep := do(t, req{Method: "POST", URL: s.Endpoint(), Key: secret,
 		Header: map[string]string{"Upload-Length": "1", "Upload-Metadata": videoMeta("x")}})
 	wantError(t, "POST with a key revoked while serving", rep, 401)
+
+	createUpload(t, s, globexKey, 10)
+	keys("revoke", apikey.Record("globex", globexKey).ID)
+	rep = do(t, req{Method: "POST", URL: s.Endpoint(), Key: globexKey,
+		Header: map[string]string{"Upload-Length": "1", "Upload-Metadata": videoMeta("x")}})
+	wantError(t, "POST with a static key revoked while serving", rep, 401)
+	s.Stop()
+	s.Restart()
+	rep = do(t, req{Method: "POST", URL: s.Endpoint(), Key: globexKey,
+		Header: map[string]string{"Upload-Length": "1", "Upload-Metadata": videoMeta("x")}})
+	wantError(t, "POST with a revoked static key after a restart", rep, 401)
+	createUpload(t, s, acmeKey, 10) // the other static key still works
 
 	s.Stop()
 	if _, err := os.Stat(filepath.Join(dir, "admin.sock")); !errors.Is(err, os.ErrNotExist) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roughy/ingest/apikey"
@@ -16,10 +17,13 @@ import (
 
 // keyCache remembers successful key lookups briefly, so a 64 MiB PATCH
 // loop does not ask the store for the key on every chunk. Only hashes are
-// kept, never secrets.
+// kept, never secrets. Revocations evict entries at once (see
+// RunKeyRevocations); gen makes a lookup that raced an eviction not cache
+// its stale answer.
 type keyCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedKey
+	gen     uint64
 }
 
 type cachedKey struct {
@@ -41,9 +45,21 @@ func (c *keyCache) get(hash string, now time.Time) (string, bool) {
 	return e.account, true
 }
 
-func (c *keyCache) put(hash, account string, expires time.Time) {
+// generation is taken before a store lookup and handed to put.
+func (c *keyCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put caches a lookup made at generation gen, unless an eviction came
+// since: the key may have been revoked after the store answered.
+func (c *keyCache) put(hash, account string, expires time.Time, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if c.entries == nil {
 		c.entries = map[string]cachedKey{}
 	}
@@ -59,6 +75,110 @@ func (c *keyCache) put(hash, account string, expires time.Time) {
 		}
 	}
 	c.entries[hash] = cachedKey{account: account, expires: expires}
+}
+
+// evict forgets hash ("" = every key).
+func (c *keyCache) evict(hash string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if hash == "" {
+		clear(c.entries)
+	} else {
+		delete(c.entries, hash)
+	}
+}
+
+// staticKeys are the keys of --api-keys, by hash. They are checked in
+// memory before the store, so they keep working whatever the store holds
+// (a Redis that came back empty). The map is replaced, never changed:
+// readers load it without a lock.
+type staticKeys struct {
+	live atomic.Pointer[map[string]string] // hash → account
+	mu   sync.Mutex                        // serializes replacements
+}
+
+func (k *staticKeys) account(hash string) (string, bool) {
+	m := k.live.Load()
+	if m == nil {
+		return "", false
+	}
+	a, ok := (*m)[hash]
+	return a, ok
+}
+
+// drop removes the keys whose hashes revoked says; they stay refused until
+// the process restarts.
+func (k *staticKeys) drop(revoked func(hash string) bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.live.Load()
+	if old == nil {
+		return
+	}
+	m := make(map[string]string, len(*old))
+	for h, a := range *old {
+		if !revoked(h) {
+			m[h] = a
+		}
+	}
+	k.live.Store(&m)
+}
+
+// SeedStaticKeys writes the static keys to the store (so that `roughy keys
+// list` shows them; already stored ones are left as they are) and stops
+// accepting those the store holds as revoked. serve calls it at start;
+// readyz calls it again when the store lost its data.
+func (s *Server) SeedStaticKeys(ctx context.Context) error {
+	for _, k := range s.cfg.StaticKeys {
+		if err := s.store.CreateKey(ctx, k); err != nil && !errors.Is(err, sessionstore.ErrExists) {
+			return fmt.Errorf("proxy: store static key of %s: %w", k.Account, err)
+		}
+	}
+	return s.dropRevokedStatic(ctx)
+}
+
+// dropRevokedStatic stops accepting the static keys the store holds as
+// revoked (`roughy keys revoke` of a static key).
+func (s *Server) dropRevokedStatic(ctx context.Context) error {
+	if len(s.cfg.StaticKeys) == 0 {
+		return nil
+	}
+	keys, err := s.store.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("proxy: list keys: %w", err)
+	}
+	revoked := map[string]bool{}
+	for _, k := range keys {
+		if k.Revoked {
+			revoked[k.Hash] = true
+		}
+	}
+	s.static.drop(func(h string) bool { return revoked[h] })
+	return nil
+}
+
+// RunKeyRevocations evicts each key the moment any node or `roughy keys
+// revoke` revokes it, from the cache and from the static keys, until ctx
+// ends. Without it a revoked key keeps working for up to KeyCacheTTL.
+func (s *Server) RunKeyRevocations(ctx context.Context) {
+	err := s.store.WatchKeyRevocations(ctx, func(hash string) {
+		s.keys.evict(hash)
+		if hash != "" {
+			s.static.drop(func(h string) bool { return h == hash })
+			return
+		}
+		// Revocations may have been missed while the subscription was
+		// down; the cache is empty now, the static keys are checked.
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := s.dropRevokedStatic(cctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("proxy: check static keys for revocations", "err", err)
+		}
+	})
+	if err != nil {
+		s.log.Error("proxy: key revocations are not watched: revoked keys work until their cache entry expires", "err", err)
+	}
 }
 
 // bearer extracts the secret of "Authorization: Bearer <secret>".
@@ -83,10 +203,15 @@ func (s *Server) authenticate(ctx context.Context, rc *fasthttp.RequestCtx) (str
 		return "", errUnauthorized
 	}
 	hash := apikey.Hash(secret)
+	// A map lookup by hash leaks no more than the store's lookup does.
+	if account, ok := s.static.account(hash); ok {
+		return account, nil
+	}
 	now := time.Now()
 	if account, ok := s.keys.get(hash, now); ok {
 		return account, nil
 	}
+	gen := s.keys.generation()
 	k, err := s.store.KeyByHash(ctx, hash)
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		s.metrics.authFailures.Add(1)
@@ -102,7 +227,7 @@ func (s *Server) authenticate(ctx context.Context, rc *fasthttp.RequestCtx) (str
 		return "", errUnauthorized
 	}
 	if s.cfg.KeyCacheTTL > 0 {
-		s.keys.put(hash, k.Account, now.Add(s.cfg.KeyCacheTTL))
+		s.keys.put(hash, k.Account, now.Add(s.cfg.KeyCacheTTL), gen)
 	}
 	return k.Account, nil
 }

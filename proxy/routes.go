@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 )
 
@@ -250,11 +252,23 @@ func validHost(h string) bool {
 	return true
 }
 
+// errStoreDataLost is readyz's answer on the check that found the session
+// store emptied (sessionstore.ErrDataLost).
+var errStoreDataLost = errorf(fasthttp.StatusServiceUnavailable, "store_data_lost",
+	"the session store lost its data since this node last checked: uploads and assets stored before are gone; "+
+		"static API keys keep working and were stored again, other keys must be created again")
+
 // ready checks the session store and the storage.
 func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
 	rctx, cancel := context.WithTimeout(s.base, 5*time.Second)
 	defer cancel()
-	if err := s.store.Ping(rctx); err != nil {
+	if err := s.store.Ping(rctx); errors.Is(err, sessionstore.ErrDataLost) {
+		// Reported on this check only: the node puts back what it owns
+		// and serves on (static keys never depended on the store).
+		seedErr := s.SeedStaticKeys(rctx)
+		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: %w: %w (re-seeding static keys: %v)", errStoreDataLost, err, seedErr))
+		return
+	} else if err != nil {
 		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: session store: %w: %w", errUnavailable, err))
 		return
 	}

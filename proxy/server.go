@@ -47,8 +47,14 @@ type Config struct {
 	Buffers BufferStats
 	// KeyCacheTTL is how long a successful key lookup is reused without
 	// asking the store (default 10s; a revoked key works that much longer).
-	// Negative disables the cache.
+	// Negative disables the cache. RunKeyRevocations evicts revoked keys
+	// at once.
 	KeyCacheTTL time.Duration
+	// StaticKeys are the keys of --api-keys (records without secrets).
+	// They authenticate from memory, before the cache and the store, so
+	// they keep working whatever the store holds; SeedStaticKeys writes
+	// them to the store.
+	StaticKeys []sessionstore.Key
 }
 
 // BufferStats is what /metrics shows of a buffer pool; *pipeline.Pool
@@ -69,6 +75,7 @@ type Server struct {
 	sign    []byte
 	origins map[string]bool // nil: any origin
 	keys    keyCache
+	static  staticKeys
 	metrics *metrics
 
 	// base is the parent of every request context. It is canceled only
@@ -106,6 +113,11 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: newMetrics(), bodies: map[*bodyReader]struct{}{}}
+	static := make(map[string]string, len(cfg.StaticKeys))
+	for _, k := range cfg.StaticKeys {
+		static[k.Hash] = k.Account
+	}
+	s.static.live.Store(&static)
 	s.sign = cfg.SigningKey
 	if len(s.sign) == 0 {
 		// Without a configured key, download URLs die with the process.

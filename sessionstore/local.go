@@ -52,6 +52,12 @@ type Local struct {
 	// closed is closed by Close to release waiting claimers.
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	// watchers are the WatchKeyRevocations callers (guarded by mu, made
+	// by the first); RevokeKey calls them before it returns, so a
+	// revocation through the admin socket has reached the key cache when
+	// `roughy keys revoke` answers.
+	watchers map[*localWatcher]struct{}
 }
 
 // localLease is the in-memory state of one upload's lease.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -111,14 +112,67 @@ func (l *Local) RevokeKey(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.update("revoke key", func(tx *bolt.Tx) error {
+	var hash string
+	err := l.update("revoke key", func(tx *bolt.Tx) error {
 		var k Key
 		if err := boltGet(tx.Bucket(boltBucketKeys), []byte(id), &k); err != nil {
 			return err
 		}
-		k.Revoked = true
+		k.Revoked, hash = true, k.Hash
 		return boltPut(tx.Bucket(boltBucketKeys), []byte(id), k)
 	})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	watchers := make([]*localWatcher, 0, len(l.watchers))
+	for w := range l.watchers {
+		watchers = append(watchers, w)
+	}
+	l.mu.Unlock()
+	for _, w := range watchers {
+		w.call(hash)
+	}
+	return nil
+}
+
+// localWatcher is one WatchKeyRevocations caller.
+type localWatcher struct {
+	mu   sync.Mutex // one call at a time, none after done
+	fn   func(hash string)
+	done bool
+}
+
+func (w *localWatcher) call(hash string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.fn(hash)
+	}
+}
+
+// WatchKeyRevocations calls fn for every key revoked through this store
+// (one process holds the file, so that is every revocation) until ctx
+// ends or the store is closed. Nothing can be missed: fn("") never comes.
+func (l *Local) WatchKeyRevocations(ctx context.Context, fn func(hash string)) error {
+	w := &localWatcher{fn: fn}
+	l.mu.Lock()
+	if l.watchers == nil {
+		l.watchers = map[*localWatcher]struct{}{}
+	}
+	l.watchers[w] = struct{}{}
+	l.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-l.closed:
+	}
+	l.mu.Lock()
+	delete(l.watchers, w)
+	l.mu.Unlock()
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+	return nil
 }
 
 // ClaimProbe hands out the oldest ready job that is unclaimed, or whose

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,7 +34,9 @@ import (
 // session ids scored by ExpiresAt in ms), roughy:{probe}:stream (probe jobs,
 // consumer group "roughy-probe"), roughy:{probe}:delayed (ZSET of retries
 // scored by due time), roughy:{probe}:dead (dead-letter stream), and
-// roughy:{keys}:… for API keys.
+// roughy:{keys}:… for API keys, roughy:{meta}:epoch (the data-loss
+// marker, redis_epoch.go); revoked keys are announced on the channel
+// roughy:keys:revoked (redis_keys.go).
 //
 // On standalone and Sentinel, where no slot rule applies, the commit that
 // completes an upload also adds its probe job and drops it from the expiry
@@ -54,6 +57,9 @@ type Redis struct {
 	log     *slog.Logger
 	// verifyCutoff is redisVerifyCutoff (tests shorten it).
 	verifyCutoff time.Duration
+	// epoch is the data-loss marker's value this store adopted (a string;
+	// see redisEpochKey).
+	epoch atomic.Value
 }
 
 // Key names; see Redis.
@@ -135,6 +141,10 @@ func NewRedis(ctx context.Context, url string) (*Redis, error) {
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		r.client.Close()
 		return nil, redisErr("connect", err)
+	}
+	if err := r.adoptEpoch(ctx); err != nil {
+		r.client.Close()
+		return nil, err
 	}
 	return r, nil
 }
@@ -247,14 +257,6 @@ func redisFailFast(retries, dials *int, dialWait *time.Duration) {
 	if *dialWait == 0 {
 		*dialWait = 50 * time.Millisecond
 	}
-}
-
-// Ping checks that Redis answers.
-func (r *Redis) Ping(ctx context.Context) error {
-	if err := r.client.Ping(ctx).Err(); err != nil {
-		return redisErr("ping", err)
-	}
-	return nil
 }
 
 // Close closes the connections.

@@ -10,14 +10,21 @@ import (
 )
 
 // RedisFlushAll empties every master the store talks to, so that a test
-// starts from nothing (the probe queue is shared by all uploads).
+// starts from nothing (the probe queue is shared by all uploads). r then
+// adopts a new data-loss marker: the flush is no loss to r.
 func RedisFlushAll(ctx context.Context, r *Redis) error {
+	var err error
 	if c, ok := r.client.(*redis.ClusterClient); ok {
-		return c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
 			return n.FlushAll(ctx).Err()
 		})
+	} else {
+		err = r.client.FlushAll(ctx).Err()
 	}
-	return r.client.FlushAll(ctx).Err()
+	if err != nil {
+		return err
+	}
+	return r.adoptEpoch(ctx)
 }
 
 // RedisSetVerifyCutoff shortens how long an unverified Cluster completion

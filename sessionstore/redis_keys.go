@@ -2,8 +2,22 @@ package sessionstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
+
+// redisRevokedChannel carries the hash of every revoked key (published by
+// luaRevokeKey) to the nodes' key caches.
+const redisRevokedChannel = "roughy:keys:revoked"
+
+// redisWatchIdle is how long the revocation subscription waits for a
+// message before it pings Redis, so that a dead connection is noticed and
+// replaced (go-redis resubscribes on the next read).
+const redisWatchIdle = 30 * time.Second
 
 // CreateKey stores k; ErrExists if its id or hash is taken.
 func (r *Redis) CreateKey(ctx context.Context, k Key) error {
@@ -41,10 +55,47 @@ func (r *Redis) Keys(ctx context.Context) ([]Key, error) {
 	return keys, nil
 }
 
-// RevokeKey marks a key revoked.
+// RevokeKey marks a key revoked and publishes its hash to every node's
+// WatchKeyRevocations.
 func (r *Redis) RevokeKey(ctx context.Context, id string) error {
-	_, err := r.runScript(ctx, "revoke key", luaRevokeKey, []string{redisKeyByID + id})
+	_, err := r.runScript(ctx, "revoke key", luaRevokeKey, []string{redisKeyByID + id}, redisRevokedChannel)
 	return err
+}
+
+// WatchKeyRevocations subscribes to the revocation channel. Redis pub/sub
+// delivers only to connected subscribers, so every (re)subscription is
+// reported as fn(""): the caller forgets what it cached, which covers the
+// revocations published while the connection was down.
+func (r *Redis) WatchKeyRevocations(ctx context.Context, fn func(hash string)) error {
+	ps := r.client.Subscribe(ctx, redisRevokedChannel)
+	defer ps.Close()
+	// Unblocks the read below when ctx ends.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, redisWatchIdle)
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			ps.Ping(ctx) // a failed ping drops the connection: the next read redials
+			continue
+		}
+		if err != nil {
+			// Redis is down (or ps was closed by ctx): try again shortly.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				fn("")
+			}
+		case *redis.Message:
+			fn(m.Payload)
+		}
+	}
+	return nil
 }
 
 func redisDecodeKey(m map[string]string) Key {

@@ -312,10 +312,13 @@ if #k == 0 then return {2} end
 return {1, k}
 `)
 
-// luaRevokeKey marks a key revoked. KEYS[1] key hash by id.
+// luaRevokeKey marks a key revoked and publishes its hash on ARGV[1] in
+// the same step, so no revocation is stored without its announcement.
+// KEYS[1] key hash by id.
 var luaRevokeKey = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 redis.call('HSET', KEYS[1], 'revoked', '1')
+redis.call('PUBLISH', ARGV[1], redis.call('HGET', KEYS[1], 'hash'))
 return {1}
 `)
 

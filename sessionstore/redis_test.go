@@ -229,6 +229,10 @@ func TestRedisOutage(t *testing.T) {
 	if got.Offset != 400 || string(got.HashState) != "h400" {
 		t.Fatalf("after restart: got offset %d hash state %q, want 400 h400", got.Offset, got.HashState)
 	}
+	// A restart that kept the data (append-only file) is no data loss.
+	if err := st.Ping(ctx); err != nil {
+		t.Errorf("Ping after a restart that kept the data: got %v, want nil", err)
+	}
 	parts, err := st.Parts(ctx, s.ID)
 	if err != nil || len(parts) != 1 || parts[0].ETag != "e1" {
 		t.Fatalf("parts after restart: got %+v, %v; want part e1", parts, err)
@@ -241,6 +245,75 @@ func TestRedisOutage(t *testing.T) {
 	if a, err := st.Asset(ctx, s.AssetID); err != nil || a.State != sessionstore.StateReady {
 		t.Fatalf("asset after restart and completion: got %+v, %v; want ready", a, err)
 	}
+}
+
+// TestRedisDataLoss: after FLUSHALL (from outside, as an operator or a
+// failover to an empty replica would), Ping of every store on that Redis
+// reports ErrDataLost once, then nil again; a store opened after the loss
+// reports nothing.
+func TestRedisDataLoss(t *testing.T) {
+	server := testsvc.StartRedisServer(t)
+	ctx := t.Context()
+	open := func() *sessionstore.Redis {
+		st, err := sessionstore.NewRedis(ctx, server.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	stores := []*sessionstore.Redis{open(), open()}
+	for i, st := range stores {
+		if err := st.Ping(ctx); err != nil {
+			t.Fatalf("Ping(store %d) before the loss: got %v, want nil", i, err)
+		}
+	}
+	if _, err := testsvc.RedisCommand(server.Addr(), "FLUSHALL"); err != nil {
+		t.Fatalf("FLUSHALL: %v", err)
+	}
+	// The first finds the marker gone and writes a new one; the second
+	// finds it replaced.
+	for i, st := range stores {
+		if err := st.Ping(ctx); !errors.Is(err, sessionstore.ErrDataLost) {
+			t.Errorf("Ping(store %d) after FLUSHALL: got %v, want ErrDataLost", i, err)
+		}
+		if err := st.Ping(ctx); err != nil {
+			t.Errorf("Ping(store %d) after the loss was reported: got %v, want nil", i, err)
+		}
+	}
+	if err := open().Ping(ctx); err != nil {
+		t.Errorf("Ping of a store opened after the loss: got %v, want nil", err)
+	}
+}
+
+// TestRedisWatchResubscribes: when the subscription's connection is cut
+// (revocations published meanwhile are lost to it), the watcher
+// resubscribes by itself and says so with fn(""), on which the proxy
+// empties its key cache.
+func TestRedisWatchResubscribes(t *testing.T) {
+	server := testsvc.StartRedisServer(t)
+	st := newRedis(t, server.URL())
+	got := make(chan string, 16)
+	go st.WatchKeyRevocations(t.Context(), func(hash string) { got <- hash })
+	waitResync := func(what string) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case h := <-got:
+				if h == "" {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("%s: got no fn(\"\") within 5s, want one", what)
+			}
+		}
+	}
+	waitResync("subscription start")
+	if _, err := testsvc.RedisCommand(server.Addr(), "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatalf("CLIENT KILL: %v", err)
+	}
+	waitResync("after the connection was killed")
 }
 
 func TestRedisBadURL(t *testing.T) {

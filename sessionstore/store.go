@@ -35,6 +35,10 @@ var (
 	ErrUnavailable = errors.New("sessionstore: backend unavailable")
 	// ErrEmpty: no probe job is ready.
 	ErrEmpty = errors.New("sessionstore: queue empty")
+	// ErrDataLost: the backend no longer holds the data it held when the
+	// store was opened (a Redis failover to an empty replica, FLUSHALL, a
+	// restart without persistence). Ping reports it once per loss.
+	ErrDataLost = errors.New("sessionstore: the store lost its data")
 )
 
 // MaxPartNumber is S3's highest multipart part number.
@@ -221,8 +225,17 @@ type Store interface {
 	KeyByHash(ctx context.Context, hash string) (Key, error)
 	// Keys lists all keys, revoked ones too.
 	Keys(ctx context.Context) ([]Key, error)
-	// RevokeKey marks a key revoked; ErrNotFound if unknown.
+	// RevokeKey marks a key revoked; ErrNotFound if unknown. The
+	// revocation reaches WatchKeyRevocations of every store sharing the
+	// data (every node of a fleet) at once.
 	RevokeKey(ctx context.Context, id string) error
+	// WatchKeyRevocations calls fn with the hash of every key revoked
+	// through any store sharing this one's data, until ctx ends (then it
+	// returns nil). fn("") means revocations may have been missed (the
+	// subscription started or reconnected): forget every cached key. The
+	// calls come one at a time. Delivery is immediate but not durable:
+	// callers still bound how long they cache a key.
+	WatchKeyRevocations(ctx context.Context, fn func(hash string)) error
 
 	// ClaimProbe hands out one ready job to consumer, waiting up to block
 	// for one. Jobs claimed by a consumer that did not finish them within
@@ -238,7 +251,10 @@ type Store interface {
 	// DeadProbes lists the dead-letter list.
 	DeadProbes(ctx context.Context) ([]DeadProbe, error)
 
-	// Ping checks the backend is reachable (for /readyz).
+	// Ping checks the backend is reachable (for /readyz). It answers
+	// ErrDataLost, once, when the backend lost its data since the store
+	// was opened or since the last ErrDataLost; the caller re-seeds what
+	// it owns (static keys).
 	Ping(ctx context.Context) error
 	Close() error
 }

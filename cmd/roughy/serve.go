@@ -105,9 +105,6 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := bootstrapKeys(ctx, store, staticKeys, sf.embedded(), *sf.dataDir, c.stdout); err != nil {
-		return err
-	}
 	if sf.embedded() {
 		// `roughy keys` cannot open the store while this process holds it.
 		stopAdmin, err := serveAdmin(*sf.dataDir, store, log)
@@ -131,7 +128,11 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		LeaseTTL:        *leaseTTL,
 		BodyIdleTimeout: *bodyIdle,
 		KeyCacheTTL:     *keyCacheTTL,
+		StaticKeys:      make([]sessionstore.Key, 0, len(staticKeys)),
 		Logger:          log,
+	}
+	for _, kv := range staticKeys {
+		cfg.StaticKeys = append(cfg.StaticKeys, apikey.Record(kv[0], kv[1]))
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = -1 // the proxy's "disabled"; its 0 means the default
@@ -140,6 +141,21 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		cfg.Buffers = pool // for /metrics
 	}
 	srv := proxy.New(cfg, store, pipeline.New(sink))
+
+	// The janitor, the probe workers and the revocation watcher outlive
+	// the signal: they stop once in-flight requests drained.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var wg sync.WaitGroup
+	// Watching before the static keys are checked, so that no revocation
+	// falls between the two.
+	wg.Go(func() { srv.RunKeyRevocations(bg) })
+	if err := srv.SeedStaticKeys(ctx); err != nil {
+		return fmt.Errorf("roughy: %w", err)
+	}
+	if err := bootstrapDevKey(ctx, store, sf.embedded(), *sf.dataDir, c.stdout); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -152,11 +168,6 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	// Tests and scripts wait for this line.
 	fmt.Fprintf(c.stdout, "roughy listening on %s\n", ln.Addr())
 
-	// The janitor and the probe workers outlive the signal: they stop once
-	// in-flight requests drained.
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBG()
-	var wg sync.WaitGroup
 	wg.Go(func() { srv.RunJanitor(bg, *janitorEvery) })
 	pf.start(bg, &wg, store, sink, *kf.presignTTL, log)
 
@@ -184,15 +195,10 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	return serveErr
 }
 
-// bootstrapKeys stores the static keys (already stored ones are left as
-// they are) and, in the embedded default with no key at all, creates a
-// development key, prints it and writes it to <data-dir>/dev-api-key.
-func bootstrapKeys(ctx context.Context, store sessionstore.Store, static [][2]string, embedded bool, dataDir string, stdout io.Writer) error {
-	for _, kv := range static {
-		if err := store.CreateKey(ctx, apikey.Record(kv[0], kv[1])); err != nil && !errors.Is(err, sessionstore.ErrExists) {
-			return fmt.Errorf("roughy: store static key of %s: %w", kv[0], err)
-		}
-	}
+// bootstrapDevKey, in the embedded default with no key at all (static
+// keys are stored first), creates a development key, prints it and writes
+// it to <data-dir>/dev-api-key.
+func bootstrapDevKey(ctx context.Context, store sessionstore.Store, embedded bool, dataDir string, stdout io.Writer) error {
 	if !embedded {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -96,6 +97,60 @@ func testKeys(t *testing.T, st sessionstore.Store) {
 	revoked.Revoked = true
 	equalKey("Keys: revoked key", mine[k1.ID], revoked)
 	equalKey("Keys: live key", mine[k2.ID], k2)
+}
+
+// testKeyRevocations: a key revoked through one store reaches the
+// watchers of the stores that share its data, and a watcher stops when its
+// context ends. newStore's stores share data (the same Redis) except
+// Local's, so for Local the watcher is on the revoking store itself.
+func testKeyRevocations(t *testing.T, newStore func(t *testing.T) sessionstore.Store, st sessionstore.Store) {
+	watched := st
+	if _, local := st.(*sessionstore.Local); !local {
+		watched = newStore(t)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	got := make(chan string, 64)
+	returned := make(chan error, 1)
+	go func() {
+		returned <- watched.WatchKeyRevocations(ctx, func(hash string) { got <- hash })
+	}()
+	// The subscription starts asynchronously: revoke fresh keys until one
+	// arrives (the first revocation after it started must).
+	delivered := false
+	for attempt := 0; attempt < 20 && !delivered; attempt++ {
+		k := sessionstore.Key{ID: newID(), Account: "acme", Hash: newID(), CreatedAt: now()}
+		if err := st.CreateKey(t.Context(), k); err != nil {
+			t.Fatalf("CreateKey: %v", err)
+		}
+		if err := st.RevokeKey(t.Context(), k.ID); err != nil {
+			t.Fatalf("RevokeKey: %v", err)
+		}
+		timeout := time.After(250 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case h := <-got:
+				if h == k.Hash {
+					delivered = true
+					break wait
+				}
+			case <-timeout:
+				break wait
+			}
+		}
+	}
+	if !delivered {
+		t.Fatal("WatchKeyRevocations: got no revoked key's hash after 20 revocations, want each one")
+	}
+	cancel()
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Errorf("WatchKeyRevocations after cancel: got %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("WatchKeyRevocations still running 5s after its context ended")
+	}
 }
 
 func testProbeEmpty(t *testing.T, st sessionstore.Store) {

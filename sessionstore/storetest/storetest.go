@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("Expired", func(t *testing.T) { testExpired(t, newStore(t)) })
 	t.Run("CommitSlidesExpiry", func(t *testing.T) { testCommitSlidesExpiry(t, newStore(t)) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, newStore(t)) })
+	t.Run("KeyRevocationsReachWatchers", func(t *testing.T) { testKeyRevocations(t, newStore, newStore(t)) })
 	t.Run("ProbeEmpty", func(t *testing.T) { testProbeEmpty(t, newStore(t)) })
 	t.Run("ProbeClaimAck", func(t *testing.T) { testProbeClaimAck(t, newStore(t)) })
 	t.Run("ProbeWakesBlockedClaim", func(t *testing.T) { testProbeWakesBlockedClaim(t, newStore(t)) })
