@@ -51,7 +51,12 @@ import (
 type Redis struct {
 	client  redis.UniversalClient
 	cluster bool
-	log     *slog.Logger
+	// node is this store's node id; hbStop ends its liveness refreshes
+	// (see redis_node.go).
+	node   string
+	hbStop chan struct{}
+	hbWG   sync.WaitGroup
+	log    *slog.Logger
 	// verifyCutoff is redisVerifyCutoff (tests shorten it).
 	verifyCutoff time.Duration
 }
@@ -135,6 +140,11 @@ func NewRedis(ctx context.Context, url string) (*Redis, error) {
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		r.client.Close()
 		return nil, redisErr("connect", err)
+	}
+	r.node = newNodeID()
+	if err := r.startHeartbeat(ctx); err != nil {
+		r.client.Close()
+		return nil, err
 	}
 	return r, nil
 }
@@ -257,8 +267,12 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connections.
-func (r *Redis) Close() error { return r.client.Close() }
+// Close ends the node (its liveness record is deleted: leases it still
+// holds are free at once) and closes the connections.
+func (r *Redis) Close() error {
+	r.stopHeartbeat()
+	return r.client.Close()
+}
 
 // redisErr maps a go-redis error: redis.Nil is ErrNotFound, a cancelled
 // context stays itself, Redis replies that mean "not now" (LOADING,
@@ -321,7 +335,8 @@ func (r *Redis) runScript(ctx context.Context, op string, s *redis.Script, keys 
 	default:
 		return nil, fmt.Errorf("sessionstore: redis: %s: unexpected script status %v", op, out[0])
 	}
-	return nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sentinel)
+	// A refusal may carry details (luaLocked: the holder and its token).
+	return out[1:], fmt.Errorf("sessionstore: redis: %s: %w", op, sentinel)
 }
 
 // redisFlatMap turns a flat HGETALL answer from a script into a map.

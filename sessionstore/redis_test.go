@@ -19,6 +19,16 @@ import (
 // probe queue is shared) starts from nothing.
 func newRedis(t *testing.T, url string) *sessionstore.Redis {
 	t.Helper()
+	st := joinRedis(t, url)
+	if err := sessionstore.RedisFlushAll(t.Context(), st); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	return st
+}
+
+// joinRedis connects another node to url, keeping what Redis holds.
+func joinRedis(t *testing.T, url string) *sessionstore.Redis {
+	t.Helper()
 	st, err := sessionstore.NewRedis(t.Context(), url)
 	if err != nil {
 		t.Fatalf("NewRedis(%s): %v", url, err)
@@ -28,10 +38,20 @@ func newRedis(t *testing.T, url string) *sessionstore.Redis {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	if err := sessionstore.RedisFlushAll(t.Context(), st); err != nil {
-		t.Fatalf("flush: %v", err)
-	}
 	return st
+}
+
+// redisFleet gives the store suite more nodes on the same Redis.
+func redisFleet(url string) storetest.Fleet {
+	return storetest.Fleet{
+		Peer: func(t *testing.T, _ sessionstore.Store) sessionstore.Store { return joinRedis(t, url) },
+		Crash: func(t *testing.T, st sessionstore.Store) sessionstore.Store {
+			if err := sessionstore.RedisKillNode(t.Context(), st.(*sessionstore.Redis)); err != nil {
+				t.Fatalf("kill node: %v", err)
+			}
+			return joinRedis(t, url)
+		},
+	}
 }
 
 func TestRedis(t *testing.T) {
@@ -42,12 +62,12 @@ func TestRedis(t *testing.T) {
 			t.Fatalf("NewRedis(%s) chose Cluster for a standalone server", url)
 		}
 		return st
-	})
+	}, redisFleet(url))
 }
 
 func TestRedisSentinel(t *testing.T) {
 	_, url := testsvc.StartRedisSentinel(t)
-	storetest.Run(t, func(t *testing.T) sessionstore.Store { return newRedis(t, url) })
+	storetest.Run(t, func(t *testing.T) sessionstore.Store { return newRedis(t, url) }, redisFleet(url))
 	// The master really comes from the Sentinel: an unknown name fails.
 	bad := strings.Replace(url, "/"+testsvc.RedisSentinelMaster+"/", "/nosuchmaster/", 1)
 	if st, err := sessionstore.NewRedis(t.Context(), bad); err == nil {
@@ -64,7 +84,7 @@ func TestRedisCluster(t *testing.T) {
 			t.Fatalf("NewRedis(%s) did not choose Cluster", nodes)
 		}
 		return st
-	})
+	}, redisFleet(nodes))
 	// One node's redis:// URL alone is a cluster seed too.
 	first, _, _ := strings.Cut(nodes, ",")
 	st := newRedis(t, "redis://"+first)
