@@ -490,3 +490,40 @@ func TestRedisClusterExpirySlides(t *testing.T) {
 		t.Fatalf("Expired after the new expiry: got %v, %v; want %s", got, err, s.ID)
 	}
 }
+
+// TestRedisReleaseToGoneHolder: a release request that no client receives
+// (the holder's process is gone, so is its subscription) declares the
+// holder dead at once, and the next acquisition takes its lease over;
+// while the holder listens, it does not.
+func TestRedisReleaseToGoneHolder(t *testing.T) {
+	url := testsvc.StartRedis(t)
+	a := newRedis(t, url)
+	b := joinRedis(t, url)
+	ctx := t.Context()
+	s := redisUpload(t, a, 1<<20)
+	held, err := a.AcquireLease(ctx, s.ID, time.Minute, 0)
+	if err != nil {
+		t.Fatalf("AcquireLease: %v", err)
+	}
+	stop, err := a.WatchReleases(ctx, func(sessionstore.ReleaseRequest) {})
+	if err != nil {
+		t.Fatalf("WatchReleases: %v", err)
+	}
+	if err := b.RequestRelease(ctx, held.Holder, sessionstore.ReleaseRequest{SessionID: s.ID}); err != nil {
+		t.Fatalf("RequestRelease: %v", err)
+	}
+	if _, err := b.AcquireLease(ctx, s.ID, time.Minute, 0); !errors.Is(err, sessionstore.ErrLocked) {
+		t.Fatalf("AcquireLease while the holder listens: got %v, want ErrLocked", err)
+	}
+	stop() // as a kill -9 would: the subscription is gone
+	if err := b.RequestRelease(ctx, held.Holder, sessionstore.ReleaseRequest{SessionID: s.ID}); err != nil {
+		t.Fatalf("RequestRelease: %v", err)
+	}
+	l, err := b.AcquireLease(ctx, s.ID, time.Minute, 0)
+	if err != nil {
+		t.Fatalf("AcquireLease after a release request nobody received: %v", err)
+	}
+	if l.Token <= held.Token {
+		t.Fatalf("token after takeover: got %d, want > %d", l.Token, held.Token)
+	}
+}
