@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -34,6 +35,24 @@ type bodyReader struct {
 	// stop closes when Shutdown gave up waiting: the deadline is then no
 	// longer pushed forward, so a stalled client releases the handler.
 	stop <-chan struct{}
+	// taken is set (once) by cut: a newer request took the upload over,
+	// and every read fails with it.
+	taken atomic.Pointer[Error]
+}
+
+// cut makes the body's pending and future reads fail with cause (a newer
+// request took the upload over): the pipeline then stores and commits
+// what it read, and the handler answers cause. It reports whether this
+// call cut the body (false: it was cut already). Safe to call from any
+// goroutine.
+func (b *bodyReader) cut(cause *Error) bool {
+	if !b.taken.CompareAndSwap(nil, cause) {
+		return false
+	}
+	// A read blocked on a silent client returns now. Read checks taken
+	// again after pushing the deadline, so it cannot undo this.
+	_ = b.ctx.SetReadDeadline(time.Now())
+	return true
 }
 
 func (s *Server) newBodyReader(ctx *fasthttp.RequestCtx, rq *request) *bodyReader {
@@ -94,10 +113,18 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		_ = b.ctx.SetReadDeadline(now.Add(b.idle))
 		b.lastSet = now
 	}
+	if t := b.taken.Load(); t != nil {
+		b.err = fmt.Errorf("%w: %w", errBodyRead, t)
+		return 0, b.err
+	}
 	n, err := b.r.Read(p)
 	if n > 0 {
 		b.n += int64(n)
 		b.m.bytesReceived.Add(int64(n))
+	}
+	if t := b.taken.Load(); t != nil && err != nil {
+		// The read failed because cut set the deadline: that is the story.
+		err = t
 	}
 	switch {
 	case err == io.EOF:

@@ -34,6 +34,9 @@ type Config struct {
 	DownloadTTL time.Duration
 	// LeaseTTL is how long a PATCH's lease lives without renewal.
 	LeaseTTL time.Duration
+	// TakeoverWait is how long a PATCH or DELETE waits for the request
+	// holding its upload to let go before answering 423 (default 2s).
+	TakeoverWait time.Duration
 	// Logger receives the proxy's logs (default slog.Default()). API keys
 	// are never logged.
 	Logger *slog.Logger
@@ -86,6 +89,11 @@ type Server struct {
 
 	bodiesMu sync.Mutex
 	bodies   map[*bodyReader]struct{} // upload bodies being read
+
+	// writers are the bodies of the PATCHes holding an upload's lease on
+	// this node, by upload id: what a release request cuts off.
+	writersMu sync.Mutex
+	writers   map[string]*bodyReader
 }
 
 // New returns a server over store and pipe.
@@ -102,6 +110,11 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		// renewed every third of it while a PATCH streams.
 		cfg.LeaseTTL = 10 * time.Second
 	}
+	if cfg.TakeoverWait <= 0 {
+		// tus-js-client's first retries come after 0 and 1 s: a takeover
+		// must finish well within its 9 s of default retries.
+		cfg.TakeoverWait = 2 * time.Second
+	}
 	if cfg.BodyIdleTimeout <= 0 {
 		cfg.BodyIdleTimeout = 60 * time.Second
 	}
@@ -112,7 +125,8 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		cfg.Logger = slog.Default()
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: newMetrics(), bodies: map[*bodyReader]struct{}{}}
+	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: newMetrics(),
+		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}}
 	static := make(map[string]string, len(cfg.StaticKeys))
 	for _, k := range cfg.StaticKeys {
 		static[k.Hash] = k.Account
@@ -172,7 +186,14 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 }
 
 // Serve serves HTTP on ln until Shutdown. It returns nil after Shutdown.
+// While it serves, release requests addressed to this node (takeover.go)
+// cut off the writes they name.
 func (s *Server) Serve(ln net.Listener) error {
+	stop, err := s.store.WatchReleases(s.base, s.onRelease)
+	if err != nil {
+		return fmt.Errorf("proxy: watch release requests: %w", err)
+	}
+	defer stop()
 	if err := s.srv.Serve(ln); err != nil {
 		return fmt.Errorf("proxy: serve: %w", err)
 	}

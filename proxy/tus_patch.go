@@ -181,7 +181,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sess, errPastLength
 	}
 	sink := s.pipe.Sink()
-	lease, err := s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, sink.PartsFor(uploadOf(sess), cr.size))
+	lease, err := s.takeLease(ctx, sess.ID, sink.PartsFor(uploadOf(sess), cr.size), false)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
 	}
@@ -207,6 +207,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 
 	body := s.newBodyReader(rc, rq)
 	defer s.trackBody(body)()
+	defer s.register(sess.ID, body)()
 	cur := sess
 	commit := func(c context.Context, p pipeline.Progress) error {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
@@ -239,6 +240,10 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	s.metrics.activeUploads.Add(-1)
 	if werr != nil {
 		switch cause := context.Cause(wctx); {
+		case body.taken.Load() != nil:
+			// A newer request took the upload over: answer what it did
+			// to it (409, or 404 for a DELETE).
+			werr = body.taken.Load()
 		case body.err != nil:
 			// The client went away or stalled: that is the story, whatever
 			// the sink made of the failed read.
@@ -255,6 +260,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		// HEAD, an empty PATCH at the final offset) completes the upload.
 		if errors.Is(werr, pipeline.ErrTooLarge) {
 			werr = fmt.Errorf("%w: %w", overflowError(sess), werr)
+		}
+		if errors.Is(werr, sessionstore.ErrLeaseLost) && s.deletedUnder(ctx, cur.ID) {
+			// A DELETE that did not wait for this write (takeover timed
+			// out) removed the upload: not a retryable 423.
+			werr = errDeletedUnder
 		}
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
@@ -273,6 +283,15 @@ func overflowError(sess sessionstore.Session) *Error {
 		return errChunkTooBig
 	}
 	return errPastLength
+}
+
+// deletedUnder reports whether upload id is gone (a write lost its lease:
+// was it to a DELETE?).
+func (s *Server) deletedUnder(ctx context.Context, id string) bool {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := s.store.Session(cctx, id)
+	return errors.Is(err, sessionstore.ErrNotFound)
 }
 
 // nextExpiry is when an upload written to now expires: UploadExpiry after

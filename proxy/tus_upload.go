@@ -96,6 +96,20 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	case err != nil:
 		return fmt.Errorf("proxy: load session: %w", err)
 	}
+	// A write in flight lets go first (takeover.go): it stops reading and
+	// answers 404, and nothing more is stored after the storage is freed.
+	// If it does not let go in time, the DELETE goes on anyway: deleting
+	// the session drops its lease, so the write commits nothing more.
+	switch l, err := s.takeLease(ctx, id, 0, true); {
+	case err == nil:
+		// The write may have stored more (a new tail object) meanwhile.
+		sess = l.Session
+	case errors.Is(err, sessionstore.ErrNotFound):
+		rc.SetStatusCode(fasthttp.StatusNoContent)
+		return nil
+	case !errors.Is(err, sessionstore.ErrLocked):
+		return fmt.Errorf("proxy: take lease to delete: %w", err)
+	}
 	// Storage first: if the store then fails, a retried DELETE still finds
 	// the session and frees nothing twice (Abort is idempotent).
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {

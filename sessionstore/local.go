@@ -47,6 +47,13 @@ type Local struct {
 	leases  map[string]localLease
 	claims  map[string]localProbeClaim
 
+	// node is this process's node id; releaseWatchers get its release
+	// requests (guarded by wmu, not mu: a callback may call the store).
+	node            string
+	wmu             sync.Mutex
+	releaseWatchers map[int]func(ReleaseRequest)
+	nextW           int
+
 	// notify wakes one waiting ClaimProbe (capacity 1, non-blocking send).
 	notify chan struct{}
 	// closed is closed by Close to release waiting claimers.
@@ -104,6 +111,10 @@ func NewLocal(path string) (*Local, error) {
 		claims: map[string]localProbeClaim{},
 		notify: make(chan struct{}, 1),
 		closed: make(chan struct{}),
+		// One node: a restart is a new node, and leases (in memory) do
+		// not survive it anyway.
+		node:            newNodeID(),
+		releaseWatchers: map[int]func(ReleaseRequest){},
 	}, nil
 }
 
@@ -356,7 +367,7 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	l.mu.Lock()
 	if cur, ok := l.leases[id]; ok && (cur.pending || time.Now().Before(cur.expires)) {
 		l.mu.Unlock()
-		return Lease{}, fmt.Errorf("sessionstore: local acquire lease %s: %w", id, ErrLocked)
+		return Lease{}, &LockedError{SessionID: id, Holder: l.node}
 	}
 	token := l.nextToken()
 	// The pending entry keeps other acquirers out while the reservation is
@@ -406,7 +417,41 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	cur.pending = false
 	cur.expires = time.Now().Add(ttl)
 	l.leases[id] = cur
-	return Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires, Session: snap}, nil
+	return Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires,
+		Holder: l.node, Session: snap}, nil
+}
+
+// Node returns this process's node id. Every lease of a Local store is
+// held by it: one process owns the bbolt file.
+func (l *Local) Node() string { return l.node }
+
+// RequestRelease hands r to this process's watchers when holder is this
+// node; a request for another node (a process that has ended) has nobody
+// to reach and is dropped.
+func (l *Local) RequestRelease(ctx context.Context, holder string, r ReleaseRequest) error {
+	if holder != l.node {
+		return nil
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	for _, fn := range l.releaseWatchers {
+		fn(r)
+	}
+	return nil
+}
+
+// WatchReleases registers fn for this node's release requests.
+func (l *Local) WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (func(), error) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	id := l.nextW
+	l.nextW++
+	l.releaseWatchers[id] = fn
+	return func() {
+		l.wmu.Lock()
+		defer l.wmu.Unlock()
+		delete(l.releaseWatchers, id)
+	}, nil
 }
 
 // holds reports whether ls is the upload's current, unexpired lease.

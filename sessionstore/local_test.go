@@ -20,14 +20,29 @@ func newLocal(t *testing.T, path string) *sessionstore.Local {
 }
 
 func TestLocal(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) sessionstore.Store {
-		st := newLocal(t, filepath.Join(t.TempDir(), "roughy.db"))
+	paths := map[sessionstore.Store]string{}
+	open := func(t *testing.T, path string) sessionstore.Store {
+		st := newLocal(t, path)
+		paths[st] = path
 		t.Cleanup(func() {
 			if err := st.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
 		})
 		return st
+	}
+	storetest.Run(t, func(t *testing.T) sessionstore.Store {
+		return open(t, filepath.Join(t.TempDir(), "roughy.db"))
+	}, storetest.Fleet{
+		// One process owns the file: the store is its only node.
+		Peer: func(t *testing.T, st sessionstore.Store) sessionstore.Store { return st },
+		// A kill -9 ends the process; the next one opens the same file.
+		Crash: func(t *testing.T, st sessionstore.Store) sessionstore.Store {
+			if err := st.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return open(t, paths[st])
+		},
 	})
 }
 

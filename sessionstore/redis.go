@@ -54,7 +54,12 @@ import (
 type Redis struct {
 	client  redis.UniversalClient
 	cluster bool
-	log     *slog.Logger
+	// node is this store's node id; hbStop ends its liveness refreshes
+	// (see redis_node.go).
+	node   string
+	hbStop chan struct{}
+	hbWG   sync.WaitGroup
+	log    *slog.Logger
 	// verifyCutoff is redisVerifyCutoff (tests shorten it).
 	verifyCutoff time.Duration
 	// epoch is the data-loss marker's value this store adopted (a string;
@@ -143,6 +148,11 @@ func NewRedis(ctx context.Context, url string) (*Redis, error) {
 		return nil, redisErr("connect", err)
 	}
 	if err := r.adoptEpoch(ctx); err != nil {
+		r.client.Close()
+		return nil, err
+	}
+	r.node = newNodeID()
+	if err := r.startHeartbeat(ctx); err != nil {
 		r.client.Close()
 		return nil, err
 	}
@@ -259,8 +269,12 @@ func redisFailFast(retries, dials *int, dialWait *time.Duration) {
 	}
 }
 
-// Close closes the connections.
-func (r *Redis) Close() error { return r.client.Close() }
+// Close ends the node (its liveness record is deleted: leases it still
+// holds are free at once) and closes the connections.
+func (r *Redis) Close() error {
+	r.stopHeartbeat()
+	return r.client.Close()
+}
 
 // redisErr maps a go-redis error: redis.Nil is ErrNotFound, a cancelled
 // context stays itself, Redis replies that mean "not now" (LOADING,
@@ -323,7 +337,8 @@ func (r *Redis) runScript(ctx context.Context, op string, s *redis.Script, keys 
 	default:
 		return nil, fmt.Errorf("sessionstore: redis: %s: unexpected script status %v", op, out[0])
 	}
-	return nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sentinel)
+	// A refusal may carry details (luaLocked: the holder and its token).
+	return out[1:], fmt.Errorf("sessionstore: redis: %s: %w", op, sentinel)
 }
 
 // redisFlatMap turns a flat HGETALL answer from a script into a map.

@@ -11,7 +11,8 @@ import (
 
 // RedisFlushAll empties every master the store talks to, so that a test
 // starts from nothing (the probe queue is shared by all uploads). r then
-// adopts a new data-loss marker: the flush is no loss to r.
+// adopts a new data-loss marker: the flush is no loss to r, and its
+// node's liveness record is written again at once.
 func RedisFlushAll(ctx context.Context, r *Redis) error {
 	var err error
 	if c, ok := r.client.(*redis.ClusterClient); ok {
@@ -24,7 +25,20 @@ func RedisFlushAll(ctx context.Context, r *Redis) error {
 	if err != nil {
 		return err
 	}
-	return r.adoptEpoch(ctx)
+	if err := r.adoptEpoch(ctx); err != nil {
+		return err
+	}
+	return r.beat(ctx)
+}
+
+// RedisKillNode makes r's node dead as a kill -9 would once its liveness
+// record ran out: no more refreshes, and the record is gone. The client
+// still works, like a node that was only paused and comes back.
+func RedisKillNode(ctx context.Context, r *Redis) error {
+	close(r.hbStop)
+	r.hbWG.Wait()
+	r.hbStop = nil
+	return r.client.Del(ctx, redisNodeKey(r.node)).Err()
 }
 
 // RedisSetVerifyCutoff shortens how long an unverified Cluster completion

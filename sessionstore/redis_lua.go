@@ -80,13 +80,28 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return {1}
 `)
 
-// luaAcquire takes the lease and reserves part numbers.
+// luaAcquire takes the lease and reserves part numbers, recording the
+// holder node in the session hash.
 // KEYS[1] session, KEYS[2] lease. ARGV[1] ttl ms, ARGV[2] parts, ARGV[3]
-// MaxPartNumber. Answers {1, token, first part, session hash as
-// HGETALL}: the holder needs no second round trip to read it.
+// MaxPartNumber, ARGV[4] this node, ARGV[5] the liveness key prefix ("" on
+// Cluster, where the holder's key is in another slot), ARGV[6] the token
+// of a lease whose holder the caller found dead ("" for none).
+// A held lease is taken over when its holder (another node: a node knows
+// it is alive) has no liveness key, or
+// when it is still the lease of ARGV[6]; else the answer is {5, holder,
+// token}. Answers {1, token, first part, session hash as HGETALL}: the
+// holder needs no second round trip to read it.
 var luaAcquire = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {5} end
+local cur = redis.call('GET', KEYS[2])
+if cur then
+	local holder = redis.call('HGET', KEYS[1], 'holder') or ''
+	local dead = ARGV[6] ~= '' and cur == ARGV[6]
+	if not dead and ARGV[5] ~= '' and holder ~= '' and holder ~= ARGV[4] then
+		dead = redis.call('EXISTS', ARGV[5] .. holder) == 0
+	end
+	if not dead then return {5, holder, cur} end
+end
 local parts = tonumber(ARGV[2])
 local first = 0
 if parts > 0 then
@@ -96,6 +111,7 @@ if parts > 0 then
 	redis.call('HINCRBY', KEYS[1], 'next', parts)
 end
 local token = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+redis.call('HSET', KEYS[1], 'holder', ARGV[4])
 redis.call('SET', KEYS[2], token, 'PX', ARGV[1])
 return {1, token, first, redis.call('HGETALL', KEYS[1])}
 `)

@@ -19,6 +19,16 @@ import (
 // probe queue is shared) starts from nothing.
 func newRedis(t *testing.T, url string) *sessionstore.Redis {
 	t.Helper()
+	st := joinRedis(t, url)
+	if err := sessionstore.RedisFlushAll(t.Context(), st); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	return st
+}
+
+// joinRedis connects another node to url, keeping what Redis holds.
+func joinRedis(t *testing.T, url string) *sessionstore.Redis {
+	t.Helper()
 	st, err := sessionstore.NewRedis(t.Context(), url)
 	if err != nil {
 		t.Fatalf("NewRedis(%s): %v", url, err)
@@ -28,10 +38,20 @@ func newRedis(t *testing.T, url string) *sessionstore.Redis {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	if err := sessionstore.RedisFlushAll(t.Context(), st); err != nil {
-		t.Fatalf("flush: %v", err)
-	}
 	return st
+}
+
+// redisFleet gives the store suite more nodes on the same Redis.
+func redisFleet(url string) storetest.Fleet {
+	return storetest.Fleet{
+		Peer: func(t *testing.T, _ sessionstore.Store) sessionstore.Store { return joinRedis(t, url) },
+		Crash: func(t *testing.T, st sessionstore.Store) sessionstore.Store {
+			if err := sessionstore.RedisKillNode(t.Context(), st.(*sessionstore.Redis)); err != nil {
+				t.Fatalf("kill node: %v", err)
+			}
+			return joinRedis(t, url)
+		},
+	}
 }
 
 func TestRedis(t *testing.T) {
@@ -42,12 +62,12 @@ func TestRedis(t *testing.T) {
 			t.Fatalf("NewRedis(%s) chose Cluster for a standalone server", url)
 		}
 		return st
-	})
+	}, redisFleet(url))
 }
 
 func TestRedisSentinel(t *testing.T) {
 	_, url := testsvc.StartRedisSentinel(t)
-	storetest.Run(t, func(t *testing.T) sessionstore.Store { return newRedis(t, url) })
+	storetest.Run(t, func(t *testing.T) sessionstore.Store { return newRedis(t, url) }, redisFleet(url))
 	// The master really comes from the Sentinel: an unknown name fails.
 	bad := strings.Replace(url, "/"+testsvc.RedisSentinelMaster+"/", "/nosuchmaster/", 1)
 	if st, err := sessionstore.NewRedis(t.Context(), bad); err == nil {
@@ -64,7 +84,7 @@ func TestRedisCluster(t *testing.T) {
 			t.Fatalf("NewRedis(%s) did not choose Cluster", nodes)
 		}
 		return st
-	})
+	}, redisFleet(nodes))
 	// One node's redis:// URL alone is a cluster seed too.
 	first, _, _ := strings.Cut(nodes, ",")
 	st := newRedis(t, "redis://"+first)
@@ -541,5 +561,42 @@ func TestRedisClusterExpirySlides(t *testing.T) {
 	}
 	if got, err := st.Expired(ctx, slid.Add(time.Second), 10); err != nil || len(got) != 1 || got[0].ID != s.ID {
 		t.Fatalf("Expired after the new expiry: got %v, %v; want %s", got, err, s.ID)
+	}
+}
+
+// TestRedisReleaseToGoneHolder: a release request that no client receives
+// (the holder's process is gone, so is its subscription) declares the
+// holder dead at once, and the next acquisition takes its lease over;
+// while the holder listens, it does not.
+func TestRedisReleaseToGoneHolder(t *testing.T) {
+	url := testsvc.StartRedis(t)
+	a := newRedis(t, url)
+	b := joinRedis(t, url)
+	ctx := t.Context()
+	s := redisUpload(t, a, 1<<20)
+	held, err := a.AcquireLease(ctx, s.ID, time.Minute, 0)
+	if err != nil {
+		t.Fatalf("AcquireLease: %v", err)
+	}
+	stop, err := a.WatchReleases(ctx, func(sessionstore.ReleaseRequest) {})
+	if err != nil {
+		t.Fatalf("WatchReleases: %v", err)
+	}
+	if err := b.RequestRelease(ctx, held.Holder, sessionstore.ReleaseRequest{SessionID: s.ID}); err != nil {
+		t.Fatalf("RequestRelease: %v", err)
+	}
+	if _, err := b.AcquireLease(ctx, s.ID, time.Minute, 0); !errors.Is(err, sessionstore.ErrLocked) {
+		t.Fatalf("AcquireLease while the holder listens: got %v, want ErrLocked", err)
+	}
+	stop() // as a kill -9 would: the subscription is gone
+	if err := b.RequestRelease(ctx, held.Holder, sessionstore.ReleaseRequest{SessionID: s.ID}); err != nil {
+		t.Fatalf("RequestRelease: %v", err)
+	}
+	l, err := b.AcquireLease(ctx, s.ID, time.Minute, 0)
+	if err != nil {
+		t.Fatalf("AcquireLease after a release request nobody received: %v", err)
+	}
+	if l.Token <= held.Token {
+		t.Fatalf("token after takeover: got %d, want > %d", l.Token, held.Token)
 	}
 }

@@ -97,15 +97,32 @@ func (r *Redis) SetLength(ctx context.Context, id string, length int64) error {
 }
 
 // AcquireLease takes the lease for ttl with a new fencing token and
-// reserves parts part numbers, in one script.
+// reserves parts part numbers, in one script. A lease whose holder node is
+// dead is taken over in the same script on standalone and Sentinel. On
+// Cluster the holder's liveness key is in another slot: a refusal is
+// followed by a liveness check and, if the holder is dead, a second run
+// that takes over exactly the lease it was refused by (compare-and-set on
+// its token). Only a contended acquisition pays those round trips.
 func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error) {
 	start := time.Now()
-	out, err := r.runScript(ctx, "acquire lease", luaAcquire, []string{redisSessionKey(id), redisLeaseKey(id)},
-		max(redisMillis(ttl), 1), parts, MaxPartNumber)
+	out, holder, token, err := r.acquireOnce(ctx, id, ttl, parts, "")
+	if errors.Is(err, ErrLocked) && r.cluster && holder != "" && holder != r.node {
+		live, lerr := r.nodeLive(ctx, holder)
+		if lerr != nil {
+			return Lease{}, lerr
+		}
+		if !live {
+			start = time.Now()
+			out, holder, _, err = r.acquireOnce(ctx, id, ttl, parts, token)
+		}
+	}
+	if errors.Is(err, ErrLocked) {
+		return Lease{}, &LockedError{SessionID: id, Holder: holder}
+	}
 	if err != nil {
 		return Lease{}, err
 	}
-	token, _ := out[0].(int64)
+	tok, _ := out[0].(int64)
 	first, _ := out[1].(int64)
 	sess, err := redisDecodeSession(redisFlatMap(out[2]))
 	if err != nil {
@@ -113,7 +130,8 @@ func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	}
 	// The lease ends in Redis ttl after the script ran, so start+ttl is
 	// never later than the real end.
-	return Lease{SessionID: id, Token: token, FirstPart: int32(first), Parts: parts, ExpiresAt: start.Add(ttl), Session: sess}, nil
+	return Lease{SessionID: id, Token: tok, FirstPart: int32(first), Parts: parts, ExpiresAt: start.Add(ttl),
+		Holder: r.node, Session: sess}, nil
 }
 
 // RenewLease extends l for ttl; ErrLeaseLost when it expired, was

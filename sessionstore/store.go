@@ -11,6 +11,7 @@ package sessionstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -23,7 +24,8 @@ var (
 	ErrExists = errors.New("sessionstore: already exists")
 	// ErrOffsetConflict: a commit's expected offset is not the stored one.
 	ErrOffsetConflict = errors.New("sessionstore: offset conflict")
-	// ErrLocked: another live request holds the upload's lease.
+	// ErrLocked: another live request holds the upload's lease. AcquireLease
+	// returns it as a *LockedError, which names the holder.
 	ErrLocked = errors.New("sessionstore: upload is locked by another request")
 	// ErrLeaseLost: the caller's lease expired or was taken over; it must
 	// not commit anything more.
@@ -39,6 +41,14 @@ var (
 	// store was opened (a Redis failover to an empty replica, FLUSHALL, a
 	// restart without persistence). Ping reports it once per loss.
 	ErrDataLost = errors.New("sessionstore: the store lost its data")
+)
+
+// Node liveness: a node refreshes its record every NodeRefresh; a record
+// not refreshed for NodeTTL is dead, and the leases its node held are
+// taken over by the next request (issue 8: resumable within 3 s of a kill).
+const (
+	NodeTTL     = 3 * time.Second
+	NodeRefresh = time.Second
 )
 
 // MaxPartNumber is S3's highest multipart part number.
@@ -112,6 +122,31 @@ type Asset struct {
 	Deleted    bool
 }
 
+// LockedError is AcquireLease's refusal: the upload's lease is held by a
+// live request on node Holder. errors.Is(err, ErrLocked) holds for it.
+type LockedError struct {
+	SessionID string
+	// Holder is the node id of the lease's holder ("" when the lease was
+	// taken by a version that did not record it).
+	Holder string
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("sessionstore: upload %s is locked by a request on node %q", e.SessionID, e.Holder)
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// ReleaseRequest asks the node holding an upload's lease to let go of it:
+// a newer request on the upload wants it (issue 8, takeover).
+type ReleaseRequest struct {
+	SessionID string
+	// Delete: the newer request is a DELETE (the writer that lets go
+	// answers as for a deleted upload).
+	Delete bool
+}
+
 // Lease is a request's exclusive right to write an upload. Token is a
 // fencing token: it grows with every acquisition, and commits check it.
 type Lease struct {
@@ -122,6 +157,8 @@ type Lease struct {
 	FirstPart int32
 	Parts     int32
 	ExpiresAt time.Time
+	// Holder is the node that took the lease (Store.Node of its store).
+	Holder string
 	// Session is the upload as it stood when the lease was taken (its
 	// part reservation included): under the lease nobody else commits,
 	// so the holder needs no second read. Only AcquireLease sets it.
@@ -198,13 +235,28 @@ type Store interface {
 	SetLength(ctx context.Context, id string, length int64) error
 
 	// AcquireLease takes the upload's lease for ttl, reserving `parts` S3
-	// part numbers. ErrLocked when another unexpired lease exists;
-	// ErrPartsExhausted when the reservation would pass MaxPartNumber.
+	// part numbers, and records this node as its holder. A *LockedError
+	// (ErrLocked) when another unexpired lease exists whose holder node is
+	// live; a lease whose holder node is no longer live is taken over at
+	// once, in the same atomic step. ErrPartsExhausted when the
+	// reservation would pass MaxPartNumber.
 	AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error)
 	// RenewLease extends a held lease; ErrLeaseLost if it is not current.
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// ReleaseLease drops the lease if it is still current (no error if not).
 	ReleaseLease(ctx context.Context, l Lease) error
+	// Node is this process's id in the fleet: the holder recorded in the
+	// leases it takes. The store keeps the node's liveness record fresh
+	// until Close (Redis: a key with a TTL of NodeTTL, refreshed every
+	// NodeRefresh; Local: the process itself).
+	Node() string
+	// RequestRelease sends r to node holder (best effort: a lost request
+	// is sent again by the asker, who polls the lease meanwhile).
+	RequestRelease(ctx context.Context, holder string, r ReleaseRequest) error
+	// WatchReleases delivers release requests addressed to this node to
+	// fn, one at a time, until stop is called. It returns once the
+	// subscription is live, so a request sent after it returns arrives.
+	WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (stop func(), err error)
 	// Commit applies c atomically (see Commit) and returns the new session.
 	Commit(ctx context.Context, l Lease, c Commit) (Session, error)
 

@@ -80,6 +80,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 			"with --storage s3, downloads are presigned by S3 and a per-process key is used unless set)")
 	downloadTTL := fl.Duration("download-ttl", time.Hour, "validity of download_url")
 	leaseTTL := fl.Duration("lease-ttl", 0, "lease of a PATCH on its upload without renewal (0: proxy default)")
+	takeoverWait := fl.Duration("takeover-wait", 2*time.Second, "how long a PATCH or DELETE waits for the request holding its upload to let go before answering 423")
 	janitorEvery := fl.Duration("janitor-interval", time.Minute, "how often expired uploads are freed")
 	bodyIdle := fl.Duration("body-idle-timeout", time.Minute, "longest wait for the next byte of a request body")
 	keyCacheTTL := fl.Duration("key-cache-ttl", 10*time.Second,
@@ -126,6 +127,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		SigningKey:      key,
 		DownloadTTL:     *downloadTTL,
 		LeaseTTL:        *leaseTTL,
+		TakeoverWait:    *takeoverWait,
 		BodyIdleTimeout: *bodyIdle,
 		KeyCacheTTL:     *keyCacheTTL,
 		StaticKeys:      make([]sessionstore.Key, 0, len(staticKeys)),

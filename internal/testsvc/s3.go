@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,6 +158,46 @@ func (s S3Server) Do(method, path string, body []byte) error {
 	}
 	return nil
 }
+
+// Keys lists the object keys under prefix (ListObjectsV2, first 1000).
+func (s S3Server) Keys(prefix string) ([]string, error) {
+	return s.listKeys("list-type=2&prefix=" + url.QueryEscape(prefix))
+}
+
+// MultipartKeys lists the keys of the multipart uploads in progress under
+// prefix.
+func (s S3Server) MultipartKeys(prefix string) ([]string, error) {
+	return s.listKeys("prefix=" + url.QueryEscape(prefix) + "&uploads=")
+}
+
+// listKeys GETs the bucket with query (already canonical: sorted, encoded)
+// and returns every <Key> of the answer.
+func (s S3Server) listKeys(query string) ([]string, error) {
+	req, err := http.NewRequest(http.MethodGet, s.Endpoint+"/"+s.Bucket+"?"+query, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.sign(req, nil, time.Now().UTC())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET ?%s: %s: %s", query, resp.Status, body)
+	}
+	var keys []string
+	for _, m := range s3KeyRE.FindAllSubmatch(body, -1) {
+		keys = append(keys, string(m[1]))
+	}
+	return keys, nil
+}
+
+var s3KeyRE = regexp.MustCompile(`<Key>([^<]*)</Key>`)
 
 // sign adds AWS Signature Version 4 headers for service s3.
 func (s S3Server) sign(req *http.Request, body []byte, now time.Time) {

@@ -47,8 +47,20 @@ import (
 	"github.com/roughy/ingest/sessionstore"
 )
 
+// Fleet tells the suite how to get more nodes on one store's backend, for
+// the takeover cases (issue 8).
+type Fleet struct {
+	// Peer returns another live node on st's backend (st itself for a
+	// store that is one node, like Local). The suite does not close it.
+	Peer func(t *testing.T, st sessionstore.Store) sessionstore.Store
+	// Crash makes st's node dead as a kill -9 would, with its liveness
+	// record already run out, and returns a new live node on the same
+	// data. st must not be used afterwards.
+	Crash func(t *testing.T, st sessionstore.Store) sessionstore.Store
+}
+
 // Run runs the suite against the stores newStore makes.
-func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fleet) {
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: got %v, want nil", err)
@@ -60,6 +72,9 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("NextPartDefault", func(t *testing.T) { testNextPartDefault(t, newStore(t)) })
 	t.Run("LeaseLocked", func(t *testing.T) { testLeaseLocked(t, newStore(t)) })
 	t.Run("LeaseTakeover", func(t *testing.T) { testLeaseTakeover(t, newStore(t)) })
+	t.Run("LeaseHolder", func(t *testing.T) { testLeaseHolder(t, newStore(t), fleet) })
+	t.Run("ReleaseRequest", func(t *testing.T) { testReleaseRequest(t, newStore(t), fleet) })
+	t.Run("DeadHolder", func(t *testing.T) { testDeadHolder(t, newStore(t), fleet) })
 	t.Run("LeaseRenew", func(t *testing.T) { testLeaseRenew(t, newStore(t)) })
 	t.Run("LeaseRelease", func(t *testing.T) { testLeaseRelease(t, newStore(t)) })
 	t.Run("PartReservation", func(t *testing.T) { testPartReservation(t, newStore(t)) })

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// Takeover (issue 8): the newest request on an upload wins. A PATCH or
+// DELETE that finds the upload's lease held asks the holder to let go:
+// directly when the holder runs in this process, through the store's
+// release requests when it runs on another node. The holder stops reading
+// its body (its pending read fails at once), commits what is durable,
+// releases the lease and answers; the newer request polls the lease
+// meanwhile, for up to Config.TakeoverWait, and then proceeds as usual
+// (a PATCH whose Upload-Offset no longer matches gets 409). A holder on a
+// dead node needs no answer: the store takes its lease over at once.
+//
+// HEAD never takes over: it reports the committed offset. A monitoring
+// tool that polls HEAD must not be able to stall a healthy upload, and
+// the PATCH that follows a resuming client's HEAD takes over anyway.
+
+// Errors of a write that let go of its upload.
+var (
+	// errTakenOver: a newer request took the upload over. 409: the
+	// upload's state moved on under this request, as for an offset
+	// mismatch; tus-js-client recovers by HEAD and resume.
+	errTakenOver = errorf(fasthttp.StatusConflict, "upload_taken_over",
+		"a newer request on this upload took it over; HEAD the upload and resume")
+	// errDeletedUnder: a DELETE terminated the upload while this request
+	// wrote to it. Not retryable.
+	errDeletedUnder = errorf(fasthttp.StatusNotFound, "upload_deleted", "the upload was deleted while this request wrote to it")
+)
+
+// Polling while a holder lets go: the lease is asked for every
+// takeoverPoll, and a release request is sent again every takeoverAsk
+// (release requests are fire and forget).
+const (
+	takeoverPoll = 20 * time.Millisecond
+	takeoverAsk  = 300 * time.Millisecond
+)
+
+// register makes b the body that a release request for upload id cuts
+// off; the returned func unregisters it (if still registered).
+func (s *Server) register(id string, b *bodyReader) func() {
+	s.writersMu.Lock()
+	s.writers[id] = b
+	s.writersMu.Unlock()
+	return func() {
+		s.writersMu.Lock()
+		if s.writers[id] == b {
+			delete(s.writers, id)
+		}
+		s.writersMu.Unlock()
+	}
+}
+
+// onRelease serves a release request addressed to this node: the write
+// holding the upload stops reading its body. It returns at once.
+func (s *Server) onRelease(r sessionstore.ReleaseRequest) {
+	s.writersMu.Lock()
+	b := s.writers[r.SessionID]
+	s.writersMu.Unlock()
+	if b == nil {
+		// Not (or no longer) writing here: the lease is being released
+		// anyway, or is held by a short completion that ends by itself.
+		return
+	}
+	cause := errTakenOver
+	if r.Delete {
+		cause = errDeletedUnder
+	}
+	if b.cut(cause) {
+		s.metrics.takeovers.Add(1)
+		s.log.Info("write let go of its upload for a newer request", "upload_id", r.SessionID, "delete", r.Delete)
+	}
+}
+
+// askRelease sends r to the lease's holder: directly when that is this
+// process.
+func (s *Server) askRelease(ctx context.Context, holder string, r sessionstore.ReleaseRequest) {
+	if holder == s.store.Node() {
+		s.onRelease(r)
+		return
+	}
+	if err := s.store.RequestRelease(ctx, holder, r); err != nil {
+		s.log.Warn("release request not sent", "upload_id", r.SessionID, "holder", holder, "err", err)
+	}
+}
+
+// takeLease takes the upload's lease for a PATCH (reserving parts) or a
+// DELETE, taking it over from a request that holds it (see the top of
+// this file). After TakeoverWait it gives up with the store's ErrLocked.
+func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool) (sessionstore.Lease, error) {
+	deadline := time.Now().Add(s.cfg.TakeoverWait)
+	var asked time.Time
+	for {
+		l, err := s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, parts)
+		le, locked := errors.AsType[*sessionstore.LockedError](err)
+		if !locked || !time.Now().Before(deadline) {
+			return l, err
+		}
+		if time.Since(asked) >= takeoverAsk {
+			asked = time.Now()
+			s.askRelease(ctx, le.Holder, sessionstore.ReleaseRequest{SessionID: id, Delete: del})
+		}
+		t := time.NewTimer(takeoverPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return l, err
+		case <-t.C:
+		}
+	}
+}

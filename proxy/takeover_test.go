@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// stalledPatch starts a PATCH of size bytes at offset 0 that sends first
+// and then nothing more, and waits until the server has read first.
+func (e *env) stalledPatch(c created, size int, first []byte) *rawConn {
+	e.t.Helper()
+	rc := e.startPatch(c, size, first)
+	waitFor(e.t, "the server to read the first bytes", func() bool {
+		return e.srv.metrics.bytesReceived.Load() >= int64(len(first))
+	})
+	return rc
+}
+
+func errorCode(t *testing.T, r resp) string {
+	t.Helper()
+	var b errorBody
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatalf("error body %q: %v", r.body, err)
+	}
+	return b.Error.Code
+}
+
+// TestNewerPatchTakesOver: a PATCH on an upload whose last PATCH stalls
+// (a client that vanished without closing) does not wait for the idle
+// timeout: the stalled write lets go at once, commits what it read, and
+// answers 409; the newer request sees the offset as it now stands (409,
+// then HEAD + PATCH from there are accepted), and the object is the old
+// request's prefix followed by the new bytes.
+func TestNewerPatchTakesOver(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.BodyIdleTimeout = time.Minute }, nil)
+	size := 1 << 20
+	sent := 64 << 10
+	c := e.create("acme", int64(size))
+	a, b := bytes.Repeat([]byte("A"), size), bytes.Repeat([]byte("B"), size)
+	old := e.stalledPatch(c, size, a[:sent])
+
+	start := time.Now()
+	r := e.patch("acme", c.Location, 0, b)
+	if r.status != http.StatusConflict || errorCode(t, r) != "offset_mismatch" {
+		t.Fatalf("newer PATCH at 0: %d %s, want 409 offset_mismatch (the old write committed what it read)", r.status, r.body)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("newer PATCH took %v, want well under 1s", took)
+	}
+	if r := old.read("PATCH"); r.status != http.StatusConflict || errorCode(t, r) != "upload_taken_over" {
+		t.Errorf("stalled PATCH: %d %s, want 409 upload_taken_over", r.status, r.body)
+	}
+	h := e.head("acme", c.Location)
+	if got := h.h.Get("Upload-Offset"); got != strconv.Itoa(sent) {
+		t.Fatalf("HEAD after takeover: offset %s, want %d", got, sent)
+	}
+	if r := e.patch("acme", c.Location, int64(sent), b[sent:]); r.status != http.StatusNoContent {
+		t.Fatalf("PATCH from the new offset: %d %s, want 204", r.status, r.body)
+	}
+	want := append(append([]byte{}, a[:sent]...), b[sent:]...)
+	if !bytes.Equal(e.stored(c.SessionID), want) {
+		t.Errorf("stored bytes are not the stalled write's prefix followed by the newer one's")
+	}
+	if got := e.srv.metrics.takeovers.Load(); got != 1 {
+		t.Errorf("takeovers: got %d, want 1", got)
+	}
+}
+
+// TestDeleteTakesOver: DELETE during a PATCH that streams: the PATCH ends
+// with 404 (not a retryable 423), the DELETE answers 204, the bytes are
+// freed.
+func TestDeleteTakesOver(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.BodyIdleTimeout = time.Minute }, nil)
+	size := 1 << 20
+	c := e.create("acme", int64(size))
+	old := e.stalledPatch(c, size, bytes.Repeat([]byte("A"), 64<<10))
+
+	start := time.Now()
+	req, _ := http.NewRequest(http.MethodDelete, c.Location, nil)
+	req.Header = e.tusHdr("acme")
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("DELETE: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE during a PATCH: %d, want 204", res.StatusCode)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("DELETE took %v, want well under 1s", took)
+	}
+	if r := old.read("PATCH"); r.status != http.StatusNotFound || errorCode(t, r) != "upload_deleted" {
+		t.Errorf("PATCH whose upload was deleted under it: %d %s, want 404 upload_deleted", r.status, r.body)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "uploads", c.SessionID)); !os.IsNotExist(err) {
+		t.Errorf("stored file after DELETE: %v, want it gone", err)
+	}
+	if r := e.head("acme", c.Location); r.status != http.StatusNotFound {
+		t.Errorf("HEAD after DELETE: %d, want 404", r.status)
+	}
+}
+
+// TestHeadDoesNotTakeOver: HEAD only reports; a write that streams goes
+// on and completes, however often it is polled.
+func TestHeadDoesNotTakeOver(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	size := 256 << 10
+	c := e.create("acme", int64(size))
+	data := randomBytes(t, size)
+	rc := e.stalledPatch(c, size, data[:64<<10])
+	for range 5 {
+		if r := e.head("acme", c.Location); r.status != http.StatusOK {
+			t.Fatalf("HEAD while a PATCH streams: %d %s", r.status, r.body)
+		}
+	}
+	rc.write(data[64<<10:])
+	if r := rc.read("PATCH"); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != strconv.Itoa(size) {
+		t.Fatalf("PATCH polled by HEAD: %d %q %s, want 204 at %d", r.status, r.h.Get("Upload-Offset"), r.body, size)
+	}
+	if got := e.srv.metrics.takeovers.Load(); got != 0 {
+		t.Errorf("takeovers: got %d, want 0", got)
+	}
+}
