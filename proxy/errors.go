@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
@@ -114,6 +115,33 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 		}
 	}
 	ctx.Response.Header.Del("Upload-Offset")
+	writeJSON(ctx, e.Status, &body)
+}
+
+// Errors of requests that fasthttp could not parse; the header limit is
+// the server's ReadBufferSize.
+var (
+	errHeadersTooLarge = errorf(fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
+		"the request line and headers exceed 64 KiB (65536 bytes)")
+	errMalformed = errorf(fasthttp.StatusBadRequest, "malformed_request", "the request is not valid HTTP/1.1")
+	errTimeout   = errorf(fasthttp.StatusRequestTimeout, "request_timeout", "the request was not received in time")
+)
+
+// parseError is fasthttp's ErrorHandler: a request it could not read gets
+// the same JSON error and Tus-Resumable as any other. err is not logged
+// here (fasthttp hands it to fasthttpLogger, which withholds the request
+// bytes it quotes) and never reaches the body.
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	e := errMalformed
+	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
+		e = errHeadersTooLarge
+	} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		e = errTimeout
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = e.Code, e.Message
+	ctx.Response.Reset()
+	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
 	writeJSON(ctx, e.Status, &body)
 }
 
