@@ -97,7 +97,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	case !known:
 		body.Error.RequestID = rq.id
 		s.log.Error("request failed", append(rq.attrs(), slog.Any("err", err))...)
-	case e.Status >= 500:
+	case e.Status >= 500 && e != errClientFull: // a flood of refusals must not flood the log
 		s.log.Warn("request failed", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
 	default:
 		s.log.Debug("request rejected", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -123,7 +122,7 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 	if tc, ok := c.(*net.TCPConn); ok && l.keepAlive > 0 {
 		// Detects peers that vanished without a FIN. fasthttp's own
 		// TCPKeepalive would end Serve on a failure here.
-		if err := tc.SetKeepAlivePeriod(l.keepAlive); err != nil {
+		if err := errors.Join(tc.SetKeepAlive(true), tc.SetKeepAlivePeriod(l.keepAlive)); err != nil {
 			l.log.Debug("proxy: keep-alive on a new connection", "err", err)
 			c.Close()
 			return nil
@@ -212,10 +211,6 @@ func (c *limitConn) Close() error {
 	}
 	return err
 }
-
-// ReadFrom keeps the TCP connection's sendfile/splice path for downloads,
-// which wrapping would otherwise hide from bufio.Writer.
-func (c *limitConn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
 
 // peerAddr is the IP of a TCP address (invalid for other kinds).
 func peerAddr(a net.Addr) netip.Addr {
