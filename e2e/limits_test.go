@@ -151,7 +151,9 @@ func TestFDExhaustionKeepsServing(t *testing.T) {
 	})
 
 	t.Run("caps above the limit", func(t *testing.T) {
-		s := startServer(t, lowFDLimit(soft, hard), withArgs("--max-conns", "100000", "--max-conns-per-ip", "100000"))
+		// Through the environment twins of --max-conns and
+		// --max-conns-per-ip.
+		s := startServer(t, lowFDLimit(soft, hard), withEnv("ROUGHY_MAX_CONNS=100000", "ROUGHY_MAX_CONNS_PER_IP=100000"))
 		conns := dialIdle(t, hostOf(t, s.URL), "127.0.0.2", hard+100)
 		// Accept keeps failing with EMFILE for a while.
 		deadline := time.Now().Add(10 * time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 
@@ -118,11 +119,14 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	writeJSON(ctx, e.Status, &body)
 }
 
-// Errors of requests that fasthttp could not parse; the header limit is
-// the server's ReadBufferSize.
+// maxHeaderBytes is the server's ReadBufferSize, which also caps the
+// request line and headers together (FIELD-NOTES).
+const maxHeaderBytes = 64 << 10
+
+// Errors of requests that fasthttp could not parse.
 var (
 	errHeadersTooLarge = errorf(fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
-		"the request line and headers exceed 64 KiB (65536 bytes)")
+		fmt.Sprintf("the request line and headers exceed %d KiB (%d bytes)", maxHeaderBytes>>10, maxHeaderBytes))
 	errMalformed = errorf(fasthttp.StatusBadRequest, "malformed_request", "the request is not valid HTTP/1.1")
 	errTimeout   = errorf(fasthttp.StatusRequestTimeout, "request_timeout", "the request was not received in time")
 )

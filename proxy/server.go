@@ -152,7 +152,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		MaxRequestBodySize: 64 << 10,
 		// The read buffer also caps the header size: long Upload-Metadata
 		// (file names, Uppy's extra keys) must fit.
-		ReadBufferSize:  64 << 10,
+		ReadBufferSize:  maxHeaderBytes,
 		WriteBufferSize: 16 << 10,
 		// ReadTimeout covers the request line and headers only: upload
 		// handlers replace it with a per-read idle deadline before reading
