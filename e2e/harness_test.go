@@ -68,6 +68,7 @@ type server struct {
 	DataDir string
 	args    []string
 	env     []string
+	wrap    []string
 	log     serverLog
 }
 
@@ -87,6 +88,11 @@ func withArgs(args ...string) serverOpt {
 // withEnv adds environment variables ("K=V").
 func withEnv(kv ...string) serverOpt {
 	return func(s *server) { s.env = append(s.env, kv...) }
+}
+
+// withWrap runs the binary through a command (see testsvc.Roughy.Wrap).
+func withWrap(cmd ...string) serverOpt {
+	return func(s *server) { s.wrap = cmd }
 }
 
 // withDataDir reuses a data dir instead of a new temp dir.
@@ -124,6 +130,7 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		Bin:  roughyBin,
 		Args: append([]string{"--data-dir", s.DataDir, "--probe-workers", "1"}, s.args...),
 		Env:  s.env,
+		Wrap: s.wrap,
 	}
 	s.log = serverLog{&s.Roughy.Log}
 	s.Start(t)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
@@ -104,7 +106,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	case !known:
 		body.Error.RequestID = rq.id
 		s.log.Error("request failed", append(rq.attrs(), slog.Any("err", err))...)
-	case e.Status >= 500:
+	case e.Status >= 500 && e != errClientFull: // a flood of refusals must not flood the log
 		s.log.Warn("request failed", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
 	default:
 		s.log.Debug("request rejected", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
@@ -126,6 +128,36 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 		}
 	}
 	ctx.Response.Header.Del("Upload-Offset")
+	writeJSON(ctx, e.Status, &body)
+}
+
+// maxHeaderBytes is the server's ReadBufferSize, which also caps the
+// request line and headers together (FIELD-NOTES).
+const maxHeaderBytes = 64 << 10
+
+// Errors of requests that fasthttp could not parse.
+var (
+	errHeadersTooLarge = errorf(fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
+		fmt.Sprintf("the request line and headers exceed %d KiB (%d bytes)", maxHeaderBytes>>10, maxHeaderBytes))
+	errMalformed = errorf(fasthttp.StatusBadRequest, "malformed_request", "the request is not valid HTTP/1.1")
+	errTimeout   = errorf(fasthttp.StatusRequestTimeout, "request_timeout", "the request was not received in time")
+)
+
+// parseError is fasthttp's ErrorHandler: a request it could not read gets
+// the same JSON error and Tus-Resumable as any other. err is not logged
+// here (fasthttp hands it to fasthttpLogger, which withholds the request
+// bytes it quotes) and never reaches the body.
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	e := errMalformed
+	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
+		e = errHeadersTooLarge
+	} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		e = errTimeout
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = e.Code, e.Message
+	ctx.Response.Reset()
+	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
 	writeJSON(ctx, e.Status, &body)
 }
 

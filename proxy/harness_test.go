@@ -254,7 +254,17 @@ type rawConn struct {
 
 func (e *env) raw() *rawConn {
 	e.t.Helper()
-	c, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
+	return e.rawFrom("")
+}
+
+// rawFrom is raw from the loopback address src ("": any).
+func (e *env) rawFrom(src string) *rawConn {
+	e.t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", e.addr)
 	if err != nil {
 		e.t.Fatalf("dial: %v", err)
 	}

@@ -75,6 +75,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 
+	if client, ok := s.clients.client(peerAddr(ctx.RemoteAddr()), ctx.Request.Header.PeekAll("X-Forwarded-For")); ok {
+		if !s.clients.acquire(client) {
+			ctx.Response.Header.Set("Tus-Resumable", tusVersion)
+			rq.bodyRoute = rq.method == fasthttp.MethodPost || rq.method == fasthttp.MethodPatch
+			s.fail(ctx, rq, errClientFull)
+			return
+		}
+		defer s.clients.release(client)
+	}
+
 	path := string(ctx.Path())
 	switch {
 	case path == uploadsPath || path == uploadsPath+"/":

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,17 @@ type Config struct {
 	// they keep working whatever the store holds; SeedStaticKeys writes
 	// them to the store.
 	StaticKeys []sessionstore.Key
+
+	// MaxConns caps the open client connections (0: no cap but
+	// fasthttp's default Concurrency); one more is answered 503.
+	MaxConns int
+	// MaxConnsPerIP caps the open connections of one client IP, and the
+	// in-flight requests of one client behind a trusted proxy (0: no cap);
+	// one more is answered 503.
+	MaxConnsPerIP int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// for MaxConnsPerIP; their own connections are not capped per IP.
+	TrustedProxies []netip.Prefix
 }
 
 // BufferStats is what /metrics shows of a buffer pool; *pipeline.Pool
@@ -94,6 +106,7 @@ type Server struct {
 	// this node, by upload id: what a release request cuts off.
 	writersMu sync.Mutex
 	writers   map[string]*bodyReader
+	clients clientLimiter // requests per client behind a trusted proxy
 }
 
 // New returns a server over store and pipe.
@@ -150,6 +163,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	if len(s.origins) == 0 {
 		s.origins = nil
 	}
+	s.clients = clientLimiter{max: cfg.MaxConnsPerIP, trusted: cfg.TrustedProxies, n: map[netip.Addr]int{}}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
 		Handler: s.handle,
@@ -163,7 +177,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		MaxRequestBodySize: 64 << 10,
 		// The read buffer also caps the header size: long Upload-Metadata
 		// (file names, Uppy's extra keys) must fit.
-		ReadBufferSize:  64 << 10,
+		ReadBufferSize:  maxHeaderBytes,
 		WriteBufferSize: 16 << 10,
 		// ReadTimeout covers the request line and headers only: upload
 		// handlers replace it with a per-read idle deadline before reading
@@ -175,15 +189,23 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
-		// Detects peers that vanished without a FIN (a stalled download
-		// has no write deadline: a large one may take long).
-		TCPKeepalive:       true,
-		TCPKeepalivePeriod: time.Minute,
-		ExpectHandler:      s.expect,
-		Logger:             fasthttpLogger{s.log},
+		// TCP keep-alive is set by limitListener (see Serve).
+		ExpectHandler: s.expect,
+		ErrorHandler:  s.parseError,
+		Logger:        fasthttpLogger{s.log},
+	}
+	if cfg.MaxConns > 0 {
+		// A backstop: limitListener refuses connections over MaxConns
+		// with a JSON 503 first. The margin covers a worker that is
+		// between closing its connection and becoming free again.
+		s.srv.Concurrency = cfg.MaxConns + cfg.MaxConns/16 + 16
 	}
 	return s
 }
+
+// tcpKeepAlivePeriod detects peers that vanished without a FIN (a stalled
+// download has no write deadline: a large one may take long).
+const tcpKeepAlivePeriod = time.Minute
 
 // Serve serves HTTP on ln until Shutdown. It returns nil after Shutdown.
 // While it serves, release requests addressed to this node (takeover.go)
@@ -194,6 +216,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return fmt.Errorf("proxy: watch release requests: %w", err)
 	}
 	defer stop()
+	ln = newLimitListener(ln, s.log, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, s.cfg.TrustedProxies, tcpKeepAlivePeriod)
 	if err := s.srv.Serve(ln); err != nil {
 		return fmt.Errorf("proxy: serve: %w", err)
 	}
@@ -217,11 +240,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("proxy: shutdown: %w", err)
-}
-
-// fasthttpLogger sends fasthttp's own messages to slog.
-type fasthttpLogger struct{ l *slog.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug("fasthttp", "msg", strings.TrimSpace(fmt.Sprintf(format, args...)))
 }

@@ -85,6 +85,11 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	bodyIdle := fl.Duration("body-idle-timeout", time.Minute, "longest wait for the next byte of a request body")
 	keyCacheTTL := fl.Duration("key-cache-ttl", 10*time.Second,
 		"how long a checked API key is trusted without asking the store; a revoked key works that much longer (0: no cache)")
+	maxConns := fl.Int("max-conns", 0, "open client connections at most; one more is answered 503 (0: half the file descriptor limit)")
+	maxConnsPerIP := fl.Int("max-conns-per-ip", 0,
+		"open connections of one client IP at most, and in-flight requests of one client behind --trusted-proxies (0: a quarter of --max-conns, at most 1024)")
+	trustedProxies := fl.String("trusted-proxies", "",
+		"proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For names the client for --max-conns-per-ip")
 	log := newLogger(fl, c.stderr)
 	if _, err := parseArgs(fl, args, c.lookup); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -92,6 +97,26 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	staticKeys, err := parseAPIKeys(*apiKeys)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	trusted, err := parsePrefixes(*trustedProxies)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if *maxConns < 0 || *maxConnsPerIP < 0 {
+		return fmt.Errorf("%w: --max-conns and --max-conns-per-ip must not be negative", errUsage)
+	}
+	fds, err := raiseFDLimit()
+	if err != nil {
+		log.Warn("roughy: file descriptor limit", "err", err)
+	}
+	if fds == 0 {
+		fds = 1024 // unknown: assume the usual soft limit
+	}
+	if *maxConns == 0 {
+		*maxConns = connLimit(fds)
+	}
+	if *maxConnsPerIP == 0 {
+		*maxConnsPerIP = perIPLimit(*maxConns)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -132,6 +157,9 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		KeyCacheTTL:     *keyCacheTTL,
 		StaticKeys:      make([]sessionstore.Key, 0, len(staticKeys)),
 		Logger:          log,
+		MaxConns:        *maxConns,
+		MaxConnsPerIP:   *maxConnsPerIP,
+		TrustedProxies:  trusted,
 	}
 	for _, kv := range staticKeys {
 		cfg.StaticKeys = append(cfg.StaticKeys, apikey.Record(kv[0], kv[1]))
@@ -166,7 +194,8 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("roughy serving", "addr", ln.Addr().String(), "storage", *kf.storage,
-		"sessions", *sf.sessions, "probe_workers", *pf.workers, "cpu", pipeline.CPUFeatures())
+		"sessions", *sf.sessions, "probe_workers", *pf.workers, "cpu", pipeline.CPUFeatures(),
+		"fd_limit", fds, "max_conns", *maxConns, "max_conns_per_ip", *maxConnsPerIP)
 	// Tests and scripts wait for this line.
 	fmt.Fprintf(c.stdout, "roughy listening on %s\n", ln.Addr())
 

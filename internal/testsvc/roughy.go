@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,9 @@ type Roughy struct {
 	Bin  string
 	Args []string
 	Env  []string
+	// Wrap, when set, is a command that runs the binary: Bin and its
+	// arguments follow it (e.g. a shell that lowers `ulimit -n` first).
+	Wrap []string
 	URL  string // http://127.0.0.1:PORT, set by Start
 	Log  LogBuffer
 
@@ -111,6 +115,9 @@ func (r *Roughy) Start(t testing.TB) {
 	r.URL = "http://127.0.0.1:" + strconv.Itoa(port)
 	args := append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port)}, r.Args...)
 	cmd := exec.Command(r.Bin, args...)
+	if len(r.Wrap) > 0 {
+		cmd = exec.Command(r.Wrap[0], slices.Concat(r.Wrap[1:], []string{r.Bin}, args)...)
+	}
 	cmd.Env = append(CleanEnv(), r.Env...)
 	fmt.Fprintf(&r.Log, "=== start %v\n", args)
 	cmd.Stdout, cmd.Stderr = &r.Log, &r.Log
