@@ -106,7 +106,7 @@ type Server struct {
 	// this node, by upload id: what a release request cuts off.
 	writersMu sync.Mutex
 	writers   map[string]*bodyReader
-	clients clientLimiter // requests per client behind a trusted proxy
+	clients   clientLimiter // requests per client behind a trusted proxy
 }
 
 // New returns a server over store and pipe.
