@@ -300,11 +300,17 @@ func (s *Server) nextExpiry() time.Time { return time.Now().UTC().Add(s.cfg.Uplo
 
 // finishIfFull completes an upload whose bytes are all stored but that was
 // not marked complete (a crash between the last commit and completion).
+// It takes the lease over like a PATCH (takeover.go): with every byte
+// stored, the holder can only be completing it (and then lets go of
+// nothing it still needs: its body is read) or be dead, as when a node
+// died between its last commit and the completion. Without the takeover,
+// a client that resumes right after such a kill would see HEAD's offset
+// at the length and stop, and the asset would stay uploading.
 func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (sessionstore.Session, error) {
 	if sess.Completed || sess.Length < 0 || sess.Offset != sess.Length {
 		return sess, nil
 	}
-	lease, err := s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, 0)
+	lease, err := s.takeLease(ctx, sess.ID, 0, false)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease to complete: %w", err)
 	}
