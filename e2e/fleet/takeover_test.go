@@ -21,7 +21,7 @@ import (
 // declaring length bytes, and sends only first: then the client goes
 // silent without closing (a phone that lost its network). The connection
 // is returned open.
-func stallPatch(t *testing.T, n *node, loc string, length int, first []byte) net.Conn {
+func stallPatch(t testing.TB, n *node, loc string, length int, first []byte) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(n.URL, "http://"), 5*time.Second)
 	if err != nil {
@@ -42,7 +42,7 @@ func stallPatch(t *testing.T, n *node, loc string, length int, first []byte) net
 // PATCH the next chunk from the offset HEAD gave; on 409 (the old request
 // committed more while letting go) HEAD again. It returns once a PATCH is
 // acknowledged, with the new offset.
-func resume(t *testing.T, url string, src []byte, chunk int) int64 {
+func resume(t testing.TB, url string, src []byte, chunk int) int64 {
 	t.Helper()
 	for range 10 {
 		status, off := head(t, url)
@@ -65,7 +65,7 @@ func resume(t *testing.T, url string, src []byte, chunk int) int64 {
 }
 
 // finish PATCHes the rest of src from off and checks the object.
-func finish(t *testing.T, n *node, loc, id string, src []byte) {
+func finish(t testing.TB, n *node, loc, id string, src []byte) {
 	t.Helper()
 	for off := int64(-1); ; {
 		var status int
