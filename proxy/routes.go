@@ -157,6 +157,13 @@ func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq 
 		return err
 	}
 	rq.account = account
+	if (method == fasthttp.MethodPatch || method == fasthttp.MethodPost) && hasBody(ctx) {
+		release, ok := s.streams.acquire(account)
+		if !ok {
+			return errTooManyBodies
+		}
+		defer release()
+	}
 	switch method {
 	case fasthttp.MethodPost:
 		return s.tusCreate(rctx, ctx, rq)
@@ -272,7 +279,8 @@ func validHost(h string) bool {
 	return true
 }
 
-// ready checks the session store and the storage.
+// ready checks the session store and the storage, and that the storage
+// has at least --min-free-space free.
 func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
 	rctx, cancel := context.WithTimeout(s.base, 5*time.Second)
 	defer cancel()
@@ -282,6 +290,10 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
 	}
 	if err := s.pipe.Sink().Ping(rctx); err != nil {
 		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: storage: %w: %w", errUnavailable, err))
+		return
+	}
+	if err := s.checkFreeSpace(); err != nil {
+		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: %w", err))
 		return
 	}
 	ctx.SetContentType("text/plain; charset=utf-8")
