@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -132,4 +133,76 @@ func rssOf(t *testing.T, pid int) int64 {
 	}
 	t.Fatalf("no VmRSS in /proc/%d/status: %v", pid, sc.Err())
 	return 0
+}
+
+// onSmallDisk runs the server with its data dir on a tmpfs of size bytes,
+// mounted in a mount namespace of its own (unshare -m; needs root or user
+// namespaces), so the test can fill the disk without touching the host's.
+// The test is skipped where that is not allowed.
+func onSmallDisk(t *testing.T, size int64) serverOpt {
+	t.Helper()
+	probe := t.TempDir()
+	if out, err := exec.Command("unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs \"$1\"", "sh", probe).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs in a mount namespace: %v %s", err, out)
+	}
+	wrapper := writeTemp(t, "small-disk.sh", []byte(fmt.Sprintf(`#!/bin/sh
+# $DATA_DIR becomes a %d-byte tmpfs seen only by this process.
+exec unshare -m sh -c 'mount -t tmpfs -o size=%d tmpfs "$1" && shift && exec "$@"' sh "$DATA_DIR" %q "$@"
+`, size, size, roughyBin)))
+	if err := os.Chmod(wrapper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func(s *server) {
+		s.bin = wrapper
+		if s.DataDir == "" {
+			s.DataDir = t.TempDir()
+		}
+		s.env = append(s.env, "DATA_DIR="+s.DataDir)
+	}
+}
+
+// TestFullDisk507 fills the data dir's disk (issue 9, point 8): /readyz
+// fails once free space is below --min-free-space; the PATCH that hits the
+// full disk gets 507 storage_full, not a 503 "retry later"; the offset
+// stays at what was stored and the embedded store stays consistent: HEAD,
+// the asset and DELETE work, and once the bytes are freed a new upload
+// completes.
+func TestFullDisk507(t *testing.T) {
+	const disk = 40 << 20
+	s := startServer(t, onSmallDisk(t, disk), withArgs("--min-free-space", "24MiB", "--max-buffer-memory", "64MiB"))
+	ready := func() int { return do(t, req{Method: "GET", URL: s.URL + "/readyz"}).Status }
+	if st := ready(); st != http.StatusOK {
+		t.Fatalf("readyz on an empty disk: %d, want 200", st)
+	}
+	const chunk = 20 << 20
+	data := randomBytes(3 * chunk)
+	up := createUpload(t, s, acmeKey, int64(len(data)))
+	if r := patch(t, up.Location, acmeKey, 0, data[:chunk]); r.Status != http.StatusNoContent {
+		t.Fatalf("first PATCH: %d %s, want 204", r.Status, r.Body)
+	}
+	if st := ready(); st != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with about %d MiB free: %d, want 503 (below --min-free-space)", (disk-chunk)>>20, st)
+	}
+	r := patch(t, up.Location, acmeKey, chunk, data[chunk:2*chunk])
+	if r.Status != http.StatusInsufficientStorage || !strings.Contains(string(r.Body), "storage_full") {
+		t.Fatalf("PATCH past the free space: %d %s, want 507 storage_full", r.Status, r.Body)
+	}
+	if off := headOffset(t, up.Location, acmeKey); off != chunk {
+		t.Fatalf("offset after the 507: %d, want %d (what was stored)", off, chunk)
+	}
+	if st, a := getAsset(t, s, acmeKey, up.AssetID); st != http.StatusOK || a.State != "uploading" {
+		t.Fatalf("asset after the 507: %d %+v, want 200 uploading", st, a)
+	}
+	if rep := do(t, req{Method: "DELETE", URL: up.Location, Key: acmeKey}); rep.Status != http.StatusNoContent {
+		t.Fatalf("DELETE on a full disk: %d %s, want 204", rep.Status, rep.Body)
+	}
+	if st := ready(); st != http.StatusOK {
+		t.Fatalf("readyz after DELETE freed the bytes: %d, want 200", st)
+	}
+	small := data[:1<<20]
+	up2 := createUpload(t, s, acmeKey, int64(len(small)))
+	if r := patch(t, up2.Location, acmeKey, 0, small); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH after the disk was freed: %d %s, want 204", r.Status, r.Body)
+	}
+	wantReady(t, s, acmeKey, up2.AssetID, small)
 }
