@@ -66,6 +66,7 @@ type server struct {
 	*testsvc.Roughy
 	t       *testing.T
 	DataDir string
+	bin     string // the command run instead of roughyBin (a wrapper)
 	args    []string
 	env     []string
 	wrap    []string
@@ -126,8 +127,11 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 	if s.DataDir == "" {
 		s.DataDir = t.TempDir()
 	}
+	if s.bin == "" {
+		s.bin = roughyBin
+	}
 	s.Roughy = &testsvc.Roughy{
-		Bin:  roughyBin,
+		Bin:  s.bin,
 		Args: append([]string{"--data-dir", s.DataDir, "--probe-workers", "1"}, s.args...),
 		Env:  s.env,
 		Wrap: s.wrap,

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -26,8 +27,13 @@ const (
 	// localDepth is how many buffers one Write has: while the writer
 	// stores, syncs and commits some and the hasher hashes others, the
 	// reader fills the rest, so the body keeps flowing during an fsync.
-	// 16 concurrent uploads hold 16*localDepth*localBufSize bytes.
+	// 16 concurrent uploads hold 16*localDepth*localBufSize bytes, taken
+	// from the sink's budget (LocalBuffers): 200 stalled PATCHes once
+	// held 1.2 GiB outside any budget (issue 8).
 	localDepth = 6
+	// defaultLocalBudget is the buffer budget of a sink built without
+	// LocalBuffers (the default of --max-buffer-memory).
+	defaultLocalBudget = 1 << 30
 	// finalCommitTimeout bounds the commit after the body ended, which
 	// runs even when the request's context is done.
 	finalCommitTimeout = 10 * time.Second
@@ -53,6 +59,11 @@ var localCommitEvery int64 = MaxChunk
 // fsynced first.
 type LocalSink struct {
 	dir string
+	// bufs is the budget every Write takes its buffers from.
+	bufs *Pool
+	// sync makes a file's written bytes durable before a commit counts
+	// them (fdatasync; a seam so tests can see what was synced).
+	sync func(*os.File) error
 
 	mu      sync.Mutex
 	writing map[string]struct{} // paths with a Write in progress
@@ -64,9 +75,25 @@ type LocalSink struct {
 
 var _ Sink = (*LocalSink)(nil)
 
+// LocalOption configures a LocalSink.
+type LocalOption func(*LocalSink)
+
+// LocalBuffers makes every Write take its buffers from pool (the
+// --max-buffer-memory budget), waiting while it is spent. Without it the
+// sink has a budget of its own of 1 GiB.
+func LocalBuffers(pool *Pool) LocalOption {
+	return func(s *LocalSink) { s.bufs = pool }
+}
+
+// LocalSync replaces the fdatasync that makes written bytes durable
+// before each commit (tests wrap it to record or fail syncs).
+func LocalSync(sync func(*os.File) error) LocalOption {
+	return func(s *LocalSink) { s.sync = sync }
+}
+
 // NewLocalSink returns a sink storing files below dir, which it creates if
 // needed.
-func NewLocalSink(dir string) (*LocalSink, error) {
+func NewLocalSink(dir string, opts ...LocalOption) (*LocalSink, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: local dir %q: %w", dir, err)
@@ -74,7 +101,27 @@ func NewLocalSink(dir string) (*LocalSink, error) {
 	if err := os.MkdirAll(abs, 0o750); err != nil {
 		return nil, fmt.Errorf("pipeline: local dir: %w", err)
 	}
-	return &LocalSink{dir: abs, writing: make(map[string]struct{})}, nil
+	s := &LocalSink{dir: abs, writing: make(map[string]struct{}), sync: syncData}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.bufs == nil {
+		s.bufs = NewPool(defaultLocalBudget)
+	}
+	if s.bufs.Budget() < localBufSize {
+		return nil, fmt.Errorf("%w: the local sink needs %d bytes, budget %d", ErrOverBudget, localBufSize, s.bufs.Budget())
+	}
+	return s, nil
+}
+
+// storageErr is the sentinel a failed local write, sync or create is
+// reported with: ErrStorageFull when the file system is out of space or
+// quota, else ErrStorage.
+func storageErr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return ErrStorageFull
+	}
+	return ErrStorage
 }
 
 // Dir returns the sink's directory.
@@ -107,14 +154,14 @@ func (s *LocalSink) Create(ctx context.Context, u Upload) ([]byte, error) {
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("%w: local create %s: %w", ErrStorage, u.Key, err)
+		return nil, fmt.Errorf("%w: local create %s: %w", storageErr(err), u.Key, err)
 	}
 	err = f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: local create %s: %w", ErrStorage, u.Key, err)
+		return nil, fmt.Errorf("%w: local create %s: %w", storageErr(err), u.Key, err)
 	}
 	if err := syncDir(parent); err != nil {
 		return nil, err
@@ -141,7 +188,7 @@ func (s *LocalSink) mkdirDurable(dir string) error {
 		top = up
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("%w: local mkdir: %w", ErrStorage, err)
+		return fmt.Errorf("%w: local mkdir: %w", storageErr(err), err)
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if err := syncDir(filepath.Dir(d)); err != nil {
@@ -156,14 +203,14 @@ func (s *LocalSink) mkdirDurable(dir string) error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("%w: local sync dir: %w", ErrStorage, err)
+		return fmt.Errorf("%w: local sync dir: %w", storageErr(err), err)
 	}
 	err = d.Sync()
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("%w: local sync dir %s: %w", ErrStorage, dir, err)
+		return fmt.Errorf("%w: local sync dir %s: %w", storageErr(err), dir, err)
 	}
 	return nil
 }
@@ -213,18 +260,21 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 		return last, fmt.Errorf("pipeline: local %s: %w", u.Key, ErrNoSuchUpload)
 	}
 	if err != nil {
-		return last, fmt.Errorf("%w: local open %s: %w", ErrStorage, u.Key, err)
+		return last, fmt.Errorf("%w: local open %s: %w", storageErr(err), u.Key, err)
 	}
 	defer f.Close()
 	if err := truncateTo(f, u.Key, u.Offset); err != nil {
 		return last, err
 	}
 
-	p := getLocalPipe()
-	p.ctx, p.src, p.f, p.key, p.commit = ctx, src, f, u.Key, commit
+	p, aligned, err := getLocalPipe(ctx, s.bufs)
+	if err != nil {
+		return last, fmt.Errorf("pipeline: local %s: buffers: %w", u.Key, err)
+	}
+	p.ctx, p.src, p.f, p.key, p.commit, p.sync = ctx, src, f, u.Key, commit, s.sync
 	p.last = last
 	p.noDirect = &s.noDirect
-	if directIO && !s.noDirect.Load() {
+	if directIO && aligned && !s.noDirect.Load() {
 		df, err := openDirect(path)
 		if err != nil {
 			s.noDirect.Store(true)
@@ -244,7 +294,7 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 		return readBlocks(ctx, p, src, u.Offset)
 	}()
 	last, werr := p.last, p.err
-	p.put()
+	p.put(s.bufs)
 	if werr != nil {
 		return last, werr
 	}
@@ -303,14 +353,14 @@ func readBlocks(ctx context.Context, p *localPipe, src *Source, off int64) error
 func truncateTo(f *os.File, key string, size int64) error {
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("%w: local stat %s: %w", ErrStorage, key, err)
+		return fmt.Errorf("%w: local stat %s: %w", storageErr(err), key, err)
 	}
 	switch {
 	case fi.Size() < size:
 		return fmt.Errorf("pipeline: local %s holds %d bytes, committed offset is %d: %w", key, fi.Size(), size, ErrNoSuchUpload)
 	case fi.Size() > size:
 		if err := f.Truncate(size); err != nil {
-			return fmt.Errorf("%w: local truncate %s: %w", ErrStorage, key, err)
+			return fmt.Errorf("%w: local truncate %s: %w", storageErr(err), key, err)
 		}
 	}
 	return nil
@@ -328,7 +378,7 @@ func (s *LocalSink) Complete(ctx context.Context, u Upload, _ []Part) error {
 		return fmt.Errorf("pipeline: local %s: %w", u.Key, ErrNoSuchUpload)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: local open %s: %w", ErrStorage, u.Key, err)
+		return fmt.Errorf("%w: local open %s: %w", storageErr(err), u.Key, err)
 	}
 	defer f.Close()
 	if u.Length >= 0 {
@@ -337,7 +387,7 @@ func (s *LocalSink) Complete(ctx context.Context, u Upload, _ []Part) error {
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("%w: local fsync %s: %w", ErrStorage, u.Key, err)
+		return fmt.Errorf("%w: local fsync %s: %w", storageErr(err), u.Key, err)
 	}
 	return nil
 }
@@ -349,7 +399,7 @@ func (s *LocalSink) Abort(ctx context.Context, u Upload) error {
 		return err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: local remove %s: %w", ErrStorage, u.Key, err)
+		return fmt.Errorf("%w: local remove %s: %w", storageErr(err), u.Key, err)
 	}
 	return nil
 }
@@ -367,7 +417,7 @@ func (s *LocalSink) Concat(ctx context.Context, dst Upload, srcs []Upload) ([]by
 		return nil, nil, fmt.Errorf("pipeline: local concat %s: %w", dst.Key, ErrNoSuchUpload)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: local open %s: %w", ErrStorage, dst.Key, err)
+		return nil, nil, fmt.Errorf("%w: local open %s: %w", storageErr(err), dst.Key, err)
 	}
 	defer f.Close()
 	for i, su := range srcs {
@@ -379,7 +429,7 @@ func (s *LocalSink) Concat(ctx context.Context, dst Upload, srcs []Upload) ([]by
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return nil, nil, fmt.Errorf("%w: local fsync %s: %w", ErrStorage, dst.Key, err)
+		return nil, nil, fmt.Errorf("%w: local fsync %s: %w", storageErr(err), dst.Key, err)
 	}
 	return nil, nil, nil
 }
@@ -394,13 +444,13 @@ func (s *LocalSink) appendFile(dst *os.File, su Upload) error {
 		return fmt.Errorf("%s: %w", su.Key, ErrNoSuchUpload)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: open %s: %w", ErrStorage, su.Key, err)
+		return fmt.Errorf("%w: open %s: %w", storageErr(err), su.Key, err)
 	}
 	defer sf.Close()
 	// A *io.LimitedReader over an *os.File keeps the copy_file_range path.
 	n, err := io.Copy(dst, &io.LimitedReader{R: sf, N: su.Offset})
 	if err != nil {
-		return fmt.Errorf("%w: copy %s: %w", ErrStorage, su.Key, err)
+		return fmt.Errorf("%w: copy %s: %w", storageErr(err), su.Key, err)
 	}
 	if n != su.Offset {
 		return fmt.Errorf("%s holds %d bytes, want %d: %w", su.Key, n, su.Offset, ErrNoSuchUpload)
@@ -429,12 +479,12 @@ func (s *LocalSink) Open(ctx context.Context, key string) (Object, error) {
 		return nil, fmt.Errorf("pipeline: local open %s: %w", key, ErrNoSuchUpload)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: local open %s: %w", ErrStorage, key, err)
+		return nil, fmt.Errorf("%w: local open %s: %w", storageErr(err), key, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w: local stat %s: %w", ErrStorage, key, err)
+		return nil, fmt.Errorf("%w: local stat %s: %w", storageErr(err), key, err)
 	}
 	return &localObject{File: f, size: fi.Size(), path: path}, nil
 }
@@ -454,12 +504,12 @@ func (s *LocalSink) DownloadURL(context.Context, string, time.Duration, Response
 func (s *LocalSink) Ping(ctx context.Context) error {
 	f, err := os.CreateTemp(s.dir, ".ping-*")
 	if err != nil {
-		return fmt.Errorf("%w: local ping: %w", ErrStorage, err)
+		return fmt.Errorf("%w: local ping: %w", storageErr(err), err)
 	}
 	name := f.Name()
 	f.Close()
 	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("%w: local ping: %w", ErrStorage, err)
+		return fmt.Errorf("%w: local ping: %w", storageErr(err), err)
 	}
 	return nil
 }

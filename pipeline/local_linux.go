@@ -3,6 +3,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -30,4 +31,14 @@ func syncData(f *os.File) error {
 // openDirect opens path for writes that bypass the page cache.
 func openDirect(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+}
+
+// FreeSpace returns the bytes of the sink's file system that an
+// unprivileged writer may still use (statfs f_bavail).
+func (s *LocalSink) FreeSpace() (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return 0, fmt.Errorf("%w: local statfs: %w", ErrStorage, err)
+	}
+	return int64(st.Bavail) * st.Bsize, nil
 }

@@ -17,3 +17,6 @@ func syncData(f *os.File) error { return f.Sync() }
 func openDirect(string) (*os.File, error) {
 	return nil, errors.ErrUnsupported
 }
+
+// FreeSpace is not implemented here.
+func (s *LocalSink) FreeSpace() (int64, error) { return 0, errors.ErrUnsupported }

@@ -41,16 +41,6 @@ var directWriteAt = (*os.File).WriteAt
 // addresses: the page size, a multiple of every disk's logical block.
 const directAlign = 4096
 
-// alignedBuf returns size bytes whose first byte is directAlign-aligned.
-func alignedBuf(size int) []byte {
-	b := make([]byte, size+directAlign)
-	skip := 0
-	if r := int(uintptr(unsafe.Pointer(&b[0])) % directAlign); r != 0 {
-		skip = directAlign - r
-	}
-	return b[skip : skip+size : skip+size]
-}
-
 // localPipe connects the three stages of one LocalSink.Write: the
 // caller's goroutine reads the body into free buffers and sends them on
 // read; the hasher runs them through the Source's digests in order and
@@ -61,7 +51,11 @@ func alignedBuf(size int) []byte {
 // exactly one owner at a time. A pipe, its buffers and channels are reused
 // through localPipes, so a Write allocates none of them in steady state.
 type localPipe struct {
+	// bufs[:nbuf] are this Write's buffers, taken from the sink's Pool in
+	// one charge (fill) and given back by put; the pipe keeps none between
+	// Writes, so idle pipes hold no memory outside the budget.
 	bufs [localDepth][]byte
+	nbuf int
 	free chan []byte
 	read chan localBlock
 	full chan localBlock
@@ -71,7 +65,9 @@ type localPipe struct {
 	ctx context.Context
 	src *Source  // the hasher's; the reader only calls readRaw
 	f   *os.File // buffered writes, truncation and fdatasync
-	df  *os.File // the same file opened O_DIRECT; nil: buffered only
+	// sync makes f's stored bytes durable (the sink's seam, fdatasync).
+	sync func(*os.File) error
+	df   *os.File // the same file opened O_DIRECT; nil: buffered only
 	// aligned: the reader places bytes for direct I/O (see localBlock).
 	// Set with df; df may fall back to nil, aligned stays.
 	aligned bool
@@ -89,33 +85,53 @@ type localPipe struct {
 }
 
 var localPipes = sync.Pool{New: func() any {
-	p := &localPipe{
+	return &localPipe{
 		free: make(chan []byte, localDepth),
 		read: make(chan localBlock, localDepth),
 		full: make(chan localBlock, localDepth),
 	}
-	for i := range p.bufs {
-		p.bufs[i] = alignedBuf(localBufSize)
-	}
-	return p
 }}
 
-// getLocalPipe returns a pipe whose buffers are all free.
-func getLocalPipe() *localPipe {
-	p := localPipes.Get().(*localPipe)
-	for _, b := range p.bufs {
-		p.free <- b
-	}
-	return p
+// localDepthFor is how many buffers a Write takes from pool: localDepth,
+// or fewer when the whole budget is smaller than that (at least one).
+func localDepthFor(pool *Pool) int {
+	return max(1, min(localDepth, int(pool.Budget()/localBufSize)))
 }
 
-// put returns p to the pool. Every buffer must be back on free: the
-// writer has ended and the reader holds none.
-func (p *localPipe) put() {
-	for range p.bufs {
-		<-p.free
+// getLocalPipe returns a pipe holding its share of pool's budget, all its
+// buffers free. It waits, as an S3 part does, while the budget is spent
+// (--max-buffer-memory), and returns ctx's error if ctx ends first.
+// aligned reports whether every buffer starts at a directAlign boundary,
+// which direct I/O needs. Go allocates 1 MiB objects on their own
+// page-aligned spans, so in practice they all do; if one does not, the
+// Write goes through the page cache.
+func getLocalPipe(ctx context.Context, pool *Pool) (p *localPipe, aligned bool, err error) {
+	p = localPipes.Get().(*localPipe)
+	n := localDepthFor(pool)
+	if err := pool.GetN(ctx, p.bufs[:n], localBufSize); err != nil {
+		localPipes.Put(p)
+		return nil, false, err
 	}
-	p.ctx, p.src, p.f, p.df, p.commit, p.key = nil, nil, nil, nil, nil, ""
+	p.nbuf = n
+	aligned = true
+	for _, b := range p.bufs[:n] {
+		if uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign != 0 {
+			aligned = false
+		}
+		p.free <- b
+	}
+	return p, aligned, nil
+}
+
+// put gives p's buffers back to pool and p to localPipes. Every buffer
+// must be back on free: the writer has ended and the reader holds none.
+func (p *localPipe) put(pool *Pool) {
+	for range p.nbuf {
+		pool.Put(<-p.free)
+	}
+	clear(p.bufs[:])
+	p.nbuf = 0
+	p.ctx, p.src, p.f, p.df, p.commit, p.key, p.sync = nil, nil, nil, nil, nil, "", nil
 	p.noDirect = nil
 	p.aligned = false
 	p.last, p.err = Progress{}, nil
@@ -169,14 +185,16 @@ func (p *localPipe) store(b localBlock) error {
 		if err := p.write(b); err != nil {
 			// The bytes since the last commit cannot be committed: the
 			// reader's hash state already covers bytes not stored.
-			return fmt.Errorf("%w: local write %s at %d: %w", ErrStorage, p.key, b.off, err)
+			return fmt.Errorf("%w: local write %s at %d: %w", storageErr(err), p.key, b.off, err)
 		}
 	}
 	if b.state == nil || b.end <= p.last.Offset {
 		return nil
 	}
-	if err := syncData(p.f); err != nil {
-		return fmt.Errorf("%w: local fsync %s: %w", ErrStorage, p.key, err)
+	// The sync comes before the commit, and a failed one commits nothing:
+	// every committed offset is durable (TestLocalCommitsOnlySynced).
+	if err := p.sync(p.f); err != nil {
+		return fmt.Errorf("%w: local fsync %s: %w", storageErr(err), p.key, err)
 	}
 	pr := Progress{Offset: b.end, HashState: b.state}
 	ctx := p.ctx

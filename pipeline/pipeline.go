@@ -29,6 +29,11 @@ var (
 	// ErrStorage wraps storage failures that outlived the retries; the
 	// proxy answers 503 with Retry-After.
 	ErrStorage = errors.New("pipeline: storage unavailable")
+	// ErrStorageFull: the storage has no space left (ENOSPC, EDQUOT). It
+	// wraps ErrStorage (nothing unstored was committed either way), but a
+	// full disk does not pass by itself like an outage: the proxy answers
+	// 507, not 503 "retry later".
+	ErrStorageFull = fmt.Errorf("%w: no space left on the device", ErrStorage)
 	// ErrNoSuchUpload: the storage no longer has the upload (S3
 	// NoSuchUpload, local file gone).
 	ErrNoSuchUpload = errors.New("pipeline: no such upload in storage")

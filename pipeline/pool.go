@@ -115,15 +115,47 @@ func (p *Pool) Get(ctx context.Context, size int) ([]byte, error) {
 	if n > p.budget {
 		return nil, fmt.Errorf("%w: %d bytes asked, budget %d", ErrOverBudget, n, p.budget)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := p.charge(ctx, n); err != nil {
 		return nil, err
 	}
+	return p.take(idx, capacity, size, pooled), nil
+}
 
+// GetN fills bufs with buffers of len size, charged to the budget in one
+// go: it waits until all of them fit, never holding some while waiting
+// for the rest, so writers that each need several buffers (the local
+// sink's pipe) cannot deadlock on a budget they share. Each buffer is
+// then owned and Put back like one from Get. It returns ctx.Err() if ctx
+// ends first, and ErrOverBudget if they could never fit together.
+func (p *Pool) GetN(ctx context.Context, bufs [][]byte, size int) error {
+	if size <= 0 || len(bufs) == 0 {
+		return fmt.Errorf("pipeline: pool: GetN of %d buffers of %d bytes", len(bufs), size)
+	}
+	idx, capacity, pooled := classOf(size)
+	n := int64(capacity) * int64(len(bufs))
+	if n > p.budget {
+		return fmt.Errorf("%w: %d buffers of %d bytes asked, budget %d", ErrOverBudget, len(bufs), capacity, p.budget)
+	}
+	if err := p.charge(ctx, n); err != nil {
+		return err
+	}
+	for i := range bufs {
+		bufs[i] = p.take(idx, capacity, size, pooled)
+	}
+	return nil
+}
+
+// charge counts n bytes against the budget, waiting in the FIFO queue
+// while they do not fit.
+func (p *Pool) charge(ctx context.Context, n int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	if len(p.waiters) == 0 && p.inUse+n <= p.budget {
 		p.inUse += n
 		p.mu.Unlock()
-		return p.take(idx, capacity, size, pooled), nil
+		return nil
 	}
 	w := &poolWaiter{n: n, ready: make(chan struct{})}
 	p.waiters = append(p.waiters, w)
@@ -131,7 +163,7 @@ func (p *Pool) Get(ctx context.Context, size int) ([]byte, error) {
 
 	select {
 	case <-w.ready:
-		return p.take(idx, capacity, size, pooled), nil
+		return nil
 	case <-ctx.Done():
 	}
 
@@ -146,7 +178,7 @@ func (p *Pool) Get(ctx context.Context, size int) ([]byte, error) {
 	// Either way, waiters behind w may fit now.
 	p.grantLocked()
 	p.mu.Unlock()
-	return nil, ctx.Err()
+	return ctx.Err()
 }
 
 // take returns a buffer of the class, from the free list or new. The

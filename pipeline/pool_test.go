@@ -398,3 +398,46 @@ func TestPoolIdlePlusInUseWithinBudget(t *testing.T) {
 		t.Fatalf("steady Get/Put of an idle class: %v allocs, want 0", allocs)
 	}
 }
+
+// GetN charges all its buffers at once: while they do not fit, it holds
+// none of them (so a smaller Get behind it is not starved by a partial
+// hold, and two GetN cannot deadlock); a canceled GetN gives nothing back
+// because it took nothing; too many buffers for the budget fail at once.
+func TestPoolGetN(t *testing.T) {
+	p := NewPool(4 * mib)
+	first, err := p.Get(t.Context(), 2*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	bufs := make([][]byte, 3)
+	if err := p.GetN(ctx, bufs, mib); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetN of 3 MiB with 2 MiB free: err %v, want the context's", err)
+	}
+	if got := p.InUse(); got != 2*mib {
+		t.Fatalf("in use after a GetN that did not fit: %d, want %d (nothing held)", got, 2*mib)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.GetN(t.Context(), bufs, mib) }()
+	time.Sleep(50 * time.Millisecond)
+	if got := p.InUse(); got != 2*mib {
+		t.Fatalf("in use while GetN waits: %d, want %d", got, 2*mib)
+	}
+	p.Put(first)
+	if err := <-done; err != nil {
+		t.Fatalf("GetN after Put: %v", err)
+	}
+	for i, b := range bufs {
+		if len(b) != mib {
+			t.Fatalf("buffer %d: len %d, want %d", i, len(b), mib)
+		}
+		p.Put(b)
+	}
+	if got := p.InUse(); got != 0 {
+		t.Fatalf("in use after putting every buffer: %d", got)
+	}
+	if err := p.GetN(t.Context(), make([][]byte, 5), mib); !errors.Is(err, ErrOverBudget) {
+		t.Fatalf("GetN of 5 MiB from a 4 MiB budget: err %v, want ErrOverBudget", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,11 @@ import (
 // timeout): the client is told nothing useful anymore, but what was durable
 // before stays committed.
 var errBodyRead = errors.New("proxy: reading request body failed")
+
+// errSlowBody marks a body cut off for arriving slower than the minimum
+// rate (Config.MinBodyRate): a client dripping bytes must not hold a
+// connection, a lease and a buffer share for hours (issue 8).
+var errSlowBody = errors.New("proxy: request body slower than the minimum rate")
 
 // bodyReader is a request body as the pipeline reads it. Before reads it
 // pushes the connection's read deadline forward: an idle client is cut off
@@ -35,6 +41,7 @@ type bodyReader struct {
 	// stop closes when Shutdown gave up waiting: the deadline is then no
 	// longer pushed forward, so a stalled client releases the handler.
 	stop <-chan struct{}
+	rate bodyRate
 	// taken is set (once) by cut: a newer request took the upload over,
 	// and every read fails with it.
 	taken atomic.Pointer[Error]
@@ -50,9 +57,23 @@ func (b *bodyReader) cut(cause *Error) bool {
 		return false
 	}
 	// A read blocked on a silent client returns now. Read checks taken
-	// again after pushing the deadline, so it cannot undo this.
+	// again after setting its deadline, so it cannot undo this.
 	_ = b.ctx.SetReadDeadline(time.Now())
 	return true
+}
+
+// bodyRate enforces a minimum throughput: in each window of read time, at
+// least quota bytes must arrive. Only time spent waiting in Read counts,
+// so a server that stops reading (an fsync, a wait for buffers) never
+// makes its client look slow: what the client sent meanwhile waits in the
+// socket and is read at once.
+type bodyRate struct {
+	quota  int64         // bytes due per window; 0: no minimum
+	window time.Duration // read time per window
+	spent  time.Duration // read time in the current window
+	got    int64         // bytes in the current window
+	// capped: the read deadline is the end of the window, not idle.
+	capped bool
 }
 
 func (s *Server) newBodyReader(ctx *fasthttp.RequestCtx, rq *request) *bodyReader {
@@ -62,6 +83,9 @@ func (s *Server) newBodyReader(ctx *fasthttp.RequestCtx, rq *request) *bodyReade
 		r = eofReader{}
 	}
 	b := &bodyReader{r: r, ctx: ctx, idle: s.cfg.BodyIdleTimeout, m: s.metrics, stop: s.base.Done()}
+	if s.cfg.MinBodyRate > 0 {
+		b.rate = bodyRate{quota: int64(float64(s.cfg.MinBodyRate) * s.cfg.MinBodyRateWindow.Seconds()), window: s.cfg.MinBodyRateWindow}
+	}
 	rq.body = b
 	return b
 }
@@ -108,10 +132,19 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.lastSet = time.Now()
 	default:
 	}
-	if now := time.Now(); now.Sub(b.lastSet) >= deadlineEvery {
+	start := time.Now()
+	r := &b.rate
+	switch {
+	case r.quota > 0 && r.got < r.quota && r.window-r.spent < b.idle:
+		// The window's bytes are not in yet: this read may wait only
+		// until the window ends. Set on every such read, but only slow
+		// bodies (and the first bytes of a window) get here.
+		_ = b.ctx.SetReadDeadline(start.Add(r.window - r.spent))
+		b.lastSet, r.capped = start, true
+	case r.capped || start.Sub(b.lastSet) >= deadlineEvery:
 		// Errors here mean the connection is gone; the read reports it.
-		_ = b.ctx.SetReadDeadline(now.Add(b.idle))
-		b.lastSet = now
+		_ = b.ctx.SetReadDeadline(start.Add(b.idle))
+		b.lastSet, r.capped = start, false
 	}
 	if t := b.taken.Load(); t != nil {
 		b.err = fmt.Errorf("%w: %w", errBodyRead, t)
@@ -125,6 +158,17 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if t := b.taken.Load(); t != nil && err != nil {
 		// The read failed because cut set the deadline: that is the story.
 		err = t
+	} else if r.quota > 0 {
+		r.spent += time.Since(start)
+		r.got += int64(n)
+		if r.spent >= r.window || (err != nil && r.capped && errors.Is(err, os.ErrDeadlineExceeded)) {
+			if r.got < r.quota {
+				b.m.slowBodies.Add(1)
+				b.err = fmt.Errorf("%w: %w: %d bytes in %v, want %d", errBodyRead, errSlowBody, r.got, r.spent.Round(time.Millisecond), r.quota)
+				return n, b.err
+			}
+			r.spent, r.got = 0, 0
+		}
 	}
 	switch {
 	case err == io.EOF:
@@ -169,6 +213,7 @@ func (s *Server) settleBody(ctx *fasthttp.RequestCtx, rq *request) (linger bool)
 	}
 	b.idle = 5 * time.Second
 	b.lastSet = time.Time{}
+	b.rate = bodyRate{} // the drain is bounded by idle and drainLimit
 	if _, err := io.CopyN(io.Discard, b, drainLimit+1); err != io.EOF {
 		return true
 	}

@@ -16,7 +16,7 @@ import (
 // StatusChecksumMismatch is TUS's 460 Checksum Mismatch.
 const StatusChecksumMismatch = 460
 
-// retryAfterSeconds is the Retry-After of every 503.
+// retryAfterSeconds is the Retry-After of every 503 and 429.
 const retryAfterSeconds = "5"
 
 // lockedRetryAfter is the Retry-After of a 423: a writer that still holds
@@ -54,6 +54,14 @@ var (
 		"request body is larger than 64 MiB (67108864 bytes); set tus-js-client's chunkSize (e.g. 50 MiB) or your client's chunk size below it")
 	errPastLength = errorf(fasthttp.StatusRequestEntityTooLarge, "past_upload_length", "the body goes past Upload-Length")
 	errMethod     = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this resource")
+	// errStorageFull is a full disk (or quota): unlike an outage it does
+	// not pass by itself, so it is not a 503 "retry later" (issue 9).
+	errStorageFull = errorf(fasthttp.StatusInsufficientStorage, "storage_full",
+		"the server's storage is full; nothing more of the upload was stored. HEAD it and resume later or on another server")
+	errSlow = errorf(fasthttp.StatusRequestTimeout, "body_too_slow",
+		"the body arrived slower than the server's minimum rate; HEAD the upload and resume")
+	errTooManyBodies = errorf(fasthttp.StatusTooManyRequests, "too_many_uploads",
+		"this account has too many uploads streaming to this server; retry after Retry-After seconds")
 )
 
 // classify turns any error into the protocol error to send. Backend outages
@@ -64,6 +72,8 @@ func classify(err error) (e *Error, known bool) {
 		return pe, true
 	}
 	switch {
+	case errors.Is(err, pipeline.ErrStorageFull), errors.Is(err, sessionstore.ErrStorageFull):
+		return errStorageFull, true
 	case errors.Is(err, sessionstore.ErrUnavailable), errors.Is(err, pipeline.ErrStorage):
 		return errUnavailable, true
 	case errors.Is(err, sessionstore.ErrLocked), errors.Is(err, sessionstore.ErrLeaseLost), errors.Is(err, pipeline.ErrBusy):
@@ -76,6 +86,8 @@ func classify(err error) (e *Error, known bool) {
 		return errorf(StatusChecksumMismatch, "checksum_mismatch", "Upload-Checksum does not match the body; the chunk was discarded"), true
 	case errors.Is(err, pipeline.ErrTooLarge):
 		return errPastLength, true
+	case errors.Is(err, errSlowBody):
+		return errSlow, true
 	case errors.Is(err, pipeline.ErrTruncated), errors.Is(err, errBodyRead):
 		return errorf(fasthttp.StatusBadRequest, "body_incomplete", "the body ended early; HEAD the upload and resume"), true
 	case errors.Is(err, sessionstore.ErrPartsExhausted):
@@ -112,7 +124,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 		s.log.Debug("request rejected", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
 	}
 	switch e.Status {
-	case fasthttp.StatusServiceUnavailable:
+	case fasthttp.StatusServiceUnavailable, fasthttp.StatusTooManyRequests:
 		ctx.Response.Header.Set("Retry-After", retryAfterSeconds)
 	case fasthttp.StatusLocked:
 		ctx.Response.Header.Set("Retry-After", lockedRetryAfter)

@@ -38,8 +38,9 @@ type env struct {
 	client *http.Client
 }
 
-// newEnv starts a server. wrap, when set, puts a fake around the store.
-func newEnv(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) sessionstore.Store) *env {
+// newEnv starts a server. wrap, when set, puts a fake around the store;
+// sinkOpts configure the local sink.
+func newEnv(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) sessionstore.Store, sinkOpts ...pipeline.LocalOption) *env {
 	t.Helper()
 	dir := t.TempDir()
 	local, err := sessionstore.NewLocal(filepath.Join(dir, "roughy.db"))
@@ -47,7 +48,7 @@ func newEnv(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) se
 		t.Fatalf("NewLocal: %v", err)
 	}
 	t.Cleanup(func() { local.Close() })
-	sink, err := pipeline.NewLocalSink(dir)
+	sink, err := pipeline.NewLocalSink(dir, sinkOpts...)
 	if err != nil {
 		t.Fatalf("NewLocalSink: %v", err)
 	}

@@ -27,6 +27,7 @@ type metrics struct {
 	authFailures  atomic.Int64
 	activeUploads atomic.Int64
 	takeovers     atomic.Int64
+	slowBodies    atomic.Int64
 
 	mu       sync.Mutex
 	requests map[requestKey]uint64
@@ -87,6 +88,7 @@ func (m *metrics) write(ctx *fasthttp.RequestCtx, s *Server) {
 	counter("roughy_uploads_expired_total", "Abandoned uploads freed by the janitor.", m.expired.Load())
 	counter("roughy_auth_failures_total", "Requests with an unknown API key.", m.authFailures.Load())
 	counter("roughy_leases_taken_over_total", "Writes on this node that let go of their upload for a newer request.", m.takeovers.Load())
+	counter("roughy_slow_bodies_total", "Upload bodies cut off below the minimum rate (--min-body-rate).", m.slowBodies.Load())
 	fmt.Fprintf(&b, "# HELP roughy_active_uploads PATCH bodies being streamed now.\n# TYPE roughy_active_uploads gauge\nroughy_active_uploads %d\n", m.activeUploads.Load())
 	fmt.Fprintf(&b, "# HELP roughy_inflight_requests Requests being served now.\n# TYPE roughy_inflight_requests gauge\nroughy_inflight_requests %d\n", s.inflight.Load())
 

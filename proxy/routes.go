@@ -160,6 +160,13 @@ func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq 
 	if err := s.tusAdmit(rctx, ctx, rq, method, id); err != nil {
 		return err
 	}
+	if (method == fasthttp.MethodPatch || method == fasthttp.MethodPost) && hasBody(ctx) {
+		release, ok := s.streams.acquire(rq.account)
+		if !ok {
+			return errTooManyBodies
+		}
+		defer release()
+	}
 	switch method {
 	case fasthttp.MethodPost:
 		return s.tusCreate(rctx, ctx, rq)
@@ -268,7 +275,8 @@ var errStoreDataLost = errorf(fasthttp.StatusServiceUnavailable, "store_data_los
 	"the session store lost its data since this node last checked: uploads and assets stored before are gone; "+
 		"static API keys keep working and were stored again, other keys must be created again")
 
-// ready checks the session store and the storage.
+// ready checks the session store and the storage, and that the storage
+// has at least --min-free-space free.
 func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
 	rctx, cancel := context.WithTimeout(s.base, 5*time.Second)
 	defer cancel()
@@ -284,6 +292,10 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
 	}
 	if err := s.pipe.Sink().Ping(rctx); err != nil {
 		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: storage: %w: %w", errUnavailable, err))
+		return
+	}
+	if err := s.checkFreeSpace(); err != nil {
+		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: %w", err))
 		return
 	}
 	ctx.SetContentType("text/plain; charset=utf-8")

@@ -46,6 +46,20 @@ type Config struct {
 	// (default 60s). There is no limit on a whole body: a slow but steady
 	// 64 MiB PATCH must not be cut off.
 	BodyIdleTimeout time.Duration
+	// MinBodyRate is the least throughput, in bytes per second of waiting
+	// for the client, an upload body must keep over each MinBodyRateWindow
+	// (default 1 KiB/s over 30 s); a slower body is cut off with 408 and
+	// what was durable stays committed. Negative disables it.
+	MinBodyRate int64
+	// MinBodyRateWindow is the window MinBodyRate is averaged over.
+	MinBodyRateWindow time.Duration
+	// MaxAccountBodies caps the upload bodies (PATCH, POST with data) one
+	// account streams to this node at once (default 64); past it, 429 with
+	// Retry-After. Negative disables it.
+	MaxAccountBodies int
+	// MinFreeSpace makes /readyz fail while the storage has less free
+	// space (local storage only; 0: no floor).
+	MinFreeSpace int64
 	// Buffers, when set, reports the pipeline's part buffer memory
 	// (a *pipeline.Pool) on /metrics.
 	Buffers BufferStats
@@ -107,6 +121,7 @@ type Server struct {
 	writersMu sync.Mutex
 	writers   map[string]*bodyReader
 	clients   clientLimiter // requests per client behind a trusted proxy
+	streams   accountStreams
 }
 
 // New returns a server over store and pipe.
@@ -131,6 +146,15 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	if cfg.BodyIdleTimeout <= 0 {
 		cfg.BodyIdleTimeout = 60 * time.Second
 	}
+	if cfg.MinBodyRate == 0 {
+		cfg.MinBodyRate = 1 << 10
+	}
+	if cfg.MinBodyRateWindow <= 0 {
+		cfg.MinBodyRateWindow = 30 * time.Second
+	}
+	if cfg.MaxAccountBodies == 0 {
+		cfg.MaxAccountBodies = 64
+	}
 	if cfg.KeyCacheTTL == 0 {
 		cfg.KeyCacheTTL = 10 * time.Second
 	}
@@ -145,6 +169,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		static[k.Hash] = k.Account
 	}
 	s.static.live.Store(&static)
+	s.streams = accountStreams{max: cfg.MaxAccountBodies, n: map[string]int{}}
 	s.sign = cfg.SigningKey
 	if len(s.sign) == 0 {
 		// Without a configured key, download URLs die with the process.

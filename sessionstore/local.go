@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -145,12 +146,19 @@ func (l *Local) view(op string, fn func(tx *bolt.Tx) error) error {
 	return boltErr(op, l.db.View(fn))
 }
 
+// ErrStorageFull: the embedded store's disk is full (ENOSPC, EDQUOT). It
+// wraps ErrUnavailable: the transaction was rolled back, nothing changed.
+var ErrStorageFull = fmt.Errorf("%w: no space left on the device", ErrUnavailable)
+
 // boltErr keeps this package's sentinels and turns everything else (a
-// closed file, a full disk, a failed fsync) into ErrUnavailable.
+// closed file, a full disk, a failed fsync) into ErrUnavailable, a full
+// disk into ErrStorageFull.
 func boltErr(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("sessionstore: local %s: %w: %w", op, ErrStorageFull, err)
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrOffsetConflict),
 		errors.Is(err, ErrLocked), errors.Is(err, ErrLeaseLost), errors.Is(err, ErrPartsExhausted),
 		errors.Is(err, ErrEmpty), errors.Is(err, ErrUnavailable):

@@ -92,26 +92,30 @@ func addSinkFlags(fs *flag.FlagSet, dataDir *string) *sinkFlags {
 	}
 }
 
-// open opens the selected sink; pool is the part buffer budget of the S3
-// sink (nil for local storage, which streams through small buffers).
+// open opens the selected sink; pool is the --max-buffer-memory budget its
+// buffers come from (S3 parts, the local sink's pipe buffers).
 func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipeline.Pool, err error) {
-	if *s.storage == "local" {
-		if err := os.MkdirAll(*s.dataDir, 0o700); err != nil {
-			return nil, nil, fmt.Errorf("roughy: data dir: %w", err)
-		}
-		sink, err := pipeline.NewLocalSink(*s.dataDir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("roughy: local storage: %w", err)
-		}
-		return sink, nil, nil
-	}
-	if *s.bucket == "" {
-		return nil, nil, fmt.Errorf("%w: --storage s3 needs --s3-bucket (ROUGHY_S3_BUCKET)", errUsage)
-	}
 	if *s.maxBufferMemory <= 0 {
 		return nil, nil, errors.Join(errUsage, errors.New("roughy: --max-buffer-memory must be positive"))
 	}
 	pool = pipeline.NewPool(*s.maxBufferMemory)
+	if *s.storage == "local" {
+		if err := os.MkdirAll(*s.dataDir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("roughy: data dir: %w", err)
+		}
+		sink, err := pipeline.NewLocalSink(*s.dataDir, pipeline.LocalBuffers(pool))
+		if errors.Is(err, pipeline.ErrOverBudget) {
+			return nil, nil, errors.Join(errUsage, fmt.Errorf("roughy: --max-buffer-memory: %w", err))
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("roughy: local storage: %w", err)
+		}
+		setMemoryLimit(*s.maxBufferMemory)
+		return sink, pool, nil
+	}
+	if *s.bucket == "" {
+		return nil, nil, fmt.Errorf("%w: --storage s3 needs --s3-bucket (ROUGHY_S3_BUCKET)", errUsage)
+	}
 	setMemoryLimit(*s.maxBufferMemory)
 	s3, err := pipeline.NewS3Sink(ctx, pipeline.S3Config{
 		Bucket:          *s.bucket,

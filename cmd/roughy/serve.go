@@ -83,6 +83,13 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	takeoverWait := fl.Duration("takeover-wait", 2*time.Second, "how long a PATCH or DELETE waits for the request holding its upload to let go before answering 423")
 	janitorEvery := fl.Duration("janitor-interval", time.Minute, "how often expired uploads are freed")
 	bodyIdle := fl.Duration("body-idle-timeout", time.Minute, "longest wait for the next byte of a request body")
+	minBodyRate := sizeFlag(fl, "min-body-rate", 1<<10,
+		"least throughput of an upload body, bytes per second averaged over --min-body-rate-window; a slower body is cut off with 408 (0: no minimum)")
+	minBodyRateWindow := fl.Duration("min-body-rate-window", 30*time.Second, "window --min-body-rate is averaged over")
+	maxAccountPatches := fl.Int("max-patches-per-account", 64,
+		"upload bodies (PATCH, POST with data) one account may stream to this node at once; past it 429 with Retry-After (0: no cap)")
+	minFreeSpace := sizeFlag(fl, "min-free-space", 1<<30,
+		"/readyz fails while the data dir has less free space (local storage; 0: no floor)")
 	keyCacheTTL := fl.Duration("key-cache-ttl", 10*time.Second,
 		"how long a checked API key is trusted without asking the store; a revoked key works that much longer (0: no cache)")
 	maxConns := fl.Int("max-conns", 0, "open client connections at most; one more is answered 503 (0: half the file descriptor limit)")
@@ -166,6 +173,18 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = -1 // the proxy's "disabled"; its 0 means the default
+	}
+	// The flags' 0 is "off"; the proxy's 0 is its default, -1 is off.
+	cfg.MinBodyRate, cfg.MinBodyRateWindow = *minBodyRate, *minBodyRateWindow
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = -1
+	}
+	cfg.MaxAccountBodies = *maxAccountPatches
+	if cfg.MaxAccountBodies <= 0 {
+		cfg.MaxAccountBodies = -1
+	}
+	if *kf.storage == "local" {
+		cfg.MinFreeSpace = *minFreeSpace
 	}
 	if pool != nil {
 		cfg.Buffers = pool // for /metrics
