@@ -309,13 +309,15 @@ func TestBadInput(t *testing.T) {
 		}})
 		wantError(t, "Upload-Length 5 at offset 10", rep, 400)
 	})
-	t.Run("423 concurrent PATCH", func(t *testing.T) { testConcurrentPatch423(t, s) })
+	t.Run("concurrent PATCH takes over", func(t *testing.T) { testConcurrentPatchTakesOver(t, s) })
 }
 
-// testConcurrentPatch423 holds one PATCH open mid-body and sends a second
-// one: the second gets 423, or (SPEC's alternative) the first is told to
-// stop — never both succeed.
-func testConcurrentPatch423(t *testing.T, s *server) {
+// testConcurrentPatchTakesOver holds one PATCH open mid-body and sends a
+// second one: the newer wins (SPEC: the older request is told to stop and
+// the newer proceeds, never both). The older answers 409
+// upload_taken_over after committing what it read; the newer finds the
+// offset moved (409 offset_mismatch) and HEAD + PATCH from there finish.
+func testConcurrentPatchTakesOver(t *testing.T, s *server) {
 	data := randomBytes(4 << 20)
 	up := createUpload(t, s, acmeKey, int64(len(data)))
 	first := openRawPatch(t, up.Location, acmeKey, 0, int64(len(data)), nil)
@@ -324,27 +326,17 @@ func testConcurrentPatch423(t *testing.T, s *server) {
 	}
 	time.Sleep(300 * time.Millisecond) // the first PATCH is now streaming
 	second := patch(t, up.Location, acmeKey, 0, data)
-	if second.Status == http.StatusLocked {
-		wantError(t, "second PATCH", second, 423)
-		if err := first.Write(data[1<<20:]); err != nil {
-			t.Fatalf("first PATCH rest: %v", err)
-		}
-		rep, err := first.Response(30 * time.Second)
-		if err != nil || rep.Status != 204 {
-			t.Fatalf("first PATCH after the 423: got %v %v, want 204", rep.Status, err)
-		}
-		wantReady(t, s, acmeKey, up.AssetID, data)
-		return
+	wantError(t, "second PATCH (the first committed 1 MiB while letting go)", second, 409)
+	rep, err := first.Response(10 * time.Second)
+	if err != nil || rep.Status != http.StatusConflict || !strings.Contains(string(rep.Body), "upload_taken_over") {
+		t.Fatalf("first PATCH after the takeover: got %d %s %v, want 409 upload_taken_over", rep.Status, rep.Body, err)
 	}
-	// Takeover: the newer request proceeded; the older must not succeed.
-	t.Logf("second PATCH got %d (not 423): checking the first was stopped", second.Status)
-	_ = first.Write(data[1<<20:])
-	rep, err := first.Response(30 * time.Second)
-	if err == nil && rep.Status == 204 && second.Status == 204 {
-		t.Fatalf("both concurrent PATCHes got 204")
+	off := headOffset(t, up.Location, acmeKey)
+	if off != 1<<20 {
+		t.Fatalf("offset after the takeover: got %d, want %d (what the first sent)", off, 1<<20)
 	}
-	if second.Status != 204 && (err != nil || rep.Status != 204) {
-		t.Fatalf("neither PATCH succeeded: second %d, first %v %v", second.Status, rep.Status, err)
+	if rep := patch(t, up.Location, acmeKey, off, data[off:]); rep.Status != 204 {
+		t.Fatalf("PATCH from %d: got %d %s", off, rep.Status, rep.Body)
 	}
 	wantReady(t, s, acmeKey, up.AssetID, data)
 }

@@ -648,7 +648,9 @@ func TestLocalWriteJoinsWriter(t *testing.T) {
 		if _, err := s.Write(t.Context(), u, src, PartRange{}, sess.commit); tc.fail != errors.Is(err, errLost) {
 			t.Fatalf("case %d: err %v", i, err)
 		}
-		if n := runtime.NumGoroutine(); n != before {
+		// More goroutines than before is a stage left running; fewer is a
+		// goroutine of an earlier test that ended meanwhile (seen in CI).
+		if n := runtime.NumGoroutine(); n > before {
 			t.Fatalf("case %d: %d goroutines after Write, %d before", i, n, before)
 		}
 	}
