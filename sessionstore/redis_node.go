@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Node liveness and release requests on Redis (issue 8, takeover).
@@ -112,23 +114,33 @@ func decodeRelease(msg string) (ReleaseRequest, bool) {
 
 // RequestRelease publishes rr on holder's release channel.
 //
-// On standalone and Sentinel, PUBLISH answers how many clients got the
-// message. A serving node subscribes before it takes any lease and keeps
-// its subscription for as long as it lives, so 0 means the holder's
-// process is gone (a kill -9 closes its sockets, and Redis drops the
-// subscription at once): its liveness record is deleted, and the asker's
-// next AcquireLease takes the lease over without waiting for the record to
-// run out (issue 8: p95 ≤ 2 s from a kill to the resume). A node that only
-// lost its Redis connection for a moment loses its leases this way; the
-// fencing token keeps that safe, and its heartbeat brings the record back.
-// On Cluster, PUBLISH counts only the subscribers of the node it reached,
-// so 0 proves nothing there and the record is left to run out.
+// PUBLISH answers how many clients got the message. A serving node
+// subscribes before it takes any lease and keeps its subscription for as
+// long as it lives, so 0 means the holder's process is gone (a kill -9
+// closes its sockets, and Redis drops the subscription at once): its
+// liveness record is deleted, and the asker's next AcquireLease takes the
+// lease over without waiting for the record to run out (issue 8: p95 ≤ 2 s
+// from a kill to the resume). A node that only lost its Redis connection
+// for a moment loses its leases this way; the fencing token keeps that
+// safe, and its heartbeat brings the record back.
+//
+// On Cluster a plain PUBLISH counts only the subscribers of the node it
+// reached, so release channels are sharded there (SPUBLISH/SSUBSCRIBE):
+// the channel lives on the master of its slot, which knows every
+// subscriber, and the count means the same as on standalone.
 func (r *Redis) RequestRelease(ctx context.Context, holder string, rr ReleaseRequest) error {
-	n, err := r.client.Publish(ctx, redisReleasePrefix+holder, encodeRelease(rr)).Result()
+	channel := redisReleasePrefix + holder
+	var cmd *redis.IntCmd
+	if r.cluster {
+		cmd = r.client.SPublish(ctx, channel, encodeRelease(rr))
+	} else {
+		cmd = r.client.Publish(ctx, channel, encodeRelease(rr))
+	}
+	n, err := cmd.Result()
 	if err != nil {
 		return redisErr("release request", err)
 	}
-	if n == 0 && !r.cluster && holder != r.node {
+	if n == 0 && holder != r.node {
 		if err := r.client.Del(ctx, redisNodeKey(holder)).Err(); err != nil {
 			return redisErr("drop dead node", err)
 		}
@@ -141,7 +153,12 @@ func (r *Redis) RequestRelease(ctx context.Context, holder string, rr ReleaseReq
 // connection loss; requests sent meanwhile are lost and sent again by
 // their askers.
 func (r *Redis) WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (func(), error) {
-	ps := r.client.Subscribe(ctx, redisReleasePrefix+r.node)
+	var ps *redis.PubSub
+	if r.cluster {
+		ps = r.client.SSubscribe(ctx, redisReleasePrefix+r.node)
+	} else {
+		ps = r.client.Subscribe(ctx, redisReleasePrefix+r.node)
+	}
 	if _, err := ps.Receive(ctx); err != nil {
 		ps.Close()
 		return nil, redisErr("subscribe to release requests", err)

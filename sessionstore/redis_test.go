@@ -569,7 +569,11 @@ func TestRedisClusterExpirySlides(t *testing.T) {
 // holder dead at once, and the next acquisition takes its lease over;
 // while the holder listens, it does not.
 func TestRedisReleaseToGoneHolder(t *testing.T) {
-	url := testsvc.StartRedis(t)
+	t.Run("standalone", func(t *testing.T) { releaseToGoneHolder(t, testsvc.StartRedis(t)) })
+	t.Run("cluster", func(t *testing.T) { releaseToGoneHolder(t, testsvc.StartRedisCluster(t)) })
+}
+
+func releaseToGoneHolder(t *testing.T, url string) {
 	a := newRedis(t, url)
 	b := joinRedis(t, url)
 	ctx := t.Context()

@@ -73,11 +73,16 @@ var takeoverTrials = flag.Int("takeover-trials", 20, "trials of each kind in Ben
 //     after a 409) to the accepted PATCH, alternately on the same node and
 //     on another.
 //
-// It reports p50, p95 and max of each in ms. Run it alone:
+// on standalone Redis and on Cluster. It reports p50, p95 and max of each
+// in ms. Run it alone:
 //
 //	go test ./e2e/fleet -run '^$' -bench Takeover -benchtime 1x
 func BenchmarkTakeover(b *testing.B) {
-	f := startFleet(b, 3, "--lease-ttl", "10s")
+	b.Run("standalone", func(b *testing.B) { benchTakeover(b, startFleet(b, 3, "--lease-ttl", "10s")) })
+	b.Run("cluster", func(b *testing.B) { benchTakeover(b, startClusterFleet(b, 3, "--lease-ttl", "10s")) })
+}
+
+func benchTakeover(b *testing.B, f *fleet) {
 	const length = 32 << 20
 	src := randomBytes(length)
 	var kills, silent []time.Duration
