@@ -593,12 +593,21 @@ func releaseToGoneHolder(t *testing.T, url string) {
 		t.Fatalf("AcquireLease while the holder listens: got %v, want ErrLocked", err)
 	}
 	stop() // as a kill -9 would: the subscription is gone
-	if err := b.RequestRelease(ctx, held.Holder, sessionstore.ReleaseRequest{SessionID: s.ID}); err != nil {
-		t.Fatalf("RequestRelease: %v", err)
-	}
-	l, err := b.AcquireLease(ctx, s.ID, time.Minute, 0)
-	if err != nil {
-		t.Fatalf("AcquireLease after a release request nobody received: %v", err)
+	// Redis drops the subscription once it has read the close, a moment
+	// later: ask and acquire as the proxy does, for up to a second (far
+	// below the 3 s liveness TTL, so only the dropped subscription can
+	// free the lease).
+	var l sessionstore.Lease
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err := b.RequestRelease(ctx, held.Holder, sessionstore.ReleaseRequest{SessionID: s.ID}); err != nil {
+			t.Fatalf("RequestRelease: %v", err)
+		}
+		if l, err = b.AcquireLease(ctx, s.ID, time.Minute, 0); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("AcquireLease after release requests nobody received: %v", err)
+		}
 	}
 	if l.Token <= held.Token {
 		t.Fatalf("token after takeover: got %d, want > %d", l.Token, held.Token)
