@@ -41,7 +41,7 @@ func redisQuotaMember(account, uploadID string) string { return account + "\n" +
 
 // luaQuotaReserve: KEYS usage, holds, stored; ARGV id, bytes, default
 // max_stored, max_uploads, max_reserved. Answers {0} or {1, limit, max,
-// used, want}. Mirrors quotaCheck.
+// used, want, 1 if the upload has no hold}. Mirrors quotaCheck.
 var luaQuotaReserve = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {0} end
 local u = redis.call('HMGET', KEYS[1], 'stored', 'uploads', 'reserved', 'max_stored', 'max_uploads', 'max_reserved')
@@ -58,13 +58,13 @@ local h = tonumber(held) or 0
 local want = tonumber(ARGV[2]) - h
 if want < 0 then want = 0 end
 if newUpload and maxUploads > 0 and uploads + 1 > maxUploads then
-  return {1, 'uploads', maxUploads, uploads, 1}
+  return {1, 'uploads', maxUploads, uploads, 1, 1}
 end
 if want > 0 and maxReserved > 0 and reserved + want > maxReserved then
-  return {1, 'bytes_reserved', maxReserved, reserved, want}
+  return {1, 'bytes_reserved', maxReserved, reserved, want, newUpload and 1 or 0}
 end
 if want > 0 and maxStored > 0 and stored + reserved + want > maxStored then
-  return {1, 'bytes_stored', maxStored, stored + reserved, want}
+  return {1, 'bytes_stored', maxStored, stored + reserved, want, newUpload and 1 or 0}
 end
 if newUpload then redis.call('HINCRBY', KEYS[1], 'uploads', 1) end
 if want > 0 then redis.call('HINCRBY', KEYS[1], 'reserved', want) end
@@ -161,9 +161,7 @@ func (r *Redis) ReserveQuota(ctx context.Context, account, uploadID string, n in
 	if code, _ := res[0].(int64); code == 0 {
 		return nil
 	}
-	// A refused first reservation leaves an index entry without a hold:
-	// the janitor finds no upload behind it and drops it.
-	if len(res) != 5 {
+	if len(res) != 6 {
 		return fmt.Errorf("sessionstore: redis: reserve quota: unexpected answer %v", res)
 	}
 	qe := &QuotaError{}
@@ -171,6 +169,13 @@ func (r *Redis) ReserveQuota(ctx context.Context, account, uploadID string, n in
 	qe.Max, _ = res[2].(int64)
 	qe.Used, _ = res[3].(int64)
 	qe.Want, _ = res[4].(int64)
+	if none, _ := res[5].(int64); none == 1 {
+		// A refused first reservation leaves an index entry without a
+		// hold; drop it now, so that a flood of refused creations does
+		// not grow the index (if this fails, the janitor finds no upload
+		// behind the entry and drops it).
+		r.unindexHold(context.WithoutCancel(ctx), account, uploadID)
+	}
 	return qe
 }
 

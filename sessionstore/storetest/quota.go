@@ -205,24 +205,33 @@ func testQuotaHolds(t *testing.T, st sessionstore.Store) {
 	ctx := t.Context()
 	acct := newID()
 	mustReserve(t, st, acct, "u1", 10, unlimited)
-	listed := func(before time.Time) bool {
+	listedID := func(id string, before time.Time) bool {
 		t.Helper()
 		hs, err := st.QuotaHolds(ctx, before, 100000)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, h := range hs {
-			if h.Account == acct && h.UploadID == "u1" {
+			if h.Account == acct && h.UploadID == id {
 				return true
 			}
 		}
 		return false
 	}
+	listed := func(before time.Time) bool { t.Helper(); return listedID("u1", before) }
 	if !listed(time.Now().Add(time.Second)) {
 		t.Fatal("a hold is not listed by QuotaHolds after it was made")
 	}
 	if listed(time.Now().Add(-time.Minute)) {
 		t.Fatal("a new hold is listed as older than a minute")
+	}
+	// A refused creation leaves nothing to repair.
+	if err := st.SetQuota(ctx, acct, sessionstore.QuotaLimits{Uploads: 1, BytesStored: -1, BytesReserved: -1}); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, "second upload", st.ReserveQuota(ctx, acct, "refused", 1, unlimited), sessionstore.QuotaUploads)
+	if listedID("refused", time.Now().Add(time.Second)) {
+		t.Fatal("a refused creation is listed as a hold")
 	}
 	time.Sleep(20 * time.Millisecond)
 	mark := time.Now()
