@@ -22,6 +22,7 @@ func (s *Server) RunJanitor(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		s.sweep(ctx, time.Now())
+		s.sweepQuota(ctx, time.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -88,6 +89,7 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	if _, err := s.store.DeleteUpload(ctx, sess.ID); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		return err
 	}
+	s.releaseQuota(ctx, sess.Account, sess.ID)
 	s.metrics.expired.Add(1)
 	s.log.Info("upload expired", "upload_id", sess.ID, "account", sess.Account, "offset", sess.Offset)
 	return nil

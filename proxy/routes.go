@@ -99,6 +99,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case strings.HasPrefix(path, downloadPath):
 		rq.route = "download"
 		s.download(ctx, rq, path[len(downloadPath):])
+	case path == quotaPath || path == quotaPath+"/":
+		rq.route = "quota"
+		s.quota(ctx, rq)
 	case path == "/healthz":
 		rq.route = "healthz"
 		ctx.SetContentType("text/plain; charset=utf-8")

@@ -84,6 +84,10 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// for MaxConnsPerIP; their own connections are not capped per IP.
 	TrustedProxies []netip.Prefix
+
+	// QuotaDefaults are the per-account quotas of accounts without limits
+	// of their own (quota.go; 0: unlimited).
+	QuotaDefaults sessionstore.QuotaLimits
 }
 
 // BufferStats is what /metrics shows of a buffer pool; *pipeline.Pool

@@ -83,6 +83,7 @@ func (s *Server) createFinal(ctx context.Context, rc *fasthttp.RequestCtx, rq *r
 		if _, derr := s.store.DeleteUpload(cctx, id); derr != nil {
 			s.log.Warn("delete failed concatenation", "upload_id", id, "err", derr)
 		}
+		s.releaseQuota(cctx, sess.Account, id)
 		return err
 	}
 	a, err := s.store.Asset(ctx, id)
@@ -121,6 +122,7 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	if err != nil {
 		return fmt.Errorf("proxy: commit concatenation: %w", err)
 	}
+	s.settleQuota(ctx, sess.Account, sess.ID, sess.Length)
 	s.metrics.completed.Add(1)
 	return nil
 }

@@ -180,13 +180,19 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 // createUpload prepares storage and stores the session and asset; storage
 // is freed again when the store refuses.
 func (s *Server) createUpload(ctx context.Context, sess *sessionstore.Session, asset sessionstore.Asset) error {
+	// The quota is reserved first (quota.go): a refusal leaves nothing.
+	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
+		return err
+	}
 	u := uploadOf(*sess)
 	storage, err := s.pipe.Sink().Create(ctx, u)
 	if err != nil {
+		s.releaseQuota(ctx, sess.Account, sess.ID)
 		return fmt.Errorf("proxy: create storage: %w", err)
 	}
 	sess.Storage = storage
 	if err := s.store.CreateUpload(ctx, *sess, asset); err != nil {
+		s.releaseQuota(ctx, sess.Account, sess.ID)
 		u.Storage = storage
 		if aerr := s.pipe.Sink().Abort(context.WithoutCancel(ctx), u); aerr != nil {
 			s.log.Warn("free storage of failed creation", "upload_id", sess.ID, "err", aerr)

@@ -174,6 +174,12 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if sess.Offset != cr.offset {
 		return sess, errOffset(sess.Offset, cr.offset)
 	}
+	if sess.Length < 0 {
+		// A deferred length reserves as it grows, before the bytes come.
+		if err := s.reserveQuota(ctx, sess.Account, sess.ID, deferredReservation(sess, cr)); err != nil {
+			return sess, err
+		}
+	}
 	if err := s.applyLength(ctx, &sess, cr); err != nil {
 		return sess, err
 	}
@@ -346,6 +352,7 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 	if err != nil {
 		return sess, fmt.Errorf("proxy: commit completion: %w", err)
 	}
+	s.settleQuota(ctx, ns.Account, ns.ID, ns.Offset)
 	s.metrics.completed.Add(1)
 	s.log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
 	return ns, nil

@@ -91,6 +91,9 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	sess, err := s.ownSession(ctx, rq, id)
 	switch {
 	case errors.Is(err, sessionstore.ErrNotFound):
+		// A DELETE retried after a node died between deleting and
+		// releasing releases what is left (only this account's).
+		s.releaseQuota(ctx, rq.account, id)
 		rc.SetStatusCode(fasthttp.StatusNoContent)
 		return nil
 	case err != nil:
@@ -118,6 +121,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	if _, err := s.store.DeleteUpload(ctx, id); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		return fmt.Errorf("proxy: delete upload: %w", err)
 	}
+	s.releaseQuota(ctx, rq.account, id)
 	s.metrics.deleted.Add(1)
 	rc.SetStatusCode(fasthttp.StatusNoContent)
 	return nil

@@ -309,4 +309,37 @@ type Store interface {
 	// it owns (static keys).
 	Ping(ctx context.Context) error
 	Close() error
+
+	// Quotas per account (issue 11; see quota.go). Usage is kept by
+	// reservation: each upload in progress holds one, made before its
+	// session is stored and undone after it is gone. A crash between the
+	// two steps leaves a hold whose upload is gone or completed; the
+	// janitor finds it through QuotaHolds and settles or releases it.
+
+	// SetQuota replaces the account's limits (a field QuotaDefault: the
+	// server's default).
+	SetQuota(ctx context.Context, account string, l QuotaLimits) error
+	// Quota returns the account's stored limits (QuotaDefault where none
+	// is set) and usage; an account never seen has all-default limits
+	// and no usage.
+	Quota(ctx context.Context, account string) (QuotaLimits, QuotaUsage, error)
+	// ReserveQuota grows upload uploadID's hold to at least bytes, in one
+	// atomic check-and-reserve against the account's limits (defaults
+	// fill the fields it has no limit of its own for). The first hold of
+	// an upload counts it in Uploads. A *QuotaError (ErrQuotaExceeded)
+	// names the limit it would pass; nothing changes then. An upload
+	// already settled is left alone.
+	ReserveQuota(ctx context.Context, account, uploadID string, bytes int64, defaults QuotaLimits) error
+	// SettleQuota converts the upload's hold into size stored bytes (it
+	// completed). Idempotent.
+	SettleQuota(ctx context.Context, account, uploadID string, size int64) error
+	// ReleaseQuota drops whatever the upload holds: its hold, or its
+	// stored bytes once completed (DELETE, expiry). Idempotent.
+	ReleaseQuota(ctx context.Context, account, uploadID string) error
+	// TouchQuota marks the upload's hold as seen now (QuotaHolds lists it
+	// later again); no-op without a hold.
+	TouchQuota(ctx context.Context, account, uploadID string) error
+	// QuotaHolds lists up to limit holds not made or touched since
+	// before, oldest first.
+	QuotaHolds(ctx context.Context, before time.Time, limit int) ([]QuotaHold, error)
 }

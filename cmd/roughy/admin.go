@@ -40,7 +40,7 @@ type keyStore interface {
 // serveAdmin listens on <dataDir>/admin.sock and serves the key commands
 // from st until the returned stop is called. A socket left by a server
 // that died is replaced.
-func serveAdmin(dataDir string, st keyStore, log *slog.Logger) (stop func(), err error) {
+func serveAdmin(dataDir string, st adminStore, log *slog.Logger) (stop func(), err error) {
 	path := filepath.Join(dataDir, adminSocketName)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("roughy: admin socket: %w", err)
@@ -82,6 +82,7 @@ func serveAdmin(dataDir string, st keyStore, log *slog.Logger) (stop func(), err
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	addQuotaAdmin(mux, st)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

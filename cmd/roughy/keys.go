@@ -84,16 +84,5 @@ func (c cli) keys(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: unknown keys command %q: roughy %s", errUsage, sub, keysUsage)
 	}
 
-	if sf.embedded() {
-		// A running server holds the embedded store: ask it.
-		if a := dialAdmin(ctx, *sf.dataDir); a != nil {
-			return run(a)
-		}
-	}
-	st, err := sf.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	return run(st)
+	return withAdminStore(ctx, sf, func(st adminStore) error { return run(st) })
 }

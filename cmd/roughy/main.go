@@ -49,6 +49,9 @@ commands:
   keys create --account NAME  create an API key (printed once)
   keys list                   list API keys
   keys revoke ID              revoke an API key
+  quota show --account NAME   an account's quota limits and usage
+  quota set --account NAME [--bytes-stored SIZE] [--uploads N] [--bytes-reserved SIZE]
+                              set an account's quotas (unlimited, default)
   upload FILE                 upload a file with the first-party TUS client
   version                     print version, build and CPU features
 
@@ -74,6 +77,8 @@ func (c cli) run(ctx context.Context, args []string) int {
 		err = c.probeWorker(ctx, args[1:])
 	case "keys":
 		err = c.keys(ctx, args[1:])
+	case "quota":
+		err = c.quota(ctx, args[1:])
 	case "upload":
 		err = c.upload(ctx, args[1:])
 	case "version", "--version", "-version":

@@ -97,6 +97,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		"open connections of one client IP at most, and in-flight requests of one client behind --trusted-proxies (0: a quarter of --max-conns, at most 1024)")
 	trustedProxies := fl.String("trusted-proxies", "",
 		"proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For names the client for --max-conns-per-ip")
+	quotas := addQuotaDefaultFlags(fl)
 	log := newLogger(fl, c.stderr)
 	if _, err := parseArgs(fl, args, c.lookup); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -167,6 +168,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		MaxConns:        *maxConns,
 		MaxConnsPerIP:   *maxConnsPerIP,
 		TrustedProxies:  trusted,
+		QuotaDefaults:   quotas.limits(),
 	}
 	for _, kv := range staticKeys {
 		cfg.StaticKeys = append(cfg.StaticKeys, apikey.Record(kv[0], kv[1]))

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/roughy/ingest/sessionstore"
+)
+
+const quotaUsage = "quota set --account NAME [--bytes-stored SIZE] [--uploads N] [--bytes-reserved SIZE] | quota show --account NAME"
+
+// quotaStore is the part of the session store the quota commands use.
+type quotaStore interface {
+	SetQuota(ctx context.Context, account string, l sessionstore.QuotaLimits) error
+	Quota(ctx context.Context, account string) (sessionstore.QuotaLimits, sessionstore.QuotaUsage, error)
+}
+
+// adminStore is what the admin socket serves: keys and quotas.
+type adminStore interface {
+	keyStore
+	quotaStore
+}
+
+// quotaLimit is a limit flag: a size (or count), "unlimited" (0) or
+// "default" (the server's --quota-… flag). set reports whether it was
+// given, so that `quota set` changes only the limits it names.
+type quotaLimit struct {
+	v     int64
+	set   bool
+	count bool // a number of uploads, not a size
+}
+
+func (q *quotaLimit) String() string {
+	switch {
+	case q == nil || !q.set:
+		return ""
+	case q.v < 0:
+		return "default"
+	case q.v == 0:
+		return "unlimited"
+	}
+	return strconv.FormatInt(q.v, 10)
+}
+
+// Set implements flag.Value.
+func (q *quotaLimit) Set(s string) error {
+	switch s {
+	case "default":
+		q.v = sessionstore.QuotaDefault
+	case "unlimited":
+		q.v = 0
+	default:
+		var n int64
+		var err error
+		if q.count {
+			err = (*count)(&n).Set(s)
+		} else {
+			n, err = parseSize(s)
+		}
+		if err != nil {
+			return fmt.Errorf("want a number, unlimited or default: %w", err)
+		}
+		q.v = n
+	}
+	q.set = true
+	return nil
+}
+
+// quota shows and sets per-account quotas in the store selected by the
+// store flags; with the embedded store and a server running on the data
+// dir, through its admin socket (like keys).
+func (c cli) quota(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: roughy %s", errUsage, quotaUsage)
+	}
+	sub, args := args[0], args[1:]
+	fl := newFlagSet("quota "+sub, quotaUsage+" [flags]", c.stderr)
+	sf := addStoreFlags(fl)
+	account := fl.String("account", "", "account (required)")
+	stored, uploads, reserved := &quotaLimit{}, &quotaLimit{count: true}, &quotaLimit{}
+	if sub == "set" {
+		fl.Var(stored, "bytes-stored", "bytes of completed uploads plus those reserved (SIZE, unlimited or default)")
+		fl.Var(uploads, "uploads", "uploads in progress (N, unlimited or default)")
+		fl.Var(reserved, "bytes-reserved", "bytes the uploads in progress may grow to (SIZE, unlimited or default)")
+	}
+	pos, err := parseArgs(fl, args, c.lookup)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if *account == "" || len(pos) > 0 || (sub != "set" && sub != "show") {
+		return fmt.Errorf("%w: roughy %s", errUsage, quotaUsage)
+	}
+	run := func(st quotaStore) error {
+		l, u, err := st.Quota(ctx, *account)
+		if err != nil {
+			return fmt.Errorf("roughy: read quota: %w", err)
+		}
+		if sub == "set" {
+			for _, f := range []struct {
+				q   *quotaLimit
+				dst *int64
+			}{{stored, &l.BytesStored}, {uploads, &l.Uploads}, {reserved, &l.BytesReserved}} {
+				if f.q.set {
+					*f.dst = f.q.v
+				}
+			}
+			if err := st.SetQuota(ctx, *account, l); err != nil {
+				return fmt.Errorf("roughy: set quota: %w", err)
+			}
+		}
+		return printQuota(c.stdout, *account, l, u)
+	}
+	return withAdminStore(ctx, sf, func(st adminStore) error { return run(st) })
+}
+
+// withAdminStore runs fn on the store the flags select: with the embedded
+// store and a server running on the data dir, through its admin socket
+// (the server holds the store), else the store itself.
+func withAdminStore(ctx context.Context, sf *storeFlags, fn func(adminStore) error) error {
+	if sf.embedded() {
+		if a := dialAdmin(ctx, *sf.dataDir); a != nil {
+			return fn(a)
+		}
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
+}
+
+func printQuota(w io.Writer, account string, l sessionstore.QuotaLimits, u sessionstore.QuotaUsage) error {
+	show := func(v int64) string {
+		return (&quotaLimit{v: v, set: true}).String()
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ACCOUNT %s\tUSED\tLIMIT\n", account)
+	fmt.Fprintf(tw, "bytes_stored\t%d\t%s\n", u.BytesStored, show(l.BytesStored))
+	fmt.Fprintf(tw, "uploads\t%d\t%s\n", u.Uploads, show(l.Uploads))
+	fmt.Fprintf(tw, "bytes_reserved\t%d\t%s\n", u.BytesReserved, show(l.BytesReserved))
+	return tw.Flush()
+}
+
+// adminQuota is the admin socket's quota record.
+type adminQuota struct {
+	Limits sessionstore.QuotaLimits `json:"limits"`
+	Usage  sessionstore.QuotaUsage  `json:"usage"`
+}
+
+// addQuotaAdmin serves the quota commands on the admin socket.
+func addQuotaAdmin(mux *http.ServeMux, st quotaStore) {
+	mux.HandleFunc("GET /v1/quota/{account}", func(w http.ResponseWriter, r *http.Request) {
+		l, u, err := st.Quota(r.Context(), r.PathValue("account"))
+		if err != nil {
+			adminError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(adminQuota{Limits: l, Usage: u})
+	})
+	mux.HandleFunc("PUT /v1/quota/{account}", func(w http.ResponseWriter, r *http.Request) {
+		var l sessionstore.QuotaLimits
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&l); err != nil {
+			http.Error(w, "a limits record", http.StatusBadRequest)
+			return
+		}
+		if err := st.SetQuota(r.Context(), r.PathValue("account"), l); err != nil {
+			adminError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+func (a *adminClient) Quota(ctx context.Context, account string) (sessionstore.QuotaLimits, sessionstore.QuotaUsage, error) {
+	var q adminQuota
+	err := a.do(ctx, http.MethodGet, "/v1/quota/"+url.PathEscape(account), nil, &q)
+	return q.Limits, q.Usage, err
+}
+
+func (a *adminClient) SetQuota(ctx context.Context, account string, l sessionstore.QuotaLimits) error {
+	return a.do(ctx, http.MethodPut, "/v1/quota/"+url.PathEscape(account), l, nil)
+}
+
+// quotaDefaultFlags are serve's default quotas, for accounts without
+// limits of their own.
+type quotaDefaultFlags struct {
+	stored, uploads, reserved *int64
+}
+
+func addQuotaDefaultFlags(fs *flag.FlagSet) quotaDefaultFlags {
+	return quotaDefaultFlags{
+		stored: sizeFlag(fs, "quota-bytes-stored", 0,
+			"default per-account quota: bytes of completed uploads plus those reserved (0: unlimited; roughy quota set overrides it per account)"),
+		uploads: countFlag(fs, "quota-uploads", "default per-account quota: uploads in progress (0: unlimited)"),
+		reserved: sizeFlag(fs, "quota-bytes-reserved", 0,
+			"default per-account quota: bytes the uploads in progress may grow to (0: unlimited)"),
+	}
+}
+
+func (q quotaDefaultFlags) limits() sessionstore.QuotaLimits {
+	return sessionstore.QuotaLimits{BytesStored: max(*q.stored, 0), Uploads: max(*q.uploads, 0), BytesReserved: max(*q.reserved, 0)}
+}
+
+// count is a non-negative integer flag.
+type count int64
+
+func (c *count) String() string { return strconv.FormatInt(int64(*c), 10) }
+
+// Set implements flag.Value.
+func (c *count) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a non-negative integer, not %q", s)
+	}
+	*c = count(n)
+	return nil
+}
+
+func countFlag(fs *flag.FlagSet, name, usage string) *int64 {
+	v := new(int64)
+	fs.Var((*count)(v), name, usage)
+	return v
+}
