@@ -121,6 +121,7 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	if err != nil {
 		return fmt.Errorf("proxy: commit concatenation: %w", err)
 	}
+	s.emitStored(cctx, sessionstore.EventAssetReady, sess.AssetID)
 	s.metrics.completed.Add(1)
 	return nil
 }
