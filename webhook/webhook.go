@@ -244,13 +244,9 @@ func (d *Deliverer) work(ctx context.Context, consumer string) {
 // when the job could not be settled (it stays claimed and is reclaimed).
 func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) error {
 	log := d.cfg.Logger.With("event_id", job.Event.ID, "event", job.Event.Type, "webhook_id", job.HookID, "attempts", job.Attempts)
-	// Settle even if ctx ends right after the receiver answered: an
-	// answer we have is worth recording.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	hook, err := d.store.Webhook(ctx, job.HookID)
 	if errors.Is(err, sessionstore.ErrNotFound) {
-		return d.settle(sctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Error: "webhook deleted"})
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Error: "webhook deleted"})
 	}
 	if err != nil {
 		return fmt.Errorf("webhook: load %s: %w", job.HookID, err)
@@ -261,7 +257,7 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 	}
 	if err == nil {
 		log.Info("webhook: delivered", "status", status)
-		return d.settle(sctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: status})
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: status})
 	}
 	out := sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: status, Error: err.Error(),
 		RetryIn: d.Delay(job.Attempts)}
@@ -272,10 +268,14 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 	} else {
 		log.Info("webhook: failed, will retry", "reason", out.Error, "retry_in", out.RetryIn)
 	}
-	return d.settle(sctx, job, out)
+	return d.settle(ctx, job, out)
 }
 
+// settle records out. It goes on even if ctx ends right after the receiver
+// answered: an answer we have is worth recording.
 func (d *Deliverer) settle(ctx context.Context, job sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if err := d.store.SettleWebhook(ctx, job, out); err != nil {
 		return fmt.Errorf("webhook: settle %s: %w", job.Event.ID, err)
 	}
