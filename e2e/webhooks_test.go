@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -292,18 +291,7 @@ func TestWebhookDeadLetter(t *testing.T) {
 func TestWebhookKillMidDelivery(t *testing.T) {
 	s := startServer(t, withArgs("--webhook-timeout", "60s", "--webhook-workers", "1"))
 	wr := testsvc.StartWebhookReceiver(t)
-	holding := make(chan struct{})
-	var once sync.Once
-	wr.Respond = func(d testsvc.WebhookDelivery, r *http.Request) int {
-		held := false
-		once.Do(func() { held = true })
-		if held {
-			close(holding)
-			<-r.Context().Done() // until the sender is gone
-			return http.StatusInternalServerError
-		}
-		return http.StatusNoContent
-	}
+	holding := wr.HoldFirst()
 	h := createWebhook(t, s, acmeKey, wr, wr.URL, "asset.ready")
 	first := uploadAll(t, s, acmeKey, videoMeta("a.bin"), randomBytes(1000))
 	select {

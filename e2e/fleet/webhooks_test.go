@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,18 +25,7 @@ func TestWebhookKillDeliveringNode(t *testing.T) {
 	front := f.startNode(append(fleetWebhooks, "--webhook-workers", "0")...)
 
 	wr := testsvc.StartWebhookReceiver(t)
-	holding := make(chan struct{})
-	var once sync.Once
-	wr.Respond = func(d testsvc.WebhookDelivery, r *http.Request) int {
-		held := false
-		once.Do(func() { held = true })
-		if held {
-			close(holding)
-			<-r.Context().Done() // until the sender is gone
-			return http.StatusInternalServerError
-		}
-		return http.StatusNoContent
-	}
+	holding := wr.HoldFirst()
 	a := mustSend(t, "POST", front.URL+"/api/v1/webhooks", map[string]string{"Content-Type": "application/json"},
 		strings.NewReader(`{"url":"`+wr.URL+`","events":["asset.created","asset.ready"]}`))
 	var h struct {

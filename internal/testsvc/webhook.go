@@ -102,6 +102,25 @@ func (wr *WebhookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 }
 
+// HoldFirst makes the receiver hold its first delivery open until the
+// sender hangs up (a node killed mid-delivery) and take every later one
+// with 204. The channel is closed once the first delivery is held.
+func (wr *WebhookReceiver) HoldFirst() <-chan struct{} {
+	holding := make(chan struct{})
+	var once sync.Once
+	wr.Respond = func(_ WebhookDelivery, r *http.Request) int {
+		held := false
+		once.Do(func() { held = true })
+		if !held {
+			return http.StatusNoContent
+		}
+		close(holding)
+		<-r.Context().Done()
+		return http.StatusInternalServerError
+	}
+	return holding
+}
+
 // VerifyWebhook checks a Roughy-Signature header ("t=<unix>,v1=<hex>")
 // against body: the HMAC-SHA256 of "<t>.<body>" keyed with secret, and t
 // within 5 minutes of now.
