@@ -80,6 +80,10 @@ type Config struct {
 	// (Runner timeout + 30s).
 	ReclaimAfter time.Duration
 	Logger       *slog.Logger
+	// Probed, when set, is told each settled probe: the asset with its
+	// duration, or the failure that parked the job (issue 11: the
+	// asset.probed webhook event). It is called after the job is settled.
+	Probed func(ctx context.Context, a sessionstore.Asset, failure string)
 }
 
 func (c Config) withDefaults() Config {
@@ -231,14 +235,16 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 			return fmt.Errorf("probe: ack %s: %w", job.AssetID, err)
 		}
 		log.Info("probe: done", "duration_seconds", dur)
+		a.DurationSeconds = dur
+		w.probed(sctx, a, "")
 		return nil
 	case errors.Is(err, ErrNotMedia):
 		log.Warn("probe: not media, parking job", "reason", err.Error())
-		return w.dead(sctx, job, err.Error())
+		return w.parked(sctx, job, a, err.Error())
 	case job.Attempts+1 >= w.cfg.MaxAttempts:
 		reason := fmt.Sprintf("gave up after %d attempts: %v", job.Attempts+1, err)
 		log.Error("probe: failed, parking job", "reason", reason)
-		return w.dead(sctx, job, reason)
+		return w.parked(sctx, job, a, reason)
 	default:
 		delay := w.Delay(job.Attempts)
 		log.Warn("probe: failed, will retry", "reason", err.Error(), "retry_in", delay)
@@ -263,4 +269,19 @@ func (w *Worker) dead(ctx context.Context, job sessionstore.ProbeJob, reason str
 		return fmt.Errorf("probe: park %s: %w", job.AssetID, err)
 	}
 	return nil
+}
+
+// parked parks a job whose probe failed for good and tells Probed.
+func (w *Worker) parked(ctx context.Context, job sessionstore.ProbeJob, a sessionstore.Asset, reason string) error {
+	if err := w.dead(ctx, job, reason); err != nil {
+		return err
+	}
+	w.probed(ctx, a, reason)
+	return nil
+}
+
+func (w *Worker) probed(ctx context.Context, a sessionstore.Asset, failure string) {
+	if w.cfg.Probed != nil {
+		w.cfg.Probed(ctx, a, failure)
+	}
 }

@@ -34,7 +34,8 @@ func nullable(s string) *string {
 }
 
 // assetJSON renders a. A ready asset gets a download URL: the sink's own
-// (S3 presigned) or, when it has none, one of this server, signed.
+// (S3 presigned) or, when it has none, one of this server, signed (rc is
+// nil outside a request: then only with --public-url).
 func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessionstore.Asset) *assetJSON {
 	j := &assetJSON{
 		ID: a.ID, Type: a.Type, State: a.State,
@@ -59,6 +60,9 @@ func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessi
 		// The asset is still worth showing; the URL can be asked again.
 		s.log.Warn("download url", "asset_id", a.ID, "err", err)
 		return j
+	}
+	if u == "" && rc == nil && s.cfg.PublicURL == "" {
+		return j // no request to take the host from (a webhook delivery)
 	}
 	if u == "" {
 		u = s.baseURL(rc) + downloadPath + a.ID + "?token=" + s.signDownload(a.ID, time.Now().Add(s.cfg.DownloadTTL))

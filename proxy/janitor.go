@@ -86,7 +86,7 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
 		return err
 	}
-	if _, err := s.store.DeleteUpload(ctx, sess.ID); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+	if err := s.deleteUpload(ctx, sess, sessionstore.EventUploadExpired); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		return err
 	}
 	s.releaseQuota(ctx, sess.Account, sess.ID)

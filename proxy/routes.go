@@ -96,6 +96,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case strings.HasPrefix(path, assetsPath):
 		rq.route = "asset"
 		s.asset(ctx, rq, strings.TrimSuffix(path[len(assetsPath):], "/"))
+	case path == webhooksPath || strings.HasPrefix(path, webhooksPath+"/"):
+		rq.route = "webhooks"
+		s.webhooks(ctx, rq, path[len(webhooksPath):])
 	case strings.HasPrefix(path, downloadPath):
 		rq.route = "download"
 		s.download(ctx, rq, path[len(downloadPath):])

@@ -123,6 +123,7 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 		return fmt.Errorf("proxy: commit concatenation: %w", err)
 	}
 	s.settleQuota(ctx, sess.Account, sess.ID, sess.Length)
+	s.emitStored(cctx, sessionstore.EventAssetReady, sess.AssetID)
 	s.metrics.completed.Add(1)
 	return nil
 }

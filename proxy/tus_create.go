@@ -199,6 +199,7 @@ func (s *Server) createUpload(ctx context.Context, sess *sessionstore.Session, a
 		}
 		return fmt.Errorf("proxy: create upload: %w", err)
 	}
+	s.emit(ctx, sessionstore.EventAssetCreated, asset)
 	s.metrics.created.Add(1)
 	return nil
 }

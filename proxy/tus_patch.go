@@ -353,6 +353,7 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 		return sess, fmt.Errorf("proxy: commit completion: %w", err)
 	}
 	s.settleQuota(ctx, ns.Account, ns.ID, ns.Offset)
+	s.emitStored(cctx, sessionstore.EventAssetReady, sess.AssetID)
 	s.metrics.completed.Add(1)
 	s.log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
 	return ns, nil

@@ -118,7 +118,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
 		return fmt.Errorf("proxy: free storage: %w", err)
 	}
-	if _, err := s.store.DeleteUpload(ctx, id); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+	if err := s.deleteUpload(ctx, sess, sessionstore.EventAssetDeleted); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		return fmt.Errorf("proxy: delete upload: %w", err)
 	}
 	s.releaseQuota(ctx, rq.account, id)

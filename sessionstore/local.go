@@ -24,6 +24,10 @@ var (
 	boltBucketKeyHash  = []byte("keyhash")  // key hash → key id
 	boltBucketProbe    = []byte("probe")    // boltBE64(ready ns) + boltBE64(seq) → JSON localProbeRecord
 	boltBucketDead     = []byte("dead")     // boltBE64(seq) → JSON DeadProbe
+	// Webhooks: see local_webhooks.go.
+	boltBucketHooks     = []byte("webhooks")   // webhook id → JSON Webhook
+	boltBucketHookQueue = []byte("webhookq")   // boltBE64(ready ns) + boltBE64(seq) → JSON localHookRecord
+	boltBucketHookLog   = []byte("webhooklog") // webhook id → bucket: event id → JSON WebhookDelivery
 
 	boltKeyEpoch = []byte("epoch")
 )
@@ -46,7 +50,9 @@ type Local struct {
 	epoch   int64
 	counter int64
 	leases  map[string]localLease
-	claims  map[string]localProbeClaim
+	// probes and hooks are the probe and webhook queues (their claims
+	// are guarded by mu).
+	probes, hooks *localQueue
 
 	// node is this process's node id; releaseWatchers get its release
 	// requests (guarded by wmu, not mu: a callback may call the store).
@@ -55,8 +61,6 @@ type Local struct {
 	releaseWatchers map[int]func(ReleaseRequest)
 	nextW           int
 
-	// notify wakes one waiting ClaimProbe (capacity 1, non-blocking send).
-	notify chan struct{}
 	// closed is closed by Close to release waiting claimers.
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -89,7 +93,8 @@ func NewLocal(path string) (*Local, error) {
 	var epoch uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{boltBucketMeta, boltBucketSessions, boltBucketParts, boltBucketExpiry,
-			boltBucketAssets, boltBucketKeys, boltBucketKeyHash, boltBucketProbe, boltBucketDead} {
+			boltBucketAssets, boltBucketKeys, boltBucketKeyHash, boltBucketProbe, boltBucketDead,
+			boltBucketHooks, boltBucketHookQueue, boltBucketHookLog} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -109,8 +114,8 @@ func NewLocal(path string) (*Local, error) {
 		db:     db,
 		epoch:  int64(epoch),
 		leases: map[string]localLease{},
-		claims: map[string]localProbeClaim{},
-		notify: make(chan struct{}, 1),
+		probes: newLocalQueue("probe", boltBucketProbe),
+		hooks:  newLocalQueue("webhook", boltBucketHookQueue),
 		closed: make(chan struct{}),
 		// One node: a restart is a new node, and leases (in memory) do
 		// not survive it anyway.

@@ -43,13 +43,9 @@ func boltPutProbe(tx *bolt.Tx, ready time.Time, rec localProbeRecord) error {
 	return boltPut(b, append(boltBE64(boltUnixNano(ready)), boltBE64(seq)...), rec)
 }
 
-// wake tells one waiting claimer that a job may be ready; it never blocks.
-func (l *Local) wake() {
-	select {
-	case l.notify <- struct{}{}:
-	default:
-	}
-}
+// wake tells one waiting probe claimer that a job may be ready; it never
+// blocks.
+func (l *Local) wake() { l.probes.wake() }
 
 // CreateKey stores a key; ErrExists if its id or hash is taken.
 func (l *Local) CreateKey(ctx context.Context, k Key) error {
@@ -175,9 +171,48 @@ func (l *Local) WatchKeyRevocations(ctx context.Context, fn func(hash string)) e
 	return nil
 }
 
+// localQueue is one durable queue of the bbolt file: a bucket whose keys
+// are boltBE64(ready ns) + boltBE64(seq), its in-memory claims (guarded by
+// Local.mu) and the channel that wakes one waiting claimer. The probe queue
+// and the webhook queue are two of them.
+type localQueue struct {
+	op     string // for errors: "probe", "webhook"
+	bucket []byte
+	claims map[string]localProbeClaim
+	notify chan struct{}
+}
+
+func newLocalQueue(op string, bucket []byte) *localQueue {
+	return &localQueue{op: op, bucket: bucket, claims: map[string]localProbeClaim{}, notify: make(chan struct{}, 1)}
+}
+
+// wake tells one waiting claimer of q that a job may be ready; it never
+// blocks.
+func (q *localQueue) wake() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
 // ClaimProbe hands out the oldest ready job that is unclaimed, or whose
 // claim is older than reclaimAfter, waiting up to block for one.
 func (l *Local) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, error) {
+	id, raw, err := l.claim(ctx, l.probes, consumer, block, reclaimAfter)
+	if err != nil {
+		return ProbeJob{}, err
+	}
+	var rec localProbeRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return ProbeJob{}, fmt.Errorf("sessionstore: local claim probe: decode: %w", err)
+	}
+	return ProbeJob{ID: id, AssetID: rec.AssetID, Attempts: rec.Attempts}, nil
+}
+
+// claim hands out the oldest ready job of q that is unclaimed, or whose
+// claim is older than reclaimAfter, waiting up to block for one. It answers
+// the job's id (the hex of its key) and its stored value.
+func (l *Local) claim(ctx context.Context, q *localQueue, consumer string, block, reclaimAfter time.Duration) (string, []byte, error) {
 	deadline := time.Now().Add(block)
 	var timer *time.Timer
 	defer func() {
@@ -187,15 +222,15 @@ func (l *Local) ClaimProbe(ctx context.Context, consumer string, block, reclaimA
 	}()
 	for {
 		if err := ctx.Err(); err != nil {
-			return ProbeJob{}, err
+			return "", nil, err
 		}
-		job, ok, next, err := l.tryClaim(consumer, reclaimAfter)
+		id, raw, ok, next, err := l.tryClaim(q, consumer, reclaimAfter)
 		if err != nil || ok {
-			return job, err
+			return id, raw, err
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return ProbeJob{}, fmt.Errorf("sessionstore: local claim probe: %w", ErrEmpty)
+			return "", nil, fmt.Errorf("sessionstore: local claim %s: %w", q.op, ErrEmpty)
 		}
 		if next > 0 && next < wait {
 			wait = next
@@ -207,51 +242,47 @@ func (l *Local) ClaimProbe(ctx context.Context, consumer string, block, reclaimA
 		}
 		select {
 		case <-ctx.Done():
-			return ProbeJob{}, ctx.Err()
+			return "", nil, ctx.Err()
 		case <-l.closed:
-			return ProbeJob{}, fmt.Errorf("sessionstore: local claim probe: closed: %w", ErrUnavailable)
-		case <-l.notify:
+			return "", nil, fmt.Errorf("sessionstore: local claim %s: closed: %w", q.op, ErrUnavailable)
+		case <-q.notify:
 		case <-timer.C:
 		}
 	}
 }
 
-// localProbeCandidate is a ready job seen by tryClaim.
-type localProbeCandidate struct {
+// localCandidate is a ready job seen by tryClaim.
+type localCandidate struct {
 	id  string
-	rec localProbeRecord
+	raw []byte
 }
 
 // tryClaim makes one attempt. When nothing is claimable, next is how soon
 // something may become so (0: unknown, wait for a wake-up).
-func (l *Local) tryClaim(consumer string, reclaimAfter time.Duration) (job ProbeJob, ok bool, next time.Duration, err error) {
+func (l *Local) tryClaim(q *localQueue, consumer string, reclaimAfter time.Duration) (id string, raw []byte, ok bool, next time.Duration, err error) {
 	for {
 		now := time.Now()
 		next = 0
-		var cands []localProbeCandidate
-		err = l.view("claim probe", func(tx *bolt.Tx) error {
-			c := tx.Bucket(boltBucketProbe).Cursor()
+		var cands []localCandidate
+		err = l.view("claim "+q.op, func(tx *bolt.Tx) error {
+			c := tx.Bucket(q.bucket).Cursor()
 			for k, v := c.First(); k != nil && len(cands) < localProbeScan; k, v = c.Next() {
 				if ready := int64(binary.BigEndian.Uint64(k[:8])); ready > now.UnixNano() {
 					next = time.Duration(ready - now.UnixNano())
 					break
 				}
-				var rec localProbeRecord
-				if err := json.Unmarshal(v, &rec); err != nil {
-					return fmt.Errorf("decode probe job: %w", err)
-				}
-				cands = append(cands, localProbeCandidate{id: hex.EncodeToString(k), rec: rec})
+				cands = append(cands, localCandidate{id: hex.EncodeToString(k), raw: append([]byte(nil), v...)})
 			}
 			return nil
 		})
 		if err != nil {
-			return ProbeJob{}, false, 0, err
+			return "", nil, false, 0, err
 		}
 
 		chosen := -1
 		l.mu.Lock()
 		for i, c := range cands {
-			if cl, claimed := l.claims[c.id]; claimed {
+			if cl, claimed := q.claims[c.id]; claimed {
 				if left := reclaimAfter - now.Sub(cl.at); left > 0 {
 					if next == 0 || left < next {
 						next = left
@@ -259,13 +290,13 @@ func (l *Local) tryClaim(consumer string, reclaimAfter time.Duration) (job Probe
 					continue
 				}
 			}
-			l.claims[c.id] = localProbeClaim{consumer: consumer, at: now}
+			q.claims[c.id] = localProbeClaim{consumer: consumer, at: now}
 			chosen = i
 			break
 		}
 		l.mu.Unlock()
 		if chosen < 0 {
-			return ProbeJob{}, false, next, nil
+			return "", nil, false, next, nil
 		}
 		c := cands[chosen]
 
@@ -274,63 +305,75 @@ func (l *Local) tryClaim(consumer string, reclaimAfter time.Duration) (job Probe
 		// after claiming settles it.
 		key, _ := hex.DecodeString(c.id)
 		var exists bool
-		if err := l.view("claim probe", func(tx *bolt.Tx) error {
-			exists = tx.Bucket(boltBucketProbe).Get(key) != nil
+		if err := l.view("claim "+q.op, func(tx *bolt.Tx) error {
+			exists = tx.Bucket(q.bucket).Get(key) != nil
 			return nil
 		}); err != nil {
-			return ProbeJob{}, false, 0, err
+			return "", nil, false, 0, err
 		}
 		if !exists {
-			l.dropClaim(c.id, consumer, now)
+			l.dropClaim(q, c.id, consumer, now)
 			continue
 		}
 		if chosen < len(cands)-1 {
-			l.wake() // more may be ready: pass the wake-up on
+			q.wake() // more may be ready: pass the wake-up on
 		}
-		return ProbeJob{ID: c.id, AssetID: c.rec.AssetID, Attempts: c.rec.Attempts}, true, 0, nil
+		return c.id, c.raw, true, 0, nil
 	}
 }
 
 // dropClaim removes a claim if it is still the one made at `at`.
-func (l *Local) dropClaim(id, consumer string, at time.Time) {
+func (l *Local) dropClaim(q *localQueue, id, consumer string, at time.Time) {
 	l.mu.Lock()
-	if cl, ok := l.claims[id]; ok && cl.consumer == consumer && cl.at.Equal(at) {
-		delete(l.claims, id)
+	if cl, ok := q.claims[id]; ok && cl.consumer == consumer && cl.at.Equal(at) {
+		delete(q.claims, id)
 	}
 	l.mu.Unlock()
 }
 
 // forgetClaim removes any claim of a job that no longer exists.
-func (l *Local) forgetClaim(id string) {
+func (l *Local) forgetClaim(q *localQueue, id string) {
 	l.mu.Lock()
-	delete(l.claims, id)
+	delete(q.claims, id)
 	l.mu.Unlock()
 }
 
 // finishProbe removes job in one transaction and calls fn with its record;
 // a job already gone (acked by a consumer that reclaimed it) is a no-op.
 func (l *Local) finishProbe(op string, job ProbeJob, fn func(tx *bolt.Tx, rec localProbeRecord) error) error {
-	key, err := hex.DecodeString(job.ID)
+	return l.finish(op, l.probes, job.ID, func(tx *bolt.Tx, raw []byte) error {
+		var rec localProbeRecord
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return fmt.Errorf("decode probe job: %w", err)
+		}
+		return fn(tx, rec)
+	})
+}
+
+// finish removes job id of q in one transaction and calls fn with its
+// stored value; a job already gone (settled by a consumer that reclaimed
+// it) is a no-op.
+func (l *Local) finish(op string, q *localQueue, id string, fn func(tx *bolt.Tx, raw []byte) error) error {
+	key, err := hex.DecodeString(id)
 	if err != nil || len(key) != 16 {
-		return fmt.Errorf("sessionstore: local %s: job id %q: %w", op, job.ID, ErrNotFound)
+		return fmt.Errorf("sessionstore: local %s: job id %q: %w", op, id, ErrNotFound)
 	}
 	err = l.update(op, func(tx *bolt.Tx) error {
-		b := tx.Bucket(boltBucketProbe)
-		var rec localProbeRecord
-		if err := boltGet(b, key, &rec); errors.Is(err, ErrNotFound) {
+		b := tx.Bucket(q.bucket)
+		raw := b.Get(key)
+		if raw == nil {
 			return nil
-		} else if err != nil {
-			return err
 		}
+		raw = append([]byte(nil), raw...) // valid only until the delete
 		if err := b.Delete(key); err != nil {
 			return err
 		}
-		return fn(tx, rec)
+		return fn(tx, raw)
 	})
 	if err != nil {
 		return err
 	}
-	l.forgetClaim(job.ID)
+	l.forgetClaim(q, id)
 	return nil
 }
 

@@ -257,6 +257,12 @@ for _, m in ipairs(due) do
 	end
 	redis.call('ZREM', KEYS[2], m)
 end
+` + luaReclaim)
+
+// luaReclaim is the tail of a claim script: it makes sure the consumer
+// group exists and reclaims one entry idle longer than the limit. Answers
+// {1, id, flat fields} or {2}. Keys and arguments as luaClaim's.
+const luaReclaim = `
 local cursor = '0-0'
 for _ = 1, 100 do
 	local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', 1)
@@ -275,7 +281,7 @@ for _ = 1, 100 do
 	if cursor == '0-0' then break end
 end
 return {2}
-`)
+`
 
 // luaAck removes a finished job. KEYS[1] stream. ARGV[1] group, [2] id.
 var luaAck = redis.NewScript(`

@@ -40,35 +40,57 @@ func (r *Redis) ClaimProbe(ctx context.Context, consumer string, block, reclaimA
 	return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
 }
 
-// claimEntry claims one stream entry (reclaimed or new) and answers it
-// with its fields.
+// claimEntry claims one probe stream entry (reclaimed or new) and answers
+// it with its fields.
 func (r *Redis) claimEntry(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, map[string]string, error) {
-	out, err := r.runScript(ctx, "claim probe", luaClaim, []string{redisProbeStream, redisProbeDelayed},
-		redisProbeGroup, consumer, redisMillis(reclaimAfter), redisProbeMaxLen)
-	if err == nil {
-		id, _ := out[0].(string)
-		vals := redisFlatMap(out[1])
-		job, err := redisProbeJob(id, vals)
-		return job, vals, err
-	}
-	if !errors.Is(err, ErrNotFound) {
+	id, vals, err := r.claimStream(ctx, redisProbeQueue, consumer, block, reclaimAfter)
+	if err != nil {
 		return ProbeJob{}, nil, err
 	}
-	args := &redis.XReadGroupArgs{Group: redisProbeGroup, Consumer: consumer,
-		Streams: []string{redisProbeStream, ">"}, Count: 1, Block: -1}
+	job, err := redisProbeJob(id, vals)
+	return job, vals, err
+}
+
+// redisQueue names a stream queue: the probe queue, the webhook queue.
+type redisQueue struct {
+	op              string // "probe", "webhook"
+	stream, delayed string
+	group           string
+	claim           *redis.Script // moves due retries, then luaReclaim
+	maxLen          int64
+}
+
+var redisProbeQueue = redisQueue{op: "probe", stream: redisProbeStream, delayed: redisProbeDelayed,
+	group: redisProbeGroup, claim: luaClaim, maxLen: redisProbeMaxLen}
+
+// claimStream claims one entry of q (reclaimed, or new with XREADGROUP
+// blocking up to block) and answers its id and fields.
+func (r *Redis) claimStream(ctx context.Context, q redisQueue, consumer string, block, reclaimAfter time.Duration) (string, map[string]string, error) {
+	op := "claim " + q.op
+	out, err := r.runScript(ctx, op, q.claim, []string{q.stream, q.delayed},
+		q.group, consumer, redisMillis(reclaimAfter), q.maxLen)
+	if err == nil {
+		id, _ := out[0].(string)
+		return id, redisFlatMap(out[1]), nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return "", nil, err
+	}
+	args := &redis.XReadGroupArgs{Group: q.group, Consumer: consumer,
+		Streams: []string{q.stream, ">"}, Count: 1, Block: -1}
 	if block > 0 {
 		args.Block = time.Duration(redisMillis(block)) * time.Millisecond
 	}
 	streams, err := r.client.XReadGroup(ctx, args).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return ProbeJob{}, nil, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, ErrEmpty)
 	case redis.HasErrorPrefix(err, "NOGROUP"):
 		// The data was flushed since the script ran; the next claim
 		// creates the group again.
-		return ProbeJob{}, nil, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, ErrEmpty)
 	case err != nil:
-		return ProbeJob{}, nil, redisErr("claim probe", err)
+		return "", nil, redisErr(op, err)
 	}
 	for _, s := range streams {
 		for _, m := range s.Messages {
@@ -76,11 +98,10 @@ func (r *Redis) claimEntry(ctx context.Context, consumer string, block, reclaimA
 			for k, v := range m.Values {
 				vals[k], _ = v.(string)
 			}
-			job, err := redisProbeJob(m.ID, vals)
-			return job, vals, err
+			return m.ID, vals, nil
 		}
 	}
-	return ProbeJob{}, nil, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+	return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, ErrEmpty)
 }
 
 // verifyJob decides a Cluster completion job: its asset is ready (ok, and

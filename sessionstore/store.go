@@ -342,4 +342,33 @@ type Store interface {
 	// QuotaHolds lists up to limit holds not made or touched since
 	// before, oldest first.
 	QuotaHolds(ctx context.Context, before time.Time, limit int) ([]QuotaHold, error)
+
+	// Webhooks (issue 11; types in webhook.go).
+
+	// CreateWebhook stores an account's endpoint; ErrExists if its id is
+	// taken.
+	CreateWebhook(ctx context.Context, h Webhook) error
+	// Webhooks lists an account's endpoints, oldest first.
+	Webhooks(ctx context.Context, account string) ([]Webhook, error)
+	// Webhook returns one endpoint; ErrNotFound when unknown or deleted.
+	Webhook(ctx context.Context, id string) (Webhook, error)
+	// DeleteWebhook removes an endpoint of account and its delivery
+	// records; ErrNotFound when unknown or another account's. Its queued
+	// jobs find it gone and are dropped.
+	DeleteWebhook(ctx context.Context, account, id string) error
+	// EnqueueWebhookEvent queues one delivery of ev, in one atomic step,
+	// for each of account's endpoints subscribed to ev.Type, and answers
+	// how many.
+	EnqueueWebhookEvent(ctx context.Context, account string, ev WebhookEvent) (int, error)
+	// ClaimWebhook hands out one ready delivery job to consumer, waiting up
+	// to block for one; a job claimed by a consumer that did not settle
+	// it within reclaimAfter is handed out again. ErrEmpty when none.
+	ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (WebhookJob, error)
+	// SettleWebhook records out as the job's delivery state and removes
+	// the job, or requeues it (DeliveryRetrying). A job that is no longer
+	// queued (settled by a consumer that reclaimed it) is left alone.
+	SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOutcome) error
+	// WebhookDeliveries lists the latest state of the endpoint's
+	// deliveries (up to MaxWebhookDeliveries), newest first.
+	WebhookDeliveries(ctx context.Context, hookID string) ([]WebhookDelivery, error)
 }

@@ -59,6 +59,7 @@ func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.
 			Runner:      probe.Runner{Path: *p.ffprobe, Timeout: *p.timeout},
 			MaxAttempts: *p.attempts,
 			Logger:      log,
+			Probed:      probedEvents(store, log),
 		}, store, input)
 		wg.Go(func() { w.Run(ctx) })
 	}
@@ -71,6 +72,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	sf := addStoreFlags(fl)
 	kf := addSinkFlags(fl, sf.dataDir)
 	pf := addProbeFlags(fl, 2)
+	wf := addWebhookFlags(fl)
 	uploadExpiry := fl.Duration("upload-expiry", 24*time.Hour, "abandoned uploads expire after this")
 	shutdownTimeout := fl.Duration("shutdown-timeout", 30*time.Second, "SIGTERM drain limit")
 	corsOrigins := fl.String("cors-origins", "*", "allowed browser origins, comma separated (* = any)")
@@ -222,6 +224,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 
 	wg.Go(func() { srv.RunJanitor(bg, *janitorEvery) })
 	pf.start(bg, &wg, store, sink, *kf.presignTTL, log)
+	wf.start(bg, &wg, store, srv.WebhookAsset, log)
 
 	var serveErr error
 	select {

@@ -101,6 +101,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("ConcurrentCommit", func(t *testing.T) { testConcurrentCommit(t, newStore(t)) })
 	t.Run("ConcurrentAcquire", func(t *testing.T) { testConcurrentAcquire(t, newStore(t)) })
 	runQuota(t, newStore)
+	runWebhooks(t, newStore)
 }
 
 // newID returns a random id, so stores that keep data between subtests

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/roughy/ingest/probe"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/webhook"
+)
+
+// webhookFlags tune serve's webhook deliverer (issue 11). The retry
+// schedule is a flag so that tests can run a day of retries in seconds.
+type webhookFlags struct {
+	workers      *int
+	timeout      *time.Duration
+	retryBase    *time.Duration
+	retryMax     *time.Duration
+	retryFor     *time.Duration
+	reclaimAfter *time.Duration
+}
+
+func addWebhookFlags(f *flag.FlagSet) *webhookFlags {
+	return &webhookFlags{
+		workers:   f.Int("webhook-workers", 4, "webhook deliveries in flight at once in this process (0: none)"),
+		timeout:   f.Duration("webhook-timeout", 10*time.Second, "limit of one webhook delivery (a receiver slower than this is retried)"),
+		retryBase: f.Duration("webhook-retry-base", 30*time.Second, "first webhook retry delay, doubled after each failure"),
+		retryMax:  f.Duration("webhook-retry-max", time.Hour, "longest delay between two webhook retries"),
+		retryFor:  f.Duration("webhook-retry-for", 24*time.Hour, "how long after its event a delivery is retried before it is dead-lettered"),
+		reclaimAfter: f.Duration("webhook-reclaim-after", 0,
+			"hand a delivery claimed by a dead node to another after this (default --webhook-timeout + 10s)"),
+	}
+}
+
+// start runs the deliverer until ctx ends; wg tracks it.
+func (w *webhookFlags) start(ctx context.Context, wg *sync.WaitGroup, store webhook.Store, render webhook.RenderFunc, log *slog.Logger) {
+	if *w.workers <= 0 {
+		return
+	}
+	d := webhook.New(webhook.Config{
+		Workers: *w.workers, Timeout: *w.timeout, BaseDelay: *w.retryBase, MaxDelay: *w.retryMax,
+		MaxAge: *w.retryFor, ReclaimAfter: *w.reclaimAfter, Render: render, Logger: log,
+	}, store)
+	wg.Go(func() { d.Run(ctx) })
+}
+
+// probedEvents makes probe workers emit asset.probed to the account's
+// webhooks, when store can queue them.
+func probedEvents(store probe.Store, log *slog.Logger) func(context.Context, sessionstore.Asset, string) {
+	e, ok := store.(webhook.Enqueuer)
+	if !ok {
+		return nil
+	}
+	return func(ctx context.Context, a sessionstore.Asset, failure string) {
+		if err := webhook.Emit(ctx, e, sessionstore.EventAssetProbed, a, failure); err != nil {
+			log.Warn("webhook event not queued", "event", sessionstore.EventAssetProbed, "asset_id", a.ID, "err", err)
+		}
+	}
+}

@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/webhook"
+	"github.com/valyala/fasthttp"
+)
+
+// webhooksPath is the webhook API (issue 11): POST and GET on it, GET and
+// DELETE on /{id}, GET on /{id}/deliveries.
+const webhooksPath = "/api/v1/webhooks"
+
+// maxWebhookBody bounds a POST /api/v1/webhooks body.
+const maxWebhookBody = 16 << 10
+
+var (
+	errWebhookNotFound = errorf(fasthttp.StatusNotFound, "not_found", "no such webhook")
+	errWebhookBody     = errorf(fasthttp.StatusBadRequest, "invalid_webhook",
+		`the body must be JSON {"url":"https://…","events":["asset.ready",…]}; events default to all of `+strings.Join(sessionstore.EventTypes, ", "))
+	errWebhookTooBig = errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "a webhook body is at most 16 KiB")
+)
+
+// webhookJSON is an endpoint as the API shows it; Secret only in the
+// answer to its creation.
+type webhookJSON struct {
+	ID        string   `json:"id"`
+	URL       string   `json:"url"`
+	Events    []string `json:"events"`
+	Secret    string   `json:"secret,omitempty"`
+	CreatedAt string   `json:"created_at"`
+}
+
+func toWebhookJSON(h sessionstore.Webhook) webhookJSON {
+	return webhookJSON{ID: h.ID, URL: h.URL, Events: h.Events, CreatedAt: h.CreatedAt.UTC().Format(time.RFC3339)}
+}
+
+// deliveryJSON is one event's delivery to an endpoint.
+type deliveryJSON struct {
+	EventID     string  `json:"event_id"`
+	EventType   string  `json:"event_type"`
+	State       string  `json:"state"`
+	Attempts    int     `json:"attempts"`
+	LastStatus  *int    `json:"last_status"`
+	LastError   *string `json:"last_error"`
+	NextAttempt *string `json:"next_attempt_at"`
+	CreatedAt   string  `json:"created_at"`
+	UpdatedAt   string  `json:"updated_at"`
+}
+
+// webhooks serves the webhook API; rest is the path after webhooksPath.
+func (s *Server) webhooks(rc *fasthttp.RequestCtx, rq *request, rest string) {
+	rest = strings.Trim(rest, "/")
+	id, sub, _ := strings.Cut(rest, "/")
+	var allow string
+	switch {
+	case id == "":
+		allow = "GET, POST"
+	case sub == "":
+		allow = "GET, DELETE"
+	case sub == "deliveries":
+		allow = "GET"
+	default:
+		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		return
+	}
+	if !slices.Contains(strings.Split(allow, ", "), rq.method) {
+		rq.allow = allow
+		s.writeError(rc, rq, errMethod)
+		return
+	}
+	rq.bodyRoute = rq.method == fasthttp.MethodPost
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	account, err := s.authenticate(ctx, rc)
+	if err == nil {
+		rq.account = account
+		err = s.serveWebhooks(ctx, rc, rq, id, sub)
+	}
+	if err != nil {
+		s.fail(rc, rq, err)
+	}
+}
+
+func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id, sub string) error {
+	if id == "" {
+		if rq.method == fasthttp.MethodPost {
+			return s.createWebhook(ctx, rc, rq.account)
+		}
+		hooks, err := s.store.Webhooks(ctx, rq.account)
+		if err != nil {
+			return fmt.Errorf("proxy: list webhooks: %w", err)
+		}
+		out := make([]webhookJSON, 0, len(hooks))
+		for _, h := range hooks {
+			out = append(out, toWebhookJSON(h))
+		}
+		writeJSON(rc, fasthttp.StatusOK, map[string]any{"webhooks": out})
+		return nil
+	}
+	h, err := s.accountWebhook(ctx, rq.account, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub == "deliveries":
+		ds, err := s.store.WebhookDeliveries(ctx, h.ID)
+		if err != nil {
+			return fmt.Errorf("proxy: webhook deliveries: %w", err)
+		}
+		out := make([]deliveryJSON, 0, len(ds))
+		for _, d := range ds {
+			out = append(out, toDeliveryJSON(d))
+		}
+		writeJSON(rc, fasthttp.StatusOK, map[string]any{"deliveries": out})
+	case rq.method == fasthttp.MethodDelete:
+		err := s.store.DeleteWebhook(ctx, rq.account, h.ID)
+		if errors.Is(err, sessionstore.ErrNotFound) {
+			return errWebhookNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("proxy: delete webhook: %w", err)
+		}
+		rc.SetStatusCode(fasthttp.StatusNoContent)
+	default:
+		writeJSON(rc, fasthttp.StatusOK, toWebhookJSON(h))
+	}
+	return nil
+}
+
+// accountWebhook loads an endpoint of account; another account's is
+// unknown (404), like its assets.
+func (s *Server) accountWebhook(ctx context.Context, account, id string) (sessionstore.Webhook, error) {
+	if !validID(id) {
+		return sessionstore.Webhook{}, errWebhookNotFound
+	}
+	h, err := s.store.Webhook(ctx, id)
+	if errors.Is(err, sessionstore.ErrNotFound) || err == nil && h.Account != account {
+		return sessionstore.Webhook{}, errWebhookNotFound
+	}
+	if err != nil {
+		return sessionstore.Webhook{}, fmt.Errorf("proxy: load webhook: %w", err)
+	}
+	return h, nil
+}
+
+func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, account string) error {
+	if rc.Request.Header.ContentLength() > maxWebhookBody {
+		return errWebhookTooBig
+	}
+	var body io.Reader = rc.RequestBodyStream()
+	if body == nil {
+		return errWebhookBody
+	}
+	raw, err := io.ReadAll(io.LimitReader(body, maxWebhookBody+1))
+	if err != nil {
+		return errWebhookBody
+	}
+	if len(raw) > maxWebhookBody {
+		return errWebhookTooBig
+	}
+	var req struct {
+		URL    string   `json:"url"`
+		Events []string `json:"events"`
+	}
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return errWebhookBody
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.URL) > 2048 {
+		return errorf(fasthttp.StatusBadRequest, "invalid_webhook", "url must be an absolute http or https URL (at most 2048 characters)")
+	}
+	events := req.Events
+	if len(events) == 0 {
+		events = sessionstore.EventTypes
+	}
+	for _, e := range events {
+		if !slices.Contains(sessionstore.EventTypes, e) {
+			return errorf(fasthttp.StatusBadRequest, "invalid_webhook",
+				fmt.Sprintf("unknown event %q; known: %s", e, strings.Join(sessionstore.EventTypes, ", ")))
+		}
+	}
+	slices.Sort(events)
+	h := sessionstore.Webhook{ID: apikey.NewID(), Account: account, URL: req.URL, Events: slices.Compact(events),
+		Secret: "whsec_" + rand.Text() + rand.Text(), CreatedAt: time.Now().UTC()}
+	if err := s.store.CreateWebhook(ctx, h); err != nil {
+		return fmt.Errorf("proxy: create webhook: %w", err)
+	}
+	j := toWebhookJSON(h)
+	j.Secret = h.Secret // shown once
+	rc.Response.Header.Set("Location", webhooksPath+"/"+h.ID)
+	rc.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(rc, fasthttp.StatusCreated, j)
+	return nil
+}
+
+func toDeliveryJSON(d sessionstore.WebhookDelivery) deliveryJSON {
+	j := deliveryJSON{EventID: d.EventID, EventType: d.EventType, State: d.State, Attempts: d.Attempts,
+		LastError: nullable(d.LastError), CreatedAt: d.CreatedAt.UTC().Format(time.RFC3339),
+		UpdatedAt: d.UpdatedAt.UTC().Format(time.RFC3339)}
+	if d.LastStatus != 0 {
+		j.LastStatus = &d.LastStatus
+	}
+	if d.State == sessionstore.DeliveryPending || d.State == sessionstore.DeliveryRetrying {
+		j.NextAttempt = nullable(d.NextAttempt.UTC().Format(time.RFC3339))
+	}
+	return j
+}
+
+// emit queues a webhook event right after the state change it reports. It
+// only writes to the store, and a failure is logged, not answered: the
+// change itself is done.
+func (s *Server) emit(ctx context.Context, typ string, a sessionstore.Asset) {
+	if a.ID == "" {
+		return // a concatenation partial: no asset to tell about
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := webhook.Emit(ctx, s.store, typ, a, ""); err != nil {
+		s.log.Warn("webhook event not queued", "event", typ, "asset_id", a.ID, "account", a.Account, "err", err)
+	}
+}
+
+// deleteUpload deletes an upload from the store and emits typ about its
+// asset as it stood before (once deleted, the store no longer shows it).
+func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, typ string) error {
+	var a sessionstore.Asset
+	if sess.AssetID != "" {
+		var err error
+		if a, err = s.store.Asset(ctx, sess.AssetID); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+			return fmt.Errorf("proxy: load asset to delete: %w", err)
+		}
+	}
+	if _, err := s.store.DeleteUpload(ctx, sess.ID); err != nil {
+		return err
+	}
+	s.emit(ctx, typ, a)
+	return nil
+}
+
+// emitStored emits an event about asset id as the store holds it now.
+func (s *Server) emitStored(ctx context.Context, typ, id string) {
+	a, err := s.store.Asset(ctx, id)
+	if err != nil {
+		if !errors.Is(err, sessionstore.ErrNotFound) {
+			s.log.Warn("webhook event not queued", "event", typ, "asset_id", id, "err", err)
+		}
+		return
+	}
+	s.emit(ctx, typ, a)
+}
+
+// WebhookAsset renders an event's asset as GET /api/v1/assets/{id} shows
+// it, for webhook.Config.Render: a ready asset gets a download URL fresh
+// at delivery time (a local one needs --public-url); a deleted or expired
+// one gets none.
+func (s *Server) WebhookAsset(ctx context.Context, ev sessionstore.WebhookEvent) any {
+	a := ev.Asset
+	gone := ev.Type == sessionstore.EventAssetDeleted || ev.Type == sessionstore.EventUploadExpired
+	if gone {
+		a.State = sessionstore.StateUploading // no URL to bytes that are gone
+	}
+	j := s.assetJSON(ctx, nil, a)
+	if gone && ev.Asset.State == sessionstore.StateReady {
+		j.State, j.SHA256 = ev.Asset.State, ev.Asset.SHA256
+	}
+	return j
+}

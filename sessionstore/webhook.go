@@ -1,0 +1,113 @@
+package sessionstore
+
+import "time"
+
+// Webhook event types (issue 11).
+const (
+	EventAssetCreated  = "asset.created"
+	EventAssetReady    = "asset.ready"
+	EventAssetProbed   = "asset.probed"
+	EventAssetDeleted  = "asset.deleted"
+	EventUploadExpired = "upload.expired"
+)
+
+// EventTypes lists every webhook event type.
+var EventTypes = []string{EventAssetCreated, EventAssetReady, EventAssetProbed, EventAssetDeleted, EventUploadExpired}
+
+// Webhook is one of an account's endpoints. Secret signs its deliveries; the
+// store keeps it because every delivery needs it, the API shows it once.
+type Webhook struct {
+	ID        string
+	Account   string
+	URL       string
+	Events    []string
+	Secret    string
+	CreatedAt time.Time
+}
+
+// WebhookEvent is one state change to tell an account about. ID is stable
+// across every retry: receivers deduplicate by it.
+type WebhookEvent struct {
+	ID   string
+	Type string
+	Time time.Time
+	// Asset is the asset as it stood when the event happened.
+	Asset Asset
+	// Error is the probe's failure (asset.probed only; "" on success).
+	Error string `json:",omitempty"`
+}
+
+// WebhookJob is one queued delivery of an event to one webhook.
+type WebhookJob struct {
+	ID       string // queue-specific message id
+	HookID   string
+	Event    WebhookEvent
+	Attempts int
+	// Since is when the event was enqueued: retries stop MaxAge after it.
+	Since time.Time
+}
+
+// Webhook delivery states, as GET /api/v1/webhooks/{id}/deliveries shows.
+const (
+	DeliveryPending   = "pending"   // queued, not tried yet
+	DeliveryRetrying  = "retrying"  // failed, will be tried again
+	DeliveryDelivered = "delivered" // the receiver answered 2xx
+	DeliveryDead      = "dead"      // given up: dead-lettered
+)
+
+// WebhookDelivery is the latest state of one event's delivery to one
+// webhook.
+type WebhookDelivery struct {
+	EventID   string
+	EventType string
+	HookID    string
+	State     string
+	Attempts  int
+	// LastStatus is the receiver's last HTTP status (0: none, e.g. a
+	// timeout); LastError says what went wrong.
+	LastStatus  int
+	LastError   string `json:",omitempty"`
+	NextAttempt time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// WebhookOutcome settles a claimed delivery: State is DeliveryDelivered
+// (the job is removed), DeliveryRetrying (requeued with Attempts+1, ready
+// after RetryIn) or DeliveryDead (removed, recorded as dead).
+type WebhookOutcome struct {
+	State   string
+	Status  int
+	Error   string
+	RetryIn time.Duration
+}
+
+// webhookRecord is the delivery record a settle writes.
+func webhookRecord(job WebhookJob, out WebhookOutcome, now time.Time) WebhookDelivery {
+	d := WebhookDelivery{EventID: job.Event.ID, EventType: job.Event.Type, HookID: job.HookID, State: out.State,
+		Attempts: job.Attempts + 1, LastStatus: out.Status, LastError: out.Error, CreatedAt: job.Since, UpdatedAt: now}
+	if out.State == DeliveryRetrying {
+		d.NextAttempt = now.Add(out.RetryIn)
+	}
+	return d
+}
+
+// pendingRecord is the delivery record of a newly queued job.
+func pendingRecord(hookID string, ev WebhookEvent, now time.Time) WebhookDelivery {
+	return WebhookDelivery{EventID: ev.ID, EventType: ev.Type, HookID: hookID, State: DeliveryPending,
+		NextAttempt: now, CreatedAt: now, UpdatedAt: now}
+}
+
+// subscribed reports whether h wants events of type typ.
+func (h Webhook) subscribed(typ string) bool {
+	for _, e := range h.Events {
+		if e == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxWebhookDeliveries bounds the delivery records kept per webhook; the
+// oldest go first.
+const MaxWebhookDeliveries = 1000

@@ -1,0 +1,319 @@
+// Package webhook delivers an account's events to its webhook endpoints
+// (issue 11): it takes delivery jobs from the session store's durable
+// queue, POSTs each event signed with the endpoint's secret, and settles
+// the job as delivered, to retry with exponential backoff, or dead. Like
+// probe/, it knows the store only through the few methods it calls.
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// SignatureHeader carries a delivery's signature: "t=<unix seconds>,v1=<hex
+// HMAC-SHA256 of "<t>.<body>" keyed with the endpoint's secret>".
+const SignatureHeader = "Roughy-Signature"
+
+// Headers that name the event, for receivers that route before parsing.
+const (
+	EventIDHeader   = "Roughy-Event-Id"
+	EventTypeHeader = "Roughy-Event-Type"
+)
+
+// Enqueuer is what Emit needs of the session store.
+type Enqueuer interface {
+	EnqueueWebhookEvent(ctx context.Context, account string, ev sessionstore.WebhookEvent) (int, error)
+}
+
+// NewEvent returns an event of type typ about a, with a new id. Ids are
+// UUIDv7: stable across retries, and ordered by time.
+func NewEvent(typ string, a sessionstore.Asset, failure string) sessionstore.WebhookEvent {
+	return sessionstore.WebhookEvent{ID: apikey.NewID(), Type: typ, Time: time.Now().UTC(), Asset: a, Error: failure}
+}
+
+// Emit queues an event of type typ about a for the account's endpoints.
+// It only writes to the store: a slow or dead receiver cannot slow the
+// caller.
+func Emit(ctx context.Context, st Enqueuer, typ string, a sessionstore.Asset, failure string) error {
+	if _, err := st.EnqueueWebhookEvent(ctx, a.Account, NewEvent(typ, a, failure)); err != nil {
+		return fmt.Errorf("webhook: enqueue %s of asset %s: %w", typ, a.ID, err)
+	}
+	return nil
+}
+
+// Sign returns the SignatureHeader value of body sent at t.
+func Sign(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts))
+	m.Write([]byte("."))
+	m.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Payload is a delivery's JSON body.
+type Payload struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	// Time is when the event happened (RFC 3339), not when it was sent.
+	Time string `json:"time"`
+	// Asset is the asset as GET /api/v1/assets/{id} shows it, as it stood
+	// at Time.
+	Asset any `json:"asset"`
+	// Error is a failed probe's reason (asset.probed only).
+	Error string `json:"error,omitempty"`
+}
+
+// Store is what a Deliverer needs of the session store.
+// sessionstore.Local and sessionstore.Redis implement it.
+type Store interface {
+	ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.WebhookJob, error)
+	SettleWebhook(ctx context.Context, job sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error
+	Webhook(ctx context.Context, id string) (sessionstore.Webhook, error)
+}
+
+// RenderFunc turns an event's asset into the JSON shape of GET
+// /api/v1/assets/{id} (the proxy's, with a fresh download URL).
+type RenderFunc func(ctx context.Context, ev sessionstore.WebhookEvent) any
+
+// Config tunes a Deliverer. Zero values take the defaults shown.
+type Config struct {
+	// Workers is the number of deliveries in flight at once (4).
+	Workers int
+	// Timeout bounds one delivery: connect, send, and the receiver's
+	// answer (10s). A timeout counts as a failure.
+	Timeout time.Duration
+	// BaseDelay is the first retry delay, doubled on each failure (30s),
+	// up to MaxDelay (1h).
+	BaseDelay time.Duration
+	MaxDelay  time.Duration
+	// MaxAge is how long after the event deliveries are retried (24h);
+	// a failure past it is dead-lettered.
+	MaxAge time.Duration
+	// Block is how long one claim waits for a job (2s).
+	Block time.Duration
+	// ReclaimAfter hands out again a job whose consumer did not settle it
+	// (a node killed mid-delivery): Timeout + 10s, so a live consumer's
+	// delivery has always ended first and no event is in flight twice.
+	ReclaimAfter time.Duration
+	// Consumer prefixes the workers' consumer names (Consumer()).
+	Consumer string
+	Render   RenderFunc
+	Client   *http.Client
+	Logger   *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.BaseDelay <= 0 {
+		c.BaseDelay = 30 * time.Second
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = time.Hour
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 24 * time.Hour
+	}
+	if c.Block <= 0 {
+		c.Block = 2 * time.Second
+	}
+	if c.ReclaimAfter <= c.Timeout {
+		c.ReclaimAfter = c.Timeout + 10*time.Second
+	}
+	if c.Consumer == "" {
+		c.Consumer = Consumer()
+	}
+	if c.Render == nil {
+		c.Render = func(_ context.Context, ev sessionstore.WebhookEvent) any { return map[string]string{"id": ev.Asset.ID} }
+	}
+	if c.Client == nil {
+		c.Client = &http.Client{
+			// A redirect is an answer that is not 2xx: retried, not followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Consumer returns a consumer name unique to this process, so that a
+// restarted node's old claims are reclaimed, not resumed.
+func Consumer() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "roughy"
+	}
+	return "webhook-" + host + "-" + strconv.Itoa(os.Getpid())
+}
+
+// Deliverer runs a bounded pool of delivery workers.
+type Deliverer struct {
+	cfg   Config
+	store Store
+}
+
+// New returns a deliverer over store.
+func New(cfg Config, store Store) *Deliverer {
+	return &Deliverer{cfg: cfg.withDefaults(), store: store}
+}
+
+// Delay is the retry delay after a job's attempt-th failure (0-based):
+// BaseDelay·2^attempt, capped at MaxDelay.
+func (d *Deliverer) Delay(attempt int) time.Duration {
+	delay := d.cfg.BaseDelay
+	for range attempt {
+		delay *= 2
+		if delay >= d.cfg.MaxDelay {
+			return d.cfg.MaxDelay
+		}
+	}
+	return min(delay, d.cfg.MaxDelay)
+}
+
+// Run delivers until ctx ends, with Workers deliveries at most in flight,
+// then returns once every worker stopped. A delivery cut short by ctx is
+// left claimed; the queue hands it out again after ReclaimAfter.
+func (d *Deliverer) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := range d.cfg.Workers {
+		wg.Go(func() { d.work(ctx, d.cfg.Consumer+"-"+strconv.Itoa(i)) })
+	}
+	wg.Wait()
+}
+
+func (d *Deliverer) work(ctx context.Context, consumer string) {
+	log := d.cfg.Logger.With("consumer", consumer)
+	pause := time.Duration(0)
+	for ctx.Err() == nil {
+		start := time.Now()
+		job, err := d.store.ClaimWebhook(ctx, consumer, d.cfg.Block, d.cfg.ReclaimAfter)
+		switch {
+		case err == nil:
+			pause = 0
+			if err := d.Handle(ctx, job); err != nil && ctx.Err() == nil {
+				log.Warn("webhook: delivery not settled", "event_id", job.Event.ID, "webhook_id", job.HookID, "err", err)
+			}
+			continue
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, sessionstore.ErrEmpty):
+			// A store that answers "empty" without blocking must not
+			// make us spin.
+			pause = 0
+			if time.Since(start) < 50*time.Millisecond {
+				pause = 100 * time.Millisecond
+			}
+		default:
+			pause = min(max(2*pause, 250*time.Millisecond), 5*time.Second)
+			log.Warn("webhook: claim failed", "err", err, "retry_in", pause)
+		}
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+		}
+	}
+}
+
+// Handle delivers one claimed job and settles it. It returns an error only
+// when the job could not be settled (it stays claimed and is reclaimed).
+func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) error {
+	log := d.cfg.Logger.With("event_id", job.Event.ID, "event", job.Event.Type, "webhook_id", job.HookID, "attempts", job.Attempts)
+	hook, err := d.store.Webhook(ctx, job.HookID)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Error: "webhook deleted"})
+	}
+	if err != nil {
+		return fmt.Errorf("webhook: load %s: %w", job.HookID, err)
+	}
+	status, err := d.post(ctx, hook, job.Event)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err() // shutting down: leave the job claimed
+	}
+	if err == nil {
+		log.Info("webhook: delivered", "status", status)
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: status})
+	}
+	out := sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: status, Error: err.Error(),
+		RetryIn: d.Delay(job.Attempts)}
+	if time.Since(job.Since)+out.RetryIn > d.cfg.MaxAge {
+		out.State, out.RetryIn = sessionstore.DeliveryDead, 0
+		out.Error = fmt.Sprintf("gave up after %d attempts over %s: %v", job.Attempts+1, time.Since(job.Since).Round(time.Second), err)
+		log.Warn("webhook: dead-lettered", "reason", out.Error)
+	} else {
+		log.Info("webhook: failed, will retry", "reason", out.Error, "retry_in", out.RetryIn)
+	}
+	return d.settle(ctx, job, out)
+}
+
+// settle records out. It goes on even if ctx ends right after the receiver
+// answered: an answer we have is worth recording.
+func (d *Deliverer) settle(ctx context.Context, job sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := d.store.SettleWebhook(ctx, job, out); err != nil {
+		return fmt.Errorf("webhook: settle %s: %w", job.Event.ID, err)
+	}
+	return nil
+}
+
+// post sends ev to hook and answers the receiver's status; an error for
+// anything but a 2xx answer within Timeout.
+func (d *Deliverer) post(ctx context.Context, hook sessionstore.Webhook, ev sessionstore.WebhookEvent) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	body, err := json.Marshal(Payload{ID: ev.ID, Type: ev.Type, Time: ev.Time.UTC().Format(time.RFC3339Nano),
+		Asset: d.cfg.Render(ctx, ev), Error: ev.Error})
+	if err != nil {
+		return 0, fmt.Errorf("encode: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook.URL, strings.NewReader(string(body)))
+	if err != nil {
+		return 0, fmt.Errorf("request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Roughy-Webhooks/1")
+	req.Header.Set(EventIDHeader, ev.ID)
+	req.Header.Set(EventTypeHeader, ev.Type)
+	req.Header.Set(SignatureHeader, Sign(hook.Secret, time.Now(), body))
+	resp, err := d.cfg.Client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("no answer within %s", d.cfg.Timeout)
+		}
+		return 0, fmt.Errorf("post: %w", err)
+	}
+	// Drain a little so the connection can be reused; the body is not
+	// ours to read further.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, fmt.Errorf("receiver answered %d", resp.StatusCode)
+	}
+	return resp.StatusCode, nil
+}

@@ -1,0 +1,134 @@
+package webhook
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// fakeStore is a Store made of function fields.
+type fakeStore struct {
+	webhook func(id string) (sessionstore.Webhook, error)
+	settled []sessionstore.WebhookOutcome
+}
+
+func (f *fakeStore) ClaimWebhook(context.Context, string, time.Duration, time.Duration) (sessionstore.WebhookJob, error) {
+	return sessionstore.WebhookJob{}, sessionstore.ErrEmpty
+}
+
+func (f *fakeStore) SettleWebhook(_ context.Context, _ sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error {
+	f.settled = append(f.settled, out)
+	return nil
+}
+
+func (f *fakeStore) Webhook(_ context.Context, id string) (sessionstore.Webhook, error) {
+	return f.webhook(id)
+}
+
+func TestDelay(t *testing.T) {
+	d := New(Config{BaseDelay: time.Second, MaxDelay: 10 * time.Second}, &fakeStore{})
+	for attempt, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+		if got := d.Delay(attempt); got != want {
+			t.Fatalf("Delay(%d): got %v, want %v", attempt, got, want)
+		}
+	}
+}
+
+func TestSignVerifies(t *testing.T) {
+	body := []byte(`{"id":"e1"}`)
+	now := time.Now()
+	h := Sign("whsec_s", now, body)
+	if err := testsvc.VerifyWebhook("whsec_s", h, body, now); err != nil {
+		t.Fatalf("VerifyWebhook(Sign(...)): got %v, want nil", err)
+	}
+	for name, err := range map[string]error{
+		"other secret": testsvc.VerifyWebhook("whsec_t", h, body, now),
+		"other body":   testsvc.VerifyWebhook("whsec_s", h, []byte(`{"id":"e2"}`), now),
+		"replayed":     testsvc.VerifyWebhook("whsec_s", h, body, now.Add(10*time.Minute)),
+	} {
+		if err == nil {
+			t.Fatalf("%s: verified, want an error", name)
+		}
+	}
+}
+
+// TestHandleOutcomes: 2xx is delivered; a failure is retried with the
+// backoff delay while MaxAge allows, then dead; a deleted webhook is dead.
+func TestHandleOutcomes(t *testing.T) {
+	status := http.StatusOK
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+	defer recv.Close()
+	hook := sessionstore.Webhook{ID: "h1", URL: recv.URL, Secret: "whsec_x"}
+	st := &fakeStore{webhook: func(id string) (sessionstore.Webhook, error) {
+		if id != hook.ID {
+			return sessionstore.Webhook{}, sessionstore.ErrNotFound
+		}
+		return hook, nil
+	}}
+	d := New(Config{BaseDelay: time.Second, MaxDelay: time.Minute, MaxAge: time.Hour}, st)
+	job := func(hookID string, attempts int, age time.Duration) sessionstore.WebhookJob {
+		return sessionstore.WebhookJob{ID: "j", HookID: hookID, Attempts: attempts, Since: time.Now().Add(-age),
+			Event: sessionstore.WebhookEvent{ID: "e", Type: sessionstore.EventAssetReady}}
+	}
+	for _, c := range []struct {
+		name   string
+		status int
+		job    sessionstore.WebhookJob
+		want   sessionstore.WebhookOutcome
+	}{
+		{"2xx", http.StatusAccepted, job("h1", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: 202}},
+		{"500, young", 500, job("h1", 2, time.Minute), sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: 500, RetryIn: 4 * time.Second}},
+		{"500, old", 500, job("h1", 9, time.Hour), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Status: 500}},
+		{"redirect", http.StatusFound, job("h1", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: 302, RetryIn: time.Second}},
+		{"deleted webhook", 200, job("gone", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead}},
+	} {
+		status = c.status
+		st.settled = nil
+		if err := d.Handle(t.Context(), c.job); err != nil {
+			t.Fatalf("%s: Handle: %v", c.name, err)
+		}
+		if len(st.settled) != 1 {
+			t.Fatalf("%s: got %d settles, want 1", c.name, len(st.settled))
+		}
+		got := st.settled[0]
+		if got.State != c.want.State || got.Status != c.want.Status || got.RetryIn != c.want.RetryIn ||
+			(c.want.State != sessionstore.DeliveryDelivered) != (got.Error != "") {
+			t.Fatalf("%s: got %+v, want %+v (with an error unless delivered)", c.name, got, c.want)
+		}
+	}
+}
+
+// TestHandleTimeout: a receiver slower than Timeout is a failure to
+// retry, and the delivery gives up on it at Timeout.
+func TestHandleTimeout(t *testing.T) {
+	release := make(chan struct{})
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer recv.Close()
+	defer close(release)
+	st := &fakeStore{webhook: func(string) (sessionstore.Webhook, error) {
+		return sessionstore.Webhook{ID: "h1", URL: recv.URL, Secret: "whsec_x"}, nil
+	}}
+	d := New(Config{Timeout: 200 * time.Millisecond, BaseDelay: time.Second}, st)
+	start := time.Now()
+	err := d.Handle(t.Context(), sessionstore.WebhookJob{ID: "j", HookID: "h1", Since: time.Now(),
+		Event: sessionstore.WebhookEvent{ID: "e", Type: sessionstore.EventAssetCreated}})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Handle took %v, want about the 200ms timeout", took)
+	}
+	if len(st.settled) != 1 || st.settled[0].State != sessionstore.DeliveryRetrying || st.settled[0].Status != 0 {
+		t.Fatalf("settled: got %+v, want one retry without a status", st.settled)
+	}
+}
