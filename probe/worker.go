@@ -80,6 +80,9 @@ type Config struct {
 	// (Runner timeout + 30s).
 	ReclaimAfter time.Duration
 	Logger       *slog.Logger
+	// Settled, when set, is told how each job was settled: "done",
+	// "retry" or "dead" (metrics; it must not block).
+	Settled func(outcome string)
 }
 
 func (c Config) withDefaults() Config {
@@ -106,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Settled == nil {
+		c.Settled = func(string) {}
 	}
 	return c
 }
@@ -210,6 +216,7 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 		defer cancel()
 		log.Info("probe: asset gone, dropping job")
 		if err := w.store.AckProbe(sctx, job, ""); err == nil {
+			w.cfg.Settled("done")
 			return nil
 		}
 		return w.dead(sctx, job, "asset not found (deleted)")
@@ -230,6 +237,7 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 		if err := w.store.AckProbe(sctx, job, dur); err != nil {
 			return fmt.Errorf("probe: ack %s: %w", job.AssetID, err)
 		}
+		w.cfg.Settled("done")
 		log.Info("probe: done", "duration_seconds", dur)
 		return nil
 	case errors.Is(err, ErrNotMedia):
@@ -245,6 +253,7 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 		if err := w.store.RetryProbe(sctx, job, delay, err.Error()); err != nil {
 			return fmt.Errorf("probe: retry %s: %w", job.AssetID, err)
 		}
+		w.cfg.Settled("retry")
 		return nil
 	}
 }
@@ -262,5 +271,6 @@ func (w *Worker) dead(ctx context.Context, job sessionstore.ProbeJob, reason str
 	if err := w.store.DeadProbe(ctx, job, reason); err != nil {
 		return fmt.Errorf("probe: park %s: %w", job.AssetID, err)
 	}
+	w.cfg.Settled("dead")
 	return nil
 }
