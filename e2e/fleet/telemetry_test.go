@@ -75,6 +75,9 @@ func TestFleetMetricsFamiliesMove(t *testing.T) {
 	if v, _ := down.Sum("roughy_redis_script_errors_total", `script="create upload"`); v < 1 {
 		t.Errorf("roughy_redis_script_errors_total{script=\"create upload\"}: got %v, want >= 1", v)
 	}
+	if v, _ := down.Sum("roughy_http_errors_total", `status="503"`); v < 1 {
+		t.Errorf("roughy_http_errors_total{status=\"503\"}: got %v, want >= 1", v)
+	}
 }
 
 func mustGet(t *testing.T, url string) int {
