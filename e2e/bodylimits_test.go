@@ -90,15 +90,17 @@ func TestStalledPatchesWithinBudget(t *testing.T) {
 func metric(t *testing.T, s *server, name string) int64 {
 	t.Helper()
 	r := do(t, req{Method: "GET", URL: s.URL + "/metrics"})
-	m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindSubmatch(r.Body)
+	// The Prometheus text format writes large values with an exponent
+	// (1.048576e+06).
+	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(r.Body)
 	if m == nil {
 		t.Fatalf("/metrics has no %s", name)
 	}
-	v, err := strconv.ParseInt(string(m[1]), 10, 64)
+	v, err := strconv.ParseFloat(string(m[1]), 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return int64(v)
 }
 
 // waitMetric polls /metrics for up to 20 s until ok(value of name).

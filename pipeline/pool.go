@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -72,6 +74,11 @@ type Pool struct {
 	// bytes: in-use plus idle never passes the budget (see take and Put).
 	free [numClasses][]unsafe.Pointer
 	idle int64
+
+	// waits and waitNanos count the charges that had to queue and their
+	// time in the queue (/metrics: is the budget too small?).
+	waits     atomic.Int64
+	waitNanos atomic.Int64
 }
 
 type poolWaiter struct {
@@ -93,6 +100,12 @@ func (p *Pool) InUse() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inUse
+}
+
+// Waits returns how many buffer requests had to wait for the budget and
+// their total time waiting, since the pool was made.
+func (p *Pool) Waits() (n int64, total time.Duration) {
+	return p.waits.Load(), time.Duration(p.waitNanos.Load())
 }
 
 // Get returns a buffer of len size, owned by the caller until Put. It
@@ -160,6 +173,11 @@ func (p *Pool) charge(ctx context.Context, n int64) error {
 	w := &poolWaiter{n: n, ready: make(chan struct{})}
 	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
+	start := time.Now()
+	defer func() {
+		p.waits.Add(1)
+		p.waitNanos.Add(int64(time.Since(start)))
+	}()
 
 	select {
 	case <-w.ready:

@@ -41,6 +41,8 @@ type S3Config struct {
 	// MaxAttempts bounds the SDK's attempts per S3 call (default 5);
 	// 5xx, throttling and timeouts are retried with jittered backoff.
 	MaxAttempts int
+	// Observer, when set, is told of every S3 request (metrics, traces).
+	Observer Observer
 }
 
 // s3Multipart is the multipart half of the S3 API the sink calls.
@@ -155,7 +157,11 @@ func NewS3Sink(ctx context.Context, cfg S3Config, pool *Pool) (*S3Sink, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	return &S3Sink{cfg: cfg, client: client, presign: s3.NewPresignClient(client), pool: pool}, nil
+	var api s3API = client
+	if cfg.Observer != nil {
+		api = observedS3{api: client, obs: cfg.Observer}
+	}
+	return &S3Sink{cfg: cfg, client: api, presign: s3.NewPresignClient(client), pool: pool}, nil
 }
 
 // unsignedPayload makes a call sign UNSIGNED-PAYLOAD instead of hashing

@@ -84,6 +84,9 @@ type Config struct {
 	// duration, or the failure that parked the job (issue 11: the
 	// asset.probed webhook event). It is called after the job is settled.
 	Probed func(ctx context.Context, a sessionstore.Asset, failure string)
+	// Settled, when set, is told how each job was settled: "done",
+	// "retry" or "dead" (metrics; it must not block).
+	Settled func(outcome string)
 }
 
 func (c Config) withDefaults() Config {
@@ -110,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Settled == nil {
+		c.Settled = func(string) {}
 	}
 	return c
 }
@@ -214,6 +220,7 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 		defer cancel()
 		log.Info("probe: asset gone, dropping job")
 		if err := w.store.AckProbe(sctx, job, ""); err == nil {
+			w.cfg.Settled("done")
 			return nil
 		}
 		return w.dead(sctx, job, "asset not found (deleted)")
@@ -234,6 +241,7 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 		if err := w.store.AckProbe(sctx, job, dur); err != nil {
 			return fmt.Errorf("probe: ack %s: %w", job.AssetID, err)
 		}
+		w.cfg.Settled("done")
 		log.Info("probe: done", "duration_seconds", dur)
 		a.DurationSeconds = dur
 		w.probed(sctx, a, "")
@@ -251,6 +259,7 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 		if err := w.store.RetryProbe(sctx, job, delay, err.Error()); err != nil {
 			return fmt.Errorf("probe: retry %s: %w", job.AssetID, err)
 		}
+		w.cfg.Settled("retry")
 		return nil
 	}
 }
@@ -268,6 +277,7 @@ func (w *Worker) dead(ctx context.Context, job sessionstore.ProbeJob, reason str
 	if err := w.store.DeadProbe(ctx, job, reason); err != nil {
 		return fmt.Errorf("probe: park %s: %w", job.AssetID, err)
 	}
+	w.cfg.Settled("dead")
 	return nil
 }
 

@@ -93,7 +93,7 @@ func (s *Server) serveRead(rc *fasthttp.RequestCtx, rq *request, serve func(cont
 		s.writeError(rc, rq, errMethod)
 		return
 	}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(rq)
 	defer cancel()
 	if err := serve(ctx); err != nil {
 		s.writeError(rc, rq, err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/roughy/ingest/sessionstore"
 )
 
@@ -131,6 +132,9 @@ func TestLockedRetryAfter(t *testing.T) {
 	r := e.patch("acme", c.Location, 0, []byte("0123456789"))
 	if r.status != http.StatusLocked || r.h.Get("Retry-After") != "1" {
 		t.Fatalf("PATCH of a locked upload: %d Retry-After %q %s, want 423 with Retry-After 1", r.status, r.h.Get("Retry-After"), r.body)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.errors.WithLabelValues("423", "upload_locked")); got != 1 {
+		t.Errorf("roughy_http_errors_total{status=\"423\",code=\"upload_locked\"}: got %v, want 1", got)
 	}
 }
 
@@ -553,6 +557,12 @@ func TestLeaseLostStopsWrite(t *testing.T) {
 	rc.write(make([]byte, size-64<<10))
 	if r := rc.read("PATCH"); r.status != http.StatusLocked {
 		t.Errorf("PATCH that lost its lease: %d %s, want 423", r.status, r.body)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.lost); got < 1 {
+		t.Errorf("roughy_leases_lost_total: got %v, want at least 1", got)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.failed.WithLabelValues("lease_lost")); got != 1 {
+		t.Errorf("roughy_uploads_failed_total{reason=\"lease_lost\"}: got %v, want 1", got)
 	}
 	fs.leaseLost.Store(false)
 	if h := e.head("acme", c.Location); h.h.Get("Upload-Offset") != "0" {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -14,7 +15,7 @@ type failingReader struct{ err error }
 func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 func TestBodyReaderKeepsNetworkErrors(t *testing.T) {
-	m := newMetrics()
+	m := newMetrics(prometheus.NewRegistry())
 	ctx := &fasthttp.RequestCtx{}
 	netErr := errors.New("connection reset by peer")
 	b := &bodyReader{r: io.MultiReader(bytes.NewReader([]byte("abc")), failingReader{netErr}), ctx: ctx, idle: 1, m: m}
@@ -33,7 +34,7 @@ func TestBodyReaderKeepsNetworkErrors(t *testing.T) {
 // TestBodyReaderAllocs: the per-read path of an upload allocates nothing.
 func TestBodyReaderAllocs(t *testing.T) {
 	src := bytes.NewReader(make([]byte, 1<<20))
-	b := &bodyReader{r: src, ctx: &fasthttp.RequestCtx{}, idle: 1, m: newMetrics()}
+	b := &bodyReader{r: src, ctx: &fasthttp.RequestCtx{}, idle: 1, m: newMetrics(prometheus.NewRegistry())}
 	buf := make([]byte, 4096)
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := b.Read(buf); err != nil {

@@ -140,6 +140,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 		}
 	}
 	ctx.Response.Header.Del("Upload-Offset")
+	s.metrics.errors.WithLabelValues(statusLabel(e.Status), e.Code).Inc()
 	writeJSON(ctx, e.Status, &body)
 }
 

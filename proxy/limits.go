@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -53,6 +54,8 @@ type limitListener struct {
 	perIP     int // 0: no cap
 	trusted   []netip.Prefix
 	keepAlive time.Duration // 0: leave the listener's default
+	// refused, when set, counts refusals by error code (/metrics).
+	refused *prometheus.CounterVec
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -145,6 +148,9 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 	}
 	l.mu.Unlock()
 	if refuse != nil {
+		if l.refused != nil {
+			l.refused.WithLabelValues(refuse.Code).Inc()
+		}
 		refuseConn(c, refuse)
 		return nil
 	}

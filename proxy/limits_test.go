@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/valyala/fasthttp"
 )
@@ -133,6 +134,11 @@ func TestConnectionCaps(t *testing.T) {
 	open(proxyIP, 3) // 5 open
 	open("127.0.0.3", 1)
 	wantRefused(t, "seventh connection", refusedOrIdle(t, e.rawFrom("127.0.0.4")), "too_many_connections")
+	for _, code := range []string{"too_many_connections_from_client", "too_many_connections"} {
+		if got := testutil.ToFloat64(e.srv.metrics.refusedConns.WithLabelValues(code)); got != 1 {
+			t.Errorf("roughy_connections_refused_total{code=%q}: got %v, want 1", code, got)
+		}
+	}
 
 	// A closed connection frees its slots (fasthttp notices the close
 	// after a moment).

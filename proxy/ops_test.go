@@ -34,9 +34,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	body := string(r.body)
 	for _, want := range []string{
-		`roughy_http_requests_total{route="tus_upload",method="PATCH",status="204"} 1`,
-		`roughy_http_requests_total{route="tus_upload",method="HEAD",status="404"} 1`,
-		`roughy_http_requests_total{route="tus_create",method="POST",status="201"} 1`,
+		`roughy_http_requests_total{method="PATCH",route="tus_upload",status="204"} 1`,
+		`roughy_http_requests_total{method="HEAD",route="tus_upload",status="404"} 1`,
+		`roughy_http_requests_total{method="POST",route="tus_create",status="201"} 1`,
 		"roughy_upload_bytes_received_total 1000",
 		"roughy_uploads_completed_total 1",
 		"roughy_active_uploads 0",

@@ -13,6 +13,7 @@ import (
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // request is what handlers share about one request: its id, its route
@@ -28,6 +29,10 @@ type request struct {
 	body *bodyReader
 	// bodyRoute marks requests that may carry an upload body.
 	bodyRoute bool
+	// ctx is the parent of the handlers' contexts: the server's base,
+	// with the request's span when tracing (span non-nil).
+	ctx  context.Context
+	span trace.Span
 }
 
 func (rq *request) attrs() []any {
@@ -60,8 +65,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	start := time.Now()
-	rq := &request{id: newRequestID(ctx), method: string(ctx.Method()), route: "other"}
+	rq := &request{id: newRequestID(ctx), method: string(ctx.Method()), route: "other", ctx: s.base}
 	ctx.Response.Header.Set("X-Request-Id", rq.id)
+	if s.tel.tracer != nil {
+		s.startRequestSpan(ctx, rq)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			ctx.Response.Reset()
@@ -70,6 +78,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		d := time.Since(start)
 		s.metrics.observe(rq.route, rq.method, ctx.Response.StatusCode(), d)
+		if rq.span != nil {
+			endRequestSpan(rq, ctx.Response.StatusCode())
+		}
 		if s.log.Enabled(context.Background(), slog.LevelDebug) {
 			s.log.Debug("request", append(rq.attrs(), slog.Int("status", ctx.Response.StatusCode()), slog.Duration("took", d))...)
 		}
@@ -114,7 +125,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.ready(ctx, rq)
 	case path == "/metrics":
 		rq.route = "metrics"
-		s.metrics.write(ctx, s)
+		s.writeMetrics(ctx, rq)
 	default:
 		s.writeError(ctx, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
 	}
@@ -122,9 +133,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 // requestContext is a handler's own context: fasthttp's RequestCtx is not
 // passed downstream (its Done fires only at shutdown, and it is recycled
-// after the handler returns).
-func (s *Server) requestContext() (context.Context, context.CancelFunc) {
-	return context.WithCancel(s.base)
+// after the handler returns). It carries the request's span, if any.
+func (s *Server) requestContext(rq *request) (context.Context, context.CancelFunc) {
+	return context.WithCancel(rq.ctx)
 }
 
 // tus serves the TUS endpoint: id is "" for the creation URL.
@@ -143,7 +154,7 @@ func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
 		return
 	}
 	rq.uploadID = id
-	rctx, cancel := s.requestContext()
+	rctx, cancel := s.requestContext(rq)
 	defer cancel()
 	if err := s.tusDispatch(rctx, ctx, rq, method, id); err != nil {
 		s.fail(ctx, rq, err)

@@ -88,6 +88,9 @@ type Config struct {
 	// QuotaDefaults are the per-account quotas of accounts without limits
 	// of their own (quota.go; 0: unlimited).
 	QuotaDefaults sessionstore.QuotaLimits
+	// Telemetry is the node's metrics and traces (default: metrics only,
+	// in a registry of the server's own). The backends report to it too.
+	Telemetry *Telemetry
 }
 
 // BufferStats is what /metrics shows of a buffer pool; *pipeline.Pool
@@ -95,6 +98,8 @@ type Config struct {
 type BufferStats interface {
 	InUse() int64
 	Budget() int64
+	// Waits are the buffer requests that waited for room, and how long.
+	Waits() (n int64, total time.Duration)
 }
 
 // Server serves the HTTP API.
@@ -110,6 +115,7 @@ type Server struct {
 	keys    keyCache
 	static  staticKeys
 	metrics *metrics
+	tel     *Telemetry
 
 	// base is the parent of every request context. It is canceled only
 	// when Shutdown gives up waiting, so in-flight PATCHes can finish.
@@ -166,8 +172,12 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		cfg.Logger = slog.Default()
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: newMetrics(),
+	if cfg.Telemetry == nil {
+		cfg.Telemetry = NewTelemetry(nil)
+	}
+	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: cfg.Telemetry.m, tel: cfg.Telemetry,
 		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}}
+	s.tel.attach(s)
 	static := make(map[string]string, len(cfg.StaticKeys))
 	for _, k := range cfg.StaticKeys {
 		static[k.Hash] = k.Account
@@ -245,7 +255,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return fmt.Errorf("proxy: watch release requests: %w", err)
 	}
 	defer stop()
-	ln = newLimitListener(ln, s.log, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, s.cfg.TrustedProxies, tcpKeepAlivePeriod)
+	ll := newLimitListener(ln, s.log, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, s.cfg.TrustedProxies, tcpKeepAlivePeriod)
+	ll.refused = s.metrics.refusedConns
+	ln = ll
 	if err := s.srv.Serve(ln); err != nil {
 		return fmt.Errorf("proxy: serve: %w", err)
 	}

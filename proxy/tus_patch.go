@@ -187,6 +187,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sess, errPastLength
 	}
 	sink := s.pipe.Sink()
+	ctx = s.withUpload(ctx, sess.ID, sess.Account)
 	lease, err := s.takeLease(ctx, sess.ID, sink.PartsFor(uploadOf(sess), cr.size), false)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
@@ -215,7 +216,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	defer s.trackBody(body)()
 	defer s.register(sess.ID, body)()
 	cur := sess
-	commit := func(c context.Context, p pipeline.Progress) error {
+	commit := func(c context.Context, p pipeline.Progress) (err error) {
+		c, end := s.tel.span(c, "commit")
+		defer func() { end(err) }()
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
 		defer ccancel()
 		start := time.Now()
@@ -229,7 +232,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 			// come often enough.
 			ExtendLease: s.cfg.LeaseTTL,
 		})
+		s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
+			if errors.Is(err, sessionstore.ErrLeaseLost) {
+				s.metrics.lost.Inc()
+			}
 			return fmt.Errorf("proxy: commit offset %d: %w", p.Offset, err)
 		}
 		lh.extended(start, s.cfg.LeaseTTL)
@@ -238,12 +245,15 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return nil
 	}
 	s.metrics.activeUploads.Add(1)
+	wstart := time.Now()
 	_, werr := s.pipe.Write(wctx, uploadOf(sess), pipeline.Chunk{
 		Body: body, Size: cr.size, Checksum: cr.sum,
 		Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
 		Commit: commit,
 	})
 	s.metrics.activeUploads.Add(-1)
+	s.metrics.patchSeconds.Observe(time.Since(wstart).Seconds())
+	s.metrics.patchBytes.Observe(float64(body.n))
 	if werr != nil {
 		switch cause := context.Cause(wctx); {
 		case body.taken.Load() != nil:
@@ -272,6 +282,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 			// out) removed the upload: not a retryable 423.
 			werr = errDeletedUnder
 		}
+		s.metrics.failed.WithLabelValues(failReason(werr, body)).Inc()
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
 	// Every byte is committed: the upload is whole.
@@ -331,7 +342,9 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 
 // complete turns the stored bytes into the final object and marks the
 // upload complete (asset ready, SHA-256, probe queued) in one commit.
-func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessionstore.Session) (sessionstore.Session, error) {
+func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessionstore.Session) (_ sessionstore.Session, err error) {
+	ctx, end := s.tel.span(s.withUpload(ctx, sess.ID, sess.Account), "complete")
+	defer func() { end(err) }()
 	parts, err := s.store.Parts(ctx, sess.ID)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: list parts: %w", err)
@@ -441,6 +454,7 @@ func (s *Server) keepLease(ctx context.Context, cancel context.CancelCauseFunc, 
 			continue
 		}
 		if errors.Is(err, sessionstore.ErrLeaseLost) || time.Now().After(cur.ExpiresAt) {
+			s.metrics.lost.Inc()
 			s.log.Warn("lease lost; stopping write", "upload_id", cur.SessionID, "err", err)
 			cancel(fmt.Errorf("proxy: renew lease: %w", err))
 			return
@@ -453,7 +467,9 @@ func (s *Server) releaseLease(ctx context.Context, lh *leaseHolder) {
 	defer cancel()
 	if err := s.store.ReleaseLease(cctx, lh.get()); err != nil {
 		s.log.Warn("release lease", "upload_id", lh.get().SessionID, "err", err)
+		return
 	}
+	s.metrics.released.Inc()
 }
 
 func toStoreParts(ps []pipeline.Part) []sessionstore.Part {
@@ -476,4 +492,29 @@ func toPipelineParts(ps []sessionstore.Part) []pipeline.Part {
 		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
 	}
 	return out
+}
+
+// failReason is the roughy_uploads_failed_total label of a failed write.
+func failReason(err error, body *bodyReader) string {
+	switch {
+	case body.taken.Load() != nil:
+		return "taken_over"
+	case errors.Is(err, errSlowBody):
+		return "slow_body"
+	case body.err != nil, errors.Is(err, pipeline.ErrTruncated):
+		return "client"
+	case errors.Is(err, pipeline.ErrChecksumMismatch):
+		return "checksum"
+	case errors.Is(err, pipeline.ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, pipeline.ErrStorageFull):
+		return "storage_full"
+	case errors.Is(err, pipeline.ErrStorage):
+		return "storage"
+	case errors.Is(err, sessionstore.ErrLeaseLost):
+		return "lease_lost"
+	case errors.Is(err, sessionstore.ErrUnavailable):
+		return "store"
+	}
+	return "other"
 }

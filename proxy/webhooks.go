@@ -81,7 +81,7 @@ func (s *Server) webhooks(rc *fasthttp.RequestCtx, rq *request, rest string) {
 		return
 	}
 	rq.bodyRoute = rq.method == fasthttp.MethodPost
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(rq)
 	defer cancel()
 	account, err := s.authenticate(ctx, rc)
 	if err == nil {

@@ -65,6 +65,8 @@ type Redis struct {
 	// epoch is the data-loss marker's value this store adopted (a string;
 	// see redisEpochKey).
 	epoch atomic.Value
+	// obs, when set, is told of every script run (redis_observe.go).
+	obs Observer
 }
 
 // Key names; see Redis.
@@ -309,7 +311,15 @@ func redisTransient(err redis.Error) bool {
 // answer into the status code and the rest. Codes other than luaOK become
 // their sentinel errors.
 func (r *Redis) runScript(ctx context.Context, op string, s *redis.Script, keys []string, args ...any) ([]any, error) {
+	start := time.Now()
 	res, err := s.Run(ctx, r.client, keys, args...).Result()
+	if r.obs != nil {
+		rerr := err
+		if errors.Is(err, redis.Nil) {
+			rerr = nil // an answer: "nothing there"
+		}
+		r.obs.RedisScript(op, time.Since(start), rerr)
+	}
 	if err != nil {
 		return nil, redisErr(op, err)
 	}

@@ -70,6 +70,8 @@ type sinkFlags struct {
 	maxAttempts     *int
 	maxBufferMemory *int64
 	presignTTL      *time.Duration
+	// observer, when set before open, is told of every S3 request.
+	observer pipeline.Observer
 }
 
 // addSinkFlags adds the storage flags; dataDir is shared with the store's.
@@ -126,6 +128,7 @@ func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipelin
 		PartConcurrency: *s.partConcurrency,
 		PresignTTL:      *s.presignTTL,
 		MaxAttempts:     *s.maxAttempts,
+		Observer:        s.observer,
 	}, pool)
 	if err != nil {
 		return nil, nil, fmt.Errorf("roughy: s3 storage: %w", err)

@@ -38,7 +38,7 @@ func (c cli) probeWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	pf.start(ctx, &wg, store, sink, *kf.presignTTL, log)
+	pf.start(ctx, &wg, store, sink, *kf.presignTTL, log, nil)
 	log.Info("roughy probe workers running", "workers", *pf.workers, "sessions", *sf.sessions, "storage", *kf.storage)
 	fmt.Fprintf(c.stdout, "roughy probe-worker running %d workers\n", *pf.workers)
 	<-ctx.Done()

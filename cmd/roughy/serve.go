@@ -44,8 +44,9 @@ func addProbeFlags(f *flag.FlagSet, defWorkers int) *probeFlags {
 	}
 }
 
-// start runs the workers until ctx ends; wg tracks them.
-func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.Store, sink pipeline.Sink, presignTTL time.Duration, log *slog.Logger) {
+// start runs the workers until ctx ends; wg tracks them. settled, when
+// set, is told how each job was settled (metrics).
+func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.Store, sink pipeline.Sink, presignTTL time.Duration, log *slog.Logger, settled func(string)) {
 	if *p.workers > 0 {
 		if _, err := exec.LookPath(*p.ffprobe); err != nil {
 			// Not fatal: uploads work without it; jobs retry, then park.
@@ -60,6 +61,7 @@ func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.
 			MaxAttempts: *p.attempts,
 			Logger:      log,
 			Probed:      probedEvents(store, log),
+			Settled:     settled,
 		}, store, input)
 		wg.Go(func() { w.Run(ctx) })
 	}
@@ -100,6 +102,8 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	trustedProxies := fl.String("trusted-proxies", "",
 		"proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For names the client for --max-conns-per-ip")
 	quotas := addQuotaDefaultFlags(fl)
+	otlpEndpoint := fl.String("otlp-endpoint", "",
+		"OTLP/HTTP collector base URL for traces, e.g. http://127.0.0.1:4318 (default: OTEL_EXPORTER_OTLP_ENDPOINT; neither: no tracing)")
 	log := newLogger(fl, c.stderr)
 	if _, err := parseArgs(fl, args, c.lookup); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -132,11 +136,33 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// Telemetry comes first: the store and the sink report to it.
+	tp, err := newTracerProvider(ctx, *otlpEndpoint, c.lookup)
+	if err != nil {
+		return err
+	}
+	var tel *proxy.Telemetry
+	if tp != nil {
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+			defer cancel()
+			if err := tp.Shutdown(fctx); err != nil {
+				log.Warn("roughy: flush traces", "err", err)
+			}
+		}()
+		tel = proxy.NewTelemetry(tp)
+	} else {
+		tel = proxy.NewTelemetry(nil)
+	}
 	store, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if r, ok := store.(*sessionstore.Redis); ok {
+		r.SetObserver(tel)
+	}
+	kf.observer = tel
 	sink, pool, err := kf.open(ctx)
 	if err != nil {
 		return err
@@ -171,6 +197,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		MaxConnsPerIP:   *maxConnsPerIP,
 		TrustedProxies:  trusted,
 		QuotaDefaults:   quotas.limits(),
+		Telemetry:       tel,
 	}
 	for _, kv := range staticKeys {
 		cfg.StaticKeys = append(cfg.StaticKeys, apikey.Record(kv[0], kv[1]))
@@ -223,7 +250,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "roughy listening on %s\n", ln.Addr())
 
 	wg.Go(func() { srv.RunJanitor(bg, *janitorEvery) })
-	pf.start(bg, &wg, store, sink, *kf.presignTTL, log)
+	pf.start(bg, &wg, store, sink, *kf.presignTTL, log, tel.ProbeSettled)
 	wf.start(bg, &wg, store, srv.WebhookAsset, log)
 
 	var serveErr error

@@ -53,12 +53,12 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// CleanEnv is the process environment without ROUGHY_* and AWS_*
+// CleanEnv is the process environment without ROUGHY_*, AWS_* and OTEL_*
 // variables, so that the caller's shell cannot change a test's server.
 func CleanEnv() []string {
 	var env []string
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "ROUGHY_") && !strings.HasPrefix(e, "AWS_") {
+		if !strings.HasPrefix(e, "ROUGHY_") && !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "OTEL_") {
 			env = append(env, e)
 		}
 	}

@@ -1,0 +1,42 @@
+package sessionstore
+
+import (
+	"context"
+	"time"
+)
+
+// Observer is told of the Redis store's calls to Redis, for the caller's
+// metrics (issue 12), without the store knowing about them.
+// Implementations must be safe for concurrent use and fast: they run on
+// every store call.
+type Observer interface {
+	// RedisScript reports one run of the Lua script of operation op
+	// ("commit", "acquire lease", …: the store's own names) that took d;
+	// err is Redis's failure (a network error, a timeout, an error reply),
+	// nil when Redis answered, whatever the script's verdict (a refused
+	// compare-and-set is an answer, not an error).
+	RedisScript(op string, d time.Duration, err error)
+}
+
+// ProbeQueueStats is the state of the probe queue, for /metrics.
+type ProbeQueueStats struct {
+	// Jobs are the jobs waiting, claimed or scheduled for a retry.
+	Jobs int64
+	// Oldest is when the oldest of them was queued or became ready again
+	// (zero: none).
+	Oldest time.Time
+	// Dead is the length of the dead-letter list.
+	Dead int64
+}
+
+// probeQueueStatser is what the stores share for the probe queue's
+// metrics; kept out of Store so that other implementations need not
+// answer it.
+type probeQueueStatser interface {
+	ProbeQueueStats(ctx context.Context) (ProbeQueueStats, error)
+}
+
+var (
+	_ probeQueueStatser = (*Local)(nil)
+	_ probeQueueStatser = (*Redis)(nil)
+)
