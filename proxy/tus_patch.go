@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +20,14 @@ type chunkRequest struct {
 	size   int64 // Content-Length, -1 when chunked
 	sum    *pipeline.Checksum
 	length int64 // Upload-Length sent with a PATCH of a deferred upload, else -1
+
+	// The draft's front door (ietf_append.go) writes one request body as
+	// segments of at most MaxChunk: body is the reader the segments
+	// share (each reads at most its size, or MaxChunk when chunked), and
+	// follow marks a segment after the first, which does not take the
+	// upload over from a newer request but answers 409 upload_taken_over.
+	body   *bodyReader
+	follow bool
 }
 
 // commitTimeout bounds one store commit. Commits run even when the request
@@ -181,7 +190,17 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sess, errPastLength
 	}
 	sink := s.pipe.Sink()
-	lease, err := s.takeLease(ctx, sess.ID, sink.PartsFor(uploadOf(sess), cr.size), false)
+	parts := sink.PartsFor(uploadOf(sess), cr.size)
+	var lease sessionstore.Lease
+	var err error
+	if cr.follow {
+		// Between two segments a newer request took the upload: it wins.
+		if lease, err = s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, parts); errors.Is(err, sessionstore.ErrLocked) {
+			return sess, errTakenOver
+		}
+	} else {
+		lease, err = s.takeLease(ctx, sess.ID, parts, false)
+	}
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
 	}
@@ -205,7 +224,18 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sess, errPastLength
 	}
 
-	body := s.newBodyReader(rc, rq)
+	body := cr.body
+	var src io.Reader = body
+	if body == nil {
+		body = s.newBodyReader(rc, rq)
+		src = body
+	} else {
+		limit := int64(pipeline.MaxChunk)
+		if cr.size >= 0 {
+			limit = cr.size
+		}
+		src = io.LimitReader(body, limit)
+	}
 	defer s.trackBody(body)()
 	defer s.register(sess.ID, body)()
 	cur := sess
@@ -233,7 +263,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	s.metrics.activeUploads.Add(1)
 	_, werr := s.pipe.Write(wctx, uploadOf(sess), pipeline.Chunk{
-		Body: body, Size: cr.size, Checksum: cr.sum,
+		Body: src, Size: cr.size, Checksum: cr.sum,
 		Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
 		Commit: commit,
 	})
