@@ -114,13 +114,13 @@ func TestIETFExpectContinue(t *testing.T) {
 	ep := s.Endpoint()
 	data := randomBytes(100 << 10)
 	c := dialDraft(t, ep)
-	c.start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "audio/mpeg"},
+	c.Start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "audio/mpeg"},
 		{"Expect", "100-continue"}, {"Content-Length", fmt.Sprint(len(data))}})
-	if r := c.next("POST"); r.Status != http.StatusContinue {
+	if r := c.Next("POST"); r.Status != http.StatusContinue {
 		t.Fatalf("first answer: got %d, want 100", r.Status)
 	}
-	c.body(data)
-	interim, r := c.final("POST")
+	c.Body(data)
+	interim, r := c.Final("POST")
 	if len(interim) != 1 || interim[0].Status != 104 || interim[0].Header.Get("Location") == "" {
 		t.Fatalf("after 100: got %+v, want one 104 with Location", interim)
 	}
@@ -130,9 +130,9 @@ func TestIETFExpectContinue(t *testing.T) {
 	}
 
 	c = dialDraft(t, ep)
-	c.start("POST", ep, hdr{auth("rk_live_nosuchkey"), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+	c.Start("POST", ep, hdr{auth("rk_live_nosuchkey"), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
 		{"Expect", "100-continue"}, {"Content-Length", "1000000"}})
-	r = c.next("POST")
+	r = c.Next("POST")
 	if r.Status != http.StatusUnauthorized || r.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("refused creation: got %d %q, want 401 application/problem+json before any body", r.Status, r.Header.Get("Content-Type"))
 	}

@@ -1,121 +1,34 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // The IETF draft "Resumable Uploads for HTTP" on the TUS endpoint
 // (issue 10), spoken byte by byte on raw connections so that the 104
 // interim responses are read from the socket as a client sees them.
 
-// draftConn is one client connection that writes requests by hand and
-// reads every response, interim ones included.
-type draftConn struct {
-	t    *testing.T
-	conn net.Conn
-	br   *bufio.Reader
-	host string
-}
+// The raw draft client lives in testsvc (shared with e2e/fleet).
+type hdr = testsvc.Hdr
 
-func dialDraft(t *testing.T, base string) *draftConn {
-	t.Helper()
-	u, conn := dialURL(t, base)
-	return &draftConn{t: t, conn: conn, br: bufio.NewReader(conn), host: u.Host}
-}
-
-// hdr is an ordered header list ("Name: value" lines as pairs).
-type hdr [][2]string
-
-// start writes a request's head; a Content-Length in h announces the body
-// the caller writes with body (or not).
-func (c *draftConn) start(method, target string, h hdr) {
-	c.t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, u.RequestURI(), c.host)
-	for _, kv := range h {
-		fmt.Fprintf(&b, "%s: %s\r\n", kv[0], kv[1])
-	}
-	b.WriteString("\r\n")
-	c.body([]byte(b.String()))
-}
-
-func (c *draftConn) body(p []byte) {
-	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.conn.Write(p); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-// draftReply is one response read from the socket, interim or final.
-type draftReply struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-// next reads the next response (a 1xx too) of a request with method.
-func (c *draftConn) next(method string) draftReply {
-	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
-	if err != nil {
-		c.t.Fatalf("read response to %s: %v", method, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatalf("read body: %v", err)
-	}
-	return draftReply{Status: resp.StatusCode, Header: resp.Header, Body: body}
-}
-
-// final reads responses up to the final one; it returns the 1xx read on
-// the way and the final response.
-func (c *draftConn) final(method string) ([]draftReply, draftReply) {
-	c.t.Helper()
-	var interim []draftReply
-	for {
-		r := c.next(method)
-		if r.Status >= 200 {
-			return interim, r
-		}
-		interim = append(interim, r)
-	}
-}
-
-// roundTrip sends one whole request on a new connection and returns its
-// interim and final responses.
-func draftRoundTrip(t *testing.T, method, target string, h hdr, body []byte) ([]draftReply, draftReply) {
-	t.Helper()
-	c := dialDraft(t, target)
-	if body != nil {
-		h = append(h, [2]string{"Content-Length", fmt.Sprint(len(body))})
-	}
-	c.start(method, target, h)
-	c.body(body)
-	return c.final(method)
-}
+var (
+	dialDraft      = testsvc.DialDraft
+	draftRoundTrip = testsvc.DraftRoundTrip
+)
 
 func auth(key string) [2]string { return [2]string{"Authorization", "Bearer " + key} }
 
 func interop(v int) [2]string { return [2]string{"Upload-Draft-Interop-Version", fmt.Sprint(v)} }
 
 // wantHeader fails unless r has name: want.
-func wantHeader(t *testing.T, what string, r draftReply, name, want string) {
+func wantHeader(t *testing.T, what string, r testsvc.DraftReply, name, want string) {
 	t.Helper()
 	if got := r.Header.Get(name); got != want {
 		t.Errorf("%s: %s: got %q, want %q (status %d, headers %v)", what, name, got, want, r.Status, r.Header)
@@ -124,7 +37,7 @@ func wantHeader(t *testing.T, what string, r draftReply, name, want string) {
 
 // wantLimit fails unless r carries the Upload-Limit of the issue: 50 GiB,
 // 64 MiB appends and a max-age within the 24 h expiry.
-func wantLimit(t *testing.T, what string, r draftReply) {
+func wantLimit(t *testing.T, what string, r testsvc.DraftReply) {
 	t.Helper()
 	l := r.Header.Get("Upload-Limit")
 	var age int64
@@ -135,7 +48,7 @@ func wantLimit(t *testing.T, what string, r draftReply) {
 }
 
 // wantAsset decodes a completing response: 200, the asset JSON, ready.
-func wantAssetReply(t *testing.T, what string, r draftReply, data []byte) asset {
+func wantAssetReply(t *testing.T, what string, r testsvc.DraftReply, data []byte) asset {
 	t.Helper()
 	var a asset
 	if r.Status != http.StatusOK {
@@ -199,7 +112,7 @@ func TestIETFInterop8(t *testing.T) {
 		wantHeader(t, "201", r, "Upload-Complete", "?0")
 		wantLimit(t, "201", r)
 		loc := r.Header.Get("Location")
-		app := func(offset int, part []byte, done string) draftReply {
+		app := func(offset int, part []byte, done string) testsvc.DraftReply {
 			_, r := draftRoundTrip(t, "PATCH", loc, hdr{auth(acmeKey), interop(8), {"Upload-Complete", done},
 				{"Upload-Offset", fmt.Sprint(offset)}, {"Content-Type", "application/partial-upload"}}, part)
 			return r
@@ -256,19 +169,19 @@ func TestIETFInterop8(t *testing.T) {
 	t.Run("interrupted optimistic creation resumes", func(t *testing.T) {
 		data := randomBytes(4<<20 + 3)
 		c := dialDraft(t, ep)
-		c.start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"},
+		c.Start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"},
 			{"Content-Type", "video/mp4"}, {"Content-Length", fmt.Sprint(len(data))}})
 		// The server reads the first 8 KiB of content before its handler
 		// runs (fasthttp's pre-read), so the 104 comes once they are in.
 		sent := len(data) / 3
-		c.body(data[:sent])
-		i := c.next("POST")
+		c.Body(data[:sent])
+		i := c.Next("POST")
 		if i.Status != 104 || i.Header.Get("Location") == "" {
 			t.Fatalf("after the first bytes: got %d %v, want 104 with Location", i.Status, i.Header)
 		}
 		loc := i.Header.Get("Location")
 		time.Sleep(300 * time.Millisecond)
-		c.conn.Close() // the network goes away mid-body
+		c.Conn.Close() // the network goes away mid-body
 
 		var off int64
 		deadline := time.Now().Add(10 * time.Second)
@@ -321,18 +234,18 @@ func TestIETFInterop3(t *testing.T) {
 	data := randomBytes(5<<20 + 1234)
 
 	c := dialDraft(t, ep)
-	c.start("POST", ep, hdr{auth(acmeKey), interop(3), {"Upload-Incomplete", "?0"},
+	c.Start("POST", ep, hdr{auth(acmeKey), interop(3), {"Upload-Incomplete", "?0"},
 		{"Content-Type", "video/quicktime"}, {"Content-Length", fmt.Sprint(len(data))}})
 	sent := 2 << 20
-	c.body(data[:sent])
-	i := c.next("POST")
+	c.Body(data[:sent])
+	i := c.Next("POST")
 	if i.Status != 104 {
 		t.Fatalf("after the first bytes: got %d, want 104", i.Status)
 	}
 	wantHeader(t, "104", i, "Upload-Draft-Interop-Version", "3")
 	loc := i.Header.Get("Location")
 	time.Sleep(300 * time.Millisecond)
-	c.conn.Close()
+	c.Conn.Close()
 
 	var off int64
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
