@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // TestIETFBadInput: each refusal of the draft's front door, as a problem
@@ -152,4 +156,62 @@ func TestIETFLongContent(t *testing.T) {
 	}
 	a := wantAssetReply(t, "POST", r, data)
 	wantReady(t, s, acmeKey, a.ID, data)
+}
+
+// sfSHA256 is the RFC 9530 digest field value of b's SHA-256.
+func sfSHA256(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+}
+
+// TestIETFDigests: Content-Digest is verified while the content streams
+// (a mismatch stores nothing); Repr-Digest is checked against the whole
+// upload when it completes (a mismatch fails and deletes the upload).
+func TestIETFDigests(t *testing.T) {
+	s := startServer(t)
+	ep := s.Endpoint()
+	data := randomBytes(3<<20 + 11)
+	_, r := draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?0"}, {"Content-Type", "video/mp4"}}, []byte{})
+	loc := r.Header.Get("Location")
+	app := func(offset int, part []byte, done string, extra ...[2]string) testsvc.DraftReply {
+		_, r := draftRoundTrip(t, "PATCH", loc, append(hdr{auth(acmeKey), interop(8), {"Upload-Complete", done},
+			{"Upload-Offset", fmt.Sprint(offset)}, {"Content-Type", "application/partial-upload"}}, extra...), part)
+		return r
+	}
+	half := len(data) / 2
+	if r := app(0, data[:half], "?0", [2]string{"Content-Digest", sfSHA256(data[1 : half+1])}); r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"digest_mismatch"`) {
+		t.Fatalf("wrong Content-Digest: got %d %s, want 400 digest_mismatch", r.Status, r.Body)
+	}
+	if r := app(0, data[:half], "?0", [2]string{"Content-Digest", "sha-256=:nope:"}); r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"invalid_digest"`) {
+		t.Fatalf("malformed Content-Digest: got %d %s, want 400 invalid_digest", r.Status, r.Body)
+	}
+	_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
+	if h.Header.Get("Upload-Offset") != "0" {
+		t.Fatalf("offset after the refused digests: got %q, want 0", h.Header.Get("Upload-Offset"))
+	}
+	if r := app(0, data[:half], "?0", [2]string{"Content-Digest", "sha-512=:AAAA:, " + sfSHA256(data[:half])}); r.Status != http.StatusNoContent {
+		t.Fatalf("right Content-Digest: got %d %s, want 204", r.Status, r.Body)
+	}
+	r = app(half, data[half:], "?1", [2]string{"Repr-Digest", sfSHA256(data)}, [2]string{"Content-Digest", sfSHA256(data[half:])})
+	wantAssetReply(t, "append with the right Repr-Digest", r, data)
+
+	// A whole file whose Repr-Digest is wrong: the upload fails.
+	other := randomBytes(1<<20 + 3)
+	_, r = draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+		{"Repr-Digest", sfSHA256(data)}}, other)
+	if r.Status != http.StatusBadRequest || r.Header.Get("Upload-Complete") != "?1" || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) {
+		t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch with Upload-Complete: ?1", r.Status, r.Header, r.Body)
+	}
+	_, h = draftRoundTrip(t, "HEAD", r.Header.Get("Location"), hdr{auth(acmeKey), interop(8)}, nil)
+	if h.Status != http.StatusNotFound {
+		t.Errorf("HEAD of the failed upload: got %d, want 404 (deleted)", h.Status)
+	}
+
+	// Content-Digest over max-append-size is refused before the content.
+	c := dialDraft(t, ep)
+	c.Start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+		{"Content-Digest", sfSHA256(nil)}, {"Expect", "100-continue"}, {"Content-Length", fmt.Sprint(64<<20 + 1)}})
+	if r := c.Next("POST"); r.Status != http.StatusRequestEntityTooLarge || r.Header.Get("Upload-Limit") == "" {
+		t.Fatalf("Content-Digest over 64 MiB: got %d %v, want 413 with Upload-Limit", r.Status, r.Header)
+	}
 }

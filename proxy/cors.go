@@ -15,7 +15,7 @@ const (
 	corsAllowHeaders = "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Metadata, " +
 		"Upload-Offset, Upload-Defer-Length, Upload-Concat, Upload-Checksum, X-HTTP-Method-Override, " +
 		"X-Requested-With, X-Request-Id, Range, " +
-		"Upload-Complete, Upload-Incomplete, Upload-Draft-Interop-Version, Content-Disposition"
+		"Upload-Complete, Upload-Incomplete, Upload-Draft-Interop-Version, Content-Disposition, Content-Digest, Repr-Digest"
 	corsMaxAge = "86400"
 )
 

@@ -252,6 +252,8 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 	case e == errInconsistentLength:
 		p.Type, p.Title = problemLength, "inconsistent length values for upload"
 		d.v.setDone(h, false)
+	case e == errReprMismatch:
+		d.v.setDone(h, true) // the upload is over: it failed
 	case e.Status == fasthttp.StatusRequestEntityTooLarge:
 		h.Set("Upload-Limit", s.uploadLimit(time.Time{}))
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"mime"
 	"strings"
@@ -19,6 +20,7 @@ type draftCreation struct {
 	mdRaw  string
 	md     metadata
 	shape  assetShape
+	dig    draftDigests
 }
 
 // parseDraftCreate reads a creation request. It has no side effects, so
@@ -42,6 +44,12 @@ func parseDraftCreate(v draft, h *fasthttp.RequestHeader, args *fasthttp.Args) (
 	}
 	if err := agreeLength(&c.length, c.done, 0, c.size); err != nil {
 		return c, err
+	}
+	if c.dig, err = parseDigests(h); err != nil {
+		return c, err
+	}
+	if c.dig.content != nil && c.size > pipeline.MaxChunk {
+		return c, errDigestTooLong
 	}
 	if c.md, err = draftMetadata(h, args); err != nil {
 		return c, err
@@ -148,8 +156,11 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if c.size != 0 {
 		s.interim(rc, d.v, "Location", loc, "Upload-Limit", s.uploadLimit(sess.ExpiresAt))
 	}
-	sess, err = s.ietfAppend(ctx, rc, rq, d, sess, c.size, c.done)
+	sess, err = s.ietfAppend(ctx, rc, rq, d, sess, c.size, c.done, c.dig.content)
 	if err != nil {
+		return err
+	}
+	if err := s.checkRepr(ctx, rc, rq, sess, c.dig.repr); err != nil {
 		return err
 	}
 	if sess.Completed {
@@ -167,9 +178,21 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 // interruption keeps every durable byte; between segments a 104 tells the
 // client the offset (interop 5 and later). When done, the upload is
 // completed, its length inferred from a chunked body.
-func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, sess sessionstore.Session, size int64, done bool) (sessionstore.Session, error) {
+func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, sess sessionstore.Session, size int64, done bool, sum *pipeline.Checksum) (sessionstore.Session, error) {
 	var body *bodyReader
-	if size != 0 {
+	switch {
+	case sum != nil && size != 0:
+		// Content-Digest: one write, verified before anything commits.
+		var err error
+		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: size, sum: sum, length: -1})
+		d.expected = sess.Offset
+		if errors.Is(err, pipeline.ErrChecksumMismatch) {
+			return sess, fmt.Errorf("%w: %w", errDigestMismatch, err)
+		}
+		if err != nil {
+			return sess, err
+		}
+	case size != 0:
 		body = s.newBodyReader(rc, rq)
 	}
 	start := sess.Offset

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 )
@@ -38,6 +39,7 @@ type draftAppend struct {
 	done   bool
 	length int64 // -1: not told
 	size   int64 // Content-Length, -1 when chunked
+	dig    draftDigests
 }
 
 // parseDraftAppend reads a PATCH's headers. From interop 6 on, the
@@ -74,6 +76,12 @@ func parseDraftAppend(v draft, h *fasthttp.RequestHeader) (draftAppend, error) {
 	a.size = int64(h.ContentLength())
 	if a.size == -2 {
 		a.size = 0
+	}
+	if a.dig, err = parseDigests(h); err != nil {
+		return a, err
+	}
+	if a.dig.content != nil && a.size > pipeline.MaxChunk {
+		return a, errDigestTooLong
 	}
 	return a, agreeLength(&a.length, a.done, a.offset, a.size)
 }
@@ -120,7 +128,10 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 				return err
 			}
 		}
-		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done); err != nil {
+		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done, a.dig.content); err != nil {
+			return err
+		}
+		if err := s.checkRepr(ctx, rc, rq, sess, a.dig.repr); err != nil {
 			return err
 		}
 	}
