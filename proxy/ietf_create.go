@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
@@ -175,8 +177,8 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 // sess's offset through writeChunk, in segments of at most MaxChunk (the
 // TUS limit of one request): a client that predates Upload-Limit sends a
 // whole file in one request. Each segment commits what it stored, so an
-// interruption keeps every durable byte; between segments a 104 tells the
-// client the offset (interop 5 and later). When done, the upload is
+// interruption keeps every durable byte; 104s tell the client the offsets
+// made durable (progress). When done, the upload is
 // completed, its length inferred from a chunked body.
 func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, sess sessionstore.Session, size int64, done bool, sum *pipeline.Checksum) (sessionstore.Session, error) {
 	var body *bodyReader
@@ -196,6 +198,7 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		body = s.newBodyReader(rc, rq)
 	}
 	start := sess.Offset
+	progress := s.progress(rc, d.v, start, size)
 	for first := true; body != nil; first = false {
 		seg := int64(-1)
 		if size >= 0 {
@@ -203,16 +206,14 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		}
 		before := sess.Offset
 		var err error
-		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: seg, length: -1, body: body, follow: !first})
+		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: seg, length: -1,
+			body: body, follow: !first, committed: progress})
 		d.expected = sess.Offset
 		if err != nil {
 			return sess, err
 		}
 		if body.eof || (size >= 0 && sess.Offset-start >= size) || sess.Offset == before || sess.Completed {
 			break
-		}
-		if d.v >= 5 {
-			s.interim(rc, d.v, "Upload-Offset", fmt.Sprint(sess.Offset))
 		}
 	}
 	if !done || sess.Completed {
@@ -228,6 +229,29 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sess, errInconsistentLength
 	}
 	return s.finishIfFull(ctx, sess)
+}
+
+// progressEvery spaces the progress 104s of one request.
+const progressEvery = time.Second
+
+// progress returns what tells the client, in a 104 with Upload-Offset,
+// each offset that a commit of the request's content made durable
+// (interop 5 and later; nil before): at most one per progressEvery, none
+// for the commit that ends the content (its final response follows), and
+// never Location (the draft: progress 104s must not carry it). The S3 sink
+// commits each part; the local sink each 64 MiB segment.
+func (s *Server) progress(rc *fasthttp.RequestCtx, v draft, start, size int64) func(int64) {
+	if v < 5 {
+		return nil
+	}
+	var last time.Time
+	return func(offset int64) {
+		if (size >= 0 && offset >= start+size) || time.Since(last) < progressEvery {
+			return
+		}
+		last = time.Now()
+		s.interim(rc, v, "Upload-Offset", strconv.FormatInt(offset, 10))
+	}
 }
 
 // ietfPending sets the fields of a response to a request that left the

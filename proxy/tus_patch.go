@@ -28,6 +28,9 @@ type chunkRequest struct {
 	// upload over from a newer request but answers 409 upload_taken_over.
 	body   *bodyReader
 	follow bool
+	// committed, when set, is told each offset a commit made durable
+	// (the draft's progress 104s).
+	committed func(offset int64)
 }
 
 // commitTimeout bounds one store commit. Commits run even when the request
@@ -259,6 +262,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		lh.extended(start, s.cfg.LeaseTTL)
 		cur = ns
 		s.metrics.commits.Add(1)
+		if cr.committed != nil {
+			cr.committed(ns.Offset)
+		}
 		return nil
 	}
 	s.metrics.activeUploads.Add(1)
