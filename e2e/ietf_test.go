@@ -207,6 +207,32 @@ func TestIETFInterop8(t *testing.T) {
 		wantReady(t, s, acmeKey, a.ID, data)
 	})
 
+	t.Run("chunked optimistic creation", func(t *testing.T) {
+		// No Content-Length: the length is known when the content ends.
+		data := randomBytes(1<<20 + 99)
+		c := dialDraft(t, ep)
+		c.Start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+			{"Transfer-Encoding", "chunked"}})
+		for _, part := range [][]byte{data[:300000], data[300000:]} {
+			c.Body(fmt.Appendf(nil, "%x\r\n", len(part)))
+			c.Body(part)
+			c.Body([]byte("\r\n"))
+		}
+		c.Body([]byte("0\r\n\r\n"))
+		interim, r := c.Final("POST")
+		if len(interim) == 0 || interim[0].Header.Get("Location") == "" {
+			t.Fatalf("interim: got %+v, want a 104 with Location first", interim)
+		}
+		for _, p := range interim[1:] {
+			// The server cannot tell the last commit of chunked content.
+			if p.Header.Get("Location") != "" || p.Header.Get("Upload-Offset") == "" {
+				t.Errorf("progress 104: got %v, want Upload-Offset and no Location", p.Header)
+			}
+		}
+		a := wantAssetReply(t, "chunked POST", r, data)
+		wantReady(t, s, acmeKey, a.ID, data)
+	})
+
 	t.Run("cancel", func(t *testing.T) {
 		_, r := draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?0"}, {"Content-Type", "video/mp4"}}, []byte("abc"))
 		loc := r.Header.Get("Location")

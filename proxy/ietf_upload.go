@@ -26,9 +26,7 @@ func (s *Server) ietfHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *requ
 	if sess.Length >= 0 {
 		h.Set("Upload-Length", fmt.Sprint(sess.Length))
 	}
-	if !sess.Completed {
-		h.Set("Upload-Limit", s.uploadLimit(sess.ExpiresAt))
-	}
+	h.Set("Upload-Limit", s.uploadLimit(sess.ExpiresAt))
 	rc.SetStatusCode(fasthttp.StatusNoContent)
 	return nil
 }
