@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -231,6 +232,47 @@ func TestIETFInterop8(t *testing.T) {
 		}
 		a := wantAssetReply(t, "chunked POST", r, data)
 		wantReady(t, s, acmeKey, a.ID, data)
+	})
+
+	t.Run("pipelined: a 104 never overtakes an earlier response", func(t *testing.T) {
+		// fasthttp holds a response back while the next request is
+		// already buffered; the 104 of that next request must not be
+		// written before it.
+		_, r := draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?0"}, {"Content-Type", "video/mp4"}}, []byte{})
+		loc := r.Header.Get("Location")
+		data := randomBytes(20000)
+		c := dialDraft(t, ep)
+		u, _ := url.Parse(loc)
+		// One write, so that the server reads both requests at once.
+		c.Body(append(fmt.Appendf(nil, "HEAD %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nUpload-Draft-Interop-Version: 8\r\n\r\n"+
+			"POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nUpload-Draft-Interop-Version: 8\r\n"+
+			"Upload-Complete: ?1\r\nContent-Type: video/mp4\r\nContent-Length: %d\r\n\r\n",
+			u.Path, u.Host, acmeKey, tusPath, u.Host, acmeKey, len(data)), data...))
+		if h := c.Next("HEAD"); h.Status != http.StatusNoContent || h.Header.Get("Upload-Offset") != "0" {
+			t.Fatalf("first response on the connection: got %d %v, want the HEAD's 204", h.Status, h.Header)
+		}
+		interim, r := c.Final("POST")
+		if len(interim) != 1 || interim[0].Status != 104 {
+			t.Fatalf("then: got %+v, want the POST's 104", interim)
+		}
+		wantAssetReply(t, "pipelined POST", r, data)
+	})
+
+	t.Run("cancel takes over an append in flight", func(t *testing.T) {
+		c := dialDraft(t, ep)
+		c.Start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+			{"Content-Length", fmt.Sprint(8 << 20)}})
+		c.Body(randomBytes(1 << 20))
+		i := c.Next("POST")
+		loc := i.Header.Get("Location")
+		start := time.Now()
+		_, r := draftRoundTrip(t, "DELETE", loc, hdr{auth(acmeKey), interop(8)}, nil)
+		if r.Status != http.StatusNoContent || time.Since(start) > 3*time.Second {
+			t.Fatalf("DELETE during the creation: got %d after %v, want 204 within the takeover wait", r.Status, time.Since(start))
+		}
+		if _, fin := c.Final("POST"); fin.Status != http.StatusNotFound || !strings.Contains(string(fin.Body), `"upload_deleted"`) {
+			t.Errorf("the creation in flight: got %d %s, want 404 upload_deleted", fin.Status, fin.Body)
+		}
 	})
 
 	t.Run("cancel", func(t *testing.T) {
