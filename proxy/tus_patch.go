@@ -21,7 +21,7 @@ type chunkRequest struct {
 	sum    *pipeline.Checksum
 	length int64 // Upload-Length sent with a PATCH of a deferred upload, else -1
 
-	// The draft's front door (ietf_append.go) writes one request body as
+	// The draft's front door (ietfAppend in ietf_create.go) writes one request body as
 	// segments of at most MaxChunk: body is the reader the segments
 	// share (each reads at most its size, or MaxChunk when chunked), and
 	// follow marks a segment after the first, which does not take the
@@ -228,7 +228,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 
 	body := cr.body
-	var src io.Reader = body
+	var src io.Reader
 	if body == nil {
 		body = s.newBodyReader(rc, rq)
 		src = body
