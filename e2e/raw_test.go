@@ -6,10 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // rawPatch is a PATCH written by hand on its own TCP connection, so a test
@@ -31,15 +32,7 @@ func openRawPatch(t *testing.T, loc, key string, offset, length int64, extra map
 // openRaw is openRawPatch for any method (a POST with data, say).
 func openRaw(t *testing.T, method, loc, key string, offset, length int64, extra map[string]string) *rawPatch {
 	t.Helper()
-	u, err := url.Parse(loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", u.Host, err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	u, conn := testsvc.DialURL(t, loc)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, u.RequestURI(), u.Host)
 	fmt.Fprintf(&b, "Authorization: Bearer %s\r\nTus-Resumable: 1.0.0\r\n", key)

@@ -10,10 +10,12 @@ import (
 const (
 	corsExposeHeaders = "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, " +
 		"Tus-Extension, Tus-Checksum-Algorithm, Upload-Metadata, Upload-Defer-Length, Upload-Concat, " +
-		"Upload-Expires, Upload-Checksum, X-Request-Id, Retry-After, Content-Range, Accept-Ranges"
+		"Upload-Expires, Upload-Checksum, X-Request-Id, Retry-After, Content-Range, Accept-Ranges, " +
+		"Upload-Complete, Upload-Incomplete, Upload-Limit"
 	corsAllowHeaders = "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Metadata, " +
 		"Upload-Offset, Upload-Defer-Length, Upload-Concat, Upload-Checksum, X-HTTP-Method-Override, " +
-		"X-Requested-With, X-Request-Id, Range"
+		"X-Requested-With, X-Request-Id, Range, " +
+		"Upload-Complete, Upload-Incomplete, Upload-Draft-Interop-Version, Content-Disposition, Content-Digest, Repr-Digest"
 	corsMaxAge = "86400"
 )
 

@@ -28,6 +28,9 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	default:
 		return fasthttp.StatusContinue
 	}
+	if v, ok := draftOf(&ctx.Request.Header); ok {
+		return s.ietfExpect(ctx, v, id)
+	}
 	method := tusMethod(ctx)
 	if method != fasthttp.MethodPatch && method != fasthttp.MethodPost {
 		return fasthttp.StatusContinue

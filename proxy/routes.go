@@ -70,6 +70,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if s.tel.tracer != nil {
 		s.startRequestSpan(ctx, rq)
 	}
+	flushEachResponse(ctx) // a later 104 on this connection must not overtake it (ietf_interim.go)
 	defer func() {
 		if p := recover(); p != nil {
 			ctx.Response.Reset()
@@ -140,6 +141,10 @@ func (s *Server) requestContext(rq *request) (context.Context, context.CancelFun
 
 // tus serves the TUS endpoint: id is "" for the creation URL.
 func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
+	if v, ok := draftOf(&ctx.Request.Header); ok {
+		s.ietf(ctx, rq, v, id) // the IETF draft's front door (ietf.go)
+		return
+	}
 	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
 	s.cors(ctx)
 	method := tusMethod(ctx)
@@ -213,6 +218,11 @@ func (s *Server) tusAdmit(rctx context.Context, ctx *fasthttp.RequestCtx, rq *re
 		rq.allow = allow
 		return errMethod
 	}
+	return s.signIn(rctx, ctx, rq)
+}
+
+// signIn authenticates the request's API key and sets its account.
+func (s *Server) signIn(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request) error {
 	account, err := s.authenticate(rctx, ctx)
 	if err != nil {
 		return err
@@ -228,6 +238,7 @@ func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 	h.Set("Tus-Max-Size", tusMaxSize)
 	h.Set("Tus-Extension", tusExtensions)
 	h.Set("Tus-Checksum-Algorithm", pipeline.SupportedChecksums)
+	h.Set("Upload-Limit", s.uploadLimit(time.Time{})) // the IETF draft's discovery
 	s.preflight(ctx, "OPTIONS, POST, HEAD, PATCH, DELETE")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }

@@ -123,20 +123,9 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	if len(c.cc.Final) > 0 {
 		return s.createFinal(ctx, rc, rq, c.cc, c.mdRaw, c.md)
 	}
-	id := apikey.NewID()
-	rq.uploadID = id
-	now := time.Now().UTC()
-	sess := sessionstore.Session{
-		ID: id, Account: rq.account, Length: c.length, Metadata: c.mdRaw,
-		Partial: c.cc.Partial, NextPart: 1,
-		CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
-	}
-	asset := sessionstore.Asset{
-		ID: id, Account: rq.account, SessionID: id, Type: c.shape.Type,
-		State: sessionstore.StateUploading, SizeBytes: c.length,
-		ContentType: c.shape.ContentType, Filename: c.shape.Filename, Metadata: c.md,
-		StorageKey: storageKey(id), CreatedAt: now,
-	}
+	sess, asset := s.newUpload(rq, c.length, c.mdRaw, c.md, c.shape)
+	id := sess.ID
+	sess.Partial = c.cc.Partial
 	if !c.cc.Partial {
 		// A partial upload has a session but no visible asset.
 		sess.AssetID = id
@@ -175,6 +164,25 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	}
 	writeJSON(rc, fasthttp.StatusCreated, &resp)
 	return nil
+}
+
+// newUpload is the session and asset of a new upload of the request's
+// account (TUS and the draft alike); rq.uploadID is set to its id.
+func (s *Server) newUpload(rq *request, length int64, mdRaw string, md metadata, shape assetShape) (sessionstore.Session, sessionstore.Asset) {
+	id := apikey.NewID()
+	rq.uploadID = id
+	now := time.Now().UTC()
+	sess := sessionstore.Session{
+		ID: id, Account: rq.account, Length: length, Metadata: mdRaw, NextPart: 1,
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
+	}
+	asset := sessionstore.Asset{
+		ID: id, Account: rq.account, SessionID: id, Type: shape.Type,
+		State: sessionstore.StateUploading, SizeBytes: length,
+		ContentType: shape.ContentType, Filename: shape.Filename, Metadata: md,
+		StorageKey: storageKey(id), CreatedAt: now,
+	}
+	return sess, asset
 }
 
 // createUpload prepares storage and stores the session and asset; storage

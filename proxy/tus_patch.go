@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +20,17 @@ type chunkRequest struct {
 	size   int64 // Content-Length, -1 when chunked
 	sum    *pipeline.Checksum
 	length int64 // Upload-Length sent with a PATCH of a deferred upload, else -1
+
+	// The draft's front door (ietfAppend in ietf_create.go) writes one request body as
+	// segments of at most MaxChunk: body is the reader the segments
+	// share (each reads at most its size, or MaxChunk when chunked), and
+	// follow marks a segment after the first, which does not take the
+	// upload over from a newer request but answers 409 upload_taken_over.
+	body   *bodyReader
+	follow bool
+	// committed, when set, is told each offset a commit made durable
+	// (the draft's progress 104s).
+	committed func(offset int64)
 }
 
 // commitTimeout bounds one store commit. Commits run even when the request
@@ -188,7 +200,17 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	sink := s.pipe.Sink()
 	ctx = s.withUpload(ctx, sess.ID, sess.Account)
-	lease, err := s.takeLease(ctx, sess.ID, sink.PartsFor(uploadOf(sess), cr.size), false)
+	parts := sink.PartsFor(uploadOf(sess), cr.size)
+	var lease sessionstore.Lease
+	var err error
+	if cr.follow {
+		// Between two segments a newer request took the upload: it wins.
+		if lease, err = s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, parts); errors.Is(err, sessionstore.ErrLocked) {
+			return sess, errTakenOver
+		}
+	} else {
+		lease, err = s.takeLease(ctx, sess.ID, parts, false)
+	}
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
 	}
@@ -212,7 +234,18 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sess, errPastLength
 	}
 
-	body := s.newBodyReader(rc, rq)
+	body := cr.body
+	var src io.Reader
+	if body == nil {
+		body = s.newBodyReader(rc, rq)
+		src = body
+	} else {
+		limit := int64(pipeline.MaxChunk)
+		if cr.size >= 0 {
+			limit = cr.size
+		}
+		src = io.LimitReader(body, limit)
+	}
 	defer s.trackBody(body)()
 	defer s.register(sess.ID, body)()
 	cur := sess
@@ -242,12 +275,15 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		lh.extended(start, s.cfg.LeaseTTL)
 		cur = ns
 		s.metrics.commits.Add(1)
+		if cr.committed != nil {
+			cr.committed(ns.Offset)
+		}
 		return nil
 	}
 	s.metrics.activeUploads.Add(1)
 	wstart := time.Now()
 	_, werr := s.pipe.Write(wctx, uploadOf(sess), pipeline.Chunk{
-		Body: body, Size: cr.size, Checksum: cr.sum,
+		Body: src, Size: cr.size, Checksum: cr.sum,
 		Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
 		Commit: commit,
 	})

@@ -40,15 +40,26 @@ func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessi
 	return sess, nil
 }
 
-// tusHead serves HEAD: where to resume.
-func (s *Server) tusHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+// headSession is the session an offset retrieval reports: completed
+// first when its bytes are all stored (finishIfFull), unless a write holds
+// it.
+func (s *Server) headSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
 	sess, err := s.loadSession(ctx, rq, id)
 	if err != nil {
-		return err
+		return sess, err
 	}
 	if fin, err := s.finishIfFull(ctx, sess); err == nil {
 		sess = fin
 	} else if !errors.Is(err, sessionstore.ErrLocked) {
+		return sess, err
+	}
+	return sess, nil
+}
+
+// tusHead serves HEAD: where to resume.
+func (s *Server) tusHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	sess, err := s.headSession(ctx, rq, id)
+	if err != nil {
 		return err
 	}
 	h := &rc.Response.Header

@@ -8,6 +8,7 @@
 //   ROUGHY_MODE      plain | abort-resume | parallel | deferred | creation-data
 //   ROUGHY_CHUNK     chunkSize in bytes (default 5 MiB)
 //   ROUGHY_STORE     URL storage file (abort-resume)
+//   ROUGHY_PROTOCOL  tus-v1 (default) | ietf-draft-03 | ietf-draft-05
 //
 // On success it prints one JSON line: {"url", "asset_id", …mode facts}.
 import fs from 'node:fs'
@@ -46,6 +47,7 @@ function options(extra) {
     headers: { Authorization: `Bearer ${key}` },
     metadata: { type: 'video', content_type: 'video/mp4', filename: 'tus-js.mp4' },
     chunkSize,
+    protocol: env('ROUGHY_PROTOCOL', 'tus-v1'),
     retryDelays: [0, 1000, 3000, 5000],
     onAfterResponse,
     ...extra,

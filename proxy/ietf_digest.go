@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// Integrity digests (RFC 9530) of the draft's requests, sha-256 only
+// (other algorithms are ignored, as RFC 9530 allows):
+//   - Content-Digest covers one request's content. It is the TUS
+//     checksum extension by another name: the pipeline verifies it while
+//     the content streams and commits nothing of a mismatching request
+//     (400, the offset unchanged). A request with one is therefore one
+//     write of at most max-append-size (64 MiB).
+//   - Repr-Digest covers the whole upload. It is checked when the request
+//     that carries it completes the upload, against the SHA-256 the server
+//     computed while the bytes streamed: on a mismatch the upload is
+//     failed and deleted (the draft: "consider the upload failed, not
+//     process the representation further"), and the answer is 400 with
+//     Upload-Complete: ?1.
+
+// draftDigests are a request's sha-256 digests, nil when not sent.
+type draftDigests struct {
+	content *pipeline.Checksum
+	repr    []byte
+}
+
+var (
+	errDigestMismatch = errorf(fasthttp.StatusBadRequest, "digest_mismatch",
+		"Content-Digest does not match the content; nothing of it was stored, the offset is unchanged")
+	errReprMismatch = errorf(fasthttp.StatusBadRequest, "repr_digest_mismatch",
+		"Repr-Digest does not match the uploaded representation; the upload failed and was deleted")
+	errDigestTooLong = errorf(fasthttp.StatusRequestEntityTooLarge, "chunk_too_large",
+		"a request with Content-Digest carries at most max-append-size (67108864 bytes)")
+)
+
+// parseDigests reads Content-Digest and Repr-Digest.
+func parseDigests(h *fasthttp.RequestHeader) (draftDigests, error) {
+	var d draftDigests
+	for _, name := range []string{"Content-Digest", "Repr-Digest"} {
+		raw, ok, err := single(h, name, "invalid_digest")
+		if err != nil {
+			return d, err
+		}
+		if !ok {
+			continue
+		}
+		sum, err := sha256Member(raw)
+		if err != nil {
+			return d, errorf(fasthttp.StatusBadRequest, "invalid_digest", name+": "+err.Error())
+		}
+		if sum == nil {
+			continue
+		}
+		if name == "Content-Digest" {
+			d.content = &pipeline.Checksum{Algorithm: "sha256", Sum: sum}
+		} else {
+			d.repr = sum
+		}
+	}
+	return d, nil
+}
+
+// sha256Member returns the sha-256 member of a digest Dictionary
+// (`sha-256=:<base64>:`, parameters ignored), nil when there is none.
+func sha256Member(v string) ([]byte, error) {
+	for member := range strings.SplitSeq(v, ",") {
+		key, val, ok := strings.Cut(strings.TrimSpace(member), "=")
+		if !ok || strings.TrimSpace(key) != "sha-256" {
+			continue
+		}
+		val, _, _ = strings.Cut(strings.TrimSpace(val), ";")
+		b64, ok := strings.CutPrefix(val, ":")
+		if b64, ok = strings.CutSuffix(b64, ":"); !ok {
+			return nil, errors.New("sha-256 must be a byte sequence (:base64:)")
+		}
+		sum, err := base64.StdEncoding.Strict().DecodeString(b64)
+		if err != nil || len(sum) != 32 {
+			return nil, errors.New("sha-256 must be 32 bytes in base64")
+		}
+		return sum, nil
+	}
+	return nil, nil
+}
+
+// checkRepr fails and deletes a completed upload whose SHA-256 is not
+// the client's Repr-Digest.
+func (s *Server) checkRepr(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, sess sessionstore.Session, repr []byte) error {
+	if repr == nil || !sess.Completed {
+		return nil
+	}
+	got, err := pipeline.SumHex(sess.HashState)
+	if err != nil {
+		return fmt.Errorf("proxy: upload sha256: %w", err)
+	}
+	if got == hex.EncodeToString(repr) {
+		return nil
+	}
+	if err := s.tusDelete(ctx, rc, rq, sess.ID); err != nil {
+		return err
+	}
+	return errReprMismatch
+}

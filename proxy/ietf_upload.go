@@ -1,0 +1,184 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// ietfHead serves offset retrieval (HEAD, or GET with no body): 204 with
+// Upload-Offset, the completeness, Upload-Length when known, Upload-Limit
+// and Cache-Control: no-store. Like TUS's HEAD it only reports, except
+// that it completes an upload whose bytes are all stored (tusHead).
+func (s *Server) ietfHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
+	sess, err := s.headSession(ctx, rq, id)
+	if err != nil {
+		return err
+	}
+	h := &rc.Response.Header
+	h.Set("Cache-Control", "no-store")
+	h.Set("Upload-Offset", fmt.Sprint(sess.Offset))
+	d.v.setDone(h, sess.Completed)
+	if sess.Length >= 0 {
+		h.Set("Upload-Length", fmt.Sprint(sess.Length))
+	}
+	h.Set("Upload-Limit", s.uploadLimit(sess.ExpiresAt))
+	rc.SetStatusCode(fasthttp.StatusNoContent)
+	return nil
+}
+
+// draftAppend is an append request's headers, parsed and checked.
+type draftAppend struct {
+	offset int64
+	done   bool
+	length int64 // -1: not told
+	size   int64 // Content-Length, -1 when chunked
+	dig    draftDigests
+}
+
+// parseDraftAppend reads a PATCH's headers. From interop 6 on, the
+// content must be application/partial-upload; before 5, a missing
+// Upload-Incomplete means the content ends the upload.
+func parseDraftAppend(v draft, h *fasthttp.RequestHeader) (draftAppend, error) {
+	a := draftAppend{length: -1}
+	if v >= 6 {
+		mt, _, _ := strings.Cut(string(h.ContentType()), ";")
+		if !strings.EqualFold(strings.TrimSpace(mt), partialUploadType) {
+			return a, errPartialType
+		}
+	}
+	ov, ok, err := single(h, "Upload-Offset", "invalid_offset")
+	if err != nil {
+		return a, err
+	}
+	if a.offset, err = parseInt(strings.TrimSpace(ov)); !ok || err != nil {
+		return a, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset (a non-negative integer) is required")
+	}
+	done, said, err := v.ends(h)
+	switch {
+	case err != nil:
+		return a, err
+	case !said && v >= 5:
+		return a, v.errNoComplete()
+	case !said:
+		done = true
+	}
+	a.done = done
+	if a.length, err = draftLength(h); err != nil {
+		return a, err
+	}
+	a.size = int64(h.ContentLength())
+	if a.size == -2 {
+		a.size = 0
+	}
+	if a.dig, err = parseDigests(h); err != nil {
+		return a, err
+	}
+	if a.dig.content != nil && a.size > pipeline.MaxChunk {
+		return a, errDigestTooLong
+	}
+	return a, agreeLength(&a.length, a.done, a.offset, a.size)
+}
+
+// checkDraftAppend is everything an append can be refused for before its
+// content is read. It has no side effects (the Expect handler runs it).
+func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) (sessionstore.Session, draftAppend, error) {
+	a, err := parseDraftAppend(d.v, &rc.Request.Header)
+	if err != nil {
+		return sessionstore.Session{}, a, err
+	}
+	d.provided = a.offset
+	sess, err := s.loadSession(ctx, rq, id)
+	if err != nil {
+		return sess, a, err
+	}
+	d.expected = sess.Offset
+	switch {
+	case len(sess.ConcatOf) > 0:
+		return sess, a, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be appended to")
+	case a.offset != sess.Offset:
+		return sess, a, errOffset(sess.Offset, a.offset)
+	case a.length >= 0 && sess.Length >= 0 && a.length != sess.Length:
+		return sess, a, errInconsistentLength
+	case sess.Completed && a.size != 0:
+		return sess, a, errPastLength
+	}
+	return sess, a, nil
+}
+
+// ietfPatch serves an append: the content is written at Upload-Offset
+// (writeChunk, in segments), then answered 204 with Upload-Complete: ?0
+// (201 with Upload-Incomplete: ?1 at interop 3), or, when the upload is
+// complete, as the asset. A valid append to a completed upload replays
+// that answer (the client lost it).
+func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
+	sess, a, err := s.checkDraftAppend(ctx, rc, rq, d, id)
+	if err != nil {
+		return err
+	}
+	if !sess.Completed {
+		if a.length >= 0 && sess.Length < 0 {
+			if err := s.applyLength(ctx, &sess, chunkRequest{length: a.length, size: a.size}); err != nil {
+				return err
+			}
+		}
+		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done, a.dig.content); err != nil {
+			return err
+		}
+		if err := s.checkRepr(ctx, rc, rq, sess, a.dig.repr); err != nil {
+			return err
+		}
+	}
+	if sess.Completed {
+		return s.ietfAsset(ctx, rc, d, sess)
+	}
+	s.ietfPending(rc, d, sess)
+	if d.v < 5 {
+		rc.SetStatusCode(fasthttp.StatusCreated)
+	} else {
+		rc.SetStatusCode(fasthttp.StatusNoContent)
+	}
+	return nil
+}
+
+// ietfExpect is the Expect handler's part for the draft: a creation or
+// append that is sure to be refused gets its final status (a problem)
+// instead of 100 Continue. The draft keeps 100 Continue: a 104 does not
+// replace it.
+func (s *Server) ietfExpect(ctx *fasthttp.RequestCtx, v draft, id string) int {
+	method := string(ctx.Method())
+	if method != fasthttp.MethodPost && method != fasthttp.MethodPut && method != fasthttp.MethodPatch {
+		return fasthttp.StatusContinue
+	}
+	rq := &request{id: newRequestID(ctx), method: method, route: "ietf_expect", uploadID: id}
+	d := &draftReq{v: v, provided: -1, expected: -1}
+	rctx, cancel := context.WithTimeout(s.base, expectTimeout)
+	defer cancel()
+	err := func() error {
+		if id != "" && !validID(id) {
+			return errNotFound
+		}
+		if err := s.ietfAdmit(rctx, ctx, rq, method, id); err != nil {
+			return err
+		}
+		if id == "" {
+			_, err := parseDraftCreate(v, &ctx.Request.Header, ctx.QueryArgs())
+			return err
+		}
+		_, _, err := s.checkDraftAppend(rctx, ctx, rq, d, id)
+		return err
+	}()
+	if err == nil {
+		return fasthttp.StatusContinue
+	}
+	ctx.Response.Header.Set("X-Request-Id", rq.id)
+	s.cors(ctx)
+	s.ietfFail(ctx, rq, d, err)
+	status := ctx.Response.StatusCode()
+	s.metrics.observe(rq.route, rq.method, status, 0)
+	return status
+}
