@@ -100,6 +100,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("ProbeDead", func(t *testing.T) { testProbeDead(t, newStore(t)) })
 	t.Run("ConcurrentCommit", func(t *testing.T) { testConcurrentCommit(t, newStore(t)) })
 	t.Run("ConcurrentAcquire", func(t *testing.T) { testConcurrentAcquire(t, newStore(t)) })
+	t.Run("DirectUploads", func(t *testing.T) { testDirectUploads(t, newStore(t)) })
 }
 
 // newID returns a random id, so stores that keep data between subtests
