@@ -28,6 +28,9 @@ type request struct {
 	body *bodyReader
 	// bodyRoute marks requests that may carry an upload body.
 	bodyRoute bool
+	// direct is the grant a creation through a direct upload URL uses
+	// (direct_tus.go): its id and its one-time claim.
+	direct *sessionstore.DirectUpload
 }
 
 func (rq *request) attrs() []any {
@@ -96,6 +99,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case strings.HasPrefix(path, assetsPath):
 		rq.route = "asset"
 		s.asset(ctx, rq, strings.TrimSuffix(path[len(assetsPath):], "/"))
+	case path == directPath || strings.HasPrefix(path, directPath+"/"):
+		s.directUploads(ctx, rq, path[len(directPath):])
 	case strings.HasPrefix(path, downloadPath):
 		rq.route = "download"
 		s.download(ctx, rq, path[len(downloadPath):])
@@ -160,6 +165,11 @@ func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq 
 	if err := s.tusAdmit(rctx, ctx, rq, method, id); err != nil {
 		return err
 	}
+	return s.tusServe(rctx, ctx, rq, method, id)
+}
+
+// tusServe serves an admitted TUS request (rq.account is set).
+func (s *Server) tusServe(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
 	if (method == fasthttp.MethodPatch || method == fasthttp.MethodPost) && hasBody(ctx) {
 		release, ok := s.streams.acquire(rq.account)
 		if !ok {

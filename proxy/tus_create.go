@@ -124,6 +124,9 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		return s.createFinal(ctx, rc, rq, c.cc, c.mdRaw, c.md)
 	}
 	id := apikey.NewID()
+	if rq.direct != nil {
+		id = rq.direct.ID
+	}
 	rq.uploadID = id
 	now := time.Now().UTC()
 	sess := sessionstore.Session{
@@ -143,7 +146,12 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	} else {
 		asset = sessionstore.Asset{}
 	}
-	if err := s.createUpload(ctx, &sess, asset); err != nil {
+	if rq.direct != nil {
+		err = s.claimUpload(ctx, &sess, asset, rq.direct)
+	} else {
+		err = s.createUpload(ctx, &sess, asset)
+	}
+	if err != nil {
 		return err
 	}
 
