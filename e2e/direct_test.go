@@ -113,6 +113,11 @@ func TestDirectUpload(t *testing.T) {
 		t.Errorf("GET waiting asset with another account's key: got %d, want 404", st)
 	}
 
+	// GET on the URL shows its own asset, without a key.
+	if rep := do(t, req{Method: "GET", URL: d.UploadURL, NoTus: true}); rep.Status != http.StatusOK || !bytes.Contains(rep.Body, []byte(`"state":"waiting"`)) {
+		t.Errorf("GET on the URL before the creation: got %d %s, want 200 and the waiting asset", rep.Status, rep.Body)
+	}
+
 	rep := directCreate(t, d.UploadURL, int64(len(data)), nil)
 	if rep.Status != http.StatusCreated || rep.Header.Get("Location") != d.UploadURL {
 		t.Fatalf("POST to the direct URL: got %d %s Location %q, want 201 and Location = the URL", rep.Status, rep.Body, rep.Header.Get("Location"))
@@ -136,6 +141,10 @@ func TestDirectUpload(t *testing.T) {
 	a := wantReady(t, s, acmeKey, d.ID, data)
 	if a.Filename != "from-backend.mp4" || a.ContentType != "video/mp4" || a.Type != "video" {
 		t.Errorf("asset: got %+v, want the grant's filename, content type and type", a)
+	}
+	rep = do(t, req{Method: "GET", URL: d.UploadURL, NoTus: true})
+	if rep.Status != http.StatusOK || !bytes.Contains(rep.Body, []byte(`"sha256":"`+sha256Hex(data)+`"`)) {
+		t.Errorf("GET on the URL after completion: got %d %s, want 200 and the ready asset", rep.Status, rep.Body)
 	}
 	wantRefused(t, "creation after completion", directCreate(t, d.UploadURL, 10, nil), http.StatusForbidden, "direct_upload_used")
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"errors"
@@ -58,25 +59,60 @@ func (s *Server) directTus(rc *fasthttp.RequestCtx, rq *request, id string) {
 		s.tusOptions(rc)
 		return
 	}
-	if err == nil {
-		err = s.directAdmit(rc, rq, method, d)
-	}
-	if err == nil {
-		target := d.ID
-		if method == fasthttp.MethodPost {
-			target = ""
-			rq.direct = &d
-		}
-		err = s.tusServe(ctx, rc, rq, method, target)
+	switch {
+	case err != nil:
+	case method == fasthttp.MethodGet:
+		// The asset of the grant's own upload, for a page that holds only
+		// the URL (the upload page of GET / shows it once uploaded).
+		err = s.directAsset(ctx, rc, rq, d)
+	default:
+		err = s.directServe(ctx, rc, rq, method, d)
 	}
 	if err != nil {
 		s.fail(rc, rq, err)
-		return
 	}
-	if method == fasthttp.MethodPost {
-		// The upload's URL is the grant's URL: one URL, one upload.
-		rc.Response.Header.Set("Location", s.directURL(rc, d))
+}
+
+// directServe serves a TUS request on grant d's URL.
+func (s *Server) directServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, method string, d sessionstore.DirectUpload) error {
+	if err := s.directAdmit(rc, rq, method, d); err != nil {
+		return err
 	}
+	if method != fasthttp.MethodPost {
+		return s.tusServe(ctx, rc, rq, method, d.ID)
+	}
+	rq.direct = &d
+	if err := s.tusServe(ctx, rc, rq, method, ""); err != nil {
+		return err
+	}
+	// The upload's URL is the grant's URL: one URL, one upload.
+	rc.Response.Header.Set("Location", s.directURL(rc, d))
+	return nil
+}
+
+// directAsset serves GET on a direct upload URL: the asset as GET
+// /api/v1/assets/{id} shows it (waiting before the creation).
+func (s *Server) directAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d sessionstore.DirectUpload) error {
+	rq.account, rq.uploadID = d.Account, d.ID
+	if d.Revoked {
+		return errDirectRevoked
+	}
+	if origin := rc.Request.Header.Peek("Origin"); len(origin) > 0 && !s.directOriginAllowed(d, string(origin)) {
+		return errOriginNotAllowed
+	}
+	a, err := s.store.Asset(ctx, d.ID)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return errNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: load asset: %w", err)
+	}
+	if gone, err := s.waitingGone(ctx, a); err != nil || gone {
+		return cmp.Or(err, error(errNotFound))
+	}
+	rc.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(rc, fasthttp.StatusOK, s.assetJSON(ctx, rc, a))
+	return nil
 }
 
 // directGrant loads the grant of id and checks the request's token.
