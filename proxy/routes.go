@@ -104,6 +104,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case strings.HasPrefix(path, downloadPath):
 		rq.route = "download"
 		s.download(ctx, rq, path[len(downloadPath):])
+	case path == "/" || strings.HasPrefix(path, pagePath):
+		s.servePage(ctx, rq, path)
 	case path == "/healthz":
 		rq.route = "healthz"
 		ctx.SetContentType("text/plain; charset=utf-8")
