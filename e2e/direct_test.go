@@ -306,3 +306,52 @@ func TestDirectUploadRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestDirectUploadRacingCreations: eight creations with data
+// (creation-with-upload) race on one direct upload URL of the embedded
+// default. One wins; the losers must not touch its storage (every
+// creation of a grant has the same upload id and so the same file): the
+// winner's bytes stay, and the completed asset is intact.
+func TestDirectUploadRacingCreations(t *testing.T) {
+	s := startServer(t)
+	data := randomBytes(4<<20 + 5)
+	d := mustMint(t, s, map[string]any{"type": "video"})
+	const racers = 8
+	reps := make([]reply, racers)
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	done := make(chan int)
+	for i := range racers {
+		go func() {
+			<-start
+			reps[i], errs[i] = tryDo(t.Context(), req{Method: "POST", URL: d.UploadURL, Body: bytes.NewReader(data[:2<<20]), Header: map[string]string{
+				"Upload-Length": fmt.Sprint(len(data)), "Content-Type": "application/offset+octet-stream", "Upload-Metadata": "filename " + b64("race.mp4")}})
+			done <- i
+		}()
+	}
+	close(start)
+	for range racers {
+		<-done
+	}
+	var created int
+	for i, rep := range reps {
+		switch {
+		case errs[i] != nil:
+			t.Errorf("POST %d: %v", i, errs[i])
+		case rep.Status == http.StatusCreated:
+			created++
+		case rep.Status != http.StatusForbidden || errorCode(rep) != "direct_upload_used":
+			t.Errorf("POST %d: got %d %s, want 201 or 403 direct_upload_used", i, rep.Status, rep.Body)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("racing creations: got %d created, want 1", created)
+	}
+	if off := headOffset(t, d.UploadURL, ""); off != 2<<20 {
+		t.Fatalf("offset after the race: got %d, want the winner's %d", off, 2<<20)
+	}
+	if rep := patch(t, d.UploadURL, "", 2<<20, data[2<<20:]); rep.Status != http.StatusNoContent {
+		t.Fatalf("PATCH the rest: got %d %s", rep.Status, rep.Body)
+	}
+	wantReady(t, s, acmeKey, d.ID, data)
+}
