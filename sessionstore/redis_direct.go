@@ -56,12 +56,13 @@ return {1, 'ok'}
 `)
 
 // luaRevokeDirect marks a direct upload revoked and, when it created no
-// upload, its waiting asset deleted. KEYS[1] direct, KEYS[2] asset.
+// upload, its waiting asset deleted. KEYS[1] direct, KEYS[2] asset;
+// ARGV[1] the asset's deleted field (raDeleted).
 // Answers {1, direct hash as HGETALL} or {2}.
 var luaRevokeDirect = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 if redis.call('HGET', KEYS[1], 'created') ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then
-	redis.call('HSET', KEYS[2], 'deleted', '1')
+	redis.call('HSET', KEYS[2], ARGV[1], '1')
 end
 redis.call('HSET', KEYS[1], 'revoked', '1')
 return {1, redis.call('HGETALL', KEYS[1])}
@@ -140,7 +141,7 @@ func (r *Redis) ClaimDirectUpload(ctx context.Context, id string, now time.Time,
 
 // RevokeDirectUpload marks the grant revoked and drops its waiting asset.
 func (r *Redis) RevokeDirectUpload(ctx context.Context, id string) (DirectUpload, error) {
-	out, err := r.runScript(ctx, "revoke direct upload", luaRevokeDirect, []string{redisDirectKey(id), redisAssetKey(id)})
+	out, err := r.runScript(ctx, "revoke direct upload", luaRevokeDirect, []string{redisDirectKey(id), redisAssetKey(id)}, raDeleted)
 	if err != nil {
 		return DirectUpload{}, err
 	}
