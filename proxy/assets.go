@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -118,6 +119,9 @@ func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	if a.Account != account || a.Deleted {
 		return errNotFound
+	}
+	if gone, err := s.waitingGone(ctx, a); err != nil || gone {
+		return cmp.Or(err, error(errNotFound))
 	}
 	rc.Response.Header.Set("Cache-Control", "no-store")
 	writeJSON(rc, fasthttp.StatusOK, s.assetJSON(ctx, rc, a))

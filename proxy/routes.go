@@ -33,6 +33,9 @@ type request struct {
 	// with the request's span when tracing (span non-nil).
 	ctx  context.Context
 	span trace.Span
+	// direct is the grant a creation through a direct upload URL uses
+	// (direct_tus.go): its id and its one-time claim.
+	direct *sessionstore.DirectUpload
 }
 
 func (rq *request) attrs() []any {
@@ -111,12 +114,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case path == webhooksPath || strings.HasPrefix(path, webhooksPath+"/"):
 		rq.route = "webhooks"
 		s.webhooks(ctx, rq, path[len(webhooksPath):])
-	case strings.HasPrefix(path, downloadPath):
-		rq.route = "download"
-		s.download(ctx, rq, path[len(downloadPath):])
 	case path == quotaPath || path == quotaPath+"/":
 		rq.route = "quota"
 		s.quota(ctx, rq)
+	case path == directPath || strings.HasPrefix(path, directPath+"/"):
+		s.directUploads(ctx, rq, path[len(directPath):])
+	case strings.HasPrefix(path, downloadPath):
+		rq.route = "download"
+		s.download(ctx, rq, path[len(downloadPath):])
+	case path == "/" || strings.HasPrefix(path, pagePath):
+		s.servePage(ctx, rq, path)
 	case path == "/healthz":
 		rq.route = "healthz"
 		ctx.SetContentType("text/plain; charset=utf-8")
@@ -182,6 +189,11 @@ func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq 
 	if err := s.tusAdmit(rctx, ctx, rq, method, id); err != nil {
 		return err
 	}
+	return s.tusServe(rctx, ctx, rq, method, id)
+}
+
+// tusServe serves an admitted TUS request (rq.account is set).
+func (s *Server) tusServe(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
 	if (method == fasthttp.MethodPatch || method == fasthttp.MethodPost) && hasBody(ctx) {
 		release, ok := s.streams.acquire(rq.account)
 		if !ok {

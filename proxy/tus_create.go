@@ -132,7 +132,12 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	} else {
 		asset = sessionstore.Asset{}
 	}
-	if err := s.createUpload(ctx, &sess, asset); err != nil {
+	if rq.direct != nil {
+		err = s.claimUpload(ctx, &sess, asset, rq.direct)
+	} else {
+		err = s.createUpload(ctx, &sess, asset)
+	}
+	if err != nil {
 		return err
 	}
 
@@ -170,6 +175,10 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 // account (TUS and the draft alike); rq.uploadID is set to its id.
 func (s *Server) newUpload(rq *request, length int64, mdRaw string, md metadata, shape assetShape) (sessionstore.Session, sessionstore.Asset) {
 	id := apikey.NewID()
+	if rq.direct != nil {
+		// A direct upload's id is also its upload's (direct_tus.go).
+		id = rq.direct.ID
+	}
 	rq.uploadID = id
 	now := time.Now().UTC()
 	sess := sessionstore.Session{

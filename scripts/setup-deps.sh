@@ -3,7 +3,8 @@
 # so it is cheap to run again: Debian's redis-server, redis-tools, ffmpeg
 # (ffprobe), jq and curl; versitygw v1.8.0 (the S3 server of the S3 tests);
 # tus-js-client 4.3.1 for the Node end-to-end tests (e2e/js, from
-# package-lock.json). With --bench it also installs tusd v2.9.1, the
+# package-lock.json), also vendored into the upload page (proxy/page/vendor)
+# at build time. With --bench it also installs tusd v2.9.1, the
 # benchmarks' reference server.
 #
 # Runs as root on a fresh Debian machine (CI=true, no stdin); elsewhere it
@@ -88,3 +89,17 @@ if [[ "$have" != "$want" ]]; then
 else
 	log "tus-js-client $have present"
 fi
+
+# 4. The upload page of GET / (proxy/page) embeds tus-js-client's browser
+# bundle when the binary is built: vendor the pinned copy of step 3 (and
+# its MIT licence) into proxy/page/vendor/, which is not in git.
+mkdir -p proxy/page/vendor
+for f in dist/tus.min.js LICENSE; do
+	src=e2e/js/node_modules/tus-js-client/$f
+	dst=proxy/page/vendor/$(basename "$f")
+	[[ $f == LICENSE ]] && dst=proxy/page/vendor/tus-js-client.LICENSE
+	if ! cmp -s "$src" "$dst"; then
+		log "vendoring $src into $dst (upload page)"
+		cp "$src" "$dst"
+	fi
+done

@@ -265,26 +265,29 @@ func (l *Local) CreateUpload(ctx context.Context, s Session, a Asset) error {
 	if s.NextPart < 1 {
 		s.NextPart = 1
 	}
-	return l.update("create upload", func(tx *bolt.Tx) error {
-		sessions, assets := tx.Bucket(boltBucketSessions), tx.Bucket(boltBucketAssets)
-		if sessions.Get([]byte(s.ID)) != nil {
-			return fmt.Errorf("session %s: %w", s.ID, ErrExists)
+	return l.update("create upload", func(tx *bolt.Tx) error { return boltCreateUpload(tx, s, a) })
+}
+
+// boltCreateUpload is CreateUpload inside tx.
+func boltCreateUpload(tx *bolt.Tx, s Session, a Asset) error {
+	sessions, assets := tx.Bucket(boltBucketSessions), tx.Bucket(boltBucketAssets)
+	if sessions.Get([]byte(s.ID)) != nil {
+		return fmt.Errorf("session %s: %w", s.ID, ErrExists)
+	}
+	if a.ID != "" {
+		if assets.Get([]byte(a.ID)) != nil {
+			return fmt.Errorf("asset %s: %w", a.ID, ErrExists)
 		}
-		if a.ID != "" {
-			if assets.Get([]byte(a.ID)) != nil {
-				return fmt.Errorf("asset %s: %w", a.ID, ErrExists)
-			}
-			if err := boltPut(assets, []byte(a.ID), a); err != nil {
-				return err
-			}
+		if err := boltPut(assets, []byte(a.ID), a); err != nil {
+			return err
 		}
-		if !s.Completed {
-			if err := tx.Bucket(boltBucketExpiry).Put(boltExpiryKey(s), nil); err != nil {
-				return err
-			}
+	}
+	if !s.Completed {
+		if err := tx.Bucket(boltBucketExpiry).Put(boltExpiryKey(s), nil); err != nil {
+			return err
 		}
-		return boltPut(sessions, []byte(s.ID), s)
-	})
+	}
+	return boltPut(sessions, []byte(s.ID), s)
 }
 
 // Session returns a session; ErrNotFound when unknown or deleted.

@@ -371,4 +371,25 @@ type Store interface {
 	// WebhookDeliveries lists the latest state of the endpoint's
 	// deliveries (up to MaxWebhookDeliveries), newest first.
 	WebhookDeliveries(ctx context.Context, hookID string) ([]WebhookDelivery, error)
+
+	// Direct uploads (issue 11): a grant for one upload without an API
+	// key. Its id is also the id of the session and asset it creates.
+
+	// CreateDirectUpload stores d and its asset a (state StateWaiting);
+	// ErrExists when the id is taken.
+	CreateDirectUpload(ctx context.Context, d DirectUpload, a Asset) error
+	// DirectUpload returns a direct upload, revoked ones too; ErrNotFound
+	// when unknown.
+	DirectUpload(ctx context.Context, id string) (DirectUpload, error)
+	// ClaimDirectUpload creates the upload of direct upload id: in one
+	// atomic step it checks that the grant is neither revoked (ErrRevoked)
+	// nor past its ExpiresAt at now (ErrDirectExpired) nor used
+	// (ErrExists), then stores s and a (a replaces the waiting asset, s.ID
+	// and a.ID are id) as CreateUpload does and marks the grant Created.
+	// ErrNotFound when unknown.
+	ClaimDirectUpload(ctx context.Context, id string, now time.Time, s Session, a Asset) error
+	// RevokeDirectUpload marks the grant revoked (again: no change) and,
+	// when no upload was created with it, deletes its waiting asset. It
+	// returns the grant as it now is; ErrNotFound when unknown.
+	RevokeDirectUpload(ctx context.Context, id string) (DirectUpload, error)
 }

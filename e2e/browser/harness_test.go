@@ -270,6 +270,8 @@ type pageParams struct {
 	Size     int
 	Chunk    int
 	Seed     uint32
+	// NoKey sends no Authorization at all (a direct upload URL).
+	NoKey bool
 }
 
 // runBrowser opens the page in a fresh headless Chromium and waits for the
@@ -278,7 +280,9 @@ func runBrowser(t *testing.T, p *pageServer, pp pageParams) pageResult {
 	t.Helper()
 	q := url.Values{}
 	q.Set("endpoint", pp.Endpoint)
-	q.Set("key", acmeKey)
+	if !pp.NoKey {
+		q.Set("key", acmeKey)
+	}
 	q.Set("mode", pp.Mode)
 	q.Set("size", fmt.Sprint(pp.Size))
 	q.Set("chunk", fmt.Sprint(pp.Chunk))

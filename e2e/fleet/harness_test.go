@@ -178,11 +178,18 @@ type answer struct {
 // send makes one TUS request (Tus-Resumable and the key set) and reads the
 // whole answer.
 func send(ctx context.Context, method, url string, h map[string]string, body io.Reader) (answer, error) {
+	return sendAs(ctx, fleetKey, method, url, h, body)
+}
+
+// sendAs is send with another key ("": no Authorization at all).
+func sendAs(ctx context.Context, key, method, url string, h map[string]string, body io.Reader) (answer, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return answer{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+fleetKey)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	for k, v := range h {
 		req.Header.Set(k, v)

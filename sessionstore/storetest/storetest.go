@@ -103,6 +103,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("ConcurrentAcquire", func(t *testing.T) { testConcurrentAcquire(t, newStore(t)) })
 	runQuota(t, newStore)
 	runWebhooks(t, newStore)
+	t.Run("DirectUploads", func(t *testing.T) { testDirectUploads(t, newStore(t)) })
 }
 
 // newID returns a random id, so stores that keep data between subtests

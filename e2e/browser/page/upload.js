@@ -3,7 +3,7 @@
 // as JSON to /result on the page's own origin (no CORS involved there).
 //
 //   endpoint  TUS creation URL (another origin)
-//   key       API key, sent as "Authorization: Bearer <key>"
+//   key       API key, sent as "Authorization: Bearer <key>" (empty: none)
 //   mode      "upload" | "resume" | "denied"
 //   size      blob size in bytes; chunk  chunkSize in bytes
 //   seed      PRNG seed; the Go test generates the same bytes
@@ -50,7 +50,8 @@ function options(ev, extra) {
     endpoint: endpoint,
     chunkSize: chunk,
     retryDelays: mode === "denied" ? [] : [0, 300],
-    headers: { Authorization: "Bearer " + key },
+    // No key at all for a direct upload URL (the token is in the URL).
+    headers: key ? { Authorization: "Bearer " + key } : {},
     metadata: { filename: "browser-" + mode + ".mp4", filetype: "video/mp4", type: "video" },
     onAfterResponse(req, res) {
       ev.responses.push({

@@ -1,0 +1,285 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/valyala/fasthttp"
+)
+
+// Direct uploads (issue 11): a backend that holds an API key mints a URL
+// for one upload; a browser or app that holds no key uploads to it with
+// any TUS client. The URL is
+//
+//	{base}/api/v1/direct-uploads/{id}/tus?token={token}
+//
+// and is at once the TUS creation URL and, after the creation, the upload
+// URL (Location) for HEAD, PATCH and DELETE: one URL, one upload.
+const directPath = "/api/v1/direct-uploads"
+
+// Limits of a direct upload's request.
+const (
+	maxDirectBody     = 64 << 10
+	maxDirectExpiry   = 7 * 24 * time.Hour
+	defaultDirectTTL  = time.Hour
+	maxDirectOrigins  = 32
+	maxDirectFilename = 1024
+)
+
+// directRequest is the JSON body of POST /api/v1/direct-uploads.
+type directRequest struct {
+	Type           string            `json:"type"`
+	MaxSizeBytes   *int64            `json:"max_size_bytes"`
+	ExpiresIn      *int64            `json:"expires_in"`
+	Filename       string            `json:"filename"`
+	ContentType    string            `json:"content_type"`
+	Metadata       map[string]string `json:"metadata"`
+	AllowedOrigins []string          `json:"allowed_origins"`
+}
+
+// directJSON is a direct upload as the API shows it.
+type directJSON struct {
+	ID             string     `json:"id"`
+	UploadURL      string     `json:"upload_url"`
+	ExpiresAt      string     `json:"expires_at"`
+	MaxSizeBytes   *int64     `json:"max_size_bytes"`
+	AllowedOrigins []string   `json:"allowed_origins"`
+	Asset          *assetJSON `json:"asset"`
+}
+
+func errInvalidDirect(msg string) *Error {
+	return errorf(fasthttp.StatusBadRequest, "invalid_direct_upload", msg)
+}
+
+// directUploads serves /api/v1/direct-uploads and everything below it.
+func (s *Server) directUploads(rc *fasthttp.RequestCtx, rq *request, rest string) {
+	rest = strings.Trim(rest, "/")
+	id, sub, _ := strings.Cut(rest, "/")
+	if sub == "tus" {
+		rq.route = "direct_tus"
+		s.directTus(rc, rq, id)
+		return
+	}
+	rq.route = "direct_upload"
+	s.cors(rc)
+	methods := "POST, OPTIONS"
+	if id != "" {
+		methods = "DELETE, OPTIONS"
+	}
+	switch {
+	case sub != "":
+		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		return
+	case rq.method == fasthttp.MethodOptions:
+		s.preflight(rc, methods)
+		rc.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	case id == "" && rq.method == fasthttp.MethodPost, id != "" && rq.method == fasthttp.MethodDelete:
+	default:
+		rq.allow = methods
+		s.writeError(rc, rq, errMethod)
+		return
+	}
+	rq.bodyRoute = id == ""
+	ctx, cancel := s.requestContext(rq)
+	defer cancel()
+	var err error
+	if id == "" {
+		err = s.createDirect(ctx, rc, rq)
+	} else {
+		err = s.revokeDirect(ctx, rc, rq, id)
+	}
+	if err != nil {
+		s.fail(rc, rq, err)
+	}
+}
+
+// createDirect serves POST /api/v1/direct-uploads.
+func (s *Server) createDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request) error {
+	account, err := s.authenticate(ctx, rc)
+	if err != nil {
+		return err
+	}
+	rq.account = account
+	if cl := rc.Request.Header.ContentLength(); cl > maxDirectBody {
+		return errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the JSON body is larger than 64 KiB")
+	}
+	raw, err := io.ReadAll(io.LimitReader(s.newBodyReader(rc, rq), maxDirectBody+1))
+	if err != nil {
+		return fmt.Errorf("proxy: read direct upload request: %w: %w", errBodyRead, err)
+	}
+	if len(raw) > maxDirectBody {
+		return errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the JSON body is larger than 64 KiB")
+	}
+	var in directRequest
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return errInvalidDirect("the body must be a JSON object with type, expires_in and the optional max_size_bytes, filename, content_type, metadata, allowed_origins: " + err.Error())
+	}
+	now := time.Now().UTC()
+	d, err := in.grant(now)
+	if err != nil {
+		return err
+	}
+	d.ID, d.Account = apikey.NewID(), account
+	d.Secret = make([]byte, 32)
+	rand.Read(d.Secret)
+	rq.uploadID = d.ID
+	a := sessionstore.Asset{
+		ID: d.ID, Account: account, SessionID: d.ID, Type: d.Type, State: sessionstore.StateWaiting, SizeBytes: -1,
+		ContentType: d.ContentType, Filename: d.Filename, Metadata: d.Metadata, StorageKey: storageKey(d.ID), CreatedAt: now,
+	}
+	if err := s.store.CreateDirectUpload(ctx, d, a); err != nil {
+		return fmt.Errorf("proxy: create direct upload: %w", err)
+	}
+	out := directJSON{
+		ID: d.ID, UploadURL: s.directURL(rc, d), ExpiresAt: d.ExpiresAt.Format(time.RFC3339),
+		AllowedOrigins: d.AllowedOrigins, Asset: s.assetJSON(ctx, rc, a),
+	}
+	if out.AllowedOrigins == nil {
+		out.AllowedOrigins = []string{}
+	}
+	if d.MaxSize > 0 {
+		out.MaxSizeBytes = &d.MaxSize
+	}
+	rc.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(rc, fasthttp.StatusCreated, &out)
+	return nil
+}
+
+// grant checks a request and makes the direct upload it asks for (without
+// id, account and secret).
+func (in directRequest) grant(now time.Time) (sessionstore.DirectUpload, error) {
+	d := sessionstore.DirectUpload{Filename: in.Filename, ContentType: in.ContentType, CreatedAt: now}
+	switch t := strings.ToLower(strings.TrimSpace(in.Type)); t {
+	case "video", "audio":
+		d.Type = t
+	default:
+		return d, errInvalidDirect(`"type" must be "video" or "audio"`)
+	}
+	if in.MaxSizeBytes != nil {
+		if *in.MaxSizeBytes < 1 || *in.MaxSizeBytes > pipeline.MaxUploadLength {
+			return d, errInvalidDirect(fmt.Sprintf(`"max_size_bytes" must be between 1 and %d (50 GiB)`, pipeline.MaxUploadLength))
+		}
+		d.MaxSize = *in.MaxSizeBytes
+	}
+	ttl := defaultDirectTTL
+	if in.ExpiresIn != nil {
+		if *in.ExpiresIn < 1 || *in.ExpiresIn > int64(maxDirectExpiry/time.Second) {
+			return d, errInvalidDirect(fmt.Sprintf(`"expires_in" must be between 1 and %d seconds (7 days)`, int64(maxDirectExpiry/time.Second)))
+		}
+		ttl = time.Duration(*in.ExpiresIn) * time.Second
+	}
+	d.ExpiresAt = now.Add(ttl)
+	if len(d.Filename) > maxDirectFilename || strings.ContainsFunc(d.Filename, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return d, errInvalidDirect(`"filename" must be at most 1024 bytes without control characters`)
+	}
+	if d.ContentType != "" && !validMediaType(d.ContentType) {
+		return d, errInvalidDirect(`"content_type" must be a media type such as "video/mp4"`)
+	}
+	for k := range in.Metadata {
+		if !validMetadataKey(k) {
+			return d, errInvalidDirect(fmt.Sprintf("metadata key %q is not valid (printable ASCII, no space or comma)", k))
+		}
+	}
+	d.Metadata = in.Metadata
+	if len(in.AllowedOrigins) > maxDirectOrigins {
+		return d, errInvalidDirect(fmt.Sprintf(`"allowed_origins" takes at most %d origins`, maxDirectOrigins))
+	}
+	for _, o := range in.AllowedOrigins {
+		norm, ok := normalizeOrigin(o)
+		if !ok {
+			return d, errInvalidDirect(fmt.Sprintf(`allowed origin %q is not an origin such as "https://app.example.com"`, o))
+		}
+		d.AllowedOrigins = append(d.AllowedOrigins, norm)
+	}
+	return d, nil
+}
+
+// normalizeOrigin returns o as browsers send it in Origin (scheme://host
+// [:port], lower case, no path).
+func normalizeOrigin(o string) (string, bool) {
+	u, err := url.Parse(strings.TrimSpace(o))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || !validHost(u.Host) {
+		return "", false
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), true
+}
+
+// revokeDirect serves DELETE /api/v1/direct-uploads/{id}: the URL stops
+// working at once; an upload it already created stays (DELETE it with the
+// key on the TUS endpoint). Idempotent; another account's id is a 404.
+func (s *Server) revokeDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
+	account, err := s.authenticate(ctx, rc)
+	if err != nil {
+		return err
+	}
+	rq.account, rq.uploadID = account, id
+	if !validID(id) {
+		return errNotFound
+	}
+	d, err := s.store.DirectUpload(ctx, id)
+	if err == nil && d.Account != account {
+		err = sessionstore.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: load direct upload: %w", err)
+	}
+	if _, err := s.store.RevokeDirectUpload(ctx, id); err != nil {
+		return fmt.Errorf("proxy: revoke direct upload: %w", err)
+	}
+	rc.SetStatusCode(fasthttp.StatusNoContent)
+	return nil
+}
+
+// directToken is the URL's token: an HMAC-SHA256, under the grant's own
+// secret, of everything the grant binds (upload id, account, type, size
+// limit, expiry). Any change to one of them, or another grant's token,
+// fails the check.
+func directToken(d sessionstore.DirectUpload) string {
+	m := hmac.New(sha256.New, d.Secret)
+	fmt.Fprintf(m, "roughy direct upload v1\n%s\n%s\n%s\n%d\n%d", d.ID, d.Account, d.Type, d.MaxSize, d.ExpiresAt.UnixNano())
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// directURL is the grant's upload URL.
+func (s *Server) directURL(rc *fasthttp.RequestCtx, d sessionstore.DirectUpload) string {
+	return s.baseURL(rc) + directPath + "/" + d.ID + "/tus?token=" + directToken(d)
+}
+
+// waitingGone reports whether a waiting asset's grant can no longer create
+// its upload (expired): such an asset is shown as gone, like an expired
+// upload's.
+func (s *Server) waitingGone(ctx context.Context, a sessionstore.Asset) (bool, error) {
+	if a.State != sessionstore.StateWaiting {
+		return false, nil
+	}
+	d, err := s.store.DirectUpload(ctx, a.ID)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("proxy: load direct upload: %w", err)
+	}
+	return d.Revoked || (!d.Created && time.Now().After(d.ExpiresAt)), nil
+}
+
+// maxSizeText is a direct upload's size limit for messages.
+func maxSizeText(n int64) string { return strconv.FormatInt(n, 10) + " bytes" }

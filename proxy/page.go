@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"embed"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// pageFiles is the upload page of GET / (issue 12): our own HTML, CSS
+// and JS, no build step. tus-js-client's browser bundle is vendored at
+// build time: scripts/setup-deps.sh copies it from e2e/js/node_modules
+// (the pinned 4.3.1) into proxy/page/vendor/ (not in git), and go:embed
+// takes whatever is there when the binary is built. A binary built
+// without it serves the page, which then says what is missing.
+//
+//go:embed page
+var pageFiles embed.FS
+
+// pagePath prefixes the page's assets.
+const pagePath = "/page/"
+
+// pageCSP keeps the page to its own scripts and styles; it may talk to
+// any origin, since a direct upload URL may name another host.
+const pageCSP = "default-src 'self'; connect-src *; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// servePage serves GET / and /page/{file}.
+func (s *Server) servePage(rc *fasthttp.RequestCtx, rq *request, p string) {
+	rq.route = "page"
+	if rq.method != fasthttp.MethodGet && rq.method != fasthttp.MethodHead {
+		rq.allow = "GET, HEAD"
+		s.writeError(rc, rq, errMethod)
+		return
+	}
+	name := "index.html"
+	if p != "/" {
+		name = strings.TrimPrefix(p, pagePath)
+	}
+	if name == "tus.min.js" {
+		name = "vendor/tus.min.js"
+	}
+	body, err := fs.ReadFile(pageFiles, path.Join("page", path.Clean("/" + name)[1:]))
+	if err != nil || name == "" {
+		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		return
+	}
+	h := &rc.Response.Header
+	switch path.Ext(name) {
+	case ".html":
+		h.SetContentType("text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", pageCSP)
+		h.Set("Cache-Control", "no-cache")
+	case ".js":
+		h.SetContentType("text/javascript; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+	case ".css":
+		h.SetContentType("text/css; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+	default:
+		h.SetContentType("text/plain; charset=utf-8")
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	if rq.method == fasthttp.MethodHead {
+		h.SetContentLength(len(body))
+		return
+	}
+	rc.SetBody(body)
+}

@@ -1,0 +1,135 @@
+package sessionstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// boltBucketDirect holds direct uploads: id → JSON DirectUpload. It is
+// made by the first CreateDirectUpload, so a store that never saw one
+// has no such bucket (reads answer ErrNotFound).
+var boltBucketDirect = []byte("direct")
+
+// errBoltRefused rolls back a transaction that refused: the refusal itself
+// travels beside it, so that boltErr does not make it ErrUnavailable.
+var errBoltRefused = errors.New("sessionstore: refused")
+
+// CreateDirectUpload stores d and its waiting asset a.
+func (l *Local) CreateDirectUpload(ctx context.Context, d DirectUpload, a Asset) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.update("create direct upload", func(tx *bolt.Tx) error {
+		direct, err := tx.CreateBucketIfNotExists(boltBucketDirect)
+		if err != nil {
+			return err
+		}
+		if direct.Get([]byte(d.ID)) != nil || tx.Bucket(boltBucketAssets).Get([]byte(a.ID)) != nil ||
+			tx.Bucket(boltBucketSessions).Get([]byte(d.ID)) != nil {
+			return fmt.Errorf("direct upload %s: %w", d.ID, ErrExists)
+		}
+		if err := boltPut(tx.Bucket(boltBucketAssets), []byte(a.ID), a); err != nil {
+			return err
+		}
+		return boltPut(direct, []byte(d.ID), d)
+	})
+}
+
+// DirectUpload returns a direct upload, revoked ones too.
+func (l *Local) DirectUpload(ctx context.Context, id string) (DirectUpload, error) {
+	if err := ctx.Err(); err != nil {
+		return DirectUpload{}, err
+	}
+	var d DirectUpload
+	err := l.view("direct upload", func(tx *bolt.Tx) error {
+		var err error
+		d, err = boltDirect(tx, id)
+		return err
+	})
+	return d, err
+}
+
+func boltDirect(tx *bolt.Tx, id string) (DirectUpload, error) {
+	var d DirectUpload
+	b := tx.Bucket(boltBucketDirect)
+	if b == nil {
+		return d, fmt.Errorf("direct upload %s: %w", id, ErrNotFound)
+	}
+	err := boltGet(b, []byte(id), &d)
+	return d, err
+}
+
+// ClaimDirectUpload creates the upload of direct upload id, once.
+func (l *Local) ClaimDirectUpload(ctx context.Context, id string, now time.Time, s Session, a Asset) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.NextPart < 1 {
+		s.NextPart = 1
+	}
+	var refusal error
+	err := l.update("claim direct upload", func(tx *bolt.Tx) error {
+		d, err := boltDirect(tx, id)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.Revoked:
+			refusal = ErrRevoked
+		case d.Created:
+			refusal = ErrExists
+		case now.After(d.ExpiresAt):
+			refusal = ErrDirectExpired
+		}
+		if refusal != nil {
+			return errBoltRefused
+		}
+		// The waiting asset makes way for the uploading one.
+		if err := tx.Bucket(boltBucketAssets).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := boltCreateUpload(tx, s, a); err != nil {
+			return err
+		}
+		d.Created = true
+		return boltPut(tx.Bucket(boltBucketDirect), []byte(id), d)
+	})
+	if refusal != nil {
+		return fmt.Errorf("sessionstore: local claim direct upload %s: %w", id, refusal)
+	}
+	return err
+}
+
+// RevokeDirectUpload marks the grant revoked and drops its waiting asset.
+func (l *Local) RevokeDirectUpload(ctx context.Context, id string) (DirectUpload, error) {
+	if err := ctx.Err(); err != nil {
+		return DirectUpload{}, err
+	}
+	var d DirectUpload
+	err := l.update("revoke direct upload", func(tx *bolt.Tx) error {
+		var err error
+		if d, err = boltDirect(tx, id); err != nil {
+			return err
+		}
+		if d.Revoked {
+			return nil
+		}
+		d.Revoked = true
+		if !d.Created {
+			a, err := boltAsset(tx, id)
+			if err == nil {
+				a.Deleted = true
+				err = boltPut(tx.Bucket(boltBucketAssets), []byte(id), a)
+			}
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		return boltPut(tx.Bucket(boltBucketDirect), []byte(id), d)
+	})
+	return d, err
+}
