@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,9 +28,12 @@ func TestParseSize(t *testing.T) {
 func TestSummarizeCountsFailures(t *testing.T) {
 	var b strings.Builder
 	c := config{urls: []string{"http://x"}, size: 1 << 20, chunk: 1 << 20, workers: 2}
-	summarize(&b, c, []outcome{{elapsed: time.Second, patches: []time.Duration{time.Second}}, {err: errTest}}, time.Second)
+	var good outcome
+	good.elapsed = time.Second
+	good.lat[verbPATCH] = []time.Duration{time.Second}
+	summarize(&b, c, []outcome{good, {err: errTest}, {err: fmt.Errorf("x: %w", errCorrupt)}}, time.Second, 0)
 	out := b.String()
-	for _, want := range []string{"1 ok, 1 failed", "1.0 MiB/s", "error ×1:       boom"} {
+	for _, want := range []string{"1 ok, 2 failed, 1 corrupt", "1.0 MiB/s", "error ×1:       boom", "PATCH   latency: p50 1s  p95 1s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
