@@ -1,9 +1,11 @@
 package main
 
 import (
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,16 +17,29 @@ const (
 	keyB = "rk_live_loadtestloadtestloadtestloadb002"
 )
 
-// startRoughy builds and starts the real binary (embedded default) with
-// two accounts.
+// The binary is built once, by the first test that needs it.
+var (
+	buildOnce    sync.Once
+	roughyBin    string
+	buildErr     error
+	buildCleanup = func() {}
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	buildCleanup()
+	os.Exit(code)
+}
+
+// startRoughy builds (once) and starts the real binary (embedded default)
+// with two accounts.
 func startRoughy(t *testing.T) *testsvc.Roughy {
 	t.Helper()
-	bin, cleanup, err := testsvc.BuildRoughy()
-	if err != nil {
-		t.Fatal(err)
+	buildOnce.Do(func() { roughyBin, buildCleanup, buildErr = testsvc.BuildRoughy() })
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	t.Cleanup(cleanup)
-	r := &testsvc.Roughy{Bin: bin, Args: []string{"--data-dir", t.TempDir(), "--probe-workers", "1"},
+	r := &testsvc.Roughy{Bin: roughyBin, Args: []string{"--data-dir", t.TempDir(), "--probe-workers", "1"},
 		Env: []string{"ROUGHY_API_KEYS=a=" + keyA + ",b=" + keyB}}
 	r.Start(t)
 	t.Cleanup(func() {
