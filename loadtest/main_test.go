@@ -25,6 +25,14 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+func TestFmtSize(t *testing.T) {
+	for n, want := range map[int64]string{2 << 30: "2GiB", 64 << 20: "64MiB", 512 << 10: "512KiB", 1000: "1000B"} {
+		if got := fmtSize(n); got != want {
+			t.Errorf("fmtSize(%d): got %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestSummarizeCountsFailures(t *testing.T) {
 	var b strings.Builder
 	c := config{urls: []string{"http://x"}, size: 1 << 20, chunk: 1 << 20, workers: 2}
