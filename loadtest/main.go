@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,8 +75,30 @@ type outcome struct {
 	elapsed time.Duration
 	lat     [numVerbs][]time.Duration
 	resumes int
+	// retried is why each resumed PATCH failed (reason).
+	retried []string
 	aborts  int
 	err     error
+}
+
+// backoff is the wait before the n-th resume in a row: 0.5, 1, 2, 4 s…
+// (at most 8 s), so that four tries outlast Roughy's Retry-After of 5 s.
+func backoff(n int) time.Duration {
+	return min(500*time.Millisecond<<(n-1), 8*time.Second)
+}
+
+var statusRE = regexp.MustCompile(`unexpected status (\d+)`)
+
+// reason is a short name for a failed PATCH: its HTTP status, "offset"
+// for a wrong Upload-Offset, else "transport".
+func reason(err error) string {
+	if m := statusRE.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	if strings.Contains(err.Error(), "server offset") {
+		return "offset"
+	}
+	return "transport"
 }
 
 func (o *outcome) took(verb int, since time.Time) {
@@ -93,7 +116,7 @@ func main() {
 	chunk := flag.String("chunk", "64MiB", "PATCH body size")
 	flag.StringVar(&c.file, "file", "", "source file (default: a random file of -size + 1 MiB in the temp dir, made once)")
 	flag.BoolVar(&c.rotate, "rotate", false, "send each PATCH of an upload to the next node of -url in turn (any-node resume)")
-	flag.IntVar(&c.retries, "retries", 3, "per upload: failed PATCHes in a row that are resumed (HEAD, PATCH from the server's offset)")
+	flag.IntVar(&c.retries, "retries", 3, "per upload: failed PATCHes in a row without progress that are resumed (HEAD, PATCH from the server's offset)")
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	flag.StringVar(&c.mediaType, "type", "video", "Upload-Metadata type")
 	flag.BoolVar(&c.noMeta, "no-metadata", false, "send no Upload-Metadata")
@@ -267,13 +290,19 @@ func upload(ctx context.Context, c config, hc *http.Client, v *verifier, i int, 
 		}
 		fails++
 		o.resumes++
-		time.Sleep(time.Duration(fails) * 500 * time.Millisecond)
+		o.retried = append(o.retried, reason(err))
+		time.Sleep(backoff(fails))
 		t0 = time.Now()
 		head, herr := cl.Head(ctx, target)
 		o.took(verbHEAD, t0)
 		if herr != nil {
 			o.err = errors.Join(err, herr)
 			return o
+		}
+		if head > off {
+			// Progress (a 409 after an abort whose bytes the server
+			// committed after our HEAD): not a failure in a row.
+			fails = 0
 		}
 		cnt.sent.Add(head - off)
 		off = head
@@ -328,8 +357,12 @@ func summarize(w io.Writer, c config, results []outcome, wall time.Duration, lat
 	var ups []time.Duration
 	var lat [numVerbs][]time.Duration
 	errs := map[string]int{}
+	retried := map[string]int{}
 	for _, r := range results {
 		resumes += r.resumes
+		for _, why := range r.retried {
+			retried[why]++
+		}
 		aborts += r.aborts
 		for v := range lat {
 			lat[v] = append(lat[v], r.lat[v]...)
@@ -349,6 +382,14 @@ func summarize(w io.Writer, c config, results []outcome, wall time.Duration, lat
 	fmt.Fprintf(w, "targets:        %s (rotate %v, %d keys)\n", strings.Join(c.urls, ", "), c.rotate, len(c.keys))
 	fmt.Fprintf(w, "uploads:        %d ok, %d failed, %d corrupt, %d resumes, %d injected aborts (%d concurrent, %s each, %s PATCHes)\n",
 		ok, failed, corrupt, resumes, aborts, c.workers, fmtSize(c.size), fmtSize(c.chunk))
+	if len(retried) > 0 {
+		var parts []string
+		for why, n := range retried {
+			parts = append(parts, fmt.Sprintf("%s ×%d", why, n))
+		}
+		slices.Sort(parts)
+		fmt.Fprintf(w, "resumed after:  %s\n", strings.Join(parts, ", "))
+	}
 	if c.rate > 0 || c.ramp > 0 {
 		fmt.Fprintf(w, "schedule:       rate %g/s (%d started late), ramp %s\n", c.rate, late, c.ramp)
 	}
