@@ -255,16 +255,7 @@ func TestConcatenation(t *testing.T) {
 
 // waitFor polls cond every 100 ms until it holds or d passed.
 func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return testsvc.WaitFor(ctx, d, 100*time.Millisecond, cond)
 }
 
 // TestPartBudget50GiB is the scaled-down run of issue 3's part arithmetic:
