@@ -64,7 +64,8 @@ func TestFleetMetricsFamiliesMove(t *testing.T) {
 		t.Errorf("roughy_s3_request_errors_total{operation=\"HeadBucket\"}: got %v, want >= 1", v)
 	}
 
-	// Redis down: creating an upload runs a script that fails.
+	// Redis down: creating an upload runs a script that fails (the quota
+	// reservation's, the first of a creation's scripts since quotas).
 	f.redis.Kill()
 	if a := mustSend(t, "POST", n.URL+tusPath, map[string]string{
 		"Upload-Length": "10", "Upload-Metadata": "type dmlkZW8=",
@@ -72,8 +73,8 @@ func TestFleetMetricsFamiliesMove(t *testing.T) {
 		t.Fatalf("POST with Redis down: got %d %s, want 503", a.Status, a.Body)
 	}
 	down := testsvc.ScrapeMetrics(t, n.URL+"/metrics")
-	if v, _ := down.Sum("roughy_redis_script_errors_total", `script="create upload"`); v < 1 {
-		t.Errorf("roughy_redis_script_errors_total{script=\"create upload\"}: got %v, want >= 1", v)
+	if v, _ := down.Sum("roughy_redis_script_errors_total", `script="reserve quota"`); v < 1 {
+		t.Errorf("roughy_redis_script_errors_total{script=\"reserve quota\"}: got %v, want >= 1", v)
 	}
 	if v, _ := down.Sum("roughy_http_errors_total", `status="503"`); v < 1 {
 		t.Errorf("roughy_http_errors_total{status=\"503\"}: got %v, want >= 1", v)

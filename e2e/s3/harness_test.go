@@ -248,6 +248,12 @@ func (g *gateway) CheckObject(ctx context.Context, key string, want []byte, cont
 	if ct := aws.ToString(head.ContentType); contentType != "" && ct != contentType {
 		g.t.Errorf("HeadObject %s: ContentType %q, want %q", key, ct, contentType)
 	}
+	checkBytes(g.t, "object "+key, g.Object(ctx, key), want)
+}
+
+// Object reads the object key whole.
+func (g *gateway) Object(ctx context.Context, key string) []byte {
+	g.t.Helper()
 	obj, err := g.Client().GetObject(ctx, &s3.GetObjectInput{Bucket: &g.Bucket, Key: &key})
 	if err != nil {
 		g.t.Fatalf("GetObject %s: %v", key, err)
@@ -257,7 +263,7 @@ func (g *gateway) CheckObject(ctx context.Context, key string, want []byte, cont
 	if err != nil {
 		g.t.Fatalf("GetObject %s: read: %v", key, err)
 	}
-	checkBytes(g.t, "object "+key, got, want)
+	return got
 }
 
 // checkBytes fails unless got equals want, naming the first difference.
