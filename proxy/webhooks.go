@@ -263,21 +263,22 @@ func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, ty
 
 // WebhookVerify is webhook.Config.Verify: it tells whether the change an
 // event was queued before has happened, and answers the asset as it
-// stands now (before a deletion, the snapshot taken then).
+// stands now (before a deletion, the snapshot taken then). It reads the
+// asset's record, deleted or not: an asset created, completed or probed
+// and deleted before its event was verified still had that change.
 func (s *Server) WebhookVerify(ctx context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error) {
-	switch ev.Type {
-	case sessionstore.EventAssetDeleted:
-		_, err := s.store.Asset(ctx, ev.Asset.ID)
-		return ev.Asset, errors.Is(err, sessionstore.ErrNotFound), ignoreNotFound(err)
-	case sessionstore.EventUploadExpired:
+	if ev.Type == sessionstore.EventUploadExpired {
 		_, err := s.store.Session(ctx, ev.Asset.SessionID)
 		return ev.Asset, errors.Is(err, sessionstore.ErrNotFound), ignoreNotFound(err)
 	}
-	a, err := s.store.Asset(ctx, ev.Asset.ID)
+	a, err := s.store.AssetRecord(ctx, ev.Asset.ID)
 	if err != nil {
+		// Never stored: a deletion's snapshot of it did not exist either.
 		return ev.Asset, false, ignoreNotFound(err)
 	}
 	switch ev.Type {
+	case sessionstore.EventAssetDeleted:
+		return ev.Asset, a.Deleted, nil
 	case sessionstore.EventAssetReady:
 		return a, a.State == sessionstore.StateReady, nil
 	case sessionstore.EventAssetProbed:
@@ -287,7 +288,8 @@ func (s *Server) WebhookVerify(ctx context.Context, ev sessionstore.WebhookEvent
 		dead, err := s.store.DeadProbes(ctx)
 		return a, slices.ContainsFunc(dead, func(d sessionstore.DeadProbe) bool { return d.AssetID == a.ID }), err
 	}
-	return a, true, nil // asset.created: it exists
+	// asset.created: a direct upload's asset waits before its creation.
+	return a, a.State != sessionstore.StateWaiting, nil
 }
 
 func ignoreNotFound(err error) error {
@@ -300,10 +302,10 @@ func ignoreNotFound(err error) error {
 // WebhookAsset renders an event's asset as GET /api/v1/assets/{id} shows
 // it, for webhook.Config.Render: a ready asset gets a download URL fresh
 // at delivery time (a local one needs --public-url); a deleted or expired
-// one gets none.
+// one (or one deleted before its event was verified) gets none.
 func (s *Server) WebhookAsset(ctx context.Context, ev sessionstore.WebhookEvent) any {
 	a := ev.Asset
-	gone := ev.Type == sessionstore.EventAssetDeleted || ev.Type == sessionstore.EventUploadExpired
+	gone := ev.Type == sessionstore.EventAssetDeleted || ev.Type == sessionstore.EventUploadExpired || a.Deleted
 	if gone {
 		a.State = sessionstore.StateUploading // no URL to bytes that are gone
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,6 +99,14 @@ func (r *receiver) wait(t *testing.T, typ, asset string) webhook.Payload {
 // the Local store (the surviving node) with a short verification cutoff.
 func startDelivery(t *testing.T, e *env, account string) *receiver {
 	t.Helper()
+	recv := subscribe(t, e, account)
+	runDeliverer(t, e)
+	return recv
+}
+
+// subscribe subscribes account to every event, delivered to the receiver.
+func subscribe(t *testing.T, e *env, account string) *receiver {
+	t.Helper()
 	recv := &receiver{}
 	srv := httptest.NewServer(recv)
 	t.Cleanup(srv.Close)
@@ -106,13 +115,17 @@ func startDelivery(t *testing.T, e *env, account string) *receiver {
 	if err := e.local.CreateWebhook(t.Context(), h); err != nil {
 		t.Fatalf("CreateWebhook: %v", err)
 	}
+	return recv
+}
+
+// runDeliverer runs a deliverer on the Local store until the test ends.
+func runDeliverer(t *testing.T, e *env) {
 	d := webhook.New(webhook.Config{Workers: 2, Block: 100 * time.Millisecond, Render: e.srv.WebhookAsset,
 		Verify: e.srv.WebhookVerify, VerifyFor: time.Second, VerifyDelay: 50 * time.Millisecond}, e.local)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return recv
 }
 
 // TestWebhookEventsSurviveCrashAfterChange: the node "dies" (its store
@@ -201,4 +214,31 @@ func TestWebhookRefusedChangeNeverDelivered(t *testing.T) {
 	if j, err := e.local.ClaimWebhook(t.Context(), "probe", 50*time.Millisecond, time.Minute); !errors.Is(err, sessionstore.ErrEmpty) {
 		t.Fatalf("queue after the cutoff: got job %+v, %v; want empty (the refused creation's event dropped)", j, err)
 	}
+}
+
+// TestWebhookChangeVerifiedAfterDelete: events of an upload completed and
+// deleted before any was verified (a delivery backlog) are all delivered:
+// the change is verified on the asset's record, deleted or not, and a
+// deleted asset's payload has no download URL.
+func TestWebhookChangeVerifiedAfterDelete(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.PublicURL = "http://roughy.test" }, nil)
+	recv := subscribe(t, e, "acme")
+	c := e.create("acme", 5)
+	c.Location = strings.TrimPrefix(c.Location, "http://roughy.test")
+	if r := e.patch("acme", c.Location, 0, []byte("hello")); r.status != http.StatusNoContent {
+		t.Fatalf("PATCH: status %d %s, want 204", r.status, r.body)
+	}
+	if _, a := e.getAsset("acme", c.Asset.ID); a.DownloadURL == "" {
+		t.Fatalf("asset before the delete: got %+v, want a download_url (the check below is not vacuous)", a)
+	}
+	if r := e.do("DELETE", c.Location, e.tusHdr("acme"), nil); r.status != http.StatusNoContent {
+		t.Fatalf("DELETE: status %d %s, want 204", r.status, r.body)
+	}
+	runDeliverer(t, e)
+	recv.wait(t, sessionstore.EventAssetCreated, c.Asset.ID)
+	p := recv.wait(t, sessionstore.EventAssetReady, c.Asset.ID)
+	if a := p.Asset.(map[string]any); a["state"] != sessionstore.StateReady || a["download_url"] != nil {
+		t.Fatalf("asset.ready of a deleted asset: got %v, want state ready and no download_url", a)
+	}
+	recv.wait(t, sessionstore.EventAssetDeleted, c.Asset.ID)
 }

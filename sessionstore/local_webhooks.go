@@ -245,3 +245,15 @@ func (l *Local) WebhookDeliveries(ctx context.Context, hookID string) ([]Webhook
 	slices.Reverse(out)
 	return out, err
 }
+
+// AssetRecord returns an asset as stored, a deleted one too.
+func (l *Local) AssetRecord(ctx context.Context, id string) (Asset, error) {
+	if err := ctx.Err(); err != nil {
+		return Asset{}, err
+	}
+	var a Asset
+	err := l.view("asset record", func(tx *bolt.Tx) error {
+		return boltGet(tx.Bucket(boltBucketAssets), []byte(id), &a)
+	})
+	return a, err
+}

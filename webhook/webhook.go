@@ -141,8 +141,9 @@ type Config struct {
 	// the event is dropped. It must outlast the longest step between the
 	// queueing and the change (a store commit, a storage delete).
 	VerifyFor time.Duration
-	// VerifyDelay is how long an event whose change is not seen yet waits
-	// before it is checked again (1s).
+	// VerifyDelay is the longest an event whose change is not seen yet
+	// waits before it is checked again (1s); a young event is checked
+	// again after its age.
 	VerifyDelay time.Duration
 	// Consumer prefixes the workers' consumer names (Consumer()).
 	Consumer string
@@ -321,7 +322,8 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 // change happened, the job is requeued at once with the event marked
 // verified (so that a later retry, or a reclaim after a crash, never
 // checks again a state that may have moved on since), and delivered on
-// its next claim; if not yet, it is checked again after VerifyDelay;
+// its next claim; if not yet, it is checked again after at most
+// VerifyDelay;
 // VerifyFor after the event it is dropped: the change never happened.
 func (d *Deliverer) verify(ctx context.Context, job sessionstore.WebhookJob) error {
 	log := d.cfg.Logger.With("event_id", job.Event.ID, "event", job.Event.Type, "webhook_id", job.HookID)
@@ -337,7 +339,10 @@ func (d *Deliverer) verify(ctx context.Context, job sessionstore.WebhookJob) err
 		job.Event.Verify, job.Event.Asset = false, a
 		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending})
 	case time.Since(job.Event.Time) < d.cfg.VerifyFor:
-		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending, RetryIn: d.cfg.VerifyDelay})
+		// Mostly the change is a few milliseconds behind its event: check
+		// again soon, then less often, up to VerifyDelay apart.
+		retry := min(max(time.Since(job.Event.Time), 10*time.Millisecond), d.cfg.VerifyDelay)
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending, RetryIn: retry})
 	}
 	log.Info("webhook: event dropped: its change never happened", "asset_id", job.Event.Asset.ID)
 	return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDropped})

@@ -140,6 +140,7 @@ func TestHandleTimeout(t *testing.T) {
 // unverified: a change not seen yet is checked again after VerifyDelay
 // until VerifyFor after the event, then dropped; a seen one is requeued
 // verified, with the asset Verify answered; a failed check never drops.
+// A young event is checked again sooner than VerifyDelay.
 func TestHandleVerify(t *testing.T) {
 	posts := 0
 	recv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { posts++ }))
@@ -168,7 +169,7 @@ func TestHandleVerify(t *testing.T) {
 		retryIn   time.Duration
 		verifyNow bool
 	}{
-		{"not yet", false, nil, time.Second, sessionstore.DeliveryPending, 3 * time.Second, true},
+		{"not yet", false, nil, 10 * time.Second, sessionstore.DeliveryPending, 3 * time.Second, true},
 		{"never", false, nil, 2 * time.Minute, sessionstore.DeliveryDropped, 0, true},
 		{"happened", true, nil, 2 * time.Minute, sessionstore.DeliveryPending, 0, false},
 		{"check failed", false, errors.New("store down"), time.Hour, sessionstore.DeliveryPending, 3 * time.Second, true},
@@ -184,6 +185,15 @@ func TestHandleVerify(t *testing.T) {
 		if ev := st.jobs[0].Event; ev.Verify != c.verifyNow || !c.verifyNow && ev.Asset.State != sessionstore.StateReady {
 			t.Fatalf("%s: settled event %+v, want verify %v (verified: with the asset Verify answered)", c.name, ev, c.verifyNow)
 		}
+	}
+	// A young event is checked again soon: its change is mostly a few
+	// milliseconds behind.
+	happened, verifyErr, st.settled, st.jobs = false, nil, nil, nil
+	if err := d.Handle(t.Context(), job(0)); err != nil {
+		t.Fatal(err)
+	}
+	if out := st.settled[0]; out.State != sessionstore.DeliveryPending || out.RetryIn > 100*time.Millisecond {
+		t.Fatalf("young event not seen yet: settled %+v, want pending, checked again within 100ms", out)
 	}
 	if posts != 0 {
 		t.Fatalf("posts before a delivery of a verified job: got %d, want 0", posts)

@@ -16,6 +16,7 @@ func runWebhooks(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("WebhookReclaim", func(t *testing.T) { testWebhookReclaim(t, newStore(t)) })
 	t.Run("WebhookDead", func(t *testing.T) { testWebhookDead(t, newStore(t)) })
 	t.Run("WebhookVerify", func(t *testing.T) { testWebhookVerify(t, newStore(t)) })
+	t.Run("AssetRecord", func(t *testing.T) { testAssetRecord(t, newStore(t)) })
 }
 
 func newHook(t *testing.T, st sessionstore.Store, account string, events ...string) sessionstore.Webhook {
@@ -263,4 +264,29 @@ func testWebhookVerify(t *testing.T, st sessionstore.Store) {
 	}
 	wantDelivery(t, st, h.ID, ev.ID, sessionstore.DeliveryDelivered, 1)
 	wantNoHookJob(t, st, "claim after a drop", 0)
+}
+
+// testAssetRecord: a deleted asset is gone for Asset but its record stays,
+// marked Deleted (a queued event's change is verified on it).
+func testAssetRecord(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	sess, a := fixture()
+	if _, err := st.AssetRecord(ctx, a.ID); !errors.Is(err, sessionstore.ErrNotFound) {
+		t.Fatalf("AssetRecord before creation: got %v, want ErrNotFound", err)
+	}
+	if err := st.CreateUpload(ctx, sess, a); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.AssetRecord(ctx, a.ID); err != nil || got.ID != a.ID || got.Deleted {
+		t.Fatalf("AssetRecord: got %+v, %v; want asset %s, not deleted", got, err, a.ID)
+	}
+	if _, err := st.DeleteUpload(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Asset(ctx, a.ID); !errors.Is(err, sessionstore.ErrNotFound) {
+		t.Fatalf("Asset after delete: got %v, want ErrNotFound", err)
+	}
+	if got, err := st.AssetRecord(ctx, a.ID); err != nil || got.ID != a.ID || !got.Deleted || got.State != a.State {
+		t.Fatalf("AssetRecord after delete: got %+v, %v; want asset %s, deleted, state %s", got, err, a.ID, a.State)
+	}
 }
