@@ -90,7 +90,8 @@ type Payload struct {
 	// Time is when the event happened (RFC 3339), not when it was sent.
 	Time string `json:"time"`
 	// Asset is the asset as GET /api/v1/assets/{id} shows it, as it stood
-	// at Time.
+	// when the event's change was verified (normally milliseconds after
+	// Time; asset.deleted, upload.expired: just before the change).
 	Asset any `json:"asset"`
 	// Error is a failed probe's reason (asset.probed only).
 	Error string `json:"error,omitempty"`
