@@ -82,8 +82,9 @@ type Config struct {
 	Logger       *slog.Logger
 	// Probed, when set, is told each settled probe: the asset with its
 	// duration, or the failure that parked the job (issue 11: the
-	// asset.probed webhook event). It is called after the job is settled.
-	Probed func(ctx context.Context, a sessionstore.Asset, failure string)
+	// asset.probed webhook event). It is called before the job is settled:
+	// an error leaves the job claimed, to be probed again.
+	Probed func(ctx context.Context, a sessionstore.Asset, failure string) error
 	// Settled, when set, is told how each job was settled: "done",
 	// "retry" or "dead" (metrics; it must not block).
 	Settled func(outcome string)
@@ -238,13 +239,15 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 	defer cancel()
 	switch {
 	case err == nil:
+		a.DurationSeconds = dur
+		if err := w.probed(sctx, a, ""); err != nil {
+			return err
+		}
 		if err := w.store.AckProbe(sctx, job, dur); err != nil {
 			return fmt.Errorf("probe: ack %s: %w", job.AssetID, err)
 		}
 		w.cfg.Settled("done")
 		log.Info("probe: done", "duration_seconds", dur)
-		a.DurationSeconds = dur
-		w.probed(sctx, a, "")
 		return nil
 	case errors.Is(err, ErrNotMedia):
 		log.Warn("probe: not media, parking job", "reason", err.Error())
@@ -281,17 +284,23 @@ func (w *Worker) dead(ctx context.Context, job sessionstore.ProbeJob, reason str
 	return nil
 }
 
-// parked parks a job whose probe failed for good and tells Probed.
+// parked tells Probed, then parks a job whose probe failed for good.
 func (w *Worker) parked(ctx context.Context, job sessionstore.ProbeJob, a sessionstore.Asset, reason string) error {
-	if err := w.dead(ctx, job, reason); err != nil {
+	if err := w.probed(ctx, a, reason); err != nil {
 		return err
 	}
-	w.probed(ctx, a, reason)
-	return nil
+	return w.dead(ctx, job, reason)
 }
 
-func (w *Worker) probed(ctx context.Context, a sessionstore.Asset, failure string) {
-	if w.cfg.Probed != nil {
-		w.cfg.Probed(ctx, a, failure)
+// probed tells Probed BEFORE the result is recorded, so that no crash in
+// between loses what it queues; an error leaves the job claimed (it is
+// probed again once reclaimed).
+func (w *Worker) probed(ctx context.Context, a sessionstore.Asset, failure string) error {
+	if w.cfg.Probed == nil {
+		return nil
 	}
+	if err := w.cfg.Probed(ctx, a, failure); err != nil {
+		return fmt.Errorf("probe: tell %s: %w", a.ID, err)
+	}
+	return nil
 }

@@ -249,7 +249,14 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, asset sessionstore.Asset, d *sessionstore.DirectUpload) error {
 	// The quota is reserved first (quota.go), as for any creation. A
 	// losing racer (ErrExists) leaves the hold alone: it has the winner's
-	// id, so it is the winner's hold.
+	// id, so it is the winner's hold. The event is queued before the claim
+	// (webhooks.go), unless the grant is already used: a second creation
+	// would only be refused.
+	if !d.Created {
+		if err := s.emitBefore(ctx, sessionstore.EventAssetCreated, asset); err != nil {
+			return err
+		}
+	}
 	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
 		return err
 	}
@@ -269,7 +276,6 @@ func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, as
 	case err != nil:
 		return fmt.Errorf("proxy: claim direct upload: %w", err)
 	}
-	s.emit(ctx, sessionstore.EventAssetCreated, asset)
 	s.metrics.created.Add(1)
 	storage, err := s.pipe.Sink().Create(ctx, uploadOf(*sess))
 	if err != nil {

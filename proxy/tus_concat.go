@@ -113,6 +113,9 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	if err != nil {
 		return err
 	}
+	if err := s.emitReady(ctx, sess); err != nil {
+		return err
+	}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer ccancel()
 	_, err = s.store.Commit(cctx, lh.get(), sessionstore.Commit{
@@ -123,7 +126,6 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 		return fmt.Errorf("proxy: commit concatenation: %w", err)
 	}
 	s.settleQuota(ctx, sess.Account, sess.ID, sess.Length)
-	s.emitStored(cctx, sessionstore.EventAssetReady, sess.AssetID)
 	s.metrics.completed.Add(1)
 	return nil
 }

@@ -197,6 +197,11 @@ func (s *Server) newUpload(rq *request, length int64, mdRaw string, md metadata,
 // createUpload prepares storage and stores the session and asset; storage
 // is freed again when the store refuses.
 func (s *Server) createUpload(ctx context.Context, sess *sessionstore.Session, asset sessionstore.Asset) error {
+	// The event is queued before anything else (webhooks.go): a refusal
+	// after it leaves an event that is never delivered.
+	if err := s.emitBefore(ctx, sessionstore.EventAssetCreated, asset); err != nil {
+		return err
+	}
 	// The quota is reserved first (quota.go): a refusal leaves nothing.
 	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
 		return err
@@ -216,7 +221,6 @@ func (s *Server) createUpload(ctx context.Context, sess *sessionstore.Session, a
 		}
 		return fmt.Errorf("proxy: create upload: %w", err)
 	}
-	s.emit(ctx, sessionstore.EventAssetCreated, asset)
 	s.metrics.created.Add(1)
 	return nil
 }

@@ -392,6 +392,9 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 	if err != nil {
 		return sess, fmt.Errorf("proxy: final sha256: %w", err)
 	}
+	if err := s.emitReady(ctx, sess); err != nil {
+		return sess, err
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	ns, err := s.store.Commit(cctx, l, sessionstore.Commit{
@@ -402,7 +405,6 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 		return sess, fmt.Errorf("proxy: commit completion: %w", err)
 	}
 	s.settleQuota(ctx, ns.Account, ns.ID, ns.Offset)
-	s.emitStored(cctx, sessionstore.EventAssetReady, sess.AssetID)
 	s.metrics.completed.Add(1)
 	s.log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
 	return ns, nil

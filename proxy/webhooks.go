@@ -218,22 +218,34 @@ func toDeliveryJSON(d sessionstore.WebhookDelivery) deliveryJSON {
 	return j
 }
 
-// emit queues a webhook event right after the state change it reports. It
-// only writes to the store, and a failure is logged, not answered: the
-// change itself is done.
-func (s *Server) emit(ctx context.Context, typ string, a sessionstore.Asset) {
+// emitBefore queues a webhook event BEFORE the state change it reports,
+// marked to be verified (webhook.EmitBefore, WebhookVerify): the caller
+// makes the change only when this succeeded, so that no crash or store
+// error in between loses the event; a change that then fails or never
+// comes leaves an event the deliverer drops.
+func (s *Server) emitBefore(ctx context.Context, typ string, a sessionstore.Asset) error {
 	if a.ID == "" {
-		return // a concatenation partial: no asset to tell about
+		return nil // a concatenation partial: no asset to tell about
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := webhook.Emit(ctx, s.store, typ, a, ""); err != nil {
-		s.log.Warn("webhook event not queued", "event", typ, "asset_id", a.ID, "account", a.Account, "err", err)
+	if err := webhook.EmitBefore(ctx, s.store, typ, a, ""); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
+	return nil
 }
 
-// deleteUpload deletes an upload from the store and emits typ about its
-// asset as it stood before (once deleted, the store no longer shows it).
+// emitReady queues asset.ready before the completing commit of sess. The
+// asset is read at verification, once ready: only its identity is needed
+// now.
+func (s *Server) emitReady(ctx context.Context, sess sessionstore.Session) error {
+	return s.emitBefore(ctx, sessionstore.EventAssetReady,
+		sessionstore.Asset{ID: sess.AssetID, Account: sess.Account, SessionID: sess.ID})
+}
+
+// deleteUpload deletes an upload from the store, with typ about its asset
+// as it stands before (once deleted, the store no longer shows it) queued
+// first.
 func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, typ string) error {
 	var a sessionstore.Asset
 	if sess.AssetID != "" {
@@ -242,32 +254,58 @@ func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, ty
 			return fmt.Errorf("proxy: load asset to delete: %w", err)
 		}
 	}
-	if _, err := s.store.DeleteUpload(ctx, sess.ID); err != nil {
+	if err := s.emitBefore(ctx, typ, a); err != nil {
 		return err
 	}
-	s.emit(ctx, typ, a)
-	return nil
+	_, err := s.store.DeleteUpload(ctx, sess.ID)
+	return err
 }
 
-// emitStored emits an event about asset id as the store holds it now.
-func (s *Server) emitStored(ctx context.Context, typ, id string) {
-	a, err := s.store.Asset(ctx, id)
-	if err != nil {
-		if !errors.Is(err, sessionstore.ErrNotFound) {
-			s.log.Warn("webhook event not queued", "event", typ, "asset_id", id, "err", err)
-		}
-		return
+// WebhookVerify is webhook.Config.Verify: it tells whether the change an
+// event was queued before has happened, and answers the asset as it
+// stands now (before a deletion, the snapshot taken then). It reads the
+// asset's record, deleted or not: an asset created, completed or probed
+// and deleted before its event was verified still had that change.
+func (s *Server) WebhookVerify(ctx context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error) {
+	if ev.Type == sessionstore.EventUploadExpired {
+		_, err := s.store.Session(ctx, ev.Asset.SessionID)
+		return ev.Asset, errors.Is(err, sessionstore.ErrNotFound), ignoreNotFound(err)
 	}
-	s.emit(ctx, typ, a)
+	a, err := s.store.AssetRecord(ctx, ev.Asset.ID)
+	if err != nil {
+		// Never stored: a deletion's snapshot of it did not exist either.
+		return ev.Asset, false, ignoreNotFound(err)
+	}
+	switch ev.Type {
+	case sessionstore.EventAssetDeleted:
+		return ev.Asset, a.Deleted, nil
+	case sessionstore.EventAssetReady:
+		return a, a.State == sessionstore.StateReady, nil
+	case sessionstore.EventAssetProbed:
+		if ev.Error == "" {
+			return a, a.DurationSeconds != "", nil
+		}
+		dead, err := s.store.DeadProbes(ctx)
+		return a, slices.ContainsFunc(dead, func(d sessionstore.DeadProbe) bool { return d.AssetID == a.ID }), err
+	}
+	// asset.created: a direct upload's asset waits before its creation.
+	return a, a.State != sessionstore.StateWaiting, nil
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // WebhookAsset renders an event's asset as GET /api/v1/assets/{id} shows
 // it, for webhook.Config.Render: a ready asset gets a download URL fresh
 // at delivery time (a local one needs --public-url); a deleted or expired
-// one gets none.
+// one (or one deleted before its event was verified) gets none.
 func (s *Server) WebhookAsset(ctx context.Context, ev sessionstore.WebhookEvent) any {
 	a := ev.Asset
-	gone := ev.Type == sessionstore.EventAssetDeleted || ev.Type == sessionstore.EventUploadExpired
+	gone := ev.Type == sessionstore.EventAssetDeleted || ev.Type == sessionstore.EventUploadExpired || a.Deleted
 	if gone {
 		a.State = sessionstore.StateUploading // no URL to bytes that are gone
 	}

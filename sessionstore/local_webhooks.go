@@ -122,6 +122,9 @@ func (l *Local) EnqueueWebhookEvent(ctx context.Context, account string, ev Webh
 			if err := boltPutHookJob(tx, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
 				return err
 			}
+			if ev.Verify {
+				continue // recorded once verified
+			}
 			if err := boltPutHookLog(tx, pendingRecord(h.ID, ev, now)); err != nil {
 				return err
 			}
@@ -189,7 +192,7 @@ func (l *Local) ClaimWebhook(ctx context.Context, consumer string, block, reclai
 }
 
 // SettleWebhook removes the job, records out, and requeues it when out is
-// a retry, in one transaction; a job already gone is left alone.
+// a retry or pending, in one transaction; a job already gone is left alone.
 func (l *Local) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOutcome) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -200,19 +203,25 @@ func (l *Local) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOu
 			return fmt.Errorf("decode webhook job: %w", err)
 		}
 		now := time.Now()
-		if err := boltPutHookLog(tx, webhookRecord(job, out, now)); err != nil {
-			return err
+		if d, ok := settleRecord(job, out, now); ok {
+			if err := boltPutHookLog(tx, d); err != nil {
+				return err
+			}
 		}
-		if out.State != DeliveryRetrying {
+		switch out.State {
+		case DeliveryRetrying:
+			rec.Attempts++
+		case DeliveryPending:
+			rec.Event = job.Event // verified: no longer to verify
+		default:
 			return nil
 		}
-		rec.Attempts++
 		return boltPutHookJob(tx, now.Add(out.RetryIn), rec)
 	})
 	if err != nil {
 		return err
 	}
-	if out.State == DeliveryRetrying {
+	if out.requeues() {
 		l.hooks.wake() // a waiter recomputes how long to sleep
 	}
 	return nil
@@ -235,4 +244,16 @@ func (l *Local) WebhookDeliveries(ctx context.Context, hookID string) ([]Webhook
 	})
 	slices.Reverse(out)
 	return out, err
+}
+
+// AssetRecord returns an asset as stored, a deleted one too.
+func (l *Local) AssetRecord(ctx context.Context, id string) (Asset, error) {
+	if err := ctx.Err(); err != nil {
+		return Asset{}, err
+	}
+	var a Asset
+	err := l.view("asset record", func(tx *bolt.Tx) error {
+		return boltGet(tx.Bucket(boltBucketAssets), []byte(id), &a)
+	})
+	return a, err
 }

@@ -326,6 +326,15 @@ func (r *Redis) fixExpirySet(ctx context.Context, stale []any, moved []redis.Z) 
 // gives a session and its asset the same id, so the first read finds it;
 // other ids go through the asset id index.
 func (r *Redis) Asset(ctx context.Context, id string) (Asset, error) {
+	a, err := r.AssetRecord(ctx, id)
+	if err == nil && a.Deleted {
+		return Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, ErrNotFound)
+	}
+	return a, err
+}
+
+// AssetRecord returns an asset as stored, a deleted one too.
+func (r *Redis) AssetRecord(ctx context.Context, id string) (Asset, error) {
 	m, err := r.client.HGetAll(ctx, redisAssetKey(id)).Result()
 	if err != nil {
 		return Asset{}, redisErr("asset", err)
@@ -342,7 +351,7 @@ func (r *Redis) Asset(ctx context.Context, id string) (Asset, error) {
 			return Asset{}, redisErr("asset", err)
 		}
 	}
-	if m[raID] != id || m[raDeleted] == "1" {
+	if m[raID] != id {
 		return Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, ErrNotFound)
 	}
 	return redisDecodeAsset(m)

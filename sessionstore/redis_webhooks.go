@@ -45,14 +45,14 @@ end
 ` + luaReclaim)
 
 // luaHookSettle removes a pending delivery job, records its state (unless
-// its webhook is gone) and, with a delay >= 0, schedules it again; {2}
+// its webhook is gone or the record is "") and, with a delay >= 0, schedules it again; {2}
 // when the job is no longer pending. KEYS[1] stream, KEYS[2] delayed set,
 // KEYS[3] log hash, KEYS[4] webhook. ARGV[1] group, [2] id, [3] event id,
 // [4] record, [5] delay ms or -1, [6] member.
 var luaHookSettle = redis.NewScript(`
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {2} end
 redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('EXISTS', KEYS[4]) == 1 then
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
 	redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 end
 local delay = tonumber(ARGV[5])
@@ -184,12 +184,15 @@ func (r *Redis) EnqueueWebhookEvent(ctx context.Context, account string, ev Webh
 			if err != nil {
 				return err
 			}
+			p.XAdd(ctx, &redis.XAddArgs{Stream: redisHookStream, MaxLen: redisProbeMaxLen, Approx: true,
+				Values: []any{"job", string(job)}})
+			if ev.Verify {
+				continue // recorded once verified
+			}
 			rec, err := json.Marshal(pendingRecord(h.ID, ev, now))
 			if err != nil {
 				return err
 			}
-			p.XAdd(ctx, &redis.XAddArgs{Stream: redisHookStream, MaxLen: redisProbeMaxLen, Approx: true,
-				Values: []any{"job", string(job)}})
 			p.HSet(ctx, redisHookLogPrefix+h.ID, ev.ID, string(rec))
 		}
 		return nil
@@ -252,23 +255,31 @@ func (r *Redis) ClaimWebhook(ctx context.Context, consumer string, block, reclai
 // one script (the retry's due time on the Redis clock, shared by every
 // node).
 func (r *Redis) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOutcome) error {
-	rec, err := json.Marshal(webhookRecord(job, out, time.Now()))
-	if err != nil {
-		return fmt.Errorf("sessionstore: redis: settle webhook: %w", err)
+	rec := ""
+	if d, ok := settleRecord(job, out, time.Now()); ok {
+		raw, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("sessionstore: redis: settle webhook: %w", err)
+		}
+		rec = string(raw)
 	}
 	delay, member := int64(-1), ""
-	if out.State == DeliveryRetrying {
+	if out.requeues() {
 		delay = redisMillis(out.RetryIn)
-		m, err := json.Marshal(redisHookJob{HookID: job.HookID, Event: job.Event, Attempts: job.Attempts + 1,
+		attempts := job.Attempts
+		if out.State == DeliveryRetrying {
+			attempts++
+		}
+		m, err := json.Marshal(redisHookJob{HookID: job.HookID, Event: job.Event, Attempts: attempts,
 			Since: job.Since, Prev: job.ID})
 		if err != nil {
 			return fmt.Errorf("sessionstore: redis: settle webhook: %w", err)
 		}
 		member = string(m)
 	}
-	_, err = r.runScript(ctx, "settle webhook", luaHookSettle,
+	_, err := r.runScript(ctx, "settle webhook", luaHookSettle,
 		[]string{redisHookStream, redisHookDelayed, redisHookLogPrefix + job.HookID, redisHookPrefix + job.HookID},
-		redisHookGroup, job.ID, job.Event.ID, string(rec), delay, member)
+		redisHookGroup, job.ID, job.Event.ID, rec, delay, member)
 	if errors.Is(err, ErrNotFound) {
 		r.log.Info("sessionstore: redis: settled webhook job was not pending", "job", job.ID, "event", job.Event.ID)
 		return nil

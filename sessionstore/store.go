@@ -371,6 +371,10 @@ type Store interface {
 	// WebhookDeliveries lists the latest state of the endpoint's
 	// deliveries (up to MaxWebhookDeliveries), newest first.
 	WebhookDeliveries(ctx context.Context, hookID string) ([]WebhookDelivery, error)
+	// AssetRecord returns an asset as stored, a deleted one too (Deleted
+	// set): whether a change an event was queued before happened, even if
+	// the asset was deleted since. ErrNotFound when never stored.
+	AssetRecord(ctx context.Context, id string) (Asset, error)
 
 	// Direct uploads (issue 11): a grant for one upload without an API
 	// key. Its id is also the id of the session and asset it creates.

@@ -35,6 +35,11 @@ type WebhookEvent struct {
 	Asset Asset
 	// Error is the probe's failure (asset.probed only; "" on success).
 	Error string `json:",omitempty"`
+	// Verify marks an event queued before the state change it reports
+	// (so that no crash between the two can lose it): the deliverer first
+	// checks that the change happened, and drops the event once it is
+	// sure it never will. Asset is then the asset before the change.
+	Verify bool `json:",omitempty"`
 }
 
 // WebhookJob is one queued delivery of an event to one webhook.
@@ -72,9 +77,17 @@ type WebhookDelivery struct {
 	UpdatedAt   time.Time
 }
 
+// DeliveryDropped is an outcome, never a recorded state: the job's event
+// was queued to be verified and its state change never happened, so the
+// job goes without a trace.
+const DeliveryDropped = "dropped"
+
 // WebhookOutcome settles a claimed delivery: State is DeliveryDelivered
 // (the job is removed), DeliveryRetrying (requeued with Attempts+1, ready
-// after RetryIn) or DeliveryDead (removed, recorded as dead).
+// after RetryIn), DeliveryDead (removed, recorded as dead),
+// DeliveryPending (requeued as the job's Event, Attempts unchanged, ready
+// after RetryIn: an event verified now, or to verify again later) or
+// DeliveryDropped (removed, nothing recorded).
 type WebhookOutcome struct {
 	State   string
 	Status  int
@@ -90,6 +103,25 @@ func webhookRecord(job WebhookJob, out WebhookOutcome, now time.Time) WebhookDel
 		d.NextAttempt = now.Add(out.RetryIn)
 	}
 	return d
+}
+
+// settleRecord is the delivery record a settle writes; false when it
+// writes none: an event not verified yet, or dropped, is no delivery.
+func settleRecord(job WebhookJob, out WebhookOutcome, now time.Time) (WebhookDelivery, bool) {
+	switch {
+	case out.State == DeliveryDropped || out.State == DeliveryPending && job.Event.Verify:
+		return WebhookDelivery{}, false
+	case out.State == DeliveryPending:
+		d := pendingRecord(job.HookID, job.Event, now)
+		d.Attempts, d.CreatedAt, d.NextAttempt = job.Attempts, job.Since, now.Add(out.RetryIn)
+		return d, true
+	}
+	return webhookRecord(job, out, now), true
+}
+
+// requeues reports whether out puts the job back in the queue.
+func (out WebhookOutcome) requeues() bool {
+	return out.State == DeliveryRetrying || out.State == DeliveryPending
 }
 
 // pendingRecord is the delivery record of a newly queued job.

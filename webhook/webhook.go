@@ -51,7 +51,23 @@ func NewEvent(typ string, a sessionstore.Asset, failure string) sessionstore.Web
 // It only writes to the store: a slow or dead receiver cannot slow the
 // caller.
 func Emit(ctx context.Context, st Enqueuer, typ string, a sessionstore.Asset, failure string) error {
-	if _, err := st.EnqueueWebhookEvent(ctx, a.Account, NewEvent(typ, a, failure)); err != nil {
+	return enqueue(ctx, st, NewEvent(typ, a, failure))
+}
+
+// EmitBefore queues an event of type typ about a BEFORE the state change
+// it reports, marked to be verified: call it, and make the change only if
+// it succeeded. Then no crash between the change and the queueing can
+// lose the event, and the deliverer drops it if the change never happens
+// (Config.Verify).
+func EmitBefore(ctx context.Context, st Enqueuer, typ string, a sessionstore.Asset, failure string) error {
+	ev := NewEvent(typ, a, failure)
+	ev.Verify = true
+	return enqueue(ctx, st, ev)
+}
+
+func enqueue(ctx context.Context, st Enqueuer, ev sessionstore.WebhookEvent) error {
+	typ, a := ev.Type, ev.Asset
+	if _, err := st.EnqueueWebhookEvent(ctx, a.Account, ev); err != nil {
 		return fmt.Errorf("webhook: enqueue %s of asset %s: %w", typ, a.ID, err)
 	}
 	return nil
@@ -74,7 +90,8 @@ type Payload struct {
 	// Time is when the event happened (RFC 3339), not when it was sent.
 	Time string `json:"time"`
 	// Asset is the asset as GET /api/v1/assets/{id} shows it, as it stood
-	// at Time.
+	// when the event's change was verified (normally milliseconds after
+	// Time; asset.deleted, upload.expired: just before the change).
 	Asset any `json:"asset"`
 	// Error is a failed probe's reason (asset.probed only).
 	Error string `json:"error,omitempty"`
@@ -91,6 +108,11 @@ type Store interface {
 // RenderFunc turns an event's asset into the JSON shape of GET
 // /api/v1/assets/{id} (the proxy's, with a fresh download URL).
 type RenderFunc func(ctx context.Context, ev sessionstore.WebhookEvent) any
+
+// VerifyFunc checks that the state change of an event queued before it
+// (EmitBefore) happened, and answers the asset as it stands after it (the
+// event's asset from then on).
+type VerifyFunc func(ctx context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error)
 
 // Config tunes a Deliverer. Zero values take the defaults shown.
 type Config struct {
@@ -112,6 +134,18 @@ type Config struct {
 	// (a node killed mid-delivery): Timeout + 10s, so a live consumer's
 	// delivery has always ended first and no event is in flight twice.
 	ReclaimAfter time.Duration
+	// Verify checks events queued before their change (nil: every such
+	// event counts as happened).
+	Verify VerifyFunc
+	// VerifyFor is how long after the event a change not seen yet may
+	// still happen (2m): the request making it is still running. Past it
+	// the event is dropped. It must outlast the longest step between the
+	// queueing and the change (a store commit, a storage delete).
+	VerifyFor time.Duration
+	// VerifyDelay is the longest an event whose change is not seen yet
+	// waits before it is checked again (1s); a young event is checked
+	// again after its age.
+	VerifyDelay time.Duration
 	// Consumer prefixes the workers' consumer names (Consumer()).
 	Consumer string
 	Render   RenderFunc
@@ -140,6 +174,17 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReclaimAfter <= c.Timeout {
 		c.ReclaimAfter = c.Timeout + 10*time.Second
+	}
+	if c.VerifyFor <= 0 {
+		c.VerifyFor = 2 * time.Minute
+	}
+	if c.VerifyDelay <= 0 {
+		c.VerifyDelay = time.Second
+	}
+	if c.Verify == nil {
+		c.Verify = func(_ context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error) {
+			return ev.Asset, true, nil
+		}
 	}
 	if c.Consumer == "" {
 		c.Consumer = Consumer()
@@ -251,6 +296,9 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 	if err != nil {
 		return fmt.Errorf("webhook: load %s: %w", job.HookID, err)
 	}
+	if job.Event.Verify {
+		return d.verify(ctx, job)
+	}
 	status, err := d.post(ctx, hook, job.Event)
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: leave the job claimed
@@ -269,6 +317,36 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 		log.Info("webhook: failed, will retry", "reason", out.Error, "retry_in", out.RetryIn)
 	}
 	return d.settle(ctx, job, out)
+}
+
+// verify settles a job whose event was queued before its change: if the
+// change happened, the job is requeued at once with the event marked
+// verified (so that a later retry, or a reclaim after a crash, never
+// checks again a state that may have moved on since), and delivered on
+// its next claim; if not yet, it is checked again after at most
+// VerifyDelay;
+// VerifyFor after the event it is dropped: the change never happened.
+func (d *Deliverer) verify(ctx context.Context, job sessionstore.WebhookJob) error {
+	log := d.cfg.Logger.With("event_id", job.Event.ID, "event", job.Event.Type, "webhook_id", job.HookID)
+	a, ok, err := d.cfg.Verify(ctx, job.Event)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		// Not known whether it happened: check again, never drop.
+		log.Warn("webhook: cannot verify event, will check again", "err", err)
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending, RetryIn: d.cfg.VerifyDelay})
+	case ok:
+		job.Event.Verify, job.Event.Asset = false, a
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending})
+	case time.Since(job.Event.Time) < d.cfg.VerifyFor:
+		// Mostly the change is a few milliseconds behind its event: check
+		// again soon, then less often, up to VerifyDelay apart.
+		retry := min(max(time.Since(job.Event.Time), 10*time.Millisecond), d.cfg.VerifyDelay)
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending, RetryIn: retry})
+	}
+	log.Info("webhook: event dropped: its change never happened", "asset_id", job.Event.Asset.ID)
+	return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDropped})
 }
 
 // settle records out. It goes on even if ctx ends right after the receiver

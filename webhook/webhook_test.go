@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -15,14 +16,16 @@ import (
 type fakeStore struct {
 	webhook func(id string) (sessionstore.Webhook, error)
 	settled []sessionstore.WebhookOutcome
+	jobs    []sessionstore.WebhookJob // as settled
 }
 
 func (f *fakeStore) ClaimWebhook(context.Context, string, time.Duration, time.Duration) (sessionstore.WebhookJob, error) {
 	return sessionstore.WebhookJob{}, sessionstore.ErrEmpty
 }
 
-func (f *fakeStore) SettleWebhook(_ context.Context, _ sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error {
+func (f *fakeStore) SettleWebhook(_ context.Context, job sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error {
 	f.settled = append(f.settled, out)
+	f.jobs = append(f.jobs, job)
 	return nil
 }
 
@@ -130,5 +133,69 @@ func TestHandleTimeout(t *testing.T) {
 	}
 	if len(st.settled) != 1 || st.settled[0].State != sessionstore.DeliveryRetrying || st.settled[0].Status != 0 {
 		t.Fatalf("settled: got %+v, want one retry without a status", st.settled)
+	}
+}
+
+// TestHandleVerify: an event queued before its change is never posted
+// unverified: a change not seen yet is checked again after VerifyDelay
+// until VerifyFor after the event, then dropped; a seen one is requeued
+// verified, with the asset Verify answered; a failed check never drops.
+// A young event is checked again sooner than VerifyDelay.
+func TestHandleVerify(t *testing.T) {
+	posts := 0
+	recv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { posts++ }))
+	defer recv.Close()
+	hook := sessionstore.Webhook{ID: "h1", URL: recv.URL, Secret: "whsec_x"}
+	st := &fakeStore{webhook: func(string) (sessionstore.Webhook, error) { return hook, nil }}
+	var happened bool
+	var verifyErr error
+	d := New(Config{VerifyFor: time.Minute, VerifyDelay: 3 * time.Second,
+		Verify: func(_ context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error) {
+			a := ev.Asset
+			a.State = sessionstore.StateReady
+			return a, happened, verifyErr
+		}}, st)
+	job := func(age time.Duration) sessionstore.WebhookJob {
+		return sessionstore.WebhookJob{ID: "j", HookID: hook.ID, Since: time.Now(), Event: sessionstore.WebhookEvent{
+			ID: "e", Type: sessionstore.EventAssetReady, Time: time.Now().Add(-age), Verify: true,
+			Asset: sessionstore.Asset{ID: "a", State: sessionstore.StateUploading}}}
+	}
+	for _, c := range []struct {
+		name      string
+		happened  bool
+		err       error
+		age       time.Duration
+		state     string
+		retryIn   time.Duration
+		verifyNow bool
+	}{
+		{"not yet", false, nil, 10 * time.Second, sessionstore.DeliveryPending, 3 * time.Second, true},
+		{"never", false, nil, 2 * time.Minute, sessionstore.DeliveryDropped, 0, true},
+		{"happened", true, nil, 2 * time.Minute, sessionstore.DeliveryPending, 0, false},
+		{"check failed", false, errors.New("store down"), time.Hour, sessionstore.DeliveryPending, 3 * time.Second, true},
+	} {
+		happened, verifyErr = c.happened, c.err
+		st.settled, st.jobs = nil, nil
+		if err := d.Handle(t.Context(), job(c.age)); err != nil {
+			t.Fatalf("%s: Handle: %v", c.name, err)
+		}
+		if len(st.settled) != 1 || st.settled[0].State != c.state || st.settled[0].RetryIn != c.retryIn {
+			t.Fatalf("%s: settled %+v, want state %s, retry in %v", c.name, st.settled, c.state, c.retryIn)
+		}
+		if ev := st.jobs[0].Event; ev.Verify != c.verifyNow || !c.verifyNow && ev.Asset.State != sessionstore.StateReady {
+			t.Fatalf("%s: settled event %+v, want verify %v (verified: with the asset Verify answered)", c.name, ev, c.verifyNow)
+		}
+	}
+	// A young event is checked again soon: its change is mostly a few
+	// milliseconds behind.
+	happened, verifyErr, st.settled, st.jobs = false, nil, nil, nil
+	if err := d.Handle(t.Context(), job(0)); err != nil {
+		t.Fatal(err)
+	}
+	if out := st.settled[0]; out.State != sessionstore.DeliveryPending || out.RetryIn > 100*time.Millisecond {
+		t.Fatalf("young event not seen yet: settled %+v, want pending, checked again within 100ms", out)
+	}
+	if posts != 0 {
+		t.Fatalf("posts before a delivery of a verified job: got %d, want 0", posts)
 	}
 }

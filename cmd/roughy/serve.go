@@ -60,7 +60,7 @@ func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.
 			Runner:      probe.Runner{Path: *p.ffprobe, Timeout: *p.timeout},
 			MaxAttempts: *p.attempts,
 			Logger:      log,
-			Probed:      probedEvents(store, log),
+			Probed:      probedEvents(store),
 			Settled:     settled,
 		}, store, input)
 		wg.Go(func() { w.Run(ctx) })
@@ -251,7 +251,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 
 	wg.Go(func() { srv.RunJanitor(bg, *janitorEvery) })
 	pf.start(bg, &wg, store, sink, *kf.presignTTL, log, tel.ProbeSettled)
-	wf.start(bg, &wg, store, srv.WebhookAsset, log)
+	wf.start(bg, &wg, store, srv.WebhookAsset, srv.WebhookVerify, log)
 
 	var serveErr error
 	select {

@@ -21,6 +21,7 @@ type webhookFlags struct {
 	retryMax     *time.Duration
 	retryFor     *time.Duration
 	reclaimAfter *time.Duration
+	verifyFor    *time.Duration
 }
 
 func addWebhookFlags(f *flag.FlagSet) *webhookFlags {
@@ -32,31 +33,35 @@ func addWebhookFlags(f *flag.FlagSet) *webhookFlags {
 		retryFor:  f.Duration("webhook-retry-for", 24*time.Hour, "how long after its event a delivery is retried before it is dead-lettered"),
 		reclaimAfter: f.Duration("webhook-reclaim-after", 0,
 			"hand a delivery claimed by a dead node to another after this (default --webhook-timeout + 10s)"),
+		verifyFor: f.Duration("webhook-verify-for", 2*time.Minute,
+			"how long after its event a change not seen yet may still happen; past it the event is dropped (events are queued before their change)"),
 	}
 }
 
 // start runs the deliverer until ctx ends; wg tracks it.
-func (w *webhookFlags) start(ctx context.Context, wg *sync.WaitGroup, store webhook.Store, render webhook.RenderFunc, log *slog.Logger) {
+func (w *webhookFlags) start(ctx context.Context, wg *sync.WaitGroup, store webhook.Store, render webhook.RenderFunc,
+	verify webhook.VerifyFunc, log *slog.Logger) {
 	if *w.workers <= 0 {
 		return
 	}
 	d := webhook.New(webhook.Config{
 		Workers: *w.workers, Timeout: *w.timeout, BaseDelay: *w.retryBase, MaxDelay: *w.retryMax,
-		MaxAge: *w.retryFor, ReclaimAfter: *w.reclaimAfter, Render: render, Logger: log,
+		MaxAge: *w.retryFor, ReclaimAfter: *w.reclaimAfter, Render: render, Verify: verify, VerifyFor: *w.verifyFor,
+		Logger: log,
 	}, store)
 	wg.Go(func() { d.Run(ctx) })
 }
 
 // probedEvents makes probe workers emit asset.probed to the account's
 // webhooks, when store can queue them.
-func probedEvents(store probe.Store, log *slog.Logger) func(context.Context, sessionstore.Asset, string) {
+// The event is queued before the result is recorded, to be verified
+// (proxy.Server.WebhookVerify): a crash in between cannot lose it.
+func probedEvents(store probe.Store) func(context.Context, sessionstore.Asset, string) error {
 	e, ok := store.(webhook.Enqueuer)
 	if !ok {
 		return nil
 	}
-	return func(ctx context.Context, a sessionstore.Asset, failure string) {
-		if err := webhook.Emit(ctx, e, sessionstore.EventAssetProbed, a, failure); err != nil {
-			log.Warn("webhook event not queued", "event", sessionstore.EventAssetProbed, "asset_id", a.ID, "err", err)
-		}
+	return func(ctx context.Context, a sessionstore.Asset, failure string) error {
+		return webhook.EmitBefore(ctx, e, sessionstore.EventAssetProbed, a, failure)
 	}
 }

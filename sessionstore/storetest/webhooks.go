@@ -15,6 +15,8 @@ func runWebhooks(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("WebhookQueueRetryDeliver", func(t *testing.T) { testWebhookRetryDeliver(t, newStore(t)) })
 	t.Run("WebhookReclaim", func(t *testing.T) { testWebhookReclaim(t, newStore(t)) })
 	t.Run("WebhookDead", func(t *testing.T) { testWebhookDead(t, newStore(t)) })
+	t.Run("WebhookVerify", func(t *testing.T) { testWebhookVerify(t, newStore(t)) })
+	t.Run("AssetRecord", func(t *testing.T) { testAssetRecord(t, newStore(t)) })
 }
 
 func newHook(t *testing.T, st sessionstore.Store, account string, events ...string) sessionstore.Webhook {
@@ -201,4 +203,90 @@ func testWebhookDead(t *testing.T, st sessionstore.Store) {
 		t.Fatalf("WebhookDeliveries of a deleted webhook: got %+v, %v; want none", ds, err)
 	}
 	wantNoHookJob(t, st, "claim after dead letters", 0)
+}
+
+// testWebhookVerify: an event queued before its change (Verify) shows no
+// delivery until verified; a pending settle requeues it as given with its
+// attempts unchanged (still to verify, or verified with the asset as it
+// stands after the change); a dropped one leaves neither job nor record.
+func testWebhookVerify(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	acct := newID()
+	h := newHook(t, st, acct, sessionstore.EventAssetReady)
+	ev := newEvent(sessionstore.EventAssetReady)
+	ev.Verify = true
+	if n, err := st.EnqueueWebhookEvent(ctx, acct, ev); err != nil || n != 1 {
+		t.Fatalf("EnqueueWebhookEvent: got %d, %v; want 1", n, err)
+	}
+	wantNoDelivery := func(what string) {
+		t.Helper()
+		if ds, err := st.WebhookDeliveries(ctx, h.ID); err != nil || len(ds) != 0 {
+			t.Fatalf("%s: WebhookDeliveries: got %+v, %v; want none", what, ds, err)
+		}
+	}
+	wantNoDelivery("queued to verify")
+	j := mustClaimHook(t, st, "c1", time.Second, time.Minute)
+	if !j.Event.Verify || j.Attempts != 0 {
+		t.Fatalf("ClaimWebhook: got %+v, want the event to verify, attempts 0", j)
+	}
+	// Not happened yet: checked again later, still no delivery.
+	if err := st.SettleWebhook(ctx, j, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending, RetryIn: 50 * time.Millisecond}); err != nil {
+		t.Fatalf("SettleWebhook(pending, unverified): %v", err)
+	}
+	wantNoDelivery("not verified yet")
+	j = mustClaimHook(t, st, "c1", 2*time.Second, time.Minute)
+	if j.Event.ID != ev.ID || !j.Event.Verify || j.Attempts != 0 {
+		t.Fatalf("ClaimWebhook after an unverified check: got %+v, want event %s to verify, attempts 0", j, ev.ID)
+	}
+	// Verified: requeued with the asset after the change.
+	j.Event.Verify, j.Event.Asset.State = false, sessionstore.StateReady
+	if err := st.SettleWebhook(ctx, j, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending}); err != nil {
+		t.Fatalf("SettleWebhook(pending, verified): %v", err)
+	}
+	wantDelivery(t, st, h.ID, ev.ID, sessionstore.DeliveryPending, 0)
+	j = mustClaimHook(t, st, "c1", 2*time.Second, time.Minute)
+	if j.Event.ID != ev.ID || j.Event.Verify || j.Event.Asset.State != sessionstore.StateReady || j.Attempts != 0 {
+		t.Fatalf("ClaimWebhook after verification: got %+v, want event %s verified, asset ready, attempts 0", j, ev.ID)
+	}
+	if err := st.SettleWebhook(ctx, j, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: 200}); err != nil {
+		t.Fatal(err)
+	}
+	wantDelivery(t, st, h.ID, ev.ID, sessionstore.DeliveryDelivered, 1)
+
+	never := newEvent(sessionstore.EventAssetReady)
+	never.Verify = true
+	if _, err := st.EnqueueWebhookEvent(ctx, acct, never); err != nil {
+		t.Fatal(err)
+	}
+	j = mustClaimHook(t, st, "c1", time.Second, time.Minute)
+	if err := st.SettleWebhook(ctx, j, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDropped}); err != nil {
+		t.Fatalf("SettleWebhook(dropped): %v", err)
+	}
+	wantDelivery(t, st, h.ID, ev.ID, sessionstore.DeliveryDelivered, 1)
+	wantNoHookJob(t, st, "claim after a drop", 0)
+}
+
+// testAssetRecord: a deleted asset is gone for Asset but its record stays,
+// marked Deleted (a queued event's change is verified on it).
+func testAssetRecord(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	sess, a := fixture()
+	if _, err := st.AssetRecord(ctx, a.ID); !errors.Is(err, sessionstore.ErrNotFound) {
+		t.Fatalf("AssetRecord before creation: got %v, want ErrNotFound", err)
+	}
+	if err := st.CreateUpload(ctx, sess, a); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.AssetRecord(ctx, a.ID); err != nil || got.ID != a.ID || got.Deleted {
+		t.Fatalf("AssetRecord: got %+v, %v; want asset %s, not deleted", got, err, a.ID)
+	}
+	if _, err := st.DeleteUpload(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Asset(ctx, a.ID); !errors.Is(err, sessionstore.ErrNotFound) {
+		t.Fatalf("Asset after delete: got %v, want ErrNotFound", err)
+	}
+	if got, err := st.AssetRecord(ctx, a.ID); err != nil || got.ID != a.ID || !got.Deleted || got.State != a.State {
+		t.Fatalf("AssetRecord after delete: got %+v, %v; want asset %s, deleted, state %s", got, err, a.ID, a.State)
+	}
 }
