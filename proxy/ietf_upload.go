@@ -126,10 +126,7 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 				return err
 			}
 		}
-		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done, a.dig.content); err != nil {
-			return err
-		}
-		if err := s.checkRepr(ctx, rc, rq, sess, a.dig.repr); err != nil {
+		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done, a.dig); err != nil {
 			return err
 		}
 	}
