@@ -62,3 +62,67 @@ func TestIETFReprDigestKeepsOffset(t *testing.T) {
 	loc = r.Header.Get("Location")
 	wantAssetReply(t, "completing append without a digest", last(""), data)
 }
+
+// TestIETFReprDigestUnknownLength: the two completing requests whose
+// Repr-Digest is checked by the proxy, not by the pipeline, because the
+// length was unknown while the bytes streamed.
+func TestIETFReprDigestUnknownLength(t *testing.T) {
+	s := startServer(t)
+	ep := s.Endpoint()
+	data := randomBytes(2<<20 + 5)
+	wrong := sfSHA256(data[1:])
+
+	t.Run("empty completing append keeps the upload", func(t *testing.T) {
+		// The bytes came without a length; the request that ends the
+		// upload stores none, so a mismatch leaves it as it was.
+		_, r := draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?0"}, {"Content-Type", "video/mp4"}}, data)
+		loc := r.Header.Get("Location")
+		end := func(digest string) testsvc.DraftReply {
+			_, r := draftRoundTrip(t, "PATCH", loc, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"},
+				{"Upload-Offset", fmt.Sprint(len(data))}, {"Content-Type", "application/partial-upload"}, {"Repr-Digest", digest}}, []byte{})
+			return r
+		}
+		r = end(wrong)
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) ||
+			r.Header.Get("Upload-Complete") != "?0" || r.Header.Get("Upload-Offset") != fmt.Sprint(len(data)) {
+			t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch, incomplete at %d", r.Status, r.Header, r.Body, len(data))
+		}
+		_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
+		if h.Status != http.StatusNoContent || h.Header.Get("Upload-Complete") != "?0" || h.Header.Get("Upload-Length") != "" {
+			t.Fatalf("HEAD after the mismatch: got %d %v, want 204, incomplete, no length", h.Status, h.Header)
+		}
+		wantAssetReply(t, "the end with the right Repr-Digest", end(sfSHA256(data)), data)
+	})
+
+	t.Run("empty upload is not created", func(t *testing.T) {
+		_, r := draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+			{"Repr-Digest", wrong}}, []byte{})
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) || r.Header.Get("Location") != "" {
+			t.Fatalf("empty creation with a wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch, no Location", r.Status, r.Header, r.Body)
+		}
+		_, r = draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+			{"Repr-Digest", sfSHA256(nil)}}, []byte{})
+		if r.Status != http.StatusOK || r.Header.Get("Upload-Complete") != "?1" {
+			t.Fatalf("empty creation with the right Repr-Digest: got %d %s, want 200 with Upload-Complete: ?1", r.Status, r.Body)
+		}
+	})
+
+	t.Run("chunked completing content fails the upload", func(t *testing.T) {
+		// Its bytes were stored as they streamed: the upload cannot be
+		// repaired, so it is failed and deleted.
+		c := dialDraft(t, ep)
+		c.Start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+			{"Transfer-Encoding", "chunked"}, {"Repr-Digest", wrong}})
+		c.Body(fmt.Appendf(nil, "%x\r\n", len(data)))
+		c.Body(data)
+		c.Body([]byte("\r\n0\r\n\r\n"))
+		_, r := c.Final("POST")
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) || r.Header.Get("Upload-Complete") != "?1" {
+			t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch with Upload-Complete: ?1", r.Status, r.Header, r.Body)
+		}
+		_, h := draftRoundTrip(t, "HEAD", r.Header.Get("Location"), hdr{auth(acmeKey), interop(8)}, nil)
+		if h.Status != http.StatusNotFound {
+			t.Fatalf("HEAD of the failed upload: got %d, want 404 (deleted)", h.Status)
+		}
+	})
+}

@@ -146,6 +146,9 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if err != nil {
 		return err
 	}
+	if c.done && c.size == 0 && c.dig.repr != nil && !emptyRepr(c.dig.repr) {
+		return errReprMismatch // an empty upload is not created with a wrong digest
+	}
 	sess, asset := s.newUpload(rq, c.length, c.mdRaw, c.md, c.shape)
 	sess.AssetID = sess.ID
 	if err := s.createUpload(ctx, &sess, asset); err != nil {

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -27,9 +29,11 @@ import (
 //     when the upload's SHA-256, computed while the bytes streamed, is the
 //     digest (pipeline.Chunk.Repr): on a mismatch the request's bytes are
 //     not committed, the answer is 400 and the upload stays resumable at
-//     its old offset. A request of more than 64 MiB is written in
-//     segments (ietfAppend): only the last one is held, the earlier ones
-//     stay committed. When the length is unknown while the content
+//     its old offset. A request without content is checked before the
+//     length it implies is set (that would make the upload whole), and
+//     an empty creation before anything is created. A request of more
+//     than 64 MiB is written in segments (ietfAppend): only the last one
+//     is held, the earlier ones stay committed. When the length is unknown while the content
 //     streams (a chunked body without Upload-Length) the pipeline cannot
 //     tell which commit completes the upload, so checkRepr verifies
 //     before the upload is completed: a mismatch then fails the upload
@@ -100,6 +104,12 @@ func sha256Member(v string) ([]byte, error) {
 		return sum, nil
 	}
 	return nil, nil
+}
+
+// emptyRepr reports whether repr is the SHA-256 of no bytes.
+func emptyRepr(repr []byte) bool {
+	sum := sha256.Sum256(nil)
+	return bytes.Equal(repr, sum[:])
 }
 
 // digestError names a digest mismatch of the pipeline as the draft's
