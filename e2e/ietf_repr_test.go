@@ -63,9 +63,8 @@ func TestIETFReprDigestKeepsOffset(t *testing.T) {
 	wantAssetReply(t, "completing append without a digest", last(""), data)
 }
 
-// TestIETFReprDigestUnknownLength: the two completing requests whose
-// Repr-Digest is checked by the proxy, not by the pipeline, because the
-// length was unknown while the bytes streamed.
+// TestIETFReprDigestUnknownLength: completing requests of uploads whose
+// length was unknown until they ended.
 func TestIETFReprDigestUnknownLength(t *testing.T) {
 	s := startServer(t)
 	ep := s.Endpoint()
@@ -107,22 +106,33 @@ func TestIETFReprDigestUnknownLength(t *testing.T) {
 		}
 	})
 
-	t.Run("chunked completing content fails the upload", func(t *testing.T) {
-		// Its bytes were stored as they streamed: the upload cannot be
-		// repaired, so it is failed and deleted.
-		c := dialDraft(t, ep)
-		c.Start("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
-			{"Transfer-Encoding", "chunked"}, {"Repr-Digest", wrong}})
-		c.Body(fmt.Appendf(nil, "%x\r\n", len(data)))
-		c.Body(data)
-		c.Body([]byte("\r\n0\r\n\r\n"))
-		_, r := c.Final("POST")
-		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) || r.Header.Get("Upload-Complete") != "?1" {
-			t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch with Upload-Complete: ?1", r.Status, r.Header, r.Body)
+	t.Run("chunked completing content", func(t *testing.T) {
+		// The length is known when the content ends: the pipeline holds
+		// the commits until then.
+		chunked := func(method, target string, h hdr) testsvc.DraftReply {
+			c := dialDraft(t, target)
+			c.Start(method, target, append(h, [2]string{"Transfer-Encoding", "chunked"}))
+			for _, part := range [][]byte{data[:700000], data[700000:]} {
+				c.Body(fmt.Appendf(nil, "%x\r\n", len(part)))
+				c.Body(part)
+				c.Body([]byte("\r\n"))
+			}
+			c.Body([]byte("0\r\n\r\n"))
+			_, r := c.Final(method)
+			return r
 		}
-		_, h := draftRoundTrip(t, "HEAD", r.Header.Get("Location"), hdr{auth(acmeKey), interop(8)}, nil)
-		if h.Status != http.StatusNotFound {
-			t.Fatalf("HEAD of the failed upload: got %d, want 404 (deleted)", h.Status)
+		r := chunked("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"}, {"Repr-Digest", wrong}})
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) ||
+			r.Header.Get("Upload-Complete") != "?0" || r.Header.Get("Upload-Offset") != "0" {
+			t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch, incomplete at 0", r.Status, r.Header, r.Body)
 		}
+		loc := r.Header.Get("Location")
+		_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
+		if h.Status != http.StatusNoContent || h.Header.Get("Upload-Offset") != "0" || h.Header.Get("Upload-Complete") != "?0" {
+			t.Fatalf("HEAD after the mismatch: got %d %v, want 204 at offset 0, incomplete", h.Status, h.Header)
+		}
+		r = chunked("PATCH", loc, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Upload-Offset", "0"},
+			{"Content-Type", "application/partial-upload"}, {"Repr-Digest", sfSHA256(data)}})
+		wantAssetReply(t, "chunked append with the right Repr-Digest", r, data)
 	})
 }

@@ -110,13 +110,15 @@ type Chunk struct {
 	// committed; on mismatch nothing is.
 	Checksum *Checksum
 	// Repr, when set, is the SHA-256 the whole upload must have (the
-	// draft's Repr-Digest). Commits are then held until the chunk was
-	// read, and a held progress that reaches u.Length is made only if
-	// the upload's SHA-256 matches: on mismatch nothing of the chunk is
-	// committed (ErrReprDigestMismatch) and the upload stays resumable at
-	// its old offset. A chunk that ends short of the length (or of an
-	// unknown length) commits its durable prefix as it would without
-	// Repr, only later.
+	// draft's Repr-Digest); callers set it only on a body that ends the
+	// upload. Commits are then held until the chunk was read, and a held
+	// progress that completes the upload (it reaches u.Length or, with
+	// the length unknown, the body ended before the chunk's limit) is
+	// made only if the upload's SHA-256 matches: on mismatch nothing of
+	// the chunk is committed (ErrReprDigestMismatch) and the upload stays
+	// resumable at its old offset. Otherwise (a chunk short of the
+	// length, a body of unknown length that fills MaxChunk, a failed
+	// read) the durable prefix is committed as without Repr, only later.
 	Repr   []byte
 	Parts  PartRange
 	Commit CommitFunc
@@ -244,9 +246,12 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 		return none, ErrChecksumMismatch
 	case !havePending:
 		return none, werr
-	case c.Repr != nil && u.Length >= 0 && pending.Offset == u.Length:
-		// The upload is whole with this commit: it is the representation
-		// the client digested, whatever else went wrong.
+	case c.Repr != nil && (u.Length >= 0 && pending.Offset == u.Length ||
+		u.Length < 0 && werr == nil && src.n < src.limit):
+		// The upload is whole with this commit (with the length unknown:
+		// the body ended before the chunk's limit, and the caller sets
+		// Repr only on a body that ends the upload): it is the
+		// representation the client digested, whatever else went wrong.
 		ok, err := sumIs(pending.HashState, c.Repr)
 		if err != nil {
 			return none, err

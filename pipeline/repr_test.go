@@ -58,6 +58,30 @@ func TestLocalReprDigest(t *testing.T) {
 		checkStored(t, s, u.Key, data)
 	})
 
+	t.Run("unknown length: the body's end is the upload's", func(t *testing.T) {
+		s := newTestSink(t)
+		sess := &fakeSession{}
+		u := createUpload(t, s, sess, "uploads/repr-deferred", -1)
+		if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data[:head]), Size: -1, Commit: sess.commit}); err != nil {
+			t.Fatal(err)
+		}
+		u = sess.upload(u.Key, -1)
+		calls := sess.calls
+		_, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data[head:]), Size: -1, Repr: bad[:], Commit: sess.commit})
+		if !errors.Is(err, ErrReprDigestMismatch) || sess.calls != calls || sess.offset != int64(head) {
+			t.Fatalf("chunked end with a wrong Repr: err %v, %d commits, offset %d; want ErrReprDigestMismatch, 0, %d",
+				err, sess.calls-calls, sess.offset, head)
+		}
+		if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(data[head:]), Size: -1, Repr: whole[:], Commit: sess.commit}); err != nil {
+			t.Fatal(err)
+		}
+		if sess.offset != int64(len(data)) {
+			t.Fatalf("offset %d after the right Repr, want %d", sess.offset, len(data))
+		}
+		checkCommits(t, data, sess.commits)
+		checkStored(t, s, u.Key, data)
+	})
+
 	t.Run("chunk short of the length is not verified", func(t *testing.T) {
 		s, sess, u := setup(t)
 		end := head + 20<<20

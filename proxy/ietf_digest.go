@@ -33,12 +33,14 @@ import (
 //     length it implies is set (that would make the upload whole), and
 //     an empty creation before anything is created. A request of more
 //     than 64 MiB is written in segments (ietfAppend): only the last one
-//     is held, the earlier ones stay committed. When the length is unknown while the content
-//     streams (a chunked body without Upload-Length) the pipeline cannot
-//     tell which commit completes the upload, so checkRepr verifies
-//     before the upload is completed: a mismatch then fails the upload
-//     and deletes it, because its bytes were stored and cannot be
-//     replaced (the draft: "consider the upload failed").
+//     is held, the earlier ones stay committed. With the length unknown
+//     (a chunked body without Upload-Length) the pipeline takes the end
+//     of a segment's body before MaxChunk as the end of the upload; a
+//     body of an exact multiple of MaxChunk ends with an empty segment,
+//     after its bytes were committed, so checkRepr verifies before the
+//     upload is completed and a mismatch then fails the upload and
+//     deletes it: its bytes cannot be replaced (the draft: "consider the
+//     upload failed").
 
 // draftDigests are a request's sha-256 digests, nil when not sent.
 type draftDigests struct {
