@@ -195,17 +195,23 @@ func TestIETFDigests(t *testing.T) {
 	r = app(half, data[half:], "?1", [2]string{"Repr-Digest", sfSHA256(data)}, [2]string{"Content-Digest", sfSHA256(data[half:])})
 	wantAssetReply(t, "append with the right Repr-Digest", r, data)
 
-	// A whole file whose Repr-Digest is wrong: the upload fails.
+	// A whole file whose Repr-Digest is wrong: nothing of it is stored,
+	// the upload stays at offset 0, and the same content sent again with
+	// its own digest completes it.
 	other := randomBytes(1<<20 + 3)
 	_, r = draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
 		{"Repr-Digest", sfSHA256(data)}}, other)
-	if r.Status != http.StatusBadRequest || r.Header.Get("Upload-Complete") != "?1" || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) {
-		t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch with Upload-Complete: ?1", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusBadRequest || r.Header.Get("Upload-Complete") != "?0" || r.Header.Get("Upload-Offset") != "0" ||
+		!strings.Contains(string(r.Body), `"repr_digest_mismatch"`) {
+		t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch with Upload-Complete: ?0, Upload-Offset: 0", r.Status, r.Header, r.Body)
 	}
-	_, h = draftRoundTrip(t, "HEAD", r.Header.Get("Location"), hdr{auth(acmeKey), interop(8)}, nil)
-	if h.Status != http.StatusNotFound {
-		t.Errorf("HEAD of the failed upload: got %d, want 404 (deleted)", h.Status)
+	loc = r.Header.Get("Location")
+	_, h = draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
+	if h.Status != http.StatusNoContent || h.Header.Get("Upload-Offset") != "0" || h.Header.Get("Upload-Complete") != "?0" {
+		t.Fatalf("HEAD after the wrong Repr-Digest: got %d %v, want 204 at offset 0, incomplete", h.Status, h.Header)
 	}
+	r = app(0, other, "?1", [2]string{"Repr-Digest", sfSHA256(other)})
+	wantAssetReply(t, "the file again with its Repr-Digest", r, other)
 
 	// Content-Digest over max-append-size is refused before the content.
 	c := dialDraft(t, ep)

@@ -10,6 +10,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,10 @@ var (
 	// ErrChecksumMismatch: the Upload-Checksum did not match; nothing of
 	// the chunk was committed.
 	ErrChecksumMismatch = errors.New("pipeline: checksum mismatch")
+	// ErrReprDigestMismatch: the chunk completed the upload, but the
+	// upload's SHA-256 is not Chunk.Repr; nothing of the chunk was
+	// committed.
+	ErrReprDigestMismatch = errors.New("pipeline: representation digest mismatch")
 	// ErrTruncated: the body ended before its declared length. Whatever
 	// was made durable before was committed.
 	ErrTruncated = errors.New("pipeline: body ended before Content-Length")
@@ -104,8 +109,19 @@ type Chunk struct {
 	// Checksum, when set, is verified before anything of the chunk is
 	// committed; on mismatch nothing is.
 	Checksum *Checksum
-	Parts    PartRange
-	Commit   CommitFunc
+	// Repr, when set, is the SHA-256 the whole upload must have (the
+	// draft's Repr-Digest); callers set it only on a body that ends the
+	// upload. Commits are then held until the chunk was read, and a held
+	// progress that completes the upload (it reaches u.Length or, with
+	// the length unknown, the body ended before the chunk's limit) is
+	// made only if the upload's SHA-256 matches: on mismatch nothing of
+	// the chunk is committed (ErrReprDigestMismatch) and the upload stays
+	// resumable at its old offset. Otherwise (a chunk short of the
+	// length, a body of unknown length that fills MaxChunk, a failed
+	// read) the durable prefix is committed as without Repr, only later.
+	Repr   []byte
+	Parts  PartRange
+	Commit CommitFunc
 }
 
 // Sink stores upload bytes. LocalSink and S3Sink implement it.
@@ -181,13 +197,15 @@ func New(sink Sink) *Pipeline { return &Pipeline{sink: sink} }
 // Sink returns the pipeline's sink.
 func (p *Pipeline) Sink() Sink { return p.sink }
 
-// Write streams c.Body into storage after u.Offset. Without a checksum,
-// durable prefixes are committed as they come, so a client that disconnects
-// keeps them. With one, the whole chunk is stored, verified and committed
-// at once, or not committed at all (ErrChecksumMismatch).
+// Write streams c.Body into storage after u.Offset. Without a checksum
+// (or Repr), durable prefixes are committed as they come, so a client that
+// disconnects keeps them. With one, the whole chunk is stored, verified and
+// committed at once, or not committed at all (ErrChecksumMismatch,
+// ErrReprDigestMismatch).
 //
 // It returns the last committed progress. A body shorter than c.Size gives
-// ErrTruncated (after committing what was durable).
+// ErrTruncated (after committing what was durable; with a checksum,
+// nothing).
 func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, error) {
 	src, err := newSource(c.Body, u, c.Size, c.Checksum)
 	if err != nil {
@@ -195,45 +213,65 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 	}
 	defer src.release()
 
-	commit := c.Commit
-	var pending Progress
-	havePending := false
-	if c.Checksum != nil {
-		// Hold every commit until the whole chunk was read and verified.
-		commit = func(_ context.Context, pr Progress) error {
-			pending.Offset, pending.HashState = pr.Offset, pr.HashState
-			if pr.Storage != nil {
-				pending.Storage = pr.Storage
-			}
-			pending.Parts = append(pending.Parts, pr.Parts...)
-			havePending = true
-			return nil
-		}
-	}
-
-	last, werr := p.sink.Write(ctx, u, src, c.Parts, commit)
-	if c.Checksum == nil {
+	if c.Checksum == nil && c.Repr == nil {
+		last, werr := p.sink.Write(ctx, u, src, c.Parts, c.Commit)
 		if werr == nil && c.Size >= 0 && src.n != c.Size {
 			werr = fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, c.Size)
 		}
 		return last, werr
 	}
 
+	// Hold every commit until the whole chunk was read and verified.
+	var pending Progress
+	havePending := false
+	hold := func(_ context.Context, pr Progress) error {
+		pending.Offset, pending.HashState = pr.Offset, pr.HashState
+		if pr.Storage != nil {
+			pending.Storage = pr.Storage
+		}
+		pending.Parts = append(pending.Parts, pr.Parts...)
+		havePending = true
+		return nil
+	}
+	_, werr := p.sink.Write(ctx, u, src, c.Parts, hold)
+	if werr == nil && c.Size >= 0 && src.n != c.Size {
+		werr = fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, c.Size)
+	}
+
 	none := Progress{Offset: u.Offset, HashState: u.HashState}
-	if werr != nil {
+	switch {
+	case c.Checksum != nil && werr != nil:
 		return none, werr
-	}
-	if c.Size >= 0 && src.n != c.Size {
-		return none, fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, c.Size)
-	}
-	if !src.checksumOK() {
+	case !src.checksumOK():
 		return none, ErrChecksumMismatch
-	}
-	if !havePending {
-		return none, nil
+	case !havePending:
+		return none, werr
+	case c.Repr != nil && (u.Length >= 0 && pending.Offset == u.Length ||
+		u.Length < 0 && werr == nil && src.n < src.limit):
+		// The upload is whole with this commit (with the length unknown:
+		// the body ended before the chunk's limit, and the caller sets
+		// Repr only on a body that ends the upload): it is the
+		// representation the client digested, whatever else went wrong.
+		ok, err := sumIs(pending.HashState, c.Repr)
+		if err != nil {
+			return none, err
+		}
+		if !ok {
+			return none, ErrReprDigestMismatch
+		}
 	}
 	if err := c.Commit(ctx, pending); err != nil {
 		return none, err
 	}
-	return pending, nil
+	return pending, werr
+}
+
+// sumIs reports whether the SHA-256 of the bytes whose state is given is
+// want.
+func sumIs(state, want []byte) (bool, error) {
+	h, err := ResumeHash(state)
+	if err != nil {
+		return false, err
+	}
+	return subtle.ConstantTimeCompare(h.Sum(nil), want) == 1, nil
 }

@@ -252,7 +252,11 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 	case e == errInconsistentLength:
 		p.Type, p.Title = problemLength, "inconsistent length values for upload"
 		d.v.setDone(h, false)
-	case e == errReprMismatch:
+	case e == errReprMismatch && d.expected >= 0:
+		// The request stored nothing: the upload resumes where it was.
+		h.Set("Upload-Offset", strconv.FormatInt(d.expected, 10))
+		d.v.setDone(h, false)
+	case e == errReprFailed:
 		d.v.setDone(h, true) // the upload is over: it failed
 	case e.Status == fasthttp.StatusRequestEntityTooLarge:
 		h.Set("Upload-Limit", s.uploadLimit(time.Time{}))

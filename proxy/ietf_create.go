@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"mime"
 	"strconv"
@@ -147,6 +146,9 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if err != nil {
 		return err
 	}
+	if c.done && c.size == 0 && c.dig.repr != nil && !emptyRepr(c.dig.repr) {
+		return errReprMismatch // an empty upload is not created with a wrong digest
+	}
 	sess, asset := s.newUpload(rq, c.length, c.mdRaw, c.md, c.shape)
 	sess.AssetID = sess.ID
 	if err := s.createUpload(ctx, &sess, asset); err != nil {
@@ -158,11 +160,8 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if c.size != 0 {
 		s.interim(rc, d.v, "Location", loc, "Upload-Limit", s.uploadLimit(sess.ExpiresAt))
 	}
-	sess, err = s.ietfAppend(ctx, rc, rq, d, sess, c.size, c.done, c.dig.content)
+	sess, err = s.ietfAppend(ctx, rc, rq, d, sess, c.size, c.done, c.dig)
 	if err != nil {
-		return err
-	}
-	if err := s.checkRepr(ctx, rc, rq, sess, c.dig.repr); err != nil {
 		return err
 	}
 	if sess.Completed {
@@ -180,19 +179,21 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 // interruption keeps every durable byte; 104s tell the client the offsets
 // made durable (progress). When done, the upload is
 // completed, its length inferred from a chunked body.
-func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, sess sessionstore.Session, size int64, done bool, sum *pipeline.Checksum) (sessionstore.Session, error) {
+func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, sess sessionstore.Session, size int64, done bool, dig draftDigests) (sessionstore.Session, error) {
+	from := sess.Offset
+	var repr []byte
+	if done {
+		repr = dig.repr // verified by the commit that completes the upload
+	}
 	var body *bodyReader
 	switch {
-	case sum != nil && size != 0:
+	case dig.content != nil && size != 0:
 		// Content-Digest: one write, verified before anything commits.
 		var err error
-		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: size, sum: sum, length: -1})
+		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: size, sum: dig.content, length: -1, repr: repr})
 		d.expected = sess.Offset
-		if errors.Is(err, pipeline.ErrChecksumMismatch) {
-			return sess, fmt.Errorf("%w: %w", errDigestMismatch, err)
-		}
 		if err != nil {
-			return sess, err
+			return sess, digestError(err)
 		}
 	case size != 0:
 		body = s.newBodyReader(rc, rq)
@@ -207,10 +208,10 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		before := sess.Offset
 		var err error
 		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: seg, length: -1,
-			body: body, follow: !first, committed: progress})
+			body: body, follow: !first, committed: progress, repr: repr})
 		d.expected = sess.Offset
 		if err != nil {
-			return sess, err
+			return sess, digestError(err)
 		}
 		if body.eof || (size >= 0 && sess.Offset-start >= size) || sess.Offset == before || sess.Completed {
 			break
@@ -218,6 +219,11 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	if !done || sess.Completed {
 		return sess, nil
+	}
+	if repr != nil {
+		if err := s.checkRepr(ctx, rc, rq, sess, repr, sess.Offset != from); err != nil {
+			return sess, err
+		}
 	}
 	if sess.Length < 0 {
 		if err := s.applyLength(ctx, &sess, chunkRequest{length: sess.Offset}); err != nil {

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -20,12 +22,25 @@ import (
 //     the content streams and commits nothing of a mismatching request
 //     (400, the offset unchanged). A request with one is therefore one
 //     write of at most max-append-size (64 MiB).
-//   - Repr-Digest covers the whole upload. It is checked when the request
-//     that carries it completes the upload, against the SHA-256 the server
-//     computed while the bytes streamed: on a mismatch the upload is
-//     failed and deleted (the draft: "consider the upload failed, not
-//     process the representation further"), and the answer is 400 with
-//     Upload-Complete: ?1.
+//   - Repr-Digest covers the whole upload, so only the request that
+//     completes the upload can be checked against it (on other requests
+//     it is ignored, as the draft allows). The pipeline holds the commits
+//     of such a request and makes the one that completes the upload only
+//     when the upload's SHA-256, computed while the bytes streamed, is the
+//     digest (pipeline.Chunk.Repr): on a mismatch the request's bytes are
+//     not committed, the answer is 400 and the upload stays resumable at
+//     its old offset. A request without content is checked before the
+//     length it implies is set (that would make the upload whole), and
+//     an empty creation before anything is created. A request of more
+//     than 64 MiB is written in segments (ietfAppend): only the last one
+//     is held, the earlier ones stay committed. With the length unknown
+//     (a chunked body without Upload-Length) the pipeline takes the end
+//     of a segment's body before MaxChunk as the end of the upload; a
+//     body of an exact multiple of MaxChunk ends with an empty segment,
+//     after its bytes were committed, so checkRepr verifies before the
+//     upload is completed and a mismatch then fails the upload and
+//     deletes it: its bytes cannot be replaced (the draft: "consider the
+//     upload failed").
 
 // draftDigests are a request's sha-256 digests, nil when not sent.
 type draftDigests struct {
@@ -37,7 +52,9 @@ var (
 	errDigestMismatch = errorf(fasthttp.StatusBadRequest, "digest_mismatch",
 		"Content-Digest does not match the content; nothing of it was stored, the offset is unchanged")
 	errReprMismatch = errorf(fasthttp.StatusBadRequest, "repr_digest_mismatch",
-		"Repr-Digest does not match the uploaded representation; the upload failed and was deleted")
+		"Repr-Digest does not match the uploaded representation; nothing of this request was stored, the offset is unchanged")
+	errReprFailed = errorf(fasthttp.StatusBadRequest, "repr_digest_mismatch",
+		"Repr-Digest does not match the uploaded representation, whose bytes were already stored; the upload failed and was deleted")
 	errDigestTooLong = errorf(fasthttp.StatusRequestEntityTooLarge, "chunk_too_large",
 		"a request with Content-Digest carries at most max-append-size (67108864 bytes)")
 )
@@ -91,12 +108,32 @@ func sha256Member(v string) ([]byte, error) {
 	return nil, nil
 }
 
-// checkRepr fails and deletes a completed upload whose SHA-256 is not
-// the client's Repr-Digest.
-func (s *Server) checkRepr(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, sess sessionstore.Session, repr []byte) error {
-	if repr == nil || !sess.Completed {
-		return nil
+// emptyRepr reports whether repr is the SHA-256 of no bytes.
+func emptyRepr(repr []byte) bool {
+	sum := sha256.Sum256(nil)
+	return bytes.Equal(repr, sum[:])
+}
+
+// digestError names a digest mismatch of the pipeline as the draft's
+// problem; other errors pass as they are.
+func digestError(err error) error {
+	switch {
+	case errors.Is(err, pipeline.ErrChecksumMismatch):
+		return fmt.Errorf("%w: %w", errDigestMismatch, err)
+	case errors.Is(err, pipeline.ErrReprDigestMismatch):
+		return fmt.Errorf("%w: %w", errReprMismatch, err)
 	}
+	return err
+}
+
+// checkRepr verifies the Repr-Digest of a request that ends an upload the
+// pipeline did not complete (its length was unknown while the content
+// streamed, or the request had none), before the upload is completed.
+// sess is the upload with all its bytes stored; moved says this request
+// stored some of them. A mismatch leaves an upload whose request stored
+// nothing as it was (400, resumable); one whose bytes this request stored
+// cannot be repaired, so it is failed and deleted.
+func (s *Server) checkRepr(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, sess sessionstore.Session, repr []byte, moved bool) error {
 	got, err := pipeline.SumHex(sess.HashState)
 	if err != nil {
 		return fmt.Errorf("proxy: upload sha256: %w", err)
@@ -104,8 +141,11 @@ func (s *Server) checkRepr(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	if got == hex.EncodeToString(repr) {
 		return nil
 	}
+	if !moved {
+		return errReprMismatch
+	}
 	if err := s.tusDelete(ctx, rc, rq, sess.ID); err != nil {
 		return err
 	}
-	return errReprMismatch
+	return errReprFailed
 }

@@ -121,15 +121,19 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		return err
 	}
 	if !sess.Completed {
+		if a.done && a.size == 0 && a.dig.repr != nil {
+			// An empty request that ends the upload: check before the
+			// length is set, which makes a stored upload whole.
+			if err := s.checkRepr(ctx, rc, rq, sess, a.dig.repr, false); err != nil {
+				return err
+			}
+		}
 		if a.length >= 0 && sess.Length < 0 {
 			if err := s.applyLength(ctx, &sess, chunkRequest{length: a.length, size: a.size}); err != nil {
 				return err
 			}
 		}
-		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done, a.dig.content); err != nil {
-			return err
-		}
-		if err := s.checkRepr(ctx, rc, rq, sess, a.dig.repr); err != nil {
+		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done, a.dig); err != nil {
 			return err
 		}
 	}

@@ -20,6 +20,9 @@ type chunkRequest struct {
 	size   int64 // Content-Length, -1 when chunked
 	sum    *pipeline.Checksum
 	length int64 // Upload-Length sent with a PATCH of a deferred upload, else -1
+	// repr is the draft's Repr-Digest (sha-256) of a request that ends
+	// the upload: the commit that completes it is verified first.
+	repr []byte
 
 	// The draft's front door (ietfAppend in ietf_create.go) writes one request body as
 	// segments of at most MaxChunk: body is the reader the segments
@@ -283,7 +286,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	s.metrics.activeUploads.Add(1)
 	wstart := time.Now()
 	_, werr := s.pipe.Write(wctx, uploadOf(sess), pipeline.Chunk{
-		Body: src, Size: cr.size, Checksum: cr.sum,
+		Body: src, Size: cr.size, Checksum: cr.sum, Repr: cr.repr,
 		Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
 		Commit: commit,
 	})
@@ -541,7 +544,7 @@ func failReason(err error, body *bodyReader) string {
 		return "slow_body"
 	case body.err != nil, errors.Is(err, pipeline.ErrTruncated):
 		return "client"
-	case errors.Is(err, pipeline.ErrChecksumMismatch):
+	case errors.Is(err, pipeline.ErrChecksumMismatch), errors.Is(err, pipeline.ErrReprDigestMismatch):
 		return "checksum"
 	case errors.Is(err, pipeline.ErrTooLarge):
 		return "too_large"
