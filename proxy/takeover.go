@@ -58,6 +58,13 @@ func (s *Server) register(id string, b *bodyReader) func() {
 	}
 }
 
+// writing reports whether a write of this node holds upload id.
+func (s *Server) writing(id string) bool {
+	s.writersMu.Lock()
+	defer s.writersMu.Unlock()
+	return s.writers[id] != nil
+}
+
 // onRelease serves a release request addressed to this node: the write
 // holding the upload stops reading its body. It returns at once.
 func (s *Server) onRelease(r sessionstore.ReleaseRequest) {
@@ -94,12 +101,29 @@ func (s *Server) askRelease(ctx context.Context, holder string, r sessionstore.R
 // takeLease takes the upload's lease for a PATCH (reserving parts) or a
 // DELETE, taking it over from a request that holds it (see the top of
 // this file). After TakeoverWait it gives up with the store's ErrLocked.
+//
+// A lease held by this very node that no write of this node holds after
+// the whole wait is an orphan: its acquisition succeeded in the store but
+// its answer was lost (a Redis outage), so no request knows it holds it.
+// It is dropped (DropLease) and the acquisition tried once more, rather
+// than blocking the upload until the lease's TTL runs out. A short lease
+// of this node that is not a write (a completion, a concatenation) and
+// outlasts the wait loses its lease the same way; its fencing token then
+// keeps it from committing, and its request answers a retryable status.
 func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool) (sessionstore.Lease, error) {
 	deadline := time.Now().Add(s.cfg.TakeoverWait)
 	var asked time.Time
+	dropped := false
 	for {
 		l, err := s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, parts)
 		le, locked := errors.AsType[*sessionstore.LockedError](err)
+		if locked && !dropped && !time.Now().Before(deadline) && le.Holder == s.store.Node() && !s.writing(id) {
+			dropped = true
+			if derr := s.store.DropLease(ctx, id, le.Holder); derr == nil {
+				s.log.Warn("dropped an orphaned lease of this node", "upload_id", id)
+				continue
+			}
+		}
 		if !locked || !time.Now().Before(deadline) {
 			return l, err
 		}

@@ -492,6 +492,20 @@ func (l *Local) RenewLease(ctx context.Context, ls Lease, ttl time.Duration) (Le
 	return ls, nil
 }
 
+// DropLease drops the upload's lease when node is this process (the
+// holder of every Local lease).
+func (l *Local) DropLease(ctx context.Context, id, node string) error {
+	if node != l.node {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur, ok := l.leases[id]; ok && !cur.pending {
+		delete(l.leases, id)
+	}
+	return nil
+}
+
 // ReleaseLease drops the lease if it is still the current one.
 func (l *Local) ReleaseLease(ctx context.Context, ls Lease) error {
 	l.mu.Lock()

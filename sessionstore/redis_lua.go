@@ -124,6 +124,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1}
 `)
 
+// luaDropLease drops the lease, whatever its token, if the session's
+// recorded holder is ARGV[1].
+// KEYS[1] session, KEYS[2] lease.
+var luaDropLease = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return {1}
+`)
+
 // luaRelease drops the lease if the token is still current.
 // KEYS[1] lease. ARGV[1] token.
 var luaRelease = redis.NewScript(`

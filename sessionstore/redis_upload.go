@@ -146,6 +146,12 @@ func (r *Redis) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lea
 	return l, nil
 }
 
+// DropLease drops the upload's lease if node holds it (see Store).
+func (r *Redis) DropLease(ctx context.Context, id, node string) error {
+	_, err := r.runScript(ctx, "drop lease", luaDropLease, []string{redisSessionKey(id), redisLeaseKey(id)}, node)
+	return err
+}
+
 // ReleaseLease drops l if it is still the current lease.
 func (r *Redis) ReleaseLease(ctx context.Context, l Lease) error {
 	_, err := r.runScript(ctx, "release lease", luaRelease, []string{redisLeaseKey(l.SessionID)},

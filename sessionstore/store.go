@@ -245,6 +245,12 @@ type Store interface {
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// ReleaseLease drops the lease if it is still current (no error if not).
 	ReleaseLease(ctx context.Context, l Lease) error
+	// DropLease drops the upload's lease whatever its token, but only if
+	// its holder is node (no error if not, or if there is none). A node
+	// uses it on a lease of its own that no request of its holds: one
+	// whose acquisition succeeded in the store while its answer was lost
+	// (a Redis outage), which would otherwise block the upload for a TTL.
+	DropLease(ctx context.Context, id, node string) error
 	// Node is this process's id in the fleet: the holder recorded in the
 	// leases it takes. The store keeps the node's liveness record fresh
 	// until Close (Redis: a key with a TTL of NodeTTL, refreshed every

@@ -108,3 +108,30 @@ func testDeadHolder(t *testing.T, st sessionstore.Store, fleet Fleet) {
 	_, err = next.AcquireLease(ctx, s.ID, time.Minute, 0)
 	wantErr(t, "AcquireLease while the new holder lives", err, sessionstore.ErrLocked)
 }
+
+// testDropLease: a node drops a lease of its own whatever its token (one
+// whose acquisition answer it lost); another node's lease stays.
+func testDropLease(t *testing.T, st sessionstore.Store, fleet Fleet) {
+	ctx := t.Context()
+	s, _ := create(t, st)
+	lost := mustLease(t, st, s.ID, time.Minute, 0)
+	if err := st.DropLease(ctx, s.ID, "another-node"); err != nil {
+		t.Fatalf("DropLease for another node: %v", err)
+	}
+	_, err := st.AcquireLease(ctx, s.ID, time.Minute, 0)
+	wantErr(t, "AcquireLease after another node's DropLease", err, sessionstore.ErrLocked)
+	if err := st.DropLease(ctx, s.ID, lost.Holder); err != nil {
+		t.Fatalf("DropLease: %v", err)
+	}
+	l := mustLease(t, fleet.Peer(t, st), s.ID, time.Minute, 0)
+	if l.Token <= lost.Token {
+		t.Fatalf("token after DropLease: got %d, want > %d", l.Token, lost.Token)
+	}
+	_, err = st.Commit(ctx, lost, sessionstore.Commit{ExpectOffset: 0, NewOffset: 5, Length: -1})
+	wantErr(t, "Commit with the dropped lease", err, sessionstore.ErrLeaseLost)
+	// No lease at all: no error.
+	s2, _ := create(t, st)
+	if err := st.DropLease(ctx, s2.ID, st.Node()); err != nil {
+		t.Fatalf("DropLease without a lease: %v", err)
+	}
+}
