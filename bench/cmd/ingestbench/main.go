@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/roughy/ingest/bench/internal/benchproc"
 )
 
 // options are the command-line flags.
@@ -152,11 +154,11 @@ type bench struct {
 	roughy  string // built or given roughy binary ("" until needed)
 	seq     int    // run counter for data dir names
 
-	s3          *s3env      // s3 and fleet scenarios: the shared versitygw
-	redis       *server     // fleet scenario: the shared redis-server
-	redisURL    string      // what the nodes are given (the proxy when on)
-	redisDirect string      // redis-server itself
-	rproxy      *redisProxy // counts the nodes' commands and round trips
+	s3          *s3env            // s3 and fleet scenarios: the shared versitygw
+	redis       *benchproc.Server // fleet scenario: the shared redis-server
+	redisURL    string            // what the nodes are given (the proxy when on)
+	redisDirect string            // redis-server itself
+	rproxy      *redisProxy       // counts the nodes' commands and round trips
 }
 
 // roughyBinary builds ./cmd/roughy once (unless -roughy was given).
