@@ -19,21 +19,6 @@ import (
 	"github.com/roughy/ingest/bench/internal/benchproc"
 )
 
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-	}{{"2GiB", 2 << 30}, {"512MiB", 512 << 20}, {"64M", 64 << 20}, {"1000", 1000}} {
-		got, err := parseSize(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("parseSize(%q): got %d, %v, want %d", tc.in, got, err, tc.want)
-		}
-	}
-	if _, err := parseSize("12XB"); err == nil {
-		t.Error("parseSize(12XB): got nil error")
-	}
-}
-
 func TestScrapeCommitQuantiles(t *testing.T) {
 	body := `# TYPE roughy_commit_seconds histogram
 roughy_commit_seconds_bucket{backend="redis",le="0.001"} 0

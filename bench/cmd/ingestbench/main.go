@@ -55,7 +55,7 @@ type options struct {
 
 func main() {
 	var o options
-	var size, chunk, concSize, fleetSize sizeFlag = 2 << 30, 64 << 20, 0, 256 << 20
+	var size, chunk, concSize, fleetSize benchproc.SizeFlag = 2 << 30, 64 << 20, 0, 256 << 20
 	flag.StringVar(&o.scenario, "scenario", "local", "local | s3 | fleet")
 	flag.Var(&size, "size", "bytes per upload in the alternating runs (e.g. 2GiB, 512MiB)")
 	flag.Var(&chunk, "chunk", "PATCH body size (and S3 part size of the direct upload)")

@@ -71,7 +71,7 @@ type instance struct {
 func (b *bench) runTarget(ctx context.Context, name, phase string, run, n int, size int64) sample {
 	s := sample{target: name, phase: phase, run: run, uploads: n, bytes: int64(n) * size, cpu: -1, hwm: -1, s3CPU: -1, auxCPU: -1}
 	s.load1 = benchproc.LoadAvg()
-	slog.Info("run", "target", name, "phase", phase, "run", run, "uploads", n, "size", formatSize(size))
+	slog.Info("run", "target", name, "phase", phase, "run", run, "uploads", n, "size", benchproc.FormatSize(size))
 	dir, err := b.runDir(name)
 	if err != nil {
 		s.err = err

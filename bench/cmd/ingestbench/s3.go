@@ -166,7 +166,7 @@ func (e *s3env) verifyObjects(ctx context.Context, n int, size int64) string {
 	if full != n {
 		return fmt.Sprintf("FAILED: %d object(s) of %d bytes in the bucket, want %d (%d objects in all)", full, size, n, len(objs))
 	}
-	return fmt.Sprintf("%d object(s) of %s in the bucket, %d other object(s), %d multipart upload(s) open", full, formatSize(size), len(objs)-full, len(mps.Uploads))
+	return fmt.Sprintf("%d object(s) of %s in the bucket, %d other object(s), %d multipart upload(s) open", full, benchproc.FormatSize(size), len(objs)-full, len(mps.Uploads))
 }
 
 // runDirect uploads n objects of size bytes straight to versitygw with

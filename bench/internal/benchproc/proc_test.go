@@ -28,3 +28,18 @@ func TestReadProcSelf(t *testing.T) {
 		t.Errorf("VmHWM %d, VmRSS %d: want HWM ≥ 1 MiB and ≥ RSS", after.HWM, after.RSS)
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{{"2GiB", 2 << 30}, {"512MiB", 512 << 20}, {"64M", 64 << 20}, {"1000", 1000}} {
+		got, err := ParseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q): got %d, %v, want %d", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := ParseSize("12XB"); err == nil {
+		t.Error("ParseSize(12XB): got nil error")
+	}
+}
