@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/roughy/ingest/bench/internal/benchproc"
 )
 
 // fleetScenario is issue 4: one roughy node vs fleetNodes nodes, all on
@@ -23,7 +25,7 @@ func (b *bench) fleetScenario(ctx context.Context) (*report, error) {
 	if err := b.startRedis(ctx); err != nil {
 		return rep, err
 	}
-	defer b.redis.stop(10 * time.Second)
+	defer b.redis.Stop(10 * time.Second)
 	if b.rproxy != nil {
 		defer b.rproxy.close()
 	}
@@ -48,12 +50,12 @@ func (b *bench) startRedis(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := benchproc.FreePort()
 	if err != nil {
 		return err
 	}
 	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "no"}
-	p, err := startServer("redis-server", b.o.redisBin, args, nil, filepath.Join(dir, "redis.log"))
+	p, err := benchproc.Start("redis-server", b.o.redisBin, args, nil, filepath.Join(dir, "redis.log"))
 	if err != nil {
 		return err
 	}
@@ -63,9 +65,9 @@ func (b *bench) startRedis(ctx context.Context) error {
 		if _, err := redisCmd(addr, "PING"); err == nil {
 			break
 		}
-		if time.Now().After(deadline) || p.exited() {
-			p.stop(time.Second)
-			return fmt.Errorf("ingestbench: redis-server not ready on %s; see %s", addr, p.log.Name())
+		if time.Now().After(deadline) || p.Exited() {
+			p.Stop(time.Second)
+			return fmt.Errorf("ingestbench: redis-server not ready on %s; see %s", addr, p.Log.Name())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -74,7 +76,7 @@ func (b *bench) startRedis(ctx context.Context) error {
 	if b.o.redisProxy {
 		px, err := startRedisProxy(addr)
 		if err != nil {
-			p.stop(time.Second)
+			p.Stop(time.Second)
 			return err
 		}
 		b.rproxy = px

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -16,44 +15,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/bench/internal/benchproc"
 )
-
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-	}{{"2GiB", 2 << 30}, {"512MiB", 512 << 20}, {"64M", 64 << 20}, {"1000", 1000}} {
-		got, err := parseSize(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("parseSize(%q): got %d, %v, want %d", tc.in, got, err, tc.want)
-		}
-	}
-	if _, err := parseSize("12XB"); err == nil {
-		t.Error("parseSize(12XB): got nil error")
-	}
-}
-
-func TestReadProcSelf(t *testing.T) {
-	before, err := readProc(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Burn ~200 ms of CPU so that utime must move (USER_HZ = 100).
-	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); {
-		sha256.Sum256(buf)
-	}
-	after, err := readProc(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after.cpu <= before.cpu {
-		t.Errorf("cpu: got %s after %s, want it to grow", after.cpu, before.cpu)
-	}
-	if after.hwm < 1<<20 || after.hwm < after.rss {
-		t.Errorf("VmHWM %d, VmRSS %d: want HWM ≥ 1 MiB and ≥ RSS", after.hwm, after.rss)
-	}
-}
 
 func TestScrapeCommitQuantiles(t *testing.T) {
 	body := `# TYPE roughy_commit_seconds histogram
@@ -94,15 +58,15 @@ func TestRedisProxyCounts(t *testing.T) {
 		t.Skip("redis-server not installed")
 	}
 	dir := t.TempDir()
-	port, err := freePort()
+	port, err := benchproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer("redis", bin, []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir}, nil, filepath.Join(dir, "redis.log"))
+	srv, err := benchproc.Start("redis", bin, []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir}, nil, filepath.Join(dir, "redis.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.stop(5 * time.Second)
+	defer srv.Stop(5 * time.Second)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	for i := 0; ; i++ {
 		if _, err := redisCmd(addr, "PING"); err == nil {

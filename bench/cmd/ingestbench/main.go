@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/roughy/ingest/bench/internal/benchproc"
 )
 
 // options are the command-line flags.
@@ -53,7 +55,7 @@ type options struct {
 
 func main() {
 	var o options
-	var size, chunk, concSize, fleetSize sizeFlag = 2 << 30, 64 << 20, 0, 256 << 20
+	var size, chunk, concSize, fleetSize benchproc.SizeFlag = 2 << 30, 64 << 20, 0, 256 << 20
 	flag.StringVar(&o.scenario, "scenario", "local", "local | s3 | fleet")
 	flag.Var(&size, "size", "bytes per upload in the alternating runs (e.g. 2GiB, 512MiB)")
 	flag.Var(&chunk, "chunk", "PATCH body size (and S3 part size of the direct upload)")
@@ -152,11 +154,11 @@ type bench struct {
 	roughy  string // built or given roughy binary ("" until needed)
 	seq     int    // run counter for data dir names
 
-	s3          *s3env      // s3 and fleet scenarios: the shared versitygw
-	redis       *server     // fleet scenario: the shared redis-server
-	redisURL    string      // what the nodes are given (the proxy when on)
-	redisDirect string      // redis-server itself
-	rproxy      *redisProxy // counts the nodes' commands and round trips
+	s3          *s3env            // s3 and fleet scenarios: the shared versitygw
+	redis       *benchproc.Server // fleet scenario: the shared redis-server
+	redisURL    string            // what the nodes are given (the proxy when on)
+	redisDirect string            // redis-server itself
+	rproxy      *redisProxy       // counts the nodes' commands and round trips
 }
 
 // roughyBinary builds ./cmd/roughy once (unless -roughy was given).

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/roughy/ingest/bench/internal/benchproc"
 )
 
 // report collects one invocation's samples and renders them as markdown.
@@ -113,11 +115,11 @@ func (r *report) markdown(b *bench) string {
 	p("- Command (from the repo root): `%s`\n", commandLine())
 	p("- Machine: %d CPUs, %s, kernel %s, RAM %s, %s\n", m.nproc, m.cpu, m.kernel, m.memTotal, m.goVersion)
 	p("- Versions: tusd %s, versitygw %s, roughy from this tree at %s%s\n", m.tusd, m.versitygw, orUnknown(m.commit), roughyVersion(b.roughy))
-	p("- Method: each run starts a fresh server process on loopback with a fresh data dir; the client (this harness, same machine) sends %s PATCHes with Content-Length from a random source file with sendfile(2); the clock runs from the POST to the last 204. Server CPU = utime+stime from /proc/<pid>/stat over that window; peak RSS = VmHWM from /proc/<pid>/status. After each run the data are deleted and sync(2) flushes dirty pages before the next server starts. %d warm-up round(s) of every target ran first (listed, not in the medians).\n", formatSize(b.o.chunk), b.o.warmup)
+	p("- Method: each run starts a fresh server process on loopback with a fresh data dir; the client (this harness, same machine) sends %s PATCHes with Content-Length from a random source file with sendfile(2); the clock runs from the POST to the last 204. Server CPU = utime+stime from /proc/<pid>/stat over that window; peak RSS = VmHWM from /proc/<pid>/status. After each run the data are deleted and sync(2) flushes dirty pages before the next server starts. %d warm-up round(s) of every target ran first (listed, not in the medians).\n", benchproc.FormatSize(b.o.chunk), b.o.warmup)
 	if b.o.scenario != "local" {
 		p("- S3: one versitygw (posix backend, temp dir on the same disk) for every run; bucket emptied between runs; versitygw CPU is reported separately. roughy: `--storage s3 --s3-force-path-style` plus `%s`; tusd: `-s3-bucket -s3-endpoint`, its defaults otherwise (50 MiB parts, 10 concurrent part uploads, content hashes on).\n", orNone(b.o.roughyExtra))
 		if b.o.scenario == "s3" {
-			p("- (a) direct: %s parts, %d in flight, %s.\n", formatSize(b.o.direct.partSize), b.o.direct.parallel, payloadMode(b.o.direct.signed))
+			p("- (a) direct: %s parts, %d in flight, %s.\n", benchproc.FormatSize(b.o.direct.partSize), b.o.direct.parallel, payloadMode(b.o.direct.signed))
 		}
 	}
 	if len(r.missing) > 0 {
@@ -126,7 +128,7 @@ func (r *report) markdown(b *bench) string {
 	p("\n")
 
 	if alt := r.targets("alt"); len(alt) > 0 {
-		p("### Medians of the alternating runs (%s per upload, %d run(s) per target)\n\n", formatSize(b.o.size), b.o.runs)
+		p("### Medians of the alternating runs (%s per upload, %d run(s) per target)\n\n", benchproc.FormatSize(b.o.size), b.o.runs)
 		p("| target | ok runs | throughput MiB/s | server CPU-s/GiB | server peak RSS MiB | versitygw CPU-s/GiB |\n|---|---|---|---|---|---|\n")
 		for _, t := range alt {
 			md := r.medians(t, "alt")
@@ -153,10 +155,10 @@ func (r *report) markdown(b *bench) string {
 				continue
 			}
 			if s.err != nil {
-				p("| %s | %d × %s | failed: %s | | | | | | %s | |\n", b.label(s.target), s.uploads, formatSize(s.bytes/int64(max(1, s.uploads))), oneLine(s.err.Error()), s.load1)
+				p("| %s | %d × %s | failed: %s | | | | | | %s | |\n", b.label(s.target), s.uploads, benchproc.FormatSize(s.bytes/int64(max(1, s.uploads))), oneLine(s.err.Error()), s.load1)
 				continue
 			}
-			p("| %s | %d × %s | %.1f | %s | %s | %s | %s | %s / %s | %s | %s |\n", b.label(s.target), s.uploads, formatSize(s.bytes/int64(s.uploads)), s.mibps(),
+			p("| %s | %d × %s | %.1f | %s | %s | %s | %s | %s / %s | %s | %s |\n", b.label(s.target), s.uploads, benchproc.FormatSize(s.bytes/int64(s.uploads)), s.mibps(),
 				f1(s.cpu >= 0, perGiB(s.cpu, s.bytes), "%.3f"), f1(s.hwm >= 0, float64(s.hwm)/(1<<20), "%.1f"),
 				f1(s.s3CPU >= 0, perGiB(s.s3CPU, s.bytes), "%.3f"), f1(s.auxCPU >= 0, perGiB(s.auxCPU, s.bytes), "%.3f"),
 				ms(percentile(s.patches, 0.5)), ms(percentile(s.patches, 0.99)), s.load1, s.verify)

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/roughy/ingest/bench/internal/benchproc"
 	"github.com/roughy/ingest/bench/tusclient"
 )
 
@@ -56,7 +57,7 @@ func perGiB(d time.Duration, bytes int64) float64 {
 // instance is a started target: the processes under measurement and how
 // to talk to them.
 type instance struct {
-	procs     []*server
+	procs     []*benchproc.Server
 	endpoints []string // creation URLs; upload i uses endpoints[i%len]
 	rotate    bool     // fleet: PATCH j of upload i goes to node (i+j)%len
 	header    http.Header
@@ -69,8 +70,8 @@ type instance struct {
 // of size bytes, measures and stops it.
 func (b *bench) runTarget(ctx context.Context, name, phase string, run, n int, size int64) sample {
 	s := sample{target: name, phase: phase, run: run, uploads: n, bytes: int64(n) * size, cpu: -1, hwm: -1, s3CPU: -1, auxCPU: -1}
-	s.load1 = loadAvg()
-	slog.Info("run", "target", name, "phase", phase, "run", run, "uploads", n, "size", formatSize(size))
+	s.load1 = benchproc.LoadAvg()
+	slog.Info("run", "target", name, "phase", phase, "run", run, "uploads", n, "size", benchproc.FormatSize(size))
 	dir, err := b.runDir(name)
 	if err != nil {
 		s.err = err
@@ -162,7 +163,7 @@ func (b *bench) runTUS(ctx context.Context, s sample, inst *instance, n int, siz
 		s.err = err
 		return s
 	}
-	s.cpu, s.hwm = after.cpu-before.cpu, after.hwm
+	s.cpu, s.hwm = after.CPU-before.CPU, after.HWM
 	s.s3CPU, s.auxCPU = b.sideCPUSince(s3Before, auxBefore)
 	for _, r := range results {
 		s.patches = append(s.patches, r.Patches...)
@@ -181,15 +182,15 @@ func (b *bench) runTUS(ctx context.Context, s sample, inst *instance, n int, siz
 }
 
 // measure sums CPU and takes the max peak RSS over procs.
-func measure(procs []*server) (procStats, error) {
-	var total procStats
+func measure(procs []*benchproc.Server) (benchproc.Stats, error) {
+	var total benchproc.Stats
 	for _, p := range procs {
-		ps, err := readProc(p.pid())
+		ps, err := benchproc.Read(p.PID())
 		if err != nil {
-			return total, fmt.Errorf("ingestbench: measure %s: %w (see %s)", p.name, err, p.log.Name())
+			return total, fmt.Errorf("ingestbench: measure %s: %w (see %s)", p.Name, err, p.Log.Name())
 		}
-		total.cpu += ps.cpu
-		total.hwm = max(total.hwm, ps.hwm)
+		total.CPU += ps.CPU
+		total.HWM = max(total.HWM, ps.HWM)
 	}
 	return total, nil
 }
@@ -218,11 +219,11 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 	common = append(common, strings.Fields(b.o.roughyExtra)...)
 	inst.stop = func() {
 		for _, p := range inst.procs {
-			p.stop(15 * time.Second)
+			p.Stop(15 * time.Second)
 		}
 	}
 	for i := range nodes {
-		port, err := freePort()
+		port, err := benchproc.FreePort()
 		if err != nil {
 			inst.stop()
 			return nil, err
@@ -233,14 +234,14 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 			dataDir = filepath.Join(dir, fmt.Sprintf("data%d", i))
 		}
 		args := append([]string{"serve", "--listen", addr, "--data-dir", dataDir}, common...)
-		p, err := startServer(fmt.Sprintf("roughy%d", i), bin, args, env, filepath.Join(dir, fmt.Sprintf("roughy%d.log", i)))
+		p, err := benchproc.Start(fmt.Sprintf("roughy%d", i), bin, args, env, filepath.Join(dir, fmt.Sprintf("roughy%d.log", i)))
 		if err != nil {
 			inst.stop()
 			return nil, err
 		}
 		inst.procs = append(inst.procs, p)
 		ep := "http://" + addr + "/api/v1/assets/upload-resumable"
-		if err := p.waitHTTP(ctx, http.MethodOptions, ep, 20*time.Second, http.StatusNoContent, http.StatusOK); err != nil {
+		if err := p.WaitHTTP(ctx, http.MethodOptions, ep, 20*time.Second, http.StatusNoContent, http.StatusOK); err != nil {
 			inst.stop()
 			return nil, err
 		}
@@ -302,7 +303,7 @@ func (b *bench) verifyRoughy(ctx context.Context, inst *instance, res []tusclien
 
 // startTusd starts tusd v2.9.1 on its file store (local) or S3 store.
 func (b *bench) startTusd(ctx context.Context, dir string) (*instance, error) {
-	port, err := freePort()
+	port, err := benchproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -316,13 +317,13 @@ func (b *bench) startTusd(ctx context.Context, dir string) (*instance, error) {
 	default:
 		args = append(args, "-upload-dir", uploadDir)
 	}
-	p, err := startServer("tusd", b.o.tusdBin, args, env, filepath.Join(dir, "tusd.log"))
+	p, err := benchproc.Start("tusd", b.o.tusdBin, args, env, filepath.Join(dir, "tusd.log"))
 	if err != nil {
 		return nil, err
 	}
-	inst := &instance{procs: []*server{p}, stop: func() { p.stop(15 * time.Second) }}
+	inst := &instance{procs: []*benchproc.Server{p}, stop: func() { p.Stop(15 * time.Second) }}
 	ep := fmt.Sprintf("http://127.0.0.1:%d/files/", port)
-	if err := p.waitHTTP(ctx, http.MethodOptions, ep, 20*time.Second, http.StatusNoContent, http.StatusOK); err != nil {
+	if err := p.WaitHTTP(ctx, http.MethodOptions, ep, 20*time.Second, http.StatusNoContent, http.StatusOK); err != nil {
 		inst.stop()
 		return nil, err
 	}
@@ -382,13 +383,13 @@ func tusclientTrim(b []byte) string {
 func (b *bench) sideCPU() (s3, aux time.Duration) {
 	s3, aux = -1, -1
 	if b.s3 != nil && b.s3.proc != nil {
-		if ps, err := readProc(b.s3.proc.pid()); err == nil {
-			s3 = ps.cpu
+		if ps, err := benchproc.Read(b.s3.proc.PID()); err == nil {
+			s3 = ps.CPU
 		}
 	}
 	if b.redis != nil {
-		if ps, err := readProc(b.redis.pid()); err == nil {
-			aux = ps.cpu
+		if ps, err := benchproc.Read(b.redis.PID()); err == nil {
+			aux = ps.CPU
 		}
 	}
 	return s3, aux
@@ -407,20 +408,6 @@ func (b *bench) sideCPUSince(s3Before, auxBefore time.Duration) (s3, aux time.Du
 		aux = -1
 	}
 	return s3, aux
-}
-
-// loadAvg returns the 1-minute load average: this machine is shared, and
-// a busy neighbour shows up here before it shows up in the figures.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
 
 // percentile returns the p-th percentile (0..1) of ds (nearest rank).

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/roughy/ingest/bench/internal/benchproc"
 )
 
 const (
@@ -36,7 +38,7 @@ type directOptions struct {
 
 // s3env is one versitygw (posix backend) shared by every run of a scenario.
 type s3env struct {
-	proc     *server
+	proc     *benchproc.Server
 	dir      string
 	endpoint string
 	client   *s3.Client
@@ -53,19 +55,19 @@ func (b *bench) startS3(ctx context.Context) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("ingestbench: versitygw root: %w", err)
 	}
-	port, err := freePort()
+	port, err := benchproc.FreePort()
 	if err != nil {
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{"--port", addr, "--access", s3Access, "--secret", s3Secret, "--region", s3Region, "--quiet", "posix", root}
-	p, err := startServer("versitygw", b.o.vgwBin, args, nil, filepath.Join(dir, "versitygw.log"))
+	p, err := benchproc.Start("versitygw", b.o.vgwBin, args, nil, filepath.Join(dir, "versitygw.log"))
 	if err != nil {
 		return err
 	}
 	env := &s3env{proc: p, dir: dir, endpoint: "http://" + addr}
-	if err := p.waitHTTP(ctx, http.MethodGet, env.endpoint+"/", 20*time.Second); err != nil {
-		p.stop(5 * time.Second)
+	if err := p.WaitHTTP(ctx, http.MethodGet, env.endpoint+"/", 20*time.Second); err != nil {
+		p.Stop(5 * time.Second)
 		return err
 	}
 	env.client = s3.New(s3.Options{
@@ -77,7 +79,7 @@ func (b *bench) startS3(ctx context.Context) error {
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})
 	if _, err := env.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s3Bucket)}); err != nil {
-		p.stop(5 * time.Second)
+		p.Stop(5 * time.Second)
 		return fmt.Errorf("ingestbench: create bucket: %w", err)
 	}
 	b.s3 = env
@@ -85,7 +87,7 @@ func (b *bench) startS3(ctx context.Context) error {
 }
 
 func (e *s3env) stop() {
-	e.proc.stop(10 * time.Second)
+	e.proc.Stop(10 * time.Second)
 	os.RemoveAll(filepath.Join(e.dir, "root"))
 }
 
@@ -164,7 +166,7 @@ func (e *s3env) verifyObjects(ctx context.Context, n int, size int64) string {
 	if full != n {
 		return fmt.Sprintf("FAILED: %d object(s) of %d bytes in the bucket, want %d (%d objects in all)", full, size, n, len(objs))
 	}
-	return fmt.Sprintf("%d object(s) of %s in the bucket, %d other object(s), %d multipart upload(s) open", full, formatSize(size), len(objs)-full, len(mps.Uploads))
+	return fmt.Sprintf("%d object(s) of %s in the bucket, %d other object(s), %d multipart upload(s) open", full, benchproc.FormatSize(size), len(objs)-full, len(mps.Uploads))
 }
 
 // runDirect uploads n objects of size bytes straight to versitygw with

@@ -13,54 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/roughy/ingest/bench/internal/benchproc"
 )
-
-// sizeFlag parses sizes such as 2GiB, 512MiB, 64M or plain bytes.
-type sizeFlag int64
-
-func (s *sizeFlag) String() string { return formatSize(int64(*s)) }
-
-func (s *sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
-	if err != nil {
-		return err
-	}
-	*s = sizeFlag(n)
-	return nil
-}
-
-func parseSize(v string) (int64, error) {
-	v = strings.TrimSpace(v)
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-		if strings.HasSuffix(v, u.suf) {
-			v, mult = strings.TrimSuffix(v, u.suf), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("ingestbench: bad size %q", v)
-	}
-	return n * mult, nil
-}
-
-func formatSize(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%dGiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%dMiB", n>>20)
-	default:
-		return strconv.FormatInt(n, 10)
-	}
-}
 
 // source is the random file every upload reads from.
 type source struct {
@@ -77,7 +34,7 @@ type source struct {
 // through a small buffer, never held in memory.
 func openSource(work, path string, size int64) (*source, error) {
 	if path == "" {
-		path = filepath.Join(work, "source-"+formatSize(size)+".bin")
+		path = filepath.Join(work, "source-"+benchproc.FormatSize(size)+".bin")
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Size() < size {
 		if err := generate(path, size); err != nil {

@@ -1,4 +1,7 @@
-package main
+// Package benchproc starts the child processes a benchmark measures and
+// reads their CPU time and peak RSS from /proc. It is shared by
+// bench/cmd/ingestbench and bench/cmd/bigupload.
+package benchproc
 
 import (
 	"context"
@@ -19,21 +22,21 @@ import (
 // 100 on Linux x86 whatever the kernel's CONFIG_HZ.
 const userHZ = 100
 
-// server is one child process under measurement.
-type server struct {
-	name string
+// Server is one child process under measurement.
+type Server struct {
+	Name string
 	cmd  *exec.Cmd
-	log  *os.File
+	Log  *os.File // stdout and stderr of the process
 	done chan struct{}
 	err  error
 }
 
-// startServer starts bin with args and env (added to the harness's own
+// Start starts bin with args and env (added to the harness's own
 // environment), stdout and stderr going to logPath.
-func startServer(name, bin string, args, env []string, logPath string) (*server, error) {
+func Start(name, bin string, args, env []string, logPath string) (*Server, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
-		return nil, fmt.Errorf("ingestbench: %s log: %w", name, err)
+		return nil, fmt.Errorf("benchproc: %s log: %w", name, err)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -42,9 +45,9 @@ func startServer(name, bin string, args, env []string, logPath string) (*server,
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		return nil, fmt.Errorf("ingestbench: start %s: %w", name, err)
+		return nil, fmt.Errorf("benchproc: start %s: %w", name, err)
 	}
-	s := &server{name: name, cmd: cmd, log: lf, done: make(chan struct{})}
+	s := &Server{Name: name, cmd: cmd, Log: lf, done: make(chan struct{})}
 	go func() {
 		s.err = cmd.Wait()
 		close(s.done)
@@ -52,10 +55,11 @@ func startServer(name, bin string, args, env []string, logPath string) (*server,
 	return s, nil
 }
 
-func (s *server) pid() int { return s.cmd.Process.Pid }
+// PID is the process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// exited reports whether the process is gone.
-func (s *server) exited() bool {
+// Exited reports whether the process is gone.
+func (s *Server) Exited() bool {
 	select {
 	case <-s.done:
 		return true
@@ -64,10 +68,10 @@ func (s *server) exited() bool {
 	}
 }
 
-// stop sends SIGTERM, waits up to grace, then SIGKILLs the process group.
-func (s *server) stop(grace time.Duration) {
-	defer s.log.Close()
-	if s.exited() {
+// Stop sends SIGTERM, waits up to grace, then SIGKILLs the process group.
+func (s *Server) Stop(grace time.Duration) {
+	defer s.Log.Close()
+	if s.Exited() {
 		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
@@ -76,19 +80,19 @@ func (s *server) stop(grace time.Duration) {
 		return
 	case <-time.After(grace):
 	}
-	_ = syscall.Kill(-s.pid(), syscall.SIGKILL)
+	_ = syscall.Kill(-s.PID(), syscall.SIGKILL)
 	<-s.done
 }
 
-// waitHTTP polls url until it answers with a status in ok (any status if
+// WaitHTTP polls url until it answers with a status in ok (any status if
 // ok is empty) or the process dies or timeout passes.
-func (s *server) waitHTTP(ctx context.Context, method, url string, timeout time.Duration, ok ...int) error {
+func (s *Server) WaitHTTP(ctx context.Context, method, url string, timeout time.Duration, ok ...int) error {
 	deadline := time.Now().Add(timeout)
 	c := &http.Client{Timeout: 2 * time.Second}
 	var last error
 	for time.Now().Before(deadline) {
-		if s.exited() {
-			return fmt.Errorf("ingestbench: %s exited early (%v); see %s", s.name, s.err, s.log.Name())
+		if s.Exited() {
+			return fmt.Errorf("benchproc: %s exited early (%v); see %s", s.Name, s.err, s.Log.Name())
 		}
 		req, _ := http.NewRequestWithContext(ctx, method, url, nil)
 		req.Header.Set("Tus-Resumable", "1.0.0")
@@ -113,44 +117,43 @@ func (s *server) waitHTTP(ctx context.Context, method, url string, timeout time.
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("ingestbench: %s not ready at %s after %s: %v; see %s", s.name, url, timeout, last, s.log.Name())
+	return fmt.Errorf("benchproc: %s not ready at %s after %s: %v; see %s", s.Name, url, timeout, last, s.Log.Name())
 }
 
-// procStats is what /proc says about one process at one instant.
-type procStats struct {
-	cpu   time.Duration // utime + stime
-	hwm   int64         // VmHWM, bytes: peak resident set since start
-	rss   int64         // VmRSS, bytes
-	valid bool
+// Stats is what /proc says about one process at one instant.
+type Stats struct {
+	CPU time.Duration // utime + stime
+	HWM int64         // VmHWM, bytes: peak resident set since start
+	RSS int64         // VmRSS, bytes
 }
 
-// readProc reads /proc/<pid>/stat and /proc/<pid>/status.
-func readProc(pid int) (procStats, error) {
-	var ps procStats
+// Read reads /proc/<pid>/stat and /proc/<pid>/status.
+func Read(pid int) (Stats, error) {
+	var ps Stats
 	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return ps, fmt.Errorf("ingestbench: read stat: %w", err)
+		return ps, fmt.Errorf("benchproc: read stat: %w", err)
 	}
 	// The command name (field 2) may hold spaces; fields restart after ')'.
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return ps, errors.New("ingestbench: malformed /proc stat")
+		return ps, errors.New("benchproc: malformed /proc stat")
 	}
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state); utime is field 14, stime field 15.
 	if len(f) < 13 {
-		return ps, errors.New("ingestbench: short /proc stat")
+		return ps, errors.New("benchproc: short /proc stat")
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return ps, fmt.Errorf("ingestbench: parse stat: %w", err)
+		return ps, fmt.Errorf("benchproc: parse stat: %w", err)
 	}
-	ps.cpu = time.Duration(ut+st) * time.Second / userHZ
+	ps.CPU = time.Duration(ut+st) * time.Second / userHZ
 	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
-		return ps, fmt.Errorf("ingestbench: read status: %w", err)
+		return ps, fmt.Errorf("benchproc: read status: %w", err)
 	}
 	for line := range strings.SplitSeq(string(status), "\n") {
 		k, v, ok := strings.Cut(line, ":")
@@ -159,12 +162,11 @@ func readProc(pid int) (procStats, error) {
 		}
 		switch k {
 		case "VmHWM":
-			ps.hwm = parseKB(v)
+			ps.HWM = parseKB(v)
 		case "VmRSS":
-			ps.rss = parseKB(v)
+			ps.RSS = parseKB(v)
 		}
 	}
-	ps.valid = true
 	return ps, nil
 }
 
@@ -177,12 +179,26 @@ func parseKB(v string) int64 {
 	return n << 10
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, fmt.Errorf("ingestbench: free port: %w", err)
+		return 0, fmt.Errorf("benchproc: free port: %w", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// LoadAvg returns the 1-minute load average: the machine is shared, and a
+// busy neighbour shows up here before it shows up in the figures.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
