@@ -130,8 +130,11 @@ type Server struct {
 	// this node, by upload id: what a release request cuts off.
 	writersMu sync.Mutex
 	writers   map[string]*bodyReader
-	clients   clientLimiter // requests per client behind a trusted proxy
-	streams   accountStreams
+	// orphans are uploads whose release was asked of this node while no
+	// write held them, by first request (takeover.go: orphanAsked).
+	orphans map[string]time.Time
+	clients clientLimiter // requests per client behind a trusted proxy
+	streams accountStreams
 }
 
 // New returns a server over store and pipe.
@@ -176,7 +179,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		cfg.Telemetry = NewTelemetry(nil)
 	}
 	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: cfg.Telemetry.m, tel: cfg.Telemetry,
-		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}}
+		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}, orphans: map[string]time.Time{}}
 	s.tel.attach(s)
 	static := make(map[string]string, len(cfg.StaticKeys))
 	for _, k := range cfg.StaticKeys {

@@ -58,6 +58,43 @@ func (s *Server) register(id string, b *bodyReader) func() {
 	}
 }
 
+// orphanAsked records a release request for upload id that found no
+// write of this node holding it; once such requests have come for three
+// quarters of TakeoverWait, this node's lease on it is dropped (see
+// onRelease). Entries older than orphanForget start over.
+func (s *Server) orphanAsked(id string) {
+	now := time.Now()
+	s.writersMu.Lock()
+	for k, t := range s.orphans {
+		if now.Sub(t) > orphanForget {
+			delete(s.orphans, k)
+		}
+	}
+	first, seen := s.orphans[id]
+	if !seen {
+		s.orphans[id] = now
+	}
+	drop := seen && now.Sub(first) >= s.cfg.TakeoverWait*3/4
+	if drop {
+		delete(s.orphans, id)
+	}
+	s.writersMu.Unlock()
+	if !drop {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.base, 5*time.Second)
+	defer cancel()
+	if err := s.store.DropLease(ctx, id, s.store.Node()); err != nil {
+		s.log.Warn("drop orphaned lease", "upload_id", id, "err", err)
+		return
+	}
+	s.log.Warn("dropped an orphaned lease of this node for a newer request", "upload_id", id)
+}
+
+// orphanForget is how long a release request that found no write is
+// remembered (well past TakeoverWait).
+const orphanForget = 10 * time.Second
+
 // writing reports whether a write of this node holds upload id.
 func (s *Server) writing(id string) bool {
 	s.writersMu.Lock()
@@ -73,7 +110,12 @@ func (s *Server) onRelease(r sessionstore.ReleaseRequest) {
 	s.writersMu.Unlock()
 	if b == nil {
 		// Not (or no longer) writing here: the lease is being released
-		// anyway, or is held by a short completion that ends by itself.
+		// anyway, is held by a short completion that ends by itself, or
+		// is an orphan (acquired in the store, its answer lost in a Redis
+		// outage). An asker repeats its request every takeoverAsk while
+		// it waits; when they keep coming for most of its wait and still
+		// no write holds the upload, the lease is dropped.
+		s.orphanAsked(r.SessionID)
 		return
 	}
 	cause := errTakenOver

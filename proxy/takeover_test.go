@@ -3,12 +3,15 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // stalledPatch starts a PATCH of size bytes at offset 0 that sends first
@@ -147,5 +150,26 @@ func TestOrphanedLeaseDropped(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("PATCH took %v", took)
+	}
+}
+
+// TestOrphanedLeaseDroppedOnRequests: release requests that keep coming
+// from another node for an upload no write of this node holds (its lease
+// an orphan) make this node drop its lease within the asker's wait.
+func TestOrphanedLeaseDroppedOnRequests(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TakeoverWait = 400 * time.Millisecond }, nil)
+	c := e.create("acme", 10)
+	if _, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0); err != nil {
+		t.Fatalf("AcquireLease: %v", err)
+	}
+	ask := func() { e.srv.onRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID}) }
+	ask()
+	if _, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0); !errors.Is(err, sessionstore.ErrLocked) {
+		t.Fatalf("AcquireLease after one release request: got %v, want ErrLocked (not dropped on the first)", err)
+	}
+	time.Sleep(350 * time.Millisecond) // three quarters of the wait
+	ask()
+	if _, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0); err != nil {
+		t.Fatalf("AcquireLease after release requests for most of the wait: %v", err)
 	}
 }
