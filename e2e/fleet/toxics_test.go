@@ -9,9 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,6 +245,9 @@ type faultCase struct {
 // which HEAD never reports less than was acknowledged — and no multipart
 // upload may be left in the bucket afterwards.
 func TestToxics(t *testing.T) {
+	if inChild(t, 5*time.Minute) {
+		return
+	}
 	tf := startToxicFleet(t, 2)
 	cases := []faultCase{
 		{name: "s3-latency-200ms", toxic: toxic{typ: "latency", attrs: map[string]any{"latency": 200}}},
@@ -335,6 +341,9 @@ func runFault(t *testing.T, tf *toxicFleet, fc faultCase) {
 // it can free the storage (then 204), and the janitor keeps an expired
 // upload until its multipart upload is aborted.
 func TestToxicsDeleteAndExpiry(t *testing.T) {
+	if inChild(t, 3*time.Minute) {
+		return
+	}
 	tf := startToxicFleet(t, 1, "--upload-expiry", "3s", "--janitor-interval", "500ms")
 	n := tf.nodes[0]
 	ctx := ctxTimeout(t, 2*time.Minute)
@@ -388,4 +397,56 @@ func TestToxicsDeleteAndExpiry(t *testing.T) {
 	if status, _ := head(t, loc); status != http.StatusNotFound && status != http.StatusGone {
 		t.Errorf("HEAD of the expired upload: %d, want 404 or 410", status)
 	}
+}
+
+// Environment of a child run (inChild): the test to run, and the roughy
+// binary the parent built.
+const (
+	childTestEnv = "ROUGHY_FLEET_CHILD_TEST"
+	fleetBinEnv  = "ROUGHY_FLEET_BIN"
+)
+
+// inChild runs the calling test in a child process of this test binary,
+// for at most limit, and reports true in the parent (which has nothing
+// more to do); in the child it reports false and the test runs.
+//
+// Why: toxiproxy v2.5.0 can deadlock in RemoveToxic (chainRemoveToxic
+// waits for a link stub that a concurrent flush never lets go; seen once
+// in a CI run, after many green ones). It then holds its locks for good
+// and the whole test binary would hang until go test's timeout. In a child
+// with a deadline the hang costs the limit: the child is sent SIGQUIT (its
+// goroutines are printed), and when they show that deadlock the test is
+// skipped as a fault of the tool, not of roughy; any other failure fails.
+func inChild(t *testing.T, limit time.Duration) bool {
+	t.Helper()
+	if os.Getenv(childTestEnv) == t.Name() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v",
+		"-test.timeout="+(limit+time.Minute).String(), "-blackhole="+blackhole.String())
+	cmd.Env = append(os.Environ(), childTestEnv+"="+t.Name(), fleetBinEnv+"="+roughyBin)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 15 * time.Second
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "--- ") || strings.HasPrefix(strings.TrimSpace(line), "toxics_test.go") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil && strings.Contains(string(out), "chainRemoveToxic"):
+		t.Skipf("toxiproxy deadlocked in RemoveToxic after %v (a race in toxiproxy v2.5.0, not in roughy); output tail:\n%s",
+			limit, lastLines(string(out), 60))
+	default:
+		t.Fatalf("%s in a child process: %v; output tail:\n%s", t.Name(), err, lastLines(string(out), 200))
+	}
+	return true
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
