@@ -95,13 +95,6 @@ func (s *Server) orphanAsked(id string) {
 // remembered (well past TakeoverWait).
 const orphanForget = 10 * time.Second
 
-// writing reports whether a write of this node holds upload id.
-func (s *Server) writing(id string) bool {
-	s.writersMu.Lock()
-	defer s.writersMu.Unlock()
-	return s.writers[id] != nil
-}
-
 // onRelease serves a release request addressed to this node: the write
 // holding the upload stops reading its body. It returns at once.
 func (s *Server) onRelease(r sessionstore.ReleaseRequest) {
@@ -143,33 +136,21 @@ func (s *Server) askRelease(ctx context.Context, holder string, r sessionstore.R
 // takeLease takes the upload's lease for a PATCH (reserving parts) or a
 // DELETE, taking it over from a request that holds it (see the top of
 // this file). After TakeoverWait it gives up with the store's ErrLocked.
-//
-// A lease held by this very node that no write of this node holds after
-// the whole wait is an orphan: its acquisition succeeded in the store but
-// its answer was lost (a Redis outage), so no request knows it holds it.
-// It is dropped (DropLease) and the acquisition tried once more, rather
-// than blocking the upload until the lease's TTL runs out. A short lease
-// of this node that is not a write (a completion, a concatenation) and
-// outlasts the wait loses its lease the same way; its fencing token then
-// keeps it from committing, and its request answers a retryable status.
+// An orphaned lease (acquired in the store, its answer lost) is dropped by
+// its node while the requests keep coming (see orphanAsked), whether that
+// node is this one or another.
 func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool) (sessionstore.Lease, error) {
 	deadline := time.Now().Add(s.cfg.TakeoverWait)
 	var asked time.Time
-	dropped := false
 	for {
 		l, err := s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, parts)
 		le, locked := errors.AsType[*sessionstore.LockedError](err)
-		if locked && !dropped && !time.Now().Before(deadline) && le.Holder == s.store.Node() && !s.writing(id) {
-			dropped = true
-			if derr := s.store.DropLease(ctx, id, le.Holder); derr == nil {
-				s.log.Warn("dropped an orphaned lease of this node", "upload_id", id)
-				continue
-			}
-		}
 		if !locked || !time.Now().Before(deadline) {
 			return l, err
 		}
-		if time.Since(asked) >= takeoverAsk {
+		// Asked often enough that the requests span the three quarters
+		// of the wait after which an orphan is dropped (orphanAsked).
+		if time.Since(asked) >= min(takeoverAsk, s.cfg.TakeoverWait/5) {
 			asked = time.Now()
 			s.askRelease(ctx, le.Holder, sessionstore.ReleaseRequest{SessionID: id, Delete: del})
 		}

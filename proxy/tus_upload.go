@@ -114,7 +114,8 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	// answers 404, and nothing more is stored after the storage is freed.
 	// If it does not let go in time, the DELETE goes on anyway: deleting
 	// the session drops its lease, so the write commits nothing more.
-	switch l, err := s.takeLease(ctx, id, 0, true); {
+	l, err := s.takeLease(ctx, id, 0, true)
+	switch {
 	case err == nil:
 		// The write may have stored more (a new tail object) meanwhile.
 		sess = l.Session
@@ -124,13 +125,24 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	case !errors.Is(err, sessionstore.ErrLocked):
 		return fmt.Errorf("proxy: take lease to delete: %w", err)
 	}
+	// failed lets go of the lease when the DELETE fails half way, so that
+	// its retry (or a resume) finds the upload free; a DELETE that
+	// succeeds drops it with the session.
+	failed := func(err error) error {
+		if l.Token != 0 {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.store.ReleaseLease(cctx, l)
+		}
+		return err
+	}
 	// Storage first: if the store then fails, a retried DELETE still finds
 	// the session and frees nothing twice (Abort is idempotent).
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
-		return fmt.Errorf("proxy: free storage: %w", err)
+		return failed(fmt.Errorf("proxy: free storage: %w", err))
 	}
 	if err := s.deleteUpload(ctx, sess, sessionstore.EventAssetDeleted); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
-		return fmt.Errorf("proxy: delete upload: %w", err)
+		return failed(fmt.Errorf("proxy: delete upload: %w", err))
 	}
 	s.releaseQuota(ctx, rq.account, id)
 	s.metrics.deleted.Add(1)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	mrand "math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -90,19 +89,7 @@ func benchTakeover(b *testing.B, f *fleet) {
 		for i := range *takeoverTrials {
 			victim, other := f.nodes[i%3], f.nodes[(i+1)%3]
 			loc, _ := create(b, other, length)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				send(b.Context(), "PATCH", victim.at(loc), map[string]string{
-					"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
-				}, &throttled{data: src, rate: 16 << 20})
-			}()
-			time.Sleep(time.Duration(300+mrand.IntN(700)) * time.Millisecond)
-			victim.kill()
-			killed := time.Now()
-			<-done
-			resume(b, other.at(loc), src, 1<<20)
-			kills = append(kills, time.Since(killed))
+			kills = append(kills, killAndResume(b, victim, other, loc, src))
 			victim.start()
 		}
 		for i := range *takeoverTrials {

@@ -141,19 +141,7 @@ func TestFleetKillResume(t *testing.T) {
 		victim, other := f.nodes[i%3], f.nodes[(i+1)%3]
 		src := randomBytes(length)
 		loc, id := create(t, other, length)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			send(t.Context(), "PATCH", victim.at(loc), map[string]string{
-				"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
-			}, &throttled{data: src, rate: 16 << 20})
-		}()
-		time.Sleep(time.Duration(300+mrand.IntN(700)) * time.Millisecond)
-		victim.kill()
-		killed := time.Now()
-		<-done
-		resume(t, other.at(loc), src, 1<<20)
-		took := time.Since(killed)
+		took := killAndResume(t, victim, other, loc, src)
 		t.Logf("kill %d: resume accepted %v after the kill", i, took)
 		if took > 3*time.Second {
 			t.Errorf("kill %d: resume accepted %v after the kill, want within 3s", i, took)
@@ -161,6 +149,26 @@ func TestFleetKillResume(t *testing.T) {
 		victim.start()
 		finish(t, other, loc, id, src)
 	}
+}
+
+// killAndResume streams src to loc on victim, SIGKILLs victim after 0.3-1 s
+// (random), resumes on other as a TUS client does, and answers how long
+// after the kill the first resume PATCH was accepted. victim stays down.
+func killAndResume(t testing.TB, victim, other *node, loc string, src []byte) time.Duration {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		send(t.Context(), "PATCH", victim.at(loc), map[string]string{
+			"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+		}, &throttled{data: src, rate: 16 << 20})
+	}()
+	time.Sleep(time.Duration(300+mrand.IntN(700)) * time.Millisecond)
+	victim.kill()
+	killed := time.Now()
+	<-done
+	resume(t, other.at(loc), src, 1<<20)
+	return time.Since(killed)
 }
 
 // TestFleetDeleteDuringPatch: DELETE on one node while a PATCH streams on
