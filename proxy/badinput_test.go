@@ -122,11 +122,7 @@ func statusText(code int) string {
 
 // TestLockedRetryAfter: a 423 tells the client when to retry.
 func TestLockedRetryAfter(t *testing.T) {
-	var fs *flakyStore
-	e := newEnv(t, nil, func(s sessionstore.Store) sessionstore.Store {
-		fs = &flakyStore{Local: s.(*sessionstore.Local)}
-		return fs
-	})
+	e, fs := newFlakyEnv(t, nil)
 	c := e.create("acme", 10)
 	fs.locked.Store(true)
 	r := e.patch("acme", c.Location, 0, []byte("0123456789"))
@@ -441,6 +437,16 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// newFlakyEnv starts a server over a flakyStore.
+func newFlakyEnv(t *testing.T, cfgMod func(*Config)) (*env, *flakyStore) {
+	var fs *flakyStore
+	e := newEnv(t, cfgMod, func(s sessionstore.Store) sessionstore.Store {
+		fs = &flakyStore{Local: s.(*sessionstore.Local)}
+		return fs
+	})
+	return e, fs
+}
+
 // flakyStore is the embedded store with switchable outages.
 type flakyStore struct {
 	*sessionstore.Local
@@ -450,11 +456,20 @@ type flakyStore struct {
 	leaseLost atomic.Bool
 	// locked makes every lease acquisition find the upload locked.
 	locked atomic.Bool
+	// deleteFirst deletes that upload just before the next lease on it is
+	// taken: a DELETE that wins the race between a PATCH's read of the
+	// upload and its lease.
+	deleteFirst atomic.Pointer[string]
 }
 
 func (f *flakyStore) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (sessionstore.Lease, error) {
 	if f.locked.Load() {
 		return sessionstore.Lease{}, fmt.Errorf("flaky: %w", sessionstore.ErrLocked)
+	}
+	if p := f.deleteFirst.Load(); p != nil && *p == id && f.deleteFirst.CompareAndSwap(p, nil) {
+		if _, err := f.Local.DeleteUpload(ctx, id); err != nil {
+			return sessionstore.Lease{}, err
+		}
 	}
 	return f.Local.AcquireLease(ctx, id, ttl, parts)
 }
@@ -506,11 +521,7 @@ func (f *flakyStore) Ping(ctx context.Context) error {
 // TestStoreOutage: a session store outage is a 503 with Retry-After, never
 // a 401 or 404 that would make tus-js-client forget the upload.
 func TestStoreOutage(t *testing.T) {
-	var fs *flakyStore
-	e := newEnv(t, nil, func(s sessionstore.Store) sessionstore.Store {
-		fs = &flakyStore{Local: s.(*sessionstore.Local)}
-		return fs
-	})
+	e, fs := newFlakyEnv(t, nil)
 	c := e.create("acme", 10) // the key is now cached
 	fs.down.Store(true)
 	check := func(name string, r resp) {
@@ -544,11 +555,7 @@ func TestStoreOutage(t *testing.T) {
 // TestLeaseLostStopsWrite: a PATCH whose lease is taken over stops, commits
 // nothing more and answers 423.
 func TestLeaseLostStopsWrite(t *testing.T) {
-	var fs *flakyStore
-	e := newEnv(t, func(c *Config) { c.LeaseTTL = 300 * time.Millisecond }, func(s sessionstore.Store) sessionstore.Store {
-		fs = &flakyStore{Local: s.(*sessionstore.Local)}
-		return fs
-	})
+	e, fs := newFlakyEnv(t, func(c *Config) { c.LeaseTTL = 300 * time.Millisecond })
 	size := 256 << 10
 	c := e.create("acme", int64(size))
 	rc := e.startPatch(c, size, make([]byte, 64<<10))

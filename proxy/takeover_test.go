@@ -109,6 +109,25 @@ func TestDeleteTakesOver(t *testing.T) {
 	}
 }
 
+// TestDeleteBeforeLease: a PATCH whose upload is deleted after the PATCH
+// read it and before it took the lease answers 404 upload_deleted, as when
+// the DELETE takes the upload over mid-write (not the plain not_found of
+// an upload that never existed).
+func TestDeleteBeforeLease(t *testing.T) {
+	e, fs := newFlakyEnv(t, nil)
+	c := e.create("acme", 10)
+	fs.deleteFirst.Store(&c.SessionID)
+	if r := e.patch("acme", c.Location, 0, []byte("0123456789")); r.status != http.StatusNotFound || errorCode(t, r) != "upload_deleted" {
+		t.Errorf("PATCH whose upload was deleted before its lease: %d %s, want 404 upload_deleted", r.status, r.body)
+	}
+	if fs.deleteFirst.Load() != nil {
+		t.Fatal("the PATCH never took a lease: the test did not run the race")
+	}
+	if r := e.patch("acme", c.Location, 0, []byte("0123456789")); r.status != http.StatusNotFound || errorCode(t, r) != "not_found" {
+		t.Errorf("PATCH after the delete: %d %s, want 404 not_found", r.status, r.body)
+	}
+}
+
 // TestHeadDoesNotTakeOver: HEAD only reports; a write that streams goes
 // on and completes, however often it is polled.
 func TestHeadDoesNotTakeOver(t *testing.T) {

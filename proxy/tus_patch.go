@@ -214,6 +214,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	} else {
 		lease, err = s.takeLease(ctx, sess.ID, parts, false)
 	}
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		// The upload was read by this request a moment ago: a DELETE
+		// removed it before this write took the lease.
+		return sess, errDeletedUnder
+	}
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
 	}
