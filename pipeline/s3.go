@@ -41,6 +41,10 @@ type S3Config struct {
 	// MaxAttempts bounds the SDK's attempts per S3 call (default 5);
 	// 5xx, throttling and timeouts are retried with jittered backoff.
 	MaxAttempts int
+	// StallTimeout fails an S3 request attempt whose connection moves no
+	// byte either way for this long (default 30s; negative: never). A
+	// slow request that keeps moving is not cut (see bulkConn).
+	StallTimeout time.Duration
 	// Observer, when set, is told of every S3 request (metrics, traces).
 	Observer Observer
 }
@@ -119,13 +123,16 @@ func NewS3Sink(ctx context.Context, cfg S3Config, pool *Pool) (*S3Sink, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
 	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = 30 * time.Second
+	}
 	// Every part is one request: keep enough idle connections for all
 	// uploads' parts in flight, not the SDK's 10 per host, so busy nodes
 	// do not reconnect for every part.
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = 1024
 		tr.MaxIdleConnsPerHost = 1024
-		tr.DialContext = bulkDialer(tr.DialContext)
+		tr.DialContext = bulkDialer(tr.DialContext, cfg.StallTimeout)
 	})
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // bulkConn is a connection to S3 that sends a request body straight from
@@ -17,8 +18,55 @@ import (
 // can write itself: bulkConn lets it, so a part is handed to the kernel
 // from the buffer it was read and hashed into, in as few writes as the
 // socket takes.
+//
+// With a stall timeout, bulkConn is also what notices an S3 that stopped
+// answering (a blackholed network, a hung endpoint): every read and every
+// piece of a write pushes the connection's deadline stall ahead, so a
+// request that makes no progress for that long fails with a timeout (which
+// the SDK retries, and which in the end is ErrStorage: a 503 for the
+// client), while a slow part that keeps moving is never cut. Writes go out
+// in pieces of at most stallPiece, still straight from the buffer, so that
+// a piece on a slow link takes well under the stall timeout. The read
+// deadline moves with writes too: the transport's reader waits for the
+// response while a long body is still being sent.
 type bulkConn struct {
 	net.Conn
+	stall time.Duration // 0: no deadlines
+}
+
+// stallPiece is the most a write hands the socket under one deadline:
+// at 30 s it asks no more than 35 KiB/s of the link.
+const stallPiece = 1 << 20
+
+// progress pushes the deadline stall ahead.
+func (c bulkConn) progress() {
+	if c.stall > 0 {
+		c.Conn.SetDeadline(time.Now().Add(c.stall))
+	}
+}
+
+// Read implements io.Reader.
+func (c bulkConn) Read(p []byte) (int, error) {
+	c.progress()
+	return c.Conn.Read(p)
+}
+
+// Write implements io.Writer.
+func (c bulkConn) Write(p []byte) (int, error) {
+	if c.stall <= 0 {
+		return c.Conn.Write(p)
+	}
+	var n int
+	for len(p) > 0 {
+		c.progress()
+		m, err := c.Conn.Write(p[:min(len(p), stallPiece)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
 }
 
 // bulkSends counts bodies sent from their own buffer (tests check that
@@ -33,7 +81,7 @@ func (c bulkConn) ReadFrom(r io.Reader) (int64, error) {
 	if lr, ok := r.(*io.LimitedReader); ok {
 		if wt, ok := lr.R.(io.WriterTo); ok {
 			bulkSends.Add(1)
-			lw := &limitWriter{w: c.Conn, n: lr.N}
+			lw := &limitWriter{w: c, n: lr.N}
 			n, err := wt.WriteTo(lw)
 			lr.N -= n
 			if errors.Is(err, errBodyLimit) {
@@ -44,10 +92,10 @@ func (c bulkConn) ReadFrom(r io.Reader) (int64, error) {
 			return n, err
 		}
 	}
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && c.stall <= 0 {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	return io.Copy(struct{ io.Writer }{c}, r)
 }
 
 // limitWriter writes at most n bytes to w.
@@ -70,8 +118,9 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// bulkDialer wraps dial so that every connection it makes is a bulkConn.
-func bulkDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// bulkDialer wraps dial so that every connection it makes is a bulkConn
+// with the given stall timeout.
+func bulkDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error), stall time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if dial == nil {
 		var d net.Dialer
 		dial = d.DialContext
@@ -81,6 +130,6 @@ func bulkDialer(dial func(ctx context.Context, network, addr string) (net.Conn, 
 		if err != nil {
 			return nil, err
 		}
-		return bulkConn{c}, nil
+		return bulkConn{Conn: c, stall: stall}, nil
 	}
 }

@@ -6,15 +6,23 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 )
 
 // recordConn is a net.Conn that keeps what is written and the address of
 // the first byte of every Write.
 type recordConn struct {
-	net.Conn // nil: only Write is used
-	buf      bytes.Buffer
-	firsts   []*byte
+	net.Conn  // nil: only Write is used
+	buf       bytes.Buffer
+	firsts    []*byte
+	deadlines int
+}
+
+// SetDeadline counts the deadlines set (a stall timeout's progress).
+func (c *recordConn) SetDeadline(time.Time) error {
+	c.deadlines++
+	return nil
 }
 
 func (c *recordConn) Write(p []byte) (int, error) {
@@ -31,7 +39,7 @@ func (c *recordConn) Write(p []byte) (int, error) {
 func TestBulkConnWritesFromTheBuffer(t *testing.T) {
 	part := testData(30, 1<<20)
 	rc := &recordConn{}
-	c := bulkConn{rc}
+	c := bulkConn{Conn: rc}
 	before := bulkSends.Load()
 	// What net/http hands the connection: LimitReader over the SDK's
 	// wrappers, which keep io.WriterTo (io.NopCloser does too).
@@ -49,7 +57,7 @@ func TestBulkConnWritesFromTheBuffer(t *testing.T) {
 
 	// A body longer than Content-Length: exactly the limit goes out.
 	rc = &recordConn{}
-	c = bulkConn{rc}
+	c = bulkConn{Conn: rc}
 	br := bytes.NewReader(part)
 	lr = &io.LimitedReader{R: br, N: 1000}
 	if n, err := c.ReadFrom(lr); err != nil || n != 1000 || lr.N != 0 || br.Len() != len(part)-1000 {
@@ -61,9 +69,34 @@ func TestBulkConnWritesFromTheBuffer(t *testing.T) {
 
 	// A reader that cannot write itself is copied.
 	rc = &recordConn{}
-	c = bulkConn{rc}
+	c = bulkConn{Conn: rc}
 	if n, err := c.ReadFrom(io.LimitReader(strings.NewReader("abc"), 2)); err != nil || n != 2 || rc.buf.String() != "ab" {
 		t.Fatalf("fallback ReadFrom = %d, %v, %q", n, err, rc.buf.String())
+	}
+}
+
+// TestBulkConnStallPieces: with a stall timeout, a part still goes out
+// straight from its buffer, in pieces of at most stallPiece, each under a
+// deadline pushed ahead (a slow link that keeps moving is never cut).
+func TestBulkConnStallPieces(t *testing.T) {
+	part := testData(32, 5<<20+123)
+	rc := &recordConn{}
+	c := bulkConn{Conn: rc, stall: time.Minute}
+	lr := io.LimitReader(io.NopCloser(bytes.NewReader(part)), int64(len(part))).(*io.LimitedReader)
+	if n, err := c.ReadFrom(lr); err != nil || n != int64(len(part)) {
+		t.Fatalf("ReadFrom = %d, %v, want %d, nil", n, err, len(part))
+	}
+	if !bytes.Equal(rc.buf.Bytes(), part) {
+		t.Fatal("bytes differ")
+	}
+	want := (len(part) + stallPiece - 1) / stallPiece
+	if len(rc.firsts) != want || rc.deadlines != want {
+		t.Fatalf("%d writes under %d deadlines, want %d of each (pieces of %d)", len(rc.firsts), rc.deadlines, want, stallPiece)
+	}
+	for i, p := range rc.firsts {
+		if unsafe.Pointer(p) != unsafe.Pointer(&part[i*stallPiece]) {
+			t.Fatalf("write %d from %p, want from the part buffer at %p", i, p, &part[i*stallPiece])
+		}
 	}
 }
 

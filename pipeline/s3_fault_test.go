@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -12,19 +14,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // faultyS3 puts a proxy in front of e's versitygw that answers 503 to the
 // PUTs (parts, tails) fail says to fail, and points a new sink at it.
 func faultyS3(t *testing.T, e *s3Env, maxAttempts int, fail func(n int64) bool) (*S3Sink, *atomic.Int64) {
 	t.Helper()
-	target, err := url.Parse(e.srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var puts atomic.Int64
-	rp := httputil.NewSingleHostReverseProxy(target)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sink := s3Through(t, e, S3Config{MaxAttempts: maxAttempts}, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 		if r.Method == http.MethodPut && fail(puts.Add(1)) {
 			io.Copy(io.Discard, r.Body)
 			w.Header().Set("Content-Type", "application/xml")
@@ -32,53 +30,136 @@ func faultyS3(t *testing.T, e *s3Env, maxAttempts int, fail func(n int64) bool) 
 			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>`)
 			return
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(proxy.Close)
-	sink, err := NewS3Sink(t.Context(), S3Config{
-		Bucket: e.srv.Bucket, Endpoint: proxy.URL, ForcePathStyle: true, MaxAttempts: maxAttempts,
-	}, e.pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+		forward.ServeHTTP(w, r)
+	})
 	return sink, &puts
 }
 
-// TestS3RetriesServerErrors: 503s are retried with backoff; when they
-// outlast the retries the write fails with ErrStorage and commits nothing
-// it did not store.
-func TestS3RetriesServerErrors(t *testing.T) {
-	e := newS3Env(t, S3LayoutDefault)
-	const length = 12 * tMiB
-	data := testData(20, length)
-
-	// Every other PUT fails once: the SDK retries it.
-	sink, puts := faultyS3(t, e, 5, func(n int64) bool { return n%2 == 1 })
-	e.sink = sink
-	su := e.create(t, "uploads/retry", length)
-	if _, _, err := su.write(t.Context(), bytes.NewReader(data[:6*tMiB]), 6*tMiB, nil); err != nil {
-		t.Fatalf("write through intermittent 503s: %v", err)
+// s3Through points a new sink, configured by cfg (bucket and endpoint
+// filled in), at a proxy in front of e's versitygw whose every request
+// goes through intercept (forward reaches versitygw).
+func s3Through(t *testing.T, e *s3Env, cfg S3Config, intercept func(w http.ResponseWriter, r *http.Request, forward http.Handler)) *S3Sink {
+	t.Helper()
+	target, err := url.Parse(e.srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if puts.Load() < 2 {
-		t.Fatalf("%d PUTs, want a retry", puts.Load())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	director := rp.Director
+	rp.Director = func(r *http.Request) {
+		director(r)
+		// This proxy has already said 100 Continue (by reading the body);
+		// waiting for versitygw's would be a second second of silence.
+		r.Header.Del("Expect")
 	}
-
-	// Every PUT fails: the write gives up with ErrStorage.
-	sink, _ = faultyS3(t, e, 2, func(int64) bool { return true })
-	e.sink = sink
-	before := su.snapshot()
-	_, _, err := su.write(t.Context(), bytes.NewReader(data[6*tMiB:]), length-6*tMiB, nil)
-	if !errors.Is(err, ErrStorage) {
-		t.Fatalf("write through a dead S3: err %v, want ErrStorage", err)
+	proxy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { intercept(w, r, rp) }))
+	// A small receive buffer: what the proxy has not read is soon what
+	// the sink cannot write (loopback's buffers would hide megabytes).
+	proxy.Listener = smallBufListener{proxy.Listener}
+	proxy.Start()
+	t.Cleanup(proxy.Close)
+	cfg.Bucket, cfg.Endpoint, cfg.ForcePathStyle = e.srv.Bucket, proxy.URL, true
+	sink, err := NewS3Sink(t.Context(), cfg, e.pool)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := su.snapshot(); got.Offset != before.Offset || !bytes.Equal(got.Storage, before.Storage) {
-		t.Fatalf("offset moved %d→%d though nothing was stored", before.Offset, got.Offset)
-	}
-	if err := sink.Ping(t.Context()); err != nil {
-		t.Fatalf("Ping (HEAD is not failed): %v", err)
-	}
+	return sink
 }
 
+// smallBufListener accepts TCP connections with a 64 KiB receive buffer.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetReadBuffer(64 << 10)
+	}
+	return c, err
+}
+
+// TestS3StallTimeout: an S3 that stops answering mid-part (a blackhole)
+// fails the write with ErrStorage after the stall timeout and the SDK's
+// attempts, instead of hanging it; the offset stays, and the write
+// resumes once S3 answers again. A part that crawls but keeps moving for
+// many times the stall timeout is not cut.
+func TestS3StallTimeout(t *testing.T) {
+	e := newS3Env(t, S3LayoutDefault)
+	const length = 40 * tMiB
+	data := testData(22, length)
+	var hang, crawl atomic.Bool
+	released := make(chan struct{})
+	const stall = 1500 * time.Millisecond
+	var longest atomic.Int64 // the longest crawling PUT, in ns
+	e.sink = s3Through(t, e, S3Config{MaxAttempts: 2, StallTimeout: stall}, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		switch {
+		case r.Method == http.MethodPut && hang.Load():
+			// Read a little, then nothing: no byte moves either way.
+			io.CopyN(io.Discard, r.Body, 64<<10)
+			select {
+			case <-released:
+			case <-r.Context().Done():
+			}
+			return
+		case r.Method == http.MethodPut && crawl.Load():
+			// 6 MiB/s: the last bytes of a part wait in the sink's
+			// socket buffer (up to tcp_wmem's 4 MiB) after its last write
+			// for less than half the stall timeout; a 16 MiB part takes
+			// 1.8 times it.
+			r.Body = io.NopCloser(&crawler{r: r.Body, rate: 6 << 20})
+			start := time.Now()
+			defer func() {
+				for d := int64(time.Since(start)); ; {
+					if l := longest.Load(); d <= l || longest.CompareAndSwap(l, d) {
+						return
+					}
+				}
+			}()
+		}
+		forward.ServeHTTP(w, r)
+	})
+	// After s3Through's: cleanups run last first, and closing the proxy
+	// waits for the hanging handlers.
+	t.Cleanup(func() { close(released) })
+	su := e.create(t, "uploads/stall", length)
+
+	hang.Store(true)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // without the stall timeout: forever
+	defer cancel()
+	_, _, err := su.write(ctx, bytes.NewReader(data[:6*tMiB]), 6*tMiB, nil)
+	if !errors.Is(err, ErrStorage) {
+		t.Fatalf("write while S3 hangs: err %v after %v, want ErrStorage", err, time.Since(start))
+	}
+	t.Logf("write failed after %v (stall %v, 2 attempts)", time.Since(start).Round(time.Millisecond), stall)
+	if got := su.snapshot().Offset; got != 0 {
+		t.Fatalf("offset %d after a failed write, want 0", got)
+	}
+
+	hang.Store(false)
+	crawl.Store(true)
+	start = time.Now()
+	if _, _, err := su.write(t.Context(), bytes.NewReader(data), length, nil); err != nil {
+		t.Fatalf("write through a crawling S3: %v", err)
+	}
+	if l := time.Duration(longest.Load()); l < stall*5/4 {
+		t.Fatalf("the longest crawling part upload took %v: the crawl did not hold one past the stall timeout, so it tests nothing", l)
+	}
+	t.Logf("the crawling write took %v, its longest part upload %v", time.Since(start).Round(time.Millisecond), time.Duration(longest.Load()).Round(time.Millisecond))
+	su.complete(t)
+	su.check(t, data)
+}
+
+// crawler reads r at about rate bytes a second.
+type crawler struct {
+	r    io.Reader
+	rate int
+}
+
+func (c *crawler) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	time.Sleep(time.Duration(n) * time.Second / time.Duration(c.rate))
+	return n, err
+}
 // TestS3EdgeSizes: an empty upload, and a chunked body longer than the
 // upload (ErrTooLarge, nothing of it stored).
 func TestS3EdgeSizes(t *testing.T) {

@@ -68,6 +68,7 @@ type sinkFlags struct {
 	layout          *string
 	partConcurrency *int
 	maxAttempts     *int
+	stallTimeout    *time.Duration
 	maxBufferMemory *int64
 	presignTTL      *time.Duration
 	// observer, when set before open, is told of every S3 request.
@@ -89,6 +90,8 @@ func addSinkFlags(fs *flag.FlagSet, dataDir *string) *sinkFlags {
 			"default", "equal"),
 		partConcurrency: fs.Int("s3-part-concurrency", 4, "parts of one upload in flight at once"),
 		maxAttempts:     fs.Int("s3-max-attempts", 5, "attempts per S3 call (5xx, throttling, timeouts are retried with backoff)"),
+		stallTimeout: fs.Duration("s3-stall-timeout", 30*time.Second,
+			"an S3 request attempt that moves no byte for this long fails (and is retried); a slow one that keeps moving is not cut"),
 		maxBufferMemory: sizeFlag(fs, "max-buffer-memory", 1<<30, "global budget for part buffers (e.g. 1GiB, 512MiB)"),
 		presignTTL:      fs.Duration("presign-ttl", time.Hour, "validity of presigned S3 URLs (downloads, ffprobe)"),
 	}
@@ -128,6 +131,7 @@ func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipelin
 		PartConcurrency: *s.partConcurrency,
 		PresignTTL:      *s.presignTTL,
 		MaxAttempts:     *s.maxAttempts,
+		StallTimeout:    *s.stallTimeout,
 		Observer:        s.observer,
 	}, pool)
 	if err != nil {

@@ -399,6 +399,60 @@ func TestToxicsDeleteAndExpiry(t *testing.T) {
 	}
 }
 
+// TestToxicsS3BlackholeAnswers503: a PATCH whose part uploads meet an S3
+// blackhole that outlasts the stall timeout and the SDK's attempts
+// answers 503 with Retry-After instead of hanging for as long as the
+// blackhole lasts; nothing acknowledged is lost, and once S3 answers
+// again the upload resumes from HEAD's offset and completes with the
+// source's SHA-256.
+func TestToxicsS3BlackholeAnswers503(t *testing.T) {
+	if inChild(t, 3*time.Minute) {
+		return
+	}
+	tf := startToxicFleet(t, 1, "--s3-stall-timeout", "1s", "--s3-max-attempts", "2")
+	n := tf.nodes[0]
+	ctx := ctxTimeout(t, 2*time.Minute)
+	src := randomBytes(24 << 20)
+	const acked = 8 << 20
+	loc, id := create(t, n, int64(len(src)))
+	if a, err := patch(ctx, loc, 0, src[:acked]); err != nil || a.Status != http.StatusNoContent {
+		t.Fatalf("PATCH before the blackhole: %d %s %v, want 204", a.Status, a.Body, err)
+	}
+
+	remove := toxic{typ: "timeout", attrs: map[string]any{"timeout": 0}}.add(t, tf.s3)
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	a, err := patch(rctx, loc, acked, src[acked:])
+	cancel()
+	took := time.Since(start)
+	if err != nil || a.Status != http.StatusServiceUnavailable || a.Header.Get("Retry-After") == "" {
+		t.Fatalf("PATCH into the blackhole: %d %s %v after %v, want 503 with Retry-After", a.Status, a.Body, err, took)
+	}
+	t.Logf("PATCH into the blackhole answered %d after %v", a.Status, took.Round(time.Millisecond))
+	status, off := head(t, loc)
+	if status != http.StatusOK || off < acked || off > int64(len(src)) {
+		t.Fatalf("HEAD during the blackhole: %d offset %d, want 200 and at least the %d acknowledged", status, off, acked)
+	}
+	remove()
+
+	for off < int64(len(src)) {
+		a, err := patch(ctx, loc, off, src[off:])
+		if err := retryable(a, err, &faultStats{}); err != nil {
+			t.Fatalf("PATCH at %d after the blackhole: %v", off, err)
+		}
+		if a.Status == http.StatusNoContent {
+			break
+		}
+		if status, off = head(t, loc); status != http.StatusOK {
+			t.Fatalf("HEAD after the blackhole: %d", status)
+		}
+	}
+	sum := sha256.Sum256(src)
+	if a := readyAsset(t, n, id); a.SHA256 != hex.EncodeToString(sum[:]) || a.SizeBytes != int64(len(src)) {
+		t.Errorf("asset: sha256 %s size %d, want %x %d", a.SHA256, a.SizeBytes, sum, len(src))
+	}
+}
+
 // Environment of a child run (inChild): the test to run, and the roughy
 // binary the parent built.
 const (
