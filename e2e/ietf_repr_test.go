@@ -106,33 +106,58 @@ func TestIETFReprDigestUnknownLength(t *testing.T) {
 		}
 	})
 
-	t.Run("chunked completing content", func(t *testing.T) {
-		// The length is known when the content ends: the pipeline holds
-		// the commits until then.
-		chunked := func(method, target string, h hdr) testsvc.DraftReply {
-			c := dialDraft(t, target)
-			c.Start(method, target, append(h, [2]string{"Transfer-Encoding", "chunked"}))
-			for _, part := range [][]byte{data[:700000], data[700000:]} {
-				c.Body(fmt.Appendf(nil, "%x\r\n", len(part)))
-				c.Body(part)
-				c.Body([]byte("\r\n"))
+	// chunked sends data as a chunked body, in chunks of 700,000 bytes.
+	chunked := func(t *testing.T, method, target string, h hdr, data []byte) testsvc.DraftReply {
+		c := dialDraft(t, target)
+		c.Start(method, target, append(h, [2]string{"Transfer-Encoding", "chunked"}))
+		for rest := data; len(rest) > 0; {
+			part := rest[:min(len(rest), 700000)]
+			rest = rest[len(part):]
+			c.Body(fmt.Appendf(nil, "%x\r\n", len(part)))
+			c.Body(part)
+			c.Body([]byte("\r\n"))
+		}
+		c.Body([]byte("0\r\n\r\n"))
+		_, r := c.Final(method)
+		return r
+	}
+
+	// The length is known when the content ends: the pipeline holds the
+	// commits until then. A body of exactly 64 MiB fills its one segment:
+	// the server reads ahead to see that it ended there.
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"chunked completing content", data},
+		{"chunked completing content of exactly 64 MiB", randomBytes(64 << 20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := chunked(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+				{"Repr-Digest", sfSHA256(tc.data[1:])}}, tc.data)
+			if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) ||
+				r.Header.Get("Upload-Complete") != "?0" || r.Header.Get("Upload-Offset") != "0" {
+				t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch, incomplete at 0", r.Status, r.Header, r.Body)
 			}
-			c.Body([]byte("0\r\n\r\n"))
-			_, r := c.Final(method)
-			return r
-		}
-		r := chunked("POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"}, {"Repr-Digest", wrong}})
-		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"repr_digest_mismatch"`) ||
-			r.Header.Get("Upload-Complete") != "?0" || r.Header.Get("Upload-Offset") != "0" {
-			t.Fatalf("wrong Repr-Digest: got %d %v %s, want 400 repr_digest_mismatch, incomplete at 0", r.Status, r.Header, r.Body)
-		}
-		loc := r.Header.Get("Location")
-		_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
-		if h.Status != http.StatusNoContent || h.Header.Get("Upload-Offset") != "0" || h.Header.Get("Upload-Complete") != "?0" {
-			t.Fatalf("HEAD after the mismatch: got %d %v, want 204 at offset 0, incomplete", h.Status, h.Header)
-		}
-		r = chunked("PATCH", loc, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Upload-Offset", "0"},
-			{"Content-Type", "application/partial-upload"}, {"Repr-Digest", sfSHA256(data)}})
-		wantAssetReply(t, "chunked append with the right Repr-Digest", r, data)
+			loc := r.Header.Get("Location")
+			_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
+			if h.Status != http.StatusNoContent || h.Header.Get("Upload-Offset") != "0" || h.Header.Get("Upload-Complete") != "?0" {
+				t.Fatalf("HEAD after the mismatch: got %d %v, want 204 at offset 0, incomplete", h.Status, h.Header)
+			}
+			r = chunked(t, "PATCH", loc, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Upload-Offset", "0"},
+				{"Content-Type", "application/partial-upload"}, {"Repr-Digest", sfSHA256(tc.data)}}, tc.data)
+			a := wantAssetReply(t, "chunked append with the right Repr-Digest", r, tc.data)
+			wantReady(t, s, acmeKey, a.ID, tc.data)
+		})
+	}
+
+	t.Run("chunked completing content past 64 MiB", func(t *testing.T) {
+		// The first segment fills 64 MiB and the body goes on: the byte
+		// read ahead belongs to the next segment.
+		big := randomBytes(64<<20 + 5)
+		r := chunked(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"}, {"Content-Type", "video/mp4"},
+			{"Repr-Digest", sfSHA256(big)}}, big)
+		a := wantAssetReply(t, "POST", r, big)
+		wantReady(t, s, acmeKey, a.ID, big)
 	})
 }

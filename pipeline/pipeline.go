@@ -116,9 +116,11 @@ type Chunk struct {
 	// the length unknown, the body ended before the chunk's limit) is
 	// made only if the upload's SHA-256 matches: on mismatch nothing of
 	// the chunk is committed (ErrReprDigestMismatch) and the upload stays
-	// resumable at its old offset. Otherwise (a chunk short of the
-	// length, a body of unknown length that fills MaxChunk, a failed
-	// read) the durable prefix is committed as without Repr, only later.
+	// resumable at its old offset. A body of unknown length that fills
+	// the chunk's limit ends the upload only if it is a BodyEnd that says
+	// so. Otherwise (a chunk short of the length, a body that goes on
+	// past the limit, a failed read) the durable prefix is committed as
+	// without Repr, only later.
 	Repr   []byte
 	Parts  PartRange
 	Commit CommitFunc
@@ -247,11 +249,12 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 	case !havePending:
 		return none, werr
 	case c.Repr != nil && (u.Length >= 0 && pending.Offset == u.Length ||
-		u.Length < 0 && werr == nil && src.n < src.limit):
+		u.Length < 0 && werr == nil && (src.n < src.limit || bodyEnded(c.Body))):
 		// The upload is whole with this commit (with the length unknown:
-		// the body ended before the chunk's limit, and the caller sets
-		// Repr only on a body that ends the upload): it is the
-		// representation the client digested, whatever else went wrong.
+		// the body ended before the chunk's limit or exactly at it, and
+		// the caller sets Repr only on a body that ends the upload): it is
+		// the representation the client digested, whatever else went
+		// wrong.
 		ok, err := sumIs(pending.HashState, c.Repr)
 		if err != nil {
 			return none, err
@@ -264,6 +267,20 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 		return none, err
 	}
 	return pending, werr
+}
+
+// BodyEnd is a chunk body that is one piece of a longer request body (a
+// segment of at most MaxChunk): Ended reports whether the request body
+// ended with it. It is asked only when the chunk filled its limit, and may
+// read ahead (keeping what it read for the next piece).
+type BodyEnd interface {
+	Ended() bool
+}
+
+// bodyEnded reports whether body is a BodyEnd whose request body ended.
+func bodyEnded(body io.Reader) bool {
+	e, ok := body.(BodyEnd)
+	return ok && e.Ended()
 }
 
 // sumIs reports whether the SHA-256 of the bytes whose state is given is

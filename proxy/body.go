@@ -45,7 +45,24 @@ type bodyReader struct {
 	// taken is set (once) by cut: a newer request took the upload over,
 	// and every read fails with it.
 	taken atomic.Pointer[Error]
+	// ahead is a byte atEOF read and Read has not returned yet.
+	ahead    [1]byte
+	hasAhead bool
 }
+
+// atEOF reports whether the body has ended, reading a byte ahead (kept for
+// the next Read) when that is not known yet. A failed read is kept for
+// the next Read too, and is not an end.
+func (b *bodyReader) atEOF() bool {
+	for !b.hasAhead && !b.eof && b.err == nil {
+		n, _ := b.Read(b.ahead[:])
+		b.hasAhead = n == 1
+	}
+	return b.ended()
+}
+
+// ended reports whether every byte of the body was read and returned.
+func (b *bodyReader) ended() bool { return b.eof && !b.hasAhead }
 
 // cut makes the body's pending and future reads fail with cause (a newer
 // request took the upload over): the pipeline then stores and commits
@@ -120,6 +137,10 @@ const deadlineEvery = time.Second
 
 // Read implements io.Reader.
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.hasAhead && len(p) > 0 {
+		p[0], b.hasAhead = b.ahead[0], false
+		return 1, nil
+	}
 	if b.err != nil {
 		return 0, b.err
 	}

@@ -213,7 +213,7 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		if err != nil {
 			return sess, digestError(err)
 		}
-		if body.eof || (size >= 0 && sess.Offset-start >= size) || sess.Offset == before || sess.Completed {
+		if body.ended() || (size >= 0 && sess.Offset-start >= size) || sess.Offset == before || sess.Completed {
 			break
 		}
 	}

@@ -35,12 +35,13 @@ import (
 //     than 64 MiB is written in segments (ietfAppend): only the last one
 //     is held, the earlier ones stay committed. With the length unknown
 //     (a chunked body without Upload-Length) the pipeline takes the end
-//     of a segment's body before MaxChunk as the end of the upload; a
-//     body of an exact multiple of MaxChunk ends with an empty segment,
-//     after its bytes were committed, so checkRepr verifies before the
-//     upload is completed and a mismatch then fails the upload and
-//     deletes it: its bytes cannot be replaced (the draft: "consider the
-//     upload failed").
+//     of a segment's body as the end of the upload: before MaxChunk, or
+//     at it when the segment, reading one byte ahead, finds the body
+//     ended there (segment.Ended). checkRepr verifies again before the
+//     upload is completed; should bytes this request stored ever reach
+//     it unverified (a body that ended after its last segment was
+//     committed), a mismatch fails the upload and deletes it: its bytes
+//     cannot be replaced (the draft: "consider the upload failed").
 
 // draftDigests are a request's sha-256 digests, nil when not sent.
 type draftDigests struct {

@@ -248,11 +248,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		body = s.newBodyReader(rc, rq)
 		src = body
 	} else {
-		limit := int64(pipeline.MaxChunk)
+		sg := &segment{b: body, left: pipeline.MaxChunk}
 		if cr.size >= 0 {
-			limit = cr.size
+			sg.left = cr.size
 		}
-		src = io.LimitReader(body, limit)
+		src = sg
 	}
 	defer s.trackBody(body)()
 	defer s.register(sess.ID, body)()
@@ -335,6 +335,32 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	return cur, nil
 }
+
+// segment is one segment of a request written in several (ietfAppend):
+// at most left bytes of b. It is a pipeline.BodyEnd: a segment that
+// fills its limit tells whether the request's body ended exactly there
+// (reading a byte ahead if need be), so that a chunked body of a multiple
+// of MaxChunk that ends an upload has its Repr-Digest checked before its
+// last segment is committed.
+type segment struct {
+	b    *bodyReader
+	left int64
+}
+
+func (s *segment) Read(p []byte) (int, error) {
+	if s.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.b.Read(p)
+	s.left -= int64(n)
+	return n, err
+}
+
+// Ended implements pipeline.BodyEnd.
+func (s *segment) Ended() bool { return s.left <= 0 && s.b.atEOF() }
 
 // overflowError is the 413 of a body without Content-Length that ran past
 // what a write at sess's offset may take: the 64 MiB cap when the upload
