@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // repeatReader yields b over and over.
@@ -85,9 +86,28 @@ func BenchmarkS3FillPart(b *testing.B) {
 
 // BenchmarkS3Pipeline uploads 64 MiB PATCHes through Pipeline.Write into
 // versitygw (one upload of one PATCH per op, completed), as the proxy
-// does. Client, sink and versitygw share this machine's cores.
+// does. Client, sink and versitygw share this machine's cores. It runs
+// with the default stall timeout (deadlines pushed on every read and
+// every 1 MiB piece of a write) and without one, side by side.
 func BenchmarkS3Pipeline(b *testing.B) {
+	for _, stall := range []time.Duration{0, -1} {
+		name := "stall-timeout-default"
+		if stall < 0 {
+			name = "stall-timeout-off"
+		}
+		b.Run(name, func(b *testing.B) { benchS3Pipeline(b, stall) })
+	}
+}
+
+func benchS3Pipeline(b *testing.B, stall time.Duration) {
 	e := newS3Env(b, S3LayoutDefault)
+	sink, err := NewS3Sink(b.Context(), S3Config{
+		Bucket: e.srv.Bucket, Endpoint: e.srv.Endpoint, ForcePathStyle: true, PartConcurrency: 3, StallTimeout: stall,
+	}, e.pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.sink = sink
 	data := testData(10, MaxChunk)
 	b.SetBytes(MaxChunk)
 	b.ReportAllocs()
