@@ -27,6 +27,9 @@ type crashStore struct {
 	// refuseCreate makes CreateUpload fail (a creation refused after its
 	// event was queued).
 	refuseCreate atomic.Bool
+	// failDelete makes the next DeleteUpload fail (a deletion that fails
+	// after its event was queued).
+	failDelete atomic.Bool
 }
 
 var errCrashed = errors.New("crashStore: node died")
@@ -54,6 +57,9 @@ func (c *crashStore) Commit(ctx context.Context, l sessionstore.Lease, cm sessio
 }
 
 func (c *crashStore) DeleteUpload(ctx context.Context, id string) (sessionstore.Session, error) {
+	if c.failDelete.CompareAndSwap(true, false) {
+		return sessionstore.Session{}, errors.New("crashStore: delete failed")
+	}
 	s, err := c.Local.DeleteUpload(ctx, id)
 	c.dead.Store(err == nil)
 	return s, err
@@ -241,4 +247,37 @@ func TestWebhookChangeVerifiedAfterDelete(t *testing.T) {
 		t.Fatalf("asset.ready of a deleted asset: got %v, want state ready and no download_url", a)
 	}
 	recv.wait(t, sessionstore.EventAssetDeleted, c.Asset.ID)
+}
+
+// TestWebhookRepeatedChangeOneID: a DELETE that fails after queueing its
+// asset.deleted event, then is repeated and succeeds, tells the deletion
+// twice (both events see the asset gone) under one event id, so that a
+// receiver deduplicating by id handles it once.
+func TestWebhookRepeatedChangeOneID(t *testing.T) {
+	cs := &crashStore{}
+	e := newEnv(t, nil, func(l sessionstore.Store) sessionstore.Store { cs.Local = l.(*sessionstore.Local); return cs })
+	recv := startDelivery(t, e, "acme")
+	c := e.create("acme", 5)
+	cs.dead.Store(false) // this test's node lives on
+	cs.failDelete.Store(true)
+	if r := e.do("DELETE", c.Location, e.tusHdr("acme"), nil); r.status/100 != 5 {
+		t.Fatalf("DELETE while the store fails: status %d %s, want 5xx", r.status, r.body)
+	}
+	if r := e.do("DELETE", c.Location, e.tusHdr("acme"), nil); r.status != http.StatusNoContent {
+		t.Fatalf("repeated DELETE: status %d %s, want 204", r.status, r.body)
+	}
+	recv.wait(t, sessionstore.EventAssetDeleted, c.Asset.ID)
+	time.Sleep(1500 * time.Millisecond) // past VerifyFor (1s): both events settled
+
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	var ids []string
+	for _, p := range recv.got {
+		if a, _ := p.Asset.(map[string]any); p.Type == sessionstore.EventAssetDeleted && a["id"] == c.Asset.ID {
+			ids = append(ids, p.ID)
+		}
+	}
+	if len(ids) != 2 || ids[0] != ids[1] {
+		t.Fatalf("asset.deleted deliveries: ids %v, want two deliveries (the deletion told twice) under one id", ids)
+	}
 }

@@ -150,8 +150,7 @@ func boltPutHookJob(tx *bolt.Tx, ready time.Time, rec localHookRecord) error {
 }
 
 // boltPutHookLog writes d as the latest state of its delivery, unless the
-// endpoint is gone, and keeps at most MaxWebhookDeliveries records (event
-// ids are UUIDv7: key order is time order, the first are the oldest).
+// endpoint is gone, and keeps the newest MaxWebhookDeliveries records.
 func boltPutHookLog(tx *bolt.Tx, d WebhookDelivery) error {
 	if tx.Bucket(boltBucketHooks).Get([]byte(d.HookID)) == nil {
 		return nil
@@ -164,12 +163,15 @@ func boltPutHookLog(tx *bolt.Tx, d WebhookDelivery) error {
 	if err := boltPut(b, []byte(d.EventID), d); err != nil || !fresh {
 		return err
 	}
-	c := b.Cursor()
-	for over, k := b.Stats().KeyN-MaxWebhookDeliveries, []byte(nil); over > 0; over-- {
-		if k, _ = c.First(); k == nil {
-			break
-		}
-		if err := c.Delete(); err != nil {
+	if b.Stats().KeyN <= MaxWebhookDeliveries {
+		return nil
+	}
+	all, err := boltList[WebhookDelivery](b)
+	if err != nil {
+		return err
+	}
+	for _, id := range overflowDeliveries(all, MaxWebhookDeliveries) {
+		if err := b.Delete([]byte(id)); err != nil {
 			return err
 		}
 	}
@@ -242,7 +244,7 @@ func (l *Local) WebhookDeliveries(ctx context.Context, hookID string) ([]Webhook
 		out, err = boltList[WebhookDelivery](b)
 		return err
 	})
-	slices.Reverse(out)
+	sortDeliveries(out)
 	return out, err
 }
 

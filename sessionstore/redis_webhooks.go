@@ -206,20 +206,21 @@ func (r *Redis) EnqueueWebhookEvent(ctx context.Context, account string, ev Webh
 	return len(hooks), nil
 }
 
-// trimHookLog keeps the newest MaxWebhookDeliveries records of an endpoint
-// (event ids are UUIDv7: their order is time order). Best effort.
+// trimHookLog keeps the newest MaxWebhookDeliveries records of an
+// endpoint. Best effort.
 func (r *Redis) trimHookLog(ctx context.Context, hookID string) {
 	key := redisHookLogPrefix + hookID
 	n, err := r.client.HLen(ctx, key).Result()
 	if err != nil || n <= MaxWebhookDeliveries {
 		return
 	}
-	ids, err := r.client.HKeys(ctx, key).Result()
+	all, err := r.WebhookDeliveries(ctx, hookID)
 	if err != nil {
 		return
 	}
-	slices.Sort(ids)
-	r.client.HDel(ctx, key, ids[:len(ids)-MaxWebhookDeliveries]...)
+	if over := overflowDeliveries(all, MaxWebhookDeliveries); len(over) > 0 {
+		r.client.HDel(ctx, key, over...)
+	}
 }
 
 // ClaimWebhook hands out one delivery job: a due retry or an entry whose
@@ -301,6 +302,6 @@ func (r *Redis) WebhookDeliveries(ctx context.Context, hookID string) ([]Webhook
 		}
 		out = append(out, d)
 	}
-	slices.SortFunc(out, func(a, b WebhookDelivery) int { return strings.Compare(b.EventID, a.EventID) })
+	sortDeliveries(out)
 	return out, nil
 }

@@ -1,6 +1,11 @@
 package sessionstore
 
-import "time"
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Webhook event types (issue 11).
 const (
@@ -138,6 +143,28 @@ func (h Webhook) subscribed(typ string) bool {
 		}
 	}
 	return false
+}
+
+// sortDeliveries orders delivery records newest first: by CreatedAt, as
+// event ids are derived from the change they report, not from time.
+func sortDeliveries(ds []WebhookDelivery) {
+	slices.SortFunc(ds, func(a, b WebhookDelivery) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.EventID, a.EventID))
+	})
+}
+
+// overflowDeliveries returns the event ids of the records past the newest
+// keep of ds (sorting ds newest first).
+func overflowDeliveries(ds []WebhookDelivery, keep int) []string {
+	if len(ds) <= keep {
+		return nil
+	}
+	sortDeliveries(ds)
+	ids := make([]string, 0, len(ds)-keep)
+	for _, d := range ds[keep:] {
+		ids = append(ids, d.EventID)
+	}
+	return ids
 }
 
 // MaxWebhookDeliveries bounds the delivery records kept per webhook; the

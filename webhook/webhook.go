@@ -22,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/sessionstore"
 )
 
@@ -41,10 +40,30 @@ type Enqueuer interface {
 	EnqueueWebhookEvent(ctx context.Context, account string, ev sessionstore.WebhookEvent) (int, error)
 }
 
-// NewEvent returns an event of type typ about a, with a new id. Ids are
-// UUIDv7: stable across retries, and ordered by time.
+// NewEvent returns an event of type typ about a (failure: a failed
+// probe's reason), with the id of that change (EventID).
 func NewEvent(typ string, a sessionstore.Asset, failure string) sessionstore.WebhookEvent {
-	return sessionstore.WebhookEvent{ID: apikey.NewID(), Type: typ, Time: time.Now().UTC(), Asset: a, Error: failure}
+	return sessionstore.WebhookEvent{ID: EventID(a.Account, typ, a.ID, failure != ""), Type: typ, Time: time.Now().UTC(), Asset: a, Error: failure}
+}
+
+// EventID is the id of the event of type typ about an asset (failed: a
+// failed probe's): a UUID (version 8) derived from the change the event
+// reports, not drawn at random. The same change told twice (a request
+// that failed after queueing its event and was repeated, two racing
+// creations through one direct upload URL, a probe run again after its
+// node died) therefore carries one id, and a receiver that deduplicates
+// redeliveries by id sees it once.
+func EventID(account, typ, assetID string, failed bool) string {
+	h := sha256.New()
+	for _, f := range []string{account, typ, assetID, strconv.FormatBool(failed)} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0f | 0x80 // version 8
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
 // Emit queues an event of type typ about a for the account's endpoints.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"testing"
 	"time"
 
@@ -197,5 +198,31 @@ func TestHandleVerify(t *testing.T) {
 	}
 	if posts != 0 {
 		t.Fatalf("posts before a delivery of a verified job: got %d, want 0", posts)
+	}
+}
+
+// TestEventIDPerChange: an event's id is that of the change it reports:
+// the same for the same account, type, asset and outcome, different when
+// any of them differs, and a well-formed UUID (version 8).
+func TestEventIDPerChange(t *testing.T) {
+	id := EventID("acme", sessionstore.EventAssetReady, "asset-1", false)
+	if again := EventID("acme", sessionstore.EventAssetReady, "asset-1", false); again != id {
+		t.Fatalf("same change: ids %s and %s, want one", id, again)
+	}
+	if ev := NewEvent(sessionstore.EventAssetReady, sessionstore.Asset{ID: "asset-1", Account: "acme"}, ""); ev.ID != id {
+		t.Fatalf("NewEvent: id %s, want EventID's %s", ev.ID, id)
+	}
+	for _, other := range []string{
+		EventID("globex", sessionstore.EventAssetReady, "asset-1", false),
+		EventID("acme", sessionstore.EventAssetDeleted, "asset-1", false),
+		EventID("acme", sessionstore.EventAssetReady, "asset-2", false),
+		EventID("acme", sessionstore.EventAssetReady, "asset-1", true),
+	} {
+		if other == id {
+			t.Fatalf("another change has the id %s too", id)
+		}
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(id) {
+		t.Fatalf("id %q is not a version 8 UUID", id)
 	}
 }

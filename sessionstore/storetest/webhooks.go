@@ -16,6 +16,7 @@ func runWebhooks(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("WebhookReclaim", func(t *testing.T) { testWebhookReclaim(t, newStore(t)) })
 	t.Run("WebhookDead", func(t *testing.T) { testWebhookDead(t, newStore(t)) })
 	t.Run("WebhookVerify", func(t *testing.T) { testWebhookVerify(t, newStore(t)) })
+	t.Run("WebhookDeliveriesByTime", func(t *testing.T) { testWebhookDeliveriesByTime(t, newStore(t)) })
 	t.Run("AssetRecord", func(t *testing.T) { testAssetRecord(t, newStore(t)) })
 }
 
@@ -289,4 +290,33 @@ func testAssetRecord(t *testing.T, st sessionstore.Store) {
 	if got, err := st.AssetRecord(ctx, a.ID); err != nil || got.ID != a.ID || !got.Deleted || got.State != a.State {
 		t.Fatalf("AssetRecord after delete: got %+v, %v; want asset %s, deleted, state %s", got, err, a.ID, a.State)
 	}
+}
+
+// testWebhookDeliveriesByTime: event ids are derived from the change, not
+// from time, so deliveries are listed newest first by when they were
+// queued, whatever their ids; and one event queued twice (one change told
+// twice) is one delivery record.
+func testWebhookDeliveriesByTime(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	acct := newID()
+	h := newHook(t, st, acct, sessionstore.EventAssetReady)
+	older, newer := newEvent(sessionstore.EventAssetReady), newEvent(sessionstore.EventAssetReady)
+	older.ID, newer.ID = "ffffffff-0000-8000-8000-000000000000", "00000000-0000-8000-8000-000000000000"
+	for _, ev := range []sessionstore.WebhookEvent{older, newer, newer} {
+		if n, err := st.EnqueueWebhookEvent(ctx, acct, ev); err != nil || n != 1 {
+			t.Fatalf("EnqueueWebhookEvent(%s): got %d, %v; want 1", ev.ID, n, err)
+		}
+		time.Sleep(5 * time.Millisecond) // distinct enqueue times
+	}
+	ds, err := st.WebhookDeliveries(ctx, h.ID)
+	if err != nil || len(ds) != 2 || ds[0].EventID != newer.ID || ds[1].EventID != older.ID {
+		t.Fatalf("WebhookDeliveries: got %+v, %v; want the records of %s then %s (newest first)", ds, err, newer.ID, older.ID)
+	}
+	for range 3 {
+		j := mustClaimHook(t, st, "c1", time.Second, time.Minute)
+		if err := st.SettleWebhook(ctx, j, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: 204}); err != nil {
+			t.Fatalf("SettleWebhook: %v", err)
+		}
+	}
+	wantNoHookJob(t, st, "claim after three deliveries", 0)
 }

@@ -1,0 +1,27 @@
+package sessionstore
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestOverflowDeliveries: the records trimmed past the cap are the oldest
+// by CreatedAt, whatever their ids.
+func TestOverflowDeliveries(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	ds := []WebhookDelivery{
+		{EventID: "a", CreatedAt: t0.Add(3 * time.Second)},
+		{EventID: "z", CreatedAt: t0},
+		{EventID: "m", CreatedAt: t0.Add(5 * time.Second)},
+		{EventID: "b", CreatedAt: t0.Add(time.Second)},
+	}
+	if got := overflowDeliveries(slices.Clone(ds), 4); got != nil {
+		t.Fatalf("at the cap: got %v, want nothing trimmed", got)
+	}
+	got := overflowDeliveries(ds, 2)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"b", "z"}) {
+		t.Fatalf("keep 2: trimmed %v, want the two oldest [b z]", got)
+	}
+}
