@@ -160,6 +160,7 @@ func (c *crawler) Read(p []byte) (int, error) {
 	time.Sleep(time.Duration(n) * time.Second / time.Duration(c.rate))
 	return n, err
 }
+
 // TestS3EdgeSizes: an empty upload, and a chunked body longer than the
 // upload (ErrTooLarge, nothing of it stored).
 func TestS3EdgeSizes(t *testing.T) {
