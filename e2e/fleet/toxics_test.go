@@ -102,10 +102,23 @@ func (x toxic) add(t *testing.T, p *toxiproxy.Proxy) (remove func()) {
 	var once sync.Once
 	remove = func() {
 		once.Do(func() {
+			// toxiproxy v2.5.0 can deadlock when a toxic is removed while
+			// one of its links is closing (a connection that ends with a
+			// packet held in a latency toxic: RemoveToxic waits for the
+			// link's stub, the link's closing waits for RemoveToxic's
+			// lock). So the proxy is stopped first, which closes every
+			// link (as a network that comes back after a fault often
+			// does), given a moment to let them go, and started again on
+			// the same address once the toxic is off.
+			p.Stop()
+			time.Sleep(300 * time.Millisecond)
 			for _, n := range names {
 				if err := p.Toxics.RemoveToxic(context.Background(), n); err != nil {
 					t.Errorf("toxiproxy %s: remove %s: %v", p.Name, n, err)
 				}
+			}
+			if err := p.Start(); err != nil {
+				t.Errorf("toxiproxy %s: start again on %s: %v", p.Name, p.Listen, err)
 			}
 		})
 	}
