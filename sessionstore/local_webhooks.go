@@ -150,7 +150,8 @@ func boltPutHookJob(tx *bolt.Tx, ready time.Time, rec localHookRecord) error {
 }
 
 // boltPutHookLog writes d as the latest state of its delivery, unless the
-// endpoint is gone, and keeps the newest MaxWebhookDeliveries records.
+// endpoint is gone; past hookLogSlack more, only the newest
+// MaxWebhookDeliveries records are kept.
 func boltPutHookLog(tx *bolt.Tx, d WebhookDelivery) error {
 	if tx.Bucket(boltBucketHooks).Get([]byte(d.HookID)) == nil {
 		return nil
@@ -163,7 +164,7 @@ func boltPutHookLog(tx *bolt.Tx, d WebhookDelivery) error {
 	if err := boltPut(b, []byte(d.EventID), d); err != nil || !fresh {
 		return err
 	}
-	if b.Stats().KeyN <= MaxWebhookDeliveries {
+	if !hookLogTrimDue(b.Stats().KeyN) {
 		return nil
 	}
 	all, err := boltList[WebhookDelivery](b)
@@ -244,8 +245,7 @@ func (l *Local) WebhookDeliveries(ctx context.Context, hookID string) ([]Webhook
 		out, err = boltList[WebhookDelivery](b)
 		return err
 	})
-	sortDeliveries(out)
-	return out, err
+	return newestDeliveries(out, MaxWebhookDeliveries), err
 }
 
 // AssetRecord returns an asset as stored, a deleted one too.

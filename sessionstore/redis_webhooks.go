@@ -207,14 +207,14 @@ func (r *Redis) EnqueueWebhookEvent(ctx context.Context, account string, ev Webh
 }
 
 // trimHookLog keeps the newest MaxWebhookDeliveries records of an
-// endpoint. Best effort.
+// endpoint once hookLogSlack more have come. Best effort.
 func (r *Redis) trimHookLog(ctx context.Context, hookID string) {
 	key := redisHookLogPrefix + hookID
 	n, err := r.client.HLen(ctx, key).Result()
-	if err != nil || n <= MaxWebhookDeliveries {
+	if err != nil || !hookLogTrimDue(int(n)) {
 		return
 	}
-	all, err := r.WebhookDeliveries(ctx, hookID)
+	all, err := r.hookLog(ctx, hookID)
 	if err != nil {
 		return
 	}
@@ -290,6 +290,12 @@ func (r *Redis) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOu
 
 // WebhookDeliveries lists an endpoint's delivery records, newest first.
 func (r *Redis) WebhookDeliveries(ctx context.Context, hookID string) ([]WebhookDelivery, error) {
+	all, err := r.hookLog(ctx, hookID)
+	return newestDeliveries(all, MaxWebhookDeliveries), err
+}
+
+// hookLog reads every delivery record of an endpoint, in no order.
+func (r *Redis) hookLog(ctx context.Context, hookID string) ([]WebhookDelivery, error) {
 	m, err := r.client.HGetAll(ctx, redisHookLogPrefix+hookID).Result()
 	if err != nil {
 		return nil, redisErr("webhook deliveries", err)
@@ -302,6 +308,5 @@ func (r *Redis) WebhookDeliveries(ctx context.Context, hookID string) ([]Webhook
 		}
 		out = append(out, d)
 	}
-	sortDeliveries(out)
 	return out, nil
 }

@@ -153,6 +153,12 @@ func sortDeliveries(ds []WebhookDelivery) {
 	})
 }
 
+// newestDeliveries returns at most keep of ds, newest first (sorting ds).
+func newestDeliveries(ds []WebhookDelivery, keep int) []WebhookDelivery {
+	sortDeliveries(ds)
+	return ds[:min(len(ds), keep)]
+}
+
 // overflowDeliveries returns the event ids of the records past the newest
 // keep of ds (sorting ds newest first).
 func overflowDeliveries(ds []WebhookDelivery, keep int) []string {
@@ -167,6 +173,16 @@ func overflowDeliveries(ds []WebhookDelivery, keep int) []string {
 	return ids
 }
 
-// MaxWebhookDeliveries bounds the delivery records kept per webhook; the
-// oldest go first.
+// MaxWebhookDeliveries bounds the delivery records listed per webhook;
+// the oldest go first.
 const MaxWebhookDeliveries = 1000
+
+// hookLogSlack is how many records past MaxWebhookDeliveries an endpoint's
+// log may hold before it is trimmed back: a trim reads every record (ids
+// are not in time order), so it runs once per hookLogSlack new events,
+// not on each (the embedded store trims inside the write transaction that
+// commits share).
+const hookLogSlack = MaxWebhookDeliveries / 10
+
+// hookLogTrimDue reports whether a log of n records is to be trimmed.
+func hookLogTrimDue(n int) bool { return n > MaxWebhookDeliveries+hookLogSlack }

@@ -25,3 +25,24 @@ func TestOverflowDeliveries(t *testing.T) {
 		t.Fatalf("keep 2: trimmed %v, want the two oldest [b z]", got)
 	}
 }
+
+// TestNewestDeliveries: a listing is the newest records by CreatedAt, at
+// most the cap of them (a log may hold hookLogSlack more until its trim).
+func TestNewestDeliveries(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	ds := []WebhookDelivery{
+		{EventID: "a", CreatedAt: t0.Add(3 * time.Second)},
+		{EventID: "z", CreatedAt: t0},
+		{EventID: "m", CreatedAt: t0.Add(5 * time.Second)},
+	}
+	var ids []string
+	for _, d := range newestDeliveries(ds, 2) {
+		ids = append(ids, d.EventID)
+	}
+	if !slices.Equal(ids, []string{"m", "a"}) {
+		t.Fatalf("newest 2: got %v, want [m a]", ids)
+	}
+	if hookLogTrimDue(MaxWebhookDeliveries+1) || !hookLogTrimDue(MaxWebhookDeliveries+hookLogSlack+1) {
+		t.Fatal("a trim is due only past the cap and the slack")
+	}
+}
