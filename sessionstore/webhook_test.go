@@ -6,20 +6,24 @@ import (
 	"time"
 )
 
-// TestOverflowDeliveries: the records trimmed past the cap are the oldest
-// by CreatedAt, whatever their ids.
-func TestOverflowDeliveries(t *testing.T) {
+// fixtureDeliveries are records whose ids are not in time order.
+func fixtureDeliveries() []WebhookDelivery {
 	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
-	ds := []WebhookDelivery{
+	return []WebhookDelivery{
 		{EventID: "a", CreatedAt: t0.Add(3 * time.Second)},
 		{EventID: "z", CreatedAt: t0},
 		{EventID: "m", CreatedAt: t0.Add(5 * time.Second)},
 		{EventID: "b", CreatedAt: t0.Add(time.Second)},
 	}
-	if got := overflowDeliveries(slices.Clone(ds), 4); got != nil {
+}
+
+// TestOverflowDeliveries: the records trimmed past the cap are the oldest
+// by CreatedAt, whatever their ids.
+func TestOverflowDeliveries(t *testing.T) {
+	if got := overflowDeliveries(fixtureDeliveries(), 4); got != nil {
 		t.Fatalf("at the cap: got %v, want nothing trimmed", got)
 	}
-	got := overflowDeliveries(ds, 2)
+	got := overflowDeliveries(fixtureDeliveries(), 2)
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"b", "z"}) {
 		t.Fatalf("keep 2: trimmed %v, want the two oldest [b z]", got)
@@ -29,14 +33,8 @@ func TestOverflowDeliveries(t *testing.T) {
 // TestNewestDeliveries: a listing is the newest records by CreatedAt, at
 // most the cap of them (a log may hold hookLogSlack more until its trim).
 func TestNewestDeliveries(t *testing.T) {
-	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
-	ds := []WebhookDelivery{
-		{EventID: "a", CreatedAt: t0.Add(3 * time.Second)},
-		{EventID: "z", CreatedAt: t0},
-		{EventID: "m", CreatedAt: t0.Add(5 * time.Second)},
-	}
 	var ids []string
-	for _, d := range newestDeliveries(ds, 2) {
+	for _, d := range newestDeliveries(fixtureDeliveries(), 2) {
 		ids = append(ids, d.EventID)
 	}
 	if !slices.Equal(ids, []string{"m", "a"}) {
