@@ -221,3 +221,68 @@ func TestS3Backpressure(t *testing.T) {
 		t.Fatalf("pool has %d bytes out after the uploads", got)
 	}
 }
+
+// TestS3CancelledWriteSettlesSentParts: a write cancelled (a takeover, a
+// DELETE, a lost commit race) while S3 holds a part it received whole
+// returns only once S3 answered it, so an abort or complete that follows
+// Write leaves no multipart upload behind. Cut at once, as a plain
+// context cancel does, the part landed after the abort and recreated the
+// upload in versitygw (seen as a flake of TestS3RacingWriters in CI).
+func TestS3CancelledWriteSettlesSentParts(t *testing.T) {
+	e := newS3Env(t, S3LayoutDefault)
+	const length = 40 * tMiB
+	data := testData(23, length)
+	received := make(chan struct{}, 8)
+	hold := make(chan struct{})
+	var answered atomic.Int64
+	e.sink = s3Through(t, e, S3Config{}, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				return // cut by the client before it was whole
+			}
+			received <- struct{}{}
+			<-hold
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			forward.ServeHTTP(w, r)
+			answered.Add(1)
+			return
+		}
+		forward.ServeHTTP(w, r)
+	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release) // before the proxy closes: cleanups run last first
+	su := e.create(t, "uploads/settle", length)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := su.write(ctx, bytes.NewReader(data), length, nil)
+		done <- err
+	}()
+	select {
+	case <-received:
+	case err := <-done:
+		t.Fatalf("write ended before S3 had a part: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("the cancelled write returned (%v) while S3 still held a part it had whole", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	release()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled write: err %v, want context.Canceled", err)
+	}
+	if answered.Load() < 1 {
+		t.Fatal("Write returned before S3 answered the part it had whole")
+	}
+	if err := e.sink.Abort(t.Context(), su.snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if ids := e.multipartUploads(t, su.u.Key); len(ids) != 0 {
+		t.Fatalf("multipart uploads left after the abort that followed the cancelled write: %v", ids)
+	}
+}

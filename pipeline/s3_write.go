@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -322,33 +321,38 @@ func crcHeader(crc uint32) *string {
 	return aws.String(base64.StdEncoding.EncodeToString(b[:]))
 }
 
-// uploadPart stores b as part number num and returns its ETag and the
-// CRC32C it sent (base64, for CompleteMultipartUpload).
+// uploadPart stores b as part number num (settled: see s3_body.go) and
+// returns its ETag and the CRC32C it sent (base64, for
+// CompleteMultipartUpload).
 func (s *S3Sink) uploadPart(ctx context.Context, key, uploadID string, num int32, b []byte, crc uint32) (etag, sum string, err error) {
 	sumHdr := crcHeader(crc)
-	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-		Bucket:         &s.cfg.Bucket,
-		Key:            aws.String(key),
-		UploadId:       aws.String(uploadID),
-		PartNumber:     aws.Int32(num),
-		Body:           bytes.NewReader(b),
-		ContentLength:  aws.Int64(int64(len(b))),
-		ChecksumCRC32C: sumHdr,
-	}, unsignedPayload)
+	out, err := settled(ctx, b, func(ctx context.Context, body io.ReadSeeker) (*s3.UploadPartOutput, error) {
+		return s.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket:         &s.cfg.Bucket,
+			Key:            aws.String(key),
+			UploadId:       aws.String(uploadID),
+			PartNumber:     aws.Int32(num),
+			Body:           body,
+			ContentLength:  aws.Int64(int64(len(b))),
+			ChecksumCRC32C: sumHdr,
+		}, unsignedPayload)
+	})
 	if err != nil {
 		return "", "", s3Err(ctx, fmt.Sprintf("upload part %d of %s", num, key), err)
 	}
 	return aws.ToString(out.ETag), *sumHdr, nil
 }
 
-// putTail stores b as the tail object key.
+// putTail stores b as the tail object key (settled: see s3_body.go).
 func (s *S3Sink) putTail(ctx context.Context, key string, b []byte, crc uint32) error {
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:         &s.cfg.Bucket,
-		Key:            aws.String(key),
-		Body:           bytes.NewReader(b),
-		ContentLength:  aws.Int64(int64(len(b))),
-		ChecksumCRC32C: crcHeader(crc),
-	}, unsignedPayload)
+	_, err := settled(ctx, b, func(ctx context.Context, body io.ReadSeeker) (*s3.PutObjectOutput, error) {
+		return s.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket:         &s.cfg.Bucket,
+			Key:            aws.String(key),
+			Body:           body,
+			ContentLength:  aws.Int64(int64(len(b))),
+			ChecksumCRC32C: crcHeader(crc),
+		}, unsignedPayload)
+	})
 	return s3Err(ctx, "put tail "+key, err)
 }
