@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -29,6 +30,21 @@ type balancer struct {
 	down  map[*node]bool
 	next  int
 	URL   string
+	// rate, if set, paces every request body (bytes a second), so that
+	// the uploads last long enough for the kills however fast the machine.
+	rate int
+}
+
+// pacedBody reads a request body at about rate bytes a second.
+type pacedBody struct {
+	io.ReadCloser
+	rate int
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b[:min(len(b), 64<<10)])
+	time.Sleep(time.Duration(n) * time.Second / time.Duration(p.rate))
+	return n, err
 }
 
 func startBalancer(t *testing.T) (*balancer, net.Listener) {
@@ -46,6 +62,9 @@ func (b *balancer) serve(t *testing.T, ln net.Listener) {
 			target, _ := url.Parse(b.pick())
 			r.SetURL(target)
 			r.Out.Host = r.In.Host
+			if b.rate > 0 && r.Out.Body != nil {
+				r.Out.Body = &pacedBody{ReadCloser: r.Out.Body, rate: b.rate}
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.WriteHeader(http.StatusBadGateway)
@@ -105,6 +124,9 @@ func TestFleetTusJSKills(t *testing.T) {
 		t.Fatalf("tus-js-client not installed (scripts/setup-deps.sh runs npm ci in e2e/js): %v", err)
 	}
 	lb, ln := startBalancer(t)
+	// 4 MiB/s per request: each 40 MiB upload takes at least 10 s, a
+	// dozen kills' worth, where unpaced ones could end after two.
+	lb.rate = 4 << 20
 	f := startFleet(t, 3, "--lease-ttl", "10s", "--public-url", lb.URL)
 	lb.nodes = f.nodes
 	lb.serve(t, ln)
@@ -162,8 +184,8 @@ wait:
 		t.Fatalf("fleet.mjs output %q: %v", out.String(), err)
 	}
 	t.Logf("%d kills during the uploads", kills)
-	if kills < 2 {
-		t.Fatalf("%d kills while the uploads ran, want at least 2", kills)
+	if kills < 3 {
+		t.Fatalf("%d kills while the uploads ran, want at least 3", kills)
 	}
 	failed := 0
 	for _, r := range results {
