@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,39 +26,33 @@ import (
 
 // s3SettleGrace bounds how long a cancelled write waits for S3 to answer
 // a request whose body it already sent whole.
-var s3SettleGrace = 5 * time.Second
+const s3SettleGrace = 5 * time.Second
 
 // errSendCut ends a body whose request was cut before its last byte.
 var errSendCut = errors.New("pipeline: s3 request cut before its body was sent")
 
-// sendGate decides, once, between cutting a request and letting it finish.
-type sendGate struct {
-	mu        sync.Mutex
-	sent, cut bool
-}
+// sendGate decides, once, between cutting a request and letting it
+// finish: it goes from open to sent or to cut, never back.
+type sendGate struct{ state atomic.Int32 }
 
-// pass lets the body's last byte go, unless the request was cut.
+const (
+	gateOpen int32 = iota
+	gateSent
+	gateCut
+)
+
+// pass lets the body's last byte go (again, when a retry resends it),
+// unless the request was cut.
 func (g *sendGate) pass() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cut {
-		return errSendCut
+	if g.state.CompareAndSwap(gateOpen, gateSent) || g.state.Load() == gateSent {
+		return nil
 	}
-	g.sent = true
-	return nil
+	return errSendCut
 }
 
 // stop cuts the request unless its body went out whole; it reports
 // whether it did.
-func (g *sendGate) stop() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.sent {
-		return false
-	}
-	g.cut = true
-	return true
-}
+func (g *sendGate) stop() bool { return g.state.CompareAndSwap(gateOpen, gateCut) }
 
 // gatedBody is a request body over b that asks gate before its last byte.
 // It keeps what the SDK and bulkConn use of bytes.Reader: Seek (retries
@@ -130,8 +124,8 @@ func (r *gatedBody) Seek(offset int64, whence int) (int64, error) {
 
 // settled runs send with a body over b and a context that ctx cancels
 // only while the body is not yet sent whole; after that, send runs until
-// S3 answers or s3SettleGrace passed since ctx ended.
-func settled[T any](ctx context.Context, b []byte, send func(ctx context.Context, body io.ReadSeeker) (T, error)) (T, error) {
+// S3 answers or grace passed since ctx ended.
+func settled[T any](ctx context.Context, grace time.Duration, b []byte, send func(ctx context.Context, body io.ReadSeeker) (T, error)) (T, error) {
 	gate := &sendGate{}
 	reqCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
@@ -140,8 +134,8 @@ func settled[T any](ctx context.Context, b []byte, send func(ctx context.Context
 			cancel(context.Cause(ctx))
 			return
 		}
-		t := time.AfterFunc(s3SettleGrace, func() { cancel(context.Cause(ctx)) })
-		context.AfterFunc(reqCtx, func() { t.Stop() })
+		// Cancelling reqCtx after send returned is a no-op.
+		time.AfterFunc(grace, func() { cancel(context.Cause(ctx)) })
 	})
 	defer stop()
 	return send(reqCtx, &gatedBody{b: b, gate: gate})

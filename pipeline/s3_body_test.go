@@ -55,11 +55,11 @@ func TestGatedBody(t *testing.T) {
 
 // TestSettled: the request's context ends with the caller's while the body
 // is not yet sent whole; after that it lives until the send returns, or
-// until s3SettleGrace passed.
+// until the grace passed.
 func TestSettled(t *testing.T) {
 	t.Run("cut before sent", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		_, err := settled(ctx, []byte("abc"), func(rctx context.Context, body io.ReadSeeker) (int, error) {
+		_, err := settled(ctx, s3SettleGrace, []byte("abc"), func(rctx context.Context, body io.ReadSeeker) (int, error) {
 			cancel()
 			<-rctx.Done() // cut: the request's context ends too
 			_, err := io.ReadAll(body)
@@ -71,7 +71,7 @@ func TestSettled(t *testing.T) {
 	})
 	t.Run("sent whole", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		got, err := settled(ctx, []byte("abc"), func(rctx context.Context, body io.ReadSeeker) (int, error) {
+		got, err := settled(ctx, s3SettleGrace, []byte("abc"), func(rctx context.Context, body io.ReadSeeker) (int, error) {
 			b, err := io.ReadAll(body)
 			if err != nil {
 				return 0, err
@@ -89,10 +89,8 @@ func TestSettled(t *testing.T) {
 		}
 	})
 	t.Run("grace", func(t *testing.T) {
-		defer func(g time.Duration) { s3SettleGrace = g }(s3SettleGrace)
-		s3SettleGrace = 50 * time.Millisecond
 		ctx, cancel := context.WithCancel(t.Context())
-		_, err := settled(ctx, []byte("abc"), func(rctx context.Context, body io.ReadSeeker) (int, error) {
+		_, err := settled(ctx, 50*time.Millisecond, []byte("abc"), func(rctx context.Context, body io.ReadSeeker) (int, error) {
 			io.ReadAll(body)
 			cancel()
 			<-rctx.Done() // an S3 that never answers: cut after the grace

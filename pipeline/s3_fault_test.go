@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // faultyS3 puts a proxy in front of e's versitygw that answers 503 to the
@@ -105,7 +107,7 @@ func TestS3StallTimeout(t *testing.T) {
 			// socket buffer (up to tcp_wmem's 4 MiB) after its last write
 			// for less than half the stall timeout; a 16 MiB part takes
 			// 1.8 times it.
-			r.Body = io.NopCloser(&crawler{r: r.Body, rate: 6 << 20})
+			r.Body = io.NopCloser(&testsvc.PacedReader{R: r.Body, Rate: 6 << 20})
 			start := time.Now()
 			defer func() {
 				for d := int64(time.Since(start)); ; {
@@ -147,18 +149,6 @@ func TestS3StallTimeout(t *testing.T) {
 	t.Logf("the crawling write took %v, its longest part upload %v", time.Since(start).Round(time.Millisecond), time.Duration(longest.Load()).Round(time.Millisecond))
 	su.complete(t)
 	su.check(t, data)
-}
-
-// crawler reads r at about rate bytes a second.
-type crawler struct {
-	r    io.Reader
-	rate int
-}
-
-func (c *crawler) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	time.Sleep(time.Duration(n) * time.Second / time.Duration(c.rate))
-	return n, err
 }
 
 // TestS3EdgeSizes: an empty upload, and a chunked body longer than the

@@ -326,7 +326,7 @@ func crcHeader(crc uint32) *string {
 // CompleteMultipartUpload).
 func (s *S3Sink) uploadPart(ctx context.Context, key, uploadID string, num int32, b []byte, crc uint32) (etag, sum string, err error) {
 	sumHdr := crcHeader(crc)
-	out, err := settled(ctx, b, func(ctx context.Context, body io.ReadSeeker) (*s3.UploadPartOutput, error) {
+	out, err := settled(ctx, s3SettleGrace, b, func(ctx context.Context, body io.ReadSeeker) (*s3.UploadPartOutput, error) {
 		return s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket:         &s.cfg.Bucket,
 			Key:            aws.String(key),
@@ -345,7 +345,7 @@ func (s *S3Sink) uploadPart(ctx context.Context, key, uploadID string, num int32
 
 // putTail stores b as the tail object key (settled: see s3_body.go).
 func (s *S3Sink) putTail(ctx context.Context, key string, b []byte, crc uint32) error {
-	_, err := settled(ctx, b, func(ctx context.Context, body io.ReadSeeker) (*s3.PutObjectOutput, error) {
+	_, err := settled(ctx, s3SettleGrace, b, func(ctx context.Context, body io.ReadSeeker) (*s3.PutObjectOutput, error) {
 		return s.client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket:         &s.cfg.Bucket,
 			Key:            aws.String(key),

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // balancer is a round-robin HTTP load balancer in front of the fleet's
@@ -33,18 +35,6 @@ type balancer struct {
 	// rate, if set, paces every request body (bytes a second), so that
 	// the uploads last long enough for the kills however fast the machine.
 	rate int
-}
-
-// pacedBody reads a request body at about rate bytes a second.
-type pacedBody struct {
-	io.ReadCloser
-	rate int
-}
-
-func (p *pacedBody) Read(b []byte) (int, error) {
-	n, err := p.ReadCloser.Read(b[:min(len(b), 64<<10)])
-	time.Sleep(time.Duration(n) * time.Second / time.Duration(p.rate))
-	return n, err
 }
 
 func startBalancer(t *testing.T) (*balancer, net.Listener) {
@@ -63,7 +53,10 @@ func (b *balancer) serve(t *testing.T, ln net.Listener) {
 			r.SetURL(target)
 			r.Out.Host = r.In.Host
 			if b.rate > 0 && r.Out.Body != nil {
-				r.Out.Body = &pacedBody{ReadCloser: r.Out.Body, rate: b.rate}
+				r.Out.Body = struct {
+					io.Reader
+					io.Closer
+				}{&testsvc.PacedReader{R: r.Out.Body, Rate: b.rate}, r.Out.Body}
 			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
