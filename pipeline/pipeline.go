@@ -42,6 +42,12 @@ var (
 	// ErrNoSuchUpload: the storage no longer has the upload (S3
 	// NoSuchUpload, local file gone).
 	ErrNoSuchUpload = errors.New("pipeline: no such upload in storage")
+	// ErrIncomplete: Complete found that what storage holds (or would
+	// hold) is not the upload's Length bytes: committed parts that do not
+	// cover the upload, a tail not yet in a part, or an object of another
+	// size or checksum. Nothing was made ready. It wraps ErrStorage, so the
+	// proxy answers 503 and the client's retry finds the offset unchanged.
+	ErrIncomplete = fmt.Errorf("%w: stored bytes do not match the upload", ErrStorage)
 )
 
 // Upload is what the pipeline needs to know of an upload session.

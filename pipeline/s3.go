@@ -254,10 +254,12 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 	if err != nil {
 		return err
 	}
-	var size int64
-	for _, p := range parts {
-		size += p.Size
+	// Refuse before anything is cleaned up: a tail deleted or a multipart
+	// upload completed short cannot be undone.
+	if err := checkPlan(u, st, parts); err != nil {
+		return err
 	}
+	size := u.Length
 	if len(parts) == 0 {
 		// S3 cannot complete a multipart upload without parts.
 		in := &s3.PutObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(u.Key), Body: strings.NewReader(""), ContentLength: aws.Int64(0)}
@@ -266,6 +268,9 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 		}
 		if _, err := s.client.PutObject(ctx, in); err != nil {
 			return s3Err(ctx, "put empty object "+u.Key, err)
+		}
+		if err := s.verifyObject(ctx, u.Key, 0, nil); err != nil {
+			return err
 		}
 		s.cleanup(ctx, u.Key, st.UploadID)
 		return nil
@@ -292,6 +297,10 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 		if herr != nil || aws.ToInt64(head.ContentLength) != size {
 			return err
 		}
+	}
+	if err := s.verifyObject(ctx, u.Key, size, parts); err != nil {
+		// The tails stay: the committed state may still need them.
+		return err
 	}
 	if err := s.deleteTails(ctx, u.Key); err != nil {
 		// The object is complete; leftover tails are garbage, not data.

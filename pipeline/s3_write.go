@@ -153,9 +153,13 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 
 	for {
 		remaining := src.limit - src.n
-		if remaining <= 0 {
+		if remaining <= 0 && (carry == 0 || u.Length < 0 || src.Offset() != u.Length) {
 			return probeEnd(src)
 		}
+		// With nothing left to read, a carried tail still goes round once
+		// more when this write completes the upload (an empty last PATCH
+		// that sets Upload-Length, an empty final draft append): it
+		// becomes the last part, since Complete stores parts only.
 		want := s3BufferSize(s.cfg.Layout, partSize, carry, remaining)
 		// The buffer belongs to this loop until it is handed to an upload
 		// goroutine, which puts it back once S3 answered.

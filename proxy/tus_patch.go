@@ -257,37 +257,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	defer s.trackBody(body)()
 	defer s.register(sess.ID, body)()
 	cur := sess
-	commit := func(c context.Context, p pipeline.Progress) (err error) {
-		c, end := s.tel.span(c, "commit")
-		defer func() { end(err) }()
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
-		defer ccancel()
-		start := time.Now()
-		ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
-			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
-			Storage: p.Storage, Parts: toStoreParts(p.Parts), Length: -1,
-			// Expiry slides with activity: an upload being written does
-			// not expire, however long it takes in total.
-			ExpiresAt: s.nextExpiry(),
-			// So does the lease: the keeper skips renewals while commits
-			// come often enough.
-			ExtendLease: s.cfg.LeaseTTL,
-		})
-		s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-		if err != nil {
-			if errors.Is(err, sessionstore.ErrLeaseLost) {
-				s.metrics.lost.Inc()
-			}
-			return fmt.Errorf("proxy: commit offset %d: %w", p.Offset, err)
-		}
-		lh.extended(start, s.cfg.LeaseTTL)
-		cur = ns
-		s.metrics.commits.Add(1)
-		if cr.committed != nil {
-			cr.committed(ns.Offset)
-		}
-		return nil
-	}
+	commit := s.committer(lh, &cur, cr.committed)
 	s.metrics.activeUploads.Add(1)
 	wstart := time.Now()
 	_, werr := s.pipe.Write(wctx, uploadOf(sess), pipeline.Chunk{
@@ -334,6 +304,44 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return s.complete(wctx, lh.get(), cur)
 	}
 	return cur, nil
+}
+
+// committer returns the pipeline's commit function for a write under lh:
+// each durable prefix is committed with a compare-and-set on *cur's
+// offset, fenced by the lease, and *cur becomes the committed session.
+// notify, when set, is told each committed offset.
+func (s *Server) committer(lh *leaseHolder, cur *sessionstore.Session, notify func(offset int64)) pipeline.CommitFunc {
+	return func(c context.Context, p pipeline.Progress) (err error) {
+		c, end := s.tel.span(c, "commit")
+		defer func() { end(err) }()
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
+		defer ccancel()
+		start := time.Now()
+		ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
+			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
+			Storage: p.Storage, Parts: toStoreParts(p.Parts), Length: -1,
+			// Expiry slides with activity: an upload being written does
+			// not expire, however long it takes in total.
+			ExpiresAt: s.nextExpiry(),
+			// So does the lease: the keeper skips renewals while commits
+			// come often enough.
+			ExtendLease: s.cfg.LeaseTTL,
+		})
+		s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			if errors.Is(err, sessionstore.ErrLeaseLost) {
+				s.metrics.lost.Inc()
+			}
+			return fmt.Errorf("proxy: commit offset %d: %w", p.Offset, err)
+		}
+		lh.extended(start, s.cfg.LeaseTTL)
+		*cur = ns
+		s.metrics.commits.Add(1)
+		if notify != nil {
+			notify(ns.Offset)
+		}
+		return nil
+	}
 }
 
 // segment is one segment of a request written in several (ietfAppend):
@@ -397,7 +405,12 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 	if sess.Completed || sess.Length < 0 || sess.Offset != sess.Length {
 		return sess, nil
 	}
-	lease, err := s.takeLease(ctx, sess.ID, 0, false)
+	// Bytes the storage still holds outside its parts (an S3 tail left by
+	// earlier writes when the last request carried no byte: the draft's
+	// empty Upload-Complete: ?1 append) need a part number to become the
+	// last part.
+	parts := s.pipe.Sink().PartsFor(uploadOf(sess), 0)
+	lease, err := s.takeLease(ctx, sess.ID, parts, false)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease to complete: %w", err)
 	}
@@ -406,6 +419,20 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 	fresh := lease.Session
 	if fresh.Completed || fresh.Length < 0 || fresh.Offset != fresh.Length {
 		return fresh, nil
+	}
+	if lease.Parts > 0 {
+		// A write without a body: the sink turns what it carries into
+		// the last part and commits it; the offset does not move.
+		cur := fresh
+		_, err := s.pipe.Write(hctx, uploadOf(fresh), pipeline.Chunk{
+			Body: eofReader{}, Size: 0,
+			Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
+			Commit: s.committer(lh, &cur, nil),
+		})
+		if err != nil {
+			return cur, fmt.Errorf("proxy: store the last part: %w", err)
+		}
+		fresh = cur
 	}
 	return s.complete(hctx, lh.get(), fresh)
 }
