@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // quotaJSON is GET /api/v1/quota's body.
@@ -213,4 +215,65 @@ func raceCreations(t *testing.T, n int, fn func(i int) (int, error)) map[int]int
 	close(start)
 	wg.Wait()
 	return counts
+}
+
+// quotaShow runs `roughy quota show` for account (through the running
+// server's admin socket) and returns its USED column: bytes stored,
+// uploads, bytes reserved.
+func quotaShow(t *testing.T, s *server, account string) [3]int64 {
+	t.Helper()
+	out := runCmd(t, 30*time.Second, nil, roughyBin, "quota", "show", "--data-dir", s.DataDir, "--account", account)
+	var used [3]int64
+	for i, name := range []string{"bytes_stored", "uploads", "bytes_reserved"} {
+		m := regexp.MustCompile(`(?m)^` + name + `\s+(\d+)\s`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("roughy quota show: no %s row:\n%s", name, out)
+		}
+		fmt.Sscan(m[1], &used[i])
+	}
+	return used
+}
+
+// TestQuotaIETFDeferredLength: over the IETF draft, an upload created
+// without a length (?0) reserves its length when an append makes it known
+// (?1 with Content-Length): 3 MiB under a bytes_stored of 1 MiB is refused
+// naming the limit, before any byte is stored, and leaves the account's
+// usage as it was; 1 MiB, exactly the limit, completes and downloads
+// equal.
+func TestQuotaIETFDeferredLength(t *testing.T) {
+	s := startServer(t)
+	runCmd(t, 30*time.Second, nil, roughyBin, "quota", "set", "--data-dir", s.DataDir, "--account", "acme", "--bytes-stored", "1048576")
+	ep := s.Endpoint()
+	_, r := draftRoundTrip(t, "POST", ep, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?0"}, {"Content-Type", "video/mp4"}}, []byte{})
+	loc := r.Header.Get("Location")
+	if r.Status != http.StatusCreated || loc == "" {
+		t.Fatalf("draft creation: got %d %s, want 201 with Location", r.Status, r.Body)
+	}
+	if got, want := quotaShow(t, s, "acme"), [3]int64{0, 1, 0}; got != want {
+		t.Fatalf("roughy quota show after the creation: stored, uploads, reserved %v, want %v", got, want)
+	}
+	app := func(data []byte) testsvc.DraftReply {
+		_, r := draftRoundTrip(t, "PATCH", loc, hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?1"},
+			{"Upload-Offset", "0"}, {"Content-Type", "application/partial-upload"}}, data)
+		return r
+	}
+	r = app(randomBytes(3 << 20))
+	var p struct{ Code, Detail string }
+	json.Unmarshal(r.Body, &p)
+	if r.Status != http.StatusForbidden || p.Code != "quota_exceeded" || !strings.Contains(p.Detail, `"bytes_stored"`) {
+		t.Fatalf("append of 3 MiB: got %d %s, want 403 quota_exceeded naming \"bytes_stored\"", r.Status, r.Body)
+	}
+	if got, want := quotaShow(t, s, "acme"), [3]int64{0, 1, 0}; got != want {
+		t.Fatalf("roughy quota show after the refusal: stored, uploads, reserved %v, want %v", got, want)
+	}
+	_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
+	wantHeader(t, "HEAD after the refusal", h, "Upload-Offset", "0")
+	wantHeader(t, "HEAD after the refusal", h, "Upload-Length", "")
+
+	data := randomBytes(1 << 20)
+	a := wantAssetReply(t, "append of 1 MiB", app(data), data)
+	wantReady(t, s, acmeKey, a.ID, data)
+	if got, want := quotaShow(t, s, "acme"), [3]int64{1 << 20, 0, 0}; got != want {
+		t.Fatalf("roughy quota show after completion: stored, uploads, reserved %v, want %v", got, want)
+	}
 }

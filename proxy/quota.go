@@ -13,10 +13,12 @@ import (
 
 // Per-account quotas (issue 11). Each upload in progress holds a
 // reservation in the store: made before its session is stored (its
-// Upload-Length, or 0 for a deferred length), grown by the PATCHes of a
-// deferred length before their bytes are read, turned into stored bytes
-// when the upload completes, and dropped by DELETE and expiry. The
-// store checks and reserves atomically, so the limits hold across nodes.
+// Upload-Length, or 0 for a deferred length), grown by the writes of a
+// deferred length before their bytes are read, grown to the whole length
+// before a request of either protocol sets it (applyLength), turned into
+// stored bytes when the upload completes, and dropped by DELETE and
+// expiry. The store checks and reserves atomically, so the limits hold
+// across nodes.
 
 // quotaPath is the account's limits and usage.
 const quotaPath = "/api/v1/quota"
@@ -63,15 +65,12 @@ func (s *Server) reserveQuota(ctx context.Context, account, id string, n int64) 
 	return nil
 }
 
-// deferredReservation is what a chunk of an upload without a length yet
-// may take it to: its Upload-Length if the chunk sets one, else its
-// offset plus the body's length, or the 64 MiB cap of a body of unknown
-// length.
+// deferredReservation is what a chunk of an upload whose length is still
+// deferred (a chunk that sets it reserves in applyLength) may take it to:
+// its offset plus the body's length, or the 64 MiB cap of a body of
+// unknown length.
 func deferredReservation(sess sessionstore.Session, cr chunkRequest) int64 {
-	switch {
-	case cr.length >= 0:
-		return cr.length
-	case cr.size >= 0:
+	if cr.size >= 0 {
 		return sess.Offset + cr.size
 	}
 	return sess.Offset + pipeline.MaxChunk

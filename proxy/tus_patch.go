@@ -164,10 +164,19 @@ func lengthWith(sess sessionstore.Session, cr chunkRequest) (int64, error) {
 	return cr.length, nil
 }
 
-// applyLength sets a deferred upload's length from a PATCH's Upload-Length.
+// applyLength sets a deferred upload's length from a request's
+// Upload-Length (a TUS PATCH, or a draft append that carries it or ends
+// the upload). It is where a deferred length becomes known, whatever the
+// protocol, so it reserves that length first: the holds taken while the
+// length was deferred cover only the bytes written so far, and the writes
+// that follow reserve nothing once the length is set. A refusal leaves the
+// length unset and the hold as it was.
 func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr chunkRequest) error {
 	length, err := lengthWith(*sess, cr)
 	if err != nil || length == sess.Length {
+		return err
+	}
+	if err := s.reserveQuota(ctx, sess.Account, sess.ID, length); err != nil {
 		return err
 	}
 	if err := s.store.SetLength(ctx, sess.ID, length); err != nil {
@@ -189,14 +198,15 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if sess.Offset != cr.offset {
 		return sess, errOffset(sess.Offset, cr.offset)
 	}
+	if err := s.applyLength(ctx, &sess, cr); err != nil {
+		return sess, err
+	}
 	if sess.Length < 0 {
-		// A deferred length reserves as it grows, before the bytes come.
+		// A length still deferred reserves as it grows, before the bytes
+		// come.
 		if err := s.reserveQuota(ctx, sess.Account, sess.ID, deferredReservation(sess, cr)); err != nil {
 			return sess, err
 		}
-	}
-	if err := s.applyLength(ctx, &sess, cr); err != nil {
-		return sess, err
 	}
 	if sess.Length >= 0 && cr.size > sess.Length-sess.Offset {
 		return sess, errPastLength

@@ -15,6 +15,7 @@ func runQuota(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("QuotaReserve", func(t *testing.T) { testQuotaReserve(t, newStore(t)) })
 	t.Run("QuotaReleaseOnDelete", func(t *testing.T) { testQuotaRelease(t, newStore(t)) })
 	t.Run("QuotaConvertOnComplete", func(t *testing.T) { testQuotaSettle(t, newStore(t)) })
+	t.Run("QuotaBytesStoredEdge", func(t *testing.T) { testQuotaStoredEdge(t, newStore(t)) })
 	t.Run("QuotaDeferredGrowth", func(t *testing.T) { testQuotaGrowth(t, newStore(t)) })
 	t.Run("QuotaRaceAtTheEdge", func(t *testing.T) { testQuotaRace(t, newStore(t)) })
 	t.Run("QuotaHolds", func(t *testing.T) { testQuotaHolds(t, newStore(t)) })
@@ -155,6 +156,32 @@ func testQuotaSettle(t *testing.T, st sessionstore.Store) {
 		t.Fatal(err)
 	}
 	wantUsage(t, st, acct, "deferred settled", sessionstore.QuotaUsage{BytesStored: 1150})
+}
+
+// testQuotaStoredEdge: bytes_stored (completed plus reserved) takes an
+// account exactly to its limit and not one byte past it, whether the byte
+// comes with a new upload or grows one in progress.
+func testQuotaStoredEdge(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	acct := newID()
+	if err := st.SetQuota(ctx, acct, sessionstore.QuotaLimits{BytesStored: 1000, Uploads: -1, BytesReserved: -1}); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, st, acct, "done", 600, unlimited)
+	if err := st.SettleQuota(ctx, acct, "done", 600); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, st, acct, "u1", 300, unlimited)
+	err := st.ReserveQuota(ctx, acct, "u2", 101, unlimited)
+	wantRefused(t, "a new upload one byte past bytes_stored", err, sessionstore.QuotaBytesStored)
+	if qe, _ := errors.AsType[*sessionstore.QuotaError](err); qe.Max != 1000 || qe.Used != 900 || qe.Want != 101 {
+		t.Fatalf("QuotaError: got %+v, want max 1000 used 900 want 101", qe)
+	}
+	wantUsage(t, st, acct, "refused one byte past", sessionstore.QuotaUsage{BytesStored: 600, Uploads: 1, BytesReserved: 300})
+	mustReserve(t, st, acct, "u2", 100, unlimited)
+	wantUsage(t, st, acct, "exactly at bytes_stored", sessionstore.QuotaUsage{BytesStored: 600, Uploads: 2, BytesReserved: 400})
+	wantRefused(t, "growing one byte past bytes_stored", st.ReserveQuota(ctx, acct, "u1", 301, unlimited), sessionstore.QuotaBytesStored)
+	wantUsage(t, st, acct, "refused growth", sessionstore.QuotaUsage{BytesStored: 600, Uploads: 2, BytesReserved: 400})
 }
 
 func testQuotaGrowth(t *testing.T, st sessionstore.Store) {
