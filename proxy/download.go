@@ -260,7 +260,10 @@ func attachment(name string) string {
 	if name == "" {
 		return "attachment"
 	}
-	name = strings.ToValidUTF8(name, "\uFFFD")
+	// Controls and bidi overrides go before either form is made: browsers
+	// prefer filename*, so a name cleaned only in filename would still
+	// save "evil\u202egpj.exe" as what looks like a .jpg (RFC 6266 §4.3).
+	name = strings.Map(safeNameRune, strings.ToValidUTF8(name, "\uFFFD"))
 	var plain, ext strings.Builder
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -280,6 +283,18 @@ func attachment(name string) string {
 		v += "; filename*=UTF-8''" + ext.String()
 	}
 	return v
+}
+
+// safeNameRune maps the runes a saved file name must not carry to '_':
+// C0 and C1 controls (CR, LF, NUL among them) and the bidirectional
+// embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069),
+// which can make a name display other than it is.
+func safeNameRune(r rune) rune {
+	switch {
+	case r < 0x20, r >= 0x7f && r <= 0x9f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		return '_'
+	}
+	return r
 }
 
 // isAttrChar reports whether c may appear unencoded in an RFC 8187
