@@ -185,6 +185,16 @@ func TestIETFDigests(t *testing.T) {
 	if r := app(0, data[:half], "?0", [2]string{"Content-Digest", "sha-256=:nope:"}); r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"invalid_digest"`) {
 		t.Fatalf("malformed Content-Digest: got %d %s, want 400 invalid_digest", r.Status, r.Body)
 	}
+	// One algorithm twice with different values: the first member (what
+	// a naive parser keeps) is right, the last (what a structured-field
+	// parser keeps) is wrong. Either way the client and the server could
+	// disagree on what was checked: refused.
+	for _, name := range []string{"Content-Digest", "Repr-Digest"} {
+		twice := sfSHA256(data[:half]) + ", " + sfSHA256(data[1:half+1])
+		if r := app(0, data[:half], "?0", [2]string{name, twice}); r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"invalid_digest"`) {
+			t.Fatalf("%s with sha-256 twice, different values: got %d %s, want 400 invalid_digest", name, r.Status, r.Body)
+		}
+	}
 	_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
 	if h.Header.Get("Upload-Offset") != "0" {
 		t.Fatalf("offset after the refused digests: got %q, want 0", h.Header.Get("Upload-Offset"))

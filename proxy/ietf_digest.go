@@ -88,8 +88,12 @@ func parseDigests(h *fasthttp.RequestHeader) (draftDigests, error) {
 }
 
 // sha256Member returns the sha-256 member of a digest Dictionary
-// (`sha-256=:<base64>:`, parameters ignored), nil when there is none.
+// (`sha-256=:<base64>:`, parameters ignored), nil when there is none. A
+// Dictionary that names sha-256 twice with different values is refused:
+// a structured-field parser keeps the last member and ours would keep the
+// first, so the client and the server could check different digests.
 func sha256Member(v string) ([]byte, error) {
+	var found []byte
 	for member := range strings.SplitSeq(v, ",") {
 		key, val, ok := strings.Cut(strings.TrimSpace(member), "=")
 		if !ok || strings.TrimSpace(key) != "sha-256" {
@@ -104,9 +108,12 @@ func sha256Member(v string) ([]byte, error) {
 		if err != nil || len(sum) != 32 {
 			return nil, errors.New("sha-256 must be 32 bytes in base64")
 		}
-		return sum, nil
+		if found != nil && !bytes.Equal(found, sum) {
+			return nil, errors.New("sha-256 is given twice with different values")
+		}
+		found = sum
 	}
-	return nil, nil
+	return found, nil
 }
 
 // emptyRepr reports whether repr is the SHA-256 of no bytes.
