@@ -19,7 +19,7 @@ func (e *env) openPatch(account string, c created, size int, first []byte) *rawC
 }
 
 // TestAccountBodyCap: one account streams at most MaxAccountBodies bodies
-// to a node at once; the next gets 429 with Retry-After before its body is
+// to a node at once; the next gets 503 with Retry-After before its body is
 // read, while another account is not affected, and a slot is free again
 // once a body ended.
 func TestAccountBodyCap(t *testing.T) {
@@ -35,12 +35,12 @@ func TestAccountBodyCap(t *testing.T) {
 
 	third := e.create("acme", 100)
 	r := e.patch("acme", third.Location, 0, data[:100])
-	if r.status != http.StatusTooManyRequests || r.errorCode() != "too_many_uploads" || r.h.Get("Retry-After") == "" {
-		t.Fatalf("third concurrent PATCH of acme: %d %q Retry-After %q; want 429 too_many_uploads with Retry-After",
+	if r.status != http.StatusServiceUnavailable || r.errorCode() != "too_many_uploads" || r.h.Get("Retry-After") == "" {
+		t.Fatalf("third concurrent PATCH of acme: %d %q Retry-After %q; want 503 too_many_uploads with Retry-After",
 			r.status, r.errorCode(), r.h.Get("Retry-After"))
 	}
 	if h := e.head("acme", third.Location); h.h.Get("Upload-Offset") != "0" {
-		t.Fatalf("offset after the 429: %q, want 0", h.h.Get("Upload-Offset"))
+		t.Fatalf("offset after the 503: %q, want 0", h.h.Get("Upload-Offset"))
 	}
 	other := e.create("globex", 100)
 	if r := e.patch("globex", other.Location, 0, data[:100]); r.status != http.StatusNoContent {

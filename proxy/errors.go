@@ -60,7 +60,10 @@ var (
 		"the server's storage is full; nothing more of the upload was stored. HEAD it and resume later or on another server")
 	errSlow = errorf(fasthttp.StatusRequestTimeout, "body_too_slow",
 		"the body arrived slower than the server's minimum rate; HEAD the upload and resume")
-	errTooManyBodies = errorf(fasthttp.StatusTooManyRequests, "too_many_uploads",
+	// errTooManyBodies is a transient limit of this node: 503, which every
+	// TUS client retries (tus-js-client gives an upload up on any other
+	// 4xx than 409 and 423, so a 429 here failed browser uploads).
+	errTooManyBodies = errorf(fasthttp.StatusServiceUnavailable, "too_many_uploads",
 		"this account has too many uploads streaming to this server; retry after Retry-After seconds")
 )
 
@@ -118,7 +121,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	case !known:
 		body.Error.RequestID = rq.id
 		s.log.Error("request failed", append(rq.attrs(), slog.Any("err", err))...)
-	case e.Status >= 500 && e != errClientFull: // a flood of refusals must not flood the log
+	case e.Status >= 500 && e != errClientFull && e != errTooManyBodies: // a flood of refusals must not flood the log
 		s.log.Warn("request failed", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
 	default:
 		s.log.Debug("request rejected", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)

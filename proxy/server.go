@@ -54,7 +54,7 @@ type Config struct {
 	// MinBodyRateWindow is the window MinBodyRate is averaged over.
 	MinBodyRateWindow time.Duration
 	// MaxAccountBodies caps the upload bodies (PATCH, POST with data) one
-	// account streams to this node at once (default 64); past it, 429 with
+	// account streams to this node at once (default 64); past it, 503 with
 	// Retry-After. Negative disables it.
 	MaxAccountBodies int
 	// MinFreeSpace makes /readyz fail while the storage has less free
