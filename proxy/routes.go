@@ -131,7 +131,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case path == "/readyz":
 		rq.route = "readyz"
 		s.ready(ctx, rq)
-	case path == "/metrics":
+	case path == "/metrics" && !s.cfg.MetricsElsewhere:
 		rq.route = "metrics"
 		s.writeMetrics(ctx, rq)
 	default:

@@ -57,6 +57,10 @@ type Config struct {
 	// account streams to this node at once (default 64); past it, 503 with
 	// Retry-After. Negative disables it.
 	MaxAccountBodies int
+	// MetricsElsewhere says /metrics is served on a listener of its own
+	// (ServeMetrics): the public listener then answers it 404, so the
+	// balancer's path rules are not what keeps it private.
+	MetricsElsewhere bool
 	// MinFreeSpace makes /readyz fail while the storage has less free
 	// space (local storage only; 0: no floor).
 	MinFreeSpace int64
@@ -116,6 +120,8 @@ type Server struct {
 	static  staticKeys
 	metrics *metrics
 	tel     *Telemetry
+	// metricsSrv is the listener of /metrics alone, when it has one.
+	metricsSrv metricsServer
 
 	// base is the parent of every request context. It is canceled only
 	// when Shutdown gives up waiting, so in-flight PATCHes can finish.
@@ -275,9 +281,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
 	if err == nil {
 		s.cancelBase()
+		s.shutdownMetrics()
 		return nil
 	}
 	s.cancelBase()
+	s.shutdownMetrics()
 	s.cutBodies()
 	// Give canceled handlers a moment to commit and release their leases.
 	for deadline := time.Now().Add(5 * time.Second); s.inflight.Load() > 0 && time.Now().Before(deadline); {

@@ -70,6 +70,7 @@ func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.
 func (c cli) serve(ctx context.Context, args []string) error {
 	fl := newFlagSet("serve", "serve [flags]", c.stderr)
 	listen := fl.String("listen", ":8080", "address to serve on")
+	metricsListen := fl.String("metrics-listen", "", "serve /metrics on this address of its own (e.g. 127.0.0.1:9090) instead of on --listen")
 	publicURL := fl.String("public-url", "", "base URL for Location and download_url (default: from the request)")
 	sf := addStoreFlags(fl)
 	kf := addSinkFlags(fl, sf.dataDir)
@@ -211,6 +212,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		cfg.MinBodyRate = -1
 	}
 	cfg.MaxAccountBodies = *maxAccountPatches
+	cfg.MetricsElsewhere = *metricsListen != ""
 	if cfg.MaxAccountBodies <= 0 {
 		cfg.MaxAccountBodies = -1
 	}
@@ -241,6 +243,20 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("roughy: listen: %w", err)
 	}
+	if *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("roughy: metrics listen: %w", err)
+		}
+		wg.Go(func() {
+			if err := srv.ServeMetrics(mln); err != nil {
+				log.Warn("roughy: serve metrics", "err", err)
+			}
+		})
+		log.Info("roughy serving metrics", "addr", mln.Addr().String())
+		fmt.Fprintf(c.stdout, "roughy metrics on %s\n", mln.Addr())
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("roughy serving", "addr", ln.Addr().String(), "storage", *kf.storage,
@@ -259,6 +275,11 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		if serveErr != nil {
 			serveErr = fmt.Errorf("roughy: serve: %w", serveErr)
 		}
+		// The public listener failed: stop the rest (the metrics
+		// listener among it) so that the goroutines end.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *shutdownTimeout)
+		_ = srv.Shutdown(sctx)
+		cancel()
 	case <-ctx.Done():
 		stop() // a second signal kills the process without waiting for the drain
 		log.Info("roughy draining", "timeout", *shutdownTimeout)
