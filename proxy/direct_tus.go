@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -260,7 +261,9 @@ func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, as
 	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
 		return err
 	}
-	err := s.store.ClaimDirectUpload(ctx, d.ID, time.Now(), *sess, asset)
+	// The claim's own id: the store grants it again if it is resent (a
+	// Redis reply lost on the way), and no other request.
+	err := s.store.ClaimDirectUpload(ctx, d.ID, rand.Text(), time.Now(), *sess, asset)
 	if err != nil && !errors.Is(err, sessionstore.ErrExists) {
 		s.releaseQuota(ctx, sess.Account, sess.ID)
 	}
