@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,4 +252,57 @@ func TestDirectWrongToken(t *testing.T) {
 		t.Fatalf("PATCH with the right token: %d %s, want 204", r.status, r.body)
 	}
 	e.wantDownload("acme", id, data)
+}
+
+// lostClaimReply is the embedded store whose next direct upload claim is
+// applied but answered as an outage (its reply lost, the resend failed
+// too).
+type lostClaimReply struct {
+	sessionstore.Store
+	lose atomic.Bool
+}
+
+func (l *lostClaimReply) ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s sessionstore.Session, a sessionstore.Asset) error {
+	err := l.Store.ClaimDirectUpload(ctx, id, claim, now, s, a)
+	if err == nil && l.lose.CompareAndSwap(true, false) {
+		return errOutage
+	}
+	return err
+}
+
+// TestDirectClaimReplyLostQuota: a claim that was applied but answered as
+// failed (503) gives its quota hold back; the client's retried POST makes
+// the storage and holds the quota again, and the completed upload is
+// counted as stored.
+func TestDirectClaimReplyLostQuota(t *testing.T) {
+	lc := &lostClaimReply{}
+	e := newEnv(t, nil, func(s sessionstore.Store) sessionstore.Store { lc.Store = s; return lc })
+	usage := func() sessionstore.QuotaUsage {
+		t.Helper()
+		_, u, err := e.store.Quota(t.Context(), "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	data := bytes.Repeat([]byte("quota "), 500)
+	id, url := e.mintDirect("acme")
+	lc.lose.Store(true)
+	if r := e.directPost(url, len(data)); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("POST whose claim's reply was lost: %d %s, want 503", r.status, r.body)
+	}
+	r := e.directPost(url, len(data))
+	if r.status != http.StatusCreated || r.h.Get("Location") != url {
+		t.Fatalf("retried POST: %d %s, want 201 and Location = the URL", r.status, r.body)
+	}
+	if got, want := usage(), (sessionstore.QuotaUsage{Uploads: 1, BytesReserved: int64(len(data))}); got != want {
+		t.Errorf("usage after the retried POST: %+v, want %+v", got, want)
+	}
+	if r := e.patch("", url, 0, data); r.status != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s, want 204", r.status, r.body)
+	}
+	e.wantDownload("acme", id, data)
+	if got, want := usage(), (sessionstore.QuotaUsage{BytesStored: int64(len(data))}); got != want {
+		t.Errorf("usage after completion: %+v, want %+v", got, want)
+	}
 }

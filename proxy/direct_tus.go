@@ -308,6 +308,11 @@ func (s *Server) repeatCreation(ctx context.Context, sess *sessionstore.Session,
 	case !storagePending(cur) || cur.Length != sess.Length:
 		return errDirectUsed
 	}
+	// The hold is the claim's; a claim whose answer was lost counted as
+	// failed and gave it back. Reserving again is a no-op otherwise.
+	if err := s.reserveQuota(ctx, cur.Account, cur.ID, max(cur.Length, 0)); err != nil {
+		return err
+	}
 	saved, err := s.directStorage(ctx, sess.ID)
 	if err != nil {
 		return err
