@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -183,10 +185,9 @@ func (s *Server) directAdmit(rc *fasthttp.RequestCtx, rq *request, method string
 		}
 		return nil
 	}
-	switch {
-	case d.Created:
-		return errDirectUsed
-	case time.Now().After(d.ExpiresAt):
+	// A used grant's POST is answered by claimUpload (repeatCreation); its
+	// creation deadline no longer applies.
+	if !d.Created && time.Now().After(d.ExpiresAt) {
 		return errDirectExpired
 	}
 	return directCreation(&rc.Request.Header, d)
@@ -244,29 +245,37 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 // the grant in the store first and makes the storage after: every upload
 // of a grant has the same id and so the same storage key, and a creation
 // that lost the race must not create (local: truncate) or free (S3: delete
-// the tails of) the winner's storage. A sink with state to keep (S3's
-// multipart upload id) stores it with an empty commit under the lease.
-func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, asset sessionstore.Asset, d *sessionstore.DirectUpload) error {
+// the tails of) the winner's storage. The claim stores the session with
+// storageToCreate; the storage is then made under the upload's lease and
+// its state committed (directStorage). When that fails (storage down), the
+// grant is used but its upload has no storage yet: a repeat POST on the
+// URL, or the first PATCH, makes it (a grant must not be lost to one
+// transient failure). A repeat of a creation that is done is refused as a
+// second one.
+func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, asset *sessionstore.Asset, d *sessionstore.DirectUpload) error {
+	if d.Created {
+		return s.repeatCreation(ctx, sess, asset)
+	}
 	// The quota is reserved first (quota.go), as for any creation. A
 	// losing racer (ErrExists) leaves the hold alone: it has the winner's
 	// id, so it is the winner's hold. The event is queued before the claim
-	// (webhooks.go), unless the grant is already used: a second creation
-	// would only be refused.
-	if !d.Created {
-		if err := s.emitBefore(ctx, sessionstore.EventAssetCreated, asset); err != nil {
-			return err
-		}
+	// (webhooks.go).
+	if err := s.emitBefore(ctx, sessionstore.EventAssetCreated, *asset); err != nil {
+		return err
 	}
 	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
 		return err
 	}
-	err := s.store.ClaimDirectUpload(ctx, d.ID, time.Now(), *sess, asset)
+	sess.Storage = storageToCreate
+	// The claim's own id: the store grants it again if it is resent (a
+	// Redis reply lost on the way), and no other request.
+	err := s.store.ClaimDirectUpload(ctx, d.ID, rand.Text(), time.Now(), *sess, *asset)
 	if err != nil && !errors.Is(err, sessionstore.ErrExists) {
 		s.releaseQuota(ctx, sess.Account, sess.ID)
 	}
 	switch {
 	case errors.Is(err, sessionstore.ErrExists):
-		return errDirectUsed
+		return s.repeatCreation(ctx, sess, asset)
 	case errors.Is(err, sessionstore.ErrRevoked):
 		return errDirectRevoked
 	case errors.Is(err, sessionstore.ErrDirectExpired):
@@ -277,33 +286,99 @@ func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, as
 		return fmt.Errorf("proxy: claim direct upload: %w", err)
 	}
 	s.metrics.created.Add(1)
-	storage, err := s.pipe.Sink().Create(ctx, uploadOf(*sess))
+	saved, err := s.directStorage(ctx, sess.ID)
 	if err != nil {
-		return fmt.Errorf("proxy: create storage of direct upload: %w", err)
-	}
-	if storage == nil {
-		return nil
-	}
-	saved, err := s.saveStorage(ctx, sess.ID, storage)
-	if err != nil {
-		// The claim is ours, and so is the key: freeing it hurts nobody.
-		u := uploadOf(*sess)
-		u.Storage = storage
-		if aerr := s.pipe.Sink().Abort(context.WithoutCancel(ctx), u); aerr != nil {
-			s.log.Warn("free storage of failed direct creation", "upload_id", sess.ID, "err", aerr)
-		}
-		return fmt.Errorf("proxy: save storage of direct upload: %w", err)
+		return err
 	}
 	*sess = saved
 	return nil
 }
 
-// saveStorage stores a new upload's sink state with an empty commit.
-func (s *Server) saveStorage(ctx context.Context, id string, storage []byte) (sessionstore.Session, error) {
-	l, err := s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, 0)
+// repeatCreation answers a POST on a grant whose upload exists: when the
+// creation that claimed it failed before the upload had storage, this one
+// makes the storage and answers as the creation (same Upload-Length, the
+// upload as stored); otherwise it is a second creation, refused.
+func (s *Server) repeatCreation(ctx context.Context, sess *sessionstore.Session, asset *sessionstore.Asset) error {
+	cur, err := s.store.Session(ctx, sess.ID)
+	switch {
+	case errors.Is(err, sessionstore.ErrNotFound):
+		return errDirectUsed // deleted
+	case err != nil:
+		return fmt.Errorf("proxy: load direct upload's session: %w", err)
+	case !storagePending(cur) || cur.Length != sess.Length:
+		return errDirectUsed
+	}
+	// The hold is the claim's; a claim whose answer was lost counted as
+	// failed and gave it back. Reserving again is a no-op otherwise.
+	if err := s.reserveQuota(ctx, cur.Account, cur.ID, max(cur.Length, 0)); err != nil {
+		return err
+	}
+	saved, err := s.directStorage(ctx, sess.ID)
 	if err != nil {
-		return sessionstore.Session{}, err
+		return err
+	}
+	a, err := s.store.Asset(ctx, sess.ID)
+	if err != nil {
+		return fmt.Errorf("proxy: load direct upload's asset: %w", err)
+	}
+	*sess, *asset = saved, a
+	return nil
+}
+
+// storageToCreate is the Storage of a claimed direct upload whose storage
+// does not exist yet. No sink ever sees it (uploadOf hides it); a commit
+// of the sink's state replaces it. Sessions of other uploads never have it.
+var storageToCreate = []byte("roughy: storage to create")
+
+// storagePending reports whether sess is a claimed direct upload still
+// without storage (no byte can have been written to it).
+func storagePending(sess sessionstore.Session) bool {
+	return sess.Offset == 0 && bytes.Equal(sess.Storage, storageToCreate)
+}
+
+// directStorage makes the storage of a claimed direct upload under its
+// lease, for the request that answers as its creation: exactly one does,
+// so a request that finds the lease taken or the storage made is refused
+// as a second creation.
+func (s *Server) directStorage(ctx context.Context, id string) (sessionstore.Session, error) {
+	l, err := s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, 0)
+	switch {
+	case errors.Is(err, sessionstore.ErrLocked), errors.Is(err, sessionstore.ErrNotFound):
+		return sessionstore.Session{}, errDirectUsed
+	case err != nil:
+		return sessionstore.Session{}, fmt.Errorf("proxy: acquire lease to create storage: %w", err)
 	}
 	defer s.store.ReleaseLease(context.WithoutCancel(ctx), l)
-	return s.store.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 0, Storage: storage, Length: -1})
+	if !storagePending(l.Session) {
+		return sessionstore.Session{}, errDirectUsed
+	}
+	return s.ensureStorage(ctx, l, l.Session)
+}
+
+// ensureStorage makes the storage of sess, a session read under lease l,
+// if it is a claimed direct upload without storage yet (storagePending),
+// and commits its state.
+func (s *Server) ensureStorage(ctx context.Context, l sessionstore.Lease, sess sessionstore.Session) (sessionstore.Session, error) {
+	if !storagePending(sess) {
+		return sess, nil
+	}
+	storage, err := s.pipe.Sink().Create(ctx, uploadOf(sess))
+	if err != nil {
+		return sess, fmt.Errorf("proxy: create storage of direct upload: %w", err)
+	}
+	if storage == nil {
+		// A commit replaces Storage only when non-nil.
+		storage = []byte{}
+	}
+	// A failed commit leaves the storage alone: it may have been applied
+	// (a lost reply), and the local sink's Abort would remove the file of
+	// the key, whoever made it. The next attempt creates it again (local:
+	// truncates the empty file; S3: a new multipart upload).
+	ns, err := s.store.Commit(ctx, l, sessionstore.Commit{
+		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState, Storage: storage, Length: -1,
+	})
+	if err != nil {
+		return sess, fmt.Errorf("proxy: save storage of direct upload: %w", err)
+	}
+	return ns, nil
 }

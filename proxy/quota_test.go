@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -176,21 +175,6 @@ func (e *env) draftAppend(account, loc string, offset int, chunk []byte, done st
 	e.t.Helper()
 	return e.draftDo("PATCH", loc, account, chunk, append([]string{"Upload-Complete", done,
 		"Upload-Offset", strconv.Itoa(offset), "Content-Type", "application/partial-upload"}, kv...)...)
-}
-
-// wantDownload checks upload id's asset is ready and its download_url
-// serves data.
-func (e *env) wantDownload(account, id string, data []byte) {
-	e.t.Helper()
-	r, a := e.getAsset(account, id)
-	if r.status != http.StatusOK || a.State != "ready" || a.DownloadURL == "" {
-		e.t.Fatalf("GET asset %s: got %d %s, want 200 ready with a download_url", id, r.status, r.body)
-	}
-	d := e.do("GET", a.DownloadURL, nil, nil)
-	if d.status != http.StatusOK || !bytes.Equal(d.body, data) {
-		e.t.Fatalf("download: got %d, %d bytes sha256 %s; want 200, %d bytes sha256 %s",
-			d.status, len(d.body), sha256Hex(d.body), len(data), sha256Hex(data))
-	}
 }
 
 // TestQuotaDeferredLengthBecomesKnown: an upload created without a length

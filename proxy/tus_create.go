@@ -133,7 +133,7 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		asset = sessionstore.Asset{}
 	}
 	if rq.direct != nil {
-		err = s.claimUpload(ctx, &sess, asset, rq.direct)
+		err = s.claimUpload(ctx, &sess, &asset, rq.direct)
 	} else {
 		err = s.createUpload(ctx, &sess, asset)
 	}
@@ -232,6 +232,9 @@ func storageKey(id string) string { return "uploads/" + id }
 func uploadOf(sess sessionstore.Session) pipeline.Upload {
 	md, _ := parseMetadata(sess.Metadata)
 	sh, _ := md.shape()
+	if storagePending(sess) {
+		sess.Storage = nil // a marker of the proxy's (direct_tus.go), no sink state
+	}
 	return pipeline.Upload{
 		ID: sess.ID, Key: storageKey(sess.ID), Length: sess.Length, Offset: sess.Offset,
 		HashState: sess.HashState, Storage: sess.Storage, ContentType: sh.ContentType,

@@ -251,6 +251,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if sess.Length >= 0 && cr.size > sess.Length-sess.Offset {
 		return sess, errPastLength
 	}
+	// A direct upload whose creation failed before its storage existed
+	// gets it now (direct_tus.go).
+	if sess, err = s.ensureStorage(wctx, lh.get(), sess); err != nil {
+		return sess, err
+	}
 
 	body := cr.body
 	var src io.Reader
@@ -429,6 +434,10 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 	fresh := lease.Session
 	if fresh.Completed || fresh.Length < 0 || fresh.Offset != fresh.Length {
 		return fresh, nil
+	}
+	// An empty direct upload may still lack its storage (direct_tus.go).
+	if fresh, err = s.ensureStorage(hctx, lh.get(), fresh); err != nil {
+		return fresh, err
 	}
 	if lease.Parts > 0 {
 		// A write without a body: the sink turns what it carries into

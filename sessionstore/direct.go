@@ -46,7 +46,9 @@ type DirectUpload struct {
 	// ExpiresAt bounds the creation only; once created, the upload's own
 	// expiry applies.
 	ExpiresAt time.Time
-	// Created is set when the upload was created with it.
+	// Created is set when the upload was created with it, by the claim
+	// Claim ("" for a grant claimed by a version that did not record it).
 	Created bool
+	Claim   string
 	Revoked bool
 }

@@ -64,9 +64,12 @@ func boltDirect(tx *bolt.Tx, id string) (DirectUpload, error) {
 }
 
 // ClaimDirectUpload creates the upload of direct upload id, once.
-func (l *Local) ClaimDirectUpload(ctx context.Context, id string, now time.Time, s Session, a Asset) error {
+func (l *Local) ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s Session, a Asset) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if claim == "" {
+		return fmt.Errorf("sessionstore: local claim direct upload %s: empty claim", id)
 	}
 	if s.NextPart < 1 {
 		s.NextPart = 1
@@ -78,9 +81,14 @@ func (l *Local) ClaimDirectUpload(ctx context.Context, id string, now time.Time,
 			return err
 		}
 		switch {
+		case d.Created && claim != "" && d.Claim == claim && tx.Bucket(boltBucketSessions).Get([]byte(id)) != nil:
+			// This claim was applied already (a revocation since keeps
+			// its upload): nothing to do.
+			return nil
 		case d.Revoked:
 			refusal = ErrRevoked
 		case d.Created:
+			// Used, even when its upload was deleted since.
 			refusal = ErrExists
 		case now.After(d.ExpiresAt):
 			refusal = ErrDirectExpired
@@ -95,7 +103,7 @@ func (l *Local) ClaimDirectUpload(ctx context.Context, id string, now time.Time,
 		if err := boltCreateUpload(tx, s, a); err != nil {
 			return err
 		}
-		d.Created = true
+		d.Created, d.Claim = true, claim
 		return boltPut(tx.Bucket(boltBucketDirect), []byte(id), d)
 	})
 	if refusal != nil {

@@ -17,6 +17,7 @@ import (
 //	rec      JSON DirectUpload (its Created and Revoked are the fields below)
 //	exp      ExpiresAt in ms since 1970
 //	created  "1" once the upload was created
+//	claim    the claim (request id) that created it
 //	revoked  "1" once revoked
 func redisDirectKey(id string) string { return "roughy:{" + id + "}:direct" }
 
@@ -34,24 +35,28 @@ redis.call('SET', KEYS[3], ARGV[1])
 return {1}
 `)
 
-// luaClaimDirect creates the upload of a direct upload once.
+// luaClaimDirect creates the upload of a direct upload once; the same
+// claim again, while its upload exists, answers "ok" without a change (the
+// client resends a script whose reply was lost).
 // KEYS[1] direct, KEYS[2] session, KEYS[3] asset, KEYS[4] the expiry set
 // (absent on Cluster, written by a separate call). ARGV[1] now ms, ARGV[2]
-// session id, ARGV[3] expiry score, ARGV[4] number of session
-// field/value arguments that follow, then the session's, then the asset's.
+// session id, ARGV[3] expiry score, ARGV[4] claim, ARGV[5] number of
+// session field/value arguments that follow, then the session's, then the
+// asset's.
 // Answers {1, "ok" | "missing" | "revoked" | "created" | "expired"}.
 var luaClaimDirect = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1, 'missing'} end
-local f = redis.call('HMGET', KEYS[1], 'revoked', 'created', 'exp')
+local f = redis.call('HMGET', KEYS[1], 'revoked', 'created', 'exp', 'claim')
+if f[2] == '1' and f[4] == ARGV[4] and redis.call('EXISTS', KEYS[2]) == 1 then return {1, 'ok'} end
 if f[1] == '1' then return {1, 'revoked'} end
 if f[2] == '1' or redis.call('EXISTS', KEYS[2]) == 1 then return {1, 'created'} end
 if tonumber(ARGV[1]) > tonumber(f[3]) then return {1, 'expired'} end
-local n = tonumber(ARGV[4])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + n))
+local n = tonumber(ARGV[5])
+redis.call('HSET', KEYS[2], unpack(ARGV, 6, 5 + n))
 redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], unpack(ARGV, 5 + n, #ARGV))
+redis.call('HSET', KEYS[3], unpack(ARGV, 6 + n, #ARGV))
 if #KEYS > 3 then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
-redis.call('HSET', KEYS[1], 'created', '1')
+redis.call('HSET', KEYS[1], 'created', '1', 'claim', ARGV[4])
 return {1, 'ok'}
 `)
 
@@ -97,12 +102,15 @@ func redisDecodeDirect(id string, m map[string]string) (DirectUpload, error) {
 	if err := json.Unmarshal([]byte(m["rec"]), &d); err != nil {
 		return DirectUpload{}, fmt.Errorf("sessionstore: redis: corrupt direct upload %q: %w", id, err)
 	}
-	d.Created, d.Revoked = m["created"] == "1", m["revoked"] == "1"
+	d.Created, d.Revoked, d.Claim = m["created"] == "1", m["revoked"] == "1", m["claim"]
 	return d, nil
 }
 
 // ClaimDirectUpload creates the upload of direct upload id, once.
-func (r *Redis) ClaimDirectUpload(ctx context.Context, id string, now time.Time, s Session, a Asset) error {
+func (r *Redis) ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s Session, a Asset) error {
+	if claim == "" {
+		return fmt.Errorf("sessionstore: redis: claim direct upload %q: empty claim", id)
+	}
 	if s.NextPart < 1 {
 		s.NextPart = 1
 	}
@@ -114,7 +122,7 @@ func (r *Redis) ClaimDirectUpload(ctx context.Context, id string, now time.Time,
 		return redisErr("claim direct upload", err)
 	}
 	sf := redisSessionFields(s)
-	args := append([]any{strconv.FormatInt(now.UnixMilli(), 10), s.ID, strconv.FormatInt(s.ExpiresAt.UnixMilli(), 10), len(sf)}, sf...)
+	args := append([]any{strconv.FormatInt(now.UnixMilli(), 10), s.ID, strconv.FormatInt(s.ExpiresAt.UnixMilli(), 10), claim, len(sf)}, sf...)
 	args = append(args, redisAssetFields(a)...)
 	out, err := r.runScript(ctx, "claim direct upload", luaClaimDirect, keys, args...)
 	if err != nil {

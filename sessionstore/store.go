@@ -395,9 +395,13 @@ type Store interface {
 	// atomic step it checks that the grant is neither revoked (ErrRevoked)
 	// nor past its ExpiresAt at now (ErrDirectExpired) nor used
 	// (ErrExists), then stores s and a (a replaces the waiting asset, s.ID
-	// and a.ID are id) as CreateUpload does and marks the grant Created.
-	// ErrNotFound when unknown.
-	ClaimDirectUpload(ctx context.Context, id string, now time.Time, s Session, a Asset) error
+	// and a.ID are id) as CreateUpload does and marks the grant Created
+	// by claim, a non-empty id of the request. The same claim again, while
+	// its upload exists, succeeds without a change: a request whose answer
+	// was lost (a client that resends the call) is not refused its own
+	// upload. Any other claim of a used grant is ErrExists, and so is
+	// every claim once its upload was deleted. ErrNotFound when unknown.
+	ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s Session, a Asset) error
 	// RevokeDirectUpload marks the grant revoked (again: no change) and,
 	// when no upload was created with it, deletes its waiting asset. It
 	// returns the grant as it now is; ErrNotFound when unknown.

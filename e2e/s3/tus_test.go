@@ -62,7 +62,9 @@ func (c *client) do(ctx context.Context, method, u string, body []byte, hdr map[
 	if err != nil {
 		return reply{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
+	if c.key != "" { // none: a direct upload URL's client
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	for k, v := range hdr {
 		req.Header.Set(k, v)

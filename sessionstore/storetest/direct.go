@@ -60,10 +60,10 @@ func testDirectUploads(t *testing.T, st sessionstore.Store) {
 		t.Errorf("DirectUpload of an unknown id: got %v, want ErrNotFound", err)
 	}
 	s, a := claimFixture(d)
-	if err := st.ClaimDirectUpload(ctx, newID(), time.Now(), s, a); !errors.Is(err, sessionstore.ErrNotFound) {
+	if err := st.ClaimDirectUpload(ctx, newID(), newID(), time.Now(), s, a); !errors.Is(err, sessionstore.ErrNotFound) {
 		t.Errorf("ClaimDirectUpload of an unknown id: got %v, want ErrNotFound", err)
 	}
-	if err := st.ClaimDirectUpload(ctx, d.ID, d.ExpiresAt.Add(time.Second), s, a); !errors.Is(err, sessionstore.ErrDirectExpired) {
+	if err := st.ClaimDirectUpload(ctx, d.ID, newID(), d.ExpiresAt.Add(time.Second), s, a); !errors.Is(err, sessionstore.ErrDirectExpired) {
 		t.Errorf("ClaimDirectUpload after its expiry: got %v, want ErrDirectExpired", err)
 	}
 	if _, err := st.Session(ctx, d.ID); !errors.Is(err, sessionstore.ErrNotFound) {
@@ -72,7 +72,7 @@ func testDirectUploads(t *testing.T, st sessionstore.Store) {
 
 	// Ten claims race: exactly one creates the upload.
 	ok, used := race(t, 10, sessionstore.ErrExists, func(int) error {
-		return st.ClaimDirectUpload(ctx, d.ID, time.Now(), s, a)
+		return st.ClaimDirectUpload(ctx, d.ID, newID(), time.Now(), s, a)
 	})
 	if ok != 1 || used != 9 {
 		t.Errorf("racing claims: got %d created and %d ErrExists, want 1 and 9", ok, used)
@@ -111,7 +111,7 @@ func testDirectUploads(t *testing.T, st sessionstore.Store) {
 		t.Errorf("RevokeDirectUpload again: got %v, want nil", err)
 	}
 	s2, a2 := claimFixture(d2)
-	if err := st.ClaimDirectUpload(ctx, d2.ID, time.Now(), s2, a2); !errors.Is(err, sessionstore.ErrRevoked) {
+	if err := st.ClaimDirectUpload(ctx, d2.ID, newID(), time.Now(), s2, a2); !errors.Is(err, sessionstore.ErrRevoked) {
 		t.Errorf("ClaimDirectUpload of a revoked grant: got %v, want ErrRevoked", err)
 	}
 	if _, err := st.Asset(ctx, d2.ID); !errors.Is(err, sessionstore.ErrNotFound) {
@@ -119,5 +119,57 @@ func testDirectUploads(t *testing.T, st sessionstore.Store) {
 	}
 	if _, err := st.RevokeDirectUpload(ctx, newID()); !errors.Is(err, sessionstore.ErrNotFound) {
 		t.Errorf("RevokeDirectUpload of an unknown id: got %v, want ErrNotFound", err)
+	}
+}
+
+// testDirectClaimOnce: a grant creates one upload, ever. The claim that
+// created it may be repeated while the upload exists (a client resends a
+// call whose answer was lost) and changes nothing; any other claim is
+// refused, and so is every claim once the upload was deleted: the grant's
+// own "used" mark refuses them, not the upload's existence.
+func testDirectClaimOnce(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	d, wa := directFixture(time.Hour)
+	if err := st.CreateDirectUpload(ctx, d, wa); err != nil {
+		t.Fatalf("CreateDirectUpload: %v", err)
+	}
+	s, a := claimFixture(d)
+	first := newID()
+	if err := st.ClaimDirectUpload(ctx, d.ID, first, time.Now(), s, a); err != nil {
+		t.Fatalf("ClaimDirectUpload: %v", err)
+	}
+	// The upload moves on before the repeat.
+	l, err := st.AcquireLease(ctx, d.ID, time.Minute, 0)
+	if err != nil {
+		t.Fatalf("AcquireLease: %v", err)
+	}
+	if _, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 5, Storage: []byte("stored"), Length: -1}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := st.ReleaseLease(ctx, l); err != nil {
+		t.Fatalf("ReleaseLease: %v", err)
+	}
+	if err := st.ClaimDirectUpload(ctx, d.ID, first, time.Now(), s, a); err != nil {
+		t.Errorf("the same claim again: got %v, want nil", err)
+	}
+	if got := mustSession(t, st, d.ID); got.Offset != 5 || string(got.Storage) != "stored" {
+		t.Errorf("session after the same claim again: offset %d storage %q, want 5 and %q (unchanged)", got.Offset, got.Storage, "stored")
+	}
+	if err := st.ClaimDirectUpload(ctx, d.ID, newID(), time.Now(), s, a); !errors.Is(err, sessionstore.ErrExists) {
+		t.Errorf("another claim of the used grant: got %v, want ErrExists", err)
+	}
+	if _, err := st.DeleteUpload(ctx, d.ID); err != nil {
+		t.Fatalf("DeleteUpload: %v", err)
+	}
+	for _, c := range []struct{ name, claim string }{{"another claim", newID()}, {"the same claim", first}} {
+		if err := st.ClaimDirectUpload(ctx, d.ID, c.claim, time.Now(), s, a); !errors.Is(err, sessionstore.ErrExists) {
+			t.Errorf("%s after the upload was deleted: got %v, want ErrExists", c.name, err)
+		}
+	}
+	if _, err := st.Session(ctx, d.ID); !errors.Is(err, sessionstore.ErrNotFound) {
+		t.Errorf("Session after claims of a deleted upload: got %v, want ErrNotFound", err)
+	}
+	if got, err := st.AssetRecord(ctx, d.ID); err != nil || !got.Deleted {
+		t.Errorf("asset after claims of a deleted upload: got %+v, %v; want it deleted", got, err)
 	}
 }

@@ -105,6 +105,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	runQuota(t, newStore)
 	runWebhooks(t, newStore)
 	t.Run("DirectUploads", func(t *testing.T) { testDirectUploads(t, newStore(t)) })
+	t.Run("DirectClaimOnce", func(t *testing.T) { testDirectClaimOnce(t, newStore(t)) })
 }
 
 // newID returns a random id, so stores that keep data between subtests
