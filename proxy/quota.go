@@ -142,7 +142,10 @@ type quotaJSON struct {
 }
 
 func limitJSON(v int64) *int64 {
-	if v <= 0 {
+	switch {
+	case v == sessionstore.QuotaZero:
+		v = 0
+	case v <= 0:
 		return nil
 	}
 	return &v

@@ -100,7 +100,12 @@ func (l *Local) SetQuota(ctx context.Context, account string, lim QuotaLimits) e
 
 // localNormLimits maps every negative field to QuotaDefault.
 func localNormLimits(l QuotaLimits) QuotaLimits {
-	norm := func(v int64) int64 { return max(v, QuotaDefault) }
+	norm := func(v int64) int64 {
+		if v == QuotaZero {
+			return v
+		}
+		return max(v, QuotaDefault)
+	}
 	return QuotaLimits{BytesStored: norm(l.BytesStored), Uploads: norm(l.Uploads), BytesReserved: norm(l.BytesReserved)}
 }
 

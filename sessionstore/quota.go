@@ -27,6 +27,12 @@ import (
 // server's default for this limit" (the serve flags); 0 means unlimited.
 const QuotaDefault int64 = -1
 
+// QuotaZero in a QuotaLimits field is a limit of zero: nothing of that
+// kind may be reserved (an operator freezing an account). It is not 0
+// because stored limits of 0 meant unlimited before there was a zero, and
+// records written then must keep their meaning.
+const QuotaZero int64 = -2
+
 // Names of the limits, as a QuotaError and the API name them.
 const (
 	QuotaBytesStored   = "bytes_stored"
@@ -49,7 +55,7 @@ type QuotaLimits struct {
 // Resolve fills the fields of l that are QuotaDefault from defaults.
 func (l QuotaLimits) Resolve(defaults QuotaLimits) QuotaLimits {
 	pick := func(v, d int64) int64 {
-		if v < 0 {
+		if v < 0 && v != QuotaZero {
 			return max(d, 0)
 		}
 		return v
@@ -98,14 +104,14 @@ type QuotaHold struct {
 // upload when newUpload) to u under limits l, or says which limit it
 // would pass. Shared by both stores' Go side; the Redis script mirrors it.
 func quotaCheck(l QuotaLimits, u QuotaUsage, newUpload bool, want int64) (QuotaUsage, error) {
-	if newUpload && l.Uploads > 0 && u.Uploads+1 > l.Uploads {
-		return u, &QuotaError{Limit: QuotaUploads, Max: l.Uploads, Used: u.Uploads, Want: 1}
+	if newUpload && quotaOver(l.Uploads, u.Uploads+1) {
+		return u, &QuotaError{Limit: QuotaUploads, Max: QuotaMax(l.Uploads), Used: u.Uploads, Want: 1}
 	}
-	if want > 0 && l.BytesReserved > 0 && u.BytesReserved+want > l.BytesReserved {
-		return u, &QuotaError{Limit: QuotaBytesReserved, Max: l.BytesReserved, Used: u.BytesReserved, Want: want}
+	if want > 0 && quotaOver(l.BytesReserved, u.BytesReserved+want) {
+		return u, &QuotaError{Limit: QuotaBytesReserved, Max: QuotaMax(l.BytesReserved), Used: u.BytesReserved, Want: want}
 	}
-	if want > 0 && l.BytesStored > 0 && u.BytesStored+u.BytesReserved+want > l.BytesStored {
-		return u, &QuotaError{Limit: QuotaBytesStored, Max: l.BytesStored, Used: u.BytesStored + u.BytesReserved, Want: want}
+	if want > 0 && quotaOver(l.BytesStored, u.BytesStored+u.BytesReserved+want) {
+		return u, &QuotaError{Limit: QuotaBytesStored, Max: QuotaMax(l.BytesStored), Used: u.BytesStored + u.BytesReserved, Want: want}
 	}
 	if newUpload {
 		u.Uploads++
@@ -113,3 +119,13 @@ func quotaCheck(l QuotaLimits, u QuotaUsage, newUpload bool, want int64) (QuotaU
 	u.BytesReserved += want
 	return u, nil
 }
+
+// quotaOver reports whether total passes limit (a resolved limit: 0 is
+// unlimited, QuotaZero a limit of zero).
+func quotaOver(limit, total int64) bool {
+	return limit == QuotaZero || limit > 0 && total > limit
+}
+
+// QuotaMax is a resolved limit as a number of bytes or uploads: QuotaZero
+// is 0; 0 (unlimited) stays 0, and callers tell the two apart first.
+func QuotaMax(limit int64) int64 { return max(limit, 0) }

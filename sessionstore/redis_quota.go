@@ -46,10 +46,20 @@ var luaQuotaReserve = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {0} end
 local u = redis.call('HMGET', KEYS[1], 'stored', 'uploads', 'reserved', 'max_stored', 'max_uploads', 'max_reserved')
 local stored, uploads, reserved = tonumber(u[1]) or 0, tonumber(u[2]) or 0, tonumber(u[3]) or 0
+-- A stored limit: absent or negative is the server's default, but -2 is a
+-- limit of zero (0 is unlimited); over() mirrors quotaOver.
 local function lim(v, d)
   local n = tonumber(v)
+  if n == -2 then return n end
   if n == nil or n < 0 then return tonumber(d) end
   return n
+end
+local function over(limit, total)
+  return limit == -2 or (limit > 0 and total > limit)
+end
+local function shown(limit)
+  if limit < 0 then return 0 end
+  return limit
 end
 local maxStored, maxUploads, maxReserved = lim(u[4], ARGV[3]), lim(u[5], ARGV[4]), lim(u[6], ARGV[5])
 local held = redis.call('HGET', KEYS[2], ARGV[1])
@@ -57,14 +67,14 @@ local newUpload = not held
 local h = tonumber(held) or 0
 local want = tonumber(ARGV[2]) - h
 if want < 0 then want = 0 end
-if newUpload and maxUploads > 0 and uploads + 1 > maxUploads then
-  return {1, 'uploads', maxUploads, uploads, 1, 1}
+if newUpload and over(maxUploads, uploads + 1) then
+  return {1, 'uploads', shown(maxUploads), uploads, 1, 1}
 end
-if want > 0 and maxReserved > 0 and reserved + want > maxReserved then
-  return {1, 'bytes_reserved', maxReserved, reserved, want, newUpload and 1 or 0}
+if want > 0 and over(maxReserved, reserved + want) then
+  return {1, 'bytes_reserved', shown(maxReserved), reserved, want, newUpload and 1 or 0}
 end
-if want > 0 and maxStored > 0 and stored + reserved + want > maxStored then
-  return {1, 'bytes_stored', maxStored, stored + reserved, want, newUpload and 1 or 0}
+if want > 0 and over(maxStored, stored + reserved + want) then
+  return {1, 'bytes_stored', shown(maxStored), stored + reserved, want, newUpload and 1 or 0}
 end
 if newUpload then redis.call('HINCRBY', KEYS[1], 'uploads', 1) end
 if want > 0 then redis.call('HINCRBY', KEYS[1], 'reserved', want) end
@@ -108,7 +118,7 @@ func (r *Redis) SetQuota(ctx context.Context, account string, l QuotaLimits) err
 			name string
 			v    int64
 		}{{"max_stored", l.BytesStored}, {"max_uploads", l.Uploads}, {"max_reserved", l.BytesReserved}} {
-			if f.v < 0 {
+			if f.v < 0 && f.v != QuotaZero {
 				p.HDel(ctx, key, f.name)
 			} else {
 				p.HSet(ctx, key, f.name, f.v)

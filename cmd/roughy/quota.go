@@ -14,7 +14,7 @@ import (
 	"github.com/roughy/ingest/sessionstore"
 )
 
-const quotaUsage = "quota set --account NAME [--bytes-stored SIZE] [--uploads N] [--bytes-reserved SIZE] | quota show --account NAME"
+const quotaUsage = "quota set --account NAME [--bytes-stored SIZE] [--uploads N] [--bytes-reserved SIZE] | quota clear --account NAME | quota show --account NAME"
 
 // quotaStore is the part of the session store the quota commands use.
 type quotaStore interface {
@@ -28,9 +28,11 @@ type adminStore interface {
 	quotaStore
 }
 
-// quotaLimit is a limit flag: a size (or count), "unlimited" (0) or
-// "default" (the server's --quota-… flag). set reports whether it was
-// given, so that `quota set` changes only the limits it names.
+// quotaLimit is a limit flag: a size (or count), where 0 is a limit of
+// zero (sessionstore.QuotaZero: an operator freezing an account gets
+// exactly that), "unlimited" (stored as 0) or "default" (the server's
+// --quota-… flag). set reports whether it was given, so that `quota set`
+// changes only the limits it names.
 type quotaLimit struct {
 	v     int64
 	set   bool
@@ -41,6 +43,8 @@ func (q *quotaLimit) String() string {
 	switch {
 	case q == nil || !q.set:
 		return ""
+	case q.v == sessionstore.QuotaZero:
+		return "0"
 	case q.v < 0:
 		return "default"
 	case q.v == 0:
@@ -66,6 +70,9 @@ func (q *quotaLimit) Set(s string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("want a number, unlimited or default: %w", err)
+		}
+		if n == 0 {
+			n = sessionstore.QuotaZero
 		}
 		q.v = n
 	}
@@ -94,13 +101,20 @@ func (c cli) quota(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if *account == "" || len(pos) > 0 || (sub != "set" && sub != "show") {
+	if *account == "" || len(pos) > 0 || (sub != "set" && sub != "show" && sub != "clear") {
 		return fmt.Errorf("%w: roughy %s", errUsage, quotaUsage)
 	}
 	run := func(st quotaStore) error {
 		l, u, err := st.Quota(ctx, *account)
 		if err != nil {
 			return fmt.Errorf("roughy: read quota: %w", err)
+		}
+		if sub == "clear" {
+			// The account's own limits go: the server's defaults apply.
+			l = sessionstore.QuotaLimits{BytesStored: sessionstore.QuotaDefault, Uploads: sessionstore.QuotaDefault, BytesReserved: sessionstore.QuotaDefault}
+			if err := st.SetQuota(ctx, *account, l); err != nil {
+				return fmt.Errorf("roughy: clear quota: %w", err)
+			}
 		}
 		if sub == "set" {
 			for _, f := range []struct {

@@ -43,6 +43,17 @@ func TestQuotaCommand(t *testing.T) {
 	if !strings.Contains(out, "bytes_stored    0     default") || !strings.Contains(out, "bytes_reserved  0     1024") {
 		t.Errorf("quota set --bytes-stored default: want it back to default, the rest kept:\n%s", out)
 	}
+	// 0 is a limit of zero, unlimited is spelled out, clear is the defaults.
+	_, out = run("quota", "set", "--account", "a", "--uploads", "0", "--bytes-stored", "0")
+	if !strings.Contains(out, "bytes_stored    0     0") || !strings.Contains(out, "uploads         0     0") {
+		t.Errorf("quota set --uploads 0 --bytes-stored 0: want limits of zero:\n%s", out)
+	}
+	_, out = run("quota", "clear", "--account", "a")
+	for _, want := range []string{"bytes_stored    0     default", "uploads         0     default", "bytes_reserved  0     default"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("quota clear output lacks %q:\n%s", want, out)
+		}
+	}
 	if code, out := run("serve", "--quota-uploads", "-2"); code != 2 {
 		t.Errorf("serve --quota-uploads -2: exit %d, want 2 (%s)", code, out)
 	}

@@ -19,6 +19,7 @@ func runQuota(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("QuotaDeferredGrowth", func(t *testing.T) { testQuotaGrowth(t, newStore(t)) })
 	t.Run("QuotaRaceAtTheEdge", func(t *testing.T) { testQuotaRace(t, newStore(t)) })
 	t.Run("QuotaHolds", func(t *testing.T) { testQuotaHolds(t, newStore(t)) })
+	t.Run("QuotaZero", func(t *testing.T) { testQuotaZero(t, newStore(t)) })
 }
 
 var unlimited = sessionstore.QuotaLimits{}
@@ -281,4 +282,42 @@ func testQuotaHolds(t *testing.T, st sessionstore.Store) {
 	if listed(time.Now().Add(time.Second)) {
 		t.Fatal("touching a settled upload made it a hold again")
 	}
+}
+
+// testQuotaZero: a limit of zero (QuotaZero) refuses everything of its
+// kind, however generous the defaults, and reads back as set; a stored 0
+// stays unlimited.
+func testQuotaZero(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	defaults := sessionstore.QuotaLimits{BytesStored: 1 << 30, Uploads: 100, BytesReserved: 1 << 30}
+	frozen := newID()
+	zero := sessionstore.QuotaLimits{BytesStored: sessionstore.QuotaDefault, Uploads: sessionstore.QuotaZero, BytesReserved: sessionstore.QuotaDefault}
+	if err := st.SetQuota(ctx, frozen, zero); err != nil {
+		t.Fatal(err)
+	}
+	if l, _, err := st.Quota(ctx, frozen); err != nil || l != zero {
+		t.Fatalf("limits after SetQuota with a zero: got %+v %v, want %+v", l, err, zero)
+	}
+	err := st.ReserveQuota(ctx, frozen, "u1", 0, defaults)
+	wantRefused(t, "an upload under an uploads limit of zero", err, sessionstore.QuotaUploads)
+	if qe, _ := errors.AsType[*sessionstore.QuotaError](err); qe.Max != 0 {
+		t.Fatalf("QuotaError of a zero limit: max %d, want 0", qe.Max)
+	}
+
+	bytesZero := newID()
+	if err := st.SetQuota(ctx, bytesZero, sessionstore.QuotaLimits{BytesStored: sessionstore.QuotaZero,
+		Uploads: sessionstore.QuotaDefault, BytesReserved: sessionstore.QuotaDefault}); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, st, bytesZero, "empty", 0, defaults) // no bytes: nothing past zero
+	wantRefused(t, "one byte under a bytes_stored limit of zero",
+		st.ReserveQuota(ctx, bytesZero, "one", 1, defaults), sessionstore.QuotaBytesStored)
+	wantUsage(t, st, bytesZero, "after the refusal", sessionstore.QuotaUsage{Uploads: 1})
+
+	open := newID()
+	if err := st.SetQuota(ctx, open, sessionstore.QuotaLimits{Uploads: 0, BytesStored: 0, BytesReserved: 0}); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, st, open, "big", 1<<40, sessionstore.QuotaLimits{Uploads: 1, BytesStored: 1})
+	mustReserve(t, st, open, "more", 1, sessionstore.QuotaLimits{Uploads: 1, BytesStored: 1})
 }
