@@ -237,7 +237,9 @@ func TestBadInput(t *testing.T) {
 			}})
 			if rep.Status != 204 {
 				t.Errorf("PATCH with a right %s: got %d %s, want 204", alg, rep.Status, rep.Body)
+				continue
 			}
+			wantReady(t, s, acmeKey, up.AssetID, data)
 		}
 	})
 	for _, c := range []struct{ name, value string }{

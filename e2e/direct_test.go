@@ -251,6 +251,7 @@ func TestDirectUploadRefusals(t *testing.T) {
 		if st, a := getAsset(t, s, acmeKey, used.ID); st != http.StatusOK || a.State != "ready" {
 			t.Errorf("asset: got %d %q, want 200 ready", st, a.State)
 		}
+		wantReady(t, s, acmeKey, used.ID, make([]byte, 20))
 	})
 
 	t.Run("revoke", func(t *testing.T) {

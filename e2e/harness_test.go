@@ -354,12 +354,21 @@ func wantReady(t *testing.T, s *server, key, id string, data []byte) asset {
 	if a.DownloadURL == "" {
 		t.Fatalf("asset has no download_url: %+v", a)
 	}
-	got := download(t, a.DownloadURL)
-	if !bytes.Equal(got, data) {
-		t.Fatalf("download: got %d bytes sha256 %s, want %d bytes sha256 %s",
-			len(got), sha256Hex(got), len(data), sum)
-	}
+	wantDownload(t, "asset "+id, a.DownloadURL, data)
 	return a
+}
+
+// wantDownload fails unless the signed download_url u serves exactly data:
+// the asset's sha256 is computed from the bytes as they passed the proxy,
+// so only the download shows what storage holds.
+func wantDownload(t *testing.T, what, u string, data []byte) {
+	t.Helper()
+	if u == "" {
+		t.Fatalf("%s: no download_url", what)
+	}
+	if err := testsvc.SameBytes(download(t, u), data); err != nil {
+		t.Fatalf("%s: download: %v", what, err)
+	}
 }
 
 // download GETs a download_url (no auth: the URL is signed).

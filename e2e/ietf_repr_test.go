@@ -104,6 +104,7 @@ func TestIETFReprDigestUnknownLength(t *testing.T) {
 		if r.Status != http.StatusOK || r.Header.Get("Upload-Complete") != "?1" {
 			t.Fatalf("empty creation with the right Repr-Digest: got %d %s, want 200 with Upload-Complete: ?1", r.Status, r.Body)
 		}
+		wantAssetReply(t, "empty creation with the right Repr-Digest", r, []byte{})
 	})
 
 	// chunked sends data as a chunked body, in chunks of 700,000 bytes.

@@ -48,7 +48,8 @@ func wantLimit(t *testing.T, what string, r testsvc.DraftReply) {
 	}
 }
 
-// wantAsset decodes a completing response: 200, the asset JSON, ready.
+// wantAssetReply decodes a completing response: 200, the asset JSON,
+// ready, and its download_url serves exactly data.
 func wantAssetReply(t *testing.T, what string, r testsvc.DraftReply, data []byte) asset {
 	t.Helper()
 	var a asset
@@ -58,6 +59,7 @@ func wantAssetReply(t *testing.T, what string, r testsvc.DraftReply, data []byte
 	if err := json.Unmarshal(r.Body, &a); err != nil || a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Fatalf("%s: body %s (%v): want a ready asset with sha256 %s", what, r.Body, err, sha256Hex(data))
 	}
+	wantDownload(t, what, a.DownloadURL, data)
 	return a
 }
 

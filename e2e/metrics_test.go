@@ -116,4 +116,8 @@ func TestMetricsFamiliesMove(t *testing.T) {
 			t.Errorf("/metrics has no %s", name)
 		}
 	}
+	// The taken-over upload and the one that waited for buffers hold
+	// their sources.
+	wantReady(t, s, acmeKey, a.AssetID, dataA)
+	wantReady(t, s, acmeKey, b.AssetID, dataB)
 }

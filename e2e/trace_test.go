@@ -57,4 +57,5 @@ func TestTracePatchSpans(t *testing.T) {
 	if len(testsvc.ChildrenOf(testsvc.SpansNamed(spans, "complete"), req)) != 1 {
 		t.Errorf("the complete span is not a child of the request span: %v", testsvc.SpanNames(spans))
 	}
+	wantReady(t, s, acmeKey, up.AssetID, data)
 }

@@ -91,7 +91,7 @@ func waitDeliveries(t *testing.T, s *server, key, id string, timeout time.Durati
 }
 
 // uploadAll creates an upload with metadata meta and sends data in one
-// PATCH, which completes it.
+// PATCH, which completes it; the finished asset must serve data.
 func uploadAll(t *testing.T, s *server, key, meta string, data []byte) created {
 	t.Helper()
 	rep := do(t, req{Method: "POST", URL: s.Endpoint(), Key: key, Header: map[string]string{
@@ -109,6 +109,7 @@ func uploadAll(t *testing.T, s *server, key, meta string, data []byte) created {
 	if rep := patch(t, c.Location, key, 0, data); rep.Status != http.StatusNoContent {
 		t.Fatalf("PATCH: got %d %s, want 204", rep.Status, rep.Body)
 	}
+	wantReady(t, s, key, c.AssetID, data)
 	return c
 }
 

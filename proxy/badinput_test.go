@@ -145,6 +145,7 @@ func TestRepeatedHeaderSameValue(t *testing.T) {
 	if r := e.do("PATCH", c.Location, h, []byte("abc")); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "3" {
 		t.Fatalf("PATCH with Upload-Offset and Upload-Length twice, same values: %d %s, want 204 offset 3", r.status, r.body)
 	}
+	e.wantReady("acme", c.SessionID, []byte("abc"))
 }
 
 // TestBodyTooLarge sends a Content-Length over 64 MiB without sending
@@ -314,6 +315,7 @@ func TestAccountIsolation(t *testing.T) {
 	if r, a := e.getAsset("acme", c.SessionID); r.status != http.StatusOK || a.State != "ready" {
 		t.Errorf("owner's GET asset: %d %s", r.status, r.body)
 	}
+	e.wantReady("acme", c.SessionID, []byte("0123456789"))
 	if r, _ := e.getAsset("globex", c.SessionID); r.status != http.StatusNotFound {
 		t.Errorf("GET ready asset by another account: %d, want 404", r.status)
 	}
@@ -348,6 +350,7 @@ func TestSimultaneousPatches(t *testing.T) {
 				if got := string(e.stored(c.SessionID)); got != string(bodies[i]) {
 					t.Errorf("round %d: stored bytes are not the acknowledged body", round)
 				}
+				e.wantReady("acme", c.SessionID, bodies[i])
 			case http.StatusLocked, http.StatusConflict:
 			default:
 				t.Errorf("round %d: PATCH %d: %d %s", round, i, r.status, r.body)
@@ -398,6 +401,7 @@ func TestTruncatedBody(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Errorf("after resume: %+v, want ready with sha256 %s", a, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 	t.Logf("resumed at %d of %d sent bytes", off, sent)
 }
 
@@ -425,6 +429,7 @@ func TestExpiry(t *testing.T) {
 	if h := e.head("acme", done.Location); h.status != http.StatusOK {
 		t.Errorf("HEAD of a completed upload after expiry time: %d, want 200", h.status)
 	}
+	e.wantReady("acme", done.SessionID, []byte{})
 	// RunJanitor stops with its context.
 	ctx, cancel := context.WithCancel(t.Context())
 	stopped := make(chan struct{})

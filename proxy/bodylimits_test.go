@@ -27,8 +27,12 @@ func TestAccountBodyCap(t *testing.T) {
 	const size = 1 << 20
 	data := randomBytes(t, size)
 	var open []*rawConn
+	var first created
 	for i := range 2 {
 		c := e.create("acme", size)
+		if i == 0 {
+			first = c
+		}
 		open = append(open, e.openPatch("acme", c, size, data[:64<<10]))
 		waitFor(t, "the PATCH to stream", func() bool { return e.srv.metrics.activeUploads.Load() == int64(i+1) })
 	}
@@ -55,6 +59,9 @@ func TestAccountBodyCap(t *testing.T) {
 		t.Fatalf("acme PATCH after one of its bodies ended: %d %s, want 204", r.status, r.body)
 	}
 	open[1].c.Close()
+	e.wantReady("globex", other.SessionID, data[:100])
+	e.wantReady("acme", first.SessionID, data)
+	e.wantReady("acme", third.SessionID, data[:100])
 }
 
 // TestSlowBodyCutOff: a body slower than MinBodyRate over the window is
@@ -114,4 +121,5 @@ func TestSlowBodyCutOff(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Fatalf("asset: %s %s, want ready with sha256 %s", a.State, a.SHA256, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 }

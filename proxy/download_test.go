@@ -14,7 +14,7 @@ import (
 )
 
 // ready uploads data as a new asset of account with metadata kv and
-// returns its JSON once ready.
+// returns its JSON once ready and its download_url serves data.
 func (e *env) ready(account string, data []byte, kv ...string) assetJSON {
 	e.t.Helper()
 	c := e.create(account, int64(len(data)), kv...)
@@ -25,6 +25,7 @@ func (e *env) ready(account string, data []byte, kv ...string) assetJSON {
 	if r.status != http.StatusOK || a.State != "ready" || a.DownloadURL == "" {
 		e.t.Fatalf("GET asset: %d %s, want 200 ready with a download_url", r.status, r.body)
 	}
+	e.wantDownload(a, data)
 	return a
 }
 

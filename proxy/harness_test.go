@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 )
@@ -233,6 +234,40 @@ func (e *env) getAsset(account, id string) (resp, assetJSON) {
 		}
 	}
 	return r, a
+}
+
+// wantReady fails unless account's asset id is ready with data's size and
+// sha256 and its download_url serves exactly data. The sha256 is computed
+// from the bytes as they passed the server and proves nothing about what
+// the sink holds; the download reads them back through the sink's Open.
+func (e *env) wantReady(account, id string, data []byte) assetJSON {
+	e.t.Helper()
+	r, a := e.getAsset(account, id)
+	if r.status != http.StatusOK || a.State != "ready" || a.SizeBytes == nil || *a.SizeBytes != int64(len(data)) || a.SHA256 != sha256Hex(data) {
+		e.t.Fatalf("asset %s: %d %s; want ready, %d bytes, sha256 %s", id, r.status, r.body, len(data), sha256Hex(data))
+	}
+	e.wantDownload(a, data)
+	return a
+}
+
+// wantDownload fails unless a's download_url serves exactly data. A
+// download_url on a configured PublicURL is fetched from this server.
+func (e *env) wantDownload(a assetJSON, data []byte) {
+	e.t.Helper()
+	if a.DownloadURL == "" {
+		e.t.Fatalf("asset %s has no download_url", a.ID)
+	}
+	u := a.DownloadURL
+	if pub := strings.TrimRight(e.srv.cfg.PublicURL, "/"); pub != "" {
+		u = e.url + strings.TrimPrefix(u, pub)
+	}
+	d := e.do("GET", u, nil, nil)
+	if d.status != http.StatusOK {
+		e.t.Fatalf("asset %s: download: %d %.200s, want 200", a.ID, d.status, d.body)
+	}
+	if err := testsvc.SameBytes(d.body, data); err != nil {
+		e.t.Fatalf("asset %s: download: %v", a.ID, err)
+	}
 }
 
 // stored returns the bytes of an upload's file.

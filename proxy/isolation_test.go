@@ -95,6 +95,8 @@ func TestForeignUploadLooksUnknown(t *testing.T) {
 	r := e.do("POST", uploadsPath, e.tusHdr("acme", "Upload-Concat", "final;"+partial.Location,
 		"Upload-Metadata", md("type", "video")), nil)
 	if r.status != http.StatusCreated {
-		t.Errorf("owner's concatenation of the partial upload: %d %s, want 201", r.status, r.body)
+		t.Fatalf("owner's concatenation of the partial upload: %d %s, want 201", r.status, r.body)
 	}
+	loc := r.h.Get("Location")
+	e.wantReady("acme", loc[strings.LastIndexByte(loc, '/')+1:], data[:5])
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 )
@@ -52,6 +53,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if r := e.do("GET", "/nope", nil, nil); r.status != http.StatusNotFound || r.errorCode() != "not_found" {
 		t.Errorf("unknown path: %d %s", r.status, r.body)
 	}
+	e.wantReady("acme", c.SessionID, make([]byte, 1000))
 }
 
 // TestShutdownDrains: Shutdown stops accepting, lets an in-flight PATCH
@@ -101,8 +103,9 @@ func TestShutdownDrains(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return after the PATCH finished")
 	}
-	if got := e.stored(c.SessionID); string(got) != string(data) {
-		t.Errorf("stored bytes differ after a drained shutdown")
+	// The server is shut down: read the sink's file instead of a download.
+	if err := testsvc.SameBytes(e.stored(c.SessionID), data); err != nil {
+		t.Errorf("stored bytes after a drained shutdown: %v", err)
 	}
 }
 
@@ -126,6 +129,7 @@ func TestLeaseRenewedWhileStreaming(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.SHA256 != sha256Hex(data) {
 		t.Errorf("sha256 %q, want %q", a.SHA256, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 // TestIdleBodyTimeout: a client that stops sending mid-body is cut off
@@ -153,8 +157,9 @@ func TestIdleBodyTimeout(t *testing.T) {
 		t.Errorf("offset after the stall = %d, want the %d bytes that arrived", off, sent)
 	}
 	if r := e.patch("acme", c.Location, int64(off), data[off:]); r.status != http.StatusNoContent {
-		t.Errorf("resume after the stall: %d %s", r.status, r.body)
+		t.Fatalf("resume after the stall: %d %s", r.status, r.body)
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 // TestHeadFinishesFullUpload: an upload whose bytes were all committed but
@@ -186,6 +191,7 @@ func TestHeadFinishesFullUpload(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Errorf("asset after HEAD: %+v, want ready with sha256 %s", a, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 // TestShutdownTimeoutCommitsStalledPatch: when the drain limit passes, a

@@ -55,6 +55,7 @@ func TestFailedSyncAnswers(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Fatalf("asset: %s %s, want ready with sha256 %s", a.State, a.SHA256, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 // TestReadyzFreeSpaceFloor: /readyz fails (503 storage_low) while the

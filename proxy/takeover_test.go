@@ -70,6 +70,7 @@ func TestNewerPatchTakesOver(t *testing.T) {
 	if !bytes.Equal(e.stored(c.SessionID), want) {
 		t.Errorf("stored bytes are not the stalled write's prefix followed by the newer one's")
 	}
+	e.wantReady("acme", c.SessionID, want)
 	if got := e.srv.metrics.takeovers.Load(); got != 1 {
 		t.Errorf("takeovers: got %d, want 1", got)
 	}
@@ -148,6 +149,7 @@ func TestHeadDoesNotTakeOver(t *testing.T) {
 	if got := e.srv.metrics.takeovers.Load(); got != 0 {
 		t.Errorf("takeovers: got %d, want 0", got)
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 // TestOrphanedLeaseDropped: a lease this node took whose answer was lost
@@ -170,6 +172,7 @@ func TestOrphanedLeaseDropped(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("PATCH took %v", took)
 	}
+	e.wantReady("acme", c.SessionID, []byte("0123456789"))
 }
 
 // TestOrphanedLeaseDroppedOnRequests: release requests that keep coming

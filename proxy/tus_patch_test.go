@@ -76,6 +76,7 @@ func TestPatchTooLongCompletesNothing(t *testing.T) {
 	if r, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Fatalf("asset after the empty PATCH: %d %s; want ready, sha256 %s", r.status, r.body, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 // TestPostTooLongCompletesNothing: the same rule for a chunked POST with
@@ -170,6 +171,7 @@ func TestExpirySlides(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Fatalf("asset after the last PATCH: %+v, want ready with sha256 %s", a, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 
 	// An idle upload still expires UploadExpiry after its last commit.
 	idle := e.create("acme", 100)

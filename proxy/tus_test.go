@@ -186,6 +186,7 @@ func TestChecksum(t *testing.T) {
 	if got := e.stored(c.SessionID); !bytes.Equal(got, data) {
 		t.Errorf("stored bytes differ from sent")
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 func TestDeferLength(t *testing.T) {
@@ -217,6 +218,7 @@ func TestDeferLength(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.State != "ready" || a.SizeBytes == nil || *a.SizeBytes != int64(len(data)) || a.SHA256 != sha256Hex(data) {
 		t.Errorf("asset = %+v, want ready with size and sha256", a)
 	}
+	e.wantReady("acme", c.SessionID, data)
 }
 
 func TestCreationWithUpload(t *testing.T) {
@@ -236,12 +238,16 @@ func TestCreationWithUpload(t *testing.T) {
 	if _, a := e.getAsset("acme", id); a.State != "ready" || a.Type != "audio" || a.SHA256 != sha256Hex(data) {
 		t.Errorf("asset = %+v", a)
 	}
+	e.wantReady("acme", id, data)
 
 	// The whole file in the POST: the 201 already shows a ready asset.
 	r = e.do("POST", uploadsPath, h, data)
 	if r.status != http.StatusCreated || r.h.Get("Upload-Offset") != strconv.Itoa(len(data)) ||
 		!bytes.Contains(r.body, []byte(`"state":"ready"`)) || !bytes.Contains(r.body, []byte(sha256Hex(data))) {
 		t.Errorf("POST with all data: %d %q %s; want 201 with a ready asset", r.status, r.h.Get("Upload-Offset"), r.body)
+	} else {
+		loc := r.h.Get("Location")
+		e.wantReady("acme", loc[strings.LastIndex(loc, "/")+1:], data)
 	}
 	// With a checksum that does not match: 460.
 	sum := sha256.Sum256([]byte("other"))
@@ -260,6 +266,7 @@ func TestZeroLengthUpload(t *testing.T) {
 	if h := e.head("acme", c.Location); h.status != http.StatusOK || h.h.Get("Upload-Offset") != "0" {
 		t.Errorf("HEAD of empty upload = %d %q", h.status, h.h.Get("Upload-Offset"))
 	}
+	e.wantReady("acme", c.SessionID, []byte{})
 }
 
 func TestConcatenation(t *testing.T) {
@@ -300,6 +307,7 @@ func TestConcatenation(t *testing.T) {
 	if got := e.stored(id); !bytes.Equal(got, data) {
 		t.Errorf("final object differs from the partials")
 	}
+	e.wantReady("acme", id, data)
 	h := e.head("acme", loc)
 	if want := "final;" + p1.Location + " " + p2.Location; h.h.Get("Upload-Concat") != want || h.h.Get("Upload-Offset") != strconv.Itoa(len(data)) {
 		t.Errorf("HEAD final: Upload-Concat %q offset %q; want %q, %d", h.h.Get("Upload-Concat"), h.h.Get("Upload-Offset"), want, len(data))
@@ -343,6 +351,7 @@ func TestMethodOverride(t *testing.T) {
 	if r := e.do("POST", c.Location, h, []byte("0123456789")); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "10" {
 		t.Errorf("POST overridden to PATCH: %d %q %s", r.status, r.h.Get("Upload-Offset"), r.body)
 	}
+	e.wantReady("acme", c.SessionID, []byte("0123456789"))
 	if r := e.do("POST", c.Location, e.tusHdr("acme", "X-HTTP-Method-Override", "HEAD"), nil); r.status != http.StatusOK || r.h.Get("Upload-Offset") != "10" {
 		t.Errorf("POST overridden to HEAD: %d %q", r.status, r.h.Get("Upload-Offset"))
 	}
@@ -368,7 +377,8 @@ func TestLocationHonoursProxyHeaders(t *testing.T) {
 		t.Errorf("Location with --public-url = %q, want %q", c.Location, want)
 	}
 	p.patch("acme", p.url+uploadsPath+"/"+c.SessionID, 0, []byte("x"))
-	if _, a := p.getAsset("acme", c.SessionID); !strings.HasPrefix(a.DownloadURL, "https://api.roughy.test/sign/assets/uploads/") {
+	a := p.wantReady("acme", c.SessionID, []byte("x"))
+	if !strings.HasPrefix(a.DownloadURL, "https://api.roughy.test/sign/assets/uploads/") {
 		t.Errorf("download_url with --public-url = %q", a.DownloadURL)
 	}
 }
@@ -434,6 +444,7 @@ func TestLongMetadataAndMaxChunk(t *testing.T) {
 	if _, a := e.getAsset("acme", c.SessionID); a.SHA256 != sha256Hex(data) {
 		t.Errorf("sha256 of a 64 MiB upload = %q, want %q", a.SHA256, sha256Hex(data))
 	}
+	e.wantReady("acme", c.SessionID, data)
 	if h := e.head("acme", c.Location); !strings.Contains(h.h.Get("Upload-Metadata"), b64(name)) {
 		t.Errorf("HEAD lost the long metadata")
 	}

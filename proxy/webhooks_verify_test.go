@@ -156,6 +156,7 @@ func TestWebhookEventsSurviveCrashAfterChange(t *testing.T) {
 	if a := p.Asset.(map[string]any); a["state"] != sessionstore.StateReady || a["sha256"] == "" {
 		t.Fatalf("asset.ready asset: got %v, want state ready with its sha256 (rendered after the commit)", a)
 	}
+	e.wantReady("acme", c.Asset.ID, []byte("hello"))
 	cs.dead.Store(false)
 	if r := e.do("DELETE", c.Location, e.tusHdr("acme"), nil); r.status != http.StatusNoContent {
 		t.Fatalf("DELETE: status %d %s, want 204", r.status, r.body)
@@ -237,6 +238,7 @@ func TestWebhookChangeVerifiedAfterDelete(t *testing.T) {
 	if _, a := e.getAsset("acme", c.Asset.ID); a.DownloadURL == "" {
 		t.Fatalf("asset before the delete: got %+v, want a download_url (the check below is not vacuous)", a)
 	}
+	e.wantReady("acme", c.Asset.ID, []byte("hello"))
 	if r := e.do("DELETE", c.Location, e.tusHdr("acme"), nil); r.status != http.StatusNoContent {
 		t.Fatalf("DELETE: status %d %s, want 204", r.status, r.body)
 	}

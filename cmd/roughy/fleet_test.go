@@ -123,11 +123,14 @@ func TestFleet(t *testing.T) {
 	if resp.StatusCode != 200 || hex.EncodeToString(h.Sum(nil)) != bigAsset.SHA256 {
 		t.Fatalf("download_url: HTTP %d, sha256 %x, want %s", resp.StatusCode, h.Sum(nil), bigAsset.SHA256)
 	}
+	lbServer := &server{addr: strings.TrimPrefix(lb.URL, "http://")}
+	wantDownload(t, lbServer, key, bigRes.AssetID, bigData)
+	wantDownload(t, lbServer, key, mediaRes.AssetID, readFile(t, media))
+	wantDownload(t, lbServer, key, textRes.AssetID, readFile(t, text))
 	if hits[0].Load() < 3 || hits[1].Load() < 3 {
 		t.Errorf("requests per node %d/%d: both nodes should serve", hits[0].Load(), hits[1].Load())
 	}
 
-	lbServer := &server{addr: strings.TrimPrefix(lb.URL, "http://")}
 	deadline := time.Now().Add(45 * time.Second)
 	var got assetJSON
 	for {
@@ -175,12 +178,14 @@ func TestFleet(t *testing.T) {
 	if err != nil || !strings.Contains(list, "globex") || !strings.Contains(list, "acme") {
 		t.Fatalf("keys list: %v\n%s", err, list)
 	}
-	small, _ := randomFile(t, 2000)
+	small, smallData := randomFile(t, 2000)
 	globex := testOptions(t, endpoint)
 	globex.Key = secret
-	if _, err := runUpload(t.Context(), globex, small, io.Discard); err != nil {
+	smallRes, err := runUpload(t.Context(), globex, small, io.Discard)
+	if err != nil {
 		t.Fatalf("upload with a key created live: %v", err)
 	}
+	wantDownload(t, lbServer, secret, smallRes.AssetID, smallData)
 	if _, err := roughyCmd(t, env, "keys", "revoke", apikey.Record("globex", secret).ID); err != nil {
 		t.Fatal(err)
 	}

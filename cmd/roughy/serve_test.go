@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/apikey"
+	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
 )
 
@@ -184,6 +185,7 @@ type assetJSON struct {
 	ContentType     string  `json:"content_type"`
 	Filename        string  `json:"filename"`
 	Type            string  `json:"type"`
+	DownloadURL     string  `json:"download_url"`
 }
 
 func getAsset(t *testing.T, s *server, key, id string) assetJSON {
@@ -197,6 +199,46 @@ func getAsset(t *testing.T, s *server, key, id string) assetJSON {
 		t.Fatalf("asset JSON %s: %v", b, err)
 	}
 	return a
+}
+
+// wantDownload fails unless asset id is ready and its download_url serves
+// exactly data. The asset's sha256 is computed from the bytes as they
+// passed the server and proves nothing about what storage holds; only the
+// download does.
+func wantDownload(t *testing.T, s *server, key, id string, data []byte) {
+	t.Helper()
+	a := getAsset(t, s, key, id)
+	if a.State != "ready" || a.DownloadURL == "" {
+		t.Fatalf("asset %s: state %q, download_url %q; want ready with a download_url", id, a.State, a.DownloadURL)
+	}
+	resp, err := http.Get(a.DownloadURL)
+	if err != nil {
+		t.Fatalf("asset %s: download: %v", id, err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("asset %s: download: HTTP %d, %v", id, resp.StatusCode, err)
+	}
+	if err := testsvc.SameBytes(got, data); err != nil {
+		t.Fatalf("asset %s: download: %v", id, err)
+	}
+}
+
+// readFile is the content of path.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// devKeyOf is the key serve wrote to dataDir/dev-api-key.
+func devKeyOf(t *testing.T, dataDir string) string {
+	t.Helper()
+	return strings.TrimSpace(string(readFile(t, filepath.Join(dataDir, "dev-api-key"))))
 }
 
 func fileSHA(t *testing.T, path string) string {
@@ -291,6 +333,8 @@ func TestServeEndToEnd(t *testing.T) {
 		a.SHA256 != fileSHA(t, media) || a.Type != "video" || a.ContentType != "video/mp4" || a.Filename != "clip.mp4" {
 		t.Fatalf("final asset %s, want ready video/mp4 clip.mp4 of %d bytes with sha256 %s", res.Asset, fi.Size(), fileSHA(t, media))
 	}
+	wantDownload(t, srv, devKey, res.AssetID, readFile(t, media))
+	wantDownload(t, srv, devKey, textRes.AssetID, readFile(t, text))
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -311,7 +355,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// Interrupted at ~40%, then resumed by a second run.
-	big, _ := randomFile(t, 3<<20)
+	big, bigData := randomFile(t, 3<<20)
 	bigOpts := opts
 	bigOpts.ChunkSize = 256 << 10
 	ctx, cancel := context.WithCancel(t.Context())
@@ -334,6 +378,7 @@ func TestServeEndToEnd(t *testing.T) {
 	if got := getAsset(t, srv, devKey, bigRes.AssetID); got.State != "ready" || got.SHA256 != fileSHA(t, big) {
 		t.Fatalf("resumed asset %+v, want ready with sha256 %s", got, fileSHA(t, big))
 	}
+	wantDownload(t, srv, devKey, bigRes.AssetID, bigData)
 
 	if got := getAsset(t, srv, devKey, textRes.AssetID); got.DurationSeconds != nil {
 		t.Fatalf("non-media duration_seconds %q, want null", *got.DurationSeconds)
@@ -399,7 +444,7 @@ func TestServeEndToEnd(t *testing.T) {
 	if strings.Contains(srv.stdout.String(), "dev API key") {
 		t.Fatalf("second start printed a new dev key: %s", srv.stdout.String())
 	}
-	small, _ := randomFile(t, 1000)
+	small, smallData := randomFile(t, 1000)
 	for _, tc := range []struct {
 		key    string
 		status int
@@ -407,13 +452,15 @@ func TestServeEndToEnd(t *testing.T) {
 		o := opts
 		o.Endpoint = srv.endpoint()
 		o.Key = tc.key
-		_, err := runUpload(t.Context(), o, small, io.Discard)
+		res, err := runUpload(t.Context(), o, small, io.Discard)
 		he, _ := errors.AsType[*httpError](err)
 		switch {
 		case tc.status == 0 && err != nil:
 			t.Errorf("key %s…: %v", tc.key[:12], err)
 		case tc.status != 0 && (he == nil || he.status != tc.status):
 			t.Errorf("key %s…: %v, want HTTP %d", tc.key[:12], err, tc.status)
+		case tc.status == 0:
+			wantDownload(t, srv, tc.key, res.AssetID, smallData)
 		}
 	}
 	resp, err := http.Get("http://" + srv.addr + "/healthz")
@@ -429,7 +476,7 @@ func TestServeEndToEnd(t *testing.T) {
 func TestUploadCommand(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	srv := startServe(t, dataDir, nil, "--probe-workers", "0")
-	file, _ := randomFile(t, 200<<10)
+	file, data := randomFile(t, 200<<10)
 	out, err := roughyCmd(t, []string{"ROUGHY_ENDPOINT=" + srv.endpoint()},
 		"upload", file, "--data-dir", dataDir, "--chunk-size", "64KiB", "--state-file", filepath.Join(t.TempDir(), "s.json"))
 	if err != nil {
@@ -443,6 +490,7 @@ func TestUploadCommand(t *testing.T) {
 	if a.ID != id || a.State != "ready" || a.SHA256 != fileSHA(t, file) {
 		t.Fatalf("upload printed %q", out)
 	}
+	wantDownload(t, srv, devKeyOf(t, dataDir), id, data)
 	srv.stop(t)
 }
 
@@ -512,6 +560,7 @@ func TestUploadCommandInterruptAndResume(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &a); err != nil || a.SHA256 != fileSHA(t, file) || a.State != "ready" {
 		t.Fatalf("final output %q (%v), want ready with sha256 %s", out, err, fileSHA(t, file))
 	}
+	wantDownload(t, srv, devKeyOf(t, dataDir), a.ID, data)
 	srv.stop(t)
 }
 
@@ -541,7 +590,7 @@ func TestUploadChecksumAgainstServe(t *testing.T) {
 	}))
 	defer corrupt.Close()
 
-	file, _ := randomFile(t, 1<<20)
+	file, data := randomFile(t, 1<<20)
 	key, err := os.ReadFile(filepath.Join(dataDir, "dev-api-key"))
 	if err != nil {
 		t.Fatal(err)
@@ -559,6 +608,7 @@ func TestUploadChecksumAgainstServe(t *testing.T) {
 	if a.State != "ready" || a.SHA256 != fileSHA(t, file) {
 		t.Fatalf("asset %+v, want ready with sha256 %s", a, fileSHA(t, file))
 	}
+	wantDownload(t, srv, opts.Key, res.AssetID, data)
 	srv.stop(t)
 }
 

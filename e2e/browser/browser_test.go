@@ -11,8 +11,8 @@ const (
 	chunkSize = 1 << 20
 )
 
-// checkReady GETs the asset from Go and checks it against the bytes the
-// page generated.
+// checkReady GETs the asset from Go and checks it, and its download,
+// against the bytes the page generated.
 func checkReady(t *testing.T, r *roughy, res pageResult, want []byte) {
 	t.Helper()
 	if res.URL == nil {
@@ -34,6 +34,7 @@ func checkReady(t *testing.T, r *roughy, res pageResult, want []byte) {
 	if res.SHA256 != sha256Hex(want) {
 		t.Errorf("page's crypto.subtle sha256 %q, Go's %q (generators disagree)", res.SHA256, sha256Hex(want))
 	}
+	checkDownload(t, a, want)
 }
 
 // TestBrowserUploadAllowedOrigin: the page's origin is in --cors-origins;

@@ -88,6 +88,7 @@ func checkDirectReady(t *testing.T, r *roughy, id string, res pageResult, want [
 	if res.SHA256 != sha256Hex(want) {
 		t.Errorf("page's crypto.subtle sha256 %q, Go's %q (generators disagree)", res.SHA256, sha256Hex(want))
 	}
+	checkDownload(t, a, want)
 }
 
 // TestBrowserDirectUploadOriginNotAllowed: the same page, with a direct

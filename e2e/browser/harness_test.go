@@ -145,6 +145,45 @@ type asset struct {
 	ContentType string `json:"content_type"`
 	Filename    string `json:"filename"`
 	SHA256      string `json:"sha256"`
+	DownloadURL string `json:"download_url"`
+}
+
+// checkDownload fails the test (not at once) unless a's download_url
+// serves exactly want. The asset's sha256 is computed from the bytes as
+// they passed the server and proves nothing about what storage holds;
+// the download does.
+func checkDownload(t *testing.T, a asset, want []byte) {
+	t.Helper()
+	if a.DownloadURL == "" {
+		t.Errorf("asset %s has no download_url", a.ID)
+		return
+	}
+	got, err := download(t, a.DownloadURL)
+	if err != nil {
+		t.Errorf("asset %s: download: %v", a.ID, err)
+		return
+	}
+	if err := testsvc.SameBytes(got, want); err != nil {
+		t.Errorf("asset %s: download: %v", a.ID, err)
+	}
+}
+
+// download GETs u (a signed download_url: no key) and reads it whole.
+func download(t *testing.T, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("got %d %.200q, want 200", resp.StatusCode, b)
+	}
+	return b, err
 }
 
 // Asset GETs /api/v1/assets/{id} from Go (no browser involved).

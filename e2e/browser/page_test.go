@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // flagValue is the value of a test binary flag ("" when unknown).
@@ -139,9 +141,17 @@ func TestUploadPage(t *testing.T) {
 	if resp != nil {
 		resp.Body.Close()
 	}
-	if a := r.Asset(t, id); a.State != "ready" || a.SHA256 != want {
+	// The link's bytes, not only its length, are the file's.
+	if got, err := download(t, shown.Download); err != nil {
+		t.Errorf("download link %q: %v", shown.Download, err)
+	} else if err := testsvc.SameBytes(got, data); err != nil {
+		t.Errorf("download link %q: %v", shown.Download, err)
+	}
+	a := r.Asset(t, id)
+	if a.State != "ready" || a.SHA256 != want {
 		t.Errorf("asset from the API: got %q %q, want ready %s", a.State, a.SHA256, want)
 	}
+	checkDownload(t, a, data)
 }
 
 // headOffset HEADs an upload URL with the key.
@@ -185,7 +195,9 @@ func TestUploadPageDirectURL(t *testing.T) {
 	if shown.State != "ready" || shown.SHA256 != sha256Hex(data) || shown.URL != d.UploadURL {
 		t.Errorf("page shows %+v, want ready, sha256 %s, upload URL %s", shown, sha256Hex(data), d.UploadURL)
 	}
-	if a := r.Asset(t, d.ID); a.State != "ready" || a.SHA256 != sha256Hex(data) {
+	a := r.Asset(t, d.ID)
+	if a.State != "ready" || a.SHA256 != sha256Hex(data) {
 		t.Errorf("asset from the API: got %q %q, want ready %s", a.State, a.SHA256, sha256Hex(data))
 	}
+	checkDownload(t, a, data)
 }

@@ -85,7 +85,5 @@ func TestFleetDirectUploadOneCreation(t *testing.T) {
 	if a.SHA256 != hex.EncodeToString(sum[:]) || a.SizeBytes != int64(len(src)) {
 		t.Fatalf("asset: got sha256 %s size %d, want %x %d", a.SHA256, a.SizeBytes, sum, len(src))
 	}
-	if got := download(t, a.DownloadURL); !bytes.Equal(got, src) {
-		t.Fatalf("downloaded object: got %d bytes, want the %d source bytes", len(got), len(src))
-	}
+	wantDownload(t, "asset "+d.ID, a.DownloadURL, src)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
@@ -68,9 +69,7 @@ func rotatingUpload(t *testing.T, f *fleet) {
 	if a.SHA256 != hex.EncodeToString(sum[:]) || a.SizeBytes != int64(len(src)) {
 		t.Fatalf("asset: got sha256 %s size %d, want %x %d", a.SHA256, a.SizeBytes, sum, len(src))
 	}
-	if got := download(t, a.DownloadURL); !bytes.Equal(got, src) {
-		t.Fatalf("downloaded object: got %d bytes (sha256 %x), want the %d source bytes", len(got), sha256.Sum256(got), len(src))
-	}
+	wantDownload(t, "rotating upload", a.DownloadURL, src)
 }
 
 // TestFleetNonMedia completes a non-media upload (zeros, which ffprobe
@@ -110,6 +109,7 @@ func nonMedia(t *testing.T, f *fleet) {
 	if a := readyAsset(t, f.nodes[1], id); a.DurationSeconds != nil {
 		t.Fatalf("duration_seconds of non-media: got %q, want null", *a.DurationSeconds)
 	}
+	wantReady(t, f.nodes[0], id, src)
 }
 
 // TestFleetRedisRestart stops Redis in the middle of an upload: requests
@@ -159,9 +159,7 @@ func TestFleetRedisRestart(t *testing.T) {
 	if a, err := patch(t.Context(), f.nodes[1].at(loc), half, src[half:]); err != nil || a.Status != http.StatusNoContent {
 		t.Fatalf("PATCH after Redis is back: got %d %s, %v", a.Status, a.Body, err)
 	}
-	if got := download(t, readyAsset(t, f.nodes[0], id).DownloadURL); !bytes.Equal(got, src) {
-		t.Fatalf("object after the outage: %d bytes, not the %d source bytes", len(got), len(src))
-	}
+	wantReady(t, f.nodes[0], id, src)
 }
 
 // TestFleetConcurrentPatch sends two PATCHes of different bytes at the same
@@ -307,9 +305,7 @@ func TestFleetKillMidPatch(t *testing.T) {
 		if a.SHA256 != hex.EncodeToString(sum[:]) {
 			t.Fatalf("kill %d: asset sha256 %s, want %x", i, a.SHA256, sum)
 		}
-		if got := download(t, a.DownloadURL); !bytes.Equal(got, src) {
-			t.Fatalf("kill %d: corrupt object: %d bytes, sha256 %x; want %x", i, len(got), sha256.Sum256(got), sum)
-		}
+		wantDownload(t, fmt.Sprintf("kill %d", i), a.DownloadURL, src)
 	}
 	t.Logf("%d kills, %d mid-stream; slowest kill-to-upload-complete: %v; zero corrupt objects", kills, midStream, worstTakeover)
 }
@@ -404,10 +400,9 @@ func TestFleetStalledNodeCannotCommit(t *testing.T) {
 	if ans, err := patch(t.Context(), b.at(loc), x+step, srcB[x+step:]); err != nil || ans.Status != http.StatusNoContent {
 		t.Fatalf("last PATCH: got %d %s, %v", ans.Status, ans.Body, err)
 	}
-	want := append(bytes.Clone(srcA[:x]), srcB[x:]...)
-	if got := download(t, readyAsset(t, b, id).DownloadURL); !bytes.Equal(got, want) {
-		t.Fatalf("object: not the stalled node's committed prefix (%d bytes) plus the takeover's bytes", x)
-	}
+	// The object is the stalled node's committed prefix plus the
+	// takeover's bytes.
+	wantReady(t, b, id, append(bytes.Clone(srcA[:x]), srcB[x:]...))
 }
 
 // TestFleetProbeDuration uploads a real MP4 (made by ffmpeg) through two
@@ -431,6 +426,7 @@ func TestFleetProbeDuration(t *testing.T) {
 			completed := time.Now()
 			d := waitDuration(t, f.nodes[1], id, 20*time.Second)
 			t.Logf("duration_seconds %q appeared %v after completion", d, time.Since(completed).Round(time.Millisecond))
+			wantReady(t, f.nodes[0], id, src)
 		})
 	}
 }
@@ -512,4 +508,5 @@ func TestFleetProbeWorkerKilled(t *testing.T) {
 	b := f.startNode("--probe-timeout", "2s")
 	d := waitDuration(t, b, id, 60*time.Second)
 	t.Logf("duration_seconds %q filled by the other node's worker %v after the kill", d, time.Since(killed).Round(time.Millisecond))
+	wantReady(t, b, id, src)
 }

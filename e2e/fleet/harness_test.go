@@ -7,6 +7,8 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -290,6 +292,30 @@ func readyAsset(t testing.TB, n *node, id string) assetJSON {
 			t.Fatalf("asset %s on %s not ready after 10s: %d %s", id, n.URL, a.Status, a.Body)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// wantReady waits until asset id is ready on n, checks its size and
+// sha256, and downloads it: the sha256 is computed from the bytes as they
+// passed the node and proves nothing about what S3 holds, the presigned
+// download_url serves the object itself.
+func wantReady(t testing.TB, n *node, id string, src []byte) assetJSON {
+	t.Helper()
+	a := readyAsset(t, n, id)
+	sum := sha256.Sum256(src)
+	if a.SHA256 != hex.EncodeToString(sum[:]) || a.SizeBytes != int64(len(src)) {
+		t.Fatalf("asset %s: got sha256 %s size %d, want %x %d", id, a.SHA256, a.SizeBytes, sum, len(src))
+	}
+	wantDownload(t, "asset "+id, a.DownloadURL, src)
+	return a
+}
+
+// wantDownload fails unless url, an asset's download_url, serves exactly
+// src; what names the upload.
+func wantDownload(t testing.TB, what, url string, src []byte) {
+	t.Helper()
+	if err := testsvc.SameBytes(download(t, url), src); err != nil {
+		t.Fatalf("%s: downloaded object: %v", what, err)
 	}
 }
 

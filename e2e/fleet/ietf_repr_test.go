@@ -69,7 +69,5 @@ func TestIETFReprDigestS3(t *testing.T) {
 	if want := hex.EncodeToString(sum[:]); got.SizeBytes != int64(len(data)) || got.SHA256 != want {
 		t.Fatalf("asset: got %+v, want %d bytes and sha256 %s", got, len(data), want)
 	}
-	if b := download(t, got.DownloadURL); string(b) != string(data) {
-		t.Fatalf("download: got %d bytes, not the %d uploaded", len(b), len(data))
-	}
+	wantDownload(t, "asset "+a.ID, got.DownloadURL, data)
 }

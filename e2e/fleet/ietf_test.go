@@ -81,9 +81,7 @@ func TestIETFAnyNode(t *testing.T) {
 	if got.SizeBytes != int64(len(data)) || got.SHA256 != a.SHA256 {
 		t.Fatalf("asset on node 0: got %+v, want %d bytes and sha256 %s", got, len(data), a.SHA256)
 	}
-	if b := download(t, got.DownloadURL); len(b) != len(data) || string(b) != string(data) {
-		t.Fatalf("download: got %d bytes, want the %d uploaded", len(b), len(data))
-	}
+	wantDownload(t, "asset "+a.ID, got.DownloadURL, data)
 	// Node 0's stalled request was answered (409: taken over), not left hanging.
 	if _, fin := c.Final("POST"); fin.Status != http.StatusConflict {
 		t.Errorf("node 0's creation: got %d %s, want 409 upload_taken_over", fin.Status, fin.Body)

@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -86,9 +85,7 @@ func finish(t testing.TB, n *node, loc, id string, src []byte) {
 	if a.SHA256 != hex.EncodeToString(sum[:]) {
 		t.Fatalf("asset sha256 %s, want %x", a.SHA256, sum)
 	}
-	if got := download(t, a.DownloadURL); !bytes.Equal(got, src) {
-		t.Fatalf("object differs from the source (%d bytes, want %d)", len(got), len(src))
-	}
+	wantDownload(t, "asset "+id, a.DownloadURL, src)
 }
 
 // TestFleetSilentClientLoss: a client stops sending mid-PATCH without

@@ -26,7 +26,7 @@ func TestFleetMetricsFamiliesMove(t *testing.T) {
 	// Random bytes: ffprobe parks the job as dead (not media).
 	data := make([]byte, 6<<20)
 	rand.Read(data)
-	loc, _ := create(t, n, int64(len(data)))
+	loc, id := create(t, n, int64(len(data)))
 	if a, err := patch(t.Context(), loc, 0, data); err != nil || a.Status != http.StatusNoContent {
 		t.Fatalf("PATCH: got %d %s (%v), want 204", a.Status, a.Body, err)
 	}
@@ -53,6 +53,7 @@ func TestFleetMetricsFamiliesMove(t *testing.T) {
 			t.Errorf("/metrics has no %s", name)
 		}
 	}
+	wantReady(t, n, id, data)
 
 	// A node on a bucket that does not exist: /readyz's HeadBucket fails.
 	bad := f.startNode("--s3-bucket", "no-such-bucket-"+hex.EncodeToString(data[:4]), "--s3-max-attempts", "1", "--probe-workers", "0")
@@ -105,7 +106,7 @@ func TestFleetTracePatchSpans(t *testing.T) {
 
 	data := make([]byte, 40<<20)
 	rand.Read(data)
-	loc, _ := create(t, n, int64(len(data)))
+	loc, id := create(t, n, int64(len(data)))
 	traceID, parentID := make([]byte, 16), make([]byte, 8)
 	rand.Read(traceID)
 	rand.Read(parentID)
@@ -117,6 +118,7 @@ func TestFleetTracePatchSpans(t *testing.T) {
 		t.Fatalf("PATCH: got %d %s (%v), want 204", a.Status, a.Body, err)
 	}
 	uploadID := loc[strings.LastIndexByte(loc, '/')+1:]
+	wantReady(t, n, id, data)
 	// SIGTERM flushes the spans the batcher still holds.
 	n.Stop(15 * time.Second)
 

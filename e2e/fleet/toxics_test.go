@@ -337,8 +337,8 @@ func runFault(t *testing.T, tf *toxicFleet, fc faultCase) {
 		if a.SHA256 != hex.EncodeToString(sum[:]) || a.SizeBytes != int64(len(srcs[i])) {
 			t.Errorf("upload %d: asset sha256 %s size %d, want %x %d", i, a.SHA256, a.SizeBytes, sum, len(srcs[i]))
 		}
-		if got := sha256.Sum256(download(t, a.DownloadURL)); got != sum {
-			t.Errorf("upload %d: downloaded object sha256 %x, want %x", i, got, sum)
+		if err := testsvc.SameBytes(download(t, a.DownloadURL), srcs[i]); err != nil {
+			t.Errorf("upload %d: downloaded object: %v", i, err)
 		}
 	}
 	t.Logf("%s: %d uploads of %d MiB in %v; %d 503s, %d 423s, (503s 423s resumes) per upload %v",
@@ -464,6 +464,7 @@ func TestToxicsS3BlackholeAnswers503(t *testing.T) {
 	if a := readyAsset(t, n, id); a.SHA256 != hex.EncodeToString(sum[:]) || a.SizeBytes != int64(len(src)) {
 		t.Errorf("asset: sha256 %s size %d, want %x %d", a.SHA256, a.SizeBytes, sum, len(src))
 	}
+	wantReady(t, n, id, src)
 }
 
 // Environment of a child run (inChild): the test to run, and the roughy

@@ -194,8 +194,8 @@ wait:
 			continue
 		}
 		src, _ := os.ReadFile(r.File)
-		if got := download(t, a.DownloadURL); string(got) != string(src) {
-			t.Errorf("%s: downloaded object differs from the source", filepath.Base(r.File))
+		if err := testsvc.SameBytes(download(t, a.DownloadURL), src); err != nil {
+			t.Errorf("%s: downloaded object: %v", filepath.Base(r.File), err)
 		}
 	}
 	t.Logf("%d of %d uploads completed and verified", uploads-failed, uploads)

@@ -52,6 +52,7 @@ func TestWebhookKillDeliveringNode(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("PATCH while the receiver hangs took %v, want well under 2 s", took)
 	}
+	wantReady(t, front, assetID, data)
 	held := wr.Deliveries()[0]
 
 	deliverer.kill()

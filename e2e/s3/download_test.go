@@ -1,6 +1,7 @@
 package s3e2e
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -44,7 +45,13 @@ func TestPresignedDownloadHeaders(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GET download_url: %v", err)
 		}
+		got, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("GET download_url: read: %v", err)
+		}
+		// The headers are for the bytes the upload sent.
+		checkBytes(t, "download_url body", got, src)
 		if got := []string{resp.Header.Get("Content-Type"), resp.Header.Get("Content-Disposition")}; resp.StatusCode != http.StatusOK ||
 			got[0] != tt.wantType || got[1] != tt.wantDisp {
 			t.Errorf("GET download_url of content_type %q: %d %q, want 200 %q %q", tt.contentType, resp.StatusCode, got, tt.wantType, tt.wantDisp)
