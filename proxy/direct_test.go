@@ -38,20 +38,6 @@ func (e *env) directPost(uploadURL string, length int) resp {
 	return e.do("POST", uploadURL, e.tusHdr("", "Upload-Length", strconv.Itoa(length)), nil)
 }
 
-// wantDownload checks that asset id of account is ready and its download
-// is data.
-func (e *env) wantDownload(account, id string, data []byte) {
-	e.t.Helper()
-	r, a := e.getAsset(account, id)
-	if r.status != http.StatusOK || a.State != "ready" || a.DownloadURL == "" {
-		e.t.Fatalf("GET asset: %d %s, want 200 ready with a download_url", r.status, r.body)
-	}
-	if d := e.do("GET", a.DownloadURL, nil, nil); d.status != http.StatusOK || !bytes.Equal(d.body, data) {
-		e.t.Fatalf("download: %d, %d bytes (sha256 %s), want 200 and the %d bytes uploaded (sha256 %s)",
-			d.status, len(d.body), sha256Hex(d.body), len(data), sha256Hex(data))
-	}
-}
-
 // breakStorage makes the local sink's Create of upload id fail (a
 // directory where its file goes) until the returned func is called.
 func (e *env) breakStorage(id string) (repair func()) {
@@ -97,7 +83,7 @@ func TestDirectStorageCreateFails(t *testing.T) {
 			if r := e.patch("", url, int64(len(data)/2), data[len(data)/2:]); r.status != http.StatusNoContent {
 				t.Fatalf("PATCH 2: %d %s, want 204", r.status, r.body)
 			}
-			e.wantDownload("acme", id, data)
+			e.wantReady("acme", id, data)
 			if r := e.directPost(url, len(data)); r.status != http.StatusForbidden || r.errorCode() != "direct_upload_used" {
 				t.Errorf("POST after the upload completed: %d %s, want 403 direct_upload_used", r.status, r.body)
 			}
@@ -172,7 +158,7 @@ func TestDirectClaimResentRedis(t *testing.T) {
 	if r := e.patch("", url, 0, data); r.status != http.StatusNoContent {
 		t.Fatalf("PATCH: %d %s, want 204", r.status, r.body)
 	}
-	e.wantDownload("acme", id, data)
+	e.wantReady("acme", id, data)
 	if r := e.directPost(url, len(data)); r.status != http.StatusForbidden || r.errorCode() != "direct_upload_used" {
 		t.Errorf("second POST: %d %s, want 403 direct_upload_used", r.status, r.body)
 	}
@@ -251,7 +237,7 @@ func TestDirectWrongToken(t *testing.T) {
 	if r := e.patch("", url, 0, data); r.status != http.StatusNoContent {
 		t.Fatalf("PATCH with the right token: %d %s, want 204", r.status, r.body)
 	}
-	e.wantDownload("acme", id, data)
+	e.wantReady("acme", id, data)
 }
 
 // lostClaimReply is the embedded store whose next direct upload claim is
@@ -301,7 +287,7 @@ func TestDirectClaimReplyLostQuota(t *testing.T) {
 	if r := e.patch("", url, 0, data); r.status != http.StatusNoContent {
 		t.Fatalf("PATCH: %d %s, want 204", r.status, r.body)
 	}
-	e.wantDownload("acme", id, data)
+	e.wantReady("acme", id, data)
 	if got, want := usage(), (sessionstore.QuotaUsage{BytesStored: int64(len(data))}); got != want {
 		t.Errorf("usage after completion: %+v, want %+v", got, want)
 	}

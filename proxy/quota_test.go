@@ -238,7 +238,7 @@ func TestQuotaDeferredLengthBecomesKnown(t *testing.T) {
 			if r := tt.fill(e, loc); r.status/100 != 2 {
 				t.Fatalf("%s: the whole upload at the limit: got %d %s, want it complete", tt.name, r.status, r.body)
 			}
-			e.wantDownload("acme", loc[strings.LastIndexByte(loc, '/')+1:], data)
+			e.wantReady("acme", loc[strings.LastIndexByte(loc, '/')+1:], data)
 			e.wantUsage("acme", tt.name+": completed", sessionstore.QuotaUsage{BytesStored: limit})
 			// Free the account for the next case.
 			if r := e.do("DELETE", loc, e.tusHdr("acme"), nil); r.status != http.StatusNoContent {
@@ -326,7 +326,7 @@ func TestQuotaRefusalHoldsNothing(t *testing.T) {
 		if r := e.patch("acme", loc, 0, data, "Upload-Length", "400"); r.status != http.StatusNoContent {
 			t.Fatalf("PATCH of the 400 bytes that fit: got %d %s, want 204", r.status, r.body)
 		}
-		e.wantDownload("acme", loc[strings.LastIndexByte(loc, '/')+1:], data)
+		e.wantReady("acme", loc[strings.LastIndexByte(loc, '/')+1:], data)
 		e.wantUsage("acme", "completed at the limit", sessionstore.QuotaUsage{BytesStored: 400, Uploads: 1, BytesReserved: 600})
 	})
 }
