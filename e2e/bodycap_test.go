@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,13 +34,19 @@ func TestAccountBodyCapRetried(t *testing.T) {
 			rep.Status, rep.Body, rep.Header.Get("Retry-After"))
 	}
 
-	// The held body ends 2 s into tus-js-client's upload: its retries at
-	// 1 s and 3 s straddle that.
+	// The held body ends once tus-js-client met the cap too (a second
+	// too_many_uploads answer on /metrics): its next retry, a second
+	// later, finds the slot free. Waiting on the answer rather than a
+	// clock keeps the test meaningful however slowly node starts.
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
-		time.Sleep(2 * time.Second)
-		c.Conn.Close()
+		defer c.Conn.Close()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if capRefusals(s.URL) >= 2 {
+				return
+			}
+		}
 	}()
 	data := randomBytes(3<<20 + 5)
 	f := runTusJS(t, s, "plain", writeTemp(t, "capped.bin", data))
@@ -52,4 +61,23 @@ func TestAccountBodyCapRetried(t *testing.T) {
 		t.Errorf("tus-js-client saw no 503 (requests %v): the cap was not met, the test proves nothing", f.Requests)
 	}
 	wantReady(t, s, acmeKey, f.AssetID, data)
+}
+
+var capRefusalsRE = regexp.MustCompile(`(?m)^roughy_http_errors_total\{[^}]*code="too_many_uploads"[^}]*\} (\d+)`)
+
+// capRefusals is how many too_many_uploads answers the server's /metrics
+// counts (0 when it cannot be read).
+func capRefusals(base string) int {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	n := 0
+	for _, m := range capRefusalsRE.FindAllSubmatch(b, -1) {
+		v, _ := strconv.Atoi(string(m[1]))
+		n += v
+	}
+	return n
 }
