@@ -81,13 +81,13 @@ const (
 	redisKeyByHash    = "roughy:{keys}:hash:"
 )
 
-// Stream lengths kept by XADD MAXLEN ~. Acknowledged jobs are deleted, so
-// the probe stream only holds a backlog; the dead-letter stream keeps the
-// most recent failures.
-const (
-	redisProbeMaxLen = 100_000
-	redisDeadMaxLen  = 10_000
-)
+// redisDeadMaxLen is the length the dead-letter stream is trimmed to
+// (XADD MAXLEN ~): it keeps the most recent failures. The job streams
+// (probe, webhook) have no cap: trimming would drop the oldest jobs no
+// consumer has settled yet, whatever their state. A job leaves its stream
+// when it is settled (XACK and XDEL in one script), so a stream holds the
+// backlog only; its length is on /metrics (QueueLengths) for alerting.
+const redisDeadMaxLen = 10_000
 
 func redisSessionKey(id string) string  { return "roughy:{" + id + "}:session" }
 func redisPartsKey(id string) string    { return "roughy:{" + id + "}:parts" }

@@ -180,7 +180,7 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey, redisProbeStream)
 	} else if c.Complete {
-		err := r.client.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream, MaxLen: redisProbeMaxLen, Approx: true,
+		err := r.client.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream,
 			Values: []any{"asset", "", "attempts", "0", "sid", id, "verify", "1"}}).Err()
 		if err != nil {
 			return Session{}, redisErr("commit: probe job", err)
@@ -190,10 +190,10 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if length < 0 {
 		length = -1
 	}
-	args := make([]any, 0, 14+len(c.Parts))
+	args := make([]any, 0, 13+len(c.Parts))
 	args = append(args, strconv.FormatInt(l.Token, 10), strconv.FormatInt(c.ExpectOffset, 10),
 		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), c.Storage,
-		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id, redisProbeMaxLen,
+		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id,
 		redisFmtTime(c.ExpiresAt), strconv.FormatInt(c.ExpiresAt.UnixMilli(), 10),
 		strconv.FormatInt(redisMillis(max(c.ExtendLease, 0)), 10))
 	for _, p := range c.Parts {
