@@ -180,10 +180,8 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey, redisProbeStream)
 	} else if c.Complete {
-		err := r.client.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream,
-			Values: []any{"asset", "", "attempts", "0", "sid", id, "verify", "1"}}).Err()
-		if err != nil {
-			return Session{}, redisErr("commit: probe job", err)
+		if err := r.addVerifyJob(ctx, id); err != nil {
+			return Session{}, err
 		}
 	}
 	length := c.Length
@@ -199,7 +197,7 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	for _, p := range c.Parts {
 		args = append(args, redisEncodePart(p))
 	}
-	out, err := r.runScript(ctx, "commit", luaCommit, keys, args...)
+	out, err := r.runScriptWaited(ctx, "commit", keys[0], luaCommit, keys, args...)
 	if err != nil {
 		return Session{}, err
 	}
@@ -216,6 +214,31 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 		}
 	}
 	return s, nil
+}
+
+// addVerifyJob adds the probe job of a Cluster completion (see Commit),
+// waited for as the commit is (RedisOptions): a job lost to a failover
+// would leave the asset unprobed.
+func (r *Redis) addVerifyJob(ctx context.Context, id string) error {
+	add := func(p redis.Cmdable) *redis.StringCmd {
+		return p.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream,
+			Values: []any{"asset", "", "attempts", "0", "sid", id, "verify", "1"}})
+	}
+	if !r.waits() {
+		if err := add(r.client).Err(); err != nil {
+			return redisErr("commit: probe job", err)
+		}
+		return nil
+	}
+	var cmd *redis.StringCmd
+	wait, err := r.pipelineWaited(ctx, redisProbeStream, func(p redis.Pipeliner) { cmd = add(p) })
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
+		return redisErr("commit: probe job", err)
+	}
+	return r.checkWait("commit: probe job", wait)
 }
 
 // DeleteUpload removes the session, its parts and lease and soft-deletes

@@ -1,0 +1,139 @@
+package sessionstore_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// openRedisWith opens a store with options, closed when the test ends.
+func openRedisWith(t testing.TB, url string, o sessionstore.RedisOptions) *sessionstore.Redis {
+	t.Helper()
+	st, err := sessionstore.NewRedisWith(t.Context(), url, o)
+	if err != nil {
+		t.Fatalf("NewRedisWith(%+v): %v", o, err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestRedisCommitWaitsForReplicas runs a primary with one replica: a
+// store that waits for one replica commits, and the replica has the
+// commit by the time it is answered; a store that waits for two fails the
+// commit with ErrUnavailable once its timeout passed.
+func TestRedisCommitWaitsForReplicas(t *testing.T) {
+	primary := testsvc.StartRedisServer(t)
+	replica := testsvc.StartRedisReplica(t, primary)
+	ctx := t.Context()
+	one := openRedisWith(t, primary.URL(), sessionstore.RedisOptions{WaitReplicas: 1})
+	if err := sessionstore.RedisFlushAll(ctx, one); err != nil {
+		t.Fatal(err)
+	}
+	s := redisUpload(t, one, 300)
+	l, err := one.AcquireLease(ctx, s.ID, time.Minute, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(st *sessionstore.Redis, i int) error {
+		_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: int64(i) * 100, NewOffset: int64(i+1) * 100, Length: -1,
+			Parts: []sessionstore.Part{{Number: l.FirstPart + int32(i), ETag: `"e"`, Size: 100, Offset: int64(i) * 100}}})
+		return err
+	}
+	if err := commit(one, 0); err != nil {
+		t.Fatalf("Commit waiting for 1 replica of 1: %v", err)
+	}
+	if off, err := testsvc.RedisCommand(replica.Addr(), "HGET", "roughy:{"+s.ID+"}:session", "off"); err != nil || off != "100" {
+		t.Fatalf("replica's offset once the commit was answered: got %q (%v), want 100", off, err)
+	}
+
+	two := openRedisWith(t, primary.URL(), sessionstore.RedisOptions{WaitReplicas: 2, WaitTimeout: 100 * time.Millisecond})
+	err = commit(two, 1)
+	if !errors.Is(err, sessionstore.ErrUnavailable) || !strings.Contains(err.Error(), "1 of 2 replicas") {
+		t.Fatalf("Commit waiting for 2 replicas of 1: got %v, want ErrUnavailable naming 1 of 2 replicas", err)
+	}
+	// The write itself was applied (as a commit whose answer was lost):
+	// the upload goes on from it.
+	if err := commit(one, 2); err != nil {
+		t.Fatalf("next Commit waiting for 1 replica: %v", err)
+	}
+}
+
+// TestRedisWaitOptions: options the server cannot honour, or out of
+// range, are refused when the store opens. WAITAOF needs Redis 7.2: on an
+// older server asking for it fails with a clear error; on a newer one a
+// commit waits for the primary's and a replica's fsync.
+func TestRedisWaitOptions(t *testing.T) {
+	primary := testsvc.StartRedisServer(t)
+	url := primary.URL()
+	ctx := t.Context()
+	for _, o := range []sessionstore.RedisOptions{{WaitReplicas: -1}, {WaitReplicas: 1, WaitTimeout: 5 * time.Second}} {
+		if st, err := sessionstore.NewRedisWith(ctx, url, o); err == nil {
+			st.Close()
+			t.Errorf("NewRedisWith(%+v): got nil error, want one", o)
+		}
+	}
+	version, err := testsvc.RedisCommand(primary.Addr(), "INFO", "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sessionstore.NewRedisWith(ctx, url, sessionstore.RedisOptions{WaitAOF: true})
+	if strings.Contains(version, "redis_version:7.0") || strings.Contains(version, "redis_version:6.") ||
+		strings.Contains(version, "redis_version:7.1") {
+		if err == nil {
+			st.Close()
+			t.Fatal("NewRedisWith(WaitAOF) on a server without WAITAOF: got nil error, want one")
+		}
+		if !strings.Contains(err.Error(), "WAITAOF") || !strings.Contains(err.Error(), "7.2") {
+			t.Fatalf("NewRedisWith(WaitAOF) on a server without WAITAOF: got %q, want an error naming WAITAOF and Redis 7.2", err)
+		}
+		t.Logf("refused as expected: %v", err)
+		return
+	}
+	if err != nil {
+		t.Fatalf("NewRedisWith(WaitAOF) on a server with WAITAOF: %v", err)
+	}
+	st.Close()
+	testsvc.StartRedisReplica(t, primary)
+	aof := openRedisWith(t, url, sessionstore.RedisOptions{WaitAOF: true, WaitReplicas: 1})
+	s := redisUpload(t, aof, 100)
+	l, err := aof.AcquireLease(ctx, s.ID, time.Minute, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aof.Commit(ctx, l, sessionstore.Commit{NewOffset: 100, Length: -1,
+		Parts: []sessionstore.Part{{Number: l.FirstPart, ETag: `"e"`, Size: 100}}}); err != nil {
+		t.Fatalf("Commit waiting for the AOF of the primary and 1 replica: %v", err)
+	}
+}
+
+// TestRedisClusterCommitWaits: on Cluster the wait goes to the master of
+// the upload's slot, and a completion's probe job (another slot) is
+// waited for too. These masters have no replica: a commit waiting for one
+// fails with ErrUnavailable after the script ran (a MOVED or a script
+// refusal would be another error).
+func TestRedisClusterCommitWaits(t *testing.T) {
+	nodes := testsvc.StartRedisCluster(t)
+	ctx := t.Context()
+	st := openRedisWith(t, nodes, sessionstore.RedisOptions{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	s := redisUpload(t, st, 200)
+	l, err := st.AcquireLease(ctx, s.ID, time.Minute, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, complete := range []bool{false, true} {
+		_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: int64(i) * 100, NewOffset: int64(i+1) * 100, Length: -1,
+			Complete: complete, SHA256: "ff",
+			Parts: []sessionstore.Part{{Number: l.FirstPart + int32(i), ETag: `"e"`, Size: 100, Offset: int64(i) * 100}}})
+		want := "commit: sessionstore: backend unavailable: 0 of 1 replicas"
+		if complete {
+			want = "commit: probe job: sessionstore: backend unavailable: 0 of 1 replicas"
+		}
+		if !errors.Is(err, sessionstore.ErrUnavailable) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Commit %d (complete %v) waiting for a replica none has: got %v, want ErrUnavailable with %q", i, complete, err, want)
+		}
+	}
+}
