@@ -1,7 +1,11 @@
 package sessionstore_test
 
 import (
+	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +139,61 @@ func TestRedisClusterCommitWaits(t *testing.T) {
 		if !errors.Is(err, sessionstore.ErrUnavailable) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Commit %d (complete %v) waiting for a replica none has: got %v, want ErrUnavailable with %q", i, complete, err, want)
 		}
+	}
+}
+
+// BenchmarkRedisCommitWait measures a committed part on a primary with
+// one replica, both on this machine, without waiting and waiting for the
+// replica: one commit at a time (its latency), and 8 uploads committing
+// at once (throughput).
+func BenchmarkRedisCommitWait(b *testing.B) {
+	primary := testsvc.StartRedisServer(b)
+	testsvc.StartRedisReplica(b, primary)
+	for _, replicas := range []int{0, 1} {
+		st := openRedisWith(b, primary.URL(), sessionstore.RedisOptions{WaitReplicas: replicas})
+		// committer commits parts of its own upload, a new one every 1000.
+		committer := func(b *testing.B) func() {
+			var l sessionstore.Lease
+			i := 1000
+			return func() {
+				ctx := context.Background()
+				if i == 1000 {
+					id := "bench-" + rand.Text()
+					now := time.Now()
+					if err := st.CreateUpload(ctx, sessionstore.Session{ID: id, Account: "acme", AssetID: id, Length: -1,
+						NextPart: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, sessionstore.Asset{}); err != nil {
+						b.Fatal(err)
+					}
+					var err error
+					if l, err = st.AcquireLease(ctx, id, time.Hour, 1000); err != nil {
+						b.Fatal(err)
+					}
+					i = 0
+				}
+				if _, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: int64(i) * 100, NewOffset: int64(i+1) * 100,
+					Length: -1, HashState: make([]byte, 108), ExpiresAt: time.Now().Add(time.Hour),
+					Parts: []sessionstore.Part{{Number: l.FirstPart + int32(i), ETag: `"0123456789abcdef"`, Size: 100, Offset: int64(i) * 100}}}); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		}
+		b.Run(fmt.Sprintf("wait=%d/serial", replicas), func(b *testing.B) {
+			commit := committer(b)
+			commit() // loads the script
+			b.ResetTimer()
+			for range b.N {
+				commit()
+			}
+		})
+		b.Run(fmt.Sprintf("wait=%d/parallel8", replicas), func(b *testing.B) {
+			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+			b.RunParallel(func(pb *testing.PB) {
+				commit := committer(b)
+				for pb.Next() {
+					commit()
+				}
+			})
+		})
 	}
 }
