@@ -95,7 +95,7 @@ func redisInfoField(info, field string) string {
 // by WAIT or WAITAOF. Both go in one pipeline on the connection to the
 // master of key: WAIT waits for the writes of its own connection only. A
 // script that answered luaOK but whose write was not acknowledged in time
-// fails with ErrUnavailable.
+// fails with ErrUnavailable, and out is still its answer.
 func (r *Redis) runScriptWaited(ctx context.Context, op, key string, s *redis.Script, keys []string, args ...any) ([]any, error) {
 	if !r.waits() {
 		return r.runScript(ctx, op, s, keys, args...)
@@ -123,6 +123,16 @@ func (r *Redis) runScriptWaited(ctx context.Context, op, key string, s *redis.Sc
 		return out, err
 	}
 	return out, r.checkWait(op, wait)
+}
+
+// redisFirstInt is out[0] of a script answer when it is an integer (a
+// lease's token); ok is false for a refusal's holder or no answer.
+func redisFirstInt(out []any) (int64, bool) {
+	if len(out) == 0 {
+		return 0, false
+	}
+	v, ok := out[0].(int64)
+	return v, ok
 }
 
 // pipelineWaited sends queue's commands and then WAIT or WAITAOF in one

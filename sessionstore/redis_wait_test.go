@@ -28,7 +28,8 @@ func openRedisWith(t testing.TB, url string, o sessionstore.RedisOptions) *sessi
 // TestRedisCommitWaitsForReplicas runs a primary with one replica: a
 // store that waits for one replica commits, and the replica has the
 // commit by the time it is answered; a store that waits for two fails the
-// commit with ErrUnavailable once its timeout passed.
+// commit, and a lease acquisition, with ErrUnavailable once its timeout
+// passed.
 func TestRedisCommitWaitsForReplicas(t *testing.T) {
 	primary := testsvc.StartRedisServer(t)
 	replica := testsvc.StartRedisReplica(t, primary)
@@ -63,6 +64,17 @@ func TestRedisCommitWaitsForReplicas(t *testing.T) {
 	// the upload goes on from it.
 	if err := commit(one, 2); err != nil {
 		t.Fatalf("next Commit waiting for 1 replica: %v", err)
+	}
+
+	// An acquisition is waited for too: a lease (its fencing token, its
+	// part numbers) rolled back by a failover would be handed out twice.
+	// One not acknowledged is released at once.
+	s2 := redisUpload(t, one, 100)
+	if _, err := two.AcquireLease(ctx, s2.ID, time.Minute, 1); !errors.Is(err, sessionstore.ErrUnavailable) {
+		t.Fatalf("AcquireLease waiting for 2 replicas of 1: got %v, want ErrUnavailable", err)
+	}
+	if _, err := one.AcquireLease(ctx, s2.ID, time.Minute, 1); err != nil {
+		t.Fatalf("AcquireLease after an unacknowledged one: %v, want the lease (released)", err)
 	}
 }
 
@@ -116,15 +128,21 @@ func TestRedisWaitOptions(t *testing.T) {
 
 // TestRedisClusterCommitWaits: on Cluster the wait goes to the master of
 // the upload's slot, and a completion's probe job (another slot) is
-// waited for too. These masters have no replica: a commit waiting for one
-// fails with ErrUnavailable after the script ran (a MOVED or a script
-// refusal would be another error).
+// waited for too. These masters have no replica: an acquisition or a
+// commit waiting for one fails with ErrUnavailable after the script ran
+// (a MOVED or a script refusal would be another error).
 func TestRedisClusterCommitWaits(t *testing.T) {
 	nodes := testsvc.StartRedisCluster(t)
 	ctx := t.Context()
 	st := openRedisWith(t, nodes, sessionstore.RedisOptions{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
 	s := redisUpload(t, st, 200)
-	l, err := st.AcquireLease(ctx, s.ID, time.Minute, 2)
+	if _, err := st.AcquireLease(ctx, s.ID, time.Minute, 2); !errors.Is(err, sessionstore.ErrUnavailable) ||
+		!strings.Contains(err.Error(), "acquire lease: sessionstore: backend unavailable: 0 of 1 replicas") {
+		t.Fatalf("AcquireLease waiting for a replica none has: got %v, want ErrUnavailable", err)
+	}
+	// The lease from a store that does not wait (the refused one was
+	// released), for the commits below.
+	l, err := openRedisWith(t, nodes, sessionstore.RedisOptions{}).AcquireLease(ctx, s.ID, time.Minute, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

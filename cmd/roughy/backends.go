@@ -33,7 +33,7 @@ func addStoreFlags(fs *flag.FlagSet) *storeFlags {
 		redisURL: fs.String("redis-url", "redis://127.0.0.1:6379/0",
 			"Redis: standalone URL, redis+sentinel://, or a comma list of cluster nodes"),
 		waitReplicas: fs.Int("redis-wait-replicas", 0,
-			"Redis: a commit is answered only once this many replicas have it (WAIT); fewer within --redis-wait-timeout: 503"),
+			"Redis: a commit (and a PATCH's lease) is answered only once this many replicas have it (WAIT); fewer within --redis-wait-timeout: 503"),
 		waitAOF: fs.Bool("redis-wait-aof", false,
 			"Redis: a commit also waits for the primary's (and --redis-wait-replicas replicas') append-only file fsync (WAITAOF, Redis 7.2+)"),
 		waitTimeout: fs.Duration("redis-wait-timeout", time.Second,
