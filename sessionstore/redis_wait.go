@@ -16,7 +16,9 @@ import (
 // asynchronous failover to a replica that had not received it, or a
 // crash of the primary within the second its append-only file is fsynced
 // in (appendfsync everysec), rolls the write back. WaitReplicas and
-// WaitAOF make every commit wait for copies of it before it is answered.
+// WaitAOF make every commit, and every lease acquisition (a lease rolled
+// back would hand its fencing token and part numbers out twice), wait for
+// copies of it before it is answered.
 type RedisOptions struct {
 	// WaitReplicas is how many replicas must have received a commit
 	// (WAIT; with WaitAOF, fsynced it to their append-only file) before
@@ -102,6 +104,7 @@ func (r *Redis) runScriptWaited(ctx context.Context, op, key string, s *redis.Sc
 	}
 	start := time.Now()
 	var eval, wait *redis.Cmd
+	var res any
 	var err error
 	for _, load := range []bool{false, true} {
 		wait, err = r.pipelineWaited(ctx, key, func(p redis.Pipeliner) {
@@ -112,13 +115,13 @@ func (r *Redis) runScriptWaited(ctx context.Context, op, key string, s *redis.Sc
 			}
 		})
 		if err == nil {
-			err = eval.Err()
+			res, err = eval.Result()
 		}
 		if load || !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			break
 		}
 	}
-	out, err := r.scriptAnswer(op, start, eval.Val(), err)
+	out, err := r.scriptAnswer(op, start, res, err)
 	if err != nil {
 		return out, err
 	}
