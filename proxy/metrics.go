@@ -152,8 +152,8 @@ func (m *metrics) observe(route, method string, status int, d time.Duration) {
 
 // attach registers what /metrics reads from the server at scrape time:
 // in-flight requests, the buffer budget, the probe queue, the queues'
-// lengths. One server per
-// Telemetry: a second attach would register the same names twice.
+// lengths. One server per Telemetry: a second attach would register the
+// same names twice.
 func (t *Telemetry) attach(s *Server) {
 	reg := t.reg
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roughy_inflight_requests",

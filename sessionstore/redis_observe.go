@@ -14,8 +14,8 @@ import (
 func (r *Redis) SetObserver(o Observer) { r.obs = o }
 
 // QueueLengths counts each queue's stream (jobs waiting or claimed) and
-// its set of retries waiting for their time, in one pipeline (one round
-// trip per slot: {probe} and {webhook} are two on Cluster).
+// its set of retries waiting for their time, in one pipeline (on Cluster,
+// one round trip per master that holds {probe} or {webhook}).
 func (r *Redis) QueueLengths(ctx context.Context) (QueueLengths, error) {
 	var cmds [4]*redis.IntCmd
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
