@@ -104,6 +104,7 @@ func TestMetricsFamiliesMove(t *testing.T) {
 		{"roughy_http_errors_total", `status="460"`},
 		{"roughy_probe_queue_jobs"},
 		{"roughy_probe_queue_oldest_seconds"},
+		{"roughy_queue_length", `queue="probe"`},
 	})
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "roughy_buffer_bytes_budget"} {
 		if v, _ := after.Sum(name); v <= 0 {

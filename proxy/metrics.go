@@ -151,8 +151,9 @@ func (m *metrics) observe(route, method string, status int, d time.Duration) {
 }
 
 // attach registers what /metrics reads from the server at scrape time:
-// in-flight requests, the buffer budget, the probe queue. One server per
-// Telemetry: a second attach would register the same names twice.
+// in-flight requests, the buffer budget, the probe queue, the queues'
+// lengths. One server per Telemetry: a second attach would register the
+// same names twice.
 func (t *Telemetry) attach(s *Server) {
 	reg := t.reg
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roughy_inflight_requests",
@@ -172,6 +173,37 @@ func (t *Telemetry) attach(s *Server) {
 	if q, ok := s.store.(probeQueue); ok {
 		reg.MustRegister(probeQueueCollector{q: q})
 	}
+	if q, ok := s.store.(queueLengths); ok {
+		reg.MustRegister(queueLengthCollector{q: q})
+	}
+}
+
+// queueLengths is what /metrics reads of the lengths of the store's job
+// queues (sessionstore.Local and Redis have it).
+type queueLengths interface {
+	QueueLengths(ctx context.Context) (sessionstore.QueueLengths, error)
+}
+
+// queueLengthCollector asks the store for its queues' lengths at each
+// scrape (fleet-wide in Redis). The queues are never trimmed, so this is
+// the figure to alert on when their consumers fall behind.
+type queueLengthCollector struct{ q queueLengths }
+
+var queueLengthDesc = prometheus.NewDesc("roughy_queue_length",
+	"Jobs of a store queue not settled yet: waiting, being worked on, or scheduled for a retry (fleet-wide).", []string{"queue"}, nil)
+
+func (c queueLengthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueLengthDesc }
+
+func (c queueLengthCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	q, err := c.q.QueueLengths(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(queueLengthDesc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(queueLengthDesc, prometheus.GaugeValue, float64(q.Probe), "probe")
+	ch <- prometheus.MustNewConstMetric(queueLengthDesc, prometheus.GaugeValue, float64(q.Webhook), "webhook")
 }
 
 // probeQueue is what /metrics reads of the store's probe queue

@@ -26,3 +26,18 @@ func (l *Local) ProbeQueueStats(ctx context.Context) (ProbeQueueStats, error) {
 	})
 	return st, err
 }
+
+// QueueLengths counts the probe and webhook queues' jobs; a retry is the
+// same record, keyed by the time it is due.
+func (l *Local) QueueLengths(ctx context.Context) (QueueLengths, error) {
+	if err := ctx.Err(); err != nil {
+		return QueueLengths{}, err
+	}
+	var q QueueLengths
+	err := l.view("queue lengths", func(tx *bolt.Tx) error {
+		q.Probe = int64(tx.Bucket(boltBucketProbe).Stats().KeyN)
+		q.Webhook = int64(tx.Bucket(boltBucketHookQueue).Stats().KeyN)
+		return nil
+	})
+	return q, err
+}

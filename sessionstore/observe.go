@@ -29,6 +29,27 @@ type ProbeQueueStats struct {
 	Dead int64
 }
 
+// QueueLengths are the jobs of the store's two queues that are not settled
+// yet (waiting, claimed by a worker, or scheduled for a retry), for
+// /metrics. Nothing trims the queues: a backlog that grows (a webhook
+// receiver down, no probe worker running) shows here before it fills the
+// store's memory or disk.
+type QueueLengths struct {
+	Probe   int64
+	Webhook int64
+}
+
+// queueLengther is what the stores share for the queues' lengths, kept
+// out of Store like probeQueueStatser.
+type queueLengther interface {
+	QueueLengths(ctx context.Context) (QueueLengths, error)
+}
+
+var (
+	_ queueLengther = (*Local)(nil)
+	_ queueLengther = (*Redis)(nil)
+)
+
 // probeQueueStatser is what the stores share for the probe queue's
 // metrics; kept out of Store so that other implementations need not
 // answer it.

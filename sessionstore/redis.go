@@ -67,6 +67,8 @@ type Redis struct {
 	epoch atomic.Value
 	// obs, when set, is told of every script run (redis_observe.go).
 	obs Observer
+	// opt are the options the store was opened with (redis_wait.go).
+	opt RedisOptions
 }
 
 // Key names; see Redis.
@@ -81,13 +83,13 @@ const (
 	redisKeyByHash    = "roughy:{keys}:hash:"
 )
 
-// Stream lengths kept by XADD MAXLEN ~. Acknowledged jobs are deleted, so
-// the probe stream only holds a backlog; the dead-letter stream keeps the
-// most recent failures.
-const (
-	redisProbeMaxLen = 100_000
-	redisDeadMaxLen  = 10_000
-)
+// redisDeadMaxLen is the length the dead-letter stream is trimmed to
+// (XADD MAXLEN ~): it keeps the most recent failures. The job streams
+// (probe, webhook) have no cap: trimming would drop the oldest jobs no
+// consumer has settled yet, whatever their state. A job leaves its stream
+// when it is settled (XACK and XDEL in one script), so a stream holds the
+// backlog only; its length is on /metrics (QueueLengths) for alerting.
+const redisDeadMaxLen = 10_000
 
 func redisSessionKey(id string) string  { return "roughy:{" + id + "}:session" }
 func redisPartsKey(id string) string    { return "roughy:{" + id + "}:parts" }
@@ -104,6 +106,12 @@ func redisAssetRefKey(id string) string { return "roughy:{" + id + "}:assetid" }
 // A standalone URL that points at a node with cluster mode on is used as a
 // Cluster seed. NewRedis fails when Redis does not answer.
 func NewRedis(ctx context.Context, url string) (*Redis, error) {
+	return NewRedisWith(ctx, url, RedisOptions{})
+}
+
+// NewRedisWith is NewRedis with options; it fails when the server cannot
+// honour them (see RedisOptions).
+func NewRedisWith(ctx context.Context, url string, o RedisOptions) (*Redis, error) {
 	redisLogOnce.Do(func() { redis.SetLogger(redisSlog{}) })
 	url = strings.TrimSpace(url)
 	r := &Redis{log: slog.Default(), verifyCutoff: redisVerifyCutoff}
@@ -148,6 +156,10 @@ func NewRedis(ctx context.Context, url string) (*Redis, error) {
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		r.client.Close()
 		return nil, redisErr("connect", err)
+	}
+	if err := r.checkOptions(ctx, o); err != nil {
+		r.client.Close()
+		return nil, err
 	}
 	if err := r.adoptEpoch(ctx); err != nil {
 		r.client.Close()
@@ -313,6 +325,12 @@ func redisTransient(err redis.Error) bool {
 func (r *Redis) runScript(ctx context.Context, op string, s *redis.Script, keys []string, args ...any) ([]any, error) {
 	start := time.Now()
 	res, err := s.Run(ctx, r.client, keys, args...).Result()
+	return r.scriptAnswer(op, start, res, err)
+}
+
+// scriptAnswer reports a script run that started at start to the
+// observer and splits its answer res (or err) as runScript does.
+func (r *Redis) scriptAnswer(op string, start time.Time, res any, err error) ([]any, error) {
 	if r.obs != nil {
 		rerr := err
 		if errors.Is(err, redis.Nil) {

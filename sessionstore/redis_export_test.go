@@ -92,3 +92,45 @@ func RedisExpiryScore(ctx context.Context, r *Redis, id string) (int64, error) {
 	f, err := r.client.ZScore(ctx, redisExpiryKey, id).Result()
 	return int64(f), err
 }
+
+// redisTestStreams are the queues' streams by queue name.
+var redisTestStreams = map[string]string{"probe": redisProbeStream, "webhook": redisHookStream}
+
+// luaFill creates the stream KEYS[1] with its consumer group ARGV[2] if
+// it does not exist, then adds ARGV[1] entries of the field/value pairs
+// ARGV[3...].
+var luaFill = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+	redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[2], '0', 'MKSTREAM')
+end
+for i = 1, tonumber(ARGV[1]) do
+	redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3, #ARGV))
+end
+return redis.call('XLEN', KEYS[1])
+`)
+
+// RedisFillQueue adds n entries that no consumer has read to the stream
+// of queue ("probe" or "webhook"), by scripts of 5,000 (Redis serves
+// nothing else while one runs): a backlog built in a second or two. Probe
+// entries name asset "filler", webhook entries the webhook "filler".
+func RedisFillQueue(ctx context.Context, r *Redis, queue string, n int) error {
+	for n > 0 {
+		k := min(n, 5000)
+		args := []any{k, redisProbeGroup, "asset", "filler", "attempts", "0"}
+		if queue == "webhook" {
+			args = []any{k, redisHookGroup, "job", `{"h":"filler","e":{"ID":"filler","Type":"asset.ready"}}`}
+		}
+		if err := luaFill.Run(ctx, r.client, []string{redisTestStreams[queue]}, args...).Err(); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// RedisStreamLen is the length of the stream of queue ("probe" or
+// "webhook"): its entries waiting or claimed, retries waiting for their
+// time left out.
+func RedisStreamLen(ctx context.Context, r *Redis, queue string) (int64, error) {
+	return r.client.XLen(ctx, redisTestStreams[queue]).Result()
+}

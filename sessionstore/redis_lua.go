@@ -149,9 +149,9 @@ return {1}
 // only: in Cluster they live in other slots; see Redis.Commit).
 // ARGV[1] token, [2] expected offset, [3] new offset, [4] hash state,
 // [5] "1" if [6] storage replaces the old, [7] length (-1: unchanged),
-// [8] "1" to complete, [9] SHA-256, [10] session id, [11] stream MAXLEN,
-// [12] new expiry in ns ("": unchanged), [13] its expiry-set score (ms),
-// [14] lease extension in ms (0: none), [15...] encoded parts.
+// [8] "1" to complete, [9] SHA-256, [10] session id, [11] new expiry in
+// ns ("": unchanged), [12] its expiry-set score (ms), [13] lease extension
+// in ms (0: none), [14...] encoded parts.
 // Answers {1, flat session hash, expiry before the commit}.
 var luaCommit = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
@@ -179,12 +179,12 @@ if setLen then
 	if hasAsset then redis.call('HSET', KEYS[4], 'size', setLen) end
 end
 local oldExp = redis.call('HGET', KEYS[1], 'expires') or ''
-if ARGV[12] ~= '' then
-	redis.call('HSET', KEYS[1], 'expires', ARGV[12])
-	if KEYS[5] and not complete then redis.call('ZADD', KEYS[5], ARGV[13], ARGV[10]) end
+if ARGV[11] ~= '' then
+	redis.call('HSET', KEYS[1], 'expires', ARGV[11])
+	if KEYS[5] and not complete then redis.call('ZADD', KEYS[5], ARGV[12], ARGV[10]) end
 end
 if not complete then
-	for i = 15, #ARGV, 500 do
+	for i = 14, #ARGV, 500 do
 		redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
 	end
 else
@@ -195,11 +195,11 @@ else
 		redis.call('HSET', KEYS[4], 'state', 'ready', 'sha', ARGV[9], 'size', ARGV[3])
 		if KEYS[6] then
 			local aid = redis.call('HGET', KEYS[4], 'id')
-			redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[11], '*', 'asset', aid, 'attempts', '0')
+			redis.call('XADD', KEYS[6], '*', 'asset', aid, 'attempts', '0')
 		end
 	end
 end
-if tonumber(ARGV[14]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[14]) end
+if tonumber(ARGV[13]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[13]) end
 return {1, redis.call('HGETALL', KEYS[1]), oldExp}
 `)
 
@@ -251,7 +251,7 @@ return {1}
 // sure the consumer group exists, and reclaims one entry idle longer than
 // the limit. Answers {1, id, flat fields} or {2} when nothing was reclaimed.
 // KEYS[1] stream, KEYS[2] delayed set. ARGV[1] group, [2] consumer,
-// [3] min idle ms, [4] stream MAXLEN.
+// [3] min idle ms.
 var luaClaim = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -259,9 +259,9 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
 for _, m in ipairs(due) do
 	local j = cjson.decode(m)
 	if j.s then
-		redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'asset', '', 'attempts', tostring(j.n), 'sid', j.s, 'verify', '1', 'since', j.t)
+		redis.call('XADD', KEYS[1], '*', 'asset', '', 'attempts', tostring(j.n), 'sid', j.s, 'verify', '1', 'since', j.t)
 	else
-		redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'asset', j.a, 'attempts', tostring(j.n))
+		redis.call('XADD', KEYS[1], '*', 'asset', j.a, 'attempts', tostring(j.n))
 	end
 	redis.call('ZREM', KEYS[2], m)
 end

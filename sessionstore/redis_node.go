@@ -3,6 +3,7 @@ package sessionstore
 import (
 	"context"
 	"crypto/rand"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -191,8 +192,18 @@ func (r *Redis) acquireOnce(ctx context.Context, id string, ttl time.Duration, p
 		// script's reach: the caller checks it (see AcquireLease).
 		prefix = ""
 	}
-	out, err = r.runScript(ctx, "acquire lease", luaAcquire, []string{redisSessionKey(id), redisLeaseKey(id)},
+	// Waited for as a commit is (RedisOptions): a lease rolled back by a
+	// failover would hand its fencing token and part numbers out again.
+	out, err = r.runScriptWaited(ctx, "acquire lease", redisSessionKey(id), luaAcquire,
+		[]string{redisSessionKey(id), redisLeaseKey(id)},
 		max(redisMillis(ttl), 1), parts, MaxPartNumber, r.node, prefix, steal)
+	if tok, ok := redisFirstInt(out); ok && err != nil {
+		// Taken but not acknowledged by the replicas: let it go, so that
+		// the retry of the request is not locked out by it.
+		r.runScript(context.WithoutCancel(ctx), "release lease", luaRelease, []string{redisLeaseKey(id)},
+			strconv.FormatInt(tok, 10))
+		return nil, "", "", err
+	}
 	if err != nil && len(out) >= 2 {
 		holder, _ = out[0].(string)
 		token, _ = out[1].(string)

@@ -13,6 +13,24 @@ import (
 // before the store is used (it is not synchronized with running calls).
 func (r *Redis) SetObserver(o Observer) { r.obs = o }
 
+// QueueLengths counts each queue's stream (jobs waiting or claimed) and
+// its set of retries waiting for their time, in one pipeline (on Cluster,
+// one round trip per master that holds {probe} or {webhook}).
+func (r *Redis) QueueLengths(ctx context.Context) (QueueLengths, error) {
+	var cmds [4]*redis.IntCmd
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds[0] = p.XLen(ctx, redisProbeStream)
+		cmds[1] = p.ZCard(ctx, redisProbeDelayed)
+		cmds[2] = p.XLen(ctx, redisHookStream)
+		cmds[3] = p.ZCard(ctx, redisHookDelayed)
+		return nil
+	})
+	if err != nil {
+		return QueueLengths{}, redisErr("queue lengths", err)
+	}
+	return QueueLengths{Probe: cmds[0].Val() + cmds[1].Val(), Webhook: cmds[2].Val() + cmds[3].Val()}, nil
+}
+
 // ProbeQueueStats counts the probe queue (stream entries, claimed ones
 // included, plus retries waiting for their time) and the dead letters, in
 // one round trip: the keys share the {probe} slot. The oldest job is the

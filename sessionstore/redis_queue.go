@@ -57,18 +57,17 @@ type redisQueue struct {
 	stream, delayed string
 	group           string
 	claim           *redis.Script // moves due retries, then luaReclaim
-	maxLen          int64
 }
 
 var redisProbeQueue = redisQueue{op: "probe", stream: redisProbeStream, delayed: redisProbeDelayed,
-	group: redisProbeGroup, claim: luaClaim, maxLen: redisProbeMaxLen}
+	group: redisProbeGroup, claim: luaClaim}
 
 // claimStream claims one entry of q (reclaimed, or new with XREADGROUP
 // blocking up to block) and answers its id and fields.
 func (r *Redis) claimStream(ctx context.Context, q redisQueue, consumer string, block, reclaimAfter time.Duration) (string, map[string]string, error) {
 	op := "claim " + q.op
 	out, err := r.runScript(ctx, op, q.claim, []string{q.stream, q.delayed},
-		q.group, consumer, redisMillis(reclaimAfter), q.maxLen)
+		q.group, consumer, redisMillis(reclaimAfter))
 	if err == nil {
 		id, _ := out[0].(string)
 		return id, redisFlatMap(out[1]), nil

@@ -180,26 +180,24 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey, redisProbeStream)
 	} else if c.Complete {
-		err := r.client.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream, MaxLen: redisProbeMaxLen, Approx: true,
-			Values: []any{"asset", "", "attempts", "0", "sid", id, "verify", "1"}}).Err()
-		if err != nil {
-			return Session{}, redisErr("commit: probe job", err)
+		if err := r.addVerifyJob(ctx, id); err != nil {
+			return Session{}, err
 		}
 	}
 	length := c.Length
 	if length < 0 {
 		length = -1
 	}
-	args := make([]any, 0, 14+len(c.Parts))
+	args := make([]any, 0, 13+len(c.Parts))
 	args = append(args, strconv.FormatInt(l.Token, 10), strconv.FormatInt(c.ExpectOffset, 10),
 		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), c.Storage,
-		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id, redisProbeMaxLen,
+		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id,
 		redisFmtTime(c.ExpiresAt), strconv.FormatInt(c.ExpiresAt.UnixMilli(), 10),
 		strconv.FormatInt(redisMillis(max(c.ExtendLease, 0)), 10))
 	for _, p := range c.Parts {
 		args = append(args, redisEncodePart(p))
 	}
-	out, err := r.runScript(ctx, "commit", luaCommit, keys, args...)
+	out, err := r.runScriptWaited(ctx, "commit", keys[0], luaCommit, keys, args...)
 	if err != nil {
 		return Session{}, err
 	}
@@ -216,6 +214,31 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 		}
 	}
 	return s, nil
+}
+
+// addVerifyJob adds the probe job of a Cluster completion (see Commit),
+// waited for as the commit is (RedisOptions): a job lost to a failover
+// would leave the asset unprobed.
+func (r *Redis) addVerifyJob(ctx context.Context, id string) error {
+	add := func(p redis.Cmdable) *redis.StringCmd {
+		return p.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream,
+			Values: []any{"asset", "", "attempts", "0", "sid", id, "verify", "1"}})
+	}
+	if !r.waits() {
+		if err := add(r.client).Err(); err != nil {
+			return redisErr("commit: probe job", err)
+		}
+		return nil
+	}
+	var cmd *redis.StringCmd
+	wait, err := r.pipelineWaited(ctx, redisProbeStream, func(p redis.Pipeliner) { cmd = add(p) })
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
+		return redisErr("commit: probe job", err)
+	}
+	return r.checkWait("commit: probe job", wait)
 }
 
 // DeleteUpload removes the session, its parts and lease and soft-deletes

@@ -39,7 +39,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
 for _, m in ipairs(due) do
-	redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'job', m)
+	redis.call('XADD', KEYS[1], '*', 'job', m)
 	redis.call('ZREM', KEYS[2], m)
 end
 ` + luaReclaim)
@@ -65,7 +65,7 @@ return {1}
 `)
 
 var redisHookQueue = redisQueue{op: "webhook", stream: redisHookStream, delayed: redisHookDelayed,
-	group: redisHookGroup, claim: luaHookClaim, maxLen: redisProbeMaxLen}
+	group: redisHookGroup, claim: luaHookClaim}
 
 // redisHookJob is a delivery job as the stream's "job" field and the
 // delayed set's member hold it. Prev (the entry it retries) keeps members
@@ -184,8 +184,7 @@ func (r *Redis) EnqueueWebhookEvent(ctx context.Context, account string, ev Webh
 			if err != nil {
 				return err
 			}
-			p.XAdd(ctx, &redis.XAddArgs{Stream: redisHookStream, MaxLen: redisProbeMaxLen, Approx: true,
-				Values: []any{"job", string(job)}})
+			p.XAdd(ctx, &redis.XAddArgs{Stream: redisHookStream, Values: []any{"job", string(job)}})
 			if ev.Verify {
 				continue // recorded once verified
 			}

@@ -20,6 +20,10 @@ type storeFlags struct {
 	dataDir  *string
 	sessions *string
 	redisURL *string
+	// Redis commits wait for copies (sessionstore.RedisOptions).
+	waitReplicas *int
+	waitAOF      *bool
+	waitTimeout  *time.Duration
 }
 
 func addStoreFlags(fs *flag.FlagSet) *storeFlags {
@@ -28,6 +32,12 @@ func addStoreFlags(fs *flag.FlagSet) *storeFlags {
 		sessions: choiceFlag(fs, "sessions", "local", "session store: embedded or Redis", "local", "redis"),
 		redisURL: fs.String("redis-url", "redis://127.0.0.1:6379/0",
 			"Redis: standalone URL, redis+sentinel://, or a comma list of cluster nodes"),
+		waitReplicas: fs.Int("redis-wait-replicas", 0,
+			"Redis: a commit (and a PATCH's lease) is answered only once this many replicas have it (WAIT); fewer within --redis-wait-timeout: 503"),
+		waitAOF: fs.Bool("redis-wait-aof", false,
+			"Redis: a commit also waits for the primary's (and --redis-wait-replicas replicas') append-only file fsync (WAITAOF, Redis 7.2+)"),
+		waitTimeout: fs.Duration("redis-wait-timeout", time.Second,
+			"Redis: longest wait of a commit for its copies (at most 2s)"),
 	}
 }
 
@@ -37,8 +47,18 @@ func (s *storeFlags) embedded() bool { return *s.sessions == "local" }
 // open opens the selected store.
 func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
 	if !s.embedded() {
-		st, err := sessionstore.NewRedis(ctx, *s.redisURL)
+		if *s.waitReplicas < 0 {
+			return nil, fmt.Errorf("%w: --redis-wait-replicas must not be negative", errUsage)
+		}
+		if *s.waitTimeout <= 0 || *s.waitTimeout > sessionstore.RedisMaxWaitTimeout {
+			return nil, fmt.Errorf("%w: --redis-wait-timeout must be above 0 and at most %v", errUsage, sessionstore.RedisMaxWaitTimeout)
+		}
+		st, err := sessionstore.NewRedisWith(ctx, *s.redisURL, sessionstore.RedisOptions{
+			WaitReplicas: *s.waitReplicas, WaitAOF: *s.waitAOF, WaitTimeout: *s.waitTimeout})
 		if err != nil {
+			if *s.waitAOF {
+				return nil, fmt.Errorf("roughy: open redis store with --redis-wait-aof: %w", err)
+			}
 			return nil, fmt.Errorf("roughy: open redis store: %w", err)
 		}
 		return st, nil

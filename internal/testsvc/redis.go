@@ -98,6 +98,33 @@ func StartRedisCluster(t testing.TB) string {
 	return strings.Join(addrs, ",")
 }
 
+// StartRedisReplica starts a redis-server replicating primary (same
+// options as StartRedisServer plus extraArgs) and waits until its
+// replication link is up and primary counts it among its replicas.
+func StartRedisReplica(t testing.TB, primary *RedisServer, extraArgs ...string) *RedisServer {
+	t.Helper()
+	// Without it the primary waits 5 s for more replicas before the sync.
+	if _, err := RedisCommand(primary.Addr(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+		t.Fatalf("testsvc: redis primary %s: %v", primary.Addr(), err)
+	}
+	args := append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.port)}, extraArgs...)
+	s := StartRedisServer(t, args...)
+	deadline := time.Now().Add(redisStartTimeout)
+	for {
+		info, err := RedisCommand(s.Addr(), "INFO", "replication")
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			p, err := RedisCommand(primary.Addr(), "INFO", "replication")
+			if err == nil && strings.Contains(p, "port="+strconv.Itoa(s.port)+",state=online") {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testsvc: redis replica %s of %s not in sync after %v: %q, %v", s.Addr(), primary.Addr(), redisStartTimeout, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // RedisSentinelMaster is the master name StartRedisSentinel monitors.
 const RedisSentinelMaster = "mymaster"
 

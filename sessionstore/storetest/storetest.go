@@ -100,6 +100,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("ProbeReclaim", func(t *testing.T) { testProbeReclaim(t, newStore(t)) })
 	t.Run("ProbeDead", func(t *testing.T) { testProbeDead(t, newStore(t)) })
 	t.Run("ProbeQueueStats", func(t *testing.T) { testProbeQueueStats(t, newStore(t)) })
+	t.Run("QueueLengths", func(t *testing.T) { testQueueLengths(t, newStore(t)) })
 	t.Run("ConcurrentCommit", func(t *testing.T) { testConcurrentCommit(t, newStore(t)) })
 	t.Run("ConcurrentAcquire", func(t *testing.T) { testConcurrentAcquire(t, newStore(t)) })
 	runQuota(t, newStore)
