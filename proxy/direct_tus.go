@@ -305,5 +305,6 @@ func (s *Server) saveStorage(ctx context.Context, id string, storage []byte) (se
 		return sessionstore.Session{}, err
 	}
 	defer s.store.ReleaseLease(context.WithoutCancel(ctx), l)
+	defer s.holding(l)()
 	return s.store.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 0, Storage: storage, Length: -1})
 }

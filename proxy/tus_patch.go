@@ -485,7 +485,11 @@ func (h *leaseHolder) since() time.Duration {
 // hold keeps l renewed until release is called; the returned context is
 // canceled (with the cause) if the lease is lost. release stops the
 // renewal and drops the lease.
+//
+// The lease is registered as held by this node (holding) meanwhile, so
+// that release requests never drop it as an orphan.
 func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolder, hctx context.Context, release func()) {
+	unhold := s.holding(l)
 	lh = &leaseHolder{l: l, at: time.Now()}
 	hctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
@@ -496,6 +500,7 @@ func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolde
 		wg.Wait()
 		cancel(nil)
 		s.releaseLease(ctx, lh)
+		unhold()
 	}
 }
 

@@ -3,6 +3,7 @@ package sessionstore
 import (
 	"context"
 	"crypto/rand"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -96,20 +97,25 @@ func (r *Redis) nodeLive(ctx context.Context, node string) (bool, error) {
 	return n == 1, nil
 }
 
-// Release request messages: "d <id>" for a DELETE, "a <id>" otherwise.
+// Release request messages: "d <id> <token>" for a DELETE, "a <id>
+// <token>" otherwise. A message without the token (an older node's) is
+// a request with token 0.
 func encodeRelease(rr ReleaseRequest) string {
+	kind := "a "
 	if rr.Delete {
-		return "d " + rr.SessionID
+		kind = "d "
 	}
-	return "a " + rr.SessionID
+	return kind + rr.SessionID + " " + strconv.FormatInt(rr.Token, 10)
 }
 
 func decodeRelease(msg string) (ReleaseRequest, bool) {
-	kind, id, ok := strings.Cut(msg, " ")
+	kind, rest, ok := strings.Cut(msg, " ")
+	id, tok, _ := strings.Cut(rest, " ")
 	if !ok || id == "" || (kind != "a" && kind != "d") {
 		return ReleaseRequest{}, false
 	}
-	return ReleaseRequest{SessionID: id, Delete: kind == "d"}, true
+	token, _ := strconv.ParseInt(tok, 10, 64)
+	return ReleaseRequest{SessionID: id, Delete: kind == "d", Token: token}, true
 }
 
 // RequestRelease publishes rr on holder's release channel.
