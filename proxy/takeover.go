@@ -209,3 +209,25 @@ func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool
 		}
 	}
 }
+
+// freeLate frees the storage of an upload deleted while this node wrote to
+// it, once the write ended. The DELETE (or the janitor) frees the storage
+// before it deletes the session; when it did not wait for the write to let
+// go (the takeover wait ran out: the write's parts were still in flight,
+// and the sink lets a part whose body went out whole finish), a part or
+// tail that landed after that left a multipart upload or an object
+// behind. Write returns only once its parts settled, so freeing again now
+// catches them all; the session being gone proves the delete (and so its
+// own freeing) happened, so nothing that still exists is freed.
+func (s *Server) freeLate(ctx context.Context, sess sessionstore.Session) {
+	if !s.deletedUnder(ctx, sess.ID) {
+		// Not deleted yet: the DELETE waits for this write's lease and
+		// frees the storage after it.
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.pipe.Sink().Abort(cctx, uploadOf(sess)); err != nil {
+		s.log.Warn("free storage written after a delete", "upload_id", sess.ID, "err", err)
+	}
+}

@@ -326,6 +326,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 			// out) removed the upload: not a retryable 423.
 			werr = errDeletedUnder
 		}
+		if errors.Is(werr, errDeletedUnder) {
+			s.freeLate(ctx, cur)
+		}
 		s.metrics.failed.WithLabelValues(failReason(werr, body)).Inc()
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}

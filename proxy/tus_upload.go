@@ -146,6 +146,15 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	if err := s.deleteUpload(ctx, sess, sessionstore.EventAssetDeleted, l); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		return fmt.Errorf("proxy: delete upload: %w", leaseCause(ctx, err))
 	}
+	if l.Token == 0 {
+		// The write did not let go in time, and may have had a part in
+		// flight: one that landed between the abort above and the delete
+		// is freed now; the write itself frees any that lands later, once
+		// it finds the session gone (freeLate).
+		if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
+			s.log.Warn("free storage again after a delete", "upload_id", id, "err", err)
+		}
+	}
 	s.releaseQuota(ctx, rq.account, id)
 	s.metrics.deleted.Add(1)
 	rc.SetStatusCode(fasthttp.StatusNoContent)
