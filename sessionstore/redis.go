@@ -67,6 +67,10 @@ type Redis struct {
 	epoch atomic.Value
 	// obs, when set, is told of every script run (redis_observe.go).
 	obs Observer
+	// silent are the runs of unanswered release requests, by holder node
+	// (redis_release.go).
+	silentMu sync.Mutex
+	silent   map[string]silence
 }
 
 // Key names; see Redis.
