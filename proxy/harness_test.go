@@ -43,6 +43,14 @@ type env struct {
 // sinkOpts configure the local sink.
 func newEnv(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) sessionstore.Store, sinkOpts ...pipeline.LocalOption) *env {
 	t.Helper()
+	return newEnvSink(t, cfgMod, wrap, nil, sinkOpts...)
+}
+
+// newEnvSink is newEnv with wrapSink, when set, putting a fake around the
+// local sink.
+func newEnvSink(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) sessionstore.Store,
+	wrapSink func(pipeline.Sink) pipeline.Sink, sinkOpts ...pipeline.LocalOption) *env {
+	t.Helper()
 	dir := t.TempDir()
 	local, err := sessionstore.NewLocal(filepath.Join(dir, "roughy.db"))
 	if err != nil {
@@ -69,7 +77,11 @@ func newEnv(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store) se
 	if cfgMod != nil {
 		cfgMod(&cfg)
 	}
-	srv := New(cfg, store, pipeline.New(sink))
+	var psink pipeline.Sink = sink
+	if wrapSink != nil {
+		psink = wrapSink(sink)
+	}
+	srv := New(cfg, store, pipeline.New(psink))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)

@@ -68,7 +68,7 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	if err != nil {
 		return err
 	}
-	_, hctx, release := s.hold(ctx, lease)
+	lh, hctx, release := s.hold(ctx, lease)
 	defer release()
 	ctx = hctx
 	// Re-read under the lease: a PATCH that committed (sliding the expiry)
@@ -86,7 +86,9 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
 		return err
 	}
-	if err := s.deleteUpload(ctx, sess, sessionstore.EventUploadExpired); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+	// Only while the lease is still the janitor's: had it been lost during
+	// the abort, a newer request may have committed to the upload.
+	if err := s.deleteUpload(ctx, sess, sessionstore.EventUploadExpired, lh.get()); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		return err
 	}
 	s.releaseQuota(ctx, sess.Account, sess.ID)

@@ -136,9 +136,12 @@ type Server struct {
 	// this node, by upload id: what a release request cuts off.
 	writersMu sync.Mutex
 	writers   map[string]*bodyReader
+	// held are the leases the requests of this node hold, by upload id
+	// (token); takeover.go: holding.
+	held map[string]int64
 	// orphans are uploads whose release was asked of this node while no
-	// write held them, by first request (takeover.go: orphanAsked).
-	orphans map[string]time.Time
+	// request held them, by first request (takeover.go: orphanAsked).
+	orphans map[string]orphanAsk
 	clients clientLimiter // requests per client behind a trusted proxy
 	streams accountStreams
 }
@@ -185,7 +188,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		cfg.Telemetry = NewTelemetry(nil)
 	}
 	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: cfg.Telemetry.m, tel: cfg.Telemetry,
-		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}, orphans: map[string]time.Time{}}
+		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}, held: map[string]int64{}, orphans: map[string]orphanAsk{}}
 	s.tel.attach(s)
 	static := make(map[string]string, len(cfg.StaticKeys))
 	for _, k := range cfg.StaticKeys {

@@ -58,23 +58,58 @@ func (s *Server) register(id string, b *bodyReader) func() {
 	}
 }
 
-// orphanAsked records a release request for upload id that found no
-// write of this node holding it; once such requests have come for three
-// quarters of TakeoverWait, this node's lease on it is dropped (see
-// onRelease). Entries older than orphanForget start over.
-func (s *Server) orphanAsked(id string) {
+// holding registers l as held by a request of this node until the
+// returned func is called: a release request for it finds a known holder
+// and never drops it as an orphan. Every request that holds a lease
+// registers it (hold does for writes, completions, concatenations and
+// the janitor); a PATCH also registers its body (register), which is what
+// a release request cuts. Work without a body ends by itself.
+func (s *Server) holding(l sessionstore.Lease) func() {
+	id := l.SessionID
+	s.writersMu.Lock()
+	s.held[id] = l.Token
+	s.writersMu.Unlock()
+	return func() {
+		s.writersMu.Lock()
+		if tok, ok := s.held[id]; ok && tok == l.Token {
+			delete(s.held, id)
+		}
+		s.writersMu.Unlock()
+	}
+}
+
+// orphanAsk is the first release request that found no request of this
+// node holding an upload, and the lease token it named.
+type orphanAsk struct {
+	first time.Time
+	token int64
+}
+
+// orphanAsked records a release request for a lease that no request of
+// this node holds; once such requests have come for three quarters of
+// TakeoverWait, naming the same token, this node's lease is dropped if it
+// is still that token (see onRelease). A request without a token (an
+// older node's) never drops anything. Entries older than orphanForget
+// start over.
+func (s *Server) orphanAsked(r sessionstore.ReleaseRequest) {
+	if r.Token == 0 {
+		return
+	}
+	id := r.SessionID
 	now := time.Now()
 	s.writersMu.Lock()
-	for k, t := range s.orphans {
-		if now.Sub(t) > orphanForget {
+	for k, a := range s.orphans {
+		if now.Sub(a.first) > orphanForget {
 			delete(s.orphans, k)
 		}
 	}
-	first, seen := s.orphans[id]
-	if !seen {
-		s.orphans[id] = now
+	a, seen := s.orphans[id]
+	if !seen || a.token != r.Token {
+		a, seen = orphanAsk{first: now, token: r.Token}, false
+		s.orphans[id] = a
 	}
-	drop := seen && now.Sub(first) >= s.cfg.TakeoverWait*3/4
+	_, held := s.held[id]
+	drop := seen && now.Sub(a.first) >= s.cfg.TakeoverWait*3/4 && !held && s.writers[id] == nil
 	if drop {
 		delete(s.orphans, id)
 	}
@@ -82,9 +117,11 @@ func (s *Server) orphanAsked(id string) {
 	if !drop {
 		return
 	}
+	// A request of this node that takes the upload's lease from now on
+	// holds another token: DropLease leaves it alone.
 	ctx, cancel := context.WithTimeout(s.base, 5*time.Second)
 	defer cancel()
-	if err := s.store.DropLease(ctx, id, s.store.Node()); err != nil {
+	if err := s.store.DropLease(ctx, id, s.store.Node(), r.Token); err != nil {
 		s.log.Warn("drop orphaned lease", "upload_id", id, "err", err)
 		return
 	}
@@ -100,15 +137,24 @@ const orphanForget = 10 * time.Second
 func (s *Server) onRelease(r sessionstore.ReleaseRequest) {
 	s.writersMu.Lock()
 	b := s.writers[r.SessionID]
+	_, held := s.held[r.SessionID]
+	if b != nil || held {
+		delete(s.orphans, r.SessionID)
+	}
 	s.writersMu.Unlock()
 	if b == nil {
-		// Not (or no longer) writing here: the lease is being released
-		// anyway, is held by a short completion that ends by itself, or
-		// is an orphan (acquired in the store, its answer lost in a Redis
-		// outage). An asker repeats its request every takeoverAsk while
-		// it waits; when they keep coming for most of its wait and still
-		// no write holds the upload, the lease is dropped.
-		s.orphanAsked(r.SessionID)
+		if held {
+			// A completion, concatenation, DELETE or the janitor: it has
+			// no body to cut and ends by itself; its lease is no orphan.
+			return
+		}
+		// No request of this node holds the lease: it is being released
+		// anyway, or is an orphan (acquired in the store, its answer lost
+		// in a Redis outage). An asker repeats its request every
+		// takeoverAsk while it waits; when they keep coming for most of
+		// its wait and still no request holds the upload, the lease is
+		// dropped.
+		s.orphanAsked(r)
 		return
 	}
 	cause := errTakenOver
@@ -152,7 +198,7 @@ func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool
 		// of the wait after which an orphan is dropped (orphanAsked).
 		if time.Since(asked) >= min(takeoverAsk, s.cfg.TakeoverWait/5) {
 			asked = time.Now()
-			s.askRelease(ctx, le.Holder, sessionstore.ReleaseRequest{SessionID: id, Delete: del})
+			s.askRelease(ctx, le.Holder, sessionstore.ReleaseRequest{SessionID: id, Delete: del, Token: le.Token})
 		}
 		t := time.NewTimer(takeoverPoll)
 		select {
@@ -161,5 +207,27 @@ func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool
 			return l, err
 		case <-t.C:
 		}
+	}
+}
+
+// freeLate frees the storage of an upload deleted while this node wrote to
+// it, once the write ended. The DELETE (or the janitor) frees the storage
+// before it deletes the session; when it did not wait for the write to let
+// go (the takeover wait ran out: the write's parts were still in flight,
+// and the sink lets a part whose body went out whole finish), a part or
+// tail that landed after that left a multipart upload or an object
+// behind. Write returns only once its parts settled, so freeing again now
+// catches them all; the session being gone proves the delete (and so its
+// own freeing) happened, so nothing that still exists is freed.
+func (s *Server) freeLate(ctx context.Context, sess sessionstore.Session) {
+	if !s.deletedUnder(ctx, sess.ID) {
+		// Not deleted yet: the DELETE waits for this write's lease and
+		// frees the storage after it.
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.pipe.Sink().Abort(cctx, uploadOf(sess)); err != nil {
+		s.log.Warn("free storage written after a delete", "upload_id", sess.ID, "err", err)
 	}
 }

@@ -2,15 +2,18 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 )
 
@@ -181,10 +184,11 @@ func TestOrphanedLeaseDropped(t *testing.T) {
 func TestOrphanedLeaseDroppedOnRequests(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.TakeoverWait = 400 * time.Millisecond }, nil)
 	c := e.create("acme", 10)
-	if _, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0); err != nil {
+	l, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0)
+	if err != nil {
 		t.Fatalf("AcquireLease: %v", err)
 	}
-	ask := func() { e.srv.onRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID}) }
+	ask := func() { e.srv.onRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID, Token: l.Token}) }
 	ask()
 	if _, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0); !errors.Is(err, sessionstore.ErrLocked) {
 		t.Fatalf("AcquireLease after one release request: got %v, want ErrLocked (not dropped on the first)", err)
@@ -193,5 +197,88 @@ func TestOrphanedLeaseDroppedOnRequests(t *testing.T) {
 	ask()
 	if _, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0); err != nil {
 		t.Fatalf("AcquireLease after release requests for most of the wait: %v", err)
+	}
+}
+
+// slowAbort is a sink whose first Abort waits until unblock closes (a
+// slow S3 abort); aborting closes when it starts.
+type slowAbort struct {
+	pipeline.Sink
+	once     sync.Once
+	aborting chan struct{}
+	unblock  chan struct{}
+}
+
+func newSlowAbort() *slowAbort {
+	return &slowAbort{aborting: make(chan struct{}), unblock: make(chan struct{})}
+}
+
+func (s *slowAbort) Abort(ctx context.Context, u pipeline.Upload) error {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.aborting)
+		<-s.unblock
+	}
+	return s.Sink.Abort(ctx, u)
+}
+
+// TestDeleteKeepsLeaseAgainstPatch: a PATCH that comes while a DELETE is
+// slow in freeing the storage does not get the upload: the DELETE's lease
+// is no orphan, however long the PATCH asks for it. Dropped, the PATCH
+// wrote and was acknowledged, and the DELETE then deleted its bytes.
+func TestDeleteKeepsLeaseAgainstPatch(t *testing.T) {
+	sa := newSlowAbort()
+	e := newEnvSink(t, func(c *Config) { c.TakeoverWait = 400 * time.Millisecond }, nil,
+		func(s pipeline.Sink) pipeline.Sink { sa.Sink = s; return sa })
+	c := e.create("acme", 10)
+	deleted := make(chan resp, 1)
+	go func() { deleted <- e.do(http.MethodDelete, c.Location, e.tusHdr("acme"), nil) }()
+	<-sa.aborting
+	r := e.patch("acme", c.Location, 0, []byte("0123456789"))
+	close(sa.unblock)
+	if d := <-deleted; d.status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s, want 204", d.status, d.body)
+	}
+	if r.status != http.StatusLocked {
+		t.Errorf("PATCH while a DELETE frees the storage: %d %s, want 423 (acknowledged bytes deleted)", r.status, r.body)
+	}
+	if h := e.head("acme", c.Location); h.status != http.StatusNotFound {
+		t.Errorf("HEAD after DELETE: %d, want 404", h.status)
+	}
+}
+
+// TestJanitorKeepsLease: release requests for the lease of the janitor
+// (slow in freeing an expired upload's storage) never drop it, however
+// long they come: dropped, a newer request could commit to the upload and
+// the janitor would then delete it.
+func TestJanitorKeepsLease(t *testing.T) {
+	sa := newSlowAbort()
+	e := newEnvSink(t, func(c *Config) {
+		c.TakeoverWait = 400 * time.Millisecond
+		c.UploadExpiry = time.Millisecond
+		c.LeaseTTL = time.Minute
+	}, nil, func(s pipeline.Sink) pipeline.Sink { sa.Sink = s; return sa })
+	c := e.create("acme", 10)
+	time.Sleep(5 * time.Millisecond) // past the upload's expiry
+	swept := make(chan int, 1)
+	go func() { swept <- e.srv.sweep(t.Context(), time.Now()) }()
+	<-sa.aborting
+	_, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0)
+	le, ok := errors.AsType[*sessionstore.LockedError](err)
+	if !ok {
+		t.Fatalf("AcquireLease while the janitor frees the upload: got %v, want a *LockedError", err)
+	}
+	ask := func() { e.srv.onRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID, Token: le.Token}) }
+	ask()
+	time.Sleep(350 * time.Millisecond) // three quarters of the wait
+	ask()
+	_, err = e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0)
+	close(sa.unblock)
+	if n := <-swept; n != 1 {
+		t.Errorf("janitor freed %d uploads, want 1", n)
+	}
+	if !errors.Is(err, sessionstore.ErrLocked) {
+		t.Fatalf("AcquireLease after release requests for the janitor's lease: got %v, want ErrLocked (the janitor's lease dropped)", err)
 	}
 }

@@ -311,6 +311,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 			// out) removed the upload: not a retryable 423.
 			werr = errDeletedUnder
 		}
+		if errors.Is(werr, errDeletedUnder) {
+			s.freeLate(ctx, cur)
+		}
 		s.metrics.failed.WithLabelValues(failReason(werr, body)).Inc()
 		return cur, fmt.Errorf("proxy: write chunk: %w", werr)
 	}
@@ -531,7 +534,11 @@ func (h *leaseHolder) since() time.Duration {
 // hold keeps l renewed until release is called; the returned context is
 // canceled (with the cause) if the lease is lost. release stops the
 // renewal and drops the lease.
+//
+// The lease is registered as held by this node (holding) meanwhile, so
+// that release requests never drop it as an orphan.
 func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolder, hctx context.Context, release func()) {
+	unhold := s.holding(l)
 	lh = &leaseHolder{l: l, at: time.Now()}
 	hctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
@@ -542,6 +549,7 @@ func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolde
 		wg.Wait()
 		cancel(nil)
 		s.releaseLease(ctx, lh)
+		unhold()
 	}
 }
 

@@ -125,27 +125,47 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	case !errors.Is(err, sessionstore.ErrLocked):
 		return fmt.Errorf("proxy: take lease to delete: %w", err)
 	}
-	// failed lets go of the lease when the DELETE fails half way, so that
-	// its retry (or a resume) finds the upload free; a DELETE that
-	// succeeds drops it with the session.
-	failed := func(err error) error {
-		if l.Token != 0 {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = s.store.ReleaseLease(cctx, l)
-		}
-		return err
+	if l.Token != 0 {
+		// Held (renewed, and known to release requests as this node's:
+		// never dropped as an orphan) until the DELETE ends; a DELETE that
+		// fails half way lets go of it, so that its retry (or a resume)
+		// finds the upload free. One that succeeds drops it with the
+		// session.
+		_, hctx, release := s.hold(ctx, l)
+		defer release()
+		ctx = hctx
 	}
 	// Storage first: if the store then fails, a retried DELETE still finds
 	// the session and frees nothing twice (Abort is idempotent).
 	if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
-		return failed(fmt.Errorf("proxy: free storage: %w", err))
+		return fmt.Errorf("proxy: free storage: %w", leaseCause(ctx, err))
 	}
-	if err := s.deleteUpload(ctx, sess, sessionstore.EventAssetDeleted); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
-		return failed(fmt.Errorf("proxy: delete upload: %w", err))
+	// With the lease, the session is deleted only while it is still this
+	// DELETE's: one lost during a slow abort may have let a newer PATCH
+	// commit (423: the retry starts over).
+	if err := s.deleteUpload(ctx, sess, sessionstore.EventAssetDeleted, l); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+		return fmt.Errorf("proxy: delete upload: %w", leaseCause(ctx, err))
+	}
+	if l.Token == 0 {
+		// The write did not let go in time, and may have had a part in
+		// flight: one that landed between the abort above and the delete
+		// is freed now; the write itself frees any that lands later, once
+		// it finds the session gone (freeLate).
+		if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
+			s.log.Warn("free storage again after a delete", "upload_id", id, "err", err)
+		}
 	}
 	s.releaseQuota(ctx, rq.account, id)
 	s.metrics.deleted.Add(1)
 	rc.SetStatusCode(fasthttp.StatusNoContent)
 	return nil
+}
+
+// leaseCause is err, or why hold canceled ctx when it did (the lease was
+// lost: a 423 rather than a canceled request's 500).
+func leaseCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return fmt.Errorf("%w (%w)", cause, err)
+	}
+	return err
 }

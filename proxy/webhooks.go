@@ -245,8 +245,10 @@ func (s *Server) emitReady(ctx context.Context, sess sessionstore.Session) error
 
 // deleteUpload deletes an upload from the store, with typ about its asset
 // as it stands before (once deleted, the store no longer shows it) queued
-// first.
-func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, typ string) error {
+// first. With a lease (Token != 0) the delete happens only while it is
+// still the upload's lease (ErrLeaseLost otherwise): a request that took
+// the upload since may have committed to it.
+func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, typ string, l sessionstore.Lease) error {
 	var a sessionstore.Asset
 	if sess.AssetID != "" {
 		var err error
@@ -257,7 +259,12 @@ func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, ty
 	if err := s.emitBefore(ctx, typ, a); err != nil {
 		return err
 	}
-	_, err := s.store.DeleteUpload(ctx, sess.ID)
+	var err error
+	if l.Token != 0 {
+		_, err = s.store.DeleteUploadLeased(ctx, l)
+	} else {
+		_, err = s.store.DeleteUpload(ctx, sess.ID)
+	}
 	return err
 }
 

@@ -27,7 +27,7 @@ type crashStore struct {
 	// refuseCreate makes CreateUpload fail (a creation refused after its
 	// event was queued).
 	refuseCreate atomic.Bool
-	// failDelete makes the next DeleteUpload fail (a deletion that fails
+	// failDelete makes the next DeleteUpload(Leased) fail (a deletion that fails
 	// after its event was queued).
 	failDelete atomic.Bool
 }
@@ -61,6 +61,15 @@ func (c *crashStore) DeleteUpload(ctx context.Context, id string) (sessionstore.
 		return sessionstore.Session{}, errors.New("crashStore: delete failed")
 	}
 	s, err := c.Local.DeleteUpload(ctx, id)
+	c.dead.Store(err == nil)
+	return s, err
+}
+
+func (c *crashStore) DeleteUploadLeased(ctx context.Context, l sessionstore.Lease) (sessionstore.Session, error) {
+	if c.failDelete.CompareAndSwap(true, false) {
+		return sessionstore.Session{}, errors.New("crashStore: delete failed")
+	}
+	s, err := c.Local.DeleteUploadLeased(ctx, l)
 	c.dead.Store(err == nil)
 	return s, err
 }

@@ -383,7 +383,7 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	l.mu.Lock()
 	if cur, ok := l.leases[id]; ok && (cur.pending || time.Now().Before(cur.expires)) {
 		l.mu.Unlock()
-		return Lease{}, &LockedError{SessionID: id, Holder: l.node}
+		return Lease{}, &LockedError{SessionID: id, Holder: l.node, Token: cur.token}
 	}
 	token := l.nextToken()
 	// The pending entry keeps other acquirers out while the reservation is
@@ -493,14 +493,14 @@ func (l *Local) RenewLease(ctx context.Context, ls Lease, ttl time.Duration) (Le
 }
 
 // DropLease drops the upload's lease when node is this process (the
-// holder of every Local lease).
-func (l *Local) DropLease(ctx context.Context, id, node string) error {
+// holder of every Local lease) and its token is token.
+func (l *Local) DropLease(ctx context.Context, id, node string, token int64) error {
 	if node != l.node {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if cur, ok := l.leases[id]; ok && !cur.pending {
+	if cur, ok := l.leases[id]; ok && !cur.pending && cur.token == token {
 		delete(l.leases, id)
 	}
 	return nil
@@ -671,6 +671,16 @@ func boltCompleteAsset(tx *bolt.Tx, assetID string, c Commit) (bool, error) {
 
 // DeleteUpload removes a session and its parts and soft-deletes its asset.
 func (l *Local) DeleteUpload(ctx context.Context, id string) (Session, error) {
+	return l.deleteUpload(ctx, id, nil)
+}
+
+// DeleteUploadLeased deletes the upload while ls is its current lease.
+func (l *Local) DeleteUploadLeased(ctx context.Context, ls Lease) (Session, error) {
+	return l.deleteUpload(ctx, ls.SessionID, &ls)
+}
+
+// deleteUpload deletes upload id, if ls is nil or still the current lease.
+func (l *Local) deleteUpload(ctx context.Context, id string, ls *Lease) (Session, error) {
 	if err := ctx.Err(); err != nil {
 		return Session{}, err
 	}
@@ -679,6 +689,16 @@ func (l *Local) DeleteUpload(ctx context.Context, id string) (Session, error) {
 		var err error
 		if s, err = boltSession(tx, id); err != nil {
 			return err
+		}
+		if ls != nil {
+			// Checked inside the write transaction, as Commit does: no
+			// commit of the upload runs between check and delete.
+			l.mu.Lock()
+			held := l.holds(*ls)
+			l.mu.Unlock()
+			if !held {
+				return fmt.Errorf("upload %s token %d: %w", id, ls.Token, ErrLeaseLost)
+			}
 		}
 		if err := tx.Bucket(boltBucketSessions).Delete([]byte(id)); err != nil {
 			return err

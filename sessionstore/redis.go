@@ -69,6 +69,10 @@ type Redis struct {
 	obs Observer
 	// opt are the options the store was opened with (redis_wait.go).
 	opt RedisOptions
+	// silent are the runs of unanswered release requests, by holder node
+	// (redis_release.go).
+	silentMu sync.Mutex
+	silent   map[string]silence
 }
 
 // Key names; see Redis.

@@ -124,11 +124,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1}
 `)
 
-// luaDropLease drops the lease, whatever its token, if the session's
+// luaDropLease drops the lease if its token is ARGV[2] and the session's
 // recorded holder is ARGV[1].
 // KEYS[1] session, KEYS[2] lease.
 var luaDropLease = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
+	redis.call('DEL', KEYS[2])
+end
 return {1}
 `)
 
@@ -222,10 +224,12 @@ return {1}
 // luaDelete removes a session, its parts and lease, soft-deletes its asset
 // and answers {1, flat session hash as it was}.
 // KEYS[1] session, KEYS[2] parts, KEYS[3] lease, KEYS[4] asset, optional
-// KEYS[5] expiry set. ARGV[1] session id.
+// KEYS[5] expiry set. ARGV[1] session id, ARGV[2] the token of the lease
+// the caller must still hold ("" for none: {4} when it does not).
 var luaDelete = redis.NewScript(`
 local s = redis.call('HGETALL', KEYS[1])
 if #s == 0 then return {2} end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return {4} end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('HSET', KEYS[4], 'deleted', '1') end
 if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[1]) end

@@ -5,10 +5,7 @@ import (
 	"crypto/rand"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Node liveness and release requests on Redis (issue 8, takeover).
@@ -97,89 +94,70 @@ func (r *Redis) nodeLive(ctx context.Context, node string) (bool, error) {
 	return n == 1, nil
 }
 
-// Release request messages: "d <id>" for a DELETE, "a <id>" otherwise.
+// Release request messages: "d <id> <token>" for a DELETE, "a <id>
+// <token>" otherwise. A message without the token (an older node's) is
+// a request with token 0.
 func encodeRelease(rr ReleaseRequest) string {
+	kind := "a "
 	if rr.Delete {
-		return "d " + rr.SessionID
+		kind = "d "
 	}
-	return "a " + rr.SessionID
+	return kind + rr.SessionID + " " + strconv.FormatInt(rr.Token, 10)
 }
 
 func decodeRelease(msg string) (ReleaseRequest, bool) {
-	kind, id, ok := strings.Cut(msg, " ")
+	kind, rest, ok := strings.Cut(msg, " ")
+	id, tok, _ := strings.Cut(rest, " ")
 	if !ok || id == "" || (kind != "a" && kind != "d") {
 		return ReleaseRequest{}, false
 	}
-	return ReleaseRequest{SessionID: id, Delete: kind == "d"}, true
+	token, _ := strconv.ParseInt(tok, 10, 64)
+	return ReleaseRequest{SessionID: id, Delete: kind == "d", Token: token}, true
 }
 
 // RequestRelease publishes rr on holder's release channel.
 //
 // PUBLISH answers how many clients got the message. A serving node
 // subscribes before it takes any lease and keeps its subscription for as
-// long as it lives, so 0 means the holder's process is gone (a kill -9
-// closes its sockets, and Redis drops the subscription at once): its
-// liveness record is deleted, and the asker's next AcquireLease takes the
-// lease over without waiting for the record to run out (issue 8: p95 ≤ 2 s
-// from a kill to the resume). A node that only lost its Redis connection
-// for a moment loses its leases this way; the fencing token keeps that
-// safe, and its heartbeat brings the record back.
+// long as it lives (watching it, and subscribing again when it vanishes:
+// see releaseWatch), so answers of 0 that keep coming mean the holder's
+// process is gone (a kill -9 closes its sockets, and Redis drops the
+// subscription at once): its liveness record is deleted, and the asker's
+// next AcquireLease takes the lease over without waiting for the record
+// to run out (issue 8: p95 ≤ 2 s from a kill to the resume). One answer
+// of 0 is not enough: a live node's subscription can vanish for a moment
+// (a reconnect; on Cluster, a migration of the channel's slot unsubscribes
+// it), and its watcher subscribes again within releaseDeadAfter. A node
+// that still lost its leases this way is kept safe by the fencing token,
+// and its heartbeat brings the record back.
 //
 // On Cluster a plain PUBLISH counts only the subscribers of the node it
 // reached, so release channels are sharded there (SPUBLISH/SSUBSCRIBE):
 // the channel lives on the master of its slot, which knows every
 // subscriber, and the count means the same as on standalone.
 func (r *Redis) RequestRelease(ctx context.Context, holder string, rr ReleaseRequest) error {
-	channel := redisReleasePrefix + holder
-	var cmd *redis.IntCmd
-	if r.cluster {
-		cmd = r.client.SPublish(ctx, channel, encodeRelease(rr))
-	} else {
-		cmd = r.client.Publish(ctx, channel, encodeRelease(rr))
-	}
-	n, err := cmd.Result()
+	n, err := r.publishRelease(ctx, holder, encodeRelease(rr))
 	if err != nil {
 		return redisErr("release request", err)
 	}
-	if n == 0 && holder != r.node {
-		if err := r.client.Del(ctx, redisNodeKey(holder)).Err(); err != nil {
-			return redisErr("drop dead node", err)
-		}
+	if holder == r.node || !r.unanswered(holder, n == 0, time.Now()) {
+		return nil
 	}
+	if err := r.client.Del(ctx, redisNodeKey(holder)).Err(); err != nil {
+		return redisErr("drop dead node", err)
+	}
+	r.log.Warn("release requests reach no subscriber: node taken for dead", "node", holder)
 	return nil
 }
 
-// WatchReleases subscribes to this node's release channel and hands each
-// request to fn until stop. go-redis resubscribes by itself after a
-// connection loss; requests sent meanwhile are lost and sent again by
-// their askers.
-func (r *Redis) WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (func(), error) {
-	var ps *redis.PubSub
+// publishRelease publishes msg on node's release channel and answers how
+// many subscribers got it.
+func (r *Redis) publishRelease(ctx context.Context, node, msg string) (int64, error) {
+	channel := redisReleasePrefix + node
 	if r.cluster {
-		ps = r.client.SSubscribe(ctx, redisReleasePrefix+r.node)
-	} else {
-		ps = r.client.Subscribe(ctx, redisReleasePrefix+r.node)
+		return r.client.SPublish(ctx, channel, msg).Result()
 	}
-	if _, err := ps.Receive(ctx); err != nil {
-		ps.Close()
-		return nil, redisErr("subscribe to release requests", err)
-	}
-	ch := ps.Channel()
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for m := range ch {
-			if rr, ok := decodeRelease(m.Payload); ok {
-				fn(rr)
-			}
-		}
-	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			ps.Close() // closes ch
-			wg.Wait()
-		})
-	}, nil
+	return r.client.Publish(ctx, channel, msg).Result()
 }
 
 // acquireOnce runs the acquire script. steal names the fencing token of a

@@ -594,11 +594,12 @@ func releaseToGoneHolder(t *testing.T, url string) {
 	}
 	stop() // as a kill -9 would: the subscription is gone
 	// Redis drops the subscription once it has read the close, a moment
-	// later: ask and acquire as the proxy does, for up to a second (far
-	// below the 3 s liveness TTL, so only the dropped subscription can
-	// free the lease).
+	// later: ask and acquire as the proxy does. The holder is taken for
+	// dead once requests went unanswered for a second (one is not
+	// enough); its heartbeat still runs, so only the dropped subscription
+	// can free the lease.
 	var l sessionstore.Lease
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(2500 * time.Millisecond); ; time.Sleep(20 * time.Millisecond) {
 		if err := b.RequestRelease(ctx, held.Holder, sessionstore.ReleaseRequest{SessionID: s.ID}); err != nil {
 			t.Fatalf("RequestRelease: %v", err)
 		}

@@ -113,11 +113,12 @@ func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 		}
 		if !live {
 			start = time.Now()
-			out, holder, _, err = r.acquireOnce(ctx, id, ttl, parts, token)
+			out, holder, token, err = r.acquireOnce(ctx, id, ttl, parts, token)
 		}
 	}
 	if errors.Is(err, ErrLocked) {
-		return Lease{}, &LockedError{SessionID: id, Holder: holder}
+		tok, _ := strconv.ParseInt(token, 10, 64)
+		return Lease{}, &LockedError{SessionID: id, Holder: holder, Token: tok}
 	}
 	if err != nil {
 		return Lease{}, err
@@ -146,9 +147,11 @@ func (r *Redis) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lea
 	return l, nil
 }
 
-// DropLease drops the upload's lease if node holds it (see Store).
-func (r *Redis) DropLease(ctx context.Context, id, node string) error {
-	_, err := r.runScript(ctx, "drop lease", luaDropLease, []string{redisSessionKey(id), redisLeaseKey(id)}, node)
+// DropLease drops the upload's lease if node holds it with token (see
+// Store).
+func (r *Redis) DropLease(ctx context.Context, id, node string, token int64) error {
+	_, err := r.runScript(ctx, "drop lease", luaDropLease, []string{redisSessionKey(id), redisLeaseKey(id)},
+		node, strconv.FormatInt(token, 10))
 	return err
 }
 
@@ -244,11 +247,22 @@ func (r *Redis) addVerifyJob(ctx context.Context, id string) error {
 // DeleteUpload removes the session, its parts and lease and soft-deletes
 // its asset, returning the session as it was.
 func (r *Redis) DeleteUpload(ctx context.Context, id string) (Session, error) {
+	return r.deleteUpload(ctx, id, "")
+}
+
+// DeleteUploadLeased deletes the upload while l is its current lease, in
+// the same script.
+func (r *Redis) DeleteUploadLeased(ctx context.Context, l Lease) (Session, error) {
+	return r.deleteUpload(ctx, l.SessionID, strconv.FormatInt(l.Token, 10))
+}
+
+// deleteUpload runs the delete script; token "" deletes whatever the lease.
+func (r *Redis) deleteUpload(ctx context.Context, id, token string) (Session, error) {
 	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey)
 	}
-	out, err := r.runScript(ctx, "delete upload", luaDelete, keys, id)
+	out, err := r.runScript(ctx, "delete upload", luaDelete, keys, id, token)
 	if err != nil {
 		return Session{}, err
 	}

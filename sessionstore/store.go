@@ -129,6 +129,10 @@ type LockedError struct {
 	// Holder is the node id of the lease's holder ("" when the lease was
 	// taken by a version that did not record it).
 	Holder string
+	// Token is the fencing token of the lease that refused: a release
+	// request names it, so that the holder node can tell whether one of
+	// its requests holds exactly that lease (see DropLease).
+	Token int64
 }
 
 func (e *LockedError) Error() string {
@@ -145,6 +149,9 @@ type ReleaseRequest struct {
 	// Delete: the newer request is a DELETE (the writer that lets go
 	// answers as for a deleted upload).
 	Delete bool
+	// Token is the fencing token of the lease the asker was refused by
+	// (LockedError.Token); 0 when unknown.
+	Token int64
 }
 
 // Lease is a request's exclusive right to write an upload. Token is a
@@ -245,12 +252,14 @@ type Store interface {
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// ReleaseLease drops the lease if it is still current (no error if not).
 	ReleaseLease(ctx context.Context, l Lease) error
-	// DropLease drops the upload's lease whatever its token, but only if
-	// its holder is node (no error if not, or if there is none). A node
-	// uses it on a lease of its own that no request of its holds: one
-	// whose acquisition succeeded in the store while its answer was lost
-	// (a Redis outage), which would otherwise block the upload for a TTL.
-	DropLease(ctx context.Context, id, node string) error
+	// DropLease drops the upload's lease if its token is token and its
+	// holder is node (no error if not, or if there is none). A node uses
+	// it on a lease of its own that no request of its holds: one whose
+	// acquisition succeeded in the store while its answer was lost (a
+	// Redis outage), which would otherwise block the upload for a TTL.
+	// The token is the one a release request named: a lease the node took
+	// since (a request that does hold the upload) is never dropped.
+	DropLease(ctx context.Context, id, node string, token int64) error
 	// Node is this process's id in the fleet: the holder recorded in the
 	// leases it takes. The store keeps the node's liveness record fresh
 	// until Close (Redis: a key with a TTL of NodeTTL, refreshed every
@@ -270,6 +279,13 @@ type Store interface {
 	// the session as it was (for the sink to free its bytes).
 	// ErrNotFound when already gone.
 	DeleteUpload(ctx context.Context, id string) (Session, error)
+	// DeleteUploadLeased is DeleteUpload done only while l is the upload's
+	// current, unexpired lease, in the same atomic step: ErrLeaseLost if it
+	// is not (a newer request took the upload and may have committed to
+	// it), ErrNotFound when the upload is gone. A DELETE or the janitor
+	// that took the lease deletes with it, so that losing the lease while
+	// it freed the storage never deletes bytes a newer request committed.
+	DeleteUploadLeased(ctx context.Context, l Lease) (Session, error)
 	// Expired lists up to limit sessions, not completed, whose ExpiresAt is
 	// before now.
 	Expired(ctx context.Context, now time.Time, limit int) ([]Session, error)

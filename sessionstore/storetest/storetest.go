@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("ReleaseRequest", func(t *testing.T) { testReleaseRequest(t, newStore(t), fleet) })
 	t.Run("DeadHolder", func(t *testing.T) { testDeadHolder(t, newStore(t), fleet) })
 	t.Run("DropLease", func(t *testing.T) { testDropLease(t, newStore(t), fleet) })
+	t.Run("DeleteLeased", func(t *testing.T) { testDeleteLeased(t, newStore(t), fleet) })
 	t.Run("LeaseRenew", func(t *testing.T) { testLeaseRenew(t, newStore(t)) })
 	t.Run("LeaseRelease", func(t *testing.T) { testLeaseRelease(t, newStore(t)) })
 	t.Run("PartReservation", func(t *testing.T) { testPartReservation(t, newStore(t)) })
