@@ -216,14 +216,15 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	if err := s.store.CreateWebhook(ctx, h); err != nil {
 		return fmt.Errorf("proxy: create webhook: %w", err)
 	}
-	// Creations racing past the count above (on any node) are settled
-	// by age: the ones past the cap in the account's list, oldest first,
-	// take themselves back.
+	// Creations racing past the count above (on any node): each one that
+	// sees too many once it is stored takes itself back. The last one
+	// stored sees every other kept, so never more than the cap stay
+	// (racers may all go: a retry then succeeds).
 	hooks, err := s.store.Webhooks(ctx, account)
 	if err != nil {
 		return fmt.Errorf("proxy: list webhooks: %w", err)
 	}
-	if i := slices.IndexFunc(hooks, func(o sessionstore.Webhook) bool { return o.ID == h.ID }); i >= maxWebhooksPerAccount {
+	if len(hooks) > maxWebhooksPerAccount {
 		if err := s.store.DeleteWebhook(context.WithoutCancel(ctx), account, h.ID); err != nil {
 			return fmt.Errorf("proxy: take back a webhook past the cap: %w", err)
 		}
