@@ -17,6 +17,7 @@ import (
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/webhook"
 	"github.com/valyala/fasthttp"
 )
 
@@ -88,6 +89,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// for MaxConnsPerIP; their own connections are not capped per IP.
 	TrustedProxies []netip.Prefix
+	// WebhookTargets are the receivers a webhook may be registered for:
+	// public addresses, and the networks it allows.
+	WebhookTargets webhook.Targets
 
 	// QuotaDefaults are the per-account quotas of accounts without limits
 	// of their own (quota.go; 0: unlimited).

@@ -30,7 +30,13 @@ var (
 	errWebhookBody     = errorf(fasthttp.StatusBadRequest, "invalid_webhook",
 		`the body must be JSON {"url":"https://…","events":["asset.ready",…]}; events default to all of `+strings.Join(sessionstore.EventTypes, ", "))
 	errWebhookTooBig = errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "a webhook body is at most 16 KiB")
+	errTooManyHooks  = errorf(fasthttp.StatusConflict, "too_many_webhooks",
+		fmt.Sprintf("an account has at most %d webhooks; delete one first", maxWebhooksPerAccount))
 )
+
+// maxWebhooksPerAccount bounds an account's webhooks: each event is queued
+// once per endpoint, so the count multiplies every event's work.
+const maxWebhooksPerAccount = 16
 
 // webhookJSON is an endpoint as the API shows it; Secret only in the
 // answer to its creation.
@@ -181,6 +187,14 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.URL) > 2048 {
 		return errorf(fasthttp.StatusBadRequest, "invalid_webhook", "url must be an absolute http or https URL (at most 2048 characters)")
 	}
+	if err := s.cfg.WebhookTargets.CheckURL(req.URL); err != nil {
+		reason := "refused"
+		if b, ok := errors.AsType[*webhook.BlockedError](err); ok {
+			reason = b.Reason
+		}
+		return errorf(fasthttp.StatusBadRequest, "invalid_webhook",
+			"url must name a public host by a DNS name or a canonical IP address, without user:password@ ("+reason+")")
+	}
 	events := req.Events
 	if len(events) == 0 {
 		events = sessionstore.EventTypes
@@ -194,8 +208,27 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	slices.Sort(events)
 	h := sessionstore.Webhook{ID: apikey.NewID(), Account: account, URL: req.URL, Events: slices.Compact(events),
 		Secret: "whsec_" + rand.Text() + rand.Text(), CreatedAt: time.Now().UTC()}
+	if hooks, err := s.store.Webhooks(ctx, account); err != nil {
+		return fmt.Errorf("proxy: list webhooks: %w", err)
+	} else if len(hooks) >= maxWebhooksPerAccount {
+		return errTooManyHooks
+	}
 	if err := s.store.CreateWebhook(ctx, h); err != nil {
 		return fmt.Errorf("proxy: create webhook: %w", err)
+	}
+	// Creations racing past the count above (on any node): each one that
+	// sees too many once it is stored takes itself back. The last one
+	// stored sees every other kept, so never more than the cap stay
+	// (racers may all go: a retry then succeeds).
+	hooks, err := s.store.Webhooks(ctx, account)
+	if err != nil {
+		return fmt.Errorf("proxy: list webhooks: %w", err)
+	}
+	if len(hooks) > maxWebhooksPerAccount {
+		if err := s.store.DeleteWebhook(context.WithoutCancel(ctx), account, h.ID); err != nil {
+			return fmt.Errorf("proxy: take back a webhook past the cap: %w", err)
+		}
+		return errTooManyHooks
 	}
 	j := toWebhookJSON(h)
 	j.Secret = h.Secret // shown once

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,7 +136,9 @@ func subscribe(t *testing.T, e *env, account string) *receiver {
 
 // runDeliverer runs a deliverer on the Local store until the test ends.
 func runDeliverer(t *testing.T, e *env) {
-	d := webhook.New(webhook.Config{Workers: 2, Block: 100 * time.Millisecond, Render: e.srv.WebhookAsset,
+	// The receivers are httptest servers on loopback.
+	loopback := webhook.Targets{Allowed: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	d := webhook.New(webhook.Config{Workers: 2, Block: 100 * time.Millisecond, Render: e.srv.WebhookAsset, Targets: loopback,
 		Verify: e.srv.WebhookVerify, VerifyFor: time.Second, VerifyDelay: 50 * time.Millisecond}, e.local)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

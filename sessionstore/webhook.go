@@ -91,7 +91,9 @@ const DeliveryDropped = "dropped"
 // (the job is removed), DeliveryRetrying (requeued with Attempts+1, ready
 // after RetryIn), DeliveryDead (removed, recorded as dead),
 // DeliveryPending (requeued as the job's Event, Attempts unchanged, ready
-// after RetryIn: an event verified now, or to verify again later) or
+// after RetryIn: an event verified now, or to verify again later, or put
+// off without an attempt; after failed attempts it stays recorded as
+// retrying, with Status and Error) or
 // DeliveryDropped (removed, nothing recorded).
 type WebhookOutcome struct {
 	State   string
@@ -119,6 +121,12 @@ func settleRecord(job WebhookJob, out WebhookOutcome, now time.Time) (WebhookDel
 	case out.State == DeliveryPending:
 		d := pendingRecord(job.HookID, job.Event, now)
 		d.Attempts, d.CreatedAt, d.NextAttempt = job.Attempts, job.Since, now.Add(out.RetryIn)
+		if job.Attempts > 0 {
+			// Put off after failed attempts (its endpoint busy or
+			// failing): still retrying, with the failure the deliverer
+			// last saw there.
+			d.State, d.LastStatus, d.LastError = DeliveryRetrying, out.Status, out.Error
+		}
 		return d, true
 	}
 	return webhookRecord(job, out, now), true

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -167,9 +168,26 @@ type Config struct {
 	VerifyDelay time.Duration
 	// Consumer prefixes the workers' consumer names (Consumer()).
 	Consumer string
-	Render   RenderFunc
-	Client   *http.Client
-	Logger   *slog.Logger
+	// Targets are the receivers deliveries may reach: only public
+	// addresses, unless allowed. Checked on each delivery's URL and, by
+	// the default Client's dialer, on every address it connects to.
+	Targets Targets
+	// EndpointConcurrency bounds the deliveries in flight to one
+	// endpoint (an account's scheme://host:port) on this node (2), and
+	// AccountConcurrency those of one account (3/4 of Workers, at least
+	// 1), so that one account's slow or dead receivers leave workers for
+	// the others.
+	EndpointConcurrency int
+	AccountConcurrency  int
+	// PauseAfter failures in a row pause an endpoint (3): its jobs wait,
+	// without an attempt, for the retry delay of the failures past it,
+	// then one attempt tells whether it recovered.
+	PauseAfter int
+	Render     RenderFunc
+	// Client sends deliveries (default: one that follows no redirect,
+	// uses no proxy and dials only Targets).
+	Client *http.Client
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -211,8 +229,27 @@ func (c Config) withDefaults() Config {
 	if c.Render == nil {
 		c.Render = func(_ context.Context, ev sessionstore.WebhookEvent) any { return map[string]string{"id": ev.Asset.ID} }
 	}
+	if c.EndpointConcurrency <= 0 {
+		c.EndpointConcurrency = 2
+	}
+	if c.AccountConcurrency <= 0 {
+		c.AccountConcurrency = max(1, c.Workers*3/4)
+	}
+	if c.PauseAfter <= 0 {
+		c.PauseAfter = 3
+	}
 	if c.Client == nil {
 		c.Client = &http.Client{
+			Transport: &http.Transport{
+				// No proxy: the dialer would check the proxy's address,
+				// not the receiver's.
+				Proxy:               nil,
+				DialContext:         c.Targets.Dialer().DialContext,
+				ForceAttemptHTTP2:   true,
+				MaxIdleConns:        100,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: 10 * time.Second,
+			},
 			// A redirect is an answer that is not 2xx: retried, not followed.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
@@ -237,11 +274,14 @@ func Consumer() string {
 type Deliverer struct {
 	cfg   Config
 	store Store
+	turns *turns
 }
 
 // New returns a deliverer over store.
 func New(cfg Config, store Store) *Deliverer {
-	return &Deliverer{cfg: cfg.withDefaults(), store: store}
+	d := &Deliverer{cfg: cfg.withDefaults(), store: store}
+	d.turns = newTurns(d.cfg.EndpointConcurrency, d.cfg.AccountConcurrency, d.cfg.PauseAfter, d.Delay, d.cfg.Timeout)
+	return d
 }
 
 // Delay is the retry delay after a job's attempt-th failure (0-based):
@@ -310,7 +350,7 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 	log := d.cfg.Logger.With("event_id", job.Event.ID, "event", job.Event.Type, "webhook_id", job.HookID, "attempts", job.Attempts)
 	hook, err := d.store.Webhook(ctx, job.HookID)
 	if errors.Is(err, sessionstore.ErrNotFound) {
-		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Error: "webhook deleted"})
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Error: ClassDeleted})
 	}
 	if err != nil {
 		return fmt.Errorf("webhook: load %s: %w", job.HookID, err)
@@ -318,7 +358,18 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 	if job.Event.Verify {
 		return d.verify(ctx, job)
 	}
+	if err := d.cfg.Targets.CheckURL(hook.URL); err != nil {
+		// Registered before the address was refused, or by a store
+		// written to directly: never sent.
+		return d.failed(ctx, log, job, 0, ClassBlocked, err)
+	}
+	done, w, ok := d.turns.take(hook.Account, endpoint(hook), time.Now())
+	if !ok {
+		return d.postpone(ctx, log, job, w)
+	}
 	status, err := d.post(ctx, hook, job.Event)
+	class := Class(status, err)
+	done(attemptOutcome{ended: time.Now(), failed: err != nil, skip: err != nil && ctx.Err() != nil, status: status, class: class})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: leave the job claimed
 	}
@@ -326,16 +377,50 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 		log.Info("webhook: delivered", "status", status)
 		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: status})
 	}
-	out := sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: status, Error: err.Error(),
+	return d.failed(ctx, log, job, status, class, err)
+}
+
+// failed settles a failed attempt: retried after the backoff delay, or
+// dead past MaxAge. The record shows only the class of the failure (err,
+// with its addresses, goes to the log).
+func (d *Deliverer) failed(ctx context.Context, log *slog.Logger, job sessionstore.WebhookJob, status int, class string, err error) error {
+	out := sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: status, Error: class,
 		RetryIn: d.Delay(job.Attempts)}
 	if time.Since(job.Since)+out.RetryIn > d.cfg.MaxAge {
 		out.State, out.RetryIn = sessionstore.DeliveryDead, 0
-		out.Error = fmt.Sprintf("gave up after %d attempts over %s: %v", job.Attempts+1, time.Since(job.Since).Round(time.Second), err)
-		log.Warn("webhook: dead-lettered", "reason", out.Error)
+		log.Warn("webhook: dead-lettered", "reason", err, "class", class, "attempts", job.Attempts+1,
+			"age", time.Since(job.Since).Round(time.Second))
 	} else {
-		log.Info("webhook: failed, will retry", "reason", out.Error, "retry_in", out.RetryIn)
+		log.Info("webhook: failed, will retry", "reason", err, "class", class, "retry_in", out.RetryIn)
 	}
 	return d.settle(ctx, job, out)
+}
+
+// postpone hands a job back to the queue, without an attempt, when its
+// endpoint or account has no turn free (turns). A job of an endpoint
+// paused for failing that would wait past MaxAge is dead: its endpoint's
+// last failure stands for its own.
+func (d *Deliverer) postpone(ctx context.Context, log *slog.Logger, job sessionstore.WebhookJob, w wait) error {
+	if w.Paused && time.Since(job.Since)+w.RetryIn > d.cfg.MaxAge {
+		log.Warn("webhook: dead-lettered: its endpoint keeps failing", "class", w.Class)
+		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Status: w.Status, Error: w.Class})
+	}
+	// A job tried before stays "retrying" with its endpoint's last
+	// failure, most likely its own.
+	out := sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending, RetryIn: w.RetryIn, Status: w.Status, Error: w.Class}
+	log.Debug("webhook: postponed", "retry_in", w.RetryIn, "endpoint_failing", w.Paused)
+	return d.settle(ctx, job, out)
+}
+
+// endpoint keys the turns of a webhook: its account's receiver, as
+// scheme://host:port. Accounts never share one: another account's
+// failing path on a shared host does not pause this one's.
+func endpoint(h sessionstore.Webhook) string {
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		return h.Account + " " + h.URL
+	}
+	return h.Account + " " + u.Scheme + "://" + strings.ToLower(u.Host)
 }
 
 // verify settles a job whose event was queued before its change: if the
@@ -400,9 +485,6 @@ func (d *Deliverer) post(ctx context.Context, hook sessionstore.Webhook, ev sess
 	req.Header.Set(SignatureHeader, Sign(hook.Secret, time.Now(), body))
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return 0, fmt.Errorf("no answer within %s", d.cfg.Timeout)
-		}
 		return 0, fmt.Errorf("post: %w", err)
 	}
 	// Drain a little so the connection can be reused; the body is not
@@ -410,7 +492,7 @@ func (d *Deliverer) post(ctx context.Context, hook sessionstore.Webhook, ev sess
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("receiver answered %d", resp.StatusCode)
+		return resp.StatusCode, &StatusError{Status: resp.StatusCode}
 	}
 	return resp.StatusCode, nil
 }

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
 )
+
+// loopback lets the tests' httptest receivers in.
+var loopback = Targets{Allowed: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 
 // fakeStore is a Store made of function fields.
 type fakeStore struct {
@@ -74,7 +79,7 @@ func TestHandleOutcomes(t *testing.T) {
 		}
 		return hook, nil
 	}}
-	d := New(Config{BaseDelay: time.Second, MaxDelay: time.Minute, MaxAge: time.Hour}, st)
+	d := New(Config{BaseDelay: time.Second, MaxDelay: time.Minute, MaxAge: time.Hour, Targets: loopback}, st)
 	job := func(hookID string, attempts int, age time.Duration) sessionstore.WebhookJob {
 		return sessionstore.WebhookJob{ID: "j", HookID: hookID, Attempts: attempts, Since: time.Now().Add(-age),
 			Event: sessionstore.WebhookEvent{ID: "e", Type: sessionstore.EventAssetReady}}
@@ -86,10 +91,10 @@ func TestHandleOutcomes(t *testing.T) {
 		want   sessionstore.WebhookOutcome
 	}{
 		{"2xx", http.StatusAccepted, job("h1", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: 202}},
-		{"500, young", 500, job("h1", 2, time.Minute), sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: 500, RetryIn: 4 * time.Second}},
-		{"500, old", 500, job("h1", 9, time.Hour), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Status: 500}},
-		{"redirect", http.StatusFound, job("h1", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: 302, RetryIn: time.Second}},
-		{"deleted webhook", 200, job("gone", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead}},
+		{"500, young", 500, job("h1", 2, time.Minute), sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: 500, RetryIn: 4 * time.Second, Error: ClassStatus}},
+		{"500, old", 500, job("h1", 9, time.Hour), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Status: 500, Error: ClassStatus}},
+		{"redirect", http.StatusFound, job("h1", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: 302, RetryIn: time.Second, Error: ClassStatus}},
+		{"deleted webhook", 200, job("gone", 0, 0), sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Error: ClassDeleted}},
 	} {
 		status = c.status
 		st.settled = nil
@@ -100,9 +105,8 @@ func TestHandleOutcomes(t *testing.T) {
 			t.Fatalf("%s: got %d settles, want 1", c.name, len(st.settled))
 		}
 		got := st.settled[0]
-		if got.State != c.want.State || got.Status != c.want.Status || got.RetryIn != c.want.RetryIn ||
-			(c.want.State != sessionstore.DeliveryDelivered) != (got.Error != "") {
-			t.Fatalf("%s: got %+v, want %+v (with an error unless delivered)", c.name, got, c.want)
+		if got != c.want {
+			t.Fatalf("%s: got %+v, want %+v", c.name, got, c.want)
 		}
 	}
 }
@@ -122,7 +126,7 @@ func TestHandleTimeout(t *testing.T) {
 	st := &fakeStore{webhook: func(string) (sessionstore.Webhook, error) {
 		return sessionstore.Webhook{ID: "h1", URL: recv.URL, Secret: "whsec_x"}, nil
 	}}
-	d := New(Config{Timeout: 200 * time.Millisecond, BaseDelay: time.Second}, st)
+	d := New(Config{Timeout: 200 * time.Millisecond, BaseDelay: time.Second, Targets: loopback}, st)
 	start := time.Now()
 	err := d.Handle(t.Context(), sessionstore.WebhookJob{ID: "j", HookID: "h1", Since: time.Now(),
 		Event: sessionstore.WebhookEvent{ID: "e", Type: sessionstore.EventAssetCreated}})
@@ -132,8 +136,9 @@ func TestHandleTimeout(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("Handle took %v, want about the 200ms timeout", took)
 	}
-	if len(st.settled) != 1 || st.settled[0].State != sessionstore.DeliveryRetrying || st.settled[0].Status != 0 {
-		t.Fatalf("settled: got %+v, want one retry without a status", st.settled)
+	if len(st.settled) != 1 || st.settled[0].State != sessionstore.DeliveryRetrying || st.settled[0].Status != 0 ||
+		st.settled[0].Error != ClassTimeout {
+		t.Fatalf("settled: got %+v, want one retry without a status, error %q", st.settled, ClassTimeout)
 	}
 }
 
@@ -224,5 +229,65 @@ func TestEventIDPerChange(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(id) {
 		t.Fatalf("id %q is not a version 8 UUID", id)
+	}
+}
+
+// TestHandlePutsOffBusyEndpoint: while an endpoint has its cap of
+// deliveries in flight, another job for it goes back to the queue at once
+// (pending, with a delay, never posted), and another account's job is
+// delivered meanwhile.
+func TestHandlePutsOffBusyEndpoint(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	posts := map[string]int{}
+	var mu sync.Mutex
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		posts[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/slow" {
+			close(held)
+			<-release
+		}
+	}))
+	defer recv.Close()
+	hooks := map[string]sessionstore.Webhook{
+		"a1": {ID: "a1", Account: "a", URL: recv.URL + "/slow", Secret: "whsec_x"},
+		"a2": {ID: "a2", Account: "a", URL: recv.URL + "/other-path", Secret: "whsec_x"},
+		"b":  {ID: "b", Account: "b", URL: recv.URL + "/fast", Secret: "whsec_x"},
+	}
+	st := &fakeStore{webhook: func(id string) (sessionstore.Webhook, error) { return hooks[id], nil }}
+	d := New(Config{EndpointConcurrency: 1, Timeout: 10 * time.Second, Targets: loopback}, st)
+	job := func(hook string) sessionstore.WebhookJob {
+		return sessionstore.WebhookJob{ID: "j-" + hook, HookID: hook, Since: time.Now(),
+			Event: sessionstore.WebhookEvent{ID: "e", Type: sessionstore.EventAssetReady}}
+	}
+	done := make(chan error)
+	go func() { done <- d.Handle(t.Context(), job("a1")) }()
+	<-held
+	// a2 is the same endpoint (scheme://host:port) as a1.
+	if err := d.Handle(t.Context(), job("a2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Handle(t.Context(), job("b")); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(st.settled) != 3 {
+		t.Fatalf("settled: got %+v, want 3", st.settled)
+	}
+	if out := st.settled[0]; out.State != sessionstore.DeliveryPending || out.RetryIn <= 0 || out.RetryIn > 10*time.Second {
+		t.Fatalf("job of the busy endpoint: settled %+v, want pending with a delay within the timeout", out)
+	}
+	if out := st.settled[1]; out.State != sessionstore.DeliveryDelivered || st.jobs[1].HookID != "b" {
+		t.Fatalf("other account's job: settled %+v for %s, want delivered", out, st.jobs[1].HookID)
+	}
+	if st.settled[2].State != sessionstore.DeliveryDelivered {
+		t.Fatalf("held job: settled %+v, want delivered", st.settled[2])
+	}
+	if posts["/other-path"] != 0 || posts["/slow"] != 1 || posts["/fast"] != 1 {
+		t.Fatalf("posts: got %v, want /slow and /fast once, /other-path never", posts)
 	}
 }

@@ -197,6 +197,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		MaxConns:        *maxConns,
 		MaxConnsPerIP:   *maxConnsPerIP,
 		TrustedProxies:  trusted,
+		WebhookTargets:  wf.targets(),
 		QuotaDefaults:   quotas.limits(),
 		Telemetry:       tel,
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -22,10 +23,34 @@ type webhookFlags struct {
 	retryFor     *time.Duration
 	reclaimAfter *time.Duration
 	verifyFor    *time.Duration
+	allowed      *networksFlag
+}
+
+// networksFlag is a comma list of CIDRs, checked when set.
+type networksFlag struct {
+	text string
+	nets []netip.Prefix
+}
+
+func (n *networksFlag) String() string { return n.text }
+
+func (n *networksFlag) Set(s string) error {
+	nets, err := webhook.ParseNetworks(s)
+	if err != nil {
+		return err
+	}
+	n.text, n.nets = s, nets
+	return nil
+}
+
+// targets are the receivers webhooks may be registered for and delivered
+// to.
+func (w *webhookFlags) targets() webhook.Targets {
+	return webhook.Targets{Allowed: w.allowed.nets}
 }
 
 func addWebhookFlags(f *flag.FlagSet) *webhookFlags {
-	return &webhookFlags{
+	w := &webhookFlags{
 		workers:   f.Int("webhook-workers", 4, "webhook deliveries in flight at once in this process (0: none)"),
 		timeout:   f.Duration("webhook-timeout", 10*time.Second, "limit of one webhook delivery (a receiver slower than this is retried)"),
 		retryBase: f.Duration("webhook-retry-base", 30*time.Second, "first webhook retry delay, doubled after each failure"),
@@ -35,7 +60,11 @@ func addWebhookFlags(f *flag.FlagSet) *webhookFlags {
 			"hand a delivery claimed by a dead node to another after this (default --webhook-timeout + 10s)"),
 		verifyFor: f.Duration("webhook-verify-for", 2*time.Minute,
 			"how long after its event a change not seen yet may still happen; past it the event is dropped (events are queued before their change)"),
+		allowed: &networksFlag{},
 	}
+	f.Var(w.allowed, "webhook-allowed-networks",
+		"non-public networks webhook receivers may be in, comma separated CIDRs, e.g. 10.1.0.0/16 (default none: loopback, private, link-local … refused)")
+	return w
 }
 
 // start runs the deliverer until ctx ends; wg tracks it.
@@ -47,7 +76,7 @@ func (w *webhookFlags) start(ctx context.Context, wg *sync.WaitGroup, store webh
 	d := webhook.New(webhook.Config{
 		Workers: *w.workers, Timeout: *w.timeout, BaseDelay: *w.retryBase, MaxDelay: *w.retryMax,
 		MaxAge: *w.retryFor, ReclaimAfter: *w.reclaimAfter, Render: render, Verify: verify, VerifyFor: *w.verifyFor,
-		Logger: log,
+		Targets: w.targets(), Logger: log,
 	}, store)
 	wg.Go(func() { d.Run(ctx) })
 }

@@ -10,9 +10,10 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 )
 
-// fleetWebhooks: a delivery left by a dead node is reclaimed after 3 s.
+// fleetWebhooks: a delivery left by a dead node is reclaimed after 3 s;
+// the receivers are on loopback.
 var fleetWebhooks = []string{"--webhook-timeout", "2s", "--webhook-reclaim-after", "3s",
-	"--webhook-retry-base", "200ms", "--webhook-retry-max", "1s"}
+	"--webhook-retry-base", "200ms", "--webhook-retry-max", "1s", "--webhook-allowed-networks", "127.0.0.0/8"}
 
 // TestWebhookKillDeliveringNode: the node delivering an event is killed -9
 // while the receiver holds the request open; another node reclaims the

@@ -141,6 +141,20 @@ func testWebhookRetryDeliver(t *testing.T, st sessionstore.Store) {
 	if j2.Event.ID != ev.ID || j2.Attempts != 1 || !j2.Since.Equal(j.Since) {
 		t.Fatalf("retried job: got %+v, want event %s, attempts 1, since %v", j2, ev.ID, j.Since)
 	}
+	// Put off without an attempt (its endpoint busy or failing): its
+	// attempts stay, and so does its record's retrying state, with the
+	// failure the deliverer gives.
+	if err := st.SettleWebhook(ctx, j2, sessionstore.WebhookOutcome{State: sessionstore.DeliveryPending,
+		Status: 503, Error: "http_status", RetryIn: 10 * time.Millisecond}); err != nil {
+		t.Fatalf("SettleWebhook(pending, put off): %v", err)
+	}
+	if d := wantDelivery(t, st, h.ID, ev.ID, sessionstore.DeliveryRetrying, 1); d.LastStatus != 503 || d.LastError != "http_status" {
+		t.Fatalf("put-off record: got %+v, want status 503, error http_status", d)
+	}
+	j2 = mustClaimHook(t, st, "c2", 3*time.Second, time.Minute)
+	if j2.Event.ID != ev.ID || j2.Attempts != 1 {
+		t.Fatalf("put-off job: got %+v, want event %s, attempts 1", j2, ev.ID)
+	}
 	if err := st.SettleWebhook(ctx, j2, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDelivered, Status: 204}); err != nil {
 		t.Fatalf("SettleWebhook(delivered): %v", err)
 	}
