@@ -78,3 +78,24 @@ func TestDownloadConditional(t *testing.T) {
 		})
 	}
 }
+
+// TestDownloadHeadNoRange: RFC 9110 defines Range for GET only: a HEAD
+// with Range answers 200 with the whole object's Content-Length and no
+// Content-Range, even for a range that GET would refuse with 416.
+func TestDownloadHeadNoRange(t *testing.T) {
+	s := startServer(t)
+	data := randomBytes(1000)
+	a := readyAsset(t, s, data)
+	for _, rg := range []string{"bytes=0-9", "bytes=-5", "bytes=5000-"} {
+		r := getDownload(t, "HEAD", a.DownloadURL, map[string]string{"Range": rg})
+		if r.Status != http.StatusOK || r.Header.Get("Content-Length") != "1000" || r.Header.Get("Content-Range") != "" {
+			t.Errorf("HEAD with Range %s: got %d, Content-Length %q, Content-Range %q; want 200, 1000, none",
+				rg, r.Status, r.Header.Get("Content-Length"), r.Header.Get("Content-Range"))
+		}
+	}
+	// GET still honours it.
+	r := getDownload(t, "GET", a.DownloadURL, map[string]string{"Range": "bytes=0-9"})
+	if r.Status != http.StatusPartialContent || !bytes.Equal(r.Body, data[:10]) {
+		t.Errorf("GET with Range: got %d and %d bytes, want 206 and the first 10", r.Status, len(r.Body))
+	}
+}

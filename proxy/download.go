@@ -183,7 +183,12 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 	h.SetContentType(dh.ContentType)
 	h.Set("Content-Disposition", dh.ContentDisposition)
 	status, r := fasthttp.StatusOK, byteRange{0, size}
-	rh := rc.Request.Header.Peek("Range")
+	var rh []byte
+	if !rc.IsHead() {
+		// RFC 9110 14.2 defines Range for GET only: a HEAD describes the
+		// whole object (200, its full Content-Length).
+		rh = rc.Request.Header.Peek("Range")
+	}
 	if ir := rc.Request.Header.Peek("If-Range"); ir != nil && !strongMatch(strings.TrimSpace(string(ir)), etag) {
 		// The client's copy is another version (or a date we cannot
 		// compare): it gets the whole object, not a piece to splice in.
