@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -97,5 +98,42 @@ func TestDownloadHeadNoRange(t *testing.T) {
 	r := getDownload(t, "GET", a.DownloadURL, map[string]string{"Range": "bytes=0-9"})
 	if r.Status != http.StatusPartialContent || !bytes.Equal(r.Body, data[:10]) {
 		t.Errorf("GET with Range: got %d and %d bytes, want 206 and the first 10", r.Status, len(r.Body))
+	}
+}
+
+// TestTUSErrorsCarryExpires: TUS's expiration extension has
+// Upload-Expires on every answer about an upload that will expire; the
+// 409 of a wrong offset and the 460 of a wrong checksum carry it too.
+func TestTUSErrorsCarryExpires(t *testing.T) {
+	s := startServer(t)
+	c := createUpload(t, s, acmeKey, 10)
+	r := patch(t, c.Location, acmeKey, 3, []byte("abc"))
+	if r.Status != http.StatusConflict {
+		t.Fatalf("PATCH at a wrong offset: got %d %s, want 409", r.Status, r.Body)
+	}
+	wantExpires(t, "409", r)
+	r = do(t, req{Method: "PATCH", URL: c.Location, Key: acmeKey, Body: strings.NewReader("abc"), Header: map[string]string{
+		"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+		"Upload-Checksum": "sha1 " + b64("not the sum of abc!!"),
+	}})
+	if r.Status != 460 {
+		t.Fatalf("PATCH with a wrong checksum: got %d %s, want 460", r.Status, r.Body)
+	}
+	wantExpires(t, "460", r)
+	// The upload is unharmed: it completes and downloads whole.
+	if r := patch(t, c.Location, acmeKey, 0, []byte("0123456789")); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: got %d %s, want 204", r.Status, r.Body)
+	}
+	wantReady(t, s, acmeKey, c.AssetID, []byte("0123456789"))
+}
+
+// wantExpires fails unless r carries an Upload-Expires in the future
+// (RFC 9110 HTTP-date).
+func wantExpires(t *testing.T, what string, r reply) {
+	t.Helper()
+	v := r.Header.Get("Upload-Expires")
+	e, err := http.ParseTime(v)
+	if err != nil || !e.After(time.Now()) {
+		t.Errorf("%s: Upload-Expires: got %q (%v), want a date in the future (status %d)", what, v, err, r.Status)
 	}
 }

@@ -25,6 +25,9 @@ type request struct {
 	account  string
 	uploadID string
 	allow    string // Allow header for a 405
+	// expires is the expiry of the upload the request concerns, once
+	// loaded and while it can expire (zero otherwise).
+	expires time.Time
 	// body is the request body reader once a handler started reading it.
 	body *bodyReader
 	// bodyRoute marks requests that may carry an upload body.
@@ -261,8 +264,22 @@ func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 func (s *Server) fail(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	linger := rq.bodyRoute && s.settleBody(ctx, rq)
 	s.writeError(ctx, rq, err)
+	setErrorExpires(ctx, rq)
 	if linger {
 		s.lingerClose(ctx)
+	}
+}
+
+// setErrorExpires adds Upload-Expires to a TUS 409 or 460 about an upload
+// that will expire: the expiration extension has it on every answer about
+// such an upload, and a client told to resume (409) or resend (460) needs
+// to know until when it may.
+func setErrorExpires(ctx *fasthttp.RequestCtx, rq *request) {
+	switch ctx.Response.StatusCode() {
+	case fasthttp.StatusConflict, StatusChecksumMismatch:
+		if !rq.expires.IsZero() {
+			ctx.Response.Header.Set("Upload-Expires", rq.expires.UTC().Format(httpTime))
+		}
 	}
 }
 

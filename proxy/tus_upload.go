@@ -37,6 +37,9 @@ func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessi
 	if !sess.Completed && !sess.ExpiresAt.IsZero() && time.Now().After(sess.ExpiresAt) {
 		return sess, errExpired
 	}
+	if !sess.Completed {
+		rq.expires = sess.ExpiresAt
+	}
 	return sess, nil
 }
 
