@@ -137,3 +137,14 @@ func wantExpires(t *testing.T, what string, r reply) {
 		t.Errorf("%s: Upload-Expires: got %q (%v), want a date in the future (status %d)", what, v, err, r.Status)
 	}
 }
+
+// TestIETFOptionsAcceptPatch: from interop 8 OPTIONS names the append
+// media type in Accept-Patch (RFC 5789).
+func TestIETFOptionsAcceptPatch(t *testing.T) {
+	s := startServer(t)
+	_, r := draftRoundTrip(t, "OPTIONS", s.Endpoint(), hdr{interop(8)}, nil)
+	if r.Status != http.StatusNoContent {
+		t.Fatalf("OPTIONS: got %d, want 204", r.Status)
+	}
+	wantHeader(t, "OPTIONS interop 8", r, "Accept-Patch", "application/partial-upload")
+}

@@ -27,7 +27,8 @@ import (
 //     Upload-Limit; Upload-Length.
 //   - 7 (-06..-08): expires renamed max-age; problem type
 //     inconsistent-upload-length.
-//   - 8 (-09..): Upload-Limit mandatory (104, 201, HEAD, OPTIONS).
+//   - 8 (-09..): Upload-Limit mandatory (104, 201, HEAD, OPTIONS);
+//     OPTIONS carries Accept-Patch.
 // Versions 2 and 4 shipped in no client we know of and are not served.
 
 // draft is a request's interop version.
@@ -148,6 +149,11 @@ func (s *Server) ietf(ctx *fasthttp.RequestCtx, rq *request, v draft, id string)
 	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPut || method == fasthttp.MethodPatch
 	if method == fasthttp.MethodOptions {
 		s.tusOptions(ctx)
+		if v >= 8 {
+			// Appends are PATCHes of this media type (RFC 5789's
+			// Accept-Patch; the draft asks for it from -09 on).
+			ctx.Response.Header.Set("Accept-Patch", partialUploadType)
+		}
 		return
 	}
 	d := &draftReq{v: v, provided: -1, expected: -1}
