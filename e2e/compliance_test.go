@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -147,4 +148,55 @@ func TestIETFOptionsAcceptPatch(t *testing.T) {
 		t.Fatalf("OPTIONS: got %d, want 204", r.Status)
 	}
 	wantHeader(t, "OPTIONS interop 8", r, "Accept-Patch", "application/partial-upload")
+}
+
+// TestIETFFailedAppendSaysIncomplete: from interop 7, every append that
+// left the upload incomplete says Upload-Complete: ?0, refusals included.
+func TestIETFFailedAppendSaysIncomplete(t *testing.T) {
+	s := startServer(t)
+	partial := [2]string{"Content-Type", "application/partial-upload"}
+	for _, v := range []int{7, 8} {
+		loc := draftUpload(t, s, v, 10)
+		cases := []struct {
+			name   string
+			h      hdr
+			body   []byte
+			status int
+		}{
+			{"not partial-upload", hdr{auth(acmeKey), interop(v), {"Upload-Complete", "?0"}, {"Upload-Offset", "0"}, {"Content-Type", "video/mp4"}}, []byte("x"), 415},
+			{"past the length", hdr{auth(acmeKey), interop(v), {"Upload-Complete", "?0"}, {"Upload-Offset", "0"}, partial}, make([]byte, 11), 413},
+			{"no Upload-Offset", hdr{auth(acmeKey), interop(v), {"Upload-Complete", "?0"}, partial}, []byte("x"), 400},
+			{"no Upload-Complete", hdr{auth(acmeKey), interop(v), {"Upload-Offset", "0"}, partial}, []byte("x"), 400},
+			{"wrong offset", hdr{auth(acmeKey), interop(v), {"Upload-Complete", "?0"}, {"Upload-Offset", "4"}, partial}, []byte("x"), 409},
+			{"no key", hdr{interop(v), {"Upload-Complete", "?0"}, {"Upload-Offset", "0"}, partial}, []byte("x"), 401},
+			{"success", hdr{auth(acmeKey), interop(v), {"Upload-Complete", "?0"}, {"Upload-Offset", "0"}, partial}, []byte("01234"), 204},
+		}
+		for _, c := range cases {
+			_, r := draftRoundTrip(t, "PATCH", loc, c.h, c.body)
+			if r.Status != c.status {
+				t.Errorf("interop %d %s: got %d %s, want %d", v, c.name, r.Status, r.Body, c.status)
+			}
+			wantHeader(t, fmt.Sprintf("interop %d %s", v, c.name), r, "Upload-Complete", "?0")
+		}
+		_, r := draftRoundTrip(t, "PATCH", loc, hdr{auth(acmeKey), interop(v), {"Upload-Complete", "?1"}, {"Upload-Offset", "5"}, partial}, []byte("56789"))
+		a := wantAssetReply(t, "last append", r, []byte("0123456789"))
+		wantReady(t, s, acmeKey, a.ID, []byte("0123456789"))
+	}
+}
+
+// draftUpload creates an upload of length bytes over the draft (careful
+// creation) and returns its URL.
+func draftUpload(t *testing.T, s *server, v, length int) string {
+	t.Helper()
+	done := [2]string{"Upload-Complete", "?0"}
+	if v < 5 {
+		done = [2]string{"Upload-Incomplete", "?1"}
+	}
+	_, r := draftRoundTrip(t, "POST", s.Endpoint(), hdr{auth(acmeKey), interop(v), done,
+		{"Content-Type", "video/mp4"}, {"Upload-Length", fmt.Sprint(length)}}, []byte{})
+	loc := r.Header.Get("Location")
+	if r.Status != http.StatusCreated || loc == "" {
+		t.Fatalf("create at interop %d: got %d %s, want 201 with Location", v, r.Status, r.Body)
+	}
+	return loc
 }

@@ -26,7 +26,8 @@ import (
 //   - 6 (-05): PATCH must be Content-Type application/partial-upload;
 //     Upload-Limit; Upload-Length.
 //   - 7 (-06..-08): expires renamed max-age; problem type
-//     inconsistent-upload-length.
+//     inconsistent-upload-length; every failed append says
+//     Upload-Complete: ?0.
 //   - 8 (-09..): Upload-Limit mandatory (104, 201, HEAD, OPTIONS);
 //     OPTIONS carries Accept-Patch.
 // Versions 2 and 4 shipped in no client we know of and are not served.
@@ -139,6 +140,8 @@ type draftReq struct {
 	// provided is the request's Upload-Offset, expected the upload's
 	// offset (-1: unknown), for 409's problem members.
 	provided, expected int64
+	// completed: the upload was found complete.
+	completed bool
 }
 
 // ietf serves the draft on the TUS endpoint (id "" is the creation URL).
@@ -266,6 +269,12 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 		d.v.setDone(h, true) // the upload is over: it failed
 	case e.Status == fasthttp.StatusRequestEntityTooLarge:
 		h.Set("Upload-Limit", s.uploadLimit(time.Time{}))
+	}
+	if d.v >= 7 && ctx.IsPatch() && h.Peek("Upload-Complete") == nil {
+		// From -06 on, every answer to an append that did not complete
+		// the upload says so, refusals included (a client must not take
+		// a 4xx for the end of the upload).
+		d.v.setDone(h, d.completed)
 	}
 	b, merr := json.Marshal(&p)
 	if merr != nil {

@@ -96,7 +96,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 	if err != nil {
 		return sess, a, err
 	}
-	d.expected = sess.Offset
+	d.expected, d.completed = sess.Offset, sess.Completed
 	switch {
 	case len(sess.ConcatOf) > 0:
 		return sess, a, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be appended to")
