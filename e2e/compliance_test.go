@@ -200,3 +200,80 @@ func draftUpload(t *testing.T, s *server, v, length int) string {
 	}
 	return loc
 }
+
+// TestIETFEarlyVersions: the answers interop 3, 5 and 6 (drafts -01 to
+// -05) prescribe where later versions changed them: offset retrieval and
+// cancellation must not carry Upload-Offset (400), an incomplete append
+// is 201, an append to a completed upload 400, an upload no longer
+// active 404. Interop 7 keeps the later answers.
+func TestIETFEarlyVersions(t *testing.T) {
+	s := startServer(t, withArgs("--upload-expiry", "2s", "--janitor-interval", "1h"))
+	data := []byte("0123456789")
+	for _, v := range []int{3, 5, 6, 7} {
+		early := v <= 6
+		appendHdr := func(offset int, done bool) hdr {
+			h := hdr{auth(acmeKey), interop(v), {"Upload-Offset", fmt.Sprint(offset)}, {"Content-Type", "application/partial-upload"}}
+			if v < 5 {
+				return append(h, [2]string{"Upload-Incomplete", sfBool(!done)})
+			}
+			return append(h, [2]string{"Upload-Complete", sfBool(done)})
+		}
+		loc := draftUpload(t, s, v, len(data))
+		for _, m := range []string{"HEAD", "GET", "DELETE"} {
+			_, r := draftRoundTrip(t, m, loc, hdr{auth(acmeKey), interop(v), {"Upload-Offset", "0"}}, nil)
+			want := http.StatusNoContent
+			if early {
+				want = http.StatusBadRequest
+			}
+			if r.Status != want {
+				t.Errorf("interop %d: %s with Upload-Offset: got %d %s, want %d", v, m, r.Status, r.Body, want)
+			}
+		}
+		if !early {
+			loc = draftUpload(t, s, v, len(data)) // the DELETE above cancelled it
+		}
+		_, r := draftRoundTrip(t, "PATCH", loc, appendHdr(0, false), data[:4])
+		want := http.StatusNoContent
+		if early {
+			want = http.StatusCreated
+		}
+		if r.Status != want {
+			t.Errorf("interop %d: incomplete append: got %d %s, want %d", v, r.Status, r.Body, want)
+		}
+		_, r = draftRoundTrip(t, "PATCH", loc, appendHdr(4, true), data[4:])
+		a := wantAssetReply(t, fmt.Sprintf("interop %d last append", v), r, data)
+		_, r = draftRoundTrip(t, "PATCH", loc, appendHdr(10, false), []byte("x"))
+		want = http.StatusRequestEntityTooLarge
+		if early {
+			want = http.StatusBadRequest
+		}
+		if r.Status != want || early && !strings.Contains(string(r.Body), "upload_complete") {
+			t.Errorf("interop %d: append to a completed upload: got %d %s, want %d", v, r.Status, r.Body, want)
+		}
+		wantReady(t, s, acmeKey, a.ID, data)
+	}
+	// Uploads left incomplete expire (2 s); the janitor has not run since
+	// the start, so each is there, expired.
+	locs := map[int]string{}
+	for _, v := range []int{3, 5, 6, 7} {
+		locs[v] = draftUpload(t, s, v, len(data))
+	}
+	time.Sleep(2500 * time.Millisecond)
+	for _, v := range []int{3, 5, 6, 7} {
+		_, r := draftRoundTrip(t, "HEAD", locs[v], hdr{auth(acmeKey), interop(v)}, nil)
+		want := http.StatusGone
+		if v <= 6 {
+			want = http.StatusNotFound
+		}
+		if r.Status != want {
+			t.Errorf("interop %d: HEAD of an expired upload: got %d, want %d", v, r.Status, want)
+		}
+	}
+}
+
+func sfBool(b bool) string {
+	if b {
+		return "?1"
+	}
+	return "?0"
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +22,9 @@ import (
 //
 // What each interop version changed (the draft's changelog):
 //   - 3 (-01): server-made upload URL; Upload-Incomplete (inverted);
-//     HEAD answers 204; an incomplete append answers 201.
+//     HEAD answers 204. Up to -05 (interop 6): an incomplete append
+//     answers 201, an append to a completed upload 400, an upload no
+//     longer active 404, a HEAD or DELETE with Upload-Offset 400.
 //   - 5 (-03): Upload-Complete replaces Upload-Incomplete; 104 progress.
 //   - 6 (-05): PATCH must be Content-Type application/partial-upload;
 //     Upload-Limit; Upload-Length.
@@ -176,6 +179,11 @@ func (s *Server) ietfDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq
 	if err := s.ietfAdmit(rctx, ctx, rq, method, id); err != nil {
 		return err
 	}
+	if d.v <= 6 && method != fasthttp.MethodPatch && id != "" && ctx.Request.Header.Peek("Upload-Offset") != nil {
+		// Drafts -01 to -05: offset retrieval and cancellation must not
+		// carry Upload-Offset, and a server answers one that does 400.
+		return errOffsetNotAllowed
+	}
 	if rq.bodyRoute && hasBody(ctx) {
 		release, ok := s.streams.acquire(rq.account)
 		if !ok {
@@ -233,6 +241,10 @@ type problem struct {
 var (
 	errPartialType = errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_content_type",
 		"appends must be Content-Type: application/partial-upload (interop version 6 and later)")
+	errOffsetNotAllowed = errorf(fasthttp.StatusBadRequest, "invalid_offset",
+		"offset retrieval and cancellation must not carry Upload-Offset (interop versions 3 to 6)")
+	errDraftCompleted = errorf(fasthttp.StatusBadRequest, "upload_complete",
+		"the upload is complete: it takes no more content")
 	errInconsistentLength = errorf(fasthttp.StatusBadRequest, "inconsistent_length",
 		"Upload-Length, Upload-Complete with Content-Length, and the upload's length must agree")
 )
@@ -241,6 +253,11 @@ var (
 // (status, Retry-After, WWW-Authenticate, logging); the body is then
 // replaced by the problem, and a 409 gets the offset to resume from.
 func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, err error) {
+	if d.v <= 6 && errors.Is(err, errExpired) {
+		// Drafts -01 to -05 answer 404 for an upload that is no longer
+		// active; 410 came with -06.
+		err = errNotFound
+	}
 	linger := rq.bodyRoute && s.settleBody(ctx, rq)
 	s.writeError(ctx, rq, err)
 	e, known := classify(err)
