@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +13,56 @@ import (
 // Answers a compliance review of the TUS 1.0.0 and draft
 // (draft-ietf-httpbis-resumable-upload) front doors and of RFC 9110 found
 // wrong; docs/protocol-versions.md tables them per interop version.
+
+// partialUpload creates a TUS partial upload (Upload-Concat: partial)
+// holding data and returns its URL.
+func partialUpload(t *testing.T, s *server, data []byte) string {
+	t.Helper()
+	r := do(t, req{Method: "POST", URL: s.Endpoint(), Key: acmeKey, Header: map[string]string{
+		"Upload-Concat": "partial", "Upload-Length": fmt.Sprint(len(data))}})
+	loc := r.Header.Get("Location")
+	if r.Status != http.StatusCreated || loc == "" {
+		t.Fatalf("POST partial: got %d %s, want 201", r.Status, r.Body)
+	}
+	if r := patch(t, loc, acmeKey, 0, data); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH partial: got %d %s, want 204", r.Status, r.Body)
+	}
+	return loc
+}
+
+// finalUpload POSTs Upload-Concat: final with concat and returns the
+// answer.
+func finalUpload(t *testing.T, s *server, concat string) reply {
+	t.Helper()
+	return do(t, req{Method: "POST", URL: s.Endpoint(), Key: acmeKey, Header: map[string]string{
+		"Upload-Concat": concat, "Upload-Metadata": videoMeta("joined.mp4")}})
+}
+
+// createdAsset decodes a 201's {"session_id", "asset"}.
+func createdAsset(t *testing.T, r reply) string {
+	t.Helper()
+	var body struct {
+		Asset struct {
+			ID string `json:"id"`
+		} `json:"asset"`
+	}
+	if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &body) != nil || body.Asset.ID == "" {
+		t.Fatalf("final: got %d %s, want 201 with the asset", r.Status, r.Body)
+	}
+	return body.Asset.ID
+}
+
+// TestConcatRepeats: TUS lets a final upload list a partial upload more
+// than once; the final is the concatenation in the listed order, repeats
+// included.
+func TestConcatRepeats(t *testing.T) {
+	s := startServer(t)
+	a, b := randomBytes(1000), randomBytes(777)
+	la, lb := partialUpload(t, s, a), partialUpload(t, s, b)
+	id := createdAsset(t, finalUpload(t, s, "final;"+la+" "+lb+" "+la+" "+la))
+	want := append(append(append(append([]byte{}, a...), b...), a...), a...)
+	wantReady(t, s, acmeKey, id, want)
+}
 
 // readyAsset uploads data over TUS in one PATCH and returns the ready
 // asset, its download checked against data.
