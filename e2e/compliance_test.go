@@ -328,3 +328,29 @@ func sfBool(b bool) string {
 	}
 	return "?0"
 }
+
+// TestConcatEchoedAsReceived: HEAD of a final upload echoes Upload-Concat
+// as the creation sent it (here paths, not absolute URLs), and over a
+// restart (the value is stored).
+func TestConcatEchoedAsReceived(t *testing.T) {
+	s := startServer(t)
+	a, b := randomBytes(100), randomBytes(50)
+	la, lb := partialUpload(t, s, a), partialUpload(t, s, b)
+	pa, pb := strings.TrimPrefix(la, s.URL), strings.TrimPrefix(lb, s.URL)
+	sent := "final;" + pb + " " + la + "  " + pa
+	r := finalUpload(t, s, sent)
+	id := createdAsset(t, r)
+	wantReady(t, s, acmeKey, id, append(append(append([]byte{}, b...), a...), a...))
+	loc := r.Header.Get("Location")
+	for _, when := range []string{"before", "after"} {
+		h := do(t, req{Method: "HEAD", URL: loc, Key: acmeKey})
+		if got := h.Header.Get("Upload-Concat"); h.Status != http.StatusOK || got != sent {
+			t.Errorf("HEAD of the final %s a restart: got %d, Upload-Concat %q, want 200, %q", when, h.Status, got, sent)
+		}
+		if when == "before" {
+			s.Stop()
+			s.Restart()
+			loc = s.URL + strings.TrimPrefix(loc, loc[:strings.Index(loc, tusPath)])
+		}
+	}
+}

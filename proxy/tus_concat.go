@@ -68,7 +68,7 @@ func (s *Server) createFinal(ctx context.Context, rc *fasthttp.RequestCtx, rq *r
 	now := time.Now().UTC()
 	sess := sessionstore.Session{
 		ID: id, Account: rq.account, AssetID: id, Length: total, Metadata: mdRaw,
-		ConcatOf: cc.Final, NextPart: 1, CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
+		ConcatOf: cc.Final, ConcatHeader: cc.Raw, NextPart: 1, CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
 	}
 	asset := sessionstore.Asset{
 		ID: id, Account: rq.account, SessionID: id, Type: sh.Type,
