@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // Answers a compliance review of the TUS 1.0.0 and draft
@@ -353,4 +355,55 @@ func TestConcatEchoedAsReceived(t *testing.T) {
 			loc = s.URL + strings.TrimPrefix(loc, loc[:strings.Index(loc, tusPath)])
 		}
 	}
+}
+
+// TestIETF413MaxAge: a 413 about an upload announces the upload's own
+// max-age (the seconds until it expires), never more than the HEAD that
+// follows: here the upload was made under a 1 h expiry and the server now
+// runs with 24 h.
+func TestIETF413MaxAge(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, withDataDir(dir), withArgs("--upload-expiry", "1h"))
+	loc := draftUpload(t, s, 8, 10)
+	path := loc[strings.Index(loc, tusPath):]
+	s.Stop()
+	s = startServer(t, withDataDir(dir))
+	loc = s.URL + path
+	partial := [2]string{"Content-Type", "application/partial-upload"}
+	cases := []struct {
+		name string
+		h    hdr
+		body []byte
+	}{
+		{"past the length", hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?0"}, {"Upload-Offset", "0"}, partial}, make([]byte, 11)},
+		{"Content-Digest on more than 64 MiB", hdr{auth(acmeKey), interop(8), {"Upload-Complete", "?0"}, {"Upload-Offset", "0"}, partial,
+			{"Content-Length", fmt.Sprint(64<<20 + 1)}, {"Content-Digest", "sha-256=:" + strings.Repeat("A", 43) + "=:"},
+			{"Expect", "100-continue"}}, nil},
+	}
+	for _, c := range cases {
+		start := time.Now()
+		_, r := draftRoundTrip(t, "PATCH", loc, c.h, c.body)
+		if r.Status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s: got %d %s, want 413", c.name, r.Status, r.Body)
+		}
+		got := maxAge(t, c.name, r)
+		_, h := draftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(8)}, nil)
+		head := maxAge(t, "HEAD", h)
+		slack := int64(time.Since(start)/time.Second) + 1
+		if got > head+slack || got > 3600 {
+			t.Errorf("%s: 413 max-age %d, HEAD right after %d: want at most the HEAD's (+%d s elapsed) and 3600", c.name, got, head, slack)
+		}
+	}
+}
+
+// maxAge reads Upload-Limit's max-age.
+func maxAge(t *testing.T, what string, r testsvc.DraftReply) int64 {
+	t.Helper()
+	l := r.Header.Get("Upload-Limit")
+	_, rest, ok := strings.Cut(l, "max-age=")
+	var n int64
+	if _, err := fmt.Sscan(rest, &n); !ok || err != nil {
+		t.Fatalf("%s: Upload-Limit %q has no max-age (status %d)", what, l, r.Status)
+	}
+	return n
 }

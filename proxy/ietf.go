@@ -145,6 +145,9 @@ type draftReq struct {
 	provided, expected int64
 	// completed: the upload was found complete.
 	completed bool
+	// expires is the upload's expiry once known (zero before), for the
+	// max-age of a 413's Upload-Limit.
+	expires time.Time
 }
 
 // ietf serves the draft on the TUS endpoint (id "" is the creation URL).
@@ -249,6 +252,22 @@ var (
 		"Upload-Length, Upload-Complete with Content-Length, and the upload's length must agree")
 )
 
+// draftExpiry is the expiry of the upload a request concerns, for a
+// 413's Upload-Limit: its max-age must not promise more than the HEAD
+// that follows reports. The upload is loaded when the request was refused
+// before it was (its headers); zero (the full expiry) for a creation.
+func (s *Server) draftExpiry(rq *request, d *draftReq) time.Time {
+	if !d.expires.IsZero() || rq.uploadID == "" || rq.account == "" {
+		return d.expires
+	}
+	ctx, cancel := context.WithTimeout(s.base, expectTimeout)
+	defer cancel()
+	if sess, err := s.ownSession(ctx, rq, rq.uploadID); err == nil {
+		return sess.ExpiresAt
+	}
+	return time.Time{}
+}
+
 // ietfFail answers err as a problem. writeError does what it does for TUS
 // (status, Retry-After, WWW-Authenticate, logging); the body is then
 // replaced by the problem, and a 409 gets the offset to resume from.
@@ -285,7 +304,7 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 	case e == errReprFailed:
 		d.v.setDone(h, true) // the upload is over: it failed
 	case e.Status == fasthttp.StatusRequestEntityTooLarge:
-		h.Set("Upload-Limit", s.uploadLimit(time.Time{}))
+		h.Set("Upload-Limit", s.uploadLimit(s.draftExpiry(rq, d)))
 	}
 	if d.v >= 7 && ctx.IsPatch() && h.Peek("Upload-Complete") == nil {
 		// From -06 on, every answer to an append that did not complete

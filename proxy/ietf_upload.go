@@ -96,7 +96,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 	if err != nil {
 		return sess, a, err
 	}
-	d.expected, d.completed = sess.Offset, sess.Completed
+	d.expected, d.completed, d.expires = sess.Offset, sess.Completed, sess.ExpiresAt
 	switch {
 	case len(sess.ConcatOf) > 0:
 		return sess, a, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be appended to")
