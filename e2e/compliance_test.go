@@ -407,3 +407,47 @@ func maxAge(t *testing.T, what string, r testsvc.DraftReply) int64 {
 	}
 	return n
 }
+
+// TestAllowAndGet: OPTIONS of every asset route names its methods in
+// Allow (RFC 9110 10.2.1), and GET of an upload URL answers as HEAD does
+// (RFC 9110 9.3.2): the same status and Upload-* fields for an own
+// upload, 404 for a missing or another account's.
+func TestAllowAndGet(t *testing.T) {
+	s := startServer(t)
+	data := randomBytes(100)
+	a := readyAsset(t, s, data)
+	c := createUpload(t, s, acmeKey, 10)
+	if r := patch(t, c.Location, acmeKey, 0, []byte("0123")); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: got %d %s, want 204", r.Status, r.Body)
+	}
+	for _, o := range []struct{ url, allow string }{
+		{s.URL + "/api/v1/assets/" + a.ID, "GET, HEAD, OPTIONS"},
+		{a.DownloadURL, "GET, HEAD, OPTIONS"},
+		{s.Endpoint(), "OPTIONS, POST"},
+		{c.Location, "OPTIONS, HEAD, GET, PATCH, DELETE"},
+	} {
+		r := do(t, req{Method: "OPTIONS", URL: o.url, NoTus: true})
+		if r.Status != http.StatusNoContent && r.Status != http.StatusOK || r.Header.Get("Allow") != o.allow {
+			t.Errorf("OPTIONS %s: got %d, Allow %q, want 204 and %q", o.url, r.Status, r.Header.Get("Allow"), o.allow)
+		}
+	}
+	missing := s.Endpoint() + "/019deafa-0000-7000-8000-000000000001"
+	for _, u := range []struct {
+		name, url, key string
+	}{{"own", c.Location, acmeKey}, {"another account's", c.Location, globexKey}, {"missing", missing, acmeKey}} {
+		h := do(t, req{Method: "HEAD", URL: u.url, Key: u.key})
+		g := do(t, req{Method: "GET", URL: u.url, Key: u.key})
+		if g.Status != h.Status {
+			t.Errorf("%s upload: GET %d %s, HEAD %d: want the same", u.name, g.Status, g.Body, h.Status)
+		}
+		for _, f := range []string{"Upload-Offset", "Upload-Length", "Upload-Metadata", "Cache-Control"} {
+			if g.Header.Get(f) != h.Header.Get(f) {
+				t.Errorf("%s upload: GET %s %q, HEAD %q", u.name, f, g.Header.Get(f), h.Header.Get(f))
+			}
+		}
+	}
+	if r := patch(t, c.Location, acmeKey, 4, []byte("456789")); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: got %d %s, want 204", r.Status, r.Body)
+	}
+	wantReady(t, s, acmeKey, c.AssetID, []byte("0123456789"))
+}

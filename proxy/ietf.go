@@ -157,6 +157,11 @@ func (s *Server) ietf(ctx *fasthttp.RequestCtx, rq *request, v draft, id string)
 	method := string(ctx.Method())
 	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPut || method == fasthttp.MethodPatch
 	if method == fasthttp.MethodOptions {
+		allow := "OPTIONS, POST, PUT" // as ietfAdmit's
+		if id != "" {
+			allow = "OPTIONS, HEAD, GET, PATCH, DELETE"
+		}
+		ctx.Response.Header.Set("Allow", allow)
 		s.tusOptions(ctx)
 		if v >= 8 {
 			// Appends are PATCHes of this media type (RFC 5789's

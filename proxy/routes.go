@@ -161,6 +161,7 @@ func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
 	rq.method = method
 	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPatch
 	if method == fasthttp.MethodOptions {
+		ctx.Response.Header.Set("Allow", tusAllow(id)) // RFC 9110 9.3.7
 		s.tusOptions(ctx)
 		return
 	}
@@ -207,7 +208,7 @@ func (s *Server) tusServe(rctx context.Context, ctx *fasthttp.RequestCtx, rq *re
 	switch method {
 	case fasthttp.MethodPost:
 		return s.tusCreate(rctx, ctx, rq)
-	case fasthttp.MethodHead:
+	case fasthttp.MethodHead, fasthttp.MethodGet:
 		return s.tusHead(rctx, ctx, rq, id)
 	case fasthttp.MethodPatch:
 		return s.tusPatch(rctx, ctx, rq, id)
@@ -222,18 +223,25 @@ func (s *Server) tusAdmit(rctx context.Context, ctx *fasthttp.RequestCtx, rq *re
 	if string(ctx.Request.Header.Peek("Tus-Resumable")) != tusVersion {
 		return errTusVersion
 	}
-	allow := "OPTIONS, POST"
-	if id != "" {
-		allow = "OPTIONS, HEAD, PATCH, DELETE"
-	}
 	switch {
 	case id == "" && method == fasthttp.MethodPost,
-		id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
+		id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodGet ||
+			method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
 	default:
-		rq.allow = allow
+		rq.allow = tusAllow(id)
 		return errMethod
 	}
 	return s.signIn(rctx, ctx, rq)
+}
+
+// tusAllow is the Allow of a TUS resource: the creation URL (id "") or an
+// upload. GET of an upload answers as its HEAD (RFC 9110 9.3.2: HEAD is
+// GET without content).
+func tusAllow(id string) string {
+	if id == "" {
+		return "OPTIONS, POST"
+	}
+	return "OPTIONS, HEAD, GET, PATCH, DELETE"
 }
 
 // signIn authenticates the request's API key and sets its account.
@@ -254,7 +262,7 @@ func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 	h.Set("Tus-Extension", tusExtensions)
 	h.Set("Tus-Checksum-Algorithm", pipeline.SupportedChecksums)
 	h.Set("Upload-Limit", s.uploadLimit(time.Time{})) // the IETF draft's discovery
-	s.preflight(ctx, "OPTIONS, POST, HEAD, PATCH, DELETE")
+	s.preflight(ctx, "OPTIONS, POST, HEAD, GET, PATCH, DELETE")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
