@@ -85,6 +85,7 @@ func (s *Server) serveRead(rc *fasthttp.RequestCtx, rq *request, serve func(cont
 	s.cors(rc)
 	switch rq.method {
 	case fasthttp.MethodOptions:
+		rc.Response.Header.Set("Allow", methods) // RFC 9110 9.3.7
 		s.preflight(rc, methods)
 		rc.SetStatusCode(fasthttp.StatusNoContent)
 		return

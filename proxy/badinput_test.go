@@ -78,7 +78,7 @@ func TestBadInput(t *testing.T) {
 		{"Upload-Length twice on POST", "POST", uploadsPath, twice(e.tusHdr("acme", "Upload-Length", "10", "Upload-Metadata", videoMD), "Upload-Length", "20"), nil, 400, "invalid_length", ""},
 		{"Upload-Checksum twice on POST with data", "POST", uploadsPath, twice(e.tusHdr("acme", "Upload-Length", "1", "Upload-Metadata", videoMD,
 			"Content-Type", "application/offset+octet-stream", "Upload-Checksum", sha1Of("a")), "Upload-Checksum", sha1Of("b")), []byte("x"), 400, "invalid_checksum", ""},
-		{"method not allowed", "GET", c.Location, e.tusHdr("acme"), nil, 405, "method_not_allowed", "Allow"},
+		{"method not allowed", "PUT", c.Location, e.tusHdr("acme"), nil, 405, "method_not_allowed", "Allow"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -158,7 +159,14 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 		etag = `"` + a.SHA256 + `"`
 		h.Set("ETag", etag)
 	}
-	if inm := rc.Request.Header.Peek("If-None-Match"); inm != nil && etag != "" && etagListMatches(string(inm), etag) {
+	// The stored bytes never change once ready: the asset's creation is
+	// its representation's last modification.
+	modified := a.CreatedAt.UTC().Truncate(time.Second)
+	h.Set("Last-Modified", modified.Format(httpTime))
+	switch preconditions(&rc.Request.Header, etag, modified) {
+	case fasthttp.StatusPreconditionFailed:
+		return errPrecondition
+	case fasthttp.StatusNotModified:
 		rc.SetStatusCode(fasthttp.StatusNotModified)
 		return nil
 	}
@@ -175,7 +183,12 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 	h.SetContentType(dh.ContentType)
 	h.Set("Content-Disposition", dh.ContentDisposition)
 	status, r := fasthttp.StatusOK, byteRange{0, size}
-	rh := rc.Request.Header.Peek("Range")
+	var rh []byte
+	if !rc.IsHead() {
+		// RFC 9110 14.2 defines Range for GET only: a HEAD describes the
+		// whole object (200, its full Content-Length).
+		rh = rc.Request.Header.Peek("Range")
+	}
 	if ir := rc.Request.Header.Peek("If-Range"); ir != nil && !strongMatch(strings.TrimSpace(string(ir)), etag) {
 		// The client's copy is another version (or a date we cannot
 		// compare): it gets the whole object, not a piece to splice in.
@@ -201,6 +214,57 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 	}
 	rc.SetBodyStream(objectBody{io.NewSectionReader(obj, r.start, r.length), obj}, int(r.length))
 	return nil
+}
+
+var errPrecondition = errorf(fasthttp.StatusPreconditionFailed, "precondition_failed",
+	"If-Match or If-Unmodified-Since does not hold for the asset")
+
+// preconditions evaluates a download's conditional headers in the order
+// of RFC 9110 13.2.2: 412 when If-Match (or, without it,
+// If-Unmodified-Since) is false, 304 when If-None-Match (or, without it,
+// If-Modified-Since) is false, 0 to serve. Dates that do not parse are
+// ignored, as the RFC asks.
+func preconditions(h *fasthttp.RequestHeader, etag string, modified time.Time) int {
+	if im := h.Peek("If-Match"); im != nil {
+		if !ifMatch(string(im), etag) {
+			return fasthttp.StatusPreconditionFailed
+		}
+	} else if t, ok := httpDate(h.Peek("If-Unmodified-Since")); ok && modified.After(t) {
+		return fasthttp.StatusPreconditionFailed
+	}
+	if inm := h.Peek("If-None-Match"); inm != nil {
+		if etag != "" && etagListMatches(string(inm), etag) {
+			return fasthttp.StatusNotModified
+		}
+	} else if t, ok := httpDate(h.Peek("If-Modified-Since")); ok && !modified.After(t) {
+		return fasthttp.StatusNotModified
+	}
+	return 0
+}
+
+// ifMatch evaluates If-Match's list against etag with the strong
+// comparison RFC 9110 13.1.1 asks for; "*" matches the asset, which
+// exists.
+func ifMatch(list, etag string) bool {
+	if strings.TrimSpace(list) == "*" {
+		return true
+	}
+	for tag := range strings.SplitSeq(list, ",") {
+		if strongMatch(strings.TrimSpace(tag), etag) {
+			return true
+		}
+	}
+	return false
+}
+
+// httpDate parses an HTTP-date (RFC 9110 5.6.7); ok is false when v is
+// absent or not a date.
+func httpDate(v []byte) (time.Time, bool) {
+	if v == nil {
+		return time.Time{}, false
+	}
+	t, err := http.ParseTime(strings.TrimSpace(string(v)))
+	return t, err == nil
 }
 
 // tokenExpiry is the expiry of a token verifyDownload accepted.

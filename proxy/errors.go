@@ -136,7 +136,9 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	case fasthttp.StatusUnauthorized:
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="roughy"`)
 	case fasthttp.StatusPreconditionFailed:
-		ctx.Response.Header.Set("Tus-Version", tusVersion)
+		if e == errTusVersion { // not a download's failed If-Match
+			ctx.Response.Header.Set("Tus-Version", tusVersion)
+		}
 	case fasthttp.StatusMethodNotAllowed:
 		if rq.allow != "" {
 			ctx.Response.Header.Set("Allow", rq.allow)

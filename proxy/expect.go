@@ -48,6 +48,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	ctx.Response.Header.Set("X-Request-Id", rq.id)
 	s.cors(ctx)
 	s.writeError(ctx, rq, err)
+	setErrorExpires(ctx, rq)
 	status := ctx.Response.StatusCode()
 	s.metrics.observe(rq.route, rq.method, status, 0)
 	return status

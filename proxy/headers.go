@@ -239,6 +239,9 @@ type concat struct {
 	Partial bool
 	// Final lists the session ids of the partials, in order.
 	Final []string
+	// Raw is the header as received (trimmed), which HEAD of a final
+	// upload echoes.
+	Raw string
 }
 
 const uploadsPath = "/api/v1/assets/upload-resumable"
@@ -254,7 +257,7 @@ func parseConcat(h string) (concat, error) {
 	if !ok {
 		return concat{}, fmt.Errorf("proxy: Upload-Concat %q: want \"partial\" or \"final;<urls>\"", h)
 	}
-	var c concat
+	c := concat{Raw: h}
 	for u := range strings.FieldsSeq(rest) {
 		id, err := uploadIDFromURL(u)
 		if err != nil {

@@ -173,7 +173,7 @@ func TestParseConcat(t *testing.T) {
 			t.Errorf("parseConcat(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
 			continue
 		}
-		if err == nil && (got.Partial != tt.want.Partial || !slices.Equal(got.Final, tt.want.Final)) {
+		if err == nil && (got.Partial != tt.want.Partial || !slices.Equal(got.Final, tt.want.Final) || !got.Partial && got.Raw != tt.in) {
 			t.Errorf("parseConcat(%q) = %+v, want %+v", tt.in, got, tt.want)
 		}
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -21,13 +22,17 @@ import (
 //
 // What each interop version changed (the draft's changelog):
 //   - 3 (-01): server-made upload URL; Upload-Incomplete (inverted);
-//     HEAD answers 204; an incomplete append answers 201.
+//     HEAD answers 204. Up to -05 (interop 6): an incomplete append
+//     answers 201, an append to a completed upload 400, an upload no
+//     longer active 404, a HEAD or DELETE with Upload-Offset 400.
 //   - 5 (-03): Upload-Complete replaces Upload-Incomplete; 104 progress.
 //   - 6 (-05): PATCH must be Content-Type application/partial-upload;
 //     Upload-Limit; Upload-Length.
 //   - 7 (-06..-08): expires renamed max-age; problem type
-//     inconsistent-upload-length.
-//   - 8 (-09..): Upload-Limit mandatory (104, 201, HEAD, OPTIONS).
+//     inconsistent-upload-length; every failed append says
+//     Upload-Complete: ?0.
+//   - 8 (-09..): Upload-Limit mandatory (104, 201, HEAD, OPTIONS);
+//     OPTIONS carries Accept-Patch.
 // Versions 2 and 4 shipped in no client we know of and are not served.
 
 // draft is a request's interop version.
@@ -138,6 +143,11 @@ type draftReq struct {
 	// provided is the request's Upload-Offset, expected the upload's
 	// offset (-1: unknown), for 409's problem members.
 	provided, expected int64
+	// completed: the upload was found complete.
+	completed bool
+	// expires is the upload's expiry once known (zero before), for the
+	// max-age of a 413's Upload-Limit.
+	expires time.Time
 }
 
 // ietf serves the draft on the TUS endpoint (id "" is the creation URL).
@@ -147,7 +157,17 @@ func (s *Server) ietf(ctx *fasthttp.RequestCtx, rq *request, v draft, id string)
 	method := string(ctx.Method())
 	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPut || method == fasthttp.MethodPatch
 	if method == fasthttp.MethodOptions {
+		allow := "OPTIONS, POST, PUT" // as ietfAdmit's
+		if id != "" {
+			allow = "OPTIONS, HEAD, GET, PATCH, DELETE"
+		}
+		ctx.Response.Header.Set("Allow", allow)
 		s.tusOptions(ctx)
+		if v >= 8 {
+			// Appends are PATCHes of this media type (RFC 5789's
+			// Accept-Patch; the draft asks for it from -09 on).
+			ctx.Response.Header.Set("Accept-Patch", partialUploadType)
+		}
 		return
 	}
 	d := &draftReq{v: v, provided: -1, expected: -1}
@@ -166,6 +186,11 @@ func (s *Server) ietf(ctx *fasthttp.RequestCtx, rq *request, v draft, id string)
 func (s *Server) ietfDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, d *draftReq, method, id string) error {
 	if err := s.ietfAdmit(rctx, ctx, rq, method, id); err != nil {
 		return err
+	}
+	if d.v <= 6 && method != fasthttp.MethodPatch && id != "" && ctx.Request.Header.Peek("Upload-Offset") != nil {
+		// Drafts -01 to -05: offset retrieval and cancellation must not
+		// carry Upload-Offset, and a server answers one that does 400.
+		return errOffsetNotAllowed
 	}
 	if rq.bodyRoute && hasBody(ctx) {
 		release, ok := s.streams.acquire(rq.account)
@@ -224,14 +249,39 @@ type problem struct {
 var (
 	errPartialType = errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_content_type",
 		"appends must be Content-Type: application/partial-upload (interop version 6 and later)")
+	errOffsetNotAllowed = errorf(fasthttp.StatusBadRequest, "invalid_offset",
+		"offset retrieval and cancellation must not carry Upload-Offset (interop versions 3 to 6)")
+	errDraftCompleted = errorf(fasthttp.StatusBadRequest, "upload_complete",
+		"the upload is complete: it takes no more content")
 	errInconsistentLength = errorf(fasthttp.StatusBadRequest, "inconsistent_length",
 		"Upload-Length, Upload-Complete with Content-Length, and the upload's length must agree")
 )
+
+// draftExpiry is the expiry of the upload a request concerns, for a
+// 413's Upload-Limit: its max-age must not promise more than the HEAD
+// that follows reports. The upload is loaded when the request was refused
+// before it was (its headers); zero (the full expiry) for a creation.
+func (s *Server) draftExpiry(rq *request, d *draftReq) time.Time {
+	if !d.expires.IsZero() || rq.uploadID == "" || rq.account == "" {
+		return d.expires
+	}
+	ctx, cancel := context.WithTimeout(s.base, expectTimeout)
+	defer cancel()
+	if sess, err := s.ownSession(ctx, rq, rq.uploadID); err == nil {
+		return sess.ExpiresAt
+	}
+	return time.Time{}
+}
 
 // ietfFail answers err as a problem. writeError does what it does for TUS
 // (status, Retry-After, WWW-Authenticate, logging); the body is then
 // replaced by the problem, and a 409 gets the offset to resume from.
 func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, err error) {
+	if d.v <= 6 && errors.Is(err, errExpired) {
+		// Drafts -01 to -05 answer 404 for an upload that is no longer
+		// active; 410 came with -06.
+		err = errNotFound
+	}
 	linger := rq.bodyRoute && s.settleBody(ctx, rq)
 	s.writeError(ctx, rq, err)
 	e, known := classify(err)
@@ -259,7 +309,13 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 	case e == errReprFailed:
 		d.v.setDone(h, true) // the upload is over: it failed
 	case e.Status == fasthttp.StatusRequestEntityTooLarge:
-		h.Set("Upload-Limit", s.uploadLimit(time.Time{}))
+		h.Set("Upload-Limit", s.uploadLimit(s.draftExpiry(rq, d)))
+	}
+	if d.v >= 7 && ctx.IsPatch() && h.Peek("Upload-Complete") == nil {
+		// From -06 on, every answer to an append that did not complete
+		// the upload says so, refusals included (a client must not take
+		// a 4xx for the end of the upload).
+		d.v.setDone(h, d.completed)
 	}
 	b, merr := json.Marshal(&p)
 	if merr != nil {

@@ -154,7 +154,7 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if err := s.createUpload(ctx, &sess, asset); err != nil {
 		return err
 	}
-	d.expected = 0
+	d.expected, d.expires = 0, sess.ExpiresAt
 	loc := s.baseURL(rc) + uploadsPath + "/" + sess.ID
 	rc.Response.Header.Set("Location", loc)
 	if c.size != 0 {

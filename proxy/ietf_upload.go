@@ -96,7 +96,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 	if err != nil {
 		return sess, a, err
 	}
-	d.expected = sess.Offset
+	d.expected, d.completed, d.expires = sess.Offset, sess.Completed, sess.ExpiresAt
 	switch {
 	case len(sess.ConcatOf) > 0:
 		return sess, a, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be appended to")
@@ -104,6 +104,8 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 		return sess, a, errOffset(sess.Offset, a.offset)
 	case a.length >= 0 && sess.Length >= 0 && a.length != sess.Length:
 		return sess, a, errInconsistentLength
+	case sess.Completed && a.size != 0 && d.v <= 6:
+		return sess, a, errDraftCompleted
 	case sess.Completed && a.size != 0:
 		return sess, a, errPastLength
 	}
@@ -112,7 +114,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 
 // ietfPatch serves an append: the content is written at Upload-Offset
 // (writeChunk, in segments), then answered 204 with Upload-Complete: ?0
-// (201 with Upload-Incomplete: ?1 at interop 3), or, when the upload is
+// (201 up to interop 6, with Upload-Incomplete: ?1 at 3), or, when the upload is
 // complete, as the asset. A valid append to a completed upload replays
 // that answer (the client lost it).
 func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
@@ -141,7 +143,8 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		return s.ietfAsset(ctx, rc, d, sess)
 	}
 	s.ietfPending(rc, d, sess)
-	if d.v < 5 {
+	if d.v <= 6 {
+		// Drafts -01 to -05; 204 from -06 on.
 		rc.SetStatusCode(fasthttp.StatusCreated)
 	} else {
 		rc.SetStatusCode(fasthttp.StatusNoContent)

@@ -25,6 +25,9 @@ type request struct {
 	account  string
 	uploadID string
 	allow    string // Allow header for a 405
+	// expires is the expiry of the upload the request concerns, once
+	// loaded and while it can expire (zero otherwise).
+	expires time.Time
 	// body is the request body reader once a handler started reading it.
 	body *bodyReader
 	// bodyRoute marks requests that may carry an upload body.
@@ -158,6 +161,7 @@ func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
 	rq.method = method
 	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPatch
 	if method == fasthttp.MethodOptions {
+		ctx.Response.Header.Set("Allow", tusAllow(id)) // RFC 9110 9.3.7
 		s.tusOptions(ctx)
 		return
 	}
@@ -204,7 +208,7 @@ func (s *Server) tusServe(rctx context.Context, ctx *fasthttp.RequestCtx, rq *re
 	switch method {
 	case fasthttp.MethodPost:
 		return s.tusCreate(rctx, ctx, rq)
-	case fasthttp.MethodHead:
+	case fasthttp.MethodHead, fasthttp.MethodGet:
 		return s.tusHead(rctx, ctx, rq, id)
 	case fasthttp.MethodPatch:
 		return s.tusPatch(rctx, ctx, rq, id)
@@ -219,18 +223,25 @@ func (s *Server) tusAdmit(rctx context.Context, ctx *fasthttp.RequestCtx, rq *re
 	if string(ctx.Request.Header.Peek("Tus-Resumable")) != tusVersion {
 		return errTusVersion
 	}
-	allow := "OPTIONS, POST"
-	if id != "" {
-		allow = "OPTIONS, HEAD, PATCH, DELETE"
-	}
 	switch {
 	case id == "" && method == fasthttp.MethodPost,
-		id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
+		id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodGet ||
+			method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
 	default:
-		rq.allow = allow
+		rq.allow = tusAllow(id)
 		return errMethod
 	}
 	return s.signIn(rctx, ctx, rq)
+}
+
+// tusAllow is the Allow of a TUS resource: the creation URL (id "") or an
+// upload. GET of an upload answers as its HEAD (RFC 9110 9.3.2: HEAD is
+// GET without content).
+func tusAllow(id string) string {
+	if id == "" {
+		return "OPTIONS, POST"
+	}
+	return "OPTIONS, HEAD, GET, PATCH, DELETE"
 }
 
 // signIn authenticates the request's API key and sets its account.
@@ -251,7 +262,7 @@ func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 	h.Set("Tus-Extension", tusExtensions)
 	h.Set("Tus-Checksum-Algorithm", pipeline.SupportedChecksums)
 	h.Set("Upload-Limit", s.uploadLimit(time.Time{})) // the IETF draft's discovery
-	s.preflight(ctx, "OPTIONS, POST, HEAD, PATCH, DELETE")
+	s.preflight(ctx, "OPTIONS, POST, HEAD, GET, PATCH, DELETE")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
@@ -261,8 +272,22 @@ func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 func (s *Server) fail(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	linger := rq.bodyRoute && s.settleBody(ctx, rq)
 	s.writeError(ctx, rq, err)
+	setErrorExpires(ctx, rq)
 	if linger {
 		s.lingerClose(ctx)
+	}
+}
+
+// setErrorExpires adds Upload-Expires to a TUS 409 or 460 about an upload
+// that will expire: the expiration extension has it on every answer about
+// such an upload, and a client told to resume (409) or resend (460) needs
+// to know until when it may.
+func setErrorExpires(ctx *fasthttp.RequestCtx, rq *request) {
+	switch ctx.Response.StatusCode() {
+	case fasthttp.StatusConflict, StatusChecksumMismatch:
+		if !rq.expires.IsZero() {
+			ctx.Response.Header.Set("Upload-Expires", rq.expires.UTC().Format(httpTime))
+		}
 	}
 }
 

@@ -28,13 +28,17 @@ func (s *Server) createFinal(ctx context.Context, rc *fasthttp.RequestCtx, rq *r
 		return err
 	}
 	srcs := make([]pipeline.Upload, 0, len(cc.Final))
-	seen := map[string]bool{}
+	// TUS lets a final list a partial upload more than once: it is then
+	// concatenated as often, in the listed order (each sink copies by
+	// key, so a source may come back); it is checked once.
+	seen := map[string]sessionstore.Session{}
 	var total int64
 	for _, pid := range cc.Final {
-		if seen[pid] {
-			return errConcat("partial upload %s is listed twice", pid)
+		if p, ok := seen[pid]; ok {
+			total += p.Length
+			srcs = append(srcs, uploadOf(p))
+			continue
 		}
-		seen[pid] = true
 		p, err := s.ownSession(ctx, rq, pid)
 		if errors.Is(err, sessionstore.ErrNotFound) {
 			return errConcat("partial upload %s not found", pid)
@@ -51,6 +55,7 @@ func (s *Server) createFinal(ctx context.Context, rc *fasthttp.RequestCtx, rq *r
 		if p, err = s.finishIfFull(ctx, p); err != nil {
 			return err
 		}
+		seen[pid] = p
 		total += p.Length
 		srcs = append(srcs, uploadOf(p))
 	}
@@ -63,7 +68,7 @@ func (s *Server) createFinal(ctx context.Context, rc *fasthttp.RequestCtx, rq *r
 	now := time.Now().UTC()
 	sess := sessionstore.Session{
 		ID: id, Account: rq.account, AssetID: id, Length: total, Metadata: mdRaw,
-		ConcatOf: cc.Final, NextPart: 1, CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
+		ConcatOf: cc.Final, ConcatHeader: cc.Raw, NextPart: 1, CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
 	}
 	asset := sessionstore.Asset{
 		ID: id, Account: rq.account, SessionID: id, Type: sh.Type,

@@ -309,7 +309,8 @@ func TestConcatenation(t *testing.T) {
 	}
 	e.wantReady("acme", id, data)
 	h := e.head("acme", loc)
-	if want := "final;" + p1.Location + " " + p2.Location; h.h.Get("Upload-Concat") != want || h.h.Get("Upload-Offset") != strconv.Itoa(len(data)) {
+	// Upload-Concat as the POST sent it (an absolute URL and a path).
+	if want := "final;" + p1.Location + " " + uploadsPath + "/" + p2.SessionID; h.h.Get("Upload-Concat") != want || h.h.Get("Upload-Offset") != strconv.Itoa(len(data)) {
 		t.Errorf("HEAD final: Upload-Concat %q offset %q; want %q, %d", h.h.Get("Upload-Concat"), h.h.Get("Upload-Offset"), want, len(data))
 	}
 	if r := e.patch("acme", loc, int64(len(data)), nil); r.status != http.StatusForbidden {

@@ -37,6 +37,9 @@ func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessi
 	if !sess.Completed && !sess.ExpiresAt.IsZero() && time.Now().After(sess.ExpiresAt) {
 		return sess, errExpired
 	}
+	if !sess.Completed {
+		rq.expires = sess.ExpiresAt
+	}
 	return sess, nil
 }
 
@@ -79,7 +82,11 @@ func (s *Server) tusHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *reque
 	switch {
 	case sess.Partial:
 		h.Set("Upload-Concat", "partial")
+	case sess.ConcatHeader != "":
+		// As received: the client compares it with what it sent.
+		h.Set("Upload-Concat", sess.ConcatHeader)
 	case len(sess.ConcatOf) > 0:
+		// Stored before the header was kept: its partials' URLs.
 		base := s.baseURL(rc)
 		var b strings.Builder
 		b.WriteString("final;")

@@ -407,6 +407,10 @@ func redisBool(b bool) string {
 	return "0"
 }
 
+// rsConcatHeader is the session hash field of Session.ConcatHeader,
+// written only when set: sessions stored before it lack it.
+const rsConcatHeader = "concath"
+
 // redisSessionFields encodes s as HSET arguments.
 func redisSessionFields(s Session) []any {
 	concat := ""
@@ -414,7 +418,7 @@ func redisSessionFields(s Session) []any {
 		b, _ := json.Marshal(s.ConcatOf)
 		concat = string(b)
 	}
-	return []any{
+	f := []any{
 		rsID, s.ID, rsAccount, s.Account, rsAssetID, s.AssetID,
 		rsLength, strconv.FormatInt(s.Length, 10), rsOffset, strconv.FormatInt(s.Offset, 10),
 		rsMetadata, s.Metadata, rsPartial, redisBool(s.Partial), rsConcat, concat,
@@ -422,12 +426,16 @@ func redisSessionFields(s Session) []any {
 		rsNextPart, strconv.FormatInt(int64(s.NextPart), 10), rsDone, redisBool(s.Completed),
 		rsCreated, redisFmtTime(s.CreatedAt), rsExpires, redisFmtTime(s.ExpiresAt), rsFence, "0",
 	}
+	if s.ConcatHeader != "" {
+		f = append(f, rsConcatHeader, s.ConcatHeader)
+	}
+	return f
 }
 
 func redisDecodeSession(m map[string]string) (Session, error) {
 	s := Session{
 		ID: m[rsID], Account: m[rsAccount], AssetID: m[rsAssetID], Metadata: m[rsMetadata],
-		Partial: m[rsPartial] == "1", Completed: m[rsDone] == "1",
+		Partial: m[rsPartial] == "1", Completed: m[rsDone] == "1", ConcatHeader: m[rsConcatHeader],
 		CreatedAt: redisParseTime(m[rsCreated]), ExpiresAt: redisParseTime(m[rsExpires]),
 	}
 	var err1, err2, err3 error

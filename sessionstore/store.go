@@ -69,6 +69,9 @@ type Session struct {
 	Partial bool
 	// ConcatOf lists the session ids of the partials of a final upload.
 	ConcatOf []string
+	// ConcatHeader is the Upload-Concat a final upload was created with,
+	// as received (HEAD echoes it); "" for one stored before it was kept.
+	ConcatHeader string
 	// HashState is the marshaled SHA-256 state of bytes [0, Offset).
 	HashState []byte
 	// Storage is opaque state owned by the pipeline's sink (e.g. the S3

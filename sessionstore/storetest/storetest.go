@@ -208,7 +208,7 @@ func equalSession(t *testing.T, what string, got, want sessionstore.Session) {
 	t.Helper()
 	ok := got.ID == want.ID && got.Account == want.Account && got.AssetID == want.AssetID &&
 		got.Length == want.Length && got.Offset == want.Offset && got.Metadata == want.Metadata &&
-		got.Partial == want.Partial && slices.Equal(got.ConcatOf, want.ConcatOf) &&
+		got.Partial == want.Partial && slices.Equal(got.ConcatOf, want.ConcatOf) && got.ConcatHeader == want.ConcatHeader &&
 		bytes.Equal(got.HashState, want.HashState) && bytes.Equal(got.Storage, want.Storage) &&
 		got.NextPart == want.NextPart && got.Completed == want.Completed &&
 		sameSecond(got.CreatedAt, want.CreatedAt) && sameSecond(got.ExpiresAt, want.ExpiresAt)
@@ -248,6 +248,7 @@ func testCreateRoundTrip(t *testing.T, st sessionstore.Store) {
 	s2, a2 := fixture()
 	s2.Length, a2.SizeBytes = -1, -1
 	s2.ConcatOf = []string{"p1", "p2", "p3"}
+	s2.ConcatHeader = "final;/api/v1/assets/upload-resumable/p1 https://h/api/v1/assets/upload-resumable/p2  p3"
 	s2.Metadata = ""
 	s2.HashState, s2.Storage = nil, nil
 	a2.Metadata = nil
