@@ -67,6 +67,13 @@ func (o observedS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultip
 	return out, err
 }
 
+func (o observedS3) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
+	ctx, done := o.obs.StartS3(ctx, "ListParts", 0)
+	out, err := o.api.ListParts(ctx, in, opts...)
+	done(observedErr(err))
+	return out, err
+}
+
 func (o observedS3) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	ctx, done := o.obs.StartS3(ctx, "PutObject", 0)
 	out, err := o.api.PutObject(ctx, in, opts...)

@@ -48,6 +48,12 @@ var (
 	// size or checksum. Nothing was made ready. It wraps ErrStorage, so the
 	// proxy answers 503 and the client's retry finds the offset unchanged.
 	ErrIncomplete = fmt.Errorf("%w: stored bytes do not match the upload", ErrStorage)
+	// ErrTailLost: the committed state names a tail object that storage no
+	// longer has (the session store rolled back to a state whose tail a
+	// later write deleted, or the object was removed). A *TailLostError
+	// says where the upload falls back to. It wraps ErrStorage: the client
+	// retries, HEADs the fallen-back offset and sends the bytes again.
+	ErrTailLost = fmt.Errorf("%w: the upload's tail object is gone", ErrStorage)
 )
 
 // Upload is what the pipeline needs to know of an upload session.
@@ -298,3 +304,18 @@ func sumIs(state, want []byte) (bool, error) {
 	}
 	return subtle.ConstantTimeCompare(h.Sum(nil), want) == 1, nil
 }
+
+// TailLostError is ErrTailLost with the last consistent state: the offset
+// before the lost tail, its hash state and the storage state without the
+// tail. The caller commits Fallback (a rewind: the offset moves back) and
+// the client sends the tail's bytes again.
+type TailLostError struct {
+	Key      string
+	Fallback Progress
+}
+
+func (e *TailLostError) Error() string {
+	return fmt.Sprintf("pipeline: tail of %s is gone; the upload falls back to offset %d", e.Key, e.Fallback.Offset)
+}
+
+func (e *TailLostError) Unwrap() error { return ErrTailLost }

@@ -133,6 +133,11 @@ type s3State struct {
 	// [Offset-TailSize, Offset), "" when none.
 	Tail     string `json:"tail,omitempty"`
 	TailSize int64  `json:"tail_size,omitempty"`
+	// TailHash is the upload's SHA-256 state at the tail's first byte
+	// (Offset-TailSize): where the upload falls back to when the tail
+	// object is gone (see TailLostError). Absent in states written
+	// before it was kept; such an upload cannot fall back.
+	TailHash []byte `json:"tail_hash,omitempty"`
 	// Stale lists tail objects that committed state no longer refers to;
 	// the next write deletes them. They are not deleted by the write that
 	// replaced them because that write's commits may still be withheld

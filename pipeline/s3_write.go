@@ -150,6 +150,12 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 	cur := w.st
 	cur.Stale = nil
 	carry := cur.TailSize
+	// base is the hash state at the first byte of the next buffer: a tail
+	// made of it records it (s3State.TailHash).
+	base := u.HashState
+	if carry > 0 {
+		base = w.st.TailHash
+	}
 
 	for {
 		remaining := src.limit - src.n
@@ -224,7 +230,7 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 		if isPart {
 			if hadTail {
 				cur.Stale = append(cur.Stale, cur.Tail)
-				cur.Tail, cur.TailSize = "", 0
+				cur.Tail, cur.TailSize, cur.TailHash = "", 0, nil
 			}
 			p.part = Part{Number: next, Size: int64(n), Offset: end - int64(n)}
 			p.state = cur.encode()
@@ -243,7 +249,7 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 			if hadTail {
 				cur.Stale = append(cur.Stale, cur.Tail)
 			}
-			cur.Tail, cur.TailSize = key, int64(n)
+			cur.Tail, cur.TailSize, cur.TailHash = key, int64(n), base
 			p.state = cur.encode()
 			wg.Go(func() {
 				defer release()
@@ -251,6 +257,7 @@ func (w *s3Write) read(ctx context.Context, wg *sync.WaitGroup, queue chan<- *s3
 			})
 		}
 		queue <- p
+		base = p.hash
 		if rerr != nil {
 			return readEnd(rerr)
 		}
@@ -299,6 +306,28 @@ func (w *s3Write) readTail(ctx context.Context, buf []byte) error {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(w.st.Tail)})
 	if err != nil {
 		if isS3NotFound(err) {
+			// Aborted (a DELETE or expiry removed the upload): the tail
+			// went with it. Else the tail alone is gone: fall back.
+			if _, lerr := s.client.ListParts(ctx, &s3.ListPartsInput{
+				Bucket: &s.cfg.Bucket, Key: aws.String(w.u.Key), UploadId: aws.String(w.st.UploadID), MaxParts: aws.Int32(1),
+			}); lerr != nil {
+				if isS3Code(lerr, "NoSuchUpload") {
+					return fmt.Errorf("pipeline: s3 tail %s: %w", w.st.Tail, ErrNoSuchUpload)
+				}
+				return s3Err(ctx, "list parts of "+w.u.Key, lerr)
+			}
+			// A tail from offset 0 needs no kept hash: the state there
+			// is the empty one.
+			if w.st.TailHash != nil || w.u.Offset == w.st.TailSize {
+				// Committed state names a tail storage does not have: fall
+				// back to the offset before it, instead of failing this
+				// upload on every write from now on.
+				fb := w.st
+				fb.Tail, fb.TailSize, fb.TailHash, fb.Stale = "", 0, nil, nil
+				return &TailLostError{Key: w.u.Key, Fallback: Progress{
+					Offset: w.u.Offset - w.st.TailSize, HashState: w.st.TailHash, Storage: fb.encode(),
+				}}
+			}
 			// Committed state refers to it: the upload was aborted.
 			return fmt.Errorf("pipeline: s3 tail %s: %w", w.st.Tail, ErrNoSuchUpload)
 		}

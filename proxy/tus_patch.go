@@ -283,6 +283,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	s.metrics.activeUploads.Add(-1)
 	s.metrics.patchSeconds.Observe(time.Since(wstart).Seconds())
 	s.metrics.patchBytes.Observe(float64(body.n))
+	if tl, ok := errors.AsType[*pipeline.TailLostError](werr); ok {
+		cur = s.fallBack(ctx, lh, cur, tl)
+	}
 	if werr != nil {
 		switch cause := context.Cause(wctx); {
 		case body.taken.Load() != nil:
@@ -360,6 +363,25 @@ func (s *Server) committer(lh *leaseHolder, cur *sessionstore.Session, notify fu
 		}
 		return nil
 	}
+}
+
+// fallBack commits the rewind a TailLostError asks for: the upload goes
+// back to the last offset storage still holds, so that the client, told
+// to retry (503), HEADs that offset and sends the lost bytes again. A
+// failed rewind leaves cur as it is (the next write tries again).
+func (s *Server) fallBack(ctx context.Context, lh *leaseHolder, cur sessionstore.Session, tl *pipeline.TailLostError) sessionstore.Session {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
+		ExpectOffset: cur.Offset, NewOffset: tl.Fallback.Offset, HashState: tl.Fallback.HashState,
+		Storage: tl.Fallback.Storage, Length: -1, ExpiresAt: s.nextExpiry(), Rewind: true,
+	})
+	if err != nil {
+		s.log.Warn("upload's tail is gone; rewind failed", "upload_id", cur.ID, "offset", cur.Offset, "err", err)
+		return cur
+	}
+	s.log.Warn("upload's tail is gone; fell back", "upload_id", cur.ID, "from", cur.Offset, "to", ns.Offset)
+	return ns
 }
 
 // segment is one segment of a request written in several (ietfAppend):
@@ -451,6 +473,9 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 			Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
 			Commit: s.committer(lh, &cur, nil),
 		})
+		if tl, ok := errors.AsType[*pipeline.TailLostError](err); ok {
+			cur = s.fallBack(ctx, lh, cur, tl)
+		}
 		if err != nil {
 			return cur, fmt.Errorf("proxy: store the last part: %w", err)
 		}

@@ -611,7 +611,7 @@ func localCheckCommit(s Session, c Commit) error {
 		return fmt.Errorf("offset %d, commit expects %d: %w", s.Offset, c.ExpectOffset, ErrOffsetConflict)
 	case s.Completed:
 		return fmt.Errorf("upload already completed: %w", ErrOffsetConflict)
-	case c.NewOffset < c.ExpectOffset:
+	case c.NewOffset < 0, c.NewOffset < c.ExpectOffset && (!c.Rewind || c.Complete):
 		return fmt.Errorf("new offset %d below %d: %w", c.NewOffset, c.ExpectOffset, ErrOffsetConflict)
 	}
 	length := s.Length

@@ -153,7 +153,8 @@ return {1}
 // [5] "1" if [6] storage replaces the old, [7] length (-1: unchanged),
 // [8] "1" to complete, [9] SHA-256, [10] session id, [11] new expiry in
 // ns ("": unchanged), [12] its expiry-set score (ms), [13] lease extension
-// in ms (0: none), [14...] encoded parts.
+// in ms (0: none), [14] "1" to allow a rewind (Commit.Rewind: the new
+// offset may be below the expected one), [15...] encoded parts.
 // Answers {1, flat session hash, expiry before the commit}.
 var luaCommit = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
@@ -161,7 +162,7 @@ if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {4} end
 local cur = redis.call('HMGET', KEYS[1], 'off', 'len', 'done')
 if cur[1] ~= ARGV[2] or cur[3] == '1' then return {3} end
 local newOff = tonumber(ARGV[3])
-if newOff < tonumber(ARGV[2]) then return {3} end
+if newOff < 0 or (newOff < tonumber(ARGV[2]) and (ARGV[14] ~= '1' or ARGV[8] == '1')) then return {3} end
 local len, setLen = tonumber(cur[2]), nil
 if tonumber(ARGV[7]) >= 0 then
 	if len >= 0 and len ~= tonumber(ARGV[7]) then return {3} end
@@ -186,7 +187,7 @@ if ARGV[11] ~= '' then
 	if KEYS[5] and not complete then redis.call('ZADD', KEYS[5], ARGV[12], ARGV[10]) end
 end
 if not complete then
-	for i = 14, #ARGV, 500 do
+	for i = 15, #ARGV, 500 do
 		redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
 	end
 else

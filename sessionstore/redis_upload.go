@@ -191,12 +191,12 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	if length < 0 {
 		length = -1
 	}
-	args := make([]any, 0, 13+len(c.Parts))
+	args := make([]any, 0, 14+len(c.Parts))
 	args = append(args, strconv.FormatInt(l.Token, 10), strconv.FormatInt(c.ExpectOffset, 10),
 		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), c.Storage,
 		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id,
 		redisFmtTime(c.ExpiresAt), strconv.FormatInt(c.ExpiresAt.UnixMilli(), 10),
-		strconv.FormatInt(redisMillis(max(c.ExtendLease, 0)), 10))
+		strconv.FormatInt(redisMillis(max(c.ExtendLease, 0)), 10), redisBool(c.Rewind))
 	for _, p := range c.Parts {
 		args = append(args, redisEncodePart(p))
 	}

@@ -202,6 +202,12 @@ type Commit struct {
 	// the lease to ExtendLease from now, in the same step: a writer that
 	// commits more often than it would renew needs no renewals.
 	ExtendLease time.Duration
+	// Rewind allows NewOffset below ExpectOffset (never with Complete): the
+	// storage lost bytes it had acknowledged (an S3 tail object gone), and
+	// the upload falls back to the last offset it still holds, so that the
+	// client sends those bytes again instead of the upload failing for
+	// good.
+	Rewind bool
 }
 
 // Key is an API key; only its hash is stored.

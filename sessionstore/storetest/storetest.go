@@ -82,6 +82,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("PartReservation", func(t *testing.T) { testPartReservation(t, newStore(t)) })
 	t.Run("PartsExhausted", func(t *testing.T) { testPartsExhausted(t, newStore(t)) })
 	t.Run("CommitOffsetConflict", func(t *testing.T) { testCommitOffsetConflict(t, newStore(t)) })
+	t.Run("CommitRewind", func(t *testing.T) { testCommitRewind(t, newStore(t)) })
 	t.Run("CommitLeaseLost", func(t *testing.T) { testCommitLeaseLost(t, newStore(t)) })
 	t.Run("CommitAppliesFields", func(t *testing.T) { testCommitAppliesFields(t, newStore(t)) })
 	t.Run("CommitExtendsLease", func(t *testing.T) { testCommitExtendsLease(t, newStore(t)) })
@@ -505,6 +506,37 @@ func testCommitOffsetConflict(t *testing.T, st sessionstore.Store) {
 	}
 	if a := mustAsset(t, st, s.AssetID); a.State != sessionstore.StateUploading {
 		t.Fatalf("asset state after conflicts: got %q, want %q", a.State, sessionstore.StateUploading)
+	}
+}
+
+// testCommitRewind: an offset moves back only with Rewind (storage lost
+// acknowledged bytes), never with Complete and never below 0; the rewound
+// session carries the new hash and storage state, and its parts stay.
+func testCommitRewind(t *testing.T, st sessionstore.Store) {
+	s, _ := create(t, st)
+	l := mustLease(t, st, s.ID, time.Second, 2)
+	mustCommit(t, st, l, sessionstore.Commit{
+		ExpectOffset: 0, NewOffset: 100, HashState: []byte("h100"), Length: -1,
+		Parts: []sessionstore.Part{{Number: 1, ETag: "e1", Size: 100, Offset: 0}},
+	})
+	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 100, NewOffset: 130, HashState: []byte("h130"), Storage: []byte("tail"), Length: -1})
+	for what, c := range map[string]sessionstore.Commit{
+		"a commit back without Rewind":   {ExpectOffset: 130, NewOffset: 100, HashState: []byte("bad"), Length: -1},
+		"a completing rewind":            {ExpectOffset: 130, NewOffset: 100, HashState: []byte("bad"), Length: -1, Rewind: true, Complete: true, SHA256: "bad"},
+		"a rewind below 0":               {ExpectOffset: 130, NewOffset: -1, HashState: []byte("bad"), Length: -1, Rewind: true},
+		"a rewind from the wrong offset": {ExpectOffset: 120, NewOffset: 100, HashState: []byte("bad"), Length: -1, Rewind: true},
+	} {
+		_, err := st.Commit(t.Context(), l, c)
+		wantErr(t, what, err, sessionstore.ErrOffsetConflict)
+	}
+	got := mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 130, NewOffset: 100, HashState: []byte("h100"),
+		Storage: []byte("no tail"), Length: -1, Rewind: true})
+	if got.Offset != 100 || string(got.HashState) != "h100" || string(got.Storage) != "no tail" {
+		t.Fatalf("after the rewind: offset %d hash %q storage %q, want 100 h100 \"no tail\"", got.Offset, got.HashState, got.Storage)
+	}
+	equalSession(t, "session after the rewind", mustSession(t, st, s.ID), got)
+	if parts, err := st.Parts(t.Context(), s.ID); err != nil || len(parts) != 1 {
+		t.Fatalf("parts after the rewind: %v %v, want the one committed", parts, err)
 	}
 }
 
