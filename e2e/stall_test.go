@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,6 +81,29 @@ func readBody(t *testing.T, c net.Conn, pace func(n int)) ([]byte, error) {
 	}
 }
 
+// waitOpenFiles polls for up to 20 s until ok(number of pid's open files
+// whose path contains name).
+func waitOpenFiles(t *testing.T, pid int, name string, ok func(int) bool) {
+	t.Helper()
+	n := 0
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		n = 0
+		for _, fd := range fds {
+			if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.Contains(target, name) {
+				n++
+			}
+		}
+		if ok(n) {
+			return
+		}
+	}
+	t.Fatalf("roughy has %d open files named after %s", n, name)
+}
+
 // TestDownloadStallCut: a client that asks for a download and reads
 // nothing has its connection closed once a write made no progress for
 // --download-stall-timeout; before, the connection, its goroutine and the
@@ -88,9 +113,15 @@ func TestDownloadStallCut(t *testing.T) {
 	data := randomBytes(24 << 20)
 	u := uploadReady(t, s, data)
 
+	pu, _ := url.Parse(u)
+	id := path.Base(pu.Path)
 	c := dialDownload(t, u)
+	// The download holds the object open while it is sent.
+	waitOpenFiles(t, s.PID(), id, func(n int) bool { return n > 0 })
 	// Reading nothing, until the server gave up on the connection.
 	waitMetric(t, s, "roughy_stalled_writes_total", func(v int64) bool { return v >= 1 })
+	// And with the connection, the object is closed.
+	waitOpenFiles(t, s.PID(), id, func(n int) bool { return n == 0 })
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	got, err := readBody(t, c, nil)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
