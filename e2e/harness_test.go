@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -70,6 +71,7 @@ type server struct {
 	args    []string
 	env     []string
 	wrap    []string
+	tls     *tls.Config // the client side of --tls-cert (nil: plain HTTP)
 	log     serverLog
 }
 
@@ -135,6 +137,7 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		Args: append([]string{"--data-dir", s.DataDir, "--probe-workers", "1"}, s.args...),
 		Env:  s.env,
 		Wrap: s.wrap,
+		TLS:  s.tls,
 	}
 	s.log = serverLog{&s.Roughy.Log}
 	s.Start(t)

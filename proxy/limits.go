@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,6 +57,11 @@ type limitListener struct {
 	keepAlive time.Duration // 0: leave the listener's default
 	// refused, when set, counts refusals by error code (/metrics).
 	refused *prometheus.CounterVec
+	// tls, when set, is the server's TLS: refusals are answered over it,
+	// from goroutines of their own (a handshake waits on the client).
+	tls *tls.Config
+	// refusing bounds those goroutines; past it a refusal is a bare close.
+	refusing chan struct{}
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -72,7 +78,7 @@ type limitListener struct {
 func newLimitListener(ln net.Listener, log *slog.Logger, maxConns, perIP int, trusted []netip.Prefix, keepAlive time.Duration) *limitListener {
 	return &limitListener{
 		Listener: ln, log: log, maxConns: maxConns, perIP: perIP, trusted: trusted, keepAlive: keepAlive,
-		closed: make(chan struct{}), byIP: map[netip.Addr]int{},
+		closed: make(chan struct{}), byIP: map[netip.Addr]int{}, refusing: make(chan struct{}, maxTLSRefusals),
 	}
 }
 
@@ -151,7 +157,19 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 		if l.refused != nil {
 			l.refused.WithLabelValues(refuse.Code).Inc()
 		}
-		refuseConn(c, refuse)
+		if l.tls == nil {
+			refuseConn(c, refuse)
+			return nil
+		}
+		select {
+		case l.refusing <- struct{}{}:
+			go func() {
+				defer func() { <-l.refusing }()
+				refuseTLS(c, l.tls, refuse)
+			}()
+		default:
+			c.Close()
+		}
 		return nil
 	}
 	return &limitConn{Conn: c, l: l, ip: ip, capped: capped}
@@ -180,6 +198,25 @@ func refuseConn(c net.Conn, e *Error) {
 	_ = c.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
 	_, _ = c.Write(rawErrorResponse(e))
 	_ = c.Close()
+}
+
+// maxTLSRefusals bounds the TLS refusals under way at once, and
+// tlsRefusalTimeout the time one may take, handshake included.
+const (
+	maxTLSRefusals    = 64
+	tlsRefusalTimeout = 2 * time.Second
+)
+
+// refuseTLS is refuseConn for a TLS listener: a plain-text answer would
+// reach the client as a handshake failure, not as the 503 to retry on.
+func refuseTLS(c net.Conn, cfg *tls.Config, e *Error) {
+	tc := tls.Server(c, cfg)
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(tlsRefusalTimeout))
+	if tc.Handshake() != nil {
+		return
+	}
+	_, _ = tc.Write(rawErrorResponse(e))
 }
 
 // rawErrorResponse is e as a whole HTTP/1.1 response with the headers every

@@ -37,6 +37,7 @@ type metrics struct {
 	released     prometheus.Counter
 	lost         prometheus.Counter
 	slowBodies   prometheus.Counter
+	stalledConns prometheus.Counter
 	refusedConns *prometheus.CounterVec // code
 
 	requests      *prometheus.CounterVec   // route, method, status
@@ -93,6 +94,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		released:     f("roughy_leases_released_total", "Upload leases released by the request that held them."),
 		lost:         f("roughy_leases_lost_total", "Upload leases lost while writing (expired or taken while the node could not renew them)."),
 		slowBodies:   f("roughy_slow_bodies_total", "Upload bodies cut off below the minimum rate (--min-body-rate)."),
+		stalledConns: f("roughy_stalled_writes_total",
+			"Connections closed because a response write made no progress for --download-stall-timeout (a client that stopped reading)."),
 		refusedConns: vec("roughy_connections_refused_total",
 			"Connections answered 503 and closed by the listener (--max-conns, --max-conns-per-ip), by error code.", "code"),
 		requests: vec("roughy_http_requests_total", "HTTP requests by route, method and status.", "route", "method", "status"),

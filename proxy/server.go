@@ -6,6 +6,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -78,6 +79,15 @@ type Config struct {
 	// they keep working whatever the store holds; SeedStaticKeys writes
 	// them to the store.
 	StaticKeys []sessionstore.Key
+
+	// DownloadStallTimeout closes a connection whose response write makes
+	// no progress for this long: a client that stopped reading (default
+	// 1m; negative: never). A slow reader that keeps taking bytes is never
+	// cut, however long the body.
+	DownloadStallTimeout time.Duration
+	// TLS, when set, serves HTTPS with its current certificate (tls.go);
+	// nil serves plain HTTP.
+	TLS *Certificates
 
 	// MaxConns caps the open client connections (0: no cap but
 	// fasthttp's default Concurrency); one more is answered 503.
@@ -181,6 +191,9 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	if cfg.MaxAccountBodies == 0 {
 		cfg.MaxAccountBodies = 64
 	}
+	if cfg.DownloadStallTimeout == 0 {
+		cfg.DownloadStallTimeout = time.Minute
+	}
 	if cfg.KeyCacheTTL == 0 {
 		cfg.KeyCacheTTL = 10 * time.Second
 	}
@@ -258,8 +271,8 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	return s
 }
 
-// tcpKeepAlivePeriod detects peers that vanished without a FIN (a stalled
-// download has no write deadline: a large one may take long).
+// tcpKeepAlivePeriod detects peers that vanished without a FIN (an idle
+// connection has no deadline while a handler waits on it).
 const tcpKeepAlivePeriod = time.Minute
 
 // Serve serves HTTP on ln until Shutdown. It returns nil after Shutdown.
@@ -274,6 +287,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	ll := newLimitListener(ln, s.log, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, s.cfg.TrustedProxies, tcpKeepAlivePeriod)
 	ll.refused = s.metrics.refusedConns
 	ln = ll
+	if s.cfg.DownloadStallTimeout > 0 {
+		ln = stallListener{Listener: ln, stall: s.cfg.DownloadStallTimeout, stalled: s.metrics.stalledConns}
+	}
+	if s.cfg.TLS != nil {
+		// TLS over the limited listener: the caps count TCP connections
+		// before any handshake work, and the handshake runs in the
+		// connection's own goroutine (first read), under ReadTimeout.
+		ll.tls = s.cfg.TLS.serverConfig()
+		ln = tls.NewListener(ln, ll.tls)
+	}
 	if err := s.srv.Serve(ln); err != nil {
 		return fmt.Errorf("proxy: serve: %w", err)
 	}

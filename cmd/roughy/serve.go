@@ -71,6 +71,11 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	fl := newFlagSet("serve", "serve [flags]", c.stderr)
 	listen := fl.String("listen", ":8080", "address to serve on")
 	metricsListen := fl.String("metrics-listen", "", "serve /metrics on this address of its own (e.g. 127.0.0.1:9090) instead of on --listen")
+	tlsCert := fl.String("tls-cert", "",
+		"PEM certificate (chain) file: serve HTTPS on --listen, TLS 1.2 and later; with --tls-key; both are read again when they change or on SIGHUP")
+	tlsKey := fl.String("tls-key", "", "PEM private key file of --tls-cert")
+	downloadStall := fl.Duration("download-stall-timeout", time.Minute,
+		"close a connection whose response write makes no progress for this long (a client that stopped reading; 0: never)")
 	publicURL := fl.String("public-url", "", "base URL for Location and download_url (default: from the request)")
 	sf := addStoreFlags(fl)
 	kf := addSinkFlags(fl, sf.dataDir)
@@ -116,6 +121,9 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	trusted, err := parsePrefixes(*trustedProxies)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together (both or neither)", errUsage)
 	}
 	if *maxConns < 0 || *maxConnsPerIP < 0 {
 		return fmt.Errorf("%w: --max-conns and --max-conns-per-ip must not be negative", errUsage)
@@ -182,6 +190,13 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 
+	var certs *proxy.Certificates
+	if *tlsCert != "" {
+		if certs, err = proxy.LoadCertificates(*tlsCert, *tlsKey, log); err != nil {
+			return fmt.Errorf("roughy: %w", err)
+		}
+	}
+
 	cfg := proxy.Config{
 		PublicURL:       strings.TrimRight(*publicURL, "/"),
 		UploadExpiry:    *uploadExpiry,
@@ -200,6 +215,11 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		WebhookTargets:  wf.targets(),
 		QuotaDefaults:   quotas.limits(),
 		Telemetry:       tel,
+		TLS:             certs,
+	}
+	cfg.DownloadStallTimeout = *downloadStall
+	if cfg.DownloadStallTimeout <= 0 {
+		cfg.DownloadStallTimeout = -1 // the proxy's "never"
 	}
 	for _, kv := range staticKeys {
 		cfg.StaticKeys = append(cfg.StaticKeys, apikey.Record(kv[0], kv[1]))
@@ -262,10 +282,18 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("roughy serving", "addr", ln.Addr().String(), "storage", *kf.storage,
 		"sessions", *sf.sessions, "probe_workers", *pf.workers, "cpu", pipeline.CPUFeatures(),
-		"fd_limit", fds, "max_conns", *maxConns, "max_conns_per_ip", *maxConnsPerIP)
+		"tls", certs != nil, "fd_limit", fds, "max_conns", *maxConns, "max_conns_per_ip", *maxConnsPerIP)
 	// Tests and scripts wait for this line.
 	fmt.Fprintf(c.stdout, "roughy listening on %s\n", ln.Addr())
 
+	if certs != nil {
+		// Registered before anyone could send it: SIGHUP's default
+		// action ends the process.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		wg.Go(func() { watchCertificates(bg, certs, hup) })
+	}
 	wg.Go(func() { srv.RunJanitor(bg, *janitorEvery) })
 	pf.start(bg, &wg, store, sink, *kf.presignTTL, log, tel.ProbeSettled)
 	wf.start(bg, &wg, store, srv.WebhookAsset, srv.WebhookVerify, log)
@@ -297,6 +325,27 @@ func (c cli) serve(ctx context.Context, args []string) error {
 	wg.Wait()
 	log.Info("roughy stopped")
 	return serveErr
+}
+
+// certCheckPeriod is how often the TLS files are checked for a change.
+const certCheckPeriod = 2 * time.Second
+
+// watchCertificates reloads the TLS certificate when its files change,
+// and at once on hup (SIGHUP), until ctx ends. Open connections keep the
+// certificate they were made with.
+func watchCertificates(ctx context.Context, certs *proxy.Certificates, hup <-chan os.Signal) {
+	t := time.NewTicker(certCheckPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_ = certs.Reload(true)
+		case <-t.C:
+			_ = certs.Reload(false)
+		}
+	}
 }
 
 // bootstrapDevKey, in the embedded default with no key at all (static

@@ -3,6 +3,8 @@ package testsvc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -97,8 +99,11 @@ type Roughy struct {
 	// Wrap, when set, is a command that runs the binary: Bin and its
 	// arguments follow it (e.g. a shell that lowers `ulimit -n` first).
 	Wrap []string
-	URL  string // http://127.0.0.1:PORT, set by Start
-	Log  LogBuffer
+	URL  string // http://127.0.0.1:PORT (https with TLS), set by Start
+	// TLS, when set, is the client side of a node started with
+	// --tls-cert: Start waits for /healthz over it.
+	TLS *tls.Config
+	Log LogBuffer
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -112,7 +117,11 @@ type Roughy struct {
 func (r *Roughy) Start(t testing.TB) {
 	t.Helper()
 	port := FreePort(t)
-	r.URL = "http://127.0.0.1:" + strconv.Itoa(port)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	r.URL = scheme + "://127.0.0.1:" + strconv.Itoa(port)
 	args := append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port)}, r.Args...)
 	cmd := exec.Command(r.Bin, args...)
 	if len(r.Wrap) > 0 {
@@ -131,6 +140,9 @@ func (r *Roughy) Start(t testing.TB) {
 	r.mu.Unlock()
 
 	hc := &http.Client{Timeout: 2 * time.Second}
+	if r.TLS != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: r.TLS, DisableKeepAlives: true}
+	}
 	deadline := time.Now().Add(roughyHealthTimeout)
 	for {
 		select {
@@ -151,6 +163,16 @@ func (r *Roughy) Start(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Signal sends sig to the running process.
+func (r *Roughy) Signal(sig os.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return errors.New("testsvc: roughy is not running")
+	}
+	return r.cmd.Process.Signal(sig)
 }
 
 // take detaches the running process (nil when none).

@@ -96,6 +96,8 @@ func (b *bench) label(target string) string {
 		return "(c) tusd v2.9.1 S3 store"
 	case target == "roughy" && b.o.scenario == "local":
 		return "roughy embedded default"
+	case target == "roughy-tls":
+		return "roughy embedded default over TLS (--tls-cert)"
 	case target == "tusd":
 		return "tusd v2.9.1 file store"
 	case target == "roughy" && b.o.scenario == "fleet":
@@ -121,6 +123,9 @@ func (r *report) markdown(b *bench) string {
 		if b.o.scenario == "s3" {
 			p("- (a) direct: %s parts, %d in flight, %s.\n", benchproc.FormatSize(b.o.direct.partSize), b.o.direct.parallel, payloadMode(b.o.direct.signed))
 		}
+	}
+	if slices.ContainsFunc(r.samples, func(s sample) bool { return s.target == "roughy-tls" }) {
+		p("- roughy-tls: the same node with `--tls-cert`/`--tls-key` (a self-signed ECDSA P-256 certificate; the client negotiates TLS 1.3). Over TLS the client cannot use sendfile(2): it encrypts the PATCH bodies in user space, on the same shared cores as the server.\n")
 	}
 	if len(r.missing) > 0 {
 		p("- **Not measured**: %s\n", strings.Join(r.missing, "; "))
@@ -205,6 +210,9 @@ func (r *report) ratios(b *bench, w *strings.Builder) {
 		if ro.ok > 0 && td.ok > 0 {
 			p("- roughy/tusd throughput: **%.2f×** (target ≥ 0.90×)\n", ro.mibps/td.mibps)
 			p("- roughy − tusd CPU: **%+.3f CPU-s/GiB** (target ≤ +0.5, one SHA-256 pass)\n\n", ro.cpu-td.cpu)
+		}
+		if tl := r.medians("roughy-tls", "alt"); ro.ok > 0 && tl.ok > 0 {
+			p("- roughy over TLS / plain HTTP throughput: **%.2f×**; server CPU **%+.3f CPU-s/GiB**\n\n", tl.mibps/ro.mibps, tl.cpu-ro.cpu)
 		}
 	case "s3":
 		a, c := r.medians("direct", "alt"), r.medians("tusd", "alt")

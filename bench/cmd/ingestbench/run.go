@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,7 @@ type instance struct {
 	meta      map[string]string
 	verify    func(ctx context.Context, res []tusclient.Result, bases []int64, size int64) string
 	stop      func()
+	tls       *tls.Config // the client side of a TLS target (nil: plain HTTP)
 }
 
 // runTarget starts target name in a fresh dir, runs n concurrent uploads
@@ -97,6 +99,8 @@ func (b *bench) runTarget(ctx context.Context, name, phase string, run, n int, s
 	switch name {
 	case "roughy":
 		inst, err = b.startRoughy(ctx, dir, 1)
+	case "roughy-tls":
+		inst, err = b.startRoughy(ctx, dir, -1)
 	case "roughy-fleet":
 		inst, err = b.startRoughy(ctx, dir, b.o.fleetNodes)
 	case "tusd":
@@ -115,6 +119,9 @@ func (b *bench) runTarget(ctx context.Context, name, phase string, run, n int, s
 // runTUS drives n concurrent uploads through inst and measures the window.
 func (b *bench) runTUS(ctx context.Context, s sample, inst *instance, n int, size int64) sample {
 	hc := tusclient.NewHTTPClient(0)
+	if inst.tls != nil {
+		hc.Transport.(*http.Transport).TLSClientConfig = inst.tls
+	}
 	defer hc.CloseIdleConnections()
 	bases := make([]int64, n)
 	for i := range n {
@@ -195,16 +202,29 @@ func measure(procs []*benchproc.Server) (benchproc.Stats, error) {
 	return total, nil
 }
 
-// startRoughy starts nodes roughy servers sharing the scenario's storage.
+// startRoughy starts nodes roughy servers sharing the scenario's storage;
+// nodes -1 is one node serving HTTPS (--tls-cert) with a self-signed
+// certificate made in dir.
 func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instance, error) {
 	bin, err := b.roughyBinary(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var tlsArgs []string
+	var clientTLS *tls.Config
+	if nodes < 0 {
+		nodes = 1
+		certFile, keyFile, tc, err := selfSignedCert(dir)
+		if err != nil {
+			return nil, err
+		}
+		tlsArgs, clientTLS = []string{"--tls-cert", certFile, "--tls-key", keyFile}, tc
+	}
 	inst := &instance{
 		header: http.Header{"Authorization": {"Bearer " + b.o.apiKey}},
 		meta:   map[string]string{"type": "video", "filename": "source.bin", "content_type": "application/octet-stream"},
 		rotate: nodes > 1,
+		tls:    clientTLS,
 	}
 	env := []string{"ROUGHY_API_KEYS=bench=" + b.o.apiKey}
 	var common []string
@@ -216,6 +236,7 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 	if b.o.scenario == "fleet" {
 		common = append(common, "--sessions", "redis", "--redis-url", b.redisURL)
 	}
+	common = append(common, tlsArgs...)
 	common = append(common, strings.Fields(b.o.roughyExtra)...)
 	inst.stop = func() {
 		for _, p := range inst.procs {
@@ -241,7 +262,14 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 		}
 		inst.procs = append(inst.procs, p)
 		ep := "http://" + addr + "/api/v1/assets/upload-resumable"
-		if err := p.WaitHTTP(ctx, http.MethodOptions, ep, 20*time.Second, http.StatusNoContent, http.StatusOK); err != nil {
+		wait := func() error {
+			return p.WaitHTTP(ctx, http.MethodOptions, ep, 20*time.Second, http.StatusNoContent, http.StatusOK)
+		}
+		if clientTLS != nil {
+			ep = "https://" + addr + "/api/v1/assets/upload-resumable"
+			wait = func() error { return waitTLS(ctx, p, ep, clientTLS, 20*time.Second) }
+		}
+		if err := wait(); err != nil {
 			inst.stop()
 			return nil, err
 		}
@@ -256,7 +284,8 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 // verifyRoughy checks every asset: ready, right size, right SHA-256 (as
 // the server computed it while streaming), and in S3 mode the object.
 func (b *bench) verifyRoughy(ctx context.Context, inst *instance, res []tusclient.Result, bases []int64, size int64) string {
-	c := &http.Client{Timeout: 30 * time.Second}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: inst.tls}}
+	defer c.CloseIdleConnections()
 	for i, r := range res {
 		var created struct {
 			SessionID string `json:"session_id"`

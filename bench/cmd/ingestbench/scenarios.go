@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -64,6 +65,9 @@ func logSample(s sample) {
 func (b *bench) localScenario(ctx context.Context) (*report, error) {
 	rep := &report{scenario: "local", title: "Embedded default (issue 2): roughy vs tusd v2.9.1 file store"}
 	targets := b.targetsOr("roughy", "tusd")
+	if slices.Contains(targets, "roughy-tls") && !slices.Contains(targets, "tusd") {
+		rep.title = "Embedded default over TLS (--tls-cert) vs plain HTTP"
+	}
 	if err := b.checkTargets(ctx, rep, targets); err != nil {
 		return rep, err
 	}
@@ -94,7 +98,7 @@ func (b *bench) s3Scenario(ctx context.Context) (*report, error) {
 func (b *bench) checkTargets(ctx context.Context, rep *report, targets []string) error {
 	for _, t := range targets {
 		switch t {
-		case "roughy", "roughy-fleet":
+		case "roughy", "roughy-fleet", "roughy-tls":
 			if _, err := b.roughyBinary(ctx); err != nil {
 				rep.missing = append(rep.missing, fmt.Sprintf("roughy: %v", err))
 			}
