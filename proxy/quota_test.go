@@ -12,6 +12,7 @@ import (
 
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/internal/testsvc"
+	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 )
 
@@ -88,14 +89,26 @@ func TestQuotaRoute(t *testing.T) {
 // of its own, with keys for the same accounts.
 func newRedisEnv(t *testing.T, cfgMod func(*Config)) *env {
 	t.Helper()
-	rs, err := sessionstore.NewRedis(t.Context(), testsvc.StartRedis(t))
+	return newRedisEnvOn(t, testsvc.StartRedis(t), cfgMod, nil)
+}
+
+// newRedisEnvOn is a server (a node of its own) on the Redis at url;
+// sink, when set, is the storage it writes to instead of its own (nodes
+// of one fleet share it).
+func newRedisEnvOn(t *testing.T, url string, cfgMod func(*Config), sink pipeline.Sink) *env {
+	t.Helper()
+	rs, err := sessionstore.NewRedis(t.Context(), url)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
 	// Registered before newEnv: cleanups run last first, so the store
 	// closes after the server has shut down.
 	t.Cleanup(func() { rs.Close() })
-	e := newEnv(t, cfgMod, func(sessionstore.Store) sessionstore.Store { return rs })
+	var wrapSink func(pipeline.Sink) pipeline.Sink
+	if sink != nil {
+		wrapSink = func(pipeline.Sink) pipeline.Sink { return sink }
+	}
+	e := newEnvSink(t, cfgMod, func(sessionstore.Store) sessionstore.Store { return rs }, wrapSink)
 	for account := range e.keys {
 		secret, k := apikey.New(account)
 		if err := rs.CreateKey(context.Background(), k); err != nil {
