@@ -139,3 +139,27 @@ func TestVerifierFlagsCorruptAsset(t *testing.T) {
 		t.Errorf("matching asset: %v", err)
 	}
 }
+
+// TestVerifierDownloads: with download on, an asset whose sha256 is right
+// but whose download_url serves other bytes (storage holds it short) is
+// errCorrupt; one that serves the source passes.
+func TestVerifierDownloads(t *testing.T) {
+	src := bytes.Repeat([]byte("abc"), 1000)
+	served := src[:2999]
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	v := &verifier{hc: srv.Client(), src: bytes.NewReader(src), size: 3000, timeout: 5 * time.Second, download: true}
+	sum, _ := v.sourceSum(0)
+	mux.HandleFunc("/asset", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"sha256":"`+hexOf(sum)+`","size_bytes":3000,"download_url":"`+srv.URL+`/file"}`)
+	})
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(served) })
+	if _, err := v.check(context.Background(), srv.URL+"/asset", http.Header{}, 0); !errors.Is(err, errCorrupt) {
+		t.Errorf("download one byte short: got %v, want errCorrupt", err)
+	}
+	served = src
+	if _, err := v.check(context.Background(), srv.URL+"/asset", http.Header{}, 0); err != nil {
+		t.Errorf("download of the source: %v", err)
+	}
+}

@@ -53,6 +53,10 @@ type config struct {
 	// verify compares every finished asset's SHA-256 with its source.
 	verify        bool
 	verifyTimeout time.Duration
+	// verifyDownload also downloads every finished asset (its
+	// download_url) and hashes what storage serves: the asset's sha256 is
+	// computed on the way in and says nothing about what storage holds.
+	verifyDownload bool
 	// live redraws the progress line in place.
 	live     bool
 	progress io.Writer
@@ -127,6 +131,7 @@ func main() {
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "seed of the abort choices")
 	flag.BoolVar(&c.verify, "verify", true, "check each finished asset's SHA-256 (GET /api/v1/assets/{id}) against its source")
 	flag.DurationVar(&c.verifyTimeout, "verify-timeout", 30*time.Second, "how long to wait for an asset's sha256")
+	flag.BoolVar(&c.verifyDownload, "verify-download", false, "with -verify, also download each finished asset and compare its bytes' SHA-256 with the source (off for throughput runs: the downloads add load)")
 	flag.Parse()
 	var err error
 	if c.size, err = parseSize(*size); err == nil {
@@ -176,7 +181,7 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	defer hc.CloseIdleConnections()
 	var v *verifier
 	if c.verify {
-		v = &verifier{hc: hc, src: src, size: c.size, timeout: c.verifyTimeout}
+		v = &verifier{hc: hc, src: src, size: c.size, timeout: c.verifyTimeout, download: c.verifyDownload}
 	}
 	if c.progress == nil {
 		c.progress = io.Discard
@@ -400,7 +405,11 @@ func summarize(w io.Writer, c config, results []outcome, wall time.Duration, lat
 		fmt.Fprintf(w, "schedule:       rate %g/s (%d started late), ramp %s\n", c.rate, late, c.ramp)
 	}
 	if c.verify {
-		fmt.Fprintf(w, "verified:       %d assets' SHA-256 equal to their source\n", ok)
+		what := "SHA-256"
+		if c.verifyDownload {
+			what = "SHA-256 and downloaded bytes"
+		}
+		fmt.Fprintf(w, "verified:       %d assets' %s equal to their source\n", ok, what)
 	}
 	fmt.Fprintf(w, "wall time:      %s\n", wall.Round(time.Millisecond))
 	fmt.Fprintf(w, "throughput:     %.1f MiB/s aggregate (completed uploads only)\n", float64(bytes)/(1<<20)/wall.Seconds())

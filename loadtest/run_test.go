@@ -61,7 +61,7 @@ func TestRunAgainstRoughy(t *testing.T) {
 		urls: []string{r.URL + "/api/v1/assets/upload-resumable"}, keys: []string{keyA, keyB},
 		workers: 4, uploads: 8, size: 3 << 20, chunk: 1 << 20, retries: 3, timeout: time.Minute,
 		mediaType: "video", delete: true, rate: 20, ramp: 200 * time.Millisecond,
-		abortRate: 0.34, seed: 1, verify: true, verifyTimeout: 20 * time.Second,
+		abortRate: 0.34, seed: 1, verify: true, verifyTimeout: 20 * time.Second, verifyDownload: true,
 	}
 	var out strings.Builder
 	if err := run(t.Context(), c, &out); err != nil {

@@ -36,6 +36,8 @@ type verifier struct {
 	src     io.ReaderAt
 	size    int64
 	timeout time.Duration
+	// download: also GET each asset's download_url and hash the bytes.
+	download bool
 
 	mu   sync.Mutex
 	sums map[int64][32]byte
@@ -76,12 +78,15 @@ func (v *verifier) check(ctx context.Context, url string, header http.Header, ba
 	deadline := time.Now().Add(v.timeout)
 	for {
 		t0 := time.Now()
-		got, size, err := v.fetch(ctx, url, header)
+		got, size, dl, err := v.fetch(ctx, url, header)
 		lat = append(lat, time.Since(t0))
 		switch {
 		case err == nil && got != "":
 			if got != hexOf(want) || size != v.size {
 				return lat, fmt.Errorf("%w: %s has sha256 %s and %d bytes, want %x and %d", errCorrupt, url, got, size, want, v.size)
+			}
+			if v.download {
+				return lat, v.checkDownload(ctx, url, dl, want)
 			}
 			return lat, nil
 		case time.Now().After(deadline) || ctx.Err() != nil:
@@ -94,32 +99,62 @@ func (v *verifier) check(ctx context.Context, url string, header http.Header, ba
 	}
 }
 
-func (v *verifier) fetch(ctx context.Context, url string, header http.Header) (string, int64, error) {
+func (v *verifier) fetch(ctx context.Context, url string, header http.Header) (sum string, size int64, download string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", 0, err
+		return "", 0, "", err
 	}
 	req.Header = header.Clone()
 	resp, err := v.hc.Do(req)
 	if err != nil {
-		return "", 0, err
+		return "", 0, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return "", 0, err
+		return "", 0, "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", 0, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
+		return "", 0, "", fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	var a struct {
-		SHA256    string `json:"sha256"`
-		SizeBytes int64  `json:"size_bytes"`
+		SHA256      string `json:"sha256"`
+		SizeBytes   int64  `json:"size_bytes"`
+		DownloadURL string `json:"download_url"`
 	}
 	if err := json.Unmarshal(body, &a); err != nil {
-		return "", 0, fmt.Errorf("GET %s: %w", url, err)
+		return "", 0, "", fmt.Errorf("GET %s: %w", url, err)
 	}
-	return a.SHA256, a.SizeBytes, nil
+	return a.SHA256, a.SizeBytes, a.DownloadURL, nil
+}
+
+// checkDownload GETs the asset's download_url (signed: no key) and
+// compares the SHA-256 and length of what storage serves with the source.
+func (v *verifier) checkDownload(ctx context.Context, url, download string, want [32]byte) error {
+	if download == "" {
+		return fmt.Errorf("%w: %s has no download_url", errCorrupt, url)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, download, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := v.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("loadtest: download %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("loadtest: download %s: %d", url, resp.StatusCode)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil {
+		return fmt.Errorf("loadtest: download %s: %w", url, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != hexOf(want) || n != v.size {
+		return fmt.Errorf("%w: %s downloads as %d bytes with sha256 %s, want %d and %x", errCorrupt, url, n, got, v.size, want)
+	}
+	return nil
 }
 
 func hexOf(sum [32]byte) string { return hex.EncodeToString(sum[:]) }
