@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // repeatReader yields b over and over.
@@ -100,7 +102,7 @@ func BenchmarkS3Pipeline(b *testing.B) {
 }
 
 func benchS3Pipeline(b *testing.B, stall time.Duration) {
-	e := newS3Env(b, S3LayoutDefault)
+	e := newS3Env(b, testsvc.Versitygw, S3LayoutDefault)
 	sink, err := NewS3Sink(b.Context(), S3Config{
 		Bucket: e.srv.Bucket, Endpoint: e.srv.Endpoint, ForcePathStyle: true, PartConcurrency: 3, StallTimeout: stall,
 	}, e.pool)
@@ -141,7 +143,7 @@ func benchS3Pipeline(b *testing.B, stall time.Duration) {
 // an UNSIGNED-PAYLOAD signature (the SDK hashes nothing), and versitygw
 // rejects a part whose CRC32C does not match.
 func TestS3WireFormat(t *testing.T) {
-	e := newS3Env(t, S3LayoutEqual)
+	e := newS3Env(t, testsvc.Versitygw, S3LayoutEqual)
 	target, err := url.Parse(e.srv.Endpoint)
 	if err != nil {
 		t.Fatal(err)

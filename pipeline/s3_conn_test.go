@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // recordConn is a net.Conn that keeps what is written and the address of
@@ -104,7 +106,7 @@ func TestBulkConnStallPieces(t *testing.T) {
 // checks that every part upload took the bulk path through the SDK and
 // net/http (their wrappers keep io.WriterTo), not the 32 KiB copy.
 func TestS3PartsSentFromBuffer(t *testing.T) {
-	e := newS3Env(t, S3LayoutDefault)
+	e := newS3Env(t, testsvc.Versitygw, S3LayoutDefault)
 	data := testData(31, 4*s3TargetPartSize)
 	su := e.create(t, "uploads/bulk", int64(len(data)))
 	before := bulkSends.Load()

@@ -85,7 +85,7 @@ func (l smallBufListener) Accept() (net.Conn, error) {
 // resumes once S3 answers again. A part that crawls but keeps moving for
 // many times the stall timeout is not cut.
 func TestS3StallTimeout(t *testing.T) {
-	e := newS3Env(t, S3LayoutDefault)
+	e := newS3Env(t, testsvc.Versitygw, S3LayoutDefault)
 	const length = 40 * tMiB
 	data := testData(22, length)
 	var hang, crawl atomic.Bool
@@ -154,7 +154,7 @@ func TestS3StallTimeout(t *testing.T) {
 // TestS3EdgeSizes: an empty upload, and a chunked body longer than the
 // upload (ErrTooLarge, nothing of it stored).
 func TestS3EdgeSizes(t *testing.T) {
-	e := newS3Env(t, S3LayoutDefault)
+	e := newS3Env(t, testsvc.Versitygw, S3LayoutDefault)
 
 	empty := e.create(t, "uploads/empty", 0)
 	if p, _, err := empty.write(t.Context(), bytes.NewReader(nil), 0, nil); err != nil || p.Offset != 0 {
@@ -183,7 +183,7 @@ func TestS3EdgeSizes(t *testing.T) {
 // TestS3Backpressure: uploads share a budget smaller than what they would
 // like to hold; they wait for buffers instead of allocating, and finish.
 func TestS3Backpressure(t *testing.T) {
-	e := newS3Env(t, S3LayoutEqual)
+	e := newS3Env(t, testsvc.Versitygw, S3LayoutEqual)
 	e.pool = NewPool(12 << 20) // two 5 MiB part buffers at a time, for 3 uploads
 	e.sink.pool = e.pool
 	const length = 21 * tMiB
@@ -219,7 +219,7 @@ func TestS3Backpressure(t *testing.T) {
 // context cancel does, the part landed after the abort and recreated the
 // upload in versitygw (seen as a flake of TestS3RacingWriters in CI).
 func TestS3CancelledWriteSettlesSentParts(t *testing.T) {
-	e := newS3Env(t, S3LayoutDefault)
+	e := newS3Env(t, testsvc.Versitygw, S3LayoutDefault)
 	const length = 40 * tMiB
 	data := testData(23, length)
 	received := make(chan struct{}, 8)

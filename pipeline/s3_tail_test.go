@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // TestS3LostTailFallsBack: a committed state that names a tail storage no
@@ -18,10 +20,12 @@ import (
 // without the tail. Committed, the fallback lets the upload resume from
 // there and complete with the right bytes; it used to fail on every write
 // (ErrNoSuchUpload) for good.
-func TestS3LostTailFallsBack(t *testing.T) {
+func TestS3LostTailFallsBack(t *testing.T) { eachS3(t, testS3LostTailFallsBack) }
+
+func testS3LostTailFallsBack(t *testing.T, backend testsvc.S3Backend) {
 	for _, layout := range []string{S3LayoutDefault, S3LayoutEqual} {
 		t.Run(layout, func(t *testing.T) {
-			e := newS3Env(t, layout)
+			e := newS3Env(t, backend, layout)
 			for i, writes := range [][]int{{3<<20 + 7}, {12<<20 + 5, 3<<20 + 7}} {
 				lostTail(t, e, fmt.Sprintf("uploads/lost-%s-%d", layout, i), writes)
 			}

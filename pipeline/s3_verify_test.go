@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 func TestCRC32CCombine(t *testing.T) {
@@ -28,7 +30,9 @@ func TestCRC32CCombine(t *testing.T) {
 // draft's empty Upload-Complete: ?1 append) must store the tail the
 // earlier writes left, as its last part. Storage used to hold only the
 // parts: 3 MiB sent in one PATCH completed as an empty object.
-func TestS3DeferredEmptyLastWrite(t *testing.T) {
+func TestS3DeferredEmptyLastWrite(t *testing.T) { eachS3(t, testS3DeferredEmptyLastWrite) }
+
+func testS3DeferredEmptyLastWrite(t *testing.T, backend testsvc.S3Backend) {
 	cases := [][]int{
 		{3 << 20},
 		{1},
@@ -39,7 +43,7 @@ func TestS3DeferredEmptyLastWrite(t *testing.T) {
 	}
 	for _, layout := range []string{S3LayoutDefault, S3LayoutEqual} {
 		t.Run(layout, func(t *testing.T) {
-			e := newS3Env(t, layout)
+			e := newS3Env(t, backend, layout)
 			for i, sizes := range cases {
 				t.Run(fmt.Sprint(sizes), func(t *testing.T) {
 					total := 0
@@ -77,8 +81,10 @@ func TestS3DeferredEmptyLastWrite(t *testing.T) {
 // committed parts do not make the upload's length or a tail is still
 // outside the parts, and cleans up nothing: the multipart upload and the
 // tail stay for the write that finishes the job.
-func TestS3CompleteRefusesShort(t *testing.T) {
-	e := newS3Env(t, S3LayoutDefault)
+func TestS3CompleteRefusesShort(t *testing.T) { eachS3(t, testS3CompleteRefusesShort) }
+
+func testS3CompleteRefusesShort(t *testing.T, backend testsvc.S3Backend) {
+	e := newS3Env(t, backend, S3LayoutDefault)
 	data := testData(9, 6<<20+100)
 	su := e.create(t, "uploads/short", -1)
 	if _, _, err := su.write(t.Context(), bytes.NewReader(data), int64(len(data)), nil); err != nil {
@@ -128,8 +134,10 @@ func TestS3CompleteRefusesShort(t *testing.T) {
 
 // TestS3VerifyObject: the check after completion compares the object's
 // size and full-object CRC32C with what the parts promised.
-func TestS3VerifyObject(t *testing.T) {
-	e := newS3Env(t, S3LayoutDefault)
+func TestS3VerifyObject(t *testing.T) { eachS3(t, testS3VerifyObject) }
+
+func testS3VerifyObject(t *testing.T, backend testsvc.S3Backend) {
+	e := newS3Env(t, backend, S3LayoutDefault)
 	data := testData(11, 6<<20+7)
 	su := e.stored(t, "uploads/verify", data)
 	parts := slices.Clone(su.parts)

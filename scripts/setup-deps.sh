@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup-deps.sh installs what Roughy's tests need, and only what is missing,
 # so it is cheap to run again: Debian's redis-server, redis-tools, ffmpeg
-# (ffprobe), jq and curl; versitygw v1.8.0 (the S3 server of the S3 tests);
+# (ffprobe), jq and curl; versitygw v1.8.0 and SeaweedFS's weed (the two
+# S3 servers of the S3 tests);
 # tus-js-client 4.3.1 for the Node end-to-end tests (e2e/js, from
 # package-lock.json), also vendored into the upload page (proxy/page/vendor)
 # at build time. With --bench it also installs tusd v2.9.1, the
@@ -68,6 +69,31 @@ goinstall() { # name module@version
 	go install "$2"
 }
 goinstall versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+# SeaweedFS, the second S3 server. Its go.mod has a replace directive, which
+# `go install module@version` refuses: download the module, copy it to a
+# writable temp dir (the module cache is read-only) and build ./weed there.
+# The build takes minutes on 2 cores, once.
+seaweed=github.com/seaweedfs/seaweedfs@v0.0.0-20261109003541-7506e5f91cd6
+if command -v weed >/dev/null 2>&1 || [[ -x "$gobin/weed" ]]; then
+	log "weed present"
+else
+	log "building weed from $seaweed (minutes)"
+	swtmp=$(mktemp -d)
+	trap 'rm -rf "$swtmp"' EXIT
+	# Outside any module, so the download touches no go.mod.
+	swdir=$(cd "$swtmp" && go mod download -json "$seaweed" </dev/null | jq -r '.Dir // empty')
+	if [[ -z "$swdir" || ! -d "$swdir" ]]; then
+		log "go mod download $seaweed failed"
+		exit 1
+	fi
+	cp -R "$swdir" "$swtmp/src"
+	chmod -R u+w "$swtmp/src"
+	mkdir -p "$gobin"
+	(cd "$swtmp/src" && go build -o "$gobin/weed.partial" ./weed </dev/null)
+	mv "$gobin/weed.partial" "$gobin/weed"
+	rm -rf "$swtmp"
+fi
 if ((bench)); then
 	goinstall tusd github.com/tus/tusd/v2/cmd/tusd@v2.9.1
 fi

@@ -4,14 +4,18 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // TestConcatRepeatsS3: a final upload that lists partial uploads more
 // than once (TUS allows it) is their concatenation in the listed order,
 // repeats included, on S3: a large partial copied server-side again and a
 // small one read through the proxy again.
-func TestConcatRepeatsS3(t *testing.T) {
-	gw := startGateway(t)
+func TestConcatRepeatsS3(t *testing.T) { eachS3(t, testConcatRepeatsS3) }
+
+func testConcatRepeatsS3(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)

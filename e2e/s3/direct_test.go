@@ -19,7 +19,9 @@ import (
 // upload only.
 func TestDirectStorageDown(t *testing.T) {
 	redisURL := testsvc.StartRedis(t)
-	gw := startGateway(t)
+	// Killed and restarted four times: versitygw restarts at once, a
+	// SeaweedFS restart takes about 18 s.
+	gw := startOwnGateway(t, testsvc.Versitygw)
 	redis := []string{"--sessions", "redis", "--redis-url", redisURL}
 	for i, tc := range []struct {
 		name   string

@@ -5,14 +5,18 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // TestPresignedDownloadHeaders: a presigned download_url makes S3 answer
 // with the same Content-Type and Content-Disposition as a local download:
 // media types as stored, anything else as application/octet-stream, and
 // an attachment with the file name (RFC 8187 for UTF-8 names).
-func TestPresignedDownloadHeaders(t *testing.T) {
-	gw := startGateway(t)
+func TestPresignedDownloadHeaders(t *testing.T) { eachS3(t, testPresignedDownloadHeaders) }
+
+func testPresignedDownloadHeaders(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)

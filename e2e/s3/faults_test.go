@@ -7,14 +7,18 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // TestClientDropMidPatch announces a 16 MiB body, sends half of it and
 // closes the connection. HEAD may then report less than was sent but
 // never more, never goes backwards, and resuming from it yields the exact
 // source bytes.
-func TestClientDropMidPatch(t *testing.T) {
-	gw := startGateway(t)
+func TestClientDropMidPatch(t *testing.T) { eachS3(t, testClientDropMidPatch) }
+
+func testClientDropMidPatch(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
@@ -61,8 +65,10 @@ func TestClientDropMidPatch(t *testing.T) {
 // TestDeleteMidUpload terminates an upload that has a stored part and a
 // tail: the multipart upload is aborted, the tail deleted, the asset gone,
 // and a second DELETE is still 204.
-func TestDeleteMidUpload(t *testing.T) {
-	gw := startGateway(t)
+func TestDeleteMidUpload(t *testing.T) { eachS3(t, testDeleteMidUpload) }
+
+func testDeleteMidUpload(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
@@ -111,8 +117,10 @@ func TestDeleteMidUpload(t *testing.T) {
 
 // TestDeleteReadyAsset: DELETE of a ready asset deletes its object, so
 // the presigned download_url issued before the DELETE stops working.
-func TestDeleteReadyAsset(t *testing.T) {
-	gw := startGateway(t)
+func TestDeleteReadyAsset(t *testing.T) { eachS3(t, testDeleteReadyAsset) }
+
+func testDeleteReadyAsset(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
@@ -142,8 +150,10 @@ func TestDeleteReadyAsset(t *testing.T) {
 // TestExpiry: with --upload-expiry 2s and a 500 ms janitor, an abandoned
 // upload answers 410 or 404 and its multipart upload and tail are freed,
 // while a completed upload of the same server stays.
-func TestExpiry(t *testing.T) {
-	gw := startGateway(t)
+func TestExpiry(t *testing.T) { eachS3(t, testExpiry) }
+
+func testExpiry(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw, "--upload-expiry", "2s", "--janitor-interval", "500ms")
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
@@ -196,12 +206,14 @@ func TestExpiry(t *testing.T) {
 	c.checkReady(ctx, gw, doneID, done, "video/mp4")
 }
 
-// TestStorageDown kills versitygw between PATCHes and in the middle of
+// TestStorageDown kills the S3 server between PATCHes and in the middle of
 // one: PATCHes answer 503 with Retry-After, HEAD never reports more than
-// was stored, and after versitygw restarts on the same port and directory
+// was stored, and after S3 restarts on the same ports and directory
 // the upload resumes to the exact source bytes.
-func TestStorageDown(t *testing.T) {
-	gw := startGateway(t)
+func TestStorageDown(t *testing.T) { eachS3(t, testStorageDown) }
+
+func testStorageDown(t *testing.T, backend testsvc.S3Backend) {
+	gw := startOwnGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
@@ -297,8 +309,10 @@ func checkUnavailable(t *testing.T, what string, r reply) {
 // connection reset while the client still writes the body. Closing a
 // socket with unread input makes the kernel send RST, which can destroy the
 // reply in flight (FIELD-NOTES, versitygw PR #2345).
-func TestEarlyRejectionIsDelivered(t *testing.T) {
-	gw := startGateway(t)
+func TestEarlyRejectionIsDelivered(t *testing.T) { eachS3(t, testEarlyRejectionIsDelivered) }
+
+func testEarlyRejectionIsDelivered(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)

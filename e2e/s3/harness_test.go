@@ -8,9 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,9 +36,7 @@ const (
 	testTimeout = 4 * time.Minute
 	httpTimeout = 2 * time.Minute
 
-	// versitygwBinary is where `go install …/versitygw@v1.8.0` puts it.
-	versitygwBinary = "/root/go/bin/versitygw"
-	gwRegion        = "us-east-1"
+	gwRegion = "us-east-1"
 )
 
 // roughyBin is the binary TestMain built from ./cmd/roughy.
@@ -55,6 +51,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer cleanup()
+	defer testsvc.StopSharedS3()
 	roughyBin = bin
 	return m.Run()
 }
@@ -66,123 +63,50 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// gateway is one versitygw process (posix backend) that a test can kill
-// and start again on the same port and directory. internal/testsvc's
-// StartS3 cannot be restarted, which the storage-down test needs.
+// gateway is a fresh bucket on an S3 server (versitygw or SeaweedFS).
 type gateway struct {
-	t         *testing.T
-	bin       string
-	port      int
-	Dir       string
-	Endpoint  string
-	Bucket    string
-	AccessKey string
-	SecretKey string
-	log       *testsvc.LogBuffer
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	testsvc.S3Server
+	t *testing.T
+	// proc is the server when the test owns it (startOwnGateway): only
+	// then can it Kill and Restart it.
+	proc *testsvc.S3Proc
 }
 
-// startGateway starts versitygw on a free loopback port with a fresh
-// bucket; it is killed when the test ends.
-func startGateway(t *testing.T) *gateway {
+// eachS3 runs test as one subtest per S3 implementation, named by it.
+func eachS3(t *testing.T, test func(*testing.T, testsvc.S3Backend)) {
+	for _, b := range testsvc.S3Backends {
+		t.Run(string(b), func(t *testing.T) { test(t, b) })
+	}
+}
+
+// startGateway gives the test a fresh bucket on backend: its own
+// versitygw, or the test binary's shared SeaweedFS.
+func startGateway(t *testing.T, backend testsvc.S3Backend) *gateway {
 	t.Helper()
-	bin := versitygwBinary
-	if _, err := os.Stat(bin); err != nil {
-		p, lerr := exec.LookPath("versitygw")
-		if lerr != nil {
-			t.Fatalf("versitygw not found at %s nor on PATH: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0", versitygwBinary)
-		}
-		bin = p
-	}
-	g := &gateway{
-		t: t, bin: bin, Dir: t.TempDir(), log: &testsvc.LogBuffer{},
-		Bucket:    fmt.Sprintf("roughy-e2e-%d", time.Now().UnixNano()%1e9),
-		AccessKey: "s3e2eaccess", SecretKey: "s3e2esecretsecretsecretsecret",
-	}
-	t.Cleanup(func() {
-		g.Kill()
-		if t.Failed() {
-			t.Logf("versitygw log:\n%s", g.log.Tail(3000))
-		}
-	})
-	var err error
-	for range 3 { // the free port can be taken before versitygw binds it
-		g.port = testsvc.FreePort(t)
-		g.Endpoint = "http://127.0.0.1:" + strconv.Itoa(g.port)
-		if err = g.start(); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("start versitygw: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if _, err := g.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &g.Bucket}); err != nil {
-		t.Fatalf("create bucket %s: %v", g.Bucket, err)
-	}
-	return g
+	return &gateway{S3Server: testsvc.StartS3Backend(t, backend), t: t}
 }
 
-// start runs versitygw on g's port and dir and waits until it answers
-// HTTP.
-func (g *gateway) start() error {
-	addr := "127.0.0.1:" + strconv.Itoa(g.port)
-	cmd := exec.Command(g.bin, "--port", addr, "--region", gwRegion, "--quiet", "posix", g.Dir)
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+g.AccessKey, "ROOT_SECRET_KEY="+g.SecretKey)
-	cmd.Stdout, cmd.Stderr = g.log, g.log
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	g.mu.Lock()
-	g.cmd, g.exited = cmd, exited
-	g.mu.Unlock()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("versitygw exited at start: %s", g.log.Tail(1000))
-		default:
-		}
-		if resp, err := http.Get("http://" + addr + "/"); err == nil {
-			resp.Body.Close() // any answer (403 to an anonymous GET) means it serves
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	g.Kill()
-	return fmt.Errorf("versitygw did not answer on %s within 20s: %s", addr, g.log.Tail(1000))
+// startOwnGateway starts a server of backend for this test alone, which
+// it can Kill and Restart on the same ports and directory.
+func startOwnGateway(t *testing.T, backend testsvc.S3Backend) *gateway {
+	t.Helper()
+	p := testsvc.StartS3Proc(t, backend)
+	return &gateway{S3Server: p.S3Server, t: t, proc: p}
 }
 
-// Kill stops versitygw with SIGKILL and waits until it exited.
-func (g *gateway) Kill() {
-	g.mu.Lock()
-	cmd, exited := g.cmd, g.exited
-	g.cmd = nil
-	g.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-}
+// Kill stops the server with SIGKILL (startOwnGateway only).
+func (g *gateway) Kill() { g.own().Kill() }
 
-// Restart starts versitygw again on the same port and directory.
-func (g *gateway) Restart() {
+// Restart starts the server again on the same ports and directory and
+// waits until the bucket takes writes (startOwnGateway only).
+func (g *gateway) Restart() { g.own().Restart() }
+
+func (g *gateway) own() *testsvc.S3Proc {
 	g.t.Helper()
-	var err error
-	for range 20 { // the port may linger a moment after the kill
-		if err = g.start(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
+	if g.proc == nil {
+		g.t.Fatal("the S3 server is shared: start it with startOwnGateway to kill it")
 	}
-	g.t.Fatalf("restart versitygw on port %d: %v", g.port, err)
+	return g.proc
 }
 
 // Client is an S3 client of the gateway that checks what roughy stored.

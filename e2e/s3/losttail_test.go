@@ -17,14 +17,16 @@ import (
 // the next PATCH answers 503, HEAD reports the offset before the tail,
 // and the client that sends the bytes again from there completes the
 // upload with the right bytes. Before, every PATCH answered 404.
-func TestLostTailFallsBack(t *testing.T) {
+func TestLostTailFallsBack(t *testing.T) { eachS3(t, testLostTailFallsBack) }
+
+func testLostTailFallsBack(t *testing.T, backend testsvc.S3Backend) {
 	t.Run("local-sessions", func(t *testing.T) {
-		gw := startGateway(t)
+		gw := startGateway(t, backend)
 		lostTailResume(t, gw, startRoughy(t, gw))
 	})
 	t.Run("redis", func(t *testing.T) {
 		redisURL := testsvc.StartRedis(t)
-		gw := startGateway(t)
+		gw := startGateway(t, backend)
 		lostTailResume(t, gw, startRoughy(t, gw, "--sessions", "redis", "--redis-url", redisURL))
 	})
 }

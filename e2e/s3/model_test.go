@@ -15,11 +15,13 @@ import (
 // downloads every finished upload to compare it with its source: the
 // asset's sha256 is computed on the way in and cannot see an object that
 // storage holds short.
-func TestUploadModel(t *testing.T) {
+func TestUploadModel(t *testing.T) { eachS3(t, testUploadModel) }
+
+func testUploadModel(t *testing.T, backend testsvc.S3Backend) {
 	for _, layout := range []string{"default", "equal"} {
 		t.Run(layout, func(t *testing.T) {
 			t.Parallel()
-			gw := startGateway(t)
+			gw := startGateway(t, backend)
 			r := startRoughy(t, gw, "--s3-layout", layout)
 			m := testsvc.UploadModel{Base: r.URL, Key: acmeKey}
 			for seed := range uint64(16) {
@@ -34,9 +36,11 @@ func TestUploadModel(t *testing.T) {
 // after all its bytes (3 MiB, then 17 MiB in two PATCHes), and a draft
 // upload of 1 byte ended by an empty Upload-Complete: ?1 append. Each
 // must be ready and its download must be the bytes sent.
-func TestEmptyLastRequest(t *testing.T) {
+func TestEmptyLastRequest(t *testing.T) { eachS3(t, testEmptyLastRequest) }
+
+func testEmptyLastRequest(t *testing.T, backend testsvc.S3Backend) {
 	ctx := testCtx(t)
-	gw := startGateway(t)
+	gw := startGateway(t, backend)
 	r := startRoughy(t, gw)
 	c := newClient(t, r, acmeKey)
 	for i, chunks := range [][]int{{3 * mib}, {12 * mib, 5 * mib}} {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/roughy/ingest/internal/testsvc"
 )
 
 // heldS3 is a proxy in front of gw that, once armed, holds every part
@@ -74,7 +76,7 @@ func (h *heldS3) release() {
 // landed: no multipart upload (versitygw recreates one for a late part),
 // no object or tail.
 func TestDeleteWhilePartInFlight(t *testing.T) {
-	gw := startGateway(t)
+	gw := startGateway(t, testsvc.Versitygw) // behind the holding proxy
 	s3 := startHeldS3(t, gw)
 	srv := startRoughy(t, gw, "--s3-endpoint", s3.URL, "--takeover-wait", "500ms")
 	ctx := testCtx(t)

@@ -17,8 +17,10 @@ import (
 // TestFullUpload sends a 40 MiB file in uneven PATCHes (5 MiB + 1, 7 MiB,
 // 16 MiB, the rest: parts and tails of every kind) and checks the object in
 // the bucket, the asset and its presigned download.
-func TestFullUpload(t *testing.T) {
-	gw := startGateway(t)
+func TestFullUpload(t *testing.T) { eachS3(t, testFullUpload) }
+
+func testFullUpload(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	fullUpload(t, gw, startRoughy(t, gw))
 }
 
@@ -27,7 +29,7 @@ func TestFullUpload(t *testing.T) {
 // one before (no stickiness).
 func TestFullUploadRedis(t *testing.T) {
 	redisURL := testsvc.StartRedis(t)
-	gw := startGateway(t)
+	gw := startGateway(t, testsvc.Versitygw)
 	args := []string{"--sessions", "redis", "--redis-url", redisURL}
 	fullUpload(t, gw, startRoughy(t, gw, args...), startRoughy(t, gw, args...))
 }
@@ -92,8 +94,10 @@ func fullUpload(t *testing.T, gw *gateway, nodes ...*roughy) {
 // answered 460 and leaves the offset where it was, also when the chunk is
 // large enough that parts went to S3 before the mismatch was known; the
 // same chunk with the right checksum is then accepted.
-func TestChecksumMismatch(t *testing.T) {
-	gw := startGateway(t)
+func TestChecksumMismatch(t *testing.T) { eachS3(t, testChecksumMismatch) }
+
+func testChecksumMismatch(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
@@ -138,8 +142,10 @@ func TestChecksumMismatch(t *testing.T) {
 // offset at once: at most one wins (the newer may take the older over and
 // then find the offset moved: both 409), and the final object is one
 // body's committed bytes followed by the rest, never a mix.
-func TestRacingPatches(t *testing.T) {
-	gw := startGateway(t)
+func TestRacingPatches(t *testing.T) { eachS3(t, testRacingPatches) }
+
+func testRacingPatches(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	const (
@@ -227,8 +233,10 @@ func TestRacingPatches(t *testing.T) {
 
 // TestConcatenation joins two partial uploads of at least 5 MiB each (the
 // S3 part minimum) with a final POST.
-func TestConcatenation(t *testing.T) {
-	gw := startGateway(t)
+func TestConcatenation(t *testing.T) { eachS3(t, testConcatenation) }
+
+func testConcatenation(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)
@@ -278,8 +286,10 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
 // an upload that declares 50 GiB receives 5 MiB + 1 byte PATCHes (the
 // worst chunk size: one S3 part each would need 10,240 parts). After 40 MiB
 // the part numbers used, projected to 50 GiB, must stay within S3's 10,000.
-func TestPartBudget50GiB(t *testing.T) {
-	gw := startGateway(t)
+func TestPartBudget50GiB(t *testing.T) { eachS3(t, testPartBudget50GiB) }
+
+func testPartBudget50GiB(t *testing.T, backend testsvc.S3Backend) {
+	gw := startGateway(t, backend)
 	srv := startRoughy(t, gw)
 	ctx := testCtx(t)
 	c := newClient(t, srv, acmeKey)

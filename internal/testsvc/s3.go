@@ -13,11 +13,11 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -26,116 +26,379 @@ import (
 // puts the S3 server the tests run; `versitygw` on PATH is used otherwise.
 const S3Binary = "/root/go/bin/versitygw"
 
-// s3StartTimeout bounds how long versitygw may take to answer.
-const s3StartTimeout = 15 * time.Second
+// SeaweedBinary is where scripts/setup-deps.sh builds SeaweedFS's `weed`;
+// `weed` on PATH is used otherwise.
+const SeaweedBinary = "/root/go/bin/weed"
 
-// S3Server is a running versitygw (posix backend in a temp dir) with one
-// fresh bucket. Path-style addressing is required.
+// S3Backend names an S3 implementation the tests can run against.
+type S3Backend string
+
+const (
+	// Versitygw is versitygw's posix backend in a temp dir. On ext4 it
+	// cannot complete a multipart upload of more than about 1,000 parts.
+	Versitygw S3Backend = "versitygw"
+	// SeaweedFS is `weed server -s3` (master, volume server, filer and S3
+	// gateway in one process) with no identities: it accepts any
+	// signature.
+	SeaweedFS S3Backend = "seaweedfs"
+)
+
+// S3Backends are the implementations the S3 behaviour suites run against.
+var S3Backends = []S3Backend{Versitygw, SeaweedFS}
+
+// s3StartTimeout bounds how long a server may take to answer; SeaweedFS
+// starts its S3 gateway 2 s after the master, and its filer must find a
+// volume server before a write succeeds.
+const s3StartTimeout = 30 * time.Second
+
+// S3Server is a running S3 server with one fresh bucket. Path-style
+// addressing is required.
 type S3Server struct {
 	Endpoint  string // http://127.0.0.1:PORT
 	Bucket    string
 	AccessKey string
 	SecretKey string
 	Region    string
-	// Dir is the posix backend's root (buckets are its sub-directories).
+	// Dir is the server's data directory (for versitygw the posix
+	// backend's root: buckets are its sub-directories).
 	Dir string
+	// Backend is which implementation serves.
+	Backend S3Backend
+	// ChecksSignatures is false where any signature is accepted
+	// (SeaweedFS without identities): a test of a refused signature only
+	// means something where it is true.
+	ChecksSignatures bool
 }
 
 // StartS3 starts versitygw on a free loopback port, waits until it
 // answers, creates a unique bucket and kills the server when the test ends.
 func StartS3(t testing.TB) S3Server {
 	t.Helper()
-	bin := S3Binary
-	if _, err := os.Stat(bin); err != nil {
-		p, lerr := exec.LookPath("versitygw")
-		if lerr != nil {
-			t.Fatalf("versitygw not found at %s nor on PATH: install it with `go install github.com/versity/versitygw/cmd/versitygw@v1.8.0`", S3Binary)
+	return StartS3Proc(t, Versitygw).S3Server
+}
+
+// StartSeaweed is StartS3 for SeaweedFS: a fresh bucket on the test
+// binary's shared weed (see StartS3Backend).
+func StartSeaweed(t testing.TB) S3Server {
+	t.Helper()
+	return StartS3Backend(t, SeaweedFS)
+}
+
+// StartS3Backend starts backend like StartS3 does versitygw, except that
+// for SeaweedFS it gives a fresh bucket on one weed shared by every test
+// of the test binary: a weed takes 10-15 s before it stores its first
+// object (its filer waits for peers that a fresh cluster does not have),
+// which per test would cost minutes per package. Tests that kill the
+// server use StartS3Proc. A package whose tests use the shared weed calls
+// StopSharedS3 from TestMain, after m.Run.
+func StartS3Backend(t testing.TB, backend S3Backend) S3Server {
+	t.Helper()
+	if backend != SeaweedFS {
+		return StartS3Proc(t, backend).S3Server
+	}
+	p, err := sharedSeaweed()
+	if err != nil {
+		t.Fatalf("testsvc: shared seaweedfs: %v", err)
+	}
+	srv := p.S3Server
+	srv.Bucket = "roughy-" + s3RandHex(t, 6)
+	if err := p.newBucket(srv.Bucket); err != nil {
+		t.Fatalf("testsvc: seaweedfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("shared seaweedfs log:\n%s", p.Log.Tail(4000))
 		}
-		bin = p
-	}
-	srv := S3Server{
-		AccessKey: "roughytest" + s3RandHex(t, 4),
-		SecretKey: s3RandHex(t, 20),
-		Region:    "us-east-1",
-		Dir:       t.TempDir(),
-		Bucket:    "roughy-" + s3RandHex(t, 6),
-	}
-	// A free port can be taken between probing it and versitygw binding
-	// it: try a few.
-	var lastErr error
-	for range 3 {
-		port := FreePort(t)
-		srv.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
-		if lastErr = s3Launch(t, bin, srv, port); lastErr == nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		t.Fatalf("testsvc: start versitygw: %v", lastErr)
-	}
-	if err := srv.Do(http.MethodPut, "/"+srv.Bucket, nil); err != nil {
-		t.Fatalf("testsvc: create bucket %s: %v", srv.Bucket, err)
-	}
+	})
 	return srv
 }
 
-// s3Launch starts versitygw on port and waits until it answers HTTP; the
-// process is killed at cleanup.
-func s3Launch(t testing.TB, bin string, srv S3Server, port int) error {
-	logPath := filepath.Join(t.TempDir(), "versitygw.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
+var shared struct {
+	mu  sync.Mutex
+	p   *S3Proc
+	err error
+}
+
+// sharedSeaweed starts the shared weed on first use.
+func sharedSeaweed() (*S3Proc, error) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.p != nil || shared.err != nil {
+		return shared.p, shared.err
 	}
-	cmd := exec.Command(bin,
-		"--port", "127.0.0.1:"+strconv.Itoa(port),
-		"--region", srv.Region,
-		"--quiet",
-		"posix", srv.Dir)
-	// Keys through the environment, not argv (ps shows argv).
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+srv.AccessKey, "ROOT_SECRET_KEY="+srv.SecretKey)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	bin, err := s3LookBinary(SeaweedFS)
+	if err != nil {
+		shared.err = err
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "roughy-seaweedfs-")
+	if err != nil {
+		shared.err = err
+		return nil, err
+	}
+	p := newS3Proc(SeaweedFS, bin, dir)
+	// No test owns it: should the test binary die before StopSharedS3,
+	// the kernel kills weed with it.
+	p.deathSignal = true
+	if err := p.launch(); err != nil {
+		os.RemoveAll(dir)
+		shared.err = err
+		return nil, err
+	}
+	shared.p = p
+	return p, nil
+}
+
+// StopSharedS3 kills the shared weed, if one started, and removes its
+// data.
+func StopSharedS3() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if p := shared.p; p != nil {
+		p.Kill()
+		RemoveSeaweedSockets(p.ports)
+		os.RemoveAll(p.Dir)
+		shared.p = nil
+	}
+}
+
+// S3Proc is a running S3 server that a test can kill and start again on
+// the same ports and directory (a storage outage). It is killed at cleanup.
+type S3Proc struct {
+	S3Server
+	// Log is the server's output, shown when the test failed.
+	Log *LogBuffer
+
+	t           testing.TB // nil for the shared weed
+	bin         string
+	ports       []int // versitygw: the S3 port; SeaweedFS: see SeaweedArgs
+	deathSignal bool  // SIGKILL the server when the test binary dies
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func newS3Proc(backend S3Backend, bin, dir string) *S3Proc {
+	return &S3Proc{
+		S3Server: S3Server{
+			// Any keys do for SeaweedFS; versitygw gets these.
+			AccessKey:        "roughytest" + s3Hex(4),
+			SecretKey:        s3Hex(20),
+			Region:           "us-east-1",
+			Dir:              dir,
+			Backend:          backend,
+			ChecksSignatures: backend == Versitygw,
+		},
+		Log: &LogBuffer{},
+		bin: bin,
+	}
+}
+
+// StartS3Proc starts its own backend on free loopback ports with a fresh
+// data directory, waits until it answers, and creates a unique bucket,
+// into which it can write.
+func StartS3Proc(t testing.TB, backend S3Backend) *S3Proc {
+	t.Helper()
+	bin, err := s3LookBinary(backend)
+	if err != nil {
+		t.Fatalf("testsvc: %v", err)
+	}
+	p := newS3Proc(backend, bin, t.TempDir())
+	p.t = t
+	p.Bucket = "roughy-" + s3RandHex(t, 6)
+	t.Cleanup(func() {
+		p.Kill()
+		if backend == SeaweedFS && len(p.ports) == SeaweedPorts {
+			RemoveSeaweedSockets(p.ports)
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", backend, p.Log.Tail(4000))
+		}
+	})
+	if err := p.launch(); err != nil {
+		t.Fatalf("testsvc: start %s: %v", backend, err)
+	}
+	if err := p.newBucket(p.Bucket); err != nil {
+		t.Fatalf("testsvc: %s: %v", backend, err)
+	}
+	return p
+}
+
+// launch starts the server on free ports. A free port can be taken
+// between probing it and the server binding it: it tries a few.
+func (p *S3Proc) launch() error {
+	nports := 1
+	if p.Backend == SeaweedFS {
+		nports = SeaweedPorts
+	}
+	var err error
+	for range 3 {
+		if p.Backend == SeaweedFS && len(p.ports) == SeaweedPorts {
+			RemoveSeaweedSockets(p.ports)
+		}
+		p.ports = p.ports[:0]
+		for range nports {
+			port, perr := s3FreePort()
+			if perr != nil {
+				return perr
+			}
+			p.ports = append(p.ports, port)
+		}
+		p.Endpoint = "http://127.0.0.1:" + strconv.Itoa(p.ports[0])
+		if err = p.start(); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// newBucket creates bucket and waits until it takes writes.
+func (p *S3Proc) newBucket(bucket string) error {
+	if err := p.Do(http.MethodPut, "/"+bucket, nil); err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucket, err)
+	}
+	return p.waitWritable(bucket)
+}
+
+// Restart starts the server again on the same ports and directory after
+// Kill, and waits until the bucket takes writes again.
+func (p *S3Proc) Restart() {
+	p.t.Helper()
+	var err error
+	for range 20 { // a port may linger a moment after the kill
+		if err = p.start(); err == nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err == nil {
+		err = p.waitWritable(p.Bucket)
+	}
+	if err != nil {
+		p.t.Fatalf("testsvc: restart %s on %s: %v", p.Backend, p.Endpoint, err)
+	}
+}
+
+// Kill stops the server with SIGKILL and waits until it exited.
+func (p *S3Proc) Kill() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// start launches the server on p's ports and dir and waits until its S3
+// port answers HTTP.
+func (p *S3Proc) start() error {
+	var cmd *exec.Cmd
+	switch p.Backend {
+	case Versitygw:
+		cmd = exec.Command(p.bin,
+			"--port", "127.0.0.1:"+strconv.Itoa(p.ports[0]),
+			"--region", p.Region,
+			"--quiet",
+			"posix", p.Dir)
+		// Keys through the environment, not argv (ps shows argv).
+		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+p.AccessKey, "ROOT_SECRET_KEY="+p.SecretKey)
+	case SeaweedFS:
+		cmd = exec.Command(p.bin, SeaweedArgs(p.Dir, p.ports)...)
+		cmd.Env = append(os.Environ(), SeaweedEnv...)
+		// weed reads master.toml, security.toml … from its working
+		// directory among others: give it one without any.
+		cmd.Dir = p.Dir
+	}
+	cmd.Stdout, cmd.Stderr = p.Log, p.Log
+	if p.deathSignal {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
 	if err := cmd.Start(); err != nil {
-		logFile.Close()
 		return err
 	}
 	exited := make(chan struct{})
-	var once sync.Once
-	go func() {
-		cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
-	kill := func() {
-		once.Do(func() {
-			cmd.Process.Kill()
-			<-exited
-		})
-	}
-	t.Cleanup(kill)
+	go func() { _ = cmd.Wait(); close(exited) }()
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
 
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	addr := "127.0.0.1:" + strconv.Itoa(p.ports[0])
 	deadline := time.Now().Add(s3StartTimeout)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			b, _ := os.ReadFile(logPath)
-			return fmt.Errorf("versitygw exited: %s", s3LastLines(string(b), 10))
+			return fmt.Errorf("%s exited: %s", p.Backend, s3LastLines(p.Log.Tail(3000), 10))
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			// Any HTTP answer (403 for an anonymous GET) means it serves.
-			if resp, err := http.Get("http://" + addr + "/"); err == nil {
-				resp.Body.Close()
-				return nil
-			}
+		// Any HTTP answer (403 for an anonymous GET) means it serves.
+		if resp, err := s3ProbeClient.Get("http://" + addr + "/"); err == nil {
+			resp.Body.Close()
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	kill()
-	b, _ := os.ReadFile(logPath)
-	return fmt.Errorf("versitygw did not answer on %s within %v: %s", addr, s3StartTimeout, s3LastLines(string(b), 10))
+	p.Kill()
+	return fmt.Errorf("%s did not answer on %s within %v: %s", p.Backend, addr, s3StartTimeout, s3LastLines(p.Log.Tail(3000), 10))
+}
+
+// waitWritable waits until an object can be stored in the bucket: SeaweedFS
+// answers S3 before its volume server has registered with its master, and
+// a write then fails. The probe object is deleted, so the bucket is empty
+// again.
+func (p *S3Proc) waitWritable(bucket string) error {
+	key := "/" + bucket + "/.testsvc-probe"
+	deadline := time.Now().Add(s3StartTimeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = p.Do(http.MethodPut, key, []byte("probe")); err == nil {
+			return p.Do(http.MethodDelete, key, nil)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("bucket %s takes no write within %v: %v", bucket, s3StartTimeout, err)
+}
+
+// s3Client bounds every request of Do and the listings: a server that
+// stops answering fails the test instead of hanging it.
+var s3Client = &http.Client{Timeout: 30 * time.Second}
+
+// s3ProbeClient polls a starting server: a request to a process that is
+// still starting must not hang the poll.
+var s3ProbeClient = &http.Client{Timeout: 2 * time.Second}
+
+// s3LookBinary finds backend's binary where scripts/setup-deps.sh puts
+// it, then on PATH.
+func s3LookBinary(backend S3Backend) (string, error) {
+	path, name, how := S3Binary, "versitygw", "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (scripts/setup-deps.sh)"
+	switch backend {
+	case Versitygw:
+	case SeaweedFS:
+		path, name, how = SeaweedBinary, "weed", "scripts/setup-deps.sh builds it"
+	default:
+		return "", fmt.Errorf("unknown S3 backend %q", backend)
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found at %s nor on PATH: %s", name, path, how)
+	}
+	return p, nil
+}
+
+// s3FreePort is FreePort without a test.
+func s3FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Do sends a SigV4-signed request with body to the server (path-style
@@ -147,7 +410,7 @@ func (s S3Server) Do(method, path string, body []byte) error {
 		return err
 	}
 	s.sign(req, body, time.Now().UTC())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s3Client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -178,7 +441,7 @@ func (s S3Server) listKeys(query string) ([]string, error) {
 		return nil, err
 	}
 	s.sign(req, nil, time.Now().UTC())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s3Client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +495,13 @@ func s3HMAC(key []byte, msg string) []byte {
 	h := hmac.New(sha256.New, key)
 	h.Write([]byte(msg))
 	return h.Sum(nil)
+}
+
+// s3Hex is n random bytes in hex.
+func s3Hex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail
+	return hex.EncodeToString(b)
 }
 
 func s3RandHex(t testing.TB, n int) string {

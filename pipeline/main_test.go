@@ -1,0 +1,16 @@
+package pipeline
+
+import (
+	"os"
+	"testing"
+
+	"github.com/roughy/ingest/internal/testsvc"
+)
+
+// TestMain stops the SeaweedFS that the S3 tests share (testsvc's
+// StartS3Backend) once every test ran.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testsvc.StopSharedS3()
+	os.Exit(code)
+}
