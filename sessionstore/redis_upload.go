@@ -60,14 +60,24 @@ func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
 
 // Session returns a session; ErrNotFound when unknown or deleted.
 func (r *Redis) Session(ctx context.Context, id string) (Session, error) {
-	m, err := r.client.HGetAll(ctx, redisSessionKey(id)).Result()
+	// One round trip: the lease key shares the session's slot.
+	var hash *redis.MapStringStringCmd
+	var lease *redis.IntCmd
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		hash = p.HGetAll(ctx, redisSessionKey(id))
+		lease = p.Exists(ctx, redisLeaseKey(id))
+		return nil
+	})
 	if err != nil {
 		return Session{}, redisErr("session", err)
 	}
+	m := hash.Val()
 	if len(m) == 0 {
 		return Session{}, fmt.Errorf("sessionstore: redis: session %q: %w", id, ErrNotFound)
 	}
-	return redisDecodeSession(m)
+	s, err := redisDecodeSession(m)
+	s.Leased = err == nil && lease.Val() > 0
+	return s, err
 }
 
 // Parts returns the committed parts in commit order.
