@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/roughy/ingest/internal/testsvc"
+)
+
+// Offset retrieval a client can trust: the offset HEAD reports is accepted
+// by the next append, however the previous request on the upload ended.
+// Each test cuts a body with a TCP reset after most of it was sent and
+// HEADs at once, as iOS URLSession and the TUS clients do after a lost
+// connection: the server is then still reading (or committing) the dead
+// request, and HEAD must answer after it settled.
+
+// offsetRounds is how many cut-HEAD-append rounds each test runs.
+const offsetRounds = 20
+
+// offsetBody is each round's upload: large enough that the server lags
+// behind the client (socket buffers, commits) when the cut comes, small
+// enough for 20 rounds on a 2-core box.
+const offsetBody = 24 << 20
+
+// reset aborts conn with a TCP RST (SO_LINGER 0), as a dead client's
+// kernel or a lost network path does: the server's pending read fails.
+func reset(t *testing.T, conn net.Conn) {
+	t.Helper()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if err := tc.SetLinger(0); err != nil {
+			t.Fatalf("SetLinger(0): %v", err)
+		}
+	}
+	conn.Close()
+}
+
+// cutAt is where a round cuts its body: after 60-90% of n.
+func cutAt(n int) int { return n*6/10 + rand.IntN(n*3/10) }
+
+// TestHeadOffsetAcceptedAfterReset (TUS): a PATCH of the whole file cut by
+// a reset after 60-90%, HEAD at once, then a PATCH of the rest at HEAD's
+// offset: 204 in every round, and the upload is the source.
+func TestHeadOffsetAcceptedAfterReset(t *testing.T) {
+	s := startServer(t)
+	for round := range offsetRounds {
+		data := randomBytes(offsetBody)
+		up := createUpload(t, s, acmeKey, int64(len(data)))
+		p := openRawPatch(t, up.Location, acmeKey, 0, int64(len(data)), nil)
+		cut := cutAt(len(data))
+		if err := p.Write(data[:cut]); err != nil {
+			t.Fatalf("round %d: send %d bytes: %v", round, cut, err)
+		}
+		reset(t, p.conn)
+		off := headOffset(t, up.Location, acmeKey)
+		if rep := patch(t, up.Location, acmeKey, off, data[off:]); rep.Status != http.StatusNoContent {
+			t.Fatalf("round %d: cut after %d, HEAD said %d: PATCH there got %d %s (Upload-Offset %s), want 204",
+				round, cut, off, rep.Status, rep.Body, rep.Header.Get("Upload-Offset"))
+		}
+		wantReady(t, s, acmeKey, up.AssetID, data)
+	}
+}
+
+// TestIETFHeadOffsetAcceptedAfterReset: the same through the draft, as
+// URLSession sends it: the whole file in the creating POST (its 104 names
+// the upload), cut by a reset; offset retrieval at once, then an append
+// of the rest that ends the upload at the offset retrieved.
+func TestIETFHeadOffsetAcceptedAfterReset(t *testing.T) {
+	s := startServer(t)
+	for _, v := range []int{3, 8} {
+		t.Run(fmt.Sprintf("interop%d", v), func(t *testing.T) {
+			for round := range offsetRounds {
+				data := randomBytes(offsetBody)
+				loc, cut := draftCut(t, s.Endpoint(), v, data)
+				off := draftHead(t, loc, v)
+				if r := draftFinish(t, loc, v, off, data); r.Status != http.StatusOK {
+					t.Fatalf("round %d: cut after %d, offset retrieval said %d: append there got %d %s (Upload-Offset %s), want 200",
+						round, cut, off, r.Status, r.Body, r.Header.Get("Upload-Offset"))
+				} else {
+					wantAssetReply(t, fmt.Sprintf("round %d", round), r, data)
+				}
+			}
+		})
+	}
+}
+
+// draftCut sends data in one creating POST at interop v and resets the
+// connection after 60-90% of it; it returns the upload's URL (from the
+// 104) and how much was sent.
+func draftCut(t *testing.T, ep string, v int, data []byte) (string, int) {
+	t.Helper()
+	c := testsvc.DialDraft(t, ep)
+	h := hdr{auth(acmeKey), interop(v), {"Content-Type", "video/mp4"}, {"Content-Length", fmt.Sprint(len(data))}}
+	if v <= 3 {
+		h = append(h, [2]string{"Upload-Incomplete", "?0"})
+	} else {
+		h = append(h, [2]string{"Upload-Complete", "?1"})
+	}
+	c.Start("POST", ep, h)
+	// The server creates the upload once the body starts (as URLSession
+	// sends it: headers and body at once).
+	c.Body(data[:1<<20])
+	i := c.Next("POST")
+	loc := i.Header.Get("Location")
+	if i.Status != 104 || loc == "" {
+		t.Fatalf("creation: got %d %v, want a 104 with Location", i.Status, i.Header)
+	}
+	cut := cutAt(len(data))
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Conn.Write(data[1<<20 : cut]); err != nil {
+		t.Fatalf("send %d bytes: %v", cut, err)
+	}
+	reset(t, c.Conn)
+	return loc, cut
+}
+
+// draftHead is offset retrieval at interop v: the offset, failing unless
+// 204 and incomplete.
+func draftHead(t *testing.T, loc string, v int) int64 {
+	t.Helper()
+	_, h := testsvc.DraftRoundTrip(t, "HEAD", loc, hdr{auth(acmeKey), interop(v)}, nil)
+	var off int64 = -1
+	if _, err := fmt.Sscan(h.Header.Get("Upload-Offset"), &off); h.Status != http.StatusNoContent || err != nil {
+		t.Fatalf("offset retrieval: got %d, Upload-Offset %q, want 204 with an offset", h.Status, h.Header.Get("Upload-Offset"))
+	}
+	return off
+}
+
+// draftFinish appends data[off:] at off at interop v, ending the upload.
+func draftFinish(t *testing.T, loc string, v int, off int64, data []byte) testsvc.DraftReply {
+	t.Helper()
+	h := hdr{auth(acmeKey), interop(v), {"Upload-Offset", fmt.Sprint(off)}}
+	switch {
+	case v >= 6:
+		h = append(h, [2]string{"Upload-Complete", "?1"}, [2]string{"Content-Type", "application/partial-upload"})
+	case v >= 5:
+		h = append(h, [2]string{"Upload-Complete", "?1"})
+	}
+	_, r := testsvc.DraftRoundTrip(t, "PATCH", loc, h, data[off:])
+	return r
+}
+
+// strictClient is a TUS client that, like github.com/eventials/go-tus and
+// github.com/bdragon300/tusgo, resumes with HEAD and PATCHes in chunks, and
+// gives up on the first 409: it trusts the offset HEAD reported.
+type strictClient struct {
+	t     *testing.T
+	loc   string
+	chunk int
+	// budget is how many more body bytes the client sends before it is
+	// killed (its connection reset); <= 0: no limit.
+	budget  atomic.Int64
+	initial int64
+	limited bool
+	paused  bool
+	killed  atomic.Bool
+	http    *http.Client
+}
+
+// newStrictClient is a client whose connections are reset once budget
+// bytes of request were written (0: never).
+func newStrictClient(t *testing.T, loc string, chunk int, budget int64) *strictClient {
+	c := &strictClient{t: t, loc: loc, chunk: chunk, initial: budget, limited: budget > 0}
+	c.budget.Store(budget)
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c.http = &http.Client{Timeout: httpTimeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &killConn{Conn: conn, c: c}, nil
+		},
+	}}
+	return c
+}
+
+// killConn resets its connection once the client's budget is spent.
+type killConn struct {
+	net.Conn
+	c *strictClient
+}
+
+func (k *killConn) Write(p []byte) (int, error) {
+	c := k.c
+	if !c.limited {
+		return k.Conn.Write(p)
+	}
+	if c.killed.Load() {
+		return 0, net.ErrClosed
+	}
+	if !c.paused && c.initial-c.budget.Load() >= 256<<10 {
+		// The connection dies mid-transfer, not within a millisecond of
+		// the request's start: a request whose head the server has not
+		// even read when the client's next request is answered is one it
+		// cannot know about (docs/design/takeover.md).
+		time.Sleep(30 * time.Millisecond)
+		c.paused = true
+	}
+	if left := c.budget.Load(); int64(len(p)) >= left {
+		k.Conn.Write(p[:left])
+		c.killed.Store(true)
+		if tc, ok := k.Conn.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		k.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	c.budget.Add(-int64(len(p)))
+	return k.Conn.Write(p)
+}
+
+// errStrict409 is the strict client giving up.
+type errStrict409 struct {
+	head, patch int64
+	body        string
+}
+
+func (e errStrict409) Error() string {
+	return fmt.Sprintf("409 for a PATCH at %d, the offset HEAD or the last PATCH reported (upload at %d): %s", e.head, e.patch, e.body)
+}
+
+// resume HEADs the upload and PATCHes the rest from there in chunks; it
+// returns nil once the upload is whole, errStrict409 on a 409, or the
+// transport's error once the client is killed.
+func (c *strictClient) resume(data []byte) error {
+	rep, err := c.do("HEAD", -1, nil)
+	if err != nil {
+		return err
+	}
+	var off int64
+	if _, err := fmt.Sscan(rep.Header.Get("Upload-Offset"), &off); rep.StatusCode != http.StatusOK || err != nil {
+		return fmt.Errorf("HEAD: %d, Upload-Offset %q", rep.StatusCode, rep.Header.Get("Upload-Offset"))
+	}
+	head := off
+	for off < int64(len(data)) {
+		end := min(off+int64(c.chunk), int64(len(data)))
+		rep, err := c.do("PATCH", off, data[off:end])
+		if err != nil {
+			return err
+		}
+		switch rep.StatusCode {
+		case http.StatusNoContent:
+		case http.StatusConflict:
+			msg, _ := io.ReadAll(rep.Body)
+			var at int64
+			fmt.Sscan(rep.Header.Get("Upload-Offset"), &at)
+			return errStrict409{head: head, patch: at, body: string(msg)}
+		default:
+			return fmt.Errorf("PATCH at %d: %d", off, rep.StatusCode)
+		}
+		if _, err := fmt.Sscan(rep.Header.Get("Upload-Offset"), &off); err != nil {
+			return fmt.Errorf("PATCH answer's Upload-Offset %q: %v", rep.Header.Get("Upload-Offset"), err)
+		}
+		head = off
+	}
+	return nil
+}
+
+func (c *strictClient) do(method string, off int64, body []byte) (*http.Response, error) {
+	r, err := http.NewRequestWithContext(c.t.Context(), method, c.loc, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set("Authorization", "Bearer "+acmeKey)
+	r.Header.Set("Tus-Resumable", "1.0.0")
+	if method == "PATCH" {
+		r.Header.Set("Upload-Offset", fmt.Sprint(off))
+		r.Header.Set("Content-Type", "application/offset+octet-stream")
+	}
+	resp, err := c.http.Do(r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(msg))
+	return resp, nil
+}
+
+// TestStrictClientKillAndResume: a client that gives up on the first 409
+// uploads one file through 20 kills (its connection reset in the middle
+// of a PATCH, after 1-3 MiB) each followed at once by a resume, and
+// completes it.
+func TestStrictClientKillAndResume(t *testing.T) {
+	s := startServer(t)
+	data := randomBytes(64 << 20)
+	up := createUpload(t, s, acmeKey, int64(len(data)))
+	for cycle := range offsetRounds {
+		c := newStrictClient(t, up.Location, 4<<20, int64(1<<20+rand.IntN(2<<20)))
+		err := c.resume(data)
+		if _, gaveUp := err.(errStrict409); gaveUp || !c.killed.Load() {
+			t.Fatalf("cycle %d: %v (killed %v), want the client killed mid-PATCH", cycle, err, c.killed.Load())
+		}
+	}
+	if err := newStrictClient(t, up.Location, 4<<20, 0).resume(data); err != nil {
+		t.Fatalf("last resume: %v", err)
+	}
+	wantReady(t, s, acmeKey, up.AssetID, data)
+}
+
+// TestAssetBytesReceived: GET of an uploading asset tells how many bytes
+// are stored so far (bytes_received), so progress needs no HEAD; a ready
+// asset tells its size.
+func TestAssetBytesReceived(t *testing.T) {
+	s := startServer(t)
+	data := randomBytes(3 << 20)
+	up := createUpload(t, s, acmeKey, int64(len(data)))
+	received := func() *int64 {
+		rep := do(t, req{Method: "GET", URL: s.URL + "/api/v1/assets/" + up.AssetID, Key: acmeKey, NoTus: true})
+		var a struct {
+			BytesReceived *int64 `json:"bytes_received"`
+		}
+		if err := json.Unmarshal(rep.Body, &a); rep.Status != http.StatusOK || err != nil {
+			t.Fatalf("GET asset: %d %s", rep.Status, rep.Body)
+		}
+		return a.BytesReceived
+	}
+	if got := received(); got == nil || *got != 0 {
+		t.Fatalf("bytes_received of a new upload: got %v, want 0", got)
+	}
+	if rep := patch(t, up.Location, acmeKey, 0, data[:1<<20]); rep.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s", rep.Status, rep.Body)
+	}
+	if got := received(); got == nil || *got != 1<<20 {
+		t.Fatalf("bytes_received after 1 MiB: got %v, want %d", got, 1<<20)
+	}
+	if rep := patch(t, up.Location, acmeKey, 1<<20, data[1<<20:]); rep.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s", rep.Status, rep.Body)
+	}
+	if got := received(); got == nil || *got != int64(len(data)) {
+		t.Fatalf("bytes_received when ready: got %v, want %d", got, len(data))
+	}
+	wantReady(t, s, acmeKey, up.AssetID, data)
+}
