@@ -92,6 +92,26 @@ func TestIETFHeadOffsetAcceptedAfterReset(t *testing.T) {
 	}
 }
 
+// TestIETFHeadOffsetAcrossSegments: as URLSession sends a large file: 100
+// MiB in the creating request, which the server writes as 64 MiB
+// segments, cut after 60-90% (in either segment or at the boundary);
+// offset retrieval at once, the rest appended there. Fewer rounds than
+// the tests above: each moves 100 MiB through a 2-core box.
+func TestIETFHeadOffsetAcrossSegments(t *testing.T) {
+	s := startServer(t)
+	for round := range 4 {
+		data := randomBytes(100 << 20)
+		loc, cut := draftCut(t, s.Endpoint(), 8, data)
+		off := draftHead(t, loc, 8)
+		if r := draftFinish(t, loc, 8, off, data); r.Status != http.StatusOK {
+			t.Fatalf("round %d: cut after %d, offset retrieval said %d: append there got %d %s (Upload-Offset %s), want 200",
+				round, cut, off, r.Status, r.Body, r.Header.Get("Upload-Offset"))
+		} else {
+			wantAssetReply(t, fmt.Sprintf("round %d", round), r, data)
+		}
+	}
+}
+
 // draftCut sends data in one creating POST at interop v and resets the
 // connection after 60-90% of it; it returns the upload's URL (from the
 // 104) and how much was sent.

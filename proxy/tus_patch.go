@@ -282,7 +282,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		src = sg
 	}
 	defer s.trackBody(body)()
-	defer s.register(sess.ID, body)()
+	if cr.body == nil {
+		// A shared body is registered by its request for all its
+		// segments (ietfAppend).
+		defer s.register(sess.ID, body)()
+	}
 	cur := sess
 	commit := s.committer(lh, &cur, cr.committed)
 	s.metrics.activeUploads.Add(1)
