@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,144 +165,6 @@ func draftFinish(t *testing.T, loc string, v int, off int64, data []byte) testsv
 	return r
 }
 
-// strictClient is a TUS client that, like github.com/eventials/go-tus and
-// github.com/bdragon300/tusgo, resumes with HEAD and PATCHes in chunks, and
-// gives up on the first 409: it trusts the offset HEAD reported.
-type strictClient struct {
-	t     *testing.T
-	loc   string
-	chunk int
-	// budget is how many more body bytes the client sends before it is
-	// killed (its connection reset); <= 0: no limit.
-	budget  atomic.Int64
-	initial int64
-	limited bool
-	paused  bool
-	killed  atomic.Bool
-	http    *http.Client
-}
-
-// newStrictClient is a client whose connections are reset once budget
-// bytes of request were written (0: never).
-func newStrictClient(t *testing.T, loc string, chunk int, budget int64) *strictClient {
-	c := &strictClient{t: t, loc: loc, chunk: chunk, initial: budget, limited: budget > 0}
-	c.budget.Store(budget)
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	c.http = &http.Client{Timeout: httpTimeout, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &killConn{Conn: conn, c: c}, nil
-		},
-	}}
-	return c
-}
-
-// killConn resets its connection once the client's budget is spent.
-type killConn struct {
-	net.Conn
-	c *strictClient
-}
-
-func (k *killConn) Write(p []byte) (int, error) {
-	c := k.c
-	if !c.limited {
-		return k.Conn.Write(p)
-	}
-	if c.killed.Load() {
-		return 0, net.ErrClosed
-	}
-	if !c.paused && c.initial-c.budget.Load() >= 256<<10 {
-		// The connection dies mid-transfer, not within a millisecond of
-		// the request's start: a request whose head the server has not
-		// even read when the client's next request is answered is one it
-		// cannot know about (docs/design/takeover.md).
-		time.Sleep(30 * time.Millisecond)
-		c.paused = true
-	}
-	if left := c.budget.Load(); int64(len(p)) >= left {
-		k.Conn.Write(p[:left])
-		c.killed.Store(true)
-		if tc, ok := k.Conn.(*net.TCPConn); ok {
-			tc.SetLinger(0)
-		}
-		k.Conn.Close()
-		return 0, net.ErrClosed
-	}
-	c.budget.Add(-int64(len(p)))
-	return k.Conn.Write(p)
-}
-
-// errStrict409 is the strict client giving up.
-type errStrict409 struct {
-	head, patch int64
-	body        string
-}
-
-func (e errStrict409) Error() string {
-	return fmt.Sprintf("409 for a PATCH at %d, the offset HEAD or the last PATCH reported (upload at %d): %s", e.head, e.patch, e.body)
-}
-
-// resume HEADs the upload and PATCHes the rest from there in chunks; it
-// returns nil once the upload is whole, errStrict409 on a 409, or the
-// transport's error once the client is killed.
-func (c *strictClient) resume(data []byte) error {
-	rep, err := c.do("HEAD", -1, nil)
-	if err != nil {
-		return err
-	}
-	var off int64
-	if _, err := fmt.Sscan(rep.Header.Get("Upload-Offset"), &off); rep.StatusCode != http.StatusOK || err != nil {
-		return fmt.Errorf("HEAD: %d, Upload-Offset %q", rep.StatusCode, rep.Header.Get("Upload-Offset"))
-	}
-	head := off
-	for off < int64(len(data)) {
-		end := min(off+int64(c.chunk), int64(len(data)))
-		rep, err := c.do("PATCH", off, data[off:end])
-		if err != nil {
-			return err
-		}
-		switch rep.StatusCode {
-		case http.StatusNoContent:
-		case http.StatusConflict:
-			msg, _ := io.ReadAll(rep.Body)
-			var at int64
-			fmt.Sscan(rep.Header.Get("Upload-Offset"), &at)
-			return errStrict409{head: head, patch: at, body: string(msg)}
-		default:
-			return fmt.Errorf("PATCH at %d: %d", off, rep.StatusCode)
-		}
-		if _, err := fmt.Sscan(rep.Header.Get("Upload-Offset"), &off); err != nil {
-			return fmt.Errorf("PATCH answer's Upload-Offset %q: %v", rep.Header.Get("Upload-Offset"), err)
-		}
-		head = off
-	}
-	return nil
-}
-
-func (c *strictClient) do(method string, off int64, body []byte) (*http.Response, error) {
-	r, err := http.NewRequestWithContext(c.t.Context(), method, c.loc, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	r.Header.Set("Authorization", "Bearer "+acmeKey)
-	r.Header.Set("Tus-Resumable", "1.0.0")
-	if method == "PATCH" {
-		r.Header.Set("Upload-Offset", fmt.Sprint(off))
-		r.Header.Set("Content-Type", "application/offset+octet-stream")
-	}
-	resp, err := c.http.Do(r)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body = io.NopCloser(bytes.NewReader(msg))
-	return resp, nil
-}
-
 // TestStrictClientKillAndResume: a client that gives up on the first 409
 // uploads one file through 20 kills (its connection reset in the middle
 // of a PATCH, after 1-3 MiB) each followed at once by a resume, and
@@ -315,13 +174,12 @@ func TestStrictClientKillAndResume(t *testing.T) {
 	data := randomBytes(64 << 20)
 	up := createUpload(t, s, acmeKey, int64(len(data)))
 	for cycle := range offsetRounds {
-		c := newStrictClient(t, up.Location, 4<<20, int64(1<<20+rand.IntN(2<<20)))
-		err := c.resume(data)
-		if _, gaveUp := err.(errStrict409); gaveUp || !c.killed.Load() {
-			t.Fatalf("cycle %d: %v (killed %v), want the client killed mid-PATCH", cycle, err, c.killed.Load())
+		c := testsvc.NewStrictTUS(t, up.Location, acmeKey, 4<<20, int64(1<<20+rand.IntN(2<<20)))
+		if err := c.Resume(data); errors.Is(err, testsvc.ErrStrict409) || !c.Killed() {
+			t.Fatalf("cycle %d: %v (killed %v), want the client killed mid-PATCH", cycle, err, c.Killed())
 		}
 	}
-	if err := newStrictClient(t, up.Location, 4<<20, 0).resume(data); err != nil {
+	if err := testsvc.NewStrictTUS(t, up.Location, acmeKey, 4<<20, 0).Resume(data); err != nil {
 		t.Fatalf("last resume: %v", err)
 	}
 	wantReady(t, s, acmeKey, up.AssetID, data)

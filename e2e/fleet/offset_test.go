@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -92,56 +93,87 @@ func headAt(t *testing.T, url string) (int, int64) {
 // the upload.
 func TestIETFHeadOffsetAcceptedOnAnotherNode(t *testing.T) {
 	f := startFleet(t, 2)
-	a, b := f.nodes[0], f.nodes[1]
-	key := [2]string{"Authorization", "Bearer " + fleetKey}
 	for _, v := range []int{3, 8} {
 		t.Run(fmt.Sprintf("interop%d", v), func(t *testing.T) {
-			iv := [2]string{"Upload-Draft-Interop-Version", strconv.Itoa(v)}
-			for round := range fleetOffsetRounds {
-				data := randomBytes(fleetOffsetBody)
-				c := testsvc.DialDraft(t, a.URL)
-				h := testsvc.Hdr{key, iv, {"Content-Type", "video/mp4"}, {"Content-Length", strconv.Itoa(len(data))}}
-				if v <= 3 {
-					h = append(h, [2]string{"Upload-Incomplete", "?0"})
-				} else {
-					h = append(h, [2]string{"Upload-Complete", "?1"})
-				}
-				c.Start("POST", a.URL+tusPath, h)
-				c.Body(data[:1<<20]) // the server creates the upload once the body starts
-				i := c.Next("POST")
-				loc := i.Header.Get("Location")
-				if i.Status != 104 || loc == "" {
-					t.Fatalf("round %d: creation: got %d %v, want a 104 with Location", round, i.Status, i.Header)
-				}
-				cut := cutAt(len(data))
-				_ = c.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-				if _, err := c.Conn.Write(data[1<<20 : cut]); err != nil {
-					t.Fatalf("round %d: send %d bytes: %v", round, cut, err)
-				}
-				reset(t, c.Conn)
-
-				_, r := testsvc.DraftRoundTrip(t, "HEAD", b.at(loc), testsvc.Hdr{key, iv}, nil)
-				off, err := strconv.Atoi(r.Header.Get("Upload-Offset"))
-				if r.Status != http.StatusNoContent || err != nil {
-					t.Fatalf("round %d: offset retrieval on node 1: %d, Upload-Offset %q", round, r.Status, r.Header.Get("Upload-Offset"))
-				}
-				ph := testsvc.Hdr{key, iv, {"Upload-Offset", strconv.Itoa(off)}}
-				if v >= 6 {
-					ph = append(ph, [2]string{"Upload-Complete", "?1"}, [2]string{"Content-Type", "application/partial-upload"})
-				}
-				_, r = testsvc.DraftRoundTrip(t, "PATCH", b.at(loc), ph, data[off:])
-				if r.Status != http.StatusOK {
-					t.Fatalf("round %d: cut after %d, offset retrieval on node 1 said %d: append there got %d %s, want 200",
-						round, cut, off, r.Status, r.Body)
-				}
-				var got struct {
-					ID string `json:"id"`
-				}
-				if err := json.Unmarshal(r.Body, &got); err != nil || got.ID == "" {
-					t.Fatalf("round %d: append's asset %s: %v", round, r.Body, err)
-				}
-				wantReady(t, b, got.ID, data)
-			}
+			draftRounds(t, f, v, fleetOffsetRounds, fleetOffsetBody)
 		})
 	}
+	// Past 64 MiB the server writes the request in segments, each under
+	// its own lease: the cut lands in either, or between them.
+	t.Run("interop8-segments", func(t *testing.T) { draftRounds(t, f, 8, 3, 96<<20) })
+}
+
+// draftRounds runs rounds of: a creating POST at interop v with size bytes
+// on node 0 cut by a reset, offset retrieval on node 1, the rest appended
+// there, the asset downloaded.
+func draftRounds(t *testing.T, f *fleet, v, rounds, size int) {
+	a, b := f.nodes[0], f.nodes[1]
+	key := [2]string{"Authorization", "Bearer " + fleetKey}
+	iv := [2]string{"Upload-Draft-Interop-Version", strconv.Itoa(v)}
+	for round := range rounds {
+		data := randomBytes(size)
+		c := testsvc.DialDraft(t, a.URL)
+		h := testsvc.Hdr{key, iv, {"Content-Type", "video/mp4"}, {"Content-Length", strconv.Itoa(len(data))}}
+		if v <= 3 {
+			h = append(h, [2]string{"Upload-Incomplete", "?0"})
+		} else {
+			h = append(h, [2]string{"Upload-Complete", "?1"})
+		}
+		c.Start("POST", a.URL+tusPath, h)
+		c.Body(data[:1<<20]) // the server creates the upload once the body starts
+		i := c.Next("POST")
+		loc := i.Header.Get("Location")
+		if i.Status != 104 || loc == "" {
+			t.Fatalf("round %d: creation: got %d %v, want a 104 with Location", round, i.Status, i.Header)
+		}
+		cut := cutAt(len(data))
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Conn.Write(data[1<<20 : cut]); err != nil {
+			t.Fatalf("round %d: send %d bytes: %v", round, cut, err)
+		}
+		reset(t, c.Conn)
+
+		_, r := testsvc.DraftRoundTrip(t, "HEAD", b.at(loc), testsvc.Hdr{key, iv}, nil)
+		off, err := strconv.Atoi(r.Header.Get("Upload-Offset"))
+		if r.Status != http.StatusNoContent || err != nil {
+			t.Fatalf("round %d: offset retrieval on node 1: %d, Upload-Offset %q", round, r.Status, r.Header.Get("Upload-Offset"))
+		}
+		ph := testsvc.Hdr{key, iv, {"Upload-Offset", strconv.Itoa(off)}}
+		if v >= 6 {
+			ph = append(ph, [2]string{"Upload-Complete", "?1"}, [2]string{"Content-Type", "application/partial-upload"})
+		}
+		_, r = testsvc.DraftRoundTrip(t, "PATCH", b.at(loc), ph, data[off:])
+		if r.Status != http.StatusOK {
+			t.Fatalf("round %d: cut after %d, offset retrieval on node 1 said %d: append there got %d %s, want 200",
+				round, cut, off, r.Status, r.Body)
+		}
+		var got struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(r.Body, &got); err != nil || got.ID == "" {
+			t.Fatalf("round %d: append's asset %s: %v", round, r.Body, err)
+		}
+		wantReady(t, b, got.ID, data)
+	}
+}
+
+// TestStrictClientKillAndResumeAcrossNodes: a client that gives up on the
+// first 409 (as github.com/eventials/go-tus does) uploads one file
+// through 20 kills (its connection reset mid-PATCH, after 1-3 MiB), each
+// followed at once by a resume on the other node, and completes it.
+func TestStrictClientKillAndResumeAcrossNodes(t *testing.T) {
+	f := startFleet(t, 2)
+	data := randomBytes(48 << 20)
+	loc, assetID := create(t, f.nodes[0], int64(len(data)))
+	for cycle := range fleetOffsetRounds {
+		n := f.nodes[cycle%2]
+		c := testsvc.NewStrictTUS(t, n.at(loc), fleetKey, 4<<20, int64(1<<20+rand.IntN(2<<20)))
+		if err := c.Resume(data); errors.Is(err, testsvc.ErrStrict409) || !c.Killed() {
+			t.Fatalf("cycle %d on node %d: %v (killed %v), want the client killed mid-PATCH", cycle, cycle%2, err, c.Killed())
+		}
+	}
+	if err := testsvc.NewStrictTUS(t, f.nodes[0].at(loc), fleetKey, 4<<20, 0).Resume(data); err != nil {
+		t.Fatalf("last resume: %v", err)
+	}
+	wantReady(t, f.nodes[1], assetID, data)
 }
