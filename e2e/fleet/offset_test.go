@@ -177,3 +177,17 @@ func TestStrictClientKillAndResumeAcrossNodes(t *testing.T) {
 	}
 	wantReady(t, f.nodes[1], assetID, data)
 }
+
+// bytesReceived is the asset's bytes_received on n: the upload's progress,
+// read without taking the upload over (as HEAD does).
+func bytesReceived(t testing.TB, n *node, assetID string) int64 {
+	t.Helper()
+	a := mustSend(t, "GET", n.URL+"/api/v1/assets/"+assetID, nil, nil)
+	var got struct {
+		BytesReceived *int64 `json:"bytes_received"`
+	}
+	if err := json.Unmarshal(a.Body, &got); a.Status != http.StatusOK || err != nil || got.BytesReceived == nil {
+		t.Fatalf("GET asset %s on %s: %d %s, want bytes_received", assetID, n.URL, a.Status, a.Body)
+	}
+	return *got.BytesReceived
+}
