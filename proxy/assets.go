@@ -134,7 +134,7 @@ func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if err != nil {
 		return err
 	}
-	j.BytesReceived = &got
+	j.BytesReceived = got
 	rc.Response.Header.Set("Cache-Control", "no-store")
 	writeJSON(rc, fasthttp.StatusOK, j)
 	return nil
@@ -142,18 +142,23 @@ func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 
 // bytesReceived is how many bytes of a's upload are stored: the size of a
 // ready asset, else its session's committed offset (a read, never a
-// takeover: watching progress must not stall the upload).
-func (s *Server) bytesReceived(ctx context.Context, a sessionstore.Asset) (int64, error) {
-	if a.State == sessionstore.StateReady {
-		return a.SizeBytes, nil
+// takeover: watching progress must not stall the upload). nil when there
+// is no session to tell (a direct upload's asset waiting for its
+// creation, or one deleted between the two reads).
+func (s *Server) bytesReceived(ctx context.Context, a sessionstore.Asset) (*int64, error) {
+	switch a.State {
+	case sessionstore.StateReady:
+		return &a.SizeBytes, nil
+	case sessionstore.StateUploading:
+	default:
+		return nil, nil
 	}
 	sess, err := s.store.Session(ctx, a.SessionID)
 	switch {
 	case errors.Is(err, sessionstore.ErrNotFound):
-		// Deleted or expired between the two reads.
-		return 0, errNotFound
+		return nil, nil
 	case err != nil:
-		return 0, fmt.Errorf("proxy: load the asset's upload: %w", err)
+		return nil, fmt.Errorf("proxy: load the asset's upload: %w", err)
 	}
-	return sess.Offset, nil
+	return &sess.Offset, nil
 }
