@@ -15,10 +15,15 @@ import (
 // that are not known yet are null; sha256 and download_url appear once the
 // asset is ready.
 type assetJSON struct {
-	ID              string  `json:"id"`
-	Type            string  `json:"type"`
-	State           string  `json:"state"`
-	SizeBytes       *int64  `json:"size_bytes"`
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	State     string `json:"state"`
+	SizeBytes *int64 `json:"size_bytes"`
+	// BytesReceived is how many bytes of the upload are stored (its
+	// committed offset; the size once ready): progress without HEAD,
+	// which takes an upload over from the request writing it. Only GET
+	// /api/v1/assets/{id} sets it.
+	BytesReceived   *int64  `json:"bytes_received,omitempty"`
 	ContentType     *string `json:"content_type"`
 	Filename        *string `json:"filename"`
 	DurationSeconds *string `json:"duration_seconds"`
@@ -124,7 +129,36 @@ func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if gone, err := s.waitingGone(ctx, a); err != nil || gone {
 		return cmp.Or(err, error(errNotFound))
 	}
+	j := s.assetJSON(ctx, rc, a)
+	got, err := s.bytesReceived(ctx, a)
+	if err != nil {
+		return err
+	}
+	j.BytesReceived = got
 	rc.Response.Header.Set("Cache-Control", "no-store")
-	writeJSON(rc, fasthttp.StatusOK, s.assetJSON(ctx, rc, a))
+	writeJSON(rc, fasthttp.StatusOK, j)
 	return nil
+}
+
+// bytesReceived is how many bytes of a's upload are stored: the size of a
+// ready asset, else its session's committed offset (a read, never a
+// takeover: watching progress must not stall the upload). nil when there
+// is no session to tell (a direct upload's asset waiting for its
+// creation, or one deleted between the two reads).
+func (s *Server) bytesReceived(ctx context.Context, a sessionstore.Asset) (*int64, error) {
+	switch a.State {
+	case sessionstore.StateReady:
+		return &a.SizeBytes, nil
+	case sessionstore.StateUploading:
+	default:
+		return nil, nil
+	}
+	sess, err := s.store.Session(ctx, a.SessionID)
+	switch {
+	case errors.Is(err, sessionstore.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("proxy: load the asset's upload: %w", err)
+	}
+	return &sess.Offset, nil
 }

@@ -197,6 +197,11 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		}
 	case size != 0:
 		body = s.newBodyReader(rc, rq)
+		// Registered for the whole request, not per segment: a release
+		// request (a newer request, or offset retrieval on another node)
+		// that arrives between two segments cuts it too, and the next
+		// segment stores nothing more.
+		defer s.register(sess.ID, body)()
 	}
 	start := sess.Offset
 	progress := s.progress(rc, d.v, start, size)

@@ -12,8 +12,10 @@ import (
 
 // ietfHead serves offset retrieval (HEAD, or GET with no body): 204 with
 // Upload-Offset, the completeness, Upload-Length when known, Upload-Limit
-// and Cache-Control: no-store. Like TUS's HEAD it only reports, except
-// that it completes an upload whose bytes are all stored (tusHead).
+// and Cache-Control: no-store. Like TUS's HEAD it first takes the upload
+// over from a write in flight, so that the next append is accepted at the
+// offset it answers, and completes an upload whose bytes are all stored
+// (headSession).
 func (s *Server) ietfHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
 	sess, err := s.headSession(ctx, rq, id)
 	if err != nil {

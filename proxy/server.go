@@ -156,6 +156,7 @@ type Server struct {
 	// orphans are uploads whose release was asked of this node while no
 	// request held them, by first request (takeover.go: orphanAsked).
 	orphans map[string]orphanAsk
+	heads   headLog       // offset retrievals, by upload (takeover.go)
 	clients clientLimiter // requests per client behind a trusted proxy
 	streams accountStreams
 }

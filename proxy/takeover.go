@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
@@ -19,9 +21,19 @@ import (
 // (a PATCH whose Upload-Offset no longer matches gets 409). A holder on a
 // dead node needs no answer: the store takes its lease over at once.
 //
-// HEAD never takes over: it reports the committed offset. A monitoring
-// tool that polls HEAD must not be able to stall a healthy upload, and
-// the PATCH that follows a resuming client's HEAD takes over anyway.
+// HEAD (offset retrieval, TUS and the draft) takes over too, when it finds
+// the lease held (Session.Leased: read with the session, no store write
+// otherwise): the offset it answers must be accepted by the next append
+// (the draft: "The offset MUST be accepted by a subsequent append"). A
+// client whose connection died resumes with HEAD at once, while the
+// server may still be reading the dead body or committing its durable
+// prefix; answering the offset before that settles would send the client
+// to an offset that is gone by the time its PATCH arrives (409). So HEAD
+// cuts the body, waits for the write to commit and let go, and answers
+// after. The cost: a HEAD during a healthy transfer ends that transfer
+// (the draft allows it; tusd's HEAD takes the upload's lock too).
+// Progress is what the assets API tells (bytes_received), not HEAD.
+// See docs/design/takeover.md.
 
 // Errors of a write that let go of its upload.
 var (
@@ -208,6 +220,79 @@ func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool
 		case <-t.C:
 		}
 	}
+}
+
+// headLog is when the latest offset retrieval of each upload began on
+// this node. A write that takes an upload's lease after a HEAD of it
+// began, although its own request began before, lets go at once
+// (errTakenOver): its bytes would land after HEAD answered. That covers
+// the requests HEAD cannot see in the store: one that arrived (its body
+// perhaps already dead) but had not taken the lease when HEAD read the
+// session, and the next segment of a draft append, which takes the lease
+// again between segments.
+type headLog struct {
+	mu     sync.Mutex
+	at     map[string]time.Time
+	pruned time.Time
+}
+
+// headForget is how long a HEAD is remembered: longer than a write's
+// request can take to reach its lease (it waits TakeoverWait at most).
+const headForget = 30 * time.Second
+
+// began records that an offset retrieval of upload id begins now.
+func (h *headLog) began(id string) {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.at == nil {
+		h.at = map[string]time.Time{}
+	}
+	h.at[id] = now
+	if now.Sub(h.pruned) < time.Second {
+		return
+	}
+	h.pruned = now
+	for k, t := range h.at {
+		if now.Sub(t) > headForget {
+			delete(h.at, k)
+		}
+	}
+}
+
+// since reports whether an offset retrieval of upload id began after t.
+func (h *headLog) since(id string, t time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.at[id]
+	return ok && at.After(t)
+}
+
+// settleHolder serves offset retrieval on an upload whose lease is held:
+// it takes the lease over (takeLease: the holder's body is cut, its
+// durable prefix commits, it lets go) and releases it at once, so that
+// the session read next is one no earlier request still changes. Holders
+// without a body (a completion, DELETE, the janitor, a concatenation, a
+// direct upload's storage creation) ignore release requests and end by
+// themselves: takeLease waits for them up to TakeoverWait, and if one
+// still holds the upload then, the offset is answered as it stands.
+func (s *Server) settleHolder(ctx context.Context, id string) error {
+	l, err := s.takeLease(ctx, id, 0, false)
+	switch {
+	case err == nil:
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.store.ReleaseLease(cctx, l); err != nil {
+			s.log.Warn("release lease after offset retrieval", "upload_id", id, "err", err)
+		}
+		return nil
+	case errors.Is(err, sessionstore.ErrNotFound):
+		// A DELETE removed the upload meanwhile.
+		return errNotFound
+	case errors.Is(err, sessionstore.ErrLocked):
+		return nil
+	}
+	return fmt.Errorf("proxy: take lease to report the offset: %w", err)
 }
 
 // freeLate frees the storage of an upload deleted while this node wrote to

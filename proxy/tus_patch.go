@@ -198,6 +198,13 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if sess.Offset != cr.offset {
 		return sess, errOffset(sess.Offset, cr.offset)
 	}
+	if s.heads.since(sess.ID, rc.Time()) {
+		// An offset retrieval began after this request (headLog): the
+		// client resumes from what it answered. Checked before the
+		// lease too, so that this older request takes nothing over
+		// from the append that follows the HEAD.
+		return sess, errTakenOver
+	}
 	if err := s.applyLength(ctx, &sess, cr); err != nil {
 		return sess, err
 	}
@@ -234,6 +241,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	lh, wctx, release := s.hold(ctx, lease)
 	defer release()
+	if s.heads.since(sess.ID, rc.Time()) {
+		// An offset retrieval began after this request and answered
+		// without seeing it: the client resumes from that offset.
+		return lease.Session, errTakenOver
+	}
 
 	// Another request may have committed between our read and the lease;
 	// the lease carries the session as it stands now.
@@ -270,7 +282,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		src = sg
 	}
 	defer s.trackBody(body)()
-	defer s.register(sess.ID, body)()
+	if cr.body == nil {
+		// A shared body is registered by its request for all its
+		// segments (ietfAppend).
+		defer s.register(sess.ID, body)()
+	}
 	cur := sess
 	commit := s.committer(lh, &cur, cr.committed)
 	s.metrics.activeUploads.Add(1)

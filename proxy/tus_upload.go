@@ -45,11 +45,24 @@ func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessi
 
 // headSession is the session an offset retrieval reports: completed
 // first when its bytes are all stored (finishIfFull), unless a write holds
-// it.
+// it. A request that holds the upload's lease is taken over first
+// (settleHolder): the offset answered is then one the next append is
+// accepted at.
 func (s *Server) headSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
+	// Before the session is read: a write that takes the lease after
+	// this read finds the HEAD and lets go (headLog).
+	s.heads.began(id)
 	sess, err := s.loadSession(ctx, rq, id)
 	if err != nil {
 		return sess, err
+	}
+	if sess.Leased && !sess.Completed {
+		if err := s.settleHolder(ctx, id); err != nil {
+			return sess, err
+		}
+		if sess, err = s.loadSession(ctx, rq, id); err != nil {
+			return sess, err
+		}
 	}
 	if fin, err := s.finishIfFull(ctx, sess); err == nil {
 		sess = fin

@@ -301,6 +301,12 @@ func (l *Local) Session(ctx context.Context, id string) (Session, error) {
 		s, err = boltSession(tx, id)
 		return err
 	})
+	if err == nil {
+		l.mu.Lock()
+		cur, ok := l.leases[id]
+		s.Leased = ok && (cur.pending || time.Now().Before(cur.expires))
+		l.mu.Unlock()
+	}
 	return s, err
 }
 

@@ -116,6 +116,14 @@ redis.call('SET', KEYS[2], token, 'PX', ARGV[1])
 return {1, token, first, redis.call('HGETALL', KEYS[1])}
 `)
 
+// luaSession reads the session hash and whether its lease is held.
+// KEYS[1] session, KEYS[2] lease. Answers {1, session hash as HGETALL,
+// 1 if the lease key exists else 0}, or {2} when there is no session.
+var luaSession = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+return {1, redis.call('HGETALL', KEYS[1]), redis.call('EXISTS', KEYS[2])}
+`)
+
 // luaRenew extends the lease if the token is still current.
 // KEYS[1] lease. ARGV[1] token, ARGV[2] ttl ms.
 var luaRenew = redis.NewScript(`

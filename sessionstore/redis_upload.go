@@ -60,14 +60,21 @@ func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
 
 // Session returns a session; ErrNotFound when unknown or deleted.
 func (r *Redis) Session(ctx context.Context, id string) (Session, error) {
-	m, err := r.client.HGetAll(ctx, redisSessionKey(id)).Result()
-	if err != nil {
-		return Session{}, redisErr("session", err)
-	}
-	if len(m) == 0 {
+	// One round trip: the lease key shares the session's slot. A
+	// script, not a pipeline: it runs like every other store call
+	// (retried on a connection a Redis restart left dead).
+	out, err := r.runScript(ctx, "session", luaSession, []string{redisSessionKey(id), redisLeaseKey(id)})
+	if errors.Is(err, ErrNotFound) {
 		return Session{}, fmt.Errorf("sessionstore: redis: session %q: %w", id, ErrNotFound)
 	}
-	return redisDecodeSession(m)
+	if err != nil {
+		return Session{}, err
+	}
+	m := redisFlatMap(out[0])
+	leased, _ := out[1].(int64)
+	s, err := redisDecodeSession(m)
+	s.Leased = err == nil && leased > 0
+	return s, err
 }
 
 // Parts returns the committed parts in commit order.

@@ -83,6 +83,12 @@ type Session struct {
 	Completed bool
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Leased reports that a request held the upload's lease (unexpired)
+	// when Store.Session read it; other calls leave it false. It is read
+	// in the same step as the session, so that offset retrieval can tell
+	// a write in flight (whose bytes may still commit) without writing
+	// to the store.
+	Leased bool
 }
 
 // Part is one committed S3 multipart part.

@@ -79,6 +79,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("DeleteLeased", func(t *testing.T) { testDeleteLeased(t, newStore(t), fleet) })
 	t.Run("LeaseRenew", func(t *testing.T) { testLeaseRenew(t, newStore(t)) })
 	t.Run("LeaseRelease", func(t *testing.T) { testLeaseRelease(t, newStore(t)) })
+	t.Run("SessionLeased", func(t *testing.T) { testSessionLeased(t, newStore(t)) })
 	t.Run("PartReservation", func(t *testing.T) { testPartReservation(t, newStore(t)) })
 	t.Run("PartsExhausted", func(t *testing.T) { testPartsExhausted(t, newStore(t)) })
 	t.Run("CommitOffsetConflict", func(t *testing.T) { testCommitOffsetConflict(t, newStore(t)) })
@@ -413,6 +414,31 @@ func testLeaseRelease(t *testing.T, st sessionstore.Store) {
 	_, err = st.AcquireLease(ctx, s.ID, time.Minute, 0)
 	wantErr(t, "AcquireLease after a stale release", err, sessionstore.ErrLocked)
 	mustCommit(t, st, l2, sessionstore.Commit{NewOffset: 5, Length: -1})
+}
+
+// testSessionLeased: Session tells whether a lease is held, as offset
+// retrieval needs it to wait for a write in flight.
+func testSessionLeased(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	s, _ := create(t, st)
+	if got := mustSession(t, st, s.ID); got.Leased {
+		t.Fatalf("Leased of a new session: got true, want false")
+	}
+	l := mustLease(t, st, s.ID, time.Minute, 0)
+	if got := mustSession(t, st, s.ID); !got.Leased {
+		t.Fatalf("Leased while a lease is held: got false, want true")
+	}
+	if err := st.ReleaseLease(ctx, l); err != nil {
+		t.Fatalf("ReleaseLease: %v", err)
+	}
+	if got := mustSession(t, st, s.ID); got.Leased {
+		t.Fatalf("Leased after the release: got true, want false")
+	}
+	mustLease(t, st, s.ID, 50*time.Millisecond, 0)
+	time.Sleep(100 * time.Millisecond)
+	if got := mustSession(t, st, s.ID); got.Leased {
+		t.Fatalf("Leased after the lease expired: got true, want false")
+	}
 }
 
 func testPartReservation(t *testing.T, st sessionstore.Store) {
