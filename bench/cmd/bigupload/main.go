@@ -47,6 +47,10 @@ type options struct {
 	results    string
 	keep       bool
 	weed       string
+	// weedVacuum makes weed reclaim the space of deleted objects every
+	// minute: with 5 MiB PATCHes most of them write and delete a tail, and
+	// weed keeps that space until a vacuum (every 14 min by default).
+	weedVacuum bool
 }
 
 func main() {
@@ -61,6 +65,7 @@ func main() {
 	flag.StringVar(&o.apiKey, "api-key", "rk_live_benchkey", "roughy API key (passed as ROUGHY_API_KEYS=bench=KEY)")
 	flag.StringVar(&o.results, "results", "", "markdown file to append the report to (empty: stdout only)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the data dir (local mode: the stored bytes; seaweed mode: weed's dir)")
+	flag.BoolVar(&o.weedVacuum, "weed-vacuum", false, "seaweed mode: vacuum every minute at 5% garbage (deleted tails), so small PATCHes do not fill the disk")
 	flag.StringVar(&o.weed, "weed", "", "seaweed mode: the weed binary (default: $(go env GOPATH)/bin/weed, then PATH)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -158,7 +163,7 @@ func run(ctx context.Context, o *options) error {
 		if !o.keep {
 			defer os.RemoveAll(weedDir)
 		}
-		weed, err = startSeaweed(ctx, bin, weedDir, filepath.Join(o.work, "weed.log"))
+		weed, err = startSeaweed(ctx, bin, weedDir, filepath.Join(o.work, "weed.log"), o.weedVacuum)
 		if err != nil {
 			return err
 		}

@@ -52,7 +52,7 @@ func seaweedBinary(flagged string) (string, error) {
 
 // startSeaweed starts weed storing under dir, waits until a bucket takes
 // writes and returns it; stop it with stop.
-func startSeaweed(ctx context.Context, bin, dir, logPath string) (*seaweed, error) {
+func startSeaweed(ctx context.Context, bin, dir, logPath string, vacuum bool) (*seaweed, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bigupload: %w", err)
 	}
@@ -65,7 +65,11 @@ func startSeaweed(ctx context.Context, bin, dir, logPath string) (*seaweed, erro
 		s.ports = append(s.ports, p)
 	}
 	s.endpoint = "http://127.0.0.1:" + strconv.Itoa(s.ports[0])
-	proc, err := benchproc.Start("weed", bin, testsvc.SeaweedArgs(dir, s.ports), testsvc.SeaweedEnv, logPath)
+	args := testsvc.SeaweedArgs(dir, s.ports)
+	if vacuum {
+		args = append(args, "-master.garbageThreshold=0.05", "-master.vacuumIntervalSeconds=60")
+	}
+	proc, err := benchproc.Start("weed", bin, args, testsvc.SeaweedEnv, logPath)
 	if err != nil {
 		return nil, err
 	}
