@@ -1,4 +1,4 @@
-// Command bigupload is the 50 GiB benchmark of issue 12: one upload of
+// Command bigupload is the 50 GiB benchmark (the largest upload TUS allows here): one upload of
 // -size bytes in -chunk PATCHes, sequential on one connection, through a
 // fresh roughy process, either the embedded default (-mode local), S3
 // mode against an in-process part-accepting fake S3 (-mode s3, see

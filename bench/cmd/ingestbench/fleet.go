@@ -17,7 +17,7 @@ import (
 	"github.com/roughy/ingest/bench/internal/benchproc"
 )
 
-// fleetScenario is issue 4: one roughy node vs fleetNodes nodes, all on
+// fleetScenario: does adding nodes scale? One roughy node vs fleetNodes nodes, all on
 // Redis sessions and versitygw storage, fleetConc concurrent uploads whose
 // requests rotate over the nodes.
 func (b *bench) fleetScenario(ctx context.Context) (*report, error) {

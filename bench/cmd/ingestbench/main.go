@@ -4,7 +4,7 @@
 // the harness uploads a random source file in fixed-size PATCHes, and the
 // server's own CPU time and peak RSS come from /proc/<pid>.
 //
-// Scenarios: "local" (issue 2), "s3" (issue 3), "fleet" (issue 4). See
+// Scenarios: "local" (embedded default vs tusd), "s3" (S3 storage vs direct and tusd), "fleet" (nodes on Redis and S3). See
 // bench/README.md for the commands and bench/RESULTS.md for the figures.
 package main
 

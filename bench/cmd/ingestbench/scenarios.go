@@ -61,7 +61,7 @@ func logSample(s sample) {
 		"check", s.verify)
 }
 
-// localScenario is issue 2: roughy's embedded default vs tusd's file store.
+// localScenario: roughy's embedded default vs tusd's file store.
 func (b *bench) localScenario(ctx context.Context) (*report, error) {
 	rep := &report{scenario: "local", title: "Embedded default (issue 2): roughy vs tusd v2.9.1 file store"}
 	targets := b.targetsOr("roughy", "tusd")
@@ -76,7 +76,7 @@ func (b *bench) localScenario(ctx context.Context) (*report, error) {
 	return rep, nil
 }
 
-// s3Scenario is issue 3: direct multipart (a), roughy --storage s3 (b) and
+// s3Scenario: direct multipart (a), roughy --storage s3 (b) and
 // tusd's S3 store (c) against one versitygw.
 func (b *bench) s3Scenario(ctx context.Context) (*report, error) {
 	rep := &report{scenario: "s3", title: "S3 storage (issue 3): direct multipart (a) vs roughy --storage s3 (b) vs tusd v2.9.1 S3 store (c), one versitygw"}
