@@ -21,7 +21,7 @@ import (
 // Redis sessions and versitygw storage, fleetConc concurrent uploads whose
 // requests rotate over the nodes.
 func (b *bench) fleetScenario(ctx context.Context) (*report, error) {
-	rep := &report{scenario: "fleet", title: fmt.Sprintf("Fleet (issue 4): %d roughy nodes vs 1, --sessions redis --storage s3, %d concurrent uploads", b.o.fleetNodes, b.o.fleetConc)}
+	rep := &report{scenario: "fleet", title: fmt.Sprintf("Fleet: %d roughy nodes vs 1, --sessions redis --storage s3, %d concurrent uploads", b.o.fleetNodes, b.o.fleetConc)}
 	if err := b.startRedis(ctx); err != nil {
 		return rep, err
 	}

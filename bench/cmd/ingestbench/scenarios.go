@@ -63,7 +63,7 @@ func logSample(s sample) {
 
 // localScenario: roughy's embedded default vs tusd's file store.
 func (b *bench) localScenario(ctx context.Context) (*report, error) {
-	rep := &report{scenario: "local", title: "Embedded default (issue 2): roughy vs tusd v2.9.1 file store"}
+	rep := &report{scenario: "local", title: "Embedded default: roughy vs tusd v2.9.1 file store"}
 	targets := b.targetsOr("roughy", "tusd")
 	if slices.Contains(targets, "roughy-tls") && !slices.Contains(targets, "tusd") {
 		rep.title = "Embedded default over TLS (--tls-cert) vs plain HTTP"
@@ -79,7 +79,7 @@ func (b *bench) localScenario(ctx context.Context) (*report, error) {
 // s3Scenario: direct multipart (a), roughy --storage s3 (b) and
 // tusd's S3 store (c) against one versitygw.
 func (b *bench) s3Scenario(ctx context.Context) (*report, error) {
-	rep := &report{scenario: "s3", title: "S3 storage (issue 3): direct multipart (a) vs roughy --storage s3 (b) vs tusd v2.9.1 S3 store (c), one versitygw"}
+	rep := &report{scenario: "s3", title: "S3 storage: direct multipart (a) vs roughy --storage s3 (b) vs tusd v2.9.1 S3 store (c), one versitygw"}
 	if err := b.startS3(ctx); err != nil {
 		return rep, err
 	}
