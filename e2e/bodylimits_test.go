@@ -14,7 +14,7 @@ import (
 )
 
 // TestSlowDripPatchFreesLease: a PATCH dripping 1 byte a second is cut
-// off by the minimum body rate (issue 8) with 408 body_too_slow, and
+// off by the minimum body rate with 408 body_too_slow, and
 // frees its upload's lease: a new PATCH on the same upload is accepted at
 // once (no 423). The first 9000 bytes go at once: fasthttp reads up to
 // 8 KiB of a body before the handler runs, under its own ReadTimeout.
@@ -55,7 +55,7 @@ func TestSlowDripPatchFreesLease(t *testing.T) {
 }
 
 // TestStalledPatchesWithinBudget: the local sink's buffers come out of
-// --max-buffer-memory (issue 8). 24 PATCHes send 7 MiB each and stall;
+// --max-buffer-memory. 24 PATCHes send 7 MiB each and stall;
 // each would hold 6 MiB of buffers (144 MiB) if they did not wait for
 // their share. The buffer gauge never passes the budget, and the
 // process's RSS stays within the budget plus 64 MiB.
@@ -163,7 +163,7 @@ exec unshare -m sh -c 'mount -t tmpfs -o size=%d tmpfs "$1" && shift && exec "$@
 	}
 }
 
-// TestFullDisk507 fills the data dir's disk (issue 9, point 8): /readyz
+// TestFullDisk507 fills the data dir's disk: /readyz
 // fails once free space is below --min-free-space; the PATCH that hits the
 // full disk gets 507 storage_full, not a 503 "retry later"; the offset
 // stays at what was stored and the embedded store stays consistent: HEAD,

@@ -12,8 +12,8 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 )
 
-// The IETF draft "Resumable Uploads for HTTP" on the TUS endpoint
-// (issue 10), spoken byte by byte on raw connections so that the 104
+// The IETF draft "Resumable Uploads for HTTP" on the TUS endpoint,
+// spoken byte by byte on raw connections so that the 104
 // interim responses are read from the socket as a client sees them.
 
 // The raw draft client lives in testsvc (shared with e2e/fleet).

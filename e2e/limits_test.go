@@ -117,7 +117,7 @@ func uploadSmall(t *testing.T, s *server) {
 	wantReady(t, s, acmeKey, c.AssetID, data)
 }
 
-// TestFDExhaustionKeepsServing: issue 9 point 1. More idle connections
+// TestFDExhaustionKeepsServing: More idle connections
 // than the descriptor limit must not stop the server; with the default
 // caps (derived from the hard limit) the excess is refused with a JSON 503
 // before descriptors run out; with the caps lifted, Accept fails with
@@ -198,7 +198,7 @@ func rawExchange(t *testing.T, addr string, raw []byte) reply {
 	return reply{Status: resp.StatusCode, Header: resp.Header, Body: body}
 }
 
-// TestParseErrorsAreJSONAndLogNoSecrets: issue 9 points 7 and 12. Requests
+// TestParseErrorsAreJSONAndLogNoSecrets: Requests
 // fasthttp cannot parse get the JSON error with Tus-Resumable (400, or
 // 431 past the 64 KiB header limit), and the debug log of their parse
 // errors holds neither the API key nor a download token.

@@ -14,7 +14,7 @@ import (
 // TestMetricsFamiliesMove: on the embedded default, one scenario (a PATCH
 // holding the whole buffer budget, one waiting for it, a takeover, a
 // checksum mismatch, a completed upload, a DELETE) moves every family the
-// node serves on /metrics (issue 12): runtime and process, bytes in,
+// node serves on /metrics: runtime and process, bytes in,
 // uploads created/completed/failed/deleted, PATCH duration and bytes,
 // commit latency, buffer waits, leases taken over and released, error
 // answers by status, the probe queue.

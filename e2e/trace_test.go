@@ -14,7 +14,7 @@ import (
 // OTEL_EXPORTER_OTLP_ENDPOINT set (no flag), one PATCH that completes its
 // upload is exported over OTLP as a request span that continues the
 // client's traceparent, carries the upload id and account, and has the
-// commits and the completion as children (issue 12).
+// commits and the completion as children.
 func TestTracePatchSpans(t *testing.T) {
 	recv := testsvc.StartOTLPReceiver(t)
 	s := startServer(t, withEnv("OTEL_EXPORTER_OTLP_ENDPOINT="+recv.URL, "OTEL_BSP_SCHEDULE_DELAY=100"))

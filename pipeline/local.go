@@ -29,7 +29,7 @@ const (
 	// reader fills the rest, so the body keeps flowing during an fsync.
 	// 16 concurrent uploads hold 16*localDepth*localBufSize bytes, taken
 	// from the sink's budget (LocalBuffers): 200 stalled PATCHes once
-	// held 1.2 GiB outside any budget (issue 8).
+	// held 1.2 GiB outside any budget.
 	localDepth = 6
 	// defaultLocalBudget is the buffer budget of a sink built without
 	// LocalBuffers (the default of --max-buffer-memory).

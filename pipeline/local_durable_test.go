@@ -50,7 +50,7 @@ func (l *syncLog) durable(id string) int64 {
 }
 
 // TestLocalCommitsOnlySynced is the durability promise of the embedded
-// default (issue 9, point 13): every offset committed is at or below the
+// default: every offset committed is at or below the
 // highest offset synced before the commit. SIGKILL keeps the page cache,
 // so the kill tests cannot see a commit that ran before (or without) its
 // fdatasync; this test does.
@@ -152,7 +152,7 @@ func (g *gatedReader) Read(p []byte) (int, error) {
 }
 
 // TestLocalBuffersWithinBudget: the local sink's buffers come out of the
-// --max-buffer-memory budget (issue 8). With a budget of one Write's
+// --max-buffer-memory budget. With a budget of one Write's
 // buffers, a second Write waits, before reading a byte of its body, until
 // the first gave its buffers back; meanwhile the budget is spent exactly.
 func TestLocalBuffersWithinBudget(t *testing.T) {

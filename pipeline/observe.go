@@ -9,7 +9,7 @@ import (
 
 // Observer is told of every S3 request the sink makes: the caller's
 // metrics and traces (the proxy's), without the pipeline knowing about
-// either (issue 12). Implementations must be safe for concurrent use.
+// either. Implementations must be safe for concurrent use.
 type Observer interface {
 	// StartS3 is called as an S3 request of operation op (the SDK's name:
 	// "UploadPart", "CompleteMultipartUpload", …) starts; part is its part

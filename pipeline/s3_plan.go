@@ -14,7 +14,7 @@ import (
 // length counted as 50 GiB. Every part but the upload's last one holds at
 // least P bytes, so an upload never has more than ceil(Length/P) <= 5000
 // parts, and the other 5000 numbers of S3's 10,000 are slack for part
-// numbers that interrupted writes reserved but never used (issue 3: tusd
+// numbers that interrupted writes reserved but never used (tusd
 // #1247, "invalid part number 10001" after resumes).
 //
 // Layouts:

@@ -81,7 +81,7 @@ type Config struct {
 	ReclaimAfter time.Duration
 	Logger       *slog.Logger
 	// Probed, when set, is told each settled probe: the asset with its
-	// duration, or the failure that parked the job (issue 11: the
+	// duration, or the failure that parked the job (the
 	// asset.probed webhook event). It is called before the job is settled:
 	// an error leaves the job claimed, to be probed again.
 	Probed func(ctx context.Context, a sessionstore.Asset, failure string) error

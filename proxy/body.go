@@ -20,7 +20,7 @@ var errBodyRead = errors.New("proxy: reading request body failed")
 
 // errSlowBody marks a body cut off for arriving slower than the minimum
 // rate (Config.MinBodyRate): a client dripping bytes must not hold a
-// connection, a lease and a buffer share for hours (issue 8).
+// connection, a lease and a buffer share for hours.
 var errSlowBody = errors.New("proxy: request body slower than the minimum rate")
 
 // bodyReader is a request body as the pipeline reads it. Before reads it
@@ -252,8 +252,8 @@ const (
 // reads and drops what the client still sends (bounded), before closing.
 // Closing a socket with unread input makes the kernel send a TCP reset,
 // which often destroys the reply before the client read it: a net/http
-// client sees "connection reset" instead of the 409/423/503 (FIELD-NOTES;
-// versitygw PR #2345; e2e/s3 TestEarlyRejectionIsDelivered).
+// client sees "connection reset" instead of the 409/423/503 (versitygw
+// PR #2345; e2e/s3 TestEarlyRejectionIsDelivered).
 func (s *Server) lingerClose(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetConnectionClose()
 	resp := fasthttp.AcquireResponse()

@@ -10,7 +10,7 @@ import (
 
 // accountStreams counts, per account, the upload bodies this node is
 // streaming, so that one account cannot take every connection and buffer
-// of the node (issue 8). Each body holds a share of --max-buffer-memory
+// of the node. Each body holds a share of --max-buffer-memory
 // while it streams: without a cap, one account's stalled PATCHes would
 // make every other account's wait for buffers.
 type accountStreams struct {

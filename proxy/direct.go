@@ -22,7 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Direct uploads (issue 11): a backend that holds an API key mints a URL
+// Direct uploads: a backend that holds an API key mints a URL
 // for one upload; a browser or app that holds no key uploads to it with
 // any TUS client. The URL is
 //

@@ -121,7 +121,7 @@ func (b objectBody) Close() error { return b.obj.Close() }
 // a ready asset in the embedded default (S3 mode hands out presigned URLs).
 func (s *Server) download(rc *fasthttp.RequestCtx, rq *request, id string) {
 	// Whatever an uploader stored, a browser must not run it as a page of
-	// this origin (issue 9): no sniffing, no script, no plugin, and the
+	// this origin: no sniffing, no script, no plugin, and the
 	// body is a file to save (Content-Disposition below).
 	rc.Response.Header.Set("X-Content-Type-Options", "nosniff")
 	rc.Response.Header.Set("Content-Security-Policy", "default-src 'none'; sandbox")

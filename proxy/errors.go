@@ -55,7 +55,7 @@ var (
 	errPastLength = errorf(fasthttp.StatusRequestEntityTooLarge, "past_upload_length", "the body goes past Upload-Length")
 	errMethod     = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this resource")
 	// errStorageFull is a full disk (or quota): unlike an outage it does
-	// not pass by itself, so it is not a 503 "retry later" (issue 9).
+	// not pass by itself, so it is not a 503 "retry later".
 	errStorageFull = errorf(fasthttp.StatusInsufficientStorage, "storage_full",
 		"the server's storage is full; nothing more of the upload was stored. HEAD it and resume later or on another server")
 	errSlow = errorf(fasthttp.StatusRequestTimeout, "body_too_slow",
@@ -150,7 +150,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 }
 
 // maxHeaderBytes is the server's ReadBufferSize, which also caps the
-// request line and headers together (FIELD-NOTES).
+// request line and headers together.
 const maxHeaderBytes = 64 << 10
 
 // Errors of requests that fasthttp could not parse.

@@ -176,7 +176,7 @@ func (md metadata) shape() (assetShape, error) {
 	}
 	if sh.ContentType != "" && !validMediaType(sh.ContentType) {
 		// It becomes the stored object's Content-Type and a download's
-		// (issue 9: CR/LF were stored as they came).
+		// (CR/LF were stored as they came).
 		return assetShape{}, errorf(fasthttp.StatusBadRequest, "invalid_metadata",
 			`Upload-Metadata "content_type" must be a media type such as "video/mp4"`)
 	}

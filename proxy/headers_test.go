@@ -91,7 +91,7 @@ func TestMetadataShape(t *testing.T) {
 		{metadata{"type": "image"}, assetShape{}, true},
 		{metadata{"type": "image/png"}, assetShape{}, true},
 		{metadata{"content_type": "video/mp4"}, assetShape{}, true},
-		// content_type must be a media type of printable ASCII (issue 9).
+		// content_type must be a media type of printable ASCII.
 		{metadata{"type": "video", "content_type": `video/mp4; codecs="avc1.64001f"`}, assetShape{"video", `video/mp4; codecs="avc1.64001f"`, ""}, false},
 		{metadata{"type": "video", "content_type": "text/html"}, assetShape{"video", "text/html", ""}, false},
 		{metadata{"type": "video", "content_type": "video/mp4\r\nSet-Cookie: a=b"}, assetShape{}, true},

@@ -13,7 +13,7 @@ import (
 )
 
 // The IETF draft "Resumable Uploads for HTTP"
-// (draft-ietf-httpbis-resumable-upload, issue 10) is a second front door
+// (draft-ietf-httpbis-resumable-upload) is a second front door
 // onto the TUS endpoint: a request without Tus-Resumable that names a
 // served Upload-Draft-Interop-Version is the draft at that version. Both
 // front doors share sessions, leases, the pipeline (writeChunk), takeover,

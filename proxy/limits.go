@@ -19,7 +19,7 @@ import (
 )
 
 // Accept retry: the first wait after a failed Accept, the longest one, and
-// how often a failure is logged at most (issue 9: a process out of file
+// how often a failure is logged at most (a process out of file
 // descriptors must keep serving, and must not flood its log either).
 const (
 	acceptRetryMin  = 5 * time.Millisecond
@@ -29,8 +29,7 @@ const (
 
 // Connection refusals, answered by the listener itself before fasthttp
 // sees the connection. Both are 503 with Retry-After rather than 429:
-// tus-js-client forgets an upload on any 4xx to its resume HEAD
-// (FIELD-NOTES), and a full server is a transient condition.
+// tus-js-client forgets an upload on any 4xx to its resume HEAD, and a full server is a transient condition.
 var (
 	errServerFull = errorf(fasthttp.StatusServiceUnavailable, "too_many_connections",
 		"the server is at its connection limit; retry shortly")
@@ -40,7 +39,7 @@ var (
 
 // limitListener is the server's listener: Accept never fails but for a
 // closed listener (fasthttp's Serve returns, and `roughy serve` stops, on
-// any other Accept error: EMFILE was enough to stop the server, issue 9),
+// any other Accept error: EMFILE was enough to stop the server),
 // and it caps open connections in total and per client IP. Peers in
 // trusted are exempt from the per-IP cap: a load balancer holds the
 // connections of many clients (handle caps those by X-Forwarded-For).

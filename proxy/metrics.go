@@ -15,7 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// metrics are the node's Prometheus instruments (issue 12), registered
+// metrics are the node's Prometheus instruments, registered
 // in a Telemetry's own registry. The field names are the ones the
 // handlers used when /metrics was written by hand; the metric names
 // stayed too (README, "Metrics").

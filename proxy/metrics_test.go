@@ -8,7 +8,7 @@ import (
 
 // TestMetricsHotPathAllocs: recording a request, a commit or a Redis
 // call allocates nothing once its label set exists, with tracing off
-// (issue 12: keep the per-request overhead small); an S3 request, one per
+// (keep the per-request overhead small); an S3 request, one per
 // part of at least 5 MiB, allocates its done func.
 func TestMetricsHotPathAllocs(t *testing.T) {
 	tel := NewTelemetry(nil)

@@ -9,7 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// pageFiles is the upload page of GET / (issue 12): our own HTML, CSS
+// pageFiles is the upload page of GET /: our own HTML, CSS
 // and JS, no build step. tus-js-client's browser bundle is vendored at
 // build time: scripts/setup-deps.sh copies it from e2e/js/node_modules
 // (the pinned 4.3.1) into proxy/page/vendor/ (not in git), and go:embed

@@ -11,7 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Per-account quotas (issue 11). Each upload in progress holds a
+// Per-account quotas. Each upload in progress holds a
 // reservation in the store: made before its session is stored (its
 // Upload-Length, or 0 for a deferred length), grown by the writes of a
 // deferred length before their bytes are read, grown to the whole length

@@ -10,7 +10,7 @@ import (
 
 // fasthttpLogger sends fasthttp's own messages to slog, never a raw
 // request: fasthttp quotes the request buffer into its parse errors,
-// Authorization header included (issue 9: a bearer key with
+// Authorization header included (a bearer key with
 // "Content-Length: -5" reached the debug log).
 type fasthttpLogger struct{ l *slog.Logger }
 

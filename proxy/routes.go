@@ -268,7 +268,7 @@ func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 
 // fail answers err. On a route that may carry a body, the unread rest of
 // the body is drained when small, else the connection is closed, so it is
-// never parsed as the next request (FIELD-NOTES).
+// never parsed as the next request.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	linger := rq.bodyRoute && s.settleBody(ctx, rq)
 	s.writeError(ctx, rq, err)

@@ -250,7 +250,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 		WriteBufferSize: 16 << 10,
 		// ReadTimeout covers the request line and headers only: upload
 		// handlers replace it with a per-read idle deadline before reading
-		// the body (FIELD-NOTES: an absolute deadline kills slow uploads).
+		// the body (an absolute deadline kills slow uploads).
 		ReadTimeout:                  cfg.BodyIdleTimeout,
 		IdleTimeout:                  2 * time.Minute,
 		WriteTimeout:                 0,

@@ -11,7 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Takeover (issue 8): the newest request on an upload wins. A PATCH or
+// Takeover: the newest request on an upload wins. A PATCH or
 // DELETE that finds the upload's lease held asks the holder to let go:
 // directly when the holder runs in this process, through the store's
 // release requests when it runs on another node. The holder stops reading

@@ -18,7 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// webhooksPath is the webhook API (issue 11): POST and GET on it, GET and
+// webhooksPath is the webhook API: POST and GET on it, GET and
 // DELETE on /{id}, GET on /{id}/deliveries.
 const webhooksPath = "/api/v1/webhooks"
 

@@ -6,7 +6,7 @@ import (
 )
 
 // StateWaiting is the state of a direct upload's asset before its TUS
-// upload is created (issue 11): the asset id is known to the backend that
+// upload is created: the asset id is known to the backend that
 // minted the URL, no byte exists yet.
 const StateWaiting = "waiting"
 

@@ -6,7 +6,7 @@ import (
 )
 
 // Observer is told of the Redis store's calls to Redis, for the caller's
-// metrics (issue 12), without the store knowing about them.
+// metrics, without the store knowing about them.
 // Implementations must be safe for concurrent use and fast: they run on
 // every store call.
 type Observer interface {

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Per-account quotas (issue 11). Three limits, each checked when an
+// Per-account quotas. Three limits, each checked when an
 // upload reserves bytes:
 //
 //   - uploads: uploads in progress (created, neither completed, deleted

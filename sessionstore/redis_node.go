@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Node liveness and release requests on Redis (issue 8, takeover).
+// Node liveness and release requests on Redis.
 //
 // Every Redis store is a node with a random id. It keeps the key
 // roughy:{nodes}:<id> alive (SET PX NodeTTL, every NodeRefresh) until
@@ -124,7 +124,7 @@ func decodeRelease(msg string) (ReleaseRequest, bool) {
 // process is gone (a kill -9 closes its sockets, and Redis drops the
 // subscription at once): its liveness record is deleted, and the asker's
 // next AcquireLease takes the lease over without waiting for the record
-// to run out (issue 8: p95 ≤ 2 s from a kill to the resume). One answer
+// to run out (p95 ≤ 2 s from a kill to the resume). One answer
 // of 0 is not enough: a live node's subscription can vanish for a moment
 // (a reconnect; on Cluster, a migration of the channel's slot unsubscribes
 // it), and its watcher subscribes again within releaseDeadAfter. A node

@@ -45,7 +45,7 @@ var (
 
 // Node liveness: a node refreshes its record every NodeRefresh; a record
 // not refreshed for NodeTTL is dead, and the leases its node held are
-// taken over by the next request (issue 8: resumable within 3 s of a kill).
+// taken over by the next request (resumable within 3 s of a kill).
 const (
 	NodeTTL     = 3 * time.Second
 	NodeRefresh = time.Second
@@ -152,7 +152,7 @@ func (e *LockedError) Error() string {
 func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // ReleaseRequest asks the node holding an upload's lease to let go of it:
-// a newer request on the upload wants it (issue 8, takeover).
+// a newer request on the upload wants it.
 type ReleaseRequest struct {
 	SessionID string
 	// Delete: the newer request is a DELETE (the writer that lets go
@@ -347,7 +347,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 
-	// Quotas per account (issue 11; see quota.go). Usage is kept by
+	// Quotas per account (see quota.go). Usage is kept by
 	// reservation: each upload in progress holds one, made before its
 	// session is stored and undone after it is gone. A crash between the
 	// two steps leaves a hold whose upload is gone or completed; the
@@ -380,7 +380,7 @@ type Store interface {
 	// before, oldest first.
 	QuotaHolds(ctx context.Context, before time.Time, limit int) ([]QuotaHold, error)
 
-	// Webhooks (issue 11; types in webhook.go).
+	// Webhooks (types in webhook.go).
 
 	// CreateWebhook stores an account's endpoint; ErrExists if its id is
 	// taken.
@@ -413,7 +413,7 @@ type Store interface {
 	// the asset was deleted since. ErrNotFound when never stored.
 	AssetRecord(ctx context.Context, id string) (Asset, error)
 
-	// Direct uploads (issue 11): a grant for one upload without an API
+	// Direct uploads: a grant for one upload without an API
 	// key. Its id is also the id of the session and asset it creates.
 
 	// CreateDirectUpload stores d and its asset a (state StateWaiting);

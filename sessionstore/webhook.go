@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Webhook event types (issue 11).
+// Webhook event types.
 const (
 	EventAssetCreated  = "asset.created"
 	EventAssetReady    = "asset.ready"

@@ -1,5 +1,5 @@
-// Package webhook delivers an account's events to its webhook endpoints
-// (issue 11): it takes delivery jobs from the session store's durable
+// Package webhook delivers an account's events to its webhook endpoints:
+// it takes delivery jobs from the session store's durable
 // queue, POSTs each event signed with the endpoint's secret, and settles
 // the job as delivered, to retry with exponential backoff, or dead. Like
 // probe/, it knows the store only through the few methods it calls.

@@ -161,7 +161,7 @@ func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipelin
 }
 
 // memoryHeadroom is what the process may use beyond the part buffers
-// (fasthttp connection buffers, the SDK, the runtime): issue 3's target is
+// (fasthttp connection buffers, the SDK, the runtime): the target is
 // peak RSS within --max-buffer-memory + 64 MiB.
 const memoryHeadroom = 48 << 20
 

@@ -10,7 +10,7 @@ import (
 // raiseFDLimit raises the soft RLIMIT_NOFILE to the hard limit and returns
 // the soft limit now in force. Every client connection costs a descriptor;
 // a low soft limit (1024 is common) let a few idle connections exhaust the
-// process (issue 9). The Go runtime does the same at start since Go 1.19;
+// process. The Go runtime does the same at start since Go 1.19;
 // doing it here makes it explicit and gives the limit the caps derive from.
 func raiseFDLimit() (uint64, error) {
 	var lim syscall.Rlimit

@@ -13,7 +13,7 @@ import (
 	"github.com/roughy/ingest/webhook"
 )
 
-// webhookFlags tune serve's webhook deliverer (issue 11). The retry
+// webhookFlags tune serve's webhook deliverer. The retry
 // schedule is a flag so that tests can run a day of retries in seconds.
 type webhookFlags struct {
 	workers      *int

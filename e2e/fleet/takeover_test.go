@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Takeover end to end (issue 8): the newest request on an upload wins
+// Takeover end to end: the newest request on an upload wins
 // within a second or three, on any node, whatever became of the last one.
 
 // stallPatch opens a raw connection to n, sends a PATCH at offset 0 of loc

@@ -15,7 +15,7 @@ import (
 
 // TestFleetMetricsFamiliesMove: in fleet mode (Redis, S3), an upload, a
 // probe, a node whose bucket does not exist and a Redis outage move the
-// S3, Redis and probe families of /metrics (issue 12): S3 request
+// S3, Redis and probe families of /metrics: S3 request
 // duration by operation and errors, Redis script duration and errors by
 // script, probe jobs settled and the probe queue's gauges.
 func TestFleetMetricsFamiliesMove(t *testing.T) {
@@ -98,7 +98,7 @@ func mustGet(t *testing.T, url string) int {
 // completes its upload, exported over OTLP to an in-process receiver:
 // the request span continues the client's traceparent, and has the S3
 // part uploads, the commits and the completion as children, the
-// completion the CompleteMultipartUpload (issue 12).
+// completion the CompleteMultipartUpload.
 func TestFleetTracePatchSpans(t *testing.T) {
 	recv := testsvc.StartOTLPReceiver(t)
 	f := startFleet(t, 0)

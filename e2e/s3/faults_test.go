@@ -308,7 +308,7 @@ func checkUnavailable(t *testing.T, what string, r reply) {
 // same path) must reach a plain net/http client as that status, not as a
 // connection reset while the client still writes the body. Closing a
 // socket with unread input makes the kernel send RST, which can destroy the
-// reply in flight (FIELD-NOTES, versitygw PR #2345).
+// reply in flight (versitygw PR #2345).
 func TestEarlyRejectionIsDelivered(t *testing.T) { eachS3(t, testEarlyRejectionIsDelivered) }
 
 func testEarlyRejectionIsDelivered(t *testing.T, backend testsvc.S3Backend) {

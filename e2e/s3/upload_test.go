@@ -282,7 +282,7 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
 	return testsvc.WaitFor(ctx, d, 100*time.Millisecond, cond)
 }
 
-// TestPartBudget50GiB is the scaled-down run of issue 3's part arithmetic:
+// TestPartBudget50GiB is the scaled-down run of the part arithmetic:
 // an upload that declares 50 GiB receives 5 MiB + 1 byte PATCHes (the
 // worst chunk size: one S3 part each would need 10,240 parts). After 40 MiB
 // the part numbers used, projected to 50 GiB, must stay within S3's 10,000.

@@ -34,7 +34,7 @@ func claimFixture(d sessionstore.DirectUpload) (sessionstore.Session, sessionsto
 }
 
 // testDirectUploads: a direct upload's waiting asset, one claim only,
-// expiry of the creation, revocation (issue 11).
+// expiry of the creation, revocation.
 func testDirectUploads(t *testing.T, st sessionstore.Store) {
 	ctx := t.Context()
 	d, wa := directFixture(time.Hour)

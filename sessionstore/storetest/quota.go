@@ -8,7 +8,7 @@ import (
 	"github.com/roughy/ingest/sessionstore"
 )
 
-// runQuota runs the quota cases (issue 11). Accounts are random: a Redis
+// runQuota runs the quota cases. Accounts are random: a Redis
 // store shares its data between subtests.
 func runQuota(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("QuotaLimitsRoundTrip", func(t *testing.T) { testQuotaLimits(t, newStore(t)) })

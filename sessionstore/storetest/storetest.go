@@ -48,7 +48,7 @@ import (
 )
 
 // Fleet tells the suite how to get more nodes on one store's backend, for
-// the takeover cases (issue 8).
+// the takeover cases.
 type Fleet struct {
 	// Peer returns another live node on st's backend (st itself for a
 	// store that is one node, like Local). The suite does not close it.

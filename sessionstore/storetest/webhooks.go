@@ -8,7 +8,7 @@ import (
 	"github.com/roughy/ingest/sessionstore"
 )
 
-// runWebhooks adds the webhook cases (issue 11) to the suite. Each case
+// runWebhooks adds the webhook cases to the suite. Each case
 // settles every job it queues: stores may share a queue between cases.
 func runWebhooks(t *testing.T, newStore func(t *testing.T) sessionstore.Store) {
 	t.Run("Webhooks", func(t *testing.T) { testWebhooks(t, newStore(t)) })
