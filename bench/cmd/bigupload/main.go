@@ -48,7 +48,7 @@ type options struct {
 	keep       bool
 	weed       string
 	// weedVacuum makes weed reclaim the space of deleted objects every
-	// minute: with 5 MiB PATCHes most of them write and delete a tail, and
+	// 30 s: with 5 MiB PATCHes most of them write and delete a tail, and
 	// weed keeps that space until a vacuum (every 14 min by default).
 	weedVacuum bool
 }
@@ -65,7 +65,7 @@ func main() {
 	flag.StringVar(&o.apiKey, "api-key", "rk_live_benchkey", "roughy API key (passed as ROUGHY_API_KEYS=bench=KEY)")
 	flag.StringVar(&o.results, "results", "", "markdown file to append the report to (empty: stdout only)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the data dir (local mode: the stored bytes; seaweed mode: weed's dir)")
-	flag.BoolVar(&o.weedVacuum, "weed-vacuum", false, "seaweed mode: vacuum every minute at 5% garbage (deleted tails), so small PATCHes do not fill the disk")
+	flag.BoolVar(&o.weedVacuum, "weed-vacuum", false, "seaweed mode: vacuum every 30 s at 5% garbage in volumes of 1 GiB (deleted tails), so small PATCHes do not fill the disk")
 	flag.StringVar(&o.weed, "weed", "", "seaweed mode: the weed binary (default: $(go env GOPATH)/bin/weed, then PATH)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -67,7 +67,10 @@ func startSeaweed(ctx context.Context, bin, dir, logPath string, vacuum bool) (*
 	s.endpoint = "http://127.0.0.1:" + strconv.Itoa(s.ports[0])
 	args := testsvc.SeaweedArgs(dir, s.ports)
 	if vacuum {
-		args = append(args, "-master.garbageThreshold=0.05", "-master.vacuumIntervalSeconds=60")
+		// Volumes of 1 GiB instead of weed's 30 GB: a vacuum copies a
+		// volume's live needles to a new file, so small volumes are
+		// reclaimed sooner and need little room to compact.
+		args = append(args, "-master.garbageThreshold=0.05", "-master.vacuumIntervalSeconds=30", "-master.volumeSizeLimitMB=1024")
 	}
 	proc, err := benchproc.Start("weed", bin, args, testsvc.SeaweedEnv, logPath)
 	if err != nil {
