@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs the ingest benchmarks of issues 2, 3 and 4 and appends the figures to
-# bench/RESULTS.md. Not a test: nothing here passes or fails on a number.
+# Runs the ingest benchmarks (one node, S3, fleet) and appends the figures to
+# bench/RESULTS.md (move a new run over its scenario's current figure). Not a test: nothing here passes or fails on a number.
 #
-#   bench/run.sh local           # issue 2: roughy embedded default vs tusd file store (2 GiB × 3 each, then 16 × 256 MiB)
-#   bench/run.sh s3              # issue 3: direct multipart vs roughy --storage s3 vs tusd S3 store (2 GiB × 3 each, then 16 × 512 MiB)
-#   bench/run.sh fleet           # issue 4: 3 roughy nodes vs 1 on Redis + versitygw, 32 concurrent uploads
+#   bench/run.sh local           # roughy embedded default vs tusd file store (2 GiB × 3 each, then 16 × 256 MiB)
+#   bench/run.sh s3              # direct multipart vs roughy --storage s3 vs tusd S3 store (2 GiB × 3 each, then 16 × 512 MiB)
+#   bench/run.sh fleet           # 3 roughy nodes vs 1 on Redis + versitygw, 32 concurrent uploads
 #   bench/run.sh smoke           # all three, shrunk (512 MiB, 1 run), results to stdout only
 #   bench/run.sh local -runs 5   # extra flags go to ingestbench (see: go run ./bench/cmd/ingestbench -help)
 set -euo pipefail
