@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -134,6 +135,55 @@ func sizeFlag(fs *flag.FlagSet, name string, def int64, usage string) *int64 {
 	return v
 }
 
+// sizeVar binds a size flag to p; its default is p's value.
+func sizeVar(fs *flag.FlagSet, p *int64, name, usage string) {
+	fs.Var((*byteSize)(p), name, usage)
+}
+
+// listFlag is a comma list flag bound to a []string, blanks dropped.
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+// Set implements flag.Value.
+func (l listFlag) Set(s string) error {
+	*l.p = splitList(s)
+	return nil
+}
+
+// prefixesFlag is a comma list of IP addresses and CIDR prefixes bound to
+// a []netip.Prefix, checked when set.
+type prefixesFlag struct {
+	p     *[]netip.Prefix
+	parse func(string) ([]netip.Prefix, error)
+}
+
+func (f prefixesFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	out := make([]string, len(*f.p))
+	for i, p := range *f.p {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
+}
+
+// Set implements flag.Value.
+func (f prefixesFlag) Set(s string) error {
+	p, err := f.parse(s)
+	if err != nil {
+		return err
+	}
+	*f.p = p
+	return nil
+}
+
 // oneOf is a string flag restricted to a set of values.
 type oneOf struct {
 	v       *string
@@ -161,9 +211,15 @@ func (o oneOf) Set(s string) error {
 func choiceFlag(fs *flag.FlagSet, name, def, usage string, allowed ...string) *string {
 	v := new(string)
 	*v = def
-	shown := slices.DeleteFunc(slices.Clone(allowed), func(a string) bool { return a == "" })
-	fs.Var(oneOf{v, allowed}, name, usage+" ("+strings.Join(shown, "|")+")")
+	choiceVar(fs, v, name, usage, allowed...)
 	return v
+}
+
+// choiceVar binds a string flag restricted to allowed to p; its default
+// is p's value.
+func choiceVar(fs *flag.FlagSet, p *string, name, usage string, allowed ...string) {
+	shown := slices.DeleteFunc(slices.Clone(allowed), func(a string) bool { return a == "" })
+	fs.Var(oneOf{p, allowed}, name, usage+" ("+strings.Join(shown, "|")+")")
 }
 
 // logLevel is a flag.Value for slog levels (debug, info, warn, error).
