@@ -45,10 +45,17 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 	return fs.Parse(args)
 }
 
+// flagSetMade, when set, is told of each subcommand's FlagSet as it is
+// made: docs/configuration.md is rendered from them (configdoc_test.go).
+var flagSetMade func(*flag.FlagSet)
+
 // newFlagSet returns a FlagSet for a subcommand whose usage lists every
 // flag with its environment twin.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if flagSetMade != nil {
+		flagSetMade(fs)
+	}
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: roughy %s\n\nflags (each has an environment twin):\n", synopsis)

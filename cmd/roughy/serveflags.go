@@ -1,5 +1,7 @@
 package main
 
+//go:generate go test -run ^TestConfigurationDoc$ -update-config-doc .
+
 import (
 	"flag"
 	"fmt"
