@@ -21,7 +21,8 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// S3Config configures an S3Sink.
+// S3Config configures an S3Sink. Start from DefaultS3Config; a zero
+// field takes its default.
 type S3Config struct {
 	Bucket string
 	// Endpoint is the S3 endpoint URL; "" for AWS's own.
@@ -32,21 +33,35 @@ type S3Config struct {
 	// Layout is S3LayoutDefault ("" too) or S3LayoutEqual (every part but
 	// the last of the same size, for Cloudflare R2); see s3_plan.go.
 	Layout string
-	// PartConcurrency bounds the parts of one write uploading at once
-	// (default 4). The global bound is the Pool's budget.
+	// PartConcurrency bounds the parts of one write uploading at once.
+	// The global bound is the Pool's budget.
 	PartConcurrency int
 	// PresignTTL is the lifetime of URL's presigned GETs when it is given
-	// no ttl (default 1h).
+	// no ttl.
 	PresignTTL time.Duration
-	// MaxAttempts bounds the SDK's attempts per S3 call (default 5);
-	// 5xx, throttling and timeouts are retried with jittered backoff.
+	// MaxAttempts bounds the SDK's attempts per S3 call; 5xx, throttling
+	// and timeouts are retried with jittered backoff.
 	MaxAttempts int
 	// StallTimeout fails an S3 request attempt whose connection moves no
-	// byte either way for this long (default 30s; negative: never). A
-	// slow request that keeps moving is not cut (see bulkConn).
+	// byte either way for this long (negative: never). A slow request
+	// that keeps moving is not cut (see bulkConn).
 	StallTimeout time.Duration
 	// Observer, when set, is told of every S3 request (metrics, traces).
 	Observer Observer
+}
+
+// DefaultS3Config returns the S3 settings `roughy serve --storage s3`
+// starts from: its --s3-* and --presign-ttl flags' defaults are these
+// values. A zero field of an S3Config takes its value here; none of them
+// can be off, but StallTimeout is never enforced when negative.
+func DefaultS3Config() S3Config {
+	return S3Config{
+		Layout:          S3LayoutDefault,
+		PartConcurrency: 4,
+		PresignTTL:      time.Hour,
+		MaxAttempts:     5,
+		StallTimeout:    30 * time.Second,
+	}
 }
 
 // s3Multipart is the multipart half of the S3 API the sink calls.
@@ -115,17 +130,18 @@ func NewS3Sink(ctx context.Context, cfg S3Config, pool *Pool) (*S3Sink, error) {
 	default:
 		return nil, fmt.Errorf("pipeline: s3: unknown layout %q", cfg.Layout)
 	}
+	def := DefaultS3Config()
 	if cfg.PartConcurrency <= 0 {
-		cfg.PartConcurrency = 4
+		cfg.PartConcurrency = def.PartConcurrency
 	}
 	if cfg.PresignTTL <= 0 {
-		cfg.PresignTTL = time.Hour
+		cfg.PresignTTL = def.PresignTTL
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 5
+		cfg.MaxAttempts = def.MaxAttempts
 	}
 	if cfg.StallTimeout == 0 {
-		cfg.StallTimeout = 30 * time.Second
+		cfg.StallTimeout = def.StallTimeout
 	}
 	// Every part is one request: keep enough idle connections for all
 	// uploads' parts in flight, not the SDK's 10 per host, so busy nodes

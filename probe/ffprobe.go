@@ -9,6 +9,7 @@ package probe
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,9 +31,10 @@ var ErrTransient = errors.New("probe: transient failure")
 
 // Runner runs ffprobe.
 type Runner struct {
-	// Path is the ffprobe binary ("" = "ffprobe" from PATH).
+	// Path is the ffprobe binary ("": DefaultConfig's, "ffprobe" from
+	// PATH).
 	Path string
-	// Timeout bounds one ffprobe run (0 = 60s).
+	// Timeout bounds one ffprobe run (0: DefaultConfig's, 60s).
 	Timeout time.Duration
 }
 
@@ -44,13 +46,11 @@ const maxStderr = 4 << 10
 // ffprobe read the input but found no duration (a still image, say). The
 // error wraps ErrNotMedia or ErrTransient.
 func (r Runner) Duration(ctx context.Context, input string) (string, error) {
-	bin := r.Path
-	if bin == "" {
-		bin = "ffprobe"
-	}
+	def := DefaultConfig().Runner
+	bin := cmp.Or(r.Path, def.Path)
 	timeout := r.Timeout
 	if timeout <= 0 {
-		timeout = 60 * time.Second
+		timeout = def.Timeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -63,7 +63,8 @@ func SinkInput(sink Objects, ttl time.Duration) InputFunc {
 	}
 }
 
-// Config tunes a Worker. Zero values take the defaults shown.
+// Config tunes a Worker. Start from DefaultConfig; a zero value takes the
+// default shown.
 type Config struct {
 	// Consumer names this worker in the queue (default: Consumer(0)).
 	Consumer string
@@ -90,24 +91,39 @@ type Config struct {
 	Settled func(outcome string)
 }
 
+// DefaultConfig returns the worker `roughy serve` and `roughy
+// probe-worker` run: their --probe-* and --ffprobe flags' defaults are
+// these values. Consumer and ReclaimAfter are left empty: NewWorker
+// derives them.
+func DefaultConfig() Config {
+	return Config{
+		Runner:      Runner{Path: "ffprobe", Timeout: time.Minute},
+		MaxAttempts: 5,
+		BaseDelay:   time.Second,
+		MaxDelay:    5 * time.Minute,
+		Block:       2 * time.Second,
+	}
+}
+
+// withDefaults fills the settings that are empty, 0 or negative from
+// DefaultConfig: none of them can be off.
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.Consumer == "" {
 		c.Consumer = Consumer(0)
 	}
+	if c.Runner.Path == "" {
+		c.Runner.Path = d.Runner.Path
+	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 5
+		c.MaxAttempts = d.MaxAttempts
 	}
-	if c.BaseDelay <= 0 {
-		c.BaseDelay = time.Second
-	}
-	if c.MaxDelay <= 0 {
-		c.MaxDelay = 5 * time.Minute
-	}
-	if c.Block <= 0 {
-		c.Block = 2 * time.Second
-	}
-	if c.Runner.Timeout <= 0 {
-		c.Runner.Timeout = 60 * time.Second
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&c.BaseDelay, &d.BaseDelay}, {&c.MaxDelay, &d.MaxDelay}, {&c.Block, &d.Block}, {&c.Runner.Timeout, &d.Runner.Timeout},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
 	}
 	if c.ReclaimAfter <= 0 {
 		c.ReclaimAfter = c.Runner.Timeout + 30*time.Second

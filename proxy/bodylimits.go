@@ -14,7 +14,7 @@ import (
 // while it streams: without a cap, one account's stalled PATCHes would
 // make every other account's wait for buffers.
 type accountStreams struct {
-	max int // negative: no cap
+	max int // 0: no cap
 
 	mu sync.Mutex
 	n  map[string]int
@@ -23,7 +23,7 @@ type accountStreams struct {
 // acquire counts a body of account; ok is false when the account is at
 // the cap. release must be called once for every successful acquire.
 func (a *accountStreams) acquire(account string) (release func(), ok bool) {
-	if a.max < 0 {
+	if a.max <= 0 {
 		return func() {}, true
 	}
 	a.mu.Lock()

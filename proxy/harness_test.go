@@ -69,11 +69,13 @@ func newEnvSink(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store
 	if os.Getenv("ROUGHY_TEST_LOG") != "" {
 		logOut = os.Stderr
 	}
-	cfg := Config{
-		SigningKey: []byte("test signing key"),
-		LeaseTTL:   3 * time.Second,
-		Logger:     slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
+	cfg := DefaultConfig()
+	cfg.SigningKey = []byte("test signing key")
+	cfg.LeaseTTL = 3 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// No free-space floor: /readyz must not depend on the test machine's
+	// disk (storage_test.go sets one).
+	cfg.MinFreeSpace = 0
 	if cfgMod != nil {
 		cfgMod(&cfg)
 	}

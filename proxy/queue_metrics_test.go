@@ -30,8 +30,9 @@ func TestQueueLengthMetricRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{SigningKey: []byte("test signing key"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		store, pipeline.New(sink))
+	cfg := DefaultConfig()
+	cfg.SigningKey, cfg.Logger = []byte("test signing key"), slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := New(cfg, store, pipeline.New(sink))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

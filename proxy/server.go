@@ -22,7 +22,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Config is the proxy's part of `roughy serve`'s flags.
+// Config is the proxy's part of `roughy serve`'s flags. Start from
+// DefaultConfig: a field that can be off is off at 0 (config.go).
 type Config struct {
 	// PublicURL is the base URL for Location and download_url ("" = from
 	// the request: X-Forwarded-Proto/Host, else Host).
@@ -38,26 +39,26 @@ type Config struct {
 	// LeaseTTL is how long a PATCH's lease lives without renewal.
 	LeaseTTL time.Duration
 	// TakeoverWait is how long a PATCH or DELETE waits for the request
-	// holding its upload to let go before answering 423 (default 2s).
+	// holding its upload to let go before answering 423.
 	TakeoverWait time.Duration
-	// Logger receives the proxy's logs (default slog.Default()). API keys
+	// Logger receives the proxy's logs (nil: slog.Default()). API keys
 	// are never logged.
 	Logger *slog.Logger
 
-	// BodyIdleTimeout is how long a body read may wait for the next byte
-	// (default 60s). There is no limit on a whole body: a slow but steady
+	// BodyIdleTimeout is how long a body read may wait for the next byte.
+	// There is no limit on a whole body: a slow but steady
 	// 64 MiB PATCH must not be cut off.
 	BodyIdleTimeout time.Duration
 	// MinBodyRate is the least throughput, in bytes per second of waiting
-	// for the client, an upload body must keep over each MinBodyRateWindow
-	// (default 1 KiB/s over 30 s); a slower body is cut off with 408 and
-	// what was durable stays committed. Negative disables it.
+	// for the client, an upload body must keep over each MinBodyRateWindow;
+	// a slower body is cut off with 408 and what was durable stays
+	// committed. 0: no minimum.
 	MinBodyRate int64
 	// MinBodyRateWindow is the window MinBodyRate is averaged over.
 	MinBodyRateWindow time.Duration
 	// MaxAccountBodies caps the upload bodies (PATCH, POST with data) one
-	// account streams to this node at once (default 64); past it, 503 with
-	// Retry-After. Negative disables it.
+	// account streams to this node at once; past it, 503 with
+	// Retry-After. 0: no cap.
 	MaxAccountBodies int
 	// MetricsElsewhere says /metrics is served on a listener of its own
 	// (ServeMetrics): the public listener then answers it 404, so the
@@ -70,8 +71,8 @@ type Config struct {
 	// (a *pipeline.Pool) on /metrics.
 	Buffers BufferStats
 	// KeyCacheTTL is how long a successful key lookup is reused without
-	// asking the store (default 10s; a revoked key works that much longer).
-	// Negative disables the cache. RunKeyRevocations evicts revoked keys
+	// asking the store (a revoked key works that much longer). 0: no
+	// cache. RunKeyRevocations evicts revoked keys
 	// at once.
 	KeyCacheTTL time.Duration
 	// StaticKeys are the keys of --api-keys (records without secrets).
@@ -81,8 +82,8 @@ type Config struct {
 	StaticKeys []sessionstore.Key
 
 	// DownloadStallTimeout closes a connection whose response write makes
-	// no progress for this long: a client that stopped reading (default
-	// 1m; negative: never). A slow reader that keeps taking bytes is never
+	// no progress for this long: a client that stopped reading (0:
+	// never). A slow reader that keeps taking bytes is never
 	// cut, however long the body.
 	DownloadStallTimeout time.Duration
 	// TLS, when set, serves HTTPS with its current certificate (tls.go);
@@ -163,48 +164,7 @@ type Server struct {
 
 // New returns a server over store and pipe.
 func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server {
-	if cfg.UploadExpiry <= 0 {
-		cfg.UploadExpiry = 24 * time.Hour
-	}
-	if cfg.DownloadTTL <= 0 {
-		cfg.DownloadTTL = time.Hour
-	}
-	if cfg.LeaseTTL <= 0 {
-		// Short enough that a request after a node died gets the upload
-		// within tus-js-client's retry schedule (0, 3, 5, 10, 20 s);
-		// renewed every third of it while a PATCH streams.
-		cfg.LeaseTTL = 10 * time.Second
-	}
-	if cfg.TakeoverWait <= 0 {
-		// tus-js-client's first retries come after 0 and 1 s: a takeover
-		// must finish well within its 9 s of default retries.
-		cfg.TakeoverWait = 2 * time.Second
-	}
-	if cfg.BodyIdleTimeout <= 0 {
-		cfg.BodyIdleTimeout = 60 * time.Second
-	}
-	if cfg.MinBodyRate == 0 {
-		cfg.MinBodyRate = 1 << 10
-	}
-	if cfg.MinBodyRateWindow <= 0 {
-		cfg.MinBodyRateWindow = 30 * time.Second
-	}
-	if cfg.MaxAccountBodies == 0 {
-		cfg.MaxAccountBodies = 64
-	}
-	if cfg.DownloadStallTimeout == 0 {
-		cfg.DownloadStallTimeout = time.Minute
-	}
-	if cfg.KeyCacheTTL == 0 {
-		cfg.KeyCacheTTL = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	if cfg.Telemetry == nil {
-		cfg.Telemetry = NewTelemetry(nil)
-	}
+	cfg = cfg.settled()
 	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: cfg.Telemetry.m, tel: cfg.Telemetry,
 		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}, held: map[string]int64{}, orphans: map[string]orphanAsk{}}
 	s.tel.attach(s)

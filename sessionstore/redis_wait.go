@@ -27,8 +27,7 @@ type RedisOptions struct {
 	// WaitAOF makes a commit also wait until the primary fsynced it to
 	// its append-only file (WAITAOF, Redis 7.2 or later, appendonly yes).
 	WaitAOF bool
-	// WaitTimeout bounds the wait (default 1s, at most
-	// RedisMaxWaitTimeout). A commit not acknowledged by then fails
+	// WaitTimeout bounds the wait (at most RedisMaxWaitTimeout). A commit not acknowledged by then fails
 	// with ErrUnavailable: it may still have been applied, as any commit
 	// whose answer was lost.
 	WaitTimeout time.Duration
@@ -38,8 +37,13 @@ type RedisOptions struct {
 // is read with the commit's answer, within the client's 3 s read timeout.
 const RedisMaxWaitTimeout = 2 * time.Second
 
-// redisDefaultWaitTimeout is RedisOptions.WaitTimeout's default.
-const redisDefaultWaitTimeout = time.Second
+// DefaultRedisOptions returns the options `roughy serve --sessions redis`
+// starts from: its --redis-wait-* flags' defaults are these values.
+// Waiting for copies is off (WaitReplicas 0, WaitAOF false); a zero
+// WaitTimeout takes the value here.
+func DefaultRedisOptions() RedisOptions {
+	return RedisOptions{WaitTimeout: time.Second}
+}
 
 // waits reports whether commits wait for copies.
 func (r *Redis) waits() bool { return r.opt.WaitReplicas > 0 || r.opt.WaitAOF }
@@ -53,7 +57,7 @@ func (r *Redis) checkOptions(ctx context.Context, o RedisOptions) error {
 		return fmt.Errorf("sessionstore: redis: wait for %d replicas: want 0 or more", o.WaitReplicas)
 	}
 	if o.WaitTimeout == 0 {
-		o.WaitTimeout = redisDefaultWaitTimeout
+		o.WaitTimeout = DefaultRedisOptions().WaitTimeout
 	}
 	if o.WaitTimeout < time.Millisecond || o.WaitTimeout > RedisMaxWaitTimeout {
 		return fmt.Errorf("sessionstore: redis: wait timeout %v: want 1ms to %v", o.WaitTimeout, RedisMaxWaitTimeout)

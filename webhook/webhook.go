@@ -134,7 +134,8 @@ type RenderFunc func(ctx context.Context, ev sessionstore.WebhookEvent) any
 // event's asset from then on).
 type VerifyFunc func(ctx context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error)
 
-// Config tunes a Deliverer. Zero values take the defaults shown.
+// Config tunes a Deliverer. Start from DefaultConfig; a zero value takes
+// the default shown.
 type Config struct {
 	// Workers is the number of deliveries in flight at once (4).
 	Workers int
@@ -190,33 +191,47 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultConfig returns the deliverer `roughy serve` runs: its
+// --webhook-* flags' defaults are these values. ReclaimAfter and
+// AccountConcurrency are left 0: New derives them from Timeout and
+// Workers.
+func DefaultConfig() Config {
+	return Config{
+		Workers:             4,
+		Timeout:             10 * time.Second,
+		BaseDelay:           30 * time.Second,
+		MaxDelay:            time.Hour,
+		MaxAge:              24 * time.Hour,
+		Block:               2 * time.Second,
+		VerifyFor:           2 * time.Minute,
+		VerifyDelay:         time.Second,
+		EndpointConcurrency: 2,
+		PauseAfter:          3,
+	}
+}
+
+// withDefaults fills the settings that are 0 or negative from
+// DefaultConfig: none of them can be off (a process that delivers nothing
+// runs no Deliverer).
 func (c Config) withDefaults() Config {
-	if c.Workers <= 0 {
-		c.Workers = 4
+	d := DefaultConfig()
+	for _, f := range []struct{ v, def *int }{
+		{&c.Workers, &d.Workers}, {&c.EndpointConcurrency, &d.EndpointConcurrency}, {&c.PauseAfter, &d.PauseAfter},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = 10 * time.Second
-	}
-	if c.BaseDelay <= 0 {
-		c.BaseDelay = 30 * time.Second
-	}
-	if c.MaxDelay <= 0 {
-		c.MaxDelay = time.Hour
-	}
-	if c.MaxAge <= 0 {
-		c.MaxAge = 24 * time.Hour
-	}
-	if c.Block <= 0 {
-		c.Block = 2 * time.Second
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&c.Timeout, &d.Timeout}, {&c.BaseDelay, &d.BaseDelay}, {&c.MaxDelay, &d.MaxDelay}, {&c.MaxAge, &d.MaxAge},
+		{&c.Block, &d.Block}, {&c.VerifyFor, &d.VerifyFor}, {&c.VerifyDelay, &d.VerifyDelay},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
 	}
 	if c.ReclaimAfter <= c.Timeout {
 		c.ReclaimAfter = c.Timeout + 10*time.Second
-	}
-	if c.VerifyFor <= 0 {
-		c.VerifyFor = 2 * time.Minute
-	}
-	if c.VerifyDelay <= 0 {
-		c.VerifyDelay = time.Second
 	}
 	if c.Verify == nil {
 		c.Verify = func(_ context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error) {
@@ -229,14 +244,8 @@ func (c Config) withDefaults() Config {
 	if c.Render == nil {
 		c.Render = func(_ context.Context, ev sessionstore.WebhookEvent) any { return map[string]string{"id": ev.Asset.ID} }
 	}
-	if c.EndpointConcurrency <= 0 {
-		c.EndpointConcurrency = 2
-	}
 	if c.AccountConcurrency <= 0 {
 		c.AccountConcurrency = max(1, c.Workers*3/4)
-	}
-	if c.PauseAfter <= 0 {
-		c.PauseAfter = 3
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"time"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
@@ -20,25 +19,26 @@ type storeFlags struct {
 	dataDir  *string
 	sessions *string
 	redisURL *string
-	// Redis commits wait for copies (sessionstore.RedisOptions).
-	waitReplicas *int
-	waitAOF      *bool
-	waitTimeout  *time.Duration
+	// redis is bound to the --redis-wait-* flags: Redis commits wait for
+	// copies.
+	redis sessionstore.RedisOptions
 }
 
 func addStoreFlags(fs *flag.FlagSet) *storeFlags {
-	return &storeFlags{
+	s := &storeFlags{
 		dataDir:  fs.String("data-dir", "./data", "embedded store and local bytes"),
 		sessions: choiceFlag(fs, "sessions", "local", "session store: embedded or Redis", "local", "redis"),
 		redisURL: fs.String("redis-url", "redis://127.0.0.1:6379/0",
 			"Redis: standalone URL, redis+sentinel://, or a comma list of cluster nodes"),
-		waitReplicas: fs.Int("redis-wait-replicas", 0,
-			"Redis: a commit (and a PATCH's lease) is answered only once this many replicas have it (WAIT); fewer within --redis-wait-timeout: 503"),
-		waitAOF: fs.Bool("redis-wait-aof", false,
-			"Redis: a commit also waits for the primary's (and --redis-wait-replicas replicas') append-only file fsync (WAITAOF, Redis 7.2+)"),
-		waitTimeout: fs.Duration("redis-wait-timeout", time.Second,
-			"Redis: longest wait of a commit for its copies (at most 2s)"),
+		redis: sessionstore.DefaultRedisOptions(),
 	}
+	fs.IntVar(&s.redis.WaitReplicas, "redis-wait-replicas", s.redis.WaitReplicas,
+		"Redis: a commit (and a PATCH's lease) is answered only once this many replicas have it (WAIT); fewer within --redis-wait-timeout: 503 (0: no wait)")
+	fs.BoolVar(&s.redis.WaitAOF, "redis-wait-aof", s.redis.WaitAOF,
+		"Redis: a commit also waits for the primary's (and --redis-wait-replicas replicas') append-only file fsync (WAITAOF, Redis 7.2+)")
+	fs.DurationVar(&s.redis.WaitTimeout, "redis-wait-timeout", s.redis.WaitTimeout,
+		"Redis: longest wait of a commit for its copies (at most 2s)")
+	return s
 }
 
 // embedded reports whether sessions live in the embedded store.
@@ -47,16 +47,15 @@ func (s *storeFlags) embedded() bool { return *s.sessions == "local" }
 // open opens the selected store.
 func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
 	if !s.embedded() {
-		if *s.waitReplicas < 0 {
+		if s.redis.WaitReplicas < 0 {
 			return nil, fmt.Errorf("%w: --redis-wait-replicas must not be negative", errUsage)
 		}
-		if *s.waitTimeout <= 0 || *s.waitTimeout > sessionstore.RedisMaxWaitTimeout {
+		if s.redis.WaitTimeout <= 0 || s.redis.WaitTimeout > sessionstore.RedisMaxWaitTimeout {
 			return nil, fmt.Errorf("%w: --redis-wait-timeout must be above 0 and at most %v", errUsage, sessionstore.RedisMaxWaitTimeout)
 		}
-		st, err := sessionstore.NewRedisWith(ctx, *s.redisURL, sessionstore.RedisOptions{
-			WaitReplicas: *s.waitReplicas, WaitAOF: *s.waitAOF, WaitTimeout: *s.waitTimeout})
+		st, err := sessionstore.NewRedisWith(ctx, *s.redisURL, s.redis)
 		if err != nil {
-			if *s.waitAOF {
+			if s.redis.WaitAOF {
 				return nil, fmt.Errorf("roughy: open redis store with --redis-wait-aof: %w", err)
 			}
 			return nil, fmt.Errorf("roughy: open redis store: %w", err)
@@ -81,40 +80,33 @@ func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
 type sinkFlags struct {
 	dataDir         *string
 	storage         *string
-	bucket          *string
-	endpoint        *string
-	region          *string
-	forcePathStyle  *bool
-	layout          *string
-	partConcurrency *int
-	maxAttempts     *int
-	stallTimeout    *time.Duration
 	maxBufferMemory *int64
-	presignTTL      *time.Duration
-	// observer, when set before open, is told of every S3 request.
-	observer pipeline.Observer
+	// s3 is bound to the --s3-* flags and --presign-ttl.
+	s3 pipeline.S3Config
 }
 
 // addSinkFlags adds the storage flags; dataDir is shared with the store's.
 func addSinkFlags(fs *flag.FlagSet, dataDir *string) *sinkFlags {
-	return &sinkFlags{
-		dataDir:  dataDir,
-		storage:  choiceFlag(fs, "storage", "local", "where upload bytes go", "local", "s3"),
-		bucket:   fs.String("s3-bucket", "", "S3 bucket (required with --storage s3)"),
-		endpoint: fs.String("s3-endpoint", "", "S3 endpoint URL for S3-compatible stores (default: AWS)"),
-		region:   fs.String("s3-region", "", "S3 region (default: from the AWS config chain)"),
-		forcePathStyle: fs.Bool("s3-force-path-style", false,
-			"path-style bucket addressing (most S3-compatible stores)"),
-		layout: choiceFlag(fs, "s3-layout", "default",
-			"part layout: default (no byte sent twice) or equal (equal part sizes, for Cloudflare R2)",
-			"default", "equal"),
-		partConcurrency: fs.Int("s3-part-concurrency", 4, "parts of one upload in flight at once"),
-		maxAttempts:     fs.Int("s3-max-attempts", 5, "attempts per S3 call (5xx, throttling, timeouts are retried with backoff)"),
-		stallTimeout: fs.Duration("s3-stall-timeout", 30*time.Second,
-			"an S3 request attempt that moves no byte for this long fails (and is retried); a slow one that keeps moving is not cut"),
+	s := &sinkFlags{
+		dataDir:         dataDir,
+		storage:         choiceFlag(fs, "storage", "local", "where upload bytes go", "local", "s3"),
 		maxBufferMemory: sizeFlag(fs, "max-buffer-memory", 1<<30, "global budget for part buffers (e.g. 1GiB, 512MiB)"),
-		presignTTL:      fs.Duration("presign-ttl", time.Hour, "validity of presigned S3 URLs (downloads, ffprobe)"),
+		s3:              pipeline.DefaultS3Config(),
 	}
+	c := &s.s3
+	fs.StringVar(&c.Bucket, "s3-bucket", c.Bucket, "S3 bucket (required with --storage s3)")
+	fs.StringVar(&c.Endpoint, "s3-endpoint", c.Endpoint, "S3 endpoint URL for S3-compatible stores (default: AWS)")
+	fs.StringVar(&c.Region, "s3-region", c.Region, "S3 region (default: from the AWS config chain)")
+	fs.BoolVar(&c.ForcePathStyle, "s3-force-path-style", c.ForcePathStyle, "path-style bucket addressing (most S3-compatible stores)")
+	choiceVar(fs, &c.Layout, "s3-layout",
+		"part layout: default (no byte sent twice) or equal (equal part sizes, for Cloudflare R2)",
+		pipeline.S3LayoutDefault, pipeline.S3LayoutEqual)
+	fs.IntVar(&c.PartConcurrency, "s3-part-concurrency", c.PartConcurrency, "parts of one upload in flight at once")
+	fs.IntVar(&c.MaxAttempts, "s3-max-attempts", c.MaxAttempts, "attempts per S3 call (5xx, throttling, timeouts are retried with backoff)")
+	fs.DurationVar(&c.StallTimeout, "s3-stall-timeout", c.StallTimeout,
+		"an S3 request attempt that moves no byte for this long fails (and is retried); a slow one that keeps moving is not cut (negative: never)")
+	fs.DurationVar(&c.PresignTTL, "presign-ttl", c.PresignTTL, "validity of presigned S3 URLs (downloads, ffprobe)")
+	return s
 }
 
 // open opens the selected sink; pool is the --max-buffer-memory budget its
@@ -138,22 +130,11 @@ func (s *sinkFlags) open(ctx context.Context) (sink pipeline.Sink, pool *pipelin
 		setMemoryLimit(*s.maxBufferMemory)
 		return sink, pool, nil
 	}
-	if *s.bucket == "" {
+	if s.s3.Bucket == "" {
 		return nil, nil, fmt.Errorf("%w: --storage s3 needs --s3-bucket (ROUGHY_S3_BUCKET)", errUsage)
 	}
 	setMemoryLimit(*s.maxBufferMemory)
-	s3, err := pipeline.NewS3Sink(ctx, pipeline.S3Config{
-		Bucket:          *s.bucket,
-		Endpoint:        *s.endpoint,
-		Region:          *s.region,
-		ForcePathStyle:  *s.forcePathStyle,
-		Layout:          *s.layout,
-		PartConcurrency: *s.partConcurrency,
-		PresignTTL:      *s.presignTTL,
-		MaxAttempts:     *s.maxAttempts,
-		StallTimeout:    *s.stallTimeout,
-		Observer:        s.observer,
-	}, pool)
+	s3, err := pipeline.NewS3Sink(ctx, s.s3, pool)
 	if err != nil {
 		return nil, nil, fmt.Errorf("roughy: s3 storage: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,10 +45,17 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 	return fs.Parse(args)
 }
 
+// flagSetMade, when set, is told of each subcommand's FlagSet as it is
+// made: docs/configuration.md is rendered from them (configdoc_test.go).
+var flagSetMade func(*flag.FlagSet)
+
 // newFlagSet returns a FlagSet for a subcommand whose usage lists every
 // flag with its environment twin.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if flagSetMade != nil {
+		flagSetMade(fs)
+	}
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: roughy %s\n\nflags (each has an environment twin):\n", synopsis)
@@ -134,6 +142,55 @@ func sizeFlag(fs *flag.FlagSet, name string, def int64, usage string) *int64 {
 	return v
 }
 
+// sizeVar binds a size flag to p; its default is p's value.
+func sizeVar(fs *flag.FlagSet, p *int64, name, usage string) {
+	fs.Var((*byteSize)(p), name, usage)
+}
+
+// listFlag is a comma list flag bound to a []string, blanks dropped.
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+// Set implements flag.Value.
+func (l listFlag) Set(s string) error {
+	*l.p = splitList(s)
+	return nil
+}
+
+// prefixesFlag is a comma list of IP addresses and CIDR prefixes bound to
+// a []netip.Prefix, checked when set.
+type prefixesFlag struct {
+	p     *[]netip.Prefix
+	parse func(string) ([]netip.Prefix, error)
+}
+
+func (f prefixesFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	out := make([]string, len(*f.p))
+	for i, p := range *f.p {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
+}
+
+// Set implements flag.Value.
+func (f prefixesFlag) Set(s string) error {
+	p, err := f.parse(s)
+	if err != nil {
+		return err
+	}
+	*f.p = p
+	return nil
+}
+
 // oneOf is a string flag restricted to a set of values.
 type oneOf struct {
 	v       *string
@@ -161,9 +218,15 @@ func (o oneOf) Set(s string) error {
 func choiceFlag(fs *flag.FlagSet, name, def, usage string, allowed ...string) *string {
 	v := new(string)
 	*v = def
-	shown := slices.DeleteFunc(slices.Clone(allowed), func(a string) bool { return a == "" })
-	fs.Var(oneOf{v, allowed}, name, usage+" ("+strings.Join(shown, "|")+")")
+	choiceVar(fs, v, name, usage, allowed...)
 	return v
+}
+
+// choiceVar binds a string flag restricted to allowed to p; its default
+// is p's value.
+func choiceVar(fs *flag.FlagSet, p *string, name, usage string, allowed ...string) {
+	shown := slices.DeleteFunc(slices.Clone(allowed), func(a string) bool { return a == "" })
+	fs.Var(oneOf{p, allowed}, name, usage+" ("+strings.Join(shown, "|")+")")
 }
 
 // logLevel is a flag.Value for slog levels (debug, info, warn, error).

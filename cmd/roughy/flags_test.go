@@ -94,7 +94,7 @@ func TestEnvTwins(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := got{*listen, *kf.maxBufferMemory, *expiry, *kf.forcePathStyle, *pf.workers, *kf.storage}
+			g := got{*listen, *kf.maxBufferMemory, *expiry, kf.s3.ForcePathStyle, pf.workers, *kf.storage}
 			if g != tc.want {
 				t.Fatalf("got %+v, want %+v", g, tc.want)
 			}

@@ -204,24 +204,14 @@ func (a *adminClient) SetQuota(ctx context.Context, account string, l sessionsto
 	return a.do(ctx, http.MethodPut, "/v1/quota/"+url.PathEscape(account), l, nil)
 }
 
-// quotaDefaultFlags are serve's default quotas, for accounts without
-// limits of their own.
-type quotaDefaultFlags struct {
-	stored, uploads, reserved *int64
-}
-
-func addQuotaDefaultFlags(fs *flag.FlagSet) quotaDefaultFlags {
-	return quotaDefaultFlags{
-		stored: sizeFlag(fs, "quota-bytes-stored", 0,
-			"default per-account quota: bytes of completed uploads plus those reserved (0: unlimited; roughy quota set overrides it per account)"),
-		uploads: countFlag(fs, "quota-uploads", "default per-account quota: uploads in progress (0: unlimited)"),
-		reserved: sizeFlag(fs, "quota-bytes-reserved", 0,
-			"default per-account quota: bytes the uploads in progress may grow to (0: unlimited)"),
-	}
-}
-
-func (q quotaDefaultFlags) limits() sessionstore.QuotaLimits {
-	return sessionstore.QuotaLimits{BytesStored: max(*q.stored, 0), Uploads: max(*q.uploads, 0), BytesReserved: max(*q.reserved, 0)}
+// addQuotaDefaultFlags binds serve's default quotas, for accounts without
+// limits of their own, to l.
+func addQuotaDefaultFlags(fs *flag.FlagSet, l *sessionstore.QuotaLimits) {
+	sizeVar(fs, &l.BytesStored, "quota-bytes-stored",
+		"default per-account quota: bytes of completed uploads plus those reserved (0: unlimited; roughy quota set overrides it per account)")
+	fs.Var((*count)(&l.Uploads), "quota-uploads", "default per-account quota: uploads in progress (0: unlimited)")
+	sizeVar(fs, &l.BytesReserved, "quota-bytes-reserved",
+		"default per-account quota: bytes the uploads in progress may grow to (0: unlimited)")
 }
 
 // count is a non-negative integer flag.
@@ -237,10 +227,4 @@ func (c *count) Set(s string) error {
 	}
 	*c = count(n)
 	return nil
-}
-
-func countFlag(fs *flag.FlagSet, name, usage string) *int64 {
-	v := new(int64)
-	fs.Var((*count)(v), name, usage)
-	return v
 }

@@ -4,65 +4,39 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/roughy/ingest/probe"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/roughy/ingest/webhook"
 )
 
-// webhookFlags tune serve's webhook deliverer. The retry
-// schedule is a flag so that tests can run a day of retries in seconds.
+// webhookFlags tune serve's webhook deliverer: cfg is bound to the
+// --webhook-* flags. The retry schedule is a flag so that tests can run a
+// day of retries in seconds.
 type webhookFlags struct {
-	workers      *int
-	timeout      *time.Duration
-	retryBase    *time.Duration
-	retryMax     *time.Duration
-	retryFor     *time.Duration
-	reclaimAfter *time.Duration
-	verifyFor    *time.Duration
-	allowed      *networksFlag
+	cfg webhook.Config
 }
 
-// networksFlag is a comma list of CIDRs, checked when set.
-type networksFlag struct {
-	text string
-	nets []netip.Prefix
-}
-
-func (n *networksFlag) String() string { return n.text }
-
-func (n *networksFlag) Set(s string) error {
-	nets, err := webhook.ParseNetworks(s)
-	if err != nil {
-		return err
-	}
-	n.text, n.nets = s, nets
-	return nil
-}
-
-// targets are the receivers webhooks may be registered for and delivered
-// to.
-func (w *webhookFlags) targets() webhook.Targets {
-	return webhook.Targets{Allowed: w.allowed.nets}
+// networksFlag binds a comma list of CIDRs to webhook.Targets, checked
+// when set.
+func networksFlag(t *webhook.Targets) prefixesFlag {
+	return prefixesFlag{p: &t.Allowed, parse: webhook.ParseNetworks}
 }
 
 func addWebhookFlags(f *flag.FlagSet) *webhookFlags {
-	w := &webhookFlags{
-		workers:   f.Int("webhook-workers", 4, "webhook deliveries in flight at once in this process (0: none)"),
-		timeout:   f.Duration("webhook-timeout", 10*time.Second, "limit of one webhook delivery (a receiver slower than this is retried)"),
-		retryBase: f.Duration("webhook-retry-base", 30*time.Second, "first webhook retry delay, doubled after each failure"),
-		retryMax:  f.Duration("webhook-retry-max", time.Hour, "longest delay between two webhook retries"),
-		retryFor:  f.Duration("webhook-retry-for", 24*time.Hour, "how long after its event a delivery is retried before it is dead-lettered"),
-		reclaimAfter: f.Duration("webhook-reclaim-after", 0,
-			"hand a delivery claimed by a dead node to another after this (default --webhook-timeout + 10s)"),
-		verifyFor: f.Duration("webhook-verify-for", 2*time.Minute,
-			"how long after its event a change not seen yet may still happen; past it the event is dropped (events are queued before their change)"),
-		allowed: &networksFlag{},
-	}
-	f.Var(w.allowed, "webhook-allowed-networks",
+	w := &webhookFlags{cfg: webhook.DefaultConfig()}
+	c := &w.cfg
+	f.IntVar(&c.Workers, "webhook-workers", c.Workers, "webhook deliveries in flight at once in this process (0: none)")
+	f.DurationVar(&c.Timeout, "webhook-timeout", c.Timeout, "limit of one webhook delivery (a receiver slower than this is retried)")
+	f.DurationVar(&c.BaseDelay, "webhook-retry-base", c.BaseDelay, "first webhook retry delay, doubled after each failure")
+	f.DurationVar(&c.MaxDelay, "webhook-retry-max", c.MaxDelay, "longest delay between two webhook retries")
+	f.DurationVar(&c.MaxAge, "webhook-retry-for", c.MaxAge, "how long after its event a delivery is retried before it is dead-lettered")
+	f.DurationVar(&c.ReclaimAfter, "webhook-reclaim-after", c.ReclaimAfter,
+		"hand a delivery claimed by a dead node to another after this (0: --webhook-timeout + 10s)")
+	f.DurationVar(&c.VerifyFor, "webhook-verify-for", c.VerifyFor,
+		"how long after its event a change not seen yet may still happen; past it the event is dropped (events are queued before their change)")
+	f.Var(networksFlag(&c.Targets), "webhook-allowed-networks",
 		"non-public networks webhook receivers may be in, comma separated CIDRs, e.g. 10.1.0.0/16 (default none: loopback, private, link-local … refused)")
 	return w
 }
@@ -70,14 +44,12 @@ func addWebhookFlags(f *flag.FlagSet) *webhookFlags {
 // start runs the deliverer until ctx ends; wg tracks it.
 func (w *webhookFlags) start(ctx context.Context, wg *sync.WaitGroup, store webhook.Store, render webhook.RenderFunc,
 	verify webhook.VerifyFunc, log *slog.Logger) {
-	if *w.workers <= 0 {
+	if w.cfg.Workers <= 0 {
 		return
 	}
-	d := webhook.New(webhook.Config{
-		Workers: *w.workers, Timeout: *w.timeout, BaseDelay: *w.retryBase, MaxDelay: *w.retryMax,
-		MaxAge: *w.retryFor, ReclaimAfter: *w.reclaimAfter, Render: render, Verify: verify, VerifyFor: *w.verifyFor,
-		Targets: w.targets(), Logger: log,
-	}, store)
+	cfg := w.cfg
+	cfg.Render, cfg.Verify, cfg.Logger = render, verify, log
+	d := webhook.New(cfg, store)
 	wg.Go(func() { d.Run(ctx) })
 }
 
