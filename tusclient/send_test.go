@@ -233,3 +233,19 @@ func TestCreatedAssetID(t *testing.T) {
 		}
 	}
 }
+
+// TestPatchStalls: a server that takes a PATCH but never reads its body
+// is given up on once the body made no progress for Stall.
+func TestPatchStalls(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	c := &Client{Endpoint: srv.URL, Stall: 200 * time.Millisecond}
+	// Larger than what the loopback socket buffers take in.
+	src := bytes.NewReader(make([]byte, 64<<20))
+	_, err := c.Patch(t.Context(), srv.URL+"/u", src, 0, src.Size())
+	if !errors.Is(err, errStalled) || !Retryable(err) {
+		t.Fatalf("err %v, want the stall (retryable)", err)
+	}
+}
