@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/roughy/ingest/bench/tusclient"
+	"github.com/roughy/ingest/tusclient"
 )
 
 type config struct {
@@ -88,18 +87,20 @@ type outcome struct {
 // backoff is the wait before the n-th resume in a row: 0.5, 1, 2, 4 s…
 // (at most 8 s), so that four tries outlast Roughy's Retry-After of 5 s.
 func backoff(n int) time.Duration {
-	return min(500*time.Millisecond<<(n-1), 8*time.Second)
+	return tusclient.Backoff(n, 500*time.Millisecond, 8*time.Second)
 }
 
-var statusRE = regexp.MustCompile(`unexpected status (\d+)`)
+// errServerOffset: a PATCH was acknowledged at another offset than the
+// end of its body.
+var errServerOffset = errors.New("server offset")
 
 // reason is a short name for a failed PATCH: its HTTP status, "offset"
 // for a wrong Upload-Offset, else "transport".
 func reason(err error) string {
-	if m := statusRE.FindStringSubmatch(err.Error()); m != nil {
-		return m[1]
+	if se, ok := errors.AsType[*tusclient.StatusError](err); ok {
+		return strconv.Itoa(se.Status)
 	}
-	if strings.Contains(err.Error(), "server offset") {
+	if errors.Is(err, tusclient.ErrBadOffset) || errors.Is(err, errServerOffset) {
 		return "offset"
 	}
 	return "transport"
@@ -237,11 +238,12 @@ func upload(ctx context.Context, c config, hc *http.Client, v *verifier, i int, 
 		cl.Header.Set("Authorization", "Bearer "+c.keys[i%len(c.keys)])
 	}
 	if !c.noMeta {
-		cl.Metadata = map[string]string{"type": c.mediaType, "filename": fmt.Sprintf("loadtest-%d.bin", i)}
+		cl.Metadata = tusclient.SortedMetadata(map[string]string{"type": c.mediaType, "filename": fmt.Sprintf("loadtest-%d.bin", i)})
 	}
 	var o outcome
 	start := time.Now()
-	loc, _, err := cl.Create(ctx, c.size)
+	cr, err := cl.Create(ctx, c.size)
+	loc := cr.URL
 	o.took(verbPOST, start)
 	if err != nil {
 		o.err = err
@@ -265,7 +267,7 @@ func upload(ctx context.Context, c config, hc *http.Client, v *verifier, i int, 
 				return o
 			}
 			t0 := time.Now()
-			head, err := cl.Head(ctx, target)
+			head, _, err := cl.Head(ctx, target)
 			o.took(verbHEAD, t0)
 			// Never below what was acknowledged, never past what was ever
 			// sent: an earlier cut PATCH of this upload may still commit
@@ -293,7 +295,7 @@ func upload(ctx context.Context, c config, hc *http.Client, v *verifier, i int, 
 			continue
 		}
 		if err == nil {
-			err = fmt.Errorf("loadtest: server offset %d after PATCH, want %d", got, off+n)
+			err = fmt.Errorf("loadtest: %w %d after PATCH, want %d", errServerOffset, got, off+n)
 		}
 		if fails >= c.retries || ctx.Err() != nil {
 			o.err = err
@@ -304,7 +306,7 @@ func upload(ctx context.Context, c config, hc *http.Client, v *verifier, i int, 
 		o.retried = append(o.retried, reason(err))
 		time.Sleep(backoff(fails))
 		t0 = time.Now()
-		head, herr := cl.Head(ctx, target)
+		head, _, herr := cl.Head(ctx, target)
 		o.took(verbHEAD, t0)
 		if herr != nil {
 			o.err = errors.Join(err, herr)
@@ -331,9 +333,7 @@ func upload(ctx context.Context, c config, hc *http.Client, v *verifier, i int, 
 	}
 	if c.delete {
 		t0 := time.Now()
-		if req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc, nil); err == nil {
-			req.Header = cl.Header.Clone()
-			req.Header.Set("Tus-Resumable", "1.0.0")
+		if req, err := cl.NewRequest(ctx, http.MethodDelete, loc, nil); err == nil {
 			if resp, err := hc.Do(req); err == nil {
 				resp.Body.Close()
 				o.took(verbDELETE, t0)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roughy/ingest/bench/tusclient"
+	"github.com/roughy/ingest/tusclient"
 )
 
 func TestWithHost(t *testing.T) {
@@ -52,7 +52,7 @@ func TestSummarizeCountsFailures(t *testing.T) {
 	c := config{urls: []string{"http://x"}, size: 1 << 20, chunk: 1 << 20, workers: 2}
 	var good outcome
 	good.elapsed = time.Second
-	good.retried = []string{reason(fmt.Errorf("tusclient: patch at 0: %w 423: locked", tusclient.ErrStatus)), reason(errTest), "423"}
+	good.retried = []string{reason(fmt.Errorf("x: %w", &tusclient.StatusError{Op: "PATCH at 0", Status: 423, Body: "locked"})), reason(errTest), "423"}
 	good.lat[verbPATCH] = []time.Duration{time.Second}
 	summarize(&b, c, []outcome{good, {err: errTest}, {err: fmt.Errorf("x: %w", errCorrupt)}}, time.Second, 0)
 	out := b.String()

@@ -29,6 +29,7 @@ import (
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/tusclient"
 )
 
 var (
@@ -190,7 +191,7 @@ type assetJSON struct {
 
 func getAsset(t *testing.T, s *server, key, id string) assetJSON {
 	t.Helper()
-	b, err := newTUSClient(key).asset(t.Context(), s.endpoint(), id)
+	b, err := newClient(s.endpoint(), key).Asset(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,11 +454,11 @@ func TestServeEndToEnd(t *testing.T) {
 		o.Endpoint = srv.endpoint()
 		o.Key = tc.key
 		res, err := runUpload(t.Context(), o, small, io.Discard)
-		he, _ := errors.AsType[*httpError](err)
+		he, _ := errors.AsType[*tusclient.StatusError](err)
 		switch {
 		case tc.status == 0 && err != nil:
 			t.Errorf("key %s…: %v", tc.key[:12], err)
-		case tc.status != 0 && (he == nil || he.status != tc.status):
+		case tc.status != 0 && (he == nil || he.Status != tc.status):
 			t.Errorf("key %s…: %v, want HTTP %d", tc.key[:12], err, tc.status)
 		case tc.status == 0:
 			wantDownload(t, srv, tc.key, res.AssetID, smallData)
@@ -621,9 +622,10 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := newTUSClient(strings.TrimSpace(string(key)))
+	cl := newClient(srv.endpoint(), strings.TrimSpace(string(key)))
+	cl.Metadata = [][2]string{{"type", "video"}}
 	const size = 1 << 20
-	cr, err := cl.create(t.Context(), srv.endpoint(), size, encodeMetadata([][2]string{{"type", "video"}}))
+	cr, err := cl.Create(t.Context(), size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -632,7 +634,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 		data[i] = byte(i * 31)
 	}
 	pr, pw := io.Pipe()
-	req, _ := cl.newRequest(t.Context(), http.MethodPatch, cr.URL, pr)
+	req, _ := cl.NewRequest(t.Context(), http.MethodPatch, cr.URL, pr)
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/offset+octet-stream")
 	req.Header.Set("Upload-Offset", "0")
@@ -643,7 +645,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		resp, err := cl.hc.Do(req)
+		resp, err := cl.HTTP.Do(req)
 		if err != nil {
 			answered <- answer{err: err}
 			return
@@ -681,7 +683,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not exit after the drain")
 	}
-	got, err := os.ReadFile(filepath.Join(dataDir, "uploads", cr.AssetID))
+	got, err := os.ReadFile(filepath.Join(dataDir, "uploads", cr.AssetID()))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("stored bytes: %d, %v; want the %d sent", len(got), err, size)
 	}

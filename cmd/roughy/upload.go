@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/roughy/ingest/tusclient"
 )
 
 // uploadOptions configure one run of the upload client.
@@ -108,6 +110,53 @@ func (c cli) upload(ctx context.Context, args []string) error {
 	return nil
 }
 
+// newClient is the TUS client of "roughy upload": its messages start with
+// "roughy", and a PATCH whose body made no progress for a minute is
+// cancelled (a connection can hang without an error).
+func newClient(endpoint, key string) *tusclient.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 2 * time.Minute, // after the body was sent: covers fsync / S3 part upload
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   2,
+	}
+	c := &tusclient.Client{HTTP: &http.Client{Transport: tr}, Endpoint: endpoint, Header: http.Header{},
+		Name: "roughy", Stall: time.Minute}
+	if key != "" {
+		c.Header.Set("Authorization", "Bearer "+key)
+	}
+	return c
+}
+
+// errPermanent marks client-side failures that no retry can fix.
+var errPermanent = tusclient.Permanent(errors.New("roughy: permanent failure"))
+
+// retrier is the retry policy of opts, which says so on logw before each
+// wait and tells how to go on when it gives up.
+type retrier struct{ tusclient.Retry }
+
+func newRetrier(opts uploadOptions, logw io.Writer) retrier {
+	return retrier{tusclient.Retry{Retries: opts.Retries, BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax,
+		OnRetry: func(err error, wait time.Duration) {
+			fmt.Fprintf(logw, "\nroughy: %v; retrying in %s\n", err, wait.Round(time.Millisecond))
+		}}}
+}
+
+// do runs fn under the policy.
+func (r retrier) do(ctx context.Context, fn func() error) error {
+	return giveUp(r.Do(ctx, fn))
+}
+
+// giveUp says that the state file keeps an upload that failed too often.
+func giveUp(err error) error {
+	if ge, ok := errors.AsType[*tusclient.GiveUpError](err); ok {
+		return fmt.Errorf("roughy: giving up after %d tries (run again to resume): %w", ge.Tries, ge.Err)
+	}
+	return err
+}
+
 // runUpload uploads path, resuming an earlier unfinished upload of the
 // same file (same path, size and modification time) to the same endpoint.
 // Messages go to logw.
@@ -124,186 +173,141 @@ func runUpload(ctx context.Context, opts uploadOptions, path string, logw io.Wri
 	if !fi.Mode().IsRegular() {
 		return uploadResult{}, fmt.Errorf("roughy: %s is not a regular file", path)
 	}
-	size := fi.Size()
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return uploadResult{}, fmt.Errorf("roughy: %w", err)
 	}
-	fp := fingerprint(abs, size, fi.ModTime(), opts.Endpoint)
-	state := stateFile{path: opts.StateFile}
-	cl := newTUSClient(opts.Key)
-	rt := retrier{opts: opts, logw: logw}
+	u := &fileUpload{f: f, abs: abs, size: fi.Size(), opts: opts, logw: logw,
+		fp:    fingerprint(abs, fi.Size(), fi.ModTime(), opts.Endpoint),
+		state: stateFile{path: opts.StateFile}, cl: newClient(opts.Endpoint, opts.Key), rt: newRetrier(opts, logw)}
+	u.cl.ChunkSize, u.cl.Checksum = opts.ChunkSize, opts.Checksum
+	return u.run(ctx)
+}
 
-	var res uploadResult
-	offset := int64(-1)
-	if e, ok, err := state.get(fp); err != nil {
-		fmt.Fprintf(logw, "roughy: warning: %v (starting a new upload)\n", err)
-	} else if ok {
-		err := rt.do(ctx, func() error {
-			off, length, err := cl.offset(ctx, e.URL)
-			if err == nil && length >= 0 && length != size {
-				return fmt.Errorf("%w: stored upload has length %d, file has %d", errPermanent, length, size)
-			}
-			offset = off
-			return err
-		})
-		switch {
-		case err == nil:
-			res = uploadResult{AssetID: e.AssetID, URL: e.URL, Resumed: offset}
-			fmt.Fprintf(logw, "resuming %s at %d of %d bytes\n", e.URL, offset, size)
-		case ctx.Err() != nil:
-			return uploadResult{}, ctx.Err()
-		case gone(err) || errors.Is(err, errPermanent):
-			// Only a vanished or mismatched upload starts over; other
-			// failures (a 401, say) keep it for a later run.
-			fmt.Fprintf(logw, "roughy: earlier upload cannot be resumed (%v); starting over\n", err)
-			offset = -1
-			if err := state.remove(fp); err != nil {
-				return uploadResult{}, err
-			}
-		default:
-			return uploadResult{}, err
-		}
+// fileUpload is one run of runUpload.
+type fileUpload struct {
+	f     *os.File
+	abs   string
+	size  int64
+	fp    string
+	opts  uploadOptions
+	logw  io.Writer
+	state stateFile
+	cl    *tusclient.Client
+	rt    retrier
+}
+
+func (u *fileUpload) run(ctx context.Context) (uploadResult, error) {
+	res, offset, err := u.resume(ctx)
+	if err != nil {
+		return uploadResult{}, err
 	}
-
 	if offset < 0 {
-		meta, err := metadataFor(f, abs, opts)
-		if err != nil {
+		if res, err = u.create(ctx); err != nil {
 			return uploadResult{}, err
 		}
-		var cr created
-		err = rt.do(ctx, func() error {
-			var err error
-			cr, err = cl.create(ctx, opts.Endpoint, size, meta)
-			return err
-		})
-		if err != nil {
-			return uploadResult{}, err
-		}
-		res = uploadResult{AssetID: cr.AssetID, URL: cr.URL}
 		offset = 0
-		// Remember the upload before the first byte goes out, so a crash
-		// anywhere after this point resumes instead of starting over.
-		if err := state.put(fp, stateEntry{URL: cr.URL, AssetID: cr.AssetID, File: abs, Size: size, CreatedAt: time.Now().UTC()}); err != nil {
-			return uploadResult{}, err
-		}
 	}
 
-	bar := newProgressBar(opts.Progress, size, offset)
-	acked := offset
-	needHead := false
-	failures := 0
-	for acked < size {
-		if needHead {
-			off, _, err := cl.offset(ctx, res.URL)
-			if err != nil {
-				if err := rt.failed(ctx, &failures, err); err != nil {
-					bar.finish()
-					return uploadResult{}, err
-				}
-				continue
-			}
-			acked, needHead = off, false
-			bar.set(acked)
-			continue
+	bar := newProgressBar(u.opts.Progress, u.size, offset)
+	u.cl.OnSent = func(off int64) {
+		bar.set(off)
+		if u.opts.sent != nil {
+			u.opts.sent(off)
 		}
-		n := min(opts.ChunkSize, size-acked)
-		start := acked
-		newOff, err := cl.patch(ctx, res.URL, f, start, n, opts.Checksum, func(sent int64) {
-			bar.set(start + sent)
-			if opts.sent != nil {
-				opts.sent(start + sent)
-			}
-		})
-		if err != nil {
-			bar.set(acked)
-			needHead = true
-			if err := rt.failed(ctx, &failures, err); err != nil {
-				bar.finish()
-				if gone(err) {
-					state.remove(fp)
-				}
-				return uploadResult{}, err
-			}
-			continue
-		}
-		failures = 0
-		acked = newOff
-		bar.set(acked)
-		bar.chunkDone()
 	}
+	u.cl.OnAcked = func(off int64, patched bool) {
+		bar.set(off)
+		if patched {
+			bar.chunkDone()
+		}
+	}
+	err = u.cl.Send(ctx, res.URL, u.f, offset, u.size, u.rt.Retry)
 	bar.finish()
-
-	if err := state.remove(fp); err != nil {
-		fmt.Fprintf(logw, "roughy: warning: %v\n", err)
+	if err != nil {
+		// A PATCH told that the upload is gone forgets it; a HEAD leaves
+		// that to the next run, which says it starts over.
+		if se, ok := errors.AsType[*tusclient.StatusError](err); ok && tusclient.Gone(err) && se.Method == http.MethodPatch {
+			_ = u.state.remove(u.fp) // the PATCH's answer is the error to report
+		}
+		return uploadResult{}, giveUp(err)
 	}
-	err = rt.do(ctx, func() error {
+
+	if err := u.state.remove(u.fp); err != nil {
+		fmt.Fprintf(u.logw, "roughy: warning: %v\n", err)
+	}
+	err = u.rt.do(ctx, func() error {
 		var err error
-		res.Asset, err = cl.asset(ctx, opts.Endpoint, res.AssetID)
+		res.Asset, err = u.cl.Asset(ctx, res.AssetID)
 		return err
 	})
 	if err != nil {
 		// The bytes are all stored; only the summary is missing.
-		fmt.Fprintf(logw, "roughy: uploaded, but reading the asset failed: %v\n", err)
+		fmt.Fprintf(u.logw, "roughy: uploaded, but reading the asset failed: %v\n", err)
 	}
 	return res, nil
 }
 
-// retrier applies the retry policy: retryable failures wait with
-// exponential backoff (or the server's Retry-After), up to opts.Retries
-// in a row.
-type retrier struct {
-	opts uploadOptions
-	logw io.Writer
-}
-
-// do runs fn until it succeeds, fails for good, or fails too often.
-func (r retrier) do(ctx context.Context, fn func() error) error {
-	failures := 0
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if err := r.failed(ctx, &failures, err); err != nil {
-			return err
-		}
+// resume looks for an unfinished upload of the file in the state file and
+// asks the server for its offset; -1 when there is none to resume.
+func (u *fileUpload) resume(ctx context.Context) (uploadResult, int64, error) {
+	e, ok, err := u.state.get(u.fp)
+	if err != nil {
+		fmt.Fprintf(u.logw, "roughy: warning: %v (starting a new upload)\n", err)
+		return uploadResult{}, -1, nil
 	}
-}
-
-// failed counts a failure and waits before the next try; it returns err
-// when there should be none.
-func (r retrier) failed(ctx context.Context, failures *int, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if !ok {
+		return uploadResult{}, -1, nil
 	}
-	if !retryable(err) {
+	var offset int64
+	err = u.rt.do(ctx, func() error {
+		off, length, err := u.cl.Head(ctx, e.URL)
+		if err == nil && length >= 0 && length != u.size {
+			return fmt.Errorf("%w: stored upload has length %d, file has %d", errPermanent, length, u.size)
+		}
+		offset = off
 		return err
-	}
-	*failures++
-	if *failures > r.opts.Retries {
-		return fmt.Errorf("roughy: giving up after %d tries (run again to resume): %w", *failures, err)
-	}
-	wait := r.backoff(*failures)
-	if he, ok := errors.AsType[*httpError](err); ok && he.retryAfter > 0 {
-		wait = min(he.retryAfter, r.opts.BackoffMax)
-	}
-	fmt.Fprintf(r.logw, "\nroughy: %v; retrying in %s\n", err, wait.Round(time.Millisecond))
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(wait):
-		return nil
+	})
+	switch {
+	case err == nil:
+		fmt.Fprintf(u.logw, "resuming %s at %d of %d bytes\n", e.URL, offset, u.size)
+		return uploadResult{AssetID: e.AssetID, URL: e.URL, Resumed: offset}, offset, nil
+	case ctx.Err() != nil:
+		return uploadResult{}, 0, ctx.Err()
+	case tusclient.Gone(err) || errors.Is(err, errPermanent):
+		// Only a vanished or mismatched upload starts over; other
+		// failures (a 401, say) keep it for a later run.
+		fmt.Fprintf(u.logw, "roughy: earlier upload cannot be resumed (%v); starting over\n", err)
+		return uploadResult{}, -1, u.state.remove(u.fp)
+	default:
+		return uploadResult{}, 0, err
 	}
 }
 
-// backoff is the wait before try n+1: BackoffBase·2^(n-1), capped.
-func (r retrier) backoff(n int) time.Duration {
-	d := r.opts.BackoffBase
-	for i := 1; i < n && d < r.opts.BackoffMax; i++ {
-		d *= 2
+// create POSTs a new upload of the file and remembers it.
+func (u *fileUpload) create(ctx context.Context) (uploadResult, error) {
+	meta, err := metadataFor(u.f, u.abs, u.opts)
+	if err != nil {
+		return uploadResult{}, err
 	}
-	return min(d, r.opts.BackoffMax)
+	u.cl.Metadata = meta
+	var cr tusclient.Created
+	err = u.rt.do(ctx, func() error {
+		var err error
+		cr, err = u.cl.Create(ctx, u.size)
+		return err
+	})
+	if err != nil {
+		return uploadResult{}, err
+	}
+	res := uploadResult{AssetID: cr.AssetID(), URL: cr.URL}
+	// Remember the upload before the first byte goes out, so a crash
+	// anywhere after this point resumes instead of starting over.
+	err = u.state.put(u.fp, stateEntry{URL: cr.URL, AssetID: res.AssetID, File: u.abs, Size: u.size, CreatedAt: time.Now().UTC()})
+	if err != nil {
+		return uploadResult{}, err
+	}
+	return res, nil
 }
 
 // mediaTypes covers the containers users upload; Go's built-in MIME table
@@ -345,13 +349,13 @@ func assetType(contentType string) string {
 }
 
 // metadataFor builds the Upload-Metadata of a new upload of f.
-func metadataFor(f *os.File, name string, opts uploadOptions) (string, error) {
+func metadataFor(f *os.File, name string, opts uploadOptions) ([][2]string, error) {
 	ct := opts.ContentType
 	if ct == "" {
 		head := make([]byte, 512)
 		n, err := f.ReadAt(head, 0)
 		if err != nil && err != io.EOF {
-			return "", fmt.Errorf("roughy: read file: %w", err)
+			return nil, fmt.Errorf("roughy: read file: %w", err)
 		}
 		ct = guessContentType(name, head[:n])
 	}
@@ -359,113 +363,9 @@ func metadataFor(f *os.File, name string, opts uploadOptions) (string, error) {
 	if typ == "" {
 		typ = assetType(ct)
 	}
-	return encodeMetadata([][2]string{
+	return [][2]string{
 		{"type", typ},
 		{"content_type", ct},
 		{"filename", filepath.Base(name)},
-	}), nil
-}
-
-// fingerprint identifies one version of one file for one endpoint.
-func fingerprint(absPath string, size int64, mtime time.Time, endpoint string) string {
-	return fmt.Sprintf("%s|%d|%d|%s", absPath, size, mtime.UnixNano(), endpoint)
-}
-
-// stateEntry is a remembered unfinished upload.
-type stateEntry struct {
-	URL       string    `json:"url"`
-	AssetID   string    `json:"asset_id"`
-	File      string    `json:"file"`
-	Size      int64     `json:"size"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// stateFile is the JSON map of unfinished uploads, keyed by fingerprint.
-// Every change rewrites it atomically.
-type stateFile struct{ path string }
-
-func (s stateFile) load() (map[string]stateEntry, error) {
-	m := map[string]stateEntry{}
-	b, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return m, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("roughy: state file: %w", err)
-	}
-	if len(b) == 0 {
-		return m, nil
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("roughy: state file %s: %w", s.path, err)
-	}
-	return m, nil
-}
-
-func (s stateFile) save(m map[string]stateEntry) error {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return fmt.Errorf("roughy: state file: %w", err)
-	}
-	if err := writeFileAtomic(s.path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("roughy: state file: %w", err)
-	}
-	return nil
-}
-
-// lock serializes state file updates between concurrent "roughy upload"
-// processes (a read-modify-write would otherwise lose entries).
-func (s stateFile) lock() (unlock func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
-		return nil, fmt.Errorf("roughy: state file: %w", err)
-	}
-	f, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("roughy: state file lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("roughy: state file lock: %w", err)
-	}
-	return func() { f.Close() }, nil // closing releases the flock
-}
-
-func (s stateFile) get(fp string) (stateEntry, bool, error) {
-	m, err := s.load()
-	if err != nil {
-		return stateEntry{}, false, err
-	}
-	e, ok := m[fp]
-	return e, ok, nil
-}
-
-func (s stateFile) put(fp string, e stateEntry) error {
-	unlock, err := s.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	m, err := s.load()
-	if err != nil {
-		m = map[string]stateEntry{} // a corrupt file is replaced
-	}
-	m[fp] = e
-	return s.save(m)
-}
-
-func (s stateFile) remove(fp string) error {
-	unlock, err := s.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	m, err := s.load()
-	if err != nil {
-		return err
-	}
-	if _, ok := m[fp]; !ok {
-		return nil
-	}
-	delete(m, fp)
-	return s.save(m)
+	}, nil
 }

@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/roughy/ingest/tusclient"
 )
 
 // freePort returns a loopback port that was free a moment ago.
@@ -160,7 +162,7 @@ func TestUploadResumesAfterInterrupt(t *testing.T) {
 	for _, e := range m {
 		saved = e
 	}
-	off, _, err := newTUSClient(opts.Key).offset(t.Context(), saved.URL)
+	off, _, err := newClient(opts.Endpoint, opts.Key).Head(t.Context(), saved.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,8 +315,8 @@ func TestUploadGivesUpOnAuthError(t *testing.T) {
 	defer srv.Close()
 	path, _ := randomFile(t, 1000)
 	_, err := runUpload(t.Context(), testOptions(t, srv.URL+"/api/v1/assets/upload-resumable"), path, io.Discard)
-	he, ok := errors.AsType[*httpError](err)
-	if !ok || he.status != 401 || !strings.Contains(err.Error(), "unknown API key") {
+	he, ok := errors.AsType[*tusclient.StatusError](err)
+	if !ok || he.Status != 401 || !strings.Contains(err.Error(), "unknown API key") {
 		t.Fatalf("err %v, want the 401 with its message", err)
 	}
 	if calls.Load() != 1 {
@@ -363,13 +365,5 @@ func TestGuessType(t *testing.T) {
 		if ct != tc.ct || assetType(ct) != tc.kind {
 			t.Errorf("%s: %q/%s, want %q/%s", tc.name, ct, assetType(ct), tc.ct, tc.kind)
 		}
-	}
-}
-
-func TestEncodeMetadata(t *testing.T) {
-	got := encodeMetadata([][2]string{{"type", "video"}, {"content_type", ""}, {"filename", "a b.mp4"}})
-	want := "type dmlkZW8=,filename YSBiLm1wNA=="
-	if got != want {
-		t.Fatalf("got %q, want %q", got, want)
 	}
 }

@@ -32,7 +32,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/bench/internal/benchproc"
-	"github.com/roughy/ingest/bench/tusclient"
+	"github.com/roughy/ingest/tusclient"
 )
 
 type options struct {
@@ -268,7 +268,7 @@ func upload(ctx context.Context, o *options, proc *benchproc.Server, endpoint st
 		HTTP:      tusclient.NewHTTPClient(0),
 		Endpoint:  endpoint,
 		Header:    http.Header{"Authorization": {"Bearer " + o.apiKey}},
-		Metadata:  map[string]string{"type": "video", "filename": "bigupload.bin", "content_type": "application/octet-stream"},
+		Metadata:  tusclient.SortedMetadata(map[string]string{"type": "video", "filename": "bigupload.bin", "content_type": "application/octet-stream"}),
 		ChunkSize: chunkSize,
 	}
 	gen := newGenerator(o.seed)
@@ -304,10 +304,11 @@ func upload(ctx context.Context, o *options, proc *benchproc.Server, endpoint st
 		return err
 	}
 	res.start, res.load1 = time.Now(), benchproc.LoadAvg()
-	loc, body, err := c.Create(ctx, size)
+	cr, err := c.Create(ctx, size)
 	if err != nil {
 		return err
 	}
+	loc := cr.URL
 	lastLog := time.Now()
 	for ch := range ready {
 		got, err := c.Patch(ctx, loc, chunkAt{buf: ch.buf, base: ch.off}, ch.off, int64(len(ch.buf)))
@@ -341,7 +342,7 @@ func upload(ctx context.Context, o *options, proc *benchproc.Server, endpoint st
 	res.serverCPU, res.serverHWM = after.CPU-before.CPU, after.HWM
 	res.clientCPU = selfAfter.CPU - selfBefore.CPU
 	res.clientSum = hex.EncodeToString(gen.sha256())
-	return res.fetchAsset(ctx, o, loc, endpoint, body)
+	return res.fetchAsset(ctx, o, loc, endpoint, cr.Body)
 }
 
 // fetchAsset reads the asset roughy made: its state, size and the SHA-256

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/bench/internal/benchproc"
-	"github.com/roughy/ingest/bench/tusclient"
+	"github.com/roughy/ingest/tusclient"
 )
 
 // sample is the outcome of one run of one target.
@@ -149,7 +149,7 @@ func (b *bench) runTUS(ctx context.Context, s sample, inst *instance, n int, siz
 				HTTP:      hc,
 				Endpoint:  inst.endpoints[i%len(inst.endpoints)],
 				Header:    inst.header,
-				Metadata:  inst.meta,
+				Metadata:  tusclient.SortedMetadata(inst.meta),
 				ChunkSize: b.o.chunk,
 			}
 			if inst.rotate && len(inst.endpoints) > 1 {

@@ -35,7 +35,7 @@ func startTusd(t *testing.T) (endpoint, dir string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	endpoint = fmt.Sprintf("http://127.0.0.1:%d/files/", port)
 	for range 100 {
 		if resp, err := http.Get(endpoint); err == nil {
@@ -74,7 +74,7 @@ func TestUploadAgainstTusd(t *testing.T) {
 func uploadToTusd(t *testing.T, endpoint, dir string, src []byte, r interface {
 	ReadAt([]byte, int64) (int, error)
 }) {
-	c := &Client{Endpoint: endpoint, ChunkSize: 1 << 20, Metadata: map[string]string{"filename": "x.bin"}}
+	c := &Client{Endpoint: endpoint, ChunkSize: 1 << 20, Metadata: [][2]string{{"filename", "x.bin"}}}
 	const base = 1000
 	res, err := c.Upload(t.Context(), r, base, int64(len(src))-base)
 	if err != nil {
@@ -83,12 +83,12 @@ func uploadToTusd(t *testing.T, endpoint, dir string, src []byte, r interface {
 	if got, want := len(res.Patches), 5; got != want {
 		t.Errorf("patches: got %d, want %d", got, want)
 	}
-	off, err := c.Head(t.Context(), res.Location)
+	off, length, err := c.Head(t.Context(), res.Location)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if off != res.Size {
-		t.Errorf("HEAD offset: got %d, want %d", off, res.Size)
+	if off != res.Size || length != res.Size {
+		t.Errorf("HEAD offset, length: got %d, %d, want %d", off, length, res.Size)
 	}
 	stored, err := os.ReadFile(filepath.Join(dir, path.Base(res.Location)))
 	if err != nil {
@@ -102,18 +102,22 @@ func uploadToTusd(t *testing.T, endpoint, dir string, src []byte, r interface {
 func TestPatchWrongOffsetFails(t *testing.T) {
 	endpoint, _ := startTusd(t)
 	c := &Client{Endpoint: endpoint, ChunkSize: 10}
-	loc, _, err := c.Create(t.Context(), 100)
+	cr, err := c.Create(t.Context(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Patch(t.Context(), loc, bytes.NewReader(make([]byte, 100)), 50, 10); err == nil {
+	if _, err := c.Patch(t.Context(), cr.URL, bytes.NewReader(make([]byte, 100)), 50, 10); err == nil {
 		t.Error("PATCH at offset 50 of an empty upload: got nil error, want 409")
 	}
 }
 
 func TestEncodeMetadata(t *testing.T) {
-	got := EncodeMetadata(map[string]string{"type": "video", "filename": "a b.mp4"})
+	got := EncodeMetadata(SortedMetadata(map[string]string{"type": "video", "filename": "a b.mp4"}))
 	if want := "filename YSBiLm1wNA==,type dmlkZW8="; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+	got = EncodeMetadata([][2]string{{"type", "video"}, {"content_type", ""}, {"filename", "a b.mp4"}})
+	if want := "type dmlkZW8=,filename YSBiLm1wNA=="; got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
