@@ -63,7 +63,7 @@ type directJSON struct {
 }
 
 func errInvalidDirect(msg string) *Error {
-	return errorf(fasthttp.StatusBadRequest, "invalid_direct_upload", msg)
+	return codeInvalidDirectUpload.with(msg)
 }
 
 // directUploads serves /api/v1/direct-uploads and everything below it.
@@ -83,7 +83,7 @@ func (s *Server) directUploads(rc *fasthttp.RequestCtx, rq *request, rest string
 	}
 	switch {
 	case sub != "":
-		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		s.writeError(rc, rq, errNoEndpoint)
 		return
 	case rq.method == fasthttp.MethodOptions:
 		s.preflight(rc, methods)
@@ -117,14 +117,14 @@ func (s *Server) createDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *
 	}
 	rq.account = account
 	if cl := rc.Request.Header.ContentLength(); cl > maxDirectBody {
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the JSON body is larger than 64 KiB")
+		return codeBodyTooLarge.err()
 	}
 	raw, err := io.ReadAll(io.LimitReader(s.newBodyReader(rc, rq), maxDirectBody+1))
 	if err != nil {
 		return fmt.Errorf("proxy: read direct upload request: %w: %w", errBodyRead, err)
 	}
 	if len(raw) > maxDirectBody {
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the JSON body is larger than 64 KiB")
+		return codeBodyTooLarge.err()
 	}
 	var in directRequest
 	dec := json.NewDecoder(bytes.NewReader(raw))

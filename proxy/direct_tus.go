@@ -19,24 +19,16 @@ import (
 // Refusals of a direct upload URL. None says whether another grant or
 // upload exists: a wrong token and an unknown id are the same 403.
 var (
-	errDirectToken = errorf(fasthttp.StatusForbidden, "invalid_upload_token",
-		"this direct upload URL is not valid (unknown, or its token was altered); ask the site for a new upload URL")
-	errDirectRevoked = errorf(fasthttp.StatusForbidden, "direct_upload_revoked",
-		"this direct upload URL was revoked by its creator; ask the site for a new upload URL")
-	errDirectExpired = errorf(fasthttp.StatusGone, "direct_upload_expired",
-		"this direct upload URL expired before an upload was created with it; ask the site for a new upload URL")
-	errDirectUsed = errorf(fasthttp.StatusForbidden, "direct_upload_used",
-		"this direct upload URL already created its upload; resume that upload with HEAD and PATCH on the same URL")
-	errDirectNotCreated = errorf(fasthttp.StatusNotFound, "not_found",
+	errDirectToken      = codeInvalidUploadToken.err()
+	errDirectRevoked    = codeDirectUploadRevoked.err()
+	errDirectExpired    = codeDirectUploadExpired.err()
+	errDirectUsed       = codeDirectUploadUsed.err()
+	errDirectNotCreated = codeNotFound.with(
 		"no upload was created with this direct upload URL yet; POST to it first")
-	errDirectType = errorf(fasthttp.StatusForbidden, "type_not_allowed",
-		`Upload-Metadata "type" differs from the type this direct upload was made for`)
-	errDirectConcat = errorf(fasthttp.StatusForbidden, "concatenation_not_allowed",
-		"a direct upload URL creates one upload: Upload-Concat (tus-js-client's parallelUploads) is not available")
-	errDirectLengthRequired = errorf(fasthttp.StatusBadRequest, "length_required",
-		"this direct upload has a size limit: send Upload-Length (Upload-Defer-Length is not available)")
-	errOriginNotAllowed = errorf(fasthttp.StatusForbidden, "origin_not_allowed",
-		"this direct upload URL does not accept requests from this page's origin")
+	errDirectType           = codeTypeNotAllowed.err()
+	errDirectConcat         = codeConcatenationNotAllowed.err()
+	errDirectLengthRequired = codeLengthRequired.err()
+	errOriginNotAllowed     = codeOriginNotAllowed.err()
 )
 
 // directTus serves the TUS requests of a direct upload URL. The token
@@ -203,7 +195,7 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 	}
 	md, err := parseMetadata(string(h.Peek("Upload-Metadata")))
 	if err != nil {
-		return errBadRequest("invalid_metadata", err)
+		return errBadRequest(codeInvalidMetadata, err)
 	}
 	if md["type"] != "" {
 		sh, err := md.shape()
@@ -235,8 +227,8 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 		return errDirectLengthRequired
 	}
 	if n, err := parseInt(string(h.Peek("Upload-Length"))); err == nil && n > d.MaxSize {
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "upload_too_large",
-			"Upload-Length is larger than this direct upload's max_size_bytes ("+maxSizeText(d.MaxSize)+")")
+		return codeUploadTooLarge.with(
+			"Upload-Length is larger than this direct upload's max_size_bytes (" + maxSizeText(d.MaxSize) + ")")
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func (s *Server) signDownload(id string, exp time.Time) string {
 	return strconv.FormatInt(e, 10) + "." + base64.RawURLEncoding.EncodeToString(s.downloadMAC(id, e))
 }
 
-var errForbidden = errorf(fasthttp.StatusForbidden, "invalid_token", "the download link is invalid or expired")
+var errForbidden = codeInvalidToken.err()
 
 // verifyDownload checks a token for id at now.
 func (s *Server) verifyDownload(id, token string, now time.Time) error {
@@ -200,7 +200,7 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 		case rerr != nil:
 			obj.Close()
 			h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-			return errorf(fasthttp.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "the requested range is outside the object")
+			return codeRangeNotSatisfiable.err()
 		case ok:
 			status, r = fasthttp.StatusPartialContent, br
 			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.start, br.start+br.length-1, size))
@@ -216,8 +216,7 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 	return nil
 }
 
-var errPrecondition = errorf(fasthttp.StatusPreconditionFailed, "precondition_failed",
-	"If-Match or If-Unmodified-Since does not hold for the asset")
+var errPrecondition = codePreconditionFailed.err()
 
 // preconditions evaluates a download's conditional headers in the order
 // of RFC 9110 13.2.2: 412 when If-Match (or, without it,

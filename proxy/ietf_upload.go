@@ -53,12 +53,12 @@ func parseDraftAppend(v draft, h *fasthttp.RequestHeader) (draftAppend, error) {
 			return a, errPartialType
 		}
 	}
-	ov, ok, err := single(h, "Upload-Offset", "invalid_offset")
+	ov, ok, err := single(h, "Upload-Offset", codeInvalidOffset)
 	if err != nil {
 		return a, err
 	}
 	if a.offset, err = parseInt(strings.TrimSpace(ov)); !ok || err != nil {
-		return a, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset (a non-negative integer) is required")
+		return a, codeInvalidOffset.with("Upload-Offset (a non-negative integer) is required")
 	}
 	done, said, err := v.ends(h)
 	switch {
@@ -101,7 +101,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 	d.expected, d.completed, d.expires = sess.Offset, sess.Completed, sess.ExpiresAt
 	switch {
 	case len(sess.ConcatOf) > 0:
-		return sess, a, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be appended to")
+		return sess, a, codeFinalUpload.with("a final concatenation cannot be appended to")
 	case a.offset != sess.Offset:
 		return sess, a, errOffset(sess.Offset, a.offset)
 	case a.length >= 0 && sess.Length >= 0 && a.length != sess.Length:

@@ -43,7 +43,7 @@ func (s *Server) servePage(rc *fasthttp.RequestCtx, rq *request, p string) {
 	}
 	body, err := fs.ReadFile(pageFiles, path.Join("page", path.Clean("/" + name)[1:]))
 	if err != nil || name == "" {
-		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		s.writeError(rc, rq, errNoEndpoint)
 		return
 	}
 	h := &rc.Response.Header

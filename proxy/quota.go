@@ -49,7 +49,7 @@ func quotaExceeded(qe *sessionstore.QuotaError) *Error {
 		msg = fmt.Sprintf("the account's quota %q is %d bytes; %d are stored or reserved and this request needs %d more",
 			qe.Limit, qe.Max, qe.Used, qe.Want)
 	}
-	return errorf(fasthttp.StatusForbidden, "quota_exceeded", msg)
+	return codeQuotaExceeded.with(msg)
 }
 
 // reserveQuota grows upload id's reservation to n bytes (counting the

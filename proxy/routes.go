@@ -138,7 +138,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rq.route = "metrics"
 		s.writeMetrics(ctx, rq)
 	default:
-		s.writeError(ctx, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		s.writeError(ctx, rq, errNoEndpoint)
 	}
 }
 
@@ -291,7 +291,7 @@ func setErrorExpires(ctx *fasthttp.RequestCtx, rq *request) {
 	}
 }
 
-var errContentType = errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_content_type", "PATCH bodies must be Content-Type: application/offset+octet-stream")
+var errContentType = codeUnsupportedContentType.err()
 
 // isOffsetType reports whether a Content-Type is TUS's chunk type.
 func isOffsetType(ct []byte) bool {
@@ -336,9 +336,7 @@ func validHost(h string) bool {
 
 // errStoreDataLost is readyz's answer on the check that found the session
 // store emptied (sessionstore.ErrDataLost).
-var errStoreDataLost = errorf(fasthttp.StatusServiceUnavailable, "store_data_lost",
-	"the session store lost its data since this node last checked: uploads and assets stored before are gone; "+
-		"static API keys keep working and were stored again, other keys must be created again")
+var errStoreDataLost = codeStoreDataLost.err()
 
 // ready checks the session store and the storage, and that the storage
 // has at least --min-free-space free.

@@ -26,12 +26,11 @@ const webhooksPath = "/api/v1/webhooks"
 const maxWebhookBody = 16 << 10
 
 var (
-	errWebhookNotFound = errorf(fasthttp.StatusNotFound, "not_found", "no such webhook")
-	errWebhookBody     = errorf(fasthttp.StatusBadRequest, "invalid_webhook",
-		`the body must be JSON {"url":"https://…","events":["asset.ready",…]}; events default to all of `+strings.Join(sessionstore.EventTypes, ", "))
-	errWebhookTooBig = errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "a webhook body is at most 16 KiB")
-	errTooManyHooks  = errorf(fasthttp.StatusConflict, "too_many_webhooks",
-		fmt.Sprintf("an account has at most %d webhooks; delete one first", maxWebhooksPerAccount))
+	errWebhookNotFound = codeNotFound.with("no such webhook")
+	errWebhookBody     = codeInvalidWebhook.with(
+		`the body must be JSON {"url":"https://…","events":["asset.ready",…]}; events default to all of ` + strings.Join(sessionstore.EventTypes, ", "))
+	errWebhookTooBig = codeBodyTooLarge.with("a webhook body is at most 16 KiB")
+	errTooManyHooks  = codeTooManyWebhooks.err()
 )
 
 // maxWebhooksPerAccount bounds an account's webhooks: each event is queued
@@ -78,7 +77,7 @@ func (s *Server) webhooks(rc *fasthttp.RequestCtx, rq *request, rest string) {
 	case sub == "deliveries":
 		allow = "GET"
 	default:
-		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		s.writeError(rc, rq, errNoEndpoint)
 		return
 	}
 	if !slices.Contains(strings.Split(allow, ", "), rq.method) {
@@ -185,15 +184,15 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	}
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.URL) > 2048 {
-		return errorf(fasthttp.StatusBadRequest, "invalid_webhook", "url must be an absolute http or https URL (at most 2048 characters)")
+		return codeInvalidWebhook.with("url must be an absolute http or https URL (at most 2048 characters)")
 	}
 	if err := s.cfg.WebhookTargets.CheckURL(req.URL); err != nil {
 		reason := "refused"
 		if b, ok := errors.AsType[*webhook.BlockedError](err); ok {
 			reason = b.Reason
 		}
-		return errorf(fasthttp.StatusBadRequest, "invalid_webhook",
-			"url must name a public host by a DNS name or a canonical IP address, without user:password@ ("+reason+")")
+		return codeInvalidWebhook.with(
+			"url must name a public host by a DNS name or a canonical IP address, without user:password@ (" + reason + ")")
 	}
 	events := req.Events
 	if len(events) == 0 {
@@ -201,7 +200,7 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	}
 	for _, e := range events {
 		if !slices.Contains(sessionstore.EventTypes, e) {
-			return errorf(fasthttp.StatusBadRequest, "invalid_webhook",
+			return codeInvalidWebhook.with(
 				fmt.Sprintf("unknown event %q; known: %s", e, strings.Join(sessionstore.EventTypes, ", ")))
 		}
 	}
