@@ -34,49 +34,47 @@ var (
 // directTus serves the TUS requests of a direct upload URL. The token
 // stands in for the API key: the request acts for the grant's account, on
 // the grant's one upload only.
-func (s *Server) directTus(rc *fasthttp.RequestCtx, rq *request, id string) {
-	rc.Response.Header.Set("Tus-Resumable", tusVersion)
-	method := tusMethod(rc)
-	rq.method = method
-	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPatch
-	ctx, cancel := s.requestContext(rq)
-	defer cancel()
-	d, err := s.directGrant(ctx, rc, id)
+func (s *Server) directTus(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	d, err := s.directGrant(ctx, rc, p.id)
 	if err == nil {
 		s.directCORS(rc, d)
 	} else {
 		s.cors(rc)
 	}
-	if method == fasthttp.MethodOptions {
+	if rq.method == fasthttp.MethodOptions {
 		// Discovery and preflight answer without a valid grant too, but
 		// only a grant's origins get the CORS headers.
 		s.tusOptions(rc)
-		return
+		return nil
 	}
 	switch {
 	case err != nil:
-	case method == fasthttp.MethodGet:
+		return err
+	case rq.method == fasthttp.MethodGet:
 		// The asset of the grant's own upload, for a page that holds only
 		// the URL (the upload page of GET / shows it once uploaded).
-		err = s.directAsset(ctx, rc, rq, d)
-	default:
-		err = s.directServe(ctx, rc, rq, method, d)
+		return s.directAsset(ctx, rc, rq, d)
 	}
-	if err != nil {
-		s.fail(rc, rq, err)
-	}
+	return s.directServe(ctx, rc, rq, d)
 }
 
 // directServe serves a TUS request on grant d's URL.
-func (s *Server) directServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, method string, d sessionstore.DirectUpload) error {
-	if err := s.directAdmit(rc, rq, method, d); err != nil {
+func (s *Server) directServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d sessionstore.DirectUpload) error {
+	if err := s.directAdmit(rc, rq, rq.method, d); err != nil {
 		return err
 	}
-	if method != fasthttp.MethodPost {
-		return s.tusServe(ctx, rc, rq, method, d.ID)
+	if rq.bodyRoute && hasBody(rc) {
+		release, ok := s.streams.acquire(rq.account)
+		if !ok {
+			return errTooManyBodies
+		}
+		defer release()
+	}
+	if rq.method != fasthttp.MethodPost {
+		return s.tusServe(ctx, rc, rq, &params{id: d.ID})
 	}
 	rq.direct = &d
-	if err := s.tusServe(ctx, rc, rq, method, ""); err != nil {
+	if err := s.tusServe(ctx, rc, rq, &params{}); err != nil {
 		return err
 	}
 	// The upload's URL is the grant's URL: one URL, one upload.

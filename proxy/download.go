@@ -117,22 +117,15 @@ type objectBody struct {
 
 func (b objectBody) Close() error { return b.obj.Close() }
 
-// download serves GET/HEAD /sign/assets/uploads/{id}?token=…: the bytes of
-// a ready asset in the embedded default (S3 mode hands out presigned URLs).
-func (s *Server) download(rc *fasthttp.RequestCtx, rq *request, id string) {
-	// Whatever an uploader stored, a browser must not run it as a page of
-	// this origin: no sniffing, no script, no plugin, and the
-	// body is a file to save (Content-Disposition below).
-	rc.Response.Header.Set("X-Content-Type-Options", "nosniff")
-	rc.Response.Header.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-	s.serveRead(rc, rq, func(ctx context.Context) error { return s.serveDownload(ctx, rc, id) })
-}
-
 // downloadMaxAge caps how long a client may cache a download; it is
 // lowered to the token's remaining validity.
 const downloadMaxAge = 5 * time.Minute
 
-func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id string) error {
+// serveDownload serves GET/HEAD /sign/assets/uploads/{id}?token=…: the
+// bytes of a ready asset in the embedded default (S3 mode hands out
+// presigned URLs).
+func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *request, p *params) error {
+	id := p.id
 	if !validID(id) {
 		return errForbidden
 	}

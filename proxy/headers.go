@@ -244,8 +244,6 @@ type concat struct {
 	Raw string
 }
 
-const uploadsPath = "/api/v1/assets/upload-resumable"
-
 // parseConcat parses Upload-Concat: "partial", or "final;" followed by
 // space-separated upload URLs (absolute, or paths) of this endpoint.
 func parseConcat(h string) (concat, error) {
@@ -309,6 +307,41 @@ func validID(id string) bool {
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// baseURL is the public base URL for Location and download_url:
+// --public-url, else X-Forwarded-Proto/Host, else the request's Host.
+func (s *Server) baseURL(ctx *fasthttp.RequestCtx) string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	scheme := "http"
+	if ctx.IsTLS() {
+		scheme = "https"
+	}
+	if p := firstValue(ctx.Request.Header.Peek("X-Forwarded-Proto")); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := firstValue(ctx.Request.Header.Peek("X-Forwarded-Host"))
+	if host == "" || !validHost(host) {
+		host = string(ctx.Host())
+	}
+	return scheme + "://" + host
+}
+
+func firstValue(v []byte) string {
+	first, _, _ := strings.Cut(string(v), ",")
+	return strings.ToLower(strings.TrimSpace(first))
+}
+
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c >= 0x7f || c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' {
 			return false
 		}
 	}

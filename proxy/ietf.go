@@ -149,84 +149,38 @@ type draftReq struct {
 	expires time.Time
 }
 
-// ietf serves the draft on the TUS endpoint (id "" is the creation URL).
-func (s *Server) ietf(ctx *fasthttp.RequestCtx, rq *request, v draft, id string) {
-	rq.route = strings.Replace(rq.route, "tus_", "ietf_", 1)
-	s.cors(ctx)
-	method := string(ctx.Method())
-	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPut || method == fasthttp.MethodPatch
-	if method == fasthttp.MethodOptions {
-		allow := "OPTIONS, POST, PUT" // as ietfAdmit's
-		if id != "" {
-			allow = "OPTIONS, HEAD, GET, PATCH, DELETE"
-		}
-		ctx.Response.Header.Set("Allow", allow)
-		s.tusOptions(ctx)
-		if v >= 8 {
-			// Appends are PATCHes of this media type (RFC 5789's
-			// Accept-Patch; the draft asks for it from -09 on).
-			ctx.Response.Header.Set("Accept-Patch", partialUploadType)
-		}
-		return
+// draftCheck refuses, before the method check, an upload id that cannot
+// exist.
+func draftCheck(_ *fasthttp.RequestCtx, rq *request, p *params) error {
+	if p.id != "" && !validID(p.id) {
+		return errNotFound
 	}
-	d := &draftReq{v: v, provided: -1, expected: -1}
-	if id != "" && !validID(id) {
-		s.ietfFail(ctx, rq, d, errNotFound)
-		return
-	}
-	rq.uploadID = id
-	rctx, cancel := s.requestContext(rq)
-	defer cancel()
-	if err := s.ietfDispatch(rctx, ctx, rq, d, method, id); err != nil {
-		s.ietfFail(ctx, rq, d, err)
-	}
+	rq.uploadID = p.id
+	return nil
 }
 
-func (s *Server) ietfDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, d *draftReq, method, id string) error {
-	if err := s.ietfAdmit(rctx, ctx, rq, method, id); err != nil {
-		return err
-	}
-	if d.v <= 6 && method != fasthttp.MethodPatch && id != "" && ctx.Request.Header.Peek("Upload-Offset") != nil {
+// draftServe serves an admitted draft request (rq.account is set).
+// Creation is any request with content to the creation URL (the draft:
+// "all request methods that allow content"; POST and PUT here); the
+// upload resource takes HEAD and GET (offset), PATCH (append) and DELETE
+// (cancel).
+func (s *Server) draftServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	d, id := p.draft, p.id
+	if d.v <= 6 && rq.method != fasthttp.MethodPatch && id != "" && rc.Request.Header.Peek("Upload-Offset") != nil {
 		// Drafts -01 to -05: offset retrieval and cancellation must not
 		// carry Upload-Offset, and a server answers one that does 400.
 		return errOffsetNotAllowed
 	}
-	if rq.bodyRoute && hasBody(ctx) {
-		release, ok := s.streams.acquire(rq.account)
-		if !ok {
-			return errTooManyBodies
-		}
-		defer release()
-	}
-	switch method {
+	switch rq.method {
 	case fasthttp.MethodPost, fasthttp.MethodPut:
-		return s.ietfCreate(rctx, ctx, rq, d)
+		return s.ietfCreate(ctx, rc, rq, d)
 	case fasthttp.MethodHead, fasthttp.MethodGet:
-		return s.ietfHead(rctx, ctx, rq, d, id)
+		return s.ietfHead(ctx, rc, rq, d, id)
 	case fasthttp.MethodPatch:
-		return s.ietfPatch(rctx, ctx, rq, d, id)
+		return s.ietfPatch(ctx, rc, rq, d, id)
 	default:
-		return s.tusDelete(rctx, ctx, rq, id)
+		return s.tusDelete(ctx, rc, rq, id)
 	}
-}
-
-// ietfAdmit checks the method and the API key. Creation is any request
-// with content to the creation URL (the draft: "all request methods that
-// allow content"; POST and PUT here); the upload resource takes HEAD and
-// GET (offset), PATCH (append) and DELETE (cancel).
-func (s *Server) ietfAdmit(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
-	switch {
-	case id == "" && (method == fasthttp.MethodPost || method == fasthttp.MethodPut):
-	case id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodGet ||
-		method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
-	default:
-		rq.allow = "OPTIONS, POST, PUT"
-		if id != "" {
-			rq.allow = "OPTIONS, HEAD, GET, PATCH, DELETE"
-		}
-		return errMethod
-	}
-	return s.signIn(rctx, ctx, rq)
 }
 
 // Draft errors.

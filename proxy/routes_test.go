@@ -16,9 +16,11 @@ type routeCase struct {
 	// ("" bad: every method is served).
 	bad, allow string
 	// options is OPTIONS' status, optionsAllow its Allow ("" none) and
-	// acam the preflight's Access-Control-Allow-Methods ("" no CORS).
+	// acam the preflight's Access-Control-Allow-Methods ("" none).
 	options            int
 	optionsAllow, acam string
+	// cors: the answer lets the page's origin read it.
+	cors bool
 }
 
 var tusH = []string{"Tus-Resumable", "1.0.0"}
@@ -27,24 +29,29 @@ var draftH = []string{"Upload-Draft-Interop-Version", "8"}
 const tusACAM = "OPTIONS, POST, HEAD, GET, PATCH, DELETE"
 
 var routeCases = []routeCase{
-	{"tus_create", uploadsPath, tusH, "GET", "OPTIONS, POST", 204, "OPTIONS, POST", tusACAM},
-	{"tus_upload", uploadsPath + "/abc", tusH, "POST", "OPTIONS, HEAD, GET, PATCH, DELETE", 204, "OPTIONS, HEAD, GET, PATCH, DELETE", tusACAM},
-	{"ietf_create", uploadsPath, draftH, "GET", "OPTIONS, POST, PUT", 204, "OPTIONS, POST, PUT", tusACAM},
-	{"ietf_upload", uploadsPath + "/abc", draftH, "PUT", "OPTIONS, HEAD, GET, PATCH, DELETE", 204, "OPTIONS, HEAD, GET, PATCH, DELETE", tusACAM},
-	{"asset", "/api/v1/assets/abc", nil, "POST", "GET, HEAD, OPTIONS", 204, "GET, HEAD, OPTIONS", "GET, HEAD, OPTIONS"},
-	{"quota", "/api/v1/quota", nil, "DELETE", "GET, HEAD, OPTIONS", 204, "GET, HEAD, OPTIONS", "GET, HEAD, OPTIONS"},
-	{"download", "/sign/assets/uploads/abc", nil, "PATCH", "GET, HEAD, OPTIONS", 204, "GET, HEAD, OPTIONS", "GET, HEAD, OPTIONS"},
+	{"tus_create", uploadsPath, tusH, "GET", "OPTIONS, POST", 204, "OPTIONS, POST", tusACAM, true},
+	{"tus_upload", uploadsPath + "/abc", tusH, "POST", "OPTIONS, HEAD, GET, PATCH, DELETE", 204, "OPTIONS, HEAD, GET, PATCH, DELETE", tusACAM, true},
+	{"ietf_create", uploadsPath, draftH, "GET", "OPTIONS, POST, PUT", 204, "OPTIONS, POST, PUT", tusACAM, true},
+	{"ietf_upload", uploadsPath + "/abc", draftH, "PUT", "OPTIONS, HEAD, GET, PATCH, DELETE", 204, "OPTIONS, HEAD, GET, PATCH, DELETE", tusACAM, true},
+	{"asset", "/api/v1/assets/abc", nil, "POST", "GET, HEAD, OPTIONS", 204, "GET, HEAD, OPTIONS", "GET, HEAD, OPTIONS", true},
+	{"quota", "/api/v1/quota", nil, "DELETE", "GET, HEAD, OPTIONS", 204, "GET, HEAD, OPTIONS", "GET, HEAD, OPTIONS", true},
+	{"download", "/sign/assets/uploads/abc", nil, "PATCH", "GET, HEAD, OPTIONS", 204, "GET, HEAD, OPTIONS", "GET, HEAD, OPTIONS", true},
 	// The webhook API is for servers: no CORS, OPTIONS is refused.
-	{"webhooks", "/api/v1/webhooks", nil, "PUT", "GET, POST", 405, "GET, POST", ""},
-	{"webhook", "/api/v1/webhooks/abc", nil, "POST", "GET, DELETE", 405, "GET, DELETE", ""},
-	{"webhook_deliveries", "/api/v1/webhooks/abc/deliveries", nil, "DELETE", "GET", 405, "GET", ""},
-	{"direct_uploads", "/api/v1/direct-uploads", nil, "GET", "POST, OPTIONS", 204, "", "POST, OPTIONS"},
-	{"direct_upload", "/api/v1/direct-uploads/abc", nil, "GET", "DELETE, OPTIONS", 204, "", "DELETE, OPTIONS"},
+	{"webhooks", "/api/v1/webhooks", nil, "PUT", "GET, POST", 405, "GET, POST", "", false},
+	{"webhook", "/api/v1/webhooks/abc", nil, "POST", "GET, DELETE", 405, "GET, DELETE", "", false},
+	{"webhook_deliveries", "/api/v1/webhooks/abc/deliveries", nil, "DELETE", "GET", 405, "GET", "", false},
+	{"direct_uploads", "/api/v1/direct-uploads", nil, "GET", "POST, OPTIONS", 204, "", "POST, OPTIONS", true},
+	{"direct_upload", "/api/v1/direct-uploads/abc", nil, "GET", "DELETE, OPTIONS", 204, "", "DELETE, OPTIONS", true},
 	// Discovery on a direct upload URL answers without a valid grant.
-	{"direct_tus", "/api/v1/direct-uploads/abc/tus", tusH, "", "", 204, "", tusACAM},
-	{"page", "/", nil, "POST", "GET, HEAD", 405, "GET, HEAD", ""},
-	{"healthz", "/healthz", nil, "", "", 200, "", ""},
-	{"readyz", "/readyz", nil, "", "", 200, "", ""},
+	{"direct_tus", "/api/v1/direct-uploads/abc/tus", tusH, "", "", 204, "", tusACAM, true},
+	{"page", "/", nil, "POST", "GET, HEAD", 405, "GET, HEAD", "", false},
+	{"healthz", "/healthz", nil, "", "", 200, "", "", false},
+	{"metrics", "/metrics", nil, "", "", 200, "", "", false},
+	// Paths below a resource that has none there.
+	{"webhook_other", "/api/v1/webhooks/abc/other", nil, "", "", 404, "", "", false},
+	{"direct_upload_other", "/api/v1/direct-uploads/abc/other", nil, "", "", 404, "", "", true},
+	{"page_file", "/page/page.js", nil, "DELETE", "GET, HEAD", 405, "GET, HEAD", "", false},
+	{"readyz", "/readyz", nil, "", "", 200, "", "", false},
 }
 
 // TestRouteMethods checks each route's 405, OPTIONS and preflight.
@@ -70,7 +77,7 @@ func TestRouteMethods(t *testing.T) {
 			if got := r.h.Get("Access-Control-Allow-Methods"); got != rc.acam {
 				t.Errorf("OPTIONS: got Access-Control-Allow-Methods %q, want %q", got, rc.acam)
 			}
-			if got, want := r.h.Get("Access-Control-Allow-Origin") != "", rc.acam != ""; got != want {
+			if got, want := r.h.Get("Access-Control-Allow-Origin") != "", rc.cors; got != want {
 				t.Errorf("OPTIONS: got Access-Control-Allow-Origin %q, want it: %v", r.h.Get("Access-Control-Allow-Origin"), want)
 			}
 		})

@@ -120,7 +120,9 @@ func walkOne(t *testing.T, e *env, method, path string, v walkVariant) string {
 		t.Fatalf("dial: %v", err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	var b bytes.Buffer
 	m, override, _ := strings.Cut(method, "+")
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: example.test\r\nX-Request-Id: walk\r\n", m, path)
@@ -149,7 +151,9 @@ func walkOne(t *testing.T, e *env, method, path string, v walkVariant) string {
 	for {
 		status, n := readWalkHead(t, br, &got)
 		if status == 100 && body != "" {
-			io.WriteString(c, body)
+			if _, err := io.WriteString(c, body); err != nil {
+				t.Fatalf("write body: %v", err)
+			}
 			continue
 		}
 		if m != "HEAD" && n > 0 {

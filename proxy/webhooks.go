@@ -18,10 +18,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// webhooksPath is the webhook API: POST and GET on it, GET and
-// DELETE on /{id}, GET on /{id}/deliveries.
-const webhooksPath = "/api/v1/webhooks"
-
 // maxWebhookBody bounds a POST /api/v1/webhooks body.
 const maxWebhookBody = 16 << 10
 
@@ -64,41 +60,10 @@ type deliveryJSON struct {
 	UpdatedAt   string  `json:"updated_at"`
 }
 
-// webhooks serves the webhook API; rest is the path after webhooksPath.
-func (s *Server) webhooks(rc *fasthttp.RequestCtx, rq *request, rest string) {
-	rest = strings.Trim(rest, "/")
-	id, sub, _ := strings.Cut(rest, "/")
-	var allow string
-	switch {
-	case id == "":
-		allow = "GET, POST"
-	case sub == "":
-		allow = "GET, DELETE"
-	case sub == "deliveries":
-		allow = "GET"
-	default:
-		s.writeError(rc, rq, errNoEndpoint)
-		return
-	}
-	if !slices.Contains(strings.Split(allow, ", "), rq.method) {
-		rq.allow = allow
-		s.writeError(rc, rq, errMethod)
-		return
-	}
-	rq.bodyRoute = rq.method == fasthttp.MethodPost
-	ctx, cancel := s.requestContext(rq)
-	defer cancel()
-	account, err := s.authenticate(ctx, rc)
-	if err == nil {
-		rq.account = account
-		err = s.serveWebhooks(ctx, rc, rq, id, sub)
-	}
-	if err != nil {
-		s.fail(rc, rq, err)
-	}
-}
-
-func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id, sub string) error {
+// serveWebhooks serves the webhook API: POST and GET on webhooksPath, GET
+// and DELETE on /{id}, GET on /{id}/deliveries.
+func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	id, sub := p.id, p.sub
 	if id == "" {
 		if rq.method == fasthttp.MethodPost {
 			return s.createWebhook(ctx, rc, rq.account)
