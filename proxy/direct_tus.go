@@ -63,13 +63,11 @@ func (s *Server) directServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *r
 	if err := s.directAdmit(rc, rq, rq.method, d); err != nil {
 		return err
 	}
-	if rq.bodyRoute && hasBody(rc) {
-		release, ok := s.streams.acquire(rq.account)
-		if !ok {
-			return errTooManyBodies
-		}
-		defer release()
+	release, err := s.holdStream(rc, rq)
+	if err != nil {
+		return err
 	}
+	defer release()
 	if rq.method != fasthttp.MethodPost {
 		return s.tusServe(ctx, rc, rq, &params{id: d.ID})
 	}

@@ -200,14 +200,27 @@ func (s *Server) serveAdmitted(ctx context.Context, rc *fasthttp.RequestCtx, rq 
 	if err := s.admit(ctx, rc, rq, rt, p); err != nil {
 		return err
 	}
-	if rt.limit && rq.bodyRoute && hasBody(rc) {
-		release, ok := s.streams.acquire(rq.account)
-		if !ok {
-			return errTooManyBodies
+	if rt.limit {
+		release, err := s.holdStream(rc, rq)
+		if err != nil {
+			return err
 		}
 		defer release()
 	}
 	return rt.serve(s, ctx, rc, rq, p)
+}
+
+// holdStream takes one of the account's streams on this node for an
+// upload body, if the request carries one; release gives it back.
+func (s *Server) holdStream(rc *fasthttp.RequestCtx, rq *request) (release func(), err error) {
+	if !rq.bodyRoute || !hasBody(rc) {
+		return func() {}, nil
+	}
+	release, ok := s.streams.acquire(rq.account)
+	if !ok {
+		return nil, errTooManyBodies
+	}
+	return release, nil
 }
 
 // admit runs the route's checks, its method check and its API key; the
