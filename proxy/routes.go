@@ -131,41 +131,54 @@ func (s *Server) requestContext(rq *request) (context.Context, context.CancelFun
 var routes = routeTable()
 
 func routeTable() []route {
+	// The upload endpoint's two dialects, and the read-only resources.
 	tus := route{dialect: tusDialect, headers: []string{"Tus-Resumable", tusVersion}, cors: true, override: true,
-		options: tusOptionsOf, check: tusCheck, auth: true, body: "POST, PATCH", limit: true, serve: (*Server).tusServe, expect: tusExpect}
+		options: tusOptionsOf, check: tusCheck, auth: true, body: "POST, PATCH", limit: true,
+		serve: (*Server).tusServe, expect: tusExpect}
 	draft := route{dialect: draftDialect, cors: true,
-		options: tusOptionsOf, check: draftCheck, auth: true, body: "POST, PUT, PATCH", limit: true, serve: (*Server).draftServe, expect: draftExpect}
+		options: tusOptionsOf, check: draftCheck, auth: true, body: "POST, PUT, PATCH", limit: true,
+		serve: (*Server).draftServe, expect: draftExpect}
 	read := route{allow: "GET, HEAD, OPTIONS", cors: true, options: optionsAllow}
 	const (
 		uploadAllow = "OPTIONS, HEAD, GET, PATCH, DELETE"
 		tusCreate   = "OPTIONS, POST"
 		draftCreate = "OPTIONS, POST, PUT" // creation is any request with content (the draft: POST and PUT here)
+		// Whatever an uploader stored, a browser must not run it as a
+		// page of this origin: no sniffing, no script, no plugin (and the
+		// body is a file to save: Content-Disposition).
+		downloadCSP = "default-src 'none'; sandbox"
 	)
 	return []route{
 		with(tus, route{name: "tus_create", pattern: uploadsPath, match: exact(uploadsPath), allow: tusCreate}),
 		with(draft, route{name: "ietf_create", pattern: uploadsPath, match: exact(uploadsPath), allow: draftCreate}),
 		with(tus, route{name: "tus_upload", pattern: uploadsPath + "/{id}", match: under(uploadsPath+"/", false), allow: uploadAllow}),
 		with(draft, route{name: "ietf_upload", pattern: uploadsPath + "/{id}", match: under(uploadsPath+"/", false), allow: uploadAllow}),
-		with(read, route{name: "asset", pattern: assetsPath + "{id}", match: under(assetsPath, true), auth: true, serve: (*Server).serveAsset}),
-		{name: "webhooks", pattern: webhooksPath, match: tree(webhooksPath, shapeCollection), allow: "GET, POST", auth: true, body: "POST", serve: (*Server).serveWebhooks},
-		{name: "webhooks", pattern: webhooksPath + "/{id}", match: tree(webhooksPath, shapeItem), allow: "GET, DELETE", auth: true, serve: (*Server).serveWebhooks},
-		{name: "webhooks", pattern: webhooksPath + "/{id}/deliveries", match: tree(webhooksPath, "deliveries"), allow: "GET", auth: true, serve: (*Server).serveWebhooks},
+		with(read, route{name: "asset", pattern: assetsPath + "{id}", match: under(assetsPath, true), auth: true,
+			serve: (*Server).serveAsset}),
+
+		{name: "webhooks", pattern: webhooksPath, match: tree(webhooksPath, shapeCollection),
+			allow: "GET, POST", auth: true, body: "POST", serve: (*Server).serveWebhooks},
+		{name: "webhooks", pattern: webhooksPath + "/{id}", match: tree(webhooksPath, shapeItem),
+			allow: "GET, DELETE", auth: true, serve: (*Server).serveWebhooks},
+		{name: "webhooks", pattern: webhooksPath + "/{id}/deliveries", match: tree(webhooksPath, "deliveries"),
+			allow: "GET", auth: true, serve: (*Server).serveWebhooks},
 		{name: "webhooks", pattern: webhooksPath + "/{id}/*", match: tree(webhooksPath, shapeOther), serve: noEndpoint},
+
 		with(read, route{name: "quota", pattern: quotaPath, match: exact(quotaPath), auth: true, serve: (*Server).serveQuota}),
+
 		// The token of a direct upload URL stands in for the API key, and
 		// its CORS and methods are the grant's: directTus checks them.
 		{name: "direct_tus", pattern: directPath + "/{id}/tus", match: tree(directPath, "tus"),
 			headers: []string{"Tus-Resumable", tusVersion}, override: true, body: "POST, PATCH", serve: (*Server).directTus},
-		{name: "direct_upload", pattern: directPath, match: tree(directPath, shapeCollection), allow: "POST, OPTIONS",
-			cors: true, options: optionsPreflight, auth: true, body: "POST", serve: (*Server).createDirect},
-		{name: "direct_upload", pattern: directPath + "/{id}", match: tree(directPath, shapeItem), allow: "DELETE, OPTIONS",
-			cors: true, options: optionsPreflight, auth: true, serve: (*Server).revokeDirect},
+		{name: "direct_upload", pattern: directPath, match: tree(directPath, shapeCollection),
+			allow: "POST, OPTIONS", cors: true, options: optionsPreflight, auth: true, body: "POST", serve: (*Server).createDirect},
+		{name: "direct_upload", pattern: directPath + "/{id}", match: tree(directPath, shapeItem),
+			allow: "DELETE, OPTIONS", cors: true, options: optionsPreflight, auth: true, serve: (*Server).revokeDirect},
 		{name: "direct_upload", pattern: directPath + "/{id}/*", match: tree(directPath, shapeOther), cors: true, serve: noEndpoint},
-		// Whatever an uploader stored, a browser must not run it as a page
-		// of this origin: no sniffing, no script, no plugin (and the body
-		// is a file to save: Content-Disposition).
+
 		with(read, route{name: "download", pattern: downloadPath + "{id}?token=", match: rest(downloadPath),
-			headers: []string{"X-Content-Type-Options", "nosniff", "Content-Security-Policy", "default-src 'none'; sandbox"}, serve: (*Server).serveDownload}),
+			headers: []string{"X-Content-Type-Options", "nosniff", "Content-Security-Policy", downloadCSP},
+			serve:   (*Server).serveDownload}),
 		{name: "page", pattern: "/", match: exactly("/"), allow: "GET, HEAD", serve: (*Server).servePage},
 		{name: "page", pattern: pagePath + "{file}", match: rest(pagePath), allow: "GET, HEAD", serve: (*Server).servePage},
 		{name: "healthz", pattern: "/healthz", match: exactly("/healthz"), serve: serveHealthz},
