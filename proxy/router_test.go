@@ -80,3 +80,15 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchAllocs: matching costs the path's string and the params, on
+// every request, whatever the table's length.
+func TestMatchAllocs(t *testing.T) {
+	s := &Server{}
+	var rc fasthttp.RequestCtx
+	rc.Request.SetRequestURI(uploadsPath + "/abc")
+	rc.Request.Header.Set("Tus-Resumable", tusVersion)
+	if got := testing.AllocsPerRun(100, func() { s.match(&rc) }); got > 2 {
+		t.Errorf("match: got %v allocations, want at most 2", got)
+	}
+}
