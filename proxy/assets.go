@@ -77,42 +77,9 @@ func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessi
 	return j
 }
 
-// asset serves GET /api/v1/assets/{id}.
-func (s *Server) asset(rc *fasthttp.RequestCtx, rq *request, id string) {
-	s.serveRead(rc, rq, func(ctx context.Context) error { return s.serveAsset(ctx, rc, rq, id) })
-}
-
-// serveRead is the frame of a read-only route: CORS, the OPTIONS
-// preflight, 405 for methods other than GET and HEAD, then serve under a
-// request context, its error written as the reply.
-func (s *Server) serveRead(rc *fasthttp.RequestCtx, rq *request, serve func(context.Context) error) {
-	const methods = "GET, HEAD, OPTIONS"
-	s.cors(rc)
-	switch rq.method {
-	case fasthttp.MethodOptions:
-		rc.Response.Header.Set("Allow", methods) // RFC 9110 9.3.7
-		s.preflight(rc, methods)
-		rc.SetStatusCode(fasthttp.StatusNoContent)
-		return
-	case fasthttp.MethodGet, fasthttp.MethodHead:
-	default:
-		rq.allow = methods
-		s.writeError(rc, rq, errMethod)
-		return
-	}
-	ctx, cancel := s.requestContext(rq)
-	defer cancel()
-	if err := serve(ctx); err != nil {
-		s.writeError(rc, rq, err)
-	}
-}
-
-func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
-	account, err := s.authenticate(ctx, rc)
-	if err != nil {
-		return err
-	}
-	rq.account = account
+// serveAsset serves GET /api/v1/assets/{id}.
+func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	id, account := p.id, rq.account
 	if !validID(id) {
 		return errNotFound
 	}

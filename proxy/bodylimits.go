@@ -56,7 +56,7 @@ type FreeSpacer interface {
 
 // errLowSpace is /readyz below the free-space floor: a balancer should
 // send new uploads to another node before this one is full.
-var errLowSpace = errorf(fasthttp.StatusServiceUnavailable, "storage_low", "free space of the storage is below --min-free-space")
+var errLowSpace = codeStorageLow.err()
 
 // checkFreeSpace fails when the sink's free space is below the floor.
 func (s *Server) checkFreeSpace() error {

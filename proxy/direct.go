@@ -30,7 +30,6 @@ import (
 //
 // and is at once the TUS creation URL and, after the creation, the upload
 // URL (Location) for HEAD, PATCH and DELETE: one URL, one upload.
-const directPath = "/api/v1/direct-uploads"
 
 // Limits of a direct upload's request.
 const (
@@ -63,68 +62,21 @@ type directJSON struct {
 }
 
 func errInvalidDirect(msg string) *Error {
-	return errorf(fasthttp.StatusBadRequest, "invalid_direct_upload", msg)
-}
-
-// directUploads serves /api/v1/direct-uploads and everything below it.
-func (s *Server) directUploads(rc *fasthttp.RequestCtx, rq *request, rest string) {
-	rest = strings.Trim(rest, "/")
-	id, sub, _ := strings.Cut(rest, "/")
-	if sub == "tus" {
-		rq.route = "direct_tus"
-		s.directTus(rc, rq, id)
-		return
-	}
-	rq.route = "direct_upload"
-	s.cors(rc)
-	methods := "POST, OPTIONS"
-	if id != "" {
-		methods = "DELETE, OPTIONS"
-	}
-	switch {
-	case sub != "":
-		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
-		return
-	case rq.method == fasthttp.MethodOptions:
-		s.preflight(rc, methods)
-		rc.SetStatusCode(fasthttp.StatusNoContent)
-		return
-	case id == "" && rq.method == fasthttp.MethodPost, id != "" && rq.method == fasthttp.MethodDelete:
-	default:
-		rq.allow = methods
-		s.writeError(rc, rq, errMethod)
-		return
-	}
-	rq.bodyRoute = id == ""
-	ctx, cancel := s.requestContext(rq)
-	defer cancel()
-	var err error
-	if id == "" {
-		err = s.createDirect(ctx, rc, rq)
-	} else {
-		err = s.revokeDirect(ctx, rc, rq, id)
-	}
-	if err != nil {
-		s.fail(rc, rq, err)
-	}
+	return codeInvalidDirectUpload.with(msg)
 }
 
 // createDirect serves POST /api/v1/direct-uploads.
-func (s *Server) createDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request) error {
-	account, err := s.authenticate(ctx, rc)
-	if err != nil {
-		return err
-	}
-	rq.account = account
+func (s *Server) createDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, _ *params) error {
+	account := rq.account
 	if cl := rc.Request.Header.ContentLength(); cl > maxDirectBody {
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the JSON body is larger than 64 KiB")
+		return codeBodyTooLarge.err()
 	}
 	raw, err := io.ReadAll(io.LimitReader(s.newBodyReader(rc, rq), maxDirectBody+1))
 	if err != nil {
 		return fmt.Errorf("proxy: read direct upload request: %w: %w", errBodyRead, err)
 	}
 	if len(raw) > maxDirectBody {
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the JSON body is larger than 64 KiB")
+		return codeBodyTooLarge.err()
 	}
 	var in directRequest
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -226,12 +178,9 @@ func normalizeOrigin(o string) (string, bool) {
 // revokeDirect serves DELETE /api/v1/direct-uploads/{id}: the URL stops
 // working at once; an upload it already created stays (DELETE it with the
 // key on the TUS endpoint). Idempotent; another account's id is a 404.
-func (s *Server) revokeDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id string) error {
-	account, err := s.authenticate(ctx, rc)
-	if err != nil {
-		return err
-	}
-	rq.account, rq.uploadID = account, id
+func (s *Server) revokeDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	id, account := p.id, rq.account
+	rq.uploadID = id
 	if !validID(id) {
 		return errNotFound
 	}

@@ -19,72 +19,60 @@ import (
 // Refusals of a direct upload URL. None says whether another grant or
 // upload exists: a wrong token and an unknown id are the same 403.
 var (
-	errDirectToken = errorf(fasthttp.StatusForbidden, "invalid_upload_token",
-		"this direct upload URL is not valid (unknown, or its token was altered); ask the site for a new upload URL")
-	errDirectRevoked = errorf(fasthttp.StatusForbidden, "direct_upload_revoked",
-		"this direct upload URL was revoked by its creator; ask the site for a new upload URL")
-	errDirectExpired = errorf(fasthttp.StatusGone, "direct_upload_expired",
-		"this direct upload URL expired before an upload was created with it; ask the site for a new upload URL")
-	errDirectUsed = errorf(fasthttp.StatusForbidden, "direct_upload_used",
-		"this direct upload URL already created its upload; resume that upload with HEAD and PATCH on the same URL")
-	errDirectNotCreated = errorf(fasthttp.StatusNotFound, "not_found",
+	errDirectToken      = codeInvalidUploadToken.err()
+	errDirectRevoked    = codeDirectUploadRevoked.err()
+	errDirectExpired    = codeDirectUploadExpired.err()
+	errDirectUsed       = codeDirectUploadUsed.err()
+	errDirectNotCreated = codeNotFound.with(
 		"no upload was created with this direct upload URL yet; POST to it first")
-	errDirectType = errorf(fasthttp.StatusForbidden, "type_not_allowed",
-		`Upload-Metadata "type" differs from the type this direct upload was made for`)
-	errDirectConcat = errorf(fasthttp.StatusForbidden, "concatenation_not_allowed",
-		"a direct upload URL creates one upload: Upload-Concat (tus-js-client's parallelUploads) is not available")
-	errDirectLengthRequired = errorf(fasthttp.StatusBadRequest, "length_required",
-		"this direct upload has a size limit: send Upload-Length (Upload-Defer-Length is not available)")
-	errOriginNotAllowed = errorf(fasthttp.StatusForbidden, "origin_not_allowed",
-		"this direct upload URL does not accept requests from this page's origin")
+	errDirectType           = codeTypeNotAllowed.err()
+	errDirectConcat         = codeConcatenationNotAllowed.err()
+	errDirectLengthRequired = codeLengthRequired.err()
+	errOriginNotAllowed     = codeOriginNotAllowed.err()
 )
 
 // directTus serves the TUS requests of a direct upload URL. The token
 // stands in for the API key: the request acts for the grant's account, on
 // the grant's one upload only.
-func (s *Server) directTus(rc *fasthttp.RequestCtx, rq *request, id string) {
-	rc.Response.Header.Set("Tus-Resumable", tusVersion)
-	method := tusMethod(rc)
-	rq.method = method
-	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPatch
-	ctx, cancel := s.requestContext(rq)
-	defer cancel()
-	d, err := s.directGrant(ctx, rc, id)
+func (s *Server) directTus(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	d, err := s.directGrant(ctx, rc, p.id)
 	if err == nil {
 		s.directCORS(rc, d)
 	} else {
 		s.cors(rc)
 	}
-	if method == fasthttp.MethodOptions {
+	if rq.method == fasthttp.MethodOptions {
 		// Discovery and preflight answer without a valid grant too, but
 		// only a grant's origins get the CORS headers.
 		s.tusOptions(rc)
-		return
+		return nil
 	}
 	switch {
 	case err != nil:
-	case method == fasthttp.MethodGet:
+		return err
+	case rq.method == fasthttp.MethodGet:
 		// The asset of the grant's own upload, for a page that holds only
 		// the URL (the upload page of GET / shows it once uploaded).
-		err = s.directAsset(ctx, rc, rq, d)
-	default:
-		err = s.directServe(ctx, rc, rq, method, d)
+		return s.directAsset(ctx, rc, rq, d)
 	}
-	if err != nil {
-		s.fail(rc, rq, err)
-	}
+	return s.directServe(ctx, rc, rq, d)
 }
 
 // directServe serves a TUS request on grant d's URL.
-func (s *Server) directServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, method string, d sessionstore.DirectUpload) error {
-	if err := s.directAdmit(rc, rq, method, d); err != nil {
+func (s *Server) directServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d sessionstore.DirectUpload) error {
+	if err := s.directAdmit(rc, rq, rq.method, d); err != nil {
 		return err
 	}
-	if method != fasthttp.MethodPost {
-		return s.tusServe(ctx, rc, rq, method, d.ID)
+	release, err := s.holdStream(rc, rq)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if rq.method != fasthttp.MethodPost {
+		return s.tusServe(ctx, rc, rq, &params{id: d.ID})
 	}
 	rq.direct = &d
-	if err := s.tusServe(ctx, rc, rq, method, ""); err != nil {
+	if err := s.tusServe(ctx, rc, rq, &params{}); err != nil {
 		return err
 	}
 	// The upload's URL is the grant's URL: one URL, one upload.
@@ -203,7 +191,7 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 	}
 	md, err := parseMetadata(string(h.Peek("Upload-Metadata")))
 	if err != nil {
-		return errBadRequest("invalid_metadata", err)
+		return errBadRequest(codeInvalidMetadata, err)
 	}
 	if md["type"] != "" {
 		sh, err := md.shape()
@@ -235,8 +223,8 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 		return errDirectLengthRequired
 	}
 	if n, err := parseInt(string(h.Peek("Upload-Length"))); err == nil && n > d.MaxSize {
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "upload_too_large",
-			"Upload-Length is larger than this direct upload's max_size_bytes ("+maxSizeText(d.MaxSize)+")")
+		return codeUploadTooLarge.with(
+			"Upload-Length is larger than this direct upload's max_size_bytes (" + maxSizeText(d.MaxSize) + ")")
 	}
 	return nil
 }

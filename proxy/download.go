@@ -38,7 +38,7 @@ func (s *Server) signDownload(id string, exp time.Time) string {
 	return strconv.FormatInt(e, 10) + "." + base64.RawURLEncoding.EncodeToString(s.downloadMAC(id, e))
 }
 
-var errForbidden = errorf(fasthttp.StatusForbidden, "invalid_token", "the download link is invalid or expired")
+var errForbidden = codeInvalidToken.err()
 
 // verifyDownload checks a token for id at now.
 func (s *Server) verifyDownload(id, token string, now time.Time) error {
@@ -117,22 +117,15 @@ type objectBody struct {
 
 func (b objectBody) Close() error { return b.obj.Close() }
 
-// download serves GET/HEAD /sign/assets/uploads/{id}?token=…: the bytes of
-// a ready asset in the embedded default (S3 mode hands out presigned URLs).
-func (s *Server) download(rc *fasthttp.RequestCtx, rq *request, id string) {
-	// Whatever an uploader stored, a browser must not run it as a page of
-	// this origin: no sniffing, no script, no plugin, and the
-	// body is a file to save (Content-Disposition below).
-	rc.Response.Header.Set("X-Content-Type-Options", "nosniff")
-	rc.Response.Header.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-	s.serveRead(rc, rq, func(ctx context.Context) error { return s.serveDownload(ctx, rc, id) })
-}
-
 // downloadMaxAge caps how long a client may cache a download; it is
 // lowered to the token's remaining validity.
 const downloadMaxAge = 5 * time.Minute
 
-func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id string) error {
+// serveDownload serves GET/HEAD /sign/assets/uploads/{id}?token=…: the
+// bytes of a ready asset in the embedded default (S3 mode hands out
+// presigned URLs).
+func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *request, p *params) error {
+	id := p.id
 	if !validID(id) {
 		return errForbidden
 	}
@@ -200,7 +193,7 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 		case rerr != nil:
 			obj.Close()
 			h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-			return errorf(fasthttp.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "the requested range is outside the object")
+			return codeRangeNotSatisfiable.err()
 		case ok:
 			status, r = fasthttp.StatusPartialContent, br
 			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.start, br.start+br.length-1, size))
@@ -216,8 +209,7 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, id 
 	return nil
 }
 
-var errPrecondition = errorf(fasthttp.StatusPreconditionFailed, "precondition_failed",
-	"If-Match or If-Unmodified-Since does not hold for the asset")
+var errPrecondition = codePreconditionFailed.err()
 
 // preconditions evaluates a download's conditional headers in the order
 // of RFC 9110 13.2.2: 412 when If-Match (or, without it,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 
@@ -28,43 +27,43 @@ const lockedRetryAfter = "1"
 var checksumMismatchText = []byte("Checksum Mismatch")
 
 // Error is a protocol error: an HTTP status, a stable snake_case code and a
-// message safe to show to clients. Handlers return it; writeError renders it.
+// message safe to show to clients. Handlers return it; writeError renders
+// it. Errors are made from the catalogue (catalogue.go) only.
 type Error struct {
 	Status  int
 	Code    string
 	Message string
+	code    catalogueCode
 }
 
 // Error implements error.
 func (e *Error) Error() string { return "proxy: " + e.Code + ": " + e.Message }
 
-func errorf(status int, code, msg string) *Error {
-	return &Error{Status: status, Code: code, Message: msg}
-}
-
 // Errors shared by several handlers.
 var (
-	errNotFound     = errorf(fasthttp.StatusNotFound, "not_found", "no such upload or asset")
-	errUnauthorized = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or unknown API key; send Authorization: Bearer <key>")
-	errTusVersion   = errorf(fasthttp.StatusPreconditionFailed, "unsupported_tus_version", "Tus-Resumable 1.0.0 is required")
-	errExpired      = errorf(fasthttp.StatusGone, "upload_expired", "the upload expired; start a new one")
-	errLocked       = errorf(fasthttp.StatusLocked, "upload_locked", "another request is writing this upload; retry shortly")
-	errUnavailable  = errorf(fasthttp.StatusServiceUnavailable, "backend_unavailable", "storage or session backend unavailable; retry later")
-	errChunkTooBig  = errorf(fasthttp.StatusRequestEntityTooLarge, "chunk_too_large",
-		"request body is larger than 64 MiB (67108864 bytes); set tus-js-client's chunkSize (e.g. 50 MiB) or your client's chunk size below it")
-	errPastLength = errorf(fasthttp.StatusRequestEntityTooLarge, "past_upload_length", "the body goes past Upload-Length")
-	errMethod     = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this resource")
+	errNotFound       = codeNotFound.err()
+	errNoEndpoint     = codeNotFound.with("no such endpoint")
+	errUnauthorized   = codeUnauthorized.err()
+	errTusVersion     = codeUnsupportedTusVersion.err()
+	errExpired        = codeUploadExpired.err()
+	errLocked         = codeUploadLocked.err()
+	errUnavailable    = codeBackendUnavailable.err()
+	errChunkTooBig    = codeChunkTooLarge.err()
+	errPastLength     = codePastUploadLength.err()
+	errMethod         = codeMethodNotAllowed.err()
+	errOffsetMoved    = codeOffsetConflict.err()
+	errChecksum       = codeChecksumMismatch.err()
+	errBodyIncomplete = codeBodyIncomplete.err()
+	errPartsUsedUp    = codePartsExhausted.err()
+	errInternal       = codeInternalError.err()
 	// errStorageFull is a full disk (or quota): unlike an outage it does
 	// not pass by itself, so it is not a 503 "retry later".
-	errStorageFull = errorf(fasthttp.StatusInsufficientStorage, "storage_full",
-		"the server's storage is full; nothing more of the upload was stored. HEAD it and resume later or on another server")
-	errSlow = errorf(fasthttp.StatusRequestTimeout, "body_too_slow",
-		"the body arrived slower than the server's minimum rate; HEAD the upload and resume")
+	errStorageFull = codeStorageFull.err()
+	errSlow        = codeBodyTooSlow.err()
 	// errTooManyBodies is a transient limit of this node: 503, which every
 	// TUS client retries (tus-js-client gives an upload up on any other
 	// 4xx than 409 and 423, so a 429 here failed browser uploads).
-	errTooManyBodies = errorf(fasthttp.StatusServiceUnavailable, "too_many_uploads",
-		"this account has too many uploads streaming to this server; retry after Retry-After seconds")
+	errTooManyBodies = codeTooManyUploads.err()
 )
 
 // classify turns any error into the protocol error to send. Backend outages
@@ -84,22 +83,22 @@ func classify(err error) (e *Error, known bool) {
 	case errors.Is(err, sessionstore.ErrNotFound), errors.Is(err, pipeline.ErrNoSuchUpload):
 		return errNotFound, true
 	case errors.Is(err, sessionstore.ErrOffsetConflict):
-		return errorf(fasthttp.StatusConflict, "offset_conflict", "the upload's offset moved; HEAD it and resume"), true
+		return errOffsetMoved, true
 	case errors.Is(err, pipeline.ErrChecksumMismatch):
-		return errorf(StatusChecksumMismatch, "checksum_mismatch", "Upload-Checksum does not match the body; the chunk was discarded"), true
+		return errChecksum, true
 	case errors.Is(err, pipeline.ErrTooLarge):
 		return errPastLength, true
 	case errors.Is(err, errSlowBody):
 		return errSlow, true
 	case errors.Is(err, pipeline.ErrTruncated), errors.Is(err, errBodyRead):
-		return errorf(fasthttp.StatusBadRequest, "body_incomplete", "the body ended early; HEAD the upload and resume"), true
+		return errBodyIncomplete, true
 	case errors.Is(err, sessionstore.ErrPartsExhausted):
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "parts_exhausted", "the upload used up its storage parts; resume with larger chunks"), true
+		return errPartsUsedUp, true
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// Shutdown gave up waiting, or a backend call timed out: retry.
 		return errUnavailable, true
 	}
-	return errorf(fasthttp.StatusInternalServerError, "internal_error", "internal error"), false
+	return errInternal, false
 }
 
 type errorBody struct {
@@ -110,16 +109,27 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// writeError renders err as {"error":{"code","message"}} with its status.
-// Unknown errors and 5xx are logged with the request's attributes; the
-// client sees only the request id.
+// writeError answers err as TUS's JSON error {"error":{"code","message"}}
+// with its status (the draft's problem+json is ietfFail's). Unknown
+// errors get the request id in the body instead of their details.
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
-	e, known := classify(err)
+	e, known := s.reportError(ctx, rq, err)
 	var body errorBody
 	body.Error.Code, body.Error.Message = e.Code, e.Message
+	if !known {
+		body.Error.RequestID = rq.id
+	}
+	writeJSON(ctx, e.Status, &body)
+}
+
+// reportError is what every error answer does whatever its body: it
+// classifies err, logs it (unknown errors and 5xx with the request's
+// attributes; the client sees only the request id), counts it and sets
+// the headers its status takes. The caller writes the body.
+func (s *Server) reportError(ctx *fasthttp.RequestCtx, rq *request, err error) (e *Error, known bool) {
+	e, known = classify(err)
 	switch {
 	case !known:
-		body.Error.RequestID = rq.id
 		s.log.Error("request failed", append(rq.attrs(), slog.Any("err", err))...)
 	case e.Status >= 500 && e != errClientFull && e != errTooManyBodies: // a flood of refusals must not flood the log
 		s.log.Warn("request failed", append(rq.attrs(), slog.Int("status", e.Status), slog.Any("err", err))...)
@@ -146,7 +156,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, rq *request, err error) {
 	}
 	ctx.Response.Header.Del("Upload-Offset")
 	s.metrics.errors.WithLabelValues(statusLabel(e.Status), e.Code).Inc()
-	writeJSON(ctx, e.Status, &body)
+	return e, known
 }
 
 // maxHeaderBytes is the server's ReadBufferSize, which also caps the
@@ -155,10 +165,9 @@ const maxHeaderBytes = 64 << 10
 
 // Errors of requests that fasthttp could not parse.
 var (
-	errHeadersTooLarge = errorf(fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
-		fmt.Sprintf("the request line and headers exceed %d KiB (%d bytes)", maxHeaderBytes>>10, maxHeaderBytes))
-	errMalformed = errorf(fasthttp.StatusBadRequest, "malformed_request", "the request is not valid HTTP/1.1")
-	errTimeout   = errorf(fasthttp.StatusRequestTimeout, "request_timeout", "the request was not received in time")
+	errHeadersTooLarge = codeHeadersTooLarge.err()
+	errMalformed       = codeMalformedRequest.err()
+	errTimeout         = codeRequestTimeout.err()
 )
 
 // parseError is fasthttp's ErrorHandler: a request it could not read gets

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -14,59 +13,68 @@ const expectTimeout = 5 * time.Second
 
 // expect runs before fasthttp answers "100 Continue". An upload request
 // that is sure to be refused gets its final status instead, before its
-// body is sent: the handler's checks of headers, API key, the upload's
-// owner, offset and length run here first (without them, a client waiting
-// for the 100 sent up to 64 MiB only to be refused). The handler checks
-// again: the upload may move in between.
-func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	path := string(ctx.Path())
-	var id string
-	switch {
-	case path == uploadsPath || path == uploadsPath+"/":
-	case strings.HasPrefix(path, uploadsPath+"/"):
-		id = strings.TrimSuffix(path[len(uploadsPath)+1:], "/")
-	default:
+// body is sent: the route's admission (checks, method, API key) and its
+// dialect's checks of headers, the upload's owner, offset and length run
+// here first (without them, a client waiting for the 100 sent up to
+// 64 MiB only to be refused). The handler checks again: the upload may
+// move in between. The draft keeps 100 Continue: a 104 does not replace
+// it.
+func (s *Server) expect(rc *fasthttp.RequestCtx) int {
+	rt, p := s.match(rc)
+	if rt == nil || rt.expect == nil {
 		return fasthttp.StatusContinue
 	}
-	if v, ok := draftOf(&ctx.Request.Header); ok {
-		return s.ietfExpect(ctx, v, id)
+	method := string(rc.Method())
+	if rt.override {
+		method = tusMethod(rc)
 	}
-	method := tusMethod(ctx)
-	if method != fasthttp.MethodPatch && method != fasthttp.MethodPost {
+	if !hasMethod(rt.body, method) {
 		return fasthttp.StatusContinue
 	}
-	rq := &request{id: newRequestID(ctx), method: method, route: "tus_expect", uploadID: id}
-	rctx, cancel := context.WithTimeout(s.base, expectTimeout)
+	rq := &request{id: newRequestID(rc), method: method, route: "tus_expect", uploadID: p.id}
+	if p.draft != nil {
+		rq.route = "ietf_expect"
+	}
+	ctx, cancel := context.WithTimeout(s.base, expectTimeout)
 	defer cancel()
-	err := s.expectRefusal(rctx, ctx, rq, method, id)
+	err := s.admit(ctx, rc, rq, rt, p)
+	if err == nil {
+		err = rt.expect(s, ctx, rc, rq, p)
+	}
 	if err == nil {
 		return fasthttp.StatusContinue
 	}
 	// fasthttp sends this response as it is, with its status, and closes
 	// the connection: the client never sends the body.
-	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
-	ctx.Response.Header.Set("X-Request-Id", rq.id)
-	s.cors(ctx)
-	s.writeError(ctx, rq, err)
-	setErrorExpires(ctx, rq)
-	status := ctx.Response.StatusCode()
+	for i := 0; i+1 < len(rt.headers); i += 2 {
+		rc.Response.Header.Set(rt.headers[i], rt.headers[i+1])
+	}
+	rc.Response.Header.Set("X-Request-Id", rq.id)
+	s.cors(rc)
+	s.refuse(rc, rq, p, err)
+	status := rc.Response.StatusCode()
 	s.metrics.observe(rq.route, rq.method, status, 0)
 	return status
 }
 
-// expectRefusal is why the TUS handler would refuse the request before
-// reading its body, or nil.
-func (s *Server) expectRefusal(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
-	if id != "" && !validID(id) {
-		return errNotFound
-	}
-	if err := s.tusAdmit(rctx, ctx, rq, method, id); err != nil {
+// tusExpect is why a TUS creation or PATCH would be refused before its
+// body is read, or nil.
+func tusExpect(s *Server, ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	if rq.method == fasthttp.MethodPost {
+		_, err := parseCreate(&rc.Request.Header)
 		return err
 	}
-	if method == fasthttp.MethodPost {
-		_, err := parseCreate(&ctx.Request.Header)
+	_, _, err := s.checkPatch(ctx, rc, rq, p.id)
+	return err
+}
+
+// draftExpect is why a draft creation or append would be refused before
+// its content is read, or nil.
+func draftExpect(s *Server, ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	if p.id == "" {
+		_, err := parseDraftCreate(p.draft.v, &rc.Request.Header, rc.QueryArgs())
 		return err
 	}
-	_, _, err := s.checkPatch(rctx, ctx, rq, id)
+	_, _, err := s.checkDraftAppend(ctx, rc, rq, p.draft, p.id)
 	return err
 }

@@ -45,14 +45,14 @@ func parseInt(v string) (int64, error) {
 // sent. A header sent more than once with different values is a 400 with
 // code: fasthttp's Peek would pick the first, and the client may have
 // meant another (two different Content-Length values are refused alike).
-func single(h *fasthttp.RequestHeader, name, code string) (string, bool, error) {
+func single(h *fasthttp.RequestHeader, name string, code catalogueCode) (string, bool, error) {
 	vs := h.PeekAll(name)
 	if len(vs) == 0 {
 		return "", false, nil
 	}
 	for _, v := range vs[1:] {
 		if string(v) != string(vs[0]) {
-			return "", true, errorf(fasthttp.StatusBadRequest, code, name+" is sent more than once with different values")
+			return "", true, code.with(name + " is sent more than once with different values")
 		}
 	}
 	return string(vs[0]), true, nil
@@ -60,13 +60,13 @@ func single(h *fasthttp.RequestHeader, name, code string) (string, bool, error) 
 
 // parseChecksumHeader reads a request's Upload-Checksum, nil when absent.
 func parseChecksumHeader(h *fasthttp.RequestHeader) (*pipeline.Checksum, error) {
-	v, ok, err := single(h, "Upload-Checksum", "invalid_checksum")
+	v, ok, err := single(h, "Upload-Checksum", codeInvalidChecksum)
 	if err != nil || !ok {
 		return nil, err
 	}
 	sum, err := parseChecksum(v)
 	if err != nil {
-		return nil, errBadRequest("invalid_checksum", err)
+		return nil, errBadRequest(codeInvalidChecksum, err)
 	}
 	return sum, nil
 }
@@ -159,7 +159,7 @@ func (md metadata) shape() (assetShape, error) {
 	t := strings.ToLower(strings.TrimSpace(md["type"]))
 	switch {
 	case t == "":
-		return sh, errorf(fasthttp.StatusBadRequest, "invalid_metadata", `Upload-Metadata needs "type" ("video" or "audio")`)
+		return sh, codeInvalidMetadata.err()
 	case t == "video" || t == "audio":
 		sh.Type = t
 	case strings.HasPrefix(t, "video/"):
@@ -167,7 +167,7 @@ func (md metadata) shape() (assetShape, error) {
 	case strings.HasPrefix(t, "audio/"):
 		sh.Type, sh.ContentType = "audio", md["type"]
 	default:
-		return sh, errorf(fasthttp.StatusBadRequest, "invalid_metadata", `Upload-Metadata "type" must be "video" or "audio"`)
+		return sh, codeInvalidMetadata.with(`Upload-Metadata "type" must be "video" or "audio"`)
 	}
 	if ct := md["content_type"]; ct != "" {
 		sh.ContentType = ct
@@ -177,7 +177,7 @@ func (md metadata) shape() (assetShape, error) {
 	if sh.ContentType != "" && !validMediaType(sh.ContentType) {
 		// It becomes the stored object's Content-Type and a download's
 		// (CR/LF were stored as they came).
-		return assetShape{}, errorf(fasthttp.StatusBadRequest, "invalid_metadata",
+		return assetShape{}, codeInvalidMetadata.with(
 			`Upload-Metadata "content_type" must be a media type such as "video/mp4"`)
 	}
 	sh.Filename = md["filename"]
@@ -244,8 +244,6 @@ type concat struct {
 	Raw string
 }
 
-const uploadsPath = "/api/v1/assets/upload-resumable"
-
 // parseConcat parses Upload-Concat: "partial", or "final;" followed by
 // space-separated upload URLs (absolute, or paths) of this endpoint.
 func parseConcat(h string) (concat, error) {
@@ -309,6 +307,41 @@ func validID(id string) bool {
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// baseURL is the public base URL for Location and download_url:
+// --public-url, else X-Forwarded-Proto/Host, else the request's Host.
+func (s *Server) baseURL(ctx *fasthttp.RequestCtx) string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	scheme := "http"
+	if ctx.IsTLS() {
+		scheme = "https"
+	}
+	if p := firstValue(ctx.Request.Header.Peek("X-Forwarded-Proto")); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := firstValue(ctx.Request.Header.Peek("X-Forwarded-Host"))
+	if host == "" || !validHost(host) {
+		host = string(ctx.Host())
+	}
+	return scheme + "://" + host
+}
+
+func firstValue(v []byte) string {
+	first, _, _ := strings.Cut(string(v), ",")
+	return strings.ToLower(strings.TrimSpace(first))
+}
+
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c >= 0x7f || c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' {
 			return false
 		}
 	}

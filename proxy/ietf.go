@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -85,7 +84,7 @@ func (v draft) ends(h *fasthttp.RequestHeader) (done, said bool, err error) {
 	if v < 5 {
 		name = "Upload-Incomplete"
 	}
-	raw, ok, err := single(h, name, "invalid_upload_complete")
+	raw, ok, err := single(h, name, codeInvalidUploadComplete)
 	if err != nil || !ok {
 		return false, false, err
 	}
@@ -102,9 +101,9 @@ func (v draft) ends(h *fasthttp.RequestHeader) (done, said bool, err error) {
 // errNoComplete: the request lacks its version's completeness field.
 func (v draft) errNoComplete() *Error {
 	if v < 5 {
-		return errorf(fasthttp.StatusBadRequest, "missing_upload_complete", "Upload-Incomplete: ?0 or ?1 is required at interop version 3")
+		return codeMissingUploadComplete.with("Upload-Incomplete: ?0 or ?1 is required at interop version 3")
 	}
-	return errorf(fasthttp.StatusBadRequest, "missing_upload_complete", "Upload-Complete: ?0 or ?1 is required")
+	return codeMissingUploadComplete.err()
 }
 
 // setDone writes the response's completeness field.
@@ -150,111 +149,48 @@ type draftReq struct {
 	expires time.Time
 }
 
-// ietf serves the draft on the TUS endpoint (id "" is the creation URL).
-func (s *Server) ietf(ctx *fasthttp.RequestCtx, rq *request, v draft, id string) {
-	rq.route = strings.Replace(rq.route, "tus_", "ietf_", 1)
-	s.cors(ctx)
-	method := string(ctx.Method())
-	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPut || method == fasthttp.MethodPatch
-	if method == fasthttp.MethodOptions {
-		allow := "OPTIONS, POST, PUT" // as ietfAdmit's
-		if id != "" {
-			allow = "OPTIONS, HEAD, GET, PATCH, DELETE"
-		}
-		ctx.Response.Header.Set("Allow", allow)
-		s.tusOptions(ctx)
-		if v >= 8 {
-			// Appends are PATCHes of this media type (RFC 5789's
-			// Accept-Patch; the draft asks for it from -09 on).
-			ctx.Response.Header.Set("Accept-Patch", partialUploadType)
-		}
-		return
+// draftCheck refuses, before the method check, an upload id that cannot
+// exist.
+func draftCheck(_ *fasthttp.RequestCtx, rq *request, p *params) error {
+	if p.id != "" && !validID(p.id) {
+		return errNotFound
 	}
-	d := &draftReq{v: v, provided: -1, expected: -1}
-	if id != "" && !validID(id) {
-		s.ietfFail(ctx, rq, d, errNotFound)
-		return
-	}
-	rq.uploadID = id
-	rctx, cancel := s.requestContext(rq)
-	defer cancel()
-	if err := s.ietfDispatch(rctx, ctx, rq, d, method, id); err != nil {
-		s.ietfFail(ctx, rq, d, err)
-	}
+	rq.uploadID = p.id
+	return nil
 }
 
-func (s *Server) ietfDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, d *draftReq, method, id string) error {
-	if err := s.ietfAdmit(rctx, ctx, rq, method, id); err != nil {
-		return err
-	}
-	if d.v <= 6 && method != fasthttp.MethodPatch && id != "" && ctx.Request.Header.Peek("Upload-Offset") != nil {
+// draftServe serves an admitted draft request (rq.account is set).
+// Creation is any request with content to the creation URL (the draft:
+// "all request methods that allow content"; POST and PUT here); the
+// upload resource takes HEAD and GET (offset), PATCH (append) and DELETE
+// (cancel).
+func (s *Server) draftServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	d, id := p.draft, p.id
+	if d.v <= 6 && rq.method != fasthttp.MethodPatch && id != "" && rc.Request.Header.Peek("Upload-Offset") != nil {
 		// Drafts -01 to -05: offset retrieval and cancellation must not
 		// carry Upload-Offset, and a server answers one that does 400.
 		return errOffsetNotAllowed
 	}
-	if rq.bodyRoute && hasBody(ctx) {
-		release, ok := s.streams.acquire(rq.account)
-		if !ok {
-			return errTooManyBodies
-		}
-		defer release()
-	}
-	switch method {
+	switch rq.method {
 	case fasthttp.MethodPost, fasthttp.MethodPut:
-		return s.ietfCreate(rctx, ctx, rq, d)
+		return s.ietfCreate(ctx, rc, rq, d)
 	case fasthttp.MethodHead, fasthttp.MethodGet:
-		return s.ietfHead(rctx, ctx, rq, d, id)
+		return s.ietfHead(ctx, rc, rq, d, id)
 	case fasthttp.MethodPatch:
-		return s.ietfPatch(rctx, ctx, rq, d, id)
+		return s.ietfPatch(ctx, rc, rq, d, id)
 	default:
-		return s.tusDelete(rctx, ctx, rq, id)
+		return s.tusDelete(ctx, rc, rq, id)
 	}
-}
-
-// ietfAdmit checks the method and the API key. Creation is any request
-// with content to the creation URL (the draft: "all request methods that
-// allow content"; POST and PUT here); the upload resource takes HEAD and
-// GET (offset), PATCH (append) and DELETE (cancel).
-func (s *Server) ietfAdmit(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
-	switch {
-	case id == "" && (method == fasthttp.MethodPost || method == fasthttp.MethodPut):
-	case id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodGet ||
-		method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
-	default:
-		rq.allow = "OPTIONS, POST, PUT"
-		if id != "" {
-			rq.allow = "OPTIONS, HEAD, GET, PATCH, DELETE"
-		}
-		return errMethod
-	}
-	return s.signIn(rctx, ctx, rq)
-}
-
-// problem is an RFC 9457 problem details body. Errors of this server that
-// the draft defines no type for are "about:blank" with the status's
-// phrase as title, plus the same code and message as the TUS endpoint's
-// JSON errors.
-type problem struct {
-	Type           string `json:"type"`
-	Title          string `json:"title"`
-	Status         int    `json:"status"`
-	Detail         string `json:"detail,omitempty"`
-	Code           string `json:"code,omitempty"`
-	RequestID      string `json:"request_id,omitempty"`
-	ExpectedOffset *int64 `json:"expected-offset,omitempty"`
-	ProvidedOffset *int64 `json:"provided-offset,omitempty"`
 }
 
 // Draft errors.
 var (
-	errPartialType = errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_content_type",
+	errPartialType = codeUnsupportedContentType.with(
 		"appends must be Content-Type: application/partial-upload (interop version 6 and later)")
-	errOffsetNotAllowed = errorf(fasthttp.StatusBadRequest, "invalid_offset",
+	errOffsetNotAllowed = codeInvalidOffset.with(
 		"offset retrieval and cancellation must not carry Upload-Offset (interop versions 3 to 6)")
-	errDraftCompleted = errorf(fasthttp.StatusBadRequest, "upload_complete",
-		"the upload is complete: it takes no more content")
-	errInconsistentLength = errorf(fasthttp.StatusBadRequest, "inconsistent_length",
-		"Upload-Length, Upload-Complete with Content-Length, and the upload's length must agree")
+	errDraftCompleted     = codeUploadComplete.err()
+	errInconsistentLength = codeInconsistentLength.err()
 )
 
 // draftExpiry is the expiry of the upload a request concerns, for a
@@ -273,9 +209,9 @@ func (s *Server) draftExpiry(rq *request, d *draftReq) time.Time {
 	return time.Time{}
 }
 
-// ietfFail answers err as a problem. writeError does what it does for TUS
-// (status, Retry-After, WWW-Authenticate, logging); the body is then
-// replaced by the problem, and a 409 gets the offset to resume from.
+// ietfFail answers err as a problem (problem.go): the status, headers,
+// log and metric of any error answer (reportError), then the draft's
+// fields, and a 409 gets the offset to resume from.
 func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, err error) {
 	if d.v <= 6 && errors.Is(err, errExpired) {
 		// Drafts -01 to -05 answer 404 for an upload that is no longer
@@ -283,10 +219,8 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 		err = errNotFound
 	}
 	linger := rq.bodyRoute && s.settleBody(ctx, rq)
-	s.writeError(ctx, rq, err)
-	e, known := classify(err)
-	p := problem{Type: "about:blank", Title: fasthttp.StatusMessage(e.Status), Status: e.Status,
-		Detail: e.Message, Code: e.Code}
+	e, known := s.reportError(ctx, rq, err)
+	p := newProblem(e)
 	if !known {
 		p.RequestID = rq.id
 	}
@@ -295,12 +229,12 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 	case e.Status == fasthttp.StatusConflict && d.expected >= 0:
 		h.Set("Upload-Offset", strconv.FormatInt(d.expected, 10))
 		d.v.setDone(h, false)
-		if e.Code == "offset_mismatch" && d.provided >= 0 {
-			p.Type, p.Title = problemMismatch, "offset from request does not match offset of resource"
+		if e.code == codeOffsetMismatch && d.provided >= 0 {
+			p.registered(e)
 			p.ExpectedOffset, p.ProvidedOffset = &d.expected, &d.provided
 		}
 	case e == errInconsistentLength:
-		p.Type, p.Title = problemLength, "inconsistent length values for upload"
+		p.registered(e)
 		d.v.setDone(h, false)
 	case e == errReprMismatch && d.expected >= 0:
 		// The request stored nothing: the upload resumes where it was.
@@ -317,17 +251,7 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 		// a 4xx for the end of the upload).
 		d.v.setDone(h, d.completed)
 	}
-	b, merr := json.Marshal(&p)
-	if merr != nil {
-		panic(merr) // a plain struct of our own
-	}
-	ctx.SetContentType("application/problem+json")
-	if ctx.IsHead() {
-		ctx.Response.ResetBody()
-		ctx.Response.Header.SetContentLength(len(b))
-	} else {
-		ctx.SetBody(b)
-	}
+	writeProblem(ctx, e.Status, &p)
 	if linger {
 		s.lingerClose(ctx)
 	}

@@ -65,13 +65,13 @@ func parseDraftCreate(v draft, h *fasthttp.RequestHeader, args *fasthttp.Args) (
 // draftLength reads Upload-Length (-1 when absent): an sf-integer within
 // the 50 GiB limit.
 func draftLength(h *fasthttp.RequestHeader) (int64, error) {
-	lv, ok, err := single(h, "Upload-Length", "invalid_length")
+	lv, ok, err := single(h, "Upload-Length", codeInvalidLength)
 	if err != nil || !ok {
 		return -1, err
 	}
 	n, err := parseInt(strings.TrimSpace(lv))
 	if err != nil {
-		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
+		return 0, codeInvalidLength.err()
 	}
 	if n > pipeline.MaxUploadLength {
 		return 0, errUploadTooLarge
@@ -107,7 +107,7 @@ func agreeLength(length *int64, done bool, offset, size int64) error {
 func draftMetadata(h *fasthttp.RequestHeader, args *fasthttp.Args) (metadata, error) {
 	md, err := parseMetadata(string(h.Peek("Upload-Metadata")))
 	if err != nil {
-		return nil, errBadRequest("invalid_metadata", err)
+		return nil, errBadRequest(codeInvalidMetadata, err)
 	}
 	ct := strings.TrimSpace(string(h.ContentType()))
 	if mt, _, _ := strings.Cut(strings.ToLower(ct), ";"); strings.HasPrefix(mt, "video/") || strings.HasPrefix(mt, "audio/") {
@@ -130,8 +130,8 @@ func draftMetadata(h *fasthttp.RequestHeader, args *fasthttp.Args) (metadata, er
 		}
 	}
 	if md["type"] == "" {
-		return nil, errorf(fasthttp.StatusBadRequest, "invalid_metadata",
-			"the asset's kind is unknown: send the file's Content-Type (video/… or audio/…, e.g. video/mp4) "+
+		return nil, codeInvalidMetadata.with(
+			"the asset's kind is unknown: send the file's Content-Type (video/… or audio/…, e.g. video/mp4) " +
 				"on the creating request, or add ?type=video or ?type=audio to its URL")
 	}
 	return md, nil

@@ -50,13 +50,11 @@ type draftDigests struct {
 }
 
 var (
-	errDigestMismatch = errorf(fasthttp.StatusBadRequest, "digest_mismatch",
-		"Content-Digest does not match the content; nothing of it was stored, the offset is unchanged")
-	errReprMismatch = errorf(fasthttp.StatusBadRequest, "repr_digest_mismatch",
-		"Repr-Digest does not match the uploaded representation; nothing of this request was stored, the offset is unchanged")
-	errReprFailed = errorf(fasthttp.StatusBadRequest, "repr_digest_mismatch",
+	errDigestMismatch = codeDigestMismatch.err()
+	errReprMismatch   = codeReprDigestMismatch.err()
+	errReprFailed     = codeReprDigestMismatch.with(
 		"Repr-Digest does not match the uploaded representation, whose bytes were already stored; the upload failed and was deleted")
-	errDigestTooLong = errorf(fasthttp.StatusRequestEntityTooLarge, "chunk_too_large",
+	errDigestTooLong = codeChunkTooLarge.with(
 		"a request with Content-Digest carries at most max-append-size (67108864 bytes)")
 )
 
@@ -64,7 +62,7 @@ var (
 func parseDigests(h *fasthttp.RequestHeader) (draftDigests, error) {
 	var d draftDigests
 	for _, name := range []string{"Content-Digest", "Repr-Digest"} {
-		raw, ok, err := single(h, name, "invalid_digest")
+		raw, ok, err := single(h, name, codeInvalidDigest)
 		if err != nil {
 			return d, err
 		}
@@ -73,7 +71,7 @@ func parseDigests(h *fasthttp.RequestHeader) (draftDigests, error) {
 		}
 		sum, err := sha256Member(raw)
 		if err != nil {
-			return d, errorf(fasthttp.StatusBadRequest, "invalid_digest", name+": "+err.Error())
+			return d, codeInvalidDigest.with(name + ": " + err.Error())
 		}
 		if sum == nil {
 			continue

@@ -53,12 +53,12 @@ func parseDraftAppend(v draft, h *fasthttp.RequestHeader) (draftAppend, error) {
 			return a, errPartialType
 		}
 	}
-	ov, ok, err := single(h, "Upload-Offset", "invalid_offset")
+	ov, ok, err := single(h, "Upload-Offset", codeInvalidOffset)
 	if err != nil {
 		return a, err
 	}
 	if a.offset, err = parseInt(strings.TrimSpace(ov)); !ok || err != nil {
-		return a, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset (a non-negative integer) is required")
+		return a, codeInvalidOffset.with("Upload-Offset (a non-negative integer) is required")
 	}
 	done, said, err := v.ends(h)
 	switch {
@@ -101,7 +101,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 	d.expected, d.completed, d.expires = sess.Offset, sess.Completed, sess.ExpiresAt
 	switch {
 	case len(sess.ConcatOf) > 0:
-		return sess, a, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be appended to")
+		return sess, a, codeFinalUpload.with("a final concatenation cannot be appended to")
 	case a.offset != sess.Offset:
 		return sess, a, errOffset(sess.Offset, a.offset)
 	case a.length >= 0 && sess.Length >= 0 && a.length != sess.Length:
@@ -152,42 +152,4 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		rc.SetStatusCode(fasthttp.StatusNoContent)
 	}
 	return nil
-}
-
-// ietfExpect is the Expect handler's part for the draft: a creation or
-// append that is sure to be refused gets its final status (a problem)
-// instead of 100 Continue. The draft keeps 100 Continue: a 104 does not
-// replace it.
-func (s *Server) ietfExpect(ctx *fasthttp.RequestCtx, v draft, id string) int {
-	method := string(ctx.Method())
-	if method != fasthttp.MethodPost && method != fasthttp.MethodPut && method != fasthttp.MethodPatch {
-		return fasthttp.StatusContinue
-	}
-	rq := &request{id: newRequestID(ctx), method: method, route: "ietf_expect", uploadID: id}
-	d := &draftReq{v: v, provided: -1, expected: -1}
-	rctx, cancel := context.WithTimeout(s.base, expectTimeout)
-	defer cancel()
-	err := func() error {
-		if id != "" && !validID(id) {
-			return errNotFound
-		}
-		if err := s.ietfAdmit(rctx, ctx, rq, method, id); err != nil {
-			return err
-		}
-		if id == "" {
-			_, err := parseDraftCreate(v, &ctx.Request.Header, ctx.QueryArgs())
-			return err
-		}
-		_, _, err := s.checkDraftAppend(rctx, ctx, rq, d, id)
-		return err
-	}()
-	if err == nil {
-		return fasthttp.StatusContinue
-	}
-	ctx.Response.Header.Set("X-Request-Id", rq.id)
-	s.cors(ctx)
-	s.ietfFail(ctx, rq, d, err)
-	status := ctx.Response.StatusCode()
-	s.metrics.observe(rq.route, rq.method, status, 0)
-	return status
 }

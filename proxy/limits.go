@@ -31,10 +31,8 @@ const (
 // sees the connection. Both are 503 with Retry-After rather than 429:
 // tus-js-client forgets an upload on any 4xx to its resume HEAD, and a full server is a transient condition.
 var (
-	errServerFull = errorf(fasthttp.StatusServiceUnavailable, "too_many_connections",
-		"the server is at its connection limit; retry shortly")
-	errClientFull = errorf(fasthttp.StatusServiceUnavailable, "too_many_connections_from_client",
-		"too many connections or requests from your address; close idle connections or retry shortly")
+	errServerFull = codeTooManyConnections.err()
+	errClientFull = codeTooManyConnectionsFromClient.err()
 )
 
 // limitListener is the server's listener: Accept never fails but for a

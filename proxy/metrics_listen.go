@@ -48,7 +48,7 @@ func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok\n")
 	default:
-		s.writeError(ctx, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+		s.writeError(ctx, rq, errNoEndpoint)
 	}
 }
 

@@ -1,10 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"embed"
 	"io/fs"
 	"path"
-	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -19,32 +19,22 @@ import (
 //go:embed page
 var pageFiles embed.FS
 
-// pagePath prefixes the page's assets.
-const pagePath = "/page/"
-
 // pageCSP keeps the page to its own scripts and styles; it may talk to
 // any origin, since a direct upload URL may name another host.
 const pageCSP = "default-src 'self'; connect-src *; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // servePage serves GET / and /page/{file}.
-func (s *Server) servePage(rc *fasthttp.RequestCtx, rq *request, p string) {
-	rq.route = "page"
-	if rq.method != fasthttp.MethodGet && rq.method != fasthttp.MethodHead {
-		rq.allow = "GET, HEAD"
-		s.writeError(rc, rq, errMethod)
-		return
-	}
-	name := "index.html"
-	if p != "/" {
-		name = strings.TrimPrefix(p, pagePath)
+func (s *Server) servePage(_ context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	name := p.id
+	if string(rc.Path()) == "/" {
+		name = "index.html"
 	}
 	if name == "tus.min.js" {
 		name = "vendor/tus.min.js"
 	}
 	body, err := fs.ReadFile(pageFiles, path.Join("page", path.Clean("/" + name)[1:]))
 	if err != nil || name == "" {
-		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
-		return
+		return errNoEndpoint
 	}
 	h := &rc.Response.Header
 	switch path.Ext(name) {
@@ -65,7 +55,8 @@ func (s *Server) servePage(rc *fasthttp.RequestCtx, rq *request, p string) {
 	h.Set("Referrer-Policy", "no-referrer")
 	if rq.method == fasthttp.MethodHead {
 		h.SetContentLength(len(body))
-		return
+		return nil
 	}
 	rc.SetBody(body)
+	return nil
 }

@@ -20,9 +20,6 @@ import (
 // expiry. The store checks and reserves atomically, so the limits hold
 // across nodes.
 
-// quotaPath is the account's limits and usage.
-const quotaPath = "/api/v1/quota"
-
 // quotaSweepGrace is how old a hold must be before the janitor checks it
 // against its upload: a creation reserves a moment before it stores the
 // session, and must not be mistaken for one that crashed in between.
@@ -49,7 +46,7 @@ func quotaExceeded(qe *sessionstore.QuotaError) *Error {
 		msg = fmt.Sprintf("the account's quota %q is %d bytes; %d are stored or reserved and this request needs %d more",
 			qe.Limit, qe.Max, qe.Used, qe.Want)
 	}
-	return errorf(fasthttp.StatusForbidden, "quota_exceeded", msg)
+	return codeQuotaExceeded.with(msg)
 }
 
 // reserveQuota grows upload id's reservation to n bytes (counting the
@@ -151,24 +148,18 @@ func limitJSON(v int64) *int64 {
 	return &v
 }
 
-// quota serves GET /api/v1/quota: the account's limits (its own or the
-// server's defaults) and usage.
-func (s *Server) quota(rc *fasthttp.RequestCtx, rq *request) {
-	s.serveRead(rc, rq, func(ctx context.Context) error {
-		account, err := s.authenticate(ctx, rc)
-		if err != nil {
-			return err
-		}
-		rq.account = account
-		l, u, err := s.store.Quota(ctx, account)
-		if err != nil {
-			return fmt.Errorf("proxy: load quota: %w", err)
-		}
-		l = l.Resolve(s.cfg.QuotaDefaults)
-		rc.Response.Header.Set("Cache-Control", "no-store")
-		writeJSON(rc, fasthttp.StatusOK, &quotaJSON{Account: account, Usage: u, Limits: quotaLimitsJSON{
-			BytesStored: limitJSON(l.BytesStored), Uploads: limitJSON(l.Uploads), BytesReserved: limitJSON(l.BytesReserved),
-		}})
-		return nil
-	})
+// serveQuota serves GET /api/v1/quota: the account's limits (its own or
+// the server's defaults) and usage.
+func (s *Server) serveQuota(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, _ *params) error {
+	account := rq.account
+	l, u, err := s.store.Quota(ctx, account)
+	if err != nil {
+		return fmt.Errorf("proxy: load quota: %w", err)
+	}
+	l = l.Resolve(s.cfg.QuotaDefaults)
+	rc.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(rc, fasthttp.StatusOK, &quotaJSON{Account: account, Usage: u, Limits: quotaLimitsJSON{
+		BytesStored: limitJSON(l.BytesStored), Uploads: limitJSON(l.Uploads), BytesReserved: limitJSON(l.BytesReserved),
+	}})
+	return nil
 }

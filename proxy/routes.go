@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
-	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
@@ -52,8 +49,18 @@ func (rq *request) attrs() []any {
 	return a
 }
 
-const assetsPath = "/api/v1/assets/"
-const downloadPath = "/sign/assets/uploads/"
+// Paths of the API; the route table below is where each is served.
+const (
+	assetsPath   = "/api/v1/assets/"
+	uploadsPath  = "/api/v1/assets/upload-resumable"
+	webhooksPath = "/api/v1/webhooks"
+	quotaPath    = "/api/v1/quota"
+	// directPath is the direct upload API, and a direct upload's URL
+	// {base}/api/v1/direct-uploads/{id}/tus?token={token} (direct.go).
+	directPath   = "/api/v1/direct-uploads"
+	downloadPath = "/sign/assets/uploads/"
+	pagePath     = "/page/"
+)
 
 // newRequestID returns the client's X-Request-Id when it is sane, else a
 // random one.
@@ -66,7 +73,8 @@ func newRequestID(ctx *fasthttp.RequestCtx) string {
 	return hex.EncodeToString(b[:])
 }
 
-// handle is the fasthttp handler: it routes by path and method.
+// handle is the fasthttp handler: what every request gets (request id,
+// span, metrics, the per-client limit), then its route's chain.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
@@ -103,43 +111,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		defer s.clients.release(client)
 	}
 
-	path := string(ctx.Path())
-	switch {
-	case path == uploadsPath || path == uploadsPath+"/":
-		rq.route = "tus_create"
-		s.tus(ctx, rq, "")
-	case strings.HasPrefix(path, uploadsPath+"/"):
-		rq.route = "tus_upload"
-		s.tus(ctx, rq, strings.TrimSuffix(path[len(uploadsPath)+1:], "/"))
-	case strings.HasPrefix(path, assetsPath):
-		rq.route = "asset"
-		s.asset(ctx, rq, strings.TrimSuffix(path[len(assetsPath):], "/"))
-	case path == webhooksPath || strings.HasPrefix(path, webhooksPath+"/"):
-		rq.route = "webhooks"
-		s.webhooks(ctx, rq, path[len(webhooksPath):])
-	case path == quotaPath || path == quotaPath+"/":
-		rq.route = "quota"
-		s.quota(ctx, rq)
-	case path == directPath || strings.HasPrefix(path, directPath+"/"):
-		s.directUploads(ctx, rq, path[len(directPath):])
-	case strings.HasPrefix(path, downloadPath):
-		rq.route = "download"
-		s.download(ctx, rq, path[len(downloadPath):])
-	case path == "/" || strings.HasPrefix(path, pagePath):
-		s.servePage(ctx, rq, path)
-	case path == "/healthz":
-		rq.route = "healthz"
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBodyString("ok\n")
-	case path == "/readyz":
-		rq.route = "readyz"
-		s.ready(ctx, rq)
-	case path == "/metrics" && !s.cfg.MetricsElsewhere:
-		rq.route = "metrics"
-		s.writeMetrics(ctx, rq)
-	default:
-		s.writeError(ctx, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
+	rt, p := s.match(ctx)
+	if rt == nil {
+		s.writeError(ctx, rq, errNoEndpoint)
+		return
 	}
+	s.serveRoute(ctx, rq, rt, p)
 }
 
 // requestContext is a handler's own context: fasthttp's RequestCtx is not
@@ -149,220 +126,80 @@ func (s *Server) requestContext(rq *request) (context.Context, context.CancelFun
 	return context.WithCancel(rq.ctx)
 }
 
-// tus serves the TUS endpoint: id is "" for the creation URL.
-func (s *Server) tus(ctx *fasthttp.RequestCtx, rq *request, id string) {
-	if v, ok := draftOf(&ctx.Request.Header); ok {
-		s.ietf(ctx, rq, v, id) // the IETF draft's front door (ietf.go)
-		return
-	}
-	ctx.Response.Header.Set("Tus-Resumable", tusVersion)
-	s.cors(ctx)
-	method := tusMethod(ctx)
-	rq.method = method
-	rq.bodyRoute = method == fasthttp.MethodPost || method == fasthttp.MethodPatch
-	if method == fasthttp.MethodOptions {
-		ctx.Response.Header.Set("Allow", tusAllow(id)) // RFC 9110 9.3.7
-		s.tusOptions(ctx)
-		return
-	}
-	if id != "" && !validID(id) {
-		s.fail(ctx, rq, errNotFound)
-		return
-	}
-	rq.uploadID = id
-	rctx, cancel := s.requestContext(rq)
-	defer cancel()
-	if err := s.tusDispatch(rctx, ctx, rq, method, id); err != nil {
-		s.fail(ctx, rq, err)
+// routes is every route the server serves, tried in order: the first row
+// whose path (and dialect) fits serves the request.
+var routes = routeTable()
+
+func routeTable() []route {
+	// The upload endpoint's two dialects, and the read-only resources.
+	tus := route{dialect: tusDialect, headers: []string{"Tus-Resumable", tusVersion}, cors: true, override: true,
+		options: tusOptionsOf, check: tusCheck, auth: true, body: "POST, PATCH", limit: true,
+		serve: (*Server).tusServe, expect: tusExpect}
+	draft := route{dialect: draftDialect, cors: true,
+		options: tusOptionsOf, check: draftCheck, auth: true, body: "POST, PUT, PATCH", limit: true,
+		serve: (*Server).draftServe, expect: draftExpect}
+	read := route{allow: "GET, HEAD, OPTIONS", cors: true, options: optionsAllow}
+	const (
+		uploadAllow = "OPTIONS, HEAD, GET, PATCH, DELETE"
+		tusCreate   = "OPTIONS, POST"
+		draftCreate = "OPTIONS, POST, PUT" // creation is any request with content (the draft: POST and PUT here)
+		// Whatever an uploader stored, a browser must not run it as a
+		// page of this origin: no sniffing, no script, no plugin (and the
+		// body is a file to save: Content-Disposition).
+		downloadCSP = "default-src 'none'; sandbox"
+	)
+	return []route{
+		with(tus, route{name: "tus_create", pattern: uploadsPath, match: exact(uploadsPath), allow: tusCreate}),
+		with(draft, route{name: "ietf_create", pattern: uploadsPath, match: exact(uploadsPath), allow: draftCreate}),
+		with(tus, route{name: "tus_upload", pattern: uploadsPath + "/{id}", match: under(uploadsPath+"/", false), allow: uploadAllow}),
+		with(draft, route{name: "ietf_upload", pattern: uploadsPath + "/{id}", match: under(uploadsPath+"/", false), allow: uploadAllow}),
+		with(read, route{name: "asset", pattern: assetsPath + "{id}", match: under(assetsPath, true), auth: true,
+			serve: (*Server).serveAsset}),
+
+		{name: "webhooks", pattern: webhooksPath, match: tree(webhooksPath, shapeCollection),
+			allow: "GET, POST", auth: true, body: "POST", serve: (*Server).serveWebhooks},
+		{name: "webhooks", pattern: webhooksPath + "/{id}", match: tree(webhooksPath, shapeItem),
+			allow: "GET, DELETE", auth: true, serve: (*Server).serveWebhooks},
+		{name: "webhooks", pattern: webhooksPath + "/{id}/deliveries", match: tree(webhooksPath, "deliveries"),
+			allow: "GET", auth: true, serve: (*Server).serveWebhooks},
+		{name: "webhooks", pattern: webhooksPath + "/{id}/*", match: tree(webhooksPath, shapeOther), serve: noEndpoint},
+
+		with(read, route{name: "quota", pattern: quotaPath, match: exact(quotaPath), auth: true, serve: (*Server).serveQuota}),
+
+		// The token of a direct upload URL stands in for the API key, and
+		// its CORS and methods are the grant's: directTus checks them.
+		{name: "direct_tus", pattern: directPath + "/{id}/tus", match: tree(directPath, "tus"),
+			headers: []string{"Tus-Resumable", tusVersion}, override: true, body: "POST, PATCH", serve: (*Server).directTus},
+		{name: "direct_upload", pattern: directPath, match: tree(directPath, shapeCollection),
+			allow: "POST, OPTIONS", cors: true, options: optionsPreflight, auth: true, body: "POST", serve: (*Server).createDirect},
+		{name: "direct_upload", pattern: directPath + "/{id}", match: tree(directPath, shapeItem),
+			allow: "DELETE, OPTIONS", cors: true, options: optionsPreflight, auth: true, serve: (*Server).revokeDirect},
+		{name: "direct_upload", pattern: directPath + "/{id}/*", match: tree(directPath, shapeOther), cors: true, serve: noEndpoint},
+
+		with(read, route{name: "download", pattern: downloadPath + "{id}?token=", match: rest(downloadPath),
+			headers: []string{"X-Content-Type-Options", "nosniff", "Content-Security-Policy", downloadCSP},
+			serve:   (*Server).serveDownload}),
+		{name: "page", pattern: "/", match: exactly("/"), allow: "GET, HEAD", serve: (*Server).servePage},
+		{name: "page", pattern: pagePath + "{file}", match: rest(pagePath), allow: "GET, HEAD", serve: (*Server).servePage},
+		{name: "healthz", pattern: "/healthz", match: exactly("/healthz"), serve: serveHealthz},
+		{name: "readyz", pattern: "/readyz", match: exactly("/readyz"), serve: (*Server).serveReady},
+		{name: "metrics", pattern: "/metrics", match: exactly("/metrics"), serve: (*Server).metricsRoute,
+			off: func(s *Server) bool { return s.cfg.MetricsElsewhere }},
 	}
 }
 
-// tusMethod is a TUS request's method: X-HTTP-Method-Override's on a POST
-// that carries one.
-func tusMethod(ctx *fasthttp.RequestCtx) string {
-	method := string(ctx.Method())
-	if method == fasthttp.MethodPost {
-		if ov := ctx.Request.Header.Peek("X-HTTP-Method-Override"); len(ov) > 0 {
-			method = strings.ToUpper(strings.TrimSpace(string(ov)))
-		}
+// with is row r on the defaults of its kind: r's set fields win.
+func with(kind, r route) route {
+	kind.name, kind.pattern, kind.match = r.name, r.pattern, r.match
+	if r.allow != "" {
+		kind.allow = r.allow
 	}
-	return method
-}
-
-func (s *Server) tusDispatch(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
-	if err := s.tusAdmit(rctx, ctx, rq, method, id); err != nil {
-		return err
+	if r.headers != nil {
+		kind.headers = r.headers
 	}
-	return s.tusServe(rctx, ctx, rq, method, id)
-}
-
-// tusServe serves an admitted TUS request (rq.account is set).
-func (s *Server) tusServe(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
-	if (method == fasthttp.MethodPatch || method == fasthttp.MethodPost) && hasBody(ctx) {
-		release, ok := s.streams.acquire(rq.account)
-		if !ok {
-			return errTooManyBodies
-		}
-		defer release()
+	kind.auth = kind.auth || r.auth
+	if r.serve != nil {
+		kind.serve = r.serve
 	}
-	switch method {
-	case fasthttp.MethodPost:
-		return s.tusCreate(rctx, ctx, rq)
-	case fasthttp.MethodHead, fasthttp.MethodGet:
-		return s.tusHead(rctx, ctx, rq, id)
-	case fasthttp.MethodPatch:
-		return s.tusPatch(rctx, ctx, rq, id)
-	default:
-		return s.tusDelete(rctx, ctx, rq, id)
-	}
-}
-
-// tusAdmit checks what every TUS request but OPTIONS needs: Tus-Resumable,
-// a method the resource has, and an API key, whose account it sets.
-func (s *Server) tusAdmit(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request, method, id string) error {
-	if string(ctx.Request.Header.Peek("Tus-Resumable")) != tusVersion {
-		return errTusVersion
-	}
-	switch {
-	case id == "" && method == fasthttp.MethodPost,
-		id != "" && (method == fasthttp.MethodHead || method == fasthttp.MethodGet ||
-			method == fasthttp.MethodPatch || method == fasthttp.MethodDelete):
-	default:
-		rq.allow = tusAllow(id)
-		return errMethod
-	}
-	return s.signIn(rctx, ctx, rq)
-}
-
-// tusAllow is the Allow of a TUS resource: the creation URL (id "") or an
-// upload. GET of an upload answers as its HEAD (RFC 9110 9.3.2: HEAD is
-// GET without content).
-func tusAllow(id string) string {
-	if id == "" {
-		return "OPTIONS, POST"
-	}
-	return "OPTIONS, HEAD, GET, PATCH, DELETE"
-}
-
-// signIn authenticates the request's API key and sets its account.
-func (s *Server) signIn(rctx context.Context, ctx *fasthttp.RequestCtx, rq *request) error {
-	account, err := s.authenticate(rctx, ctx)
-	if err != nil {
-		return err
-	}
-	rq.account = account
-	return nil
-}
-
-// tusOptions answers discovery and CORS preflight, without auth.
-func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
-	h := &ctx.Response.Header
-	h.Set("Tus-Version", tusVersion)
-	h.Set("Tus-Max-Size", tusMaxSize)
-	h.Set("Tus-Extension", tusExtensions)
-	h.Set("Tus-Checksum-Algorithm", pipeline.SupportedChecksums)
-	h.Set("Upload-Limit", s.uploadLimit(time.Time{})) // the IETF draft's discovery
-	s.preflight(ctx, "OPTIONS, POST, HEAD, GET, PATCH, DELETE")
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
-}
-
-// fail answers err. On a route that may carry a body, the unread rest of
-// the body is drained when small, else the connection is closed, so it is
-// never parsed as the next request.
-func (s *Server) fail(ctx *fasthttp.RequestCtx, rq *request, err error) {
-	linger := rq.bodyRoute && s.settleBody(ctx, rq)
-	s.writeError(ctx, rq, err)
-	setErrorExpires(ctx, rq)
-	if linger {
-		s.lingerClose(ctx)
-	}
-}
-
-// setErrorExpires adds Upload-Expires to a TUS 409 or 460 about an upload
-// that will expire: the expiration extension has it on every answer about
-// such an upload, and a client told to resume (409) or resend (460) needs
-// to know until when it may.
-func setErrorExpires(ctx *fasthttp.RequestCtx, rq *request) {
-	switch ctx.Response.StatusCode() {
-	case fasthttp.StatusConflict, StatusChecksumMismatch:
-		if !rq.expires.IsZero() {
-			ctx.Response.Header.Set("Upload-Expires", rq.expires.UTC().Format(httpTime))
-		}
-	}
-}
-
-var errContentType = errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_content_type", "PATCH bodies must be Content-Type: application/offset+octet-stream")
-
-// isOffsetType reports whether a Content-Type is TUS's chunk type.
-func isOffsetType(ct []byte) bool {
-	mt, _, _ := strings.Cut(string(ct), ";")
-	return strings.EqualFold(strings.TrimSpace(mt), offsetType)
-}
-
-// baseURL is the public base URL for Location and download_url:
-// --public-url, else X-Forwarded-Proto/Host, else the request's Host.
-func (s *Server) baseURL(ctx *fasthttp.RequestCtx) string {
-	if s.cfg.PublicURL != "" {
-		return s.cfg.PublicURL
-	}
-	scheme := "http"
-	if ctx.IsTLS() {
-		scheme = "https"
-	}
-	if p := firstValue(ctx.Request.Header.Peek("X-Forwarded-Proto")); p == "http" || p == "https" {
-		scheme = p
-	}
-	host := firstValue(ctx.Request.Header.Peek("X-Forwarded-Host"))
-	if host == "" || !validHost(host) {
-		host = string(ctx.Host())
-	}
-	return scheme + "://" + host
-}
-
-func firstValue(v []byte) string {
-	first, _, _ := strings.Cut(string(v), ",")
-	return strings.ToLower(strings.TrimSpace(first))
-}
-
-func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if c <= ' ' || c >= 0x7f || c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
-// errStoreDataLost is readyz's answer on the check that found the session
-// store emptied (sessionstore.ErrDataLost).
-var errStoreDataLost = errorf(fasthttp.StatusServiceUnavailable, "store_data_lost",
-	"the session store lost its data since this node last checked: uploads and assets stored before are gone; "+
-		"static API keys keep working and were stored again, other keys must be created again")
-
-// ready checks the session store and the storage, and that the storage
-// has at least --min-free-space free.
-func (s *Server) ready(ctx *fasthttp.RequestCtx, rq *request) {
-	rctx, cancel := context.WithTimeout(s.base, 5*time.Second)
-	defer cancel()
-	if err := s.store.Ping(rctx); errors.Is(err, sessionstore.ErrDataLost) {
-		// Reported on this check only: the node puts back what it owns
-		// and serves on (static keys never depended on the store).
-		seedErr := s.SeedStaticKeys(rctx)
-		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: %w: %w (re-seeding static keys: %v)", errStoreDataLost, err, seedErr))
-		return
-	} else if err != nil {
-		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: session store: %w: %w", errUnavailable, err))
-		return
-	}
-	if err := s.pipe.Sink().Ping(rctx); err != nil {
-		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: storage: %w: %w", errUnavailable, err))
-		return
-	}
-	if err := s.checkFreeSpace(); err != nil {
-		s.writeError(ctx, rq, fmt.Errorf("proxy: readyz: %w", err))
-		return
-	}
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString("ready\n")
+	return kind
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
-	"github.com/valyala/fasthttp"
 )
 
 // Takeover: the newest request on an upload wins. A PATCH or
@@ -40,11 +39,10 @@ var (
 	// errTakenOver: a newer request took the upload over. 409: the
 	// upload's state moved on under this request, as for an offset
 	// mismatch; tus-js-client recovers by HEAD and resume.
-	errTakenOver = errorf(fasthttp.StatusConflict, "upload_taken_over",
-		"a newer request on this upload took it over; HEAD the upload and resume")
+	errTakenOver = codeUploadTakenOver.err()
 	// errDeletedUnder: a DELETE terminated the upload while this request
 	// wrote to it. Not retryable.
-	errDeletedUnder = errorf(fasthttp.StatusNotFound, "upload_deleted", "the upload was deleted while this request wrote to it")
+	errDeletedUnder = codeUploadDeleted.err()
 )
 
 // Polling while a holder lets go: the lease is asked for every

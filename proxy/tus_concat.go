@@ -15,7 +15,7 @@ import (
 )
 
 func errConcat(format string, args ...any) *Error {
-	return errorf(fasthttp.StatusBadRequest, "invalid_concat", fmt.Sprintf(format, args...))
+	return codeInvalidConcat.withf(format, args...)
 }
 
 // createFinal serves a POST with "Upload-Concat: final;…": the partial

@@ -18,33 +18,33 @@ type createResponse struct {
 	Asset     *assetJSON `json:"asset"`
 }
 
-func errBadRequest(code string, err error) *Error {
-	return errorf(fasthttp.StatusBadRequest, code, strings.TrimPrefix(err.Error(), "proxy: "))
+func errBadRequest(code catalogueCode, err error) *Error {
+	return code.with(strings.TrimPrefix(err.Error(), "proxy: "))
 }
 
 // parseLength reads Upload-Length / Upload-Defer-Length of a creation:
 // exactly one of them, a length within 50 GiB, or a deferral of "1".
 // It returns -1 for a deferred length.
 func parseLength(h *fasthttp.RequestHeader) (int64, error) {
-	lv, hasLength, err := single(h, "Upload-Length", "invalid_length")
+	lv, hasLength, err := single(h, "Upload-Length", codeInvalidLength)
 	if err != nil {
 		return 0, err
 	}
 	dv := h.Peek("Upload-Defer-Length")
 	switch {
 	case hasLength && dv != nil:
-		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "send Upload-Length or Upload-Defer-Length, not both")
+		return 0, codeInvalidLength.with("send Upload-Length or Upload-Defer-Length, not both")
 	case !hasLength && dv == nil:
-		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length or Upload-Defer-Length: 1 is required")
+		return 0, codeInvalidLength.with("Upload-Length or Upload-Defer-Length: 1 is required")
 	case dv != nil:
 		if string(dv) != "1" {
-			return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Defer-Length must be 1")
+			return 0, codeInvalidLength.with("Upload-Defer-Length must be 1")
 		}
 		return -1, nil
 	}
 	n, err := parseInt(lv)
 	if err != nil {
-		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
+		return 0, codeInvalidLength.err()
 	}
 	if n > pipeline.MaxUploadLength {
 		return 0, errUploadTooLarge
@@ -52,7 +52,7 @@ func parseLength(h *fasthttp.RequestHeader) (int64, error) {
 	return n, nil
 }
 
-var errUploadTooLarge = errorf(fasthttp.StatusRequestEntityTooLarge, "upload_too_large", "Upload-Length is larger than Tus-Max-Size (53687091200 bytes)")
+var errUploadTooLarge = codeUploadTooLarge.err()
 
 // creation is a POST's headers, parsed and checked.
 type creation struct {
@@ -74,16 +74,16 @@ func parseCreate(h *fasthttp.RequestHeader) (creation, error) {
 	var err error
 	if v := h.Peek("Upload-Concat"); v != nil {
 		if c.cc, err = parseConcat(string(v)); err != nil {
-			return c, errBadRequest("invalid_concat", err)
+			return c, errBadRequest(codeInvalidConcat, err)
 		}
 	}
 	c.mdRaw = string(h.Peek("Upload-Metadata"))
 	if c.md, err = parseMetadata(c.mdRaw); err != nil {
-		return c, errBadRequest("invalid_metadata", err)
+		return c, errBadRequest(codeInvalidMetadata, err)
 	}
 	if len(c.cc.Final) > 0 {
 		if h.Peek("Upload-Length") != nil || h.Peek("Upload-Defer-Length") != nil {
-			return c, errorf(fasthttp.StatusBadRequest, "invalid_length", "a final concatenation takes its length from its partial uploads")
+			return c, codeInvalidLength.with("a final concatenation takes its length from its partial uploads")
 		}
 		return c, nil
 	}

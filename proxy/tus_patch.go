@@ -41,8 +41,7 @@ type chunkRequest struct {
 const commitTimeout = 15 * time.Second
 
 func errOffset(want, got int64) *Error {
-	return errorf(fasthttp.StatusConflict, "offset_mismatch",
-		fmt.Sprintf("Upload-Offset %d does not match the upload's offset %d", got, want))
+	return codeOffsetMismatch.withf("Upload-Offset %d does not match the upload's offset %d", got, want)
 }
 
 // parsePatch reads a PATCH's headers into a chunk request.
@@ -50,16 +49,16 @@ func parsePatch(h *fasthttp.RequestHeader) (chunkRequest, error) {
 	if !isOffsetType(h.ContentType()) {
 		return chunkRequest{}, errContentType
 	}
-	ov, ok, err := single(h, "Upload-Offset", "invalid_offset")
+	ov, ok, err := single(h, "Upload-Offset", codeInvalidOffset)
 	if err != nil {
 		return chunkRequest{}, err
 	}
 	if !ok {
-		return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset is required")
+		return chunkRequest{}, codeInvalidOffset.with("Upload-Offset is required")
 	}
 	offset, err := parseInt(ov)
 	if err != nil {
-		return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_offset", "Upload-Offset must be a non-negative integer")
+		return chunkRequest{}, codeInvalidOffset.err()
 	}
 	size := int64(h.ContentLength())
 	if size == -2 {
@@ -72,13 +71,13 @@ func parsePatch(h *fasthttp.RequestHeader) (chunkRequest, error) {
 	if cr.sum, err = parseChecksumHeader(h); err != nil {
 		return chunkRequest{}, err
 	}
-	lv, ok, err := single(h, "Upload-Length", "invalid_length")
+	lv, ok, err := single(h, "Upload-Length", codeInvalidLength)
 	if err != nil {
 		return chunkRequest{}, err
 	}
 	if ok {
 		if cr.length, err = parseInt(lv); err != nil {
-			return chunkRequest{}, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length must be a non-negative integer")
+			return chunkRequest{}, codeInvalidLength.err()
 		}
 		if cr.length > pipeline.MaxUploadLength {
 			return chunkRequest{}, errUploadTooLarge
@@ -120,7 +119,7 @@ func (s *Server) checkPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	case err != nil:
 		return sess, cr, err
 	case len(sess.ConcatOf) > 0:
-		return sess, cr, errorf(fasthttp.StatusForbidden, "final_upload", "a final concatenation cannot be patched")
+		return sess, cr, codeFinalUpload.err()
 	case !sess.Completed:
 		return sess, cr, checkChunk(sess, cr)
 	case cr.offset != sess.Offset:
@@ -153,11 +152,10 @@ func lengthWith(sess sessionstore.Session, cr chunkRequest) (int64, error) {
 	case cr.length < 0:
 		return sess.Length, nil
 	case sess.Length >= 0 && sess.Length != cr.length:
-		return 0, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")
+		return 0, codeInvalidLength.with("Upload-Length cannot change once set")
 	case cr.length < sess.Offset:
 		// The bytes are stored already: the length cannot be below them.
-		return 0, errorf(fasthttp.StatusBadRequest, "invalid_upload_length",
-			fmt.Sprintf("Upload-Length %d is below the upload's offset %d", cr.length, sess.Offset))
+		return 0, codeInvalidUploadLength.withf("Upload-Length %d is below the upload's offset %d", cr.length, sess.Offset)
 	case cr.length < sess.Offset+max(cr.size, 0):
 		return 0, errPastLength
 	}
@@ -181,7 +179,7 @@ func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr
 	}
 	if err := s.store.SetLength(ctx, sess.ID, length); err != nil {
 		if errors.Is(err, sessionstore.ErrOffsetConflict) {
-			return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length conflicts with the upload's state")
+			return codeInvalidLength.with("Upload-Length conflicts with the upload's state")
 		}
 		return fmt.Errorf("proxy: set length: %w", err)
 	}

@@ -18,20 +18,15 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// webhooksPath is the webhook API: POST and GET on it, GET and
-// DELETE on /{id}, GET on /{id}/deliveries.
-const webhooksPath = "/api/v1/webhooks"
-
 // maxWebhookBody bounds a POST /api/v1/webhooks body.
 const maxWebhookBody = 16 << 10
 
 var (
-	errWebhookNotFound = errorf(fasthttp.StatusNotFound, "not_found", "no such webhook")
-	errWebhookBody     = errorf(fasthttp.StatusBadRequest, "invalid_webhook",
-		`the body must be JSON {"url":"https://…","events":["asset.ready",…]}; events default to all of `+strings.Join(sessionstore.EventTypes, ", "))
-	errWebhookTooBig = errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "a webhook body is at most 16 KiB")
-	errTooManyHooks  = errorf(fasthttp.StatusConflict, "too_many_webhooks",
-		fmt.Sprintf("an account has at most %d webhooks; delete one first", maxWebhooksPerAccount))
+	errWebhookNotFound = codeNotFound.with("no such webhook")
+	errWebhookBody     = codeInvalidWebhook.with(
+		`the body must be JSON {"url":"https://…","events":["asset.ready",…]}; events default to all of ` + strings.Join(sessionstore.EventTypes, ", "))
+	errWebhookTooBig = codeBodyTooLarge.with("a webhook body is at most 16 KiB")
+	errTooManyHooks  = codeTooManyWebhooks.err()
 )
 
 // maxWebhooksPerAccount bounds an account's webhooks: each event is queued
@@ -65,41 +60,10 @@ type deliveryJSON struct {
 	UpdatedAt   string  `json:"updated_at"`
 }
 
-// webhooks serves the webhook API; rest is the path after webhooksPath.
-func (s *Server) webhooks(rc *fasthttp.RequestCtx, rq *request, rest string) {
-	rest = strings.Trim(rest, "/")
-	id, sub, _ := strings.Cut(rest, "/")
-	var allow string
-	switch {
-	case id == "":
-		allow = "GET, POST"
-	case sub == "":
-		allow = "GET, DELETE"
-	case sub == "deliveries":
-		allow = "GET"
-	default:
-		s.writeError(rc, rq, errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint"))
-		return
-	}
-	if !slices.Contains(strings.Split(allow, ", "), rq.method) {
-		rq.allow = allow
-		s.writeError(rc, rq, errMethod)
-		return
-	}
-	rq.bodyRoute = rq.method == fasthttp.MethodPost
-	ctx, cancel := s.requestContext(rq)
-	defer cancel()
-	account, err := s.authenticate(ctx, rc)
-	if err == nil {
-		rq.account = account
-		err = s.serveWebhooks(ctx, rc, rq, id, sub)
-	}
-	if err != nil {
-		s.fail(rc, rq, err)
-	}
-}
-
-func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, id, sub string) error {
+// serveWebhooks serves the webhook API: POST and GET on webhooksPath, GET
+// and DELETE on /{id}, GET on /{id}/deliveries.
+func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	id, sub := p.id, p.sub
 	if id == "" {
 		if rq.method == fasthttp.MethodPost {
 			return s.createWebhook(ctx, rc, rq.account)
@@ -185,15 +149,15 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	}
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.URL) > 2048 {
-		return errorf(fasthttp.StatusBadRequest, "invalid_webhook", "url must be an absolute http or https URL (at most 2048 characters)")
+		return codeInvalidWebhook.with("url must be an absolute http or https URL (at most 2048 characters)")
 	}
 	if err := s.cfg.WebhookTargets.CheckURL(req.URL); err != nil {
 		reason := "refused"
 		if b, ok := errors.AsType[*webhook.BlockedError](err); ok {
 			reason = b.Reason
 		}
-		return errorf(fasthttp.StatusBadRequest, "invalid_webhook",
-			"url must name a public host by a DNS name or a canonical IP address, without user:password@ ("+reason+")")
+		return codeInvalidWebhook.with(
+			"url must name a public host by a DNS name or a canonical IP address, without user:password@ (" + reason + ")")
 	}
 	events := req.Events
 	if len(events) == 0 {
@@ -201,7 +165,7 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	}
 	for _, e := range events {
 		if !slices.Contains(sessionstore.EventTypes, e) {
-			return errorf(fasthttp.StatusBadRequest, "invalid_webhook",
+			return codeInvalidWebhook.with(
 				fmt.Sprintf("unknown event %q; known: %s", e, strings.Join(sessionstore.EventTypes, ", ")))
 		}
 	}
