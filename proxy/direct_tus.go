@@ -321,6 +321,9 @@ func (s *Server) repeatCreation(ctx context.Context, sess *sessionstore.Session,
 	if err != nil {
 		return fmt.Errorf("proxy: load direct upload's asset: %w", err)
 	}
+	// The head fence as this request read it (the commit that saved the
+	// storage need not report it).
+	saved.HeadFence = cur.HeadFence
 	*sess, *asset = saved, a
 	return nil
 }

@@ -33,7 +33,10 @@ import (
 // after. The cost: a HEAD during a healthy transfer ends that transfer
 // (the draft allows it; tusd's HEAD takes the upload's lock too).
 // Progress is what the assets API tells (bytes_received), not HEAD.
-// See docs/design/takeover.md.
+// A write that holds no lease when HEAD reads the upload (on its way to
+// the lease, or between two segments of a draft append) is fenced off
+// instead: HEAD grows the upload's head fence, and the write's next
+// lease is refused. See docs/design/takeover.md.
 
 // Errors of a write that let go of its upload.
 var (
@@ -191,17 +194,30 @@ func (s *Server) askRelease(ctx context.Context, holder string, r sessionstore.R
 	}
 }
 
+// noFence: a lease taken whatever offset retrievals happened (offset
+// retrieval's own, a completion, a DELETE).
+const noFence = -1
+
 // takeLease takes the upload's lease for a PATCH (reserving parts) or a
 // DELETE, taking it over from a request that holds it (see the top of
 // this file). After TakeoverWait it gives up with the store's ErrLocked.
+// A write passes the head fence its request read (heads): once an offset
+// retrieval read the upload since, the store answers ErrFenced, at the
+// first try or while waiting, and nothing is taken over.
 // An orphaned lease (acquired in the store, its answer lost) is dropped by
 // its node while the requests keep coming (see orphanAsked), whether that
 // node is this one or another.
-func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool) (sessionstore.Lease, error) {
+func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool, heads int64) (sessionstore.Lease, error) {
 	deadline := time.Now().Add(s.cfg.TakeoverWait)
 	var asked time.Time
 	for {
-		l, err := s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, parts)
+		var l sessionstore.Lease
+		var err error
+		if heads == noFence {
+			l, err = s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, parts)
+		} else {
+			l, err = s.store.AcquireLeaseFenced(ctx, id, s.cfg.LeaseTTL, parts, heads)
+		}
 		le, locked := errors.AsType[*sessionstore.LockedError](err)
 		if !locked || !time.Now().Before(deadline) {
 			return l, err
@@ -225,11 +241,12 @@ func (s *Server) takeLease(ctx context.Context, id string, parts int32, del bool
 // headLog is when the latest offset retrieval of each upload began on
 // this node. A write that takes an upload's lease after a HEAD of it
 // began, although its own request began before, lets go at once
-// (errTakenOver): its bytes would land after HEAD answered. That covers
-// the requests HEAD cannot see in the store: one that arrived (its body
-// perhaps already dead) but had not taken the lease when HEAD read the
-// session, and the next segment of a draft append, which takes the lease
-// again between segments.
+// (errTakenOver): its bytes would land after HEAD answered. The head
+// fence (Store.OffsetSession, AcquireLeaseFenced) covers the requests
+// HEAD cannot see in the store on every node, from the moment they read
+// the upload: one on its way to the lease, and the next segment of a
+// draft append. headLog adds, on this node, a request that arrived
+// before the HEAD but read the upload after it.
 type headLog struct {
 	mu     sync.Mutex
 	at     map[string]time.Time
@@ -277,7 +294,7 @@ func (h *headLog) since(id string, t time.Time) bool {
 // themselves: takeLease waits for them up to TakeoverWait, and if one
 // still holds the upload then, the offset is answered as it stands.
 func (s *Server) settleHolder(ctx context.Context, id string) error {
-	l, err := s.takeLease(ctx, id, 0, false)
+	l, err := s.takeLease(ctx, id, 0, false, noFence)
 	switch {
 	case err == nil:
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

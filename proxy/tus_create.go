@@ -145,7 +145,8 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
 	switch {
 	case c.withData:
-		if sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: 0, size: c.size, sum: c.sum, length: -1}); err != nil {
+		if sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: 0, size: c.size, sum: c.sum, length: -1,
+			heads: requestFence(rc, sess)}); err != nil {
 			return err
 		}
 		rc.Response.Header.Set("Upload-Offset", fmt.Sprint(sess.Offset))

@@ -34,6 +34,27 @@ type chunkRequest struct {
 	// committed, when set, is told each offset a commit made durable
 	// (the draft's progress 104s).
 	committed func(offset int64)
+	// heads is the upload's head fence as the request first read it
+	// (requestFence; 0 for an upload the request created): every lease
+	// the write takes is refused once an offset retrieval read the
+	// upload since.
+	heads int64
+}
+
+// headFenceKey is the request's user value that keeps the head fence it
+// first read (requestFence).
+const headFenceKey = "roughy.headFence"
+
+// requestFence is the upload's head fence as the request first read it:
+// at the Expect handler's check when that ran (before 100 Continue: the
+// client may have sent its HEAD since), else as sess, the handler's read,
+// has it.
+func requestFence(rc *fasthttp.RequestCtx, sess sessionstore.Session) int64 {
+	if v, ok := rc.UserValue(headFenceKey).(int64); ok {
+		return v
+	}
+	rc.SetUserValue(headFenceKey, sess.HeadFence)
+	return sess.HeadFence
 }
 
 // commitTimeout bounds one store commit. Commits run even when the request
@@ -94,6 +115,7 @@ func (s *Server) tusPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *requ
 		return err
 	}
 	if !sess.Completed {
+		cr.heads = requestFence(rc, sess)
 		if sess, err = s.writeChunk(ctx, rc, rq, sess, cr); err != nil {
 			return err
 		}
@@ -116,6 +138,9 @@ func (s *Server) checkPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sessionstore.Session{}, cr, err
 	}
 	sess, err := s.loadSession(ctx, rq, id)
+	if err == nil {
+		requestFence(rc, sess)
+	}
 	switch {
 	case err != nil:
 		return sess, cr, err
@@ -225,11 +250,17 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	var err error
 	if cr.follow {
 		// Between two segments a newer request took the upload: it wins.
-		if lease, err = s.store.AcquireLease(ctx, sess.ID, s.cfg.LeaseTTL, parts); errors.Is(err, sessionstore.ErrLocked) {
+		if lease, err = s.store.AcquireLeaseFenced(ctx, sess.ID, s.cfg.LeaseTTL, parts, cr.heads); errors.Is(err, sessionstore.ErrLocked) {
 			return sess, errTakenOver
 		}
 	} else {
-		lease, err = s.takeLease(ctx, sess.ID, parts, false)
+		lease, err = s.takeLease(ctx, sess.ID, parts, false, cr.heads)
+	}
+	if errors.Is(err, sessionstore.ErrFenced) {
+		// An offset retrieval, on any node, read the upload after this
+		// request did and answered without it: the client resumes from
+		// that offset. Nothing was read, nothing taken over.
+		return sess, errTakenOver
 	}
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		// The upload was read by this request a moment ago: a DELETE
@@ -466,7 +497,7 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 	// empty Upload-Complete: ?1 append) need a part number to become the
 	// last part.
 	parts := s.pipe.Sink().PartsFor(uploadOf(sess), 0)
-	lease, err := s.takeLease(ctx, sess.ID, parts, false)
+	lease, err := s.takeLease(ctx, sess.ID, parts, false, noFence)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease to complete: %w", err)
 	}

@@ -17,7 +17,14 @@ import (
 // sessionstore.ErrNotFound, exactly like an unknown id, so every route
 // answers both alike (SPEC: never reveal that it exists).
 func (s *Server) ownSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
-	sess, err := s.store.Session(ctx, id)
+	return s.ownSessionBy(ctx, rq, id, s.store.Session)
+}
+
+// ownSessionBy is ownSession reading the session with read (Store.Session,
+// or OffsetSession for offset retrieval).
+func (s *Server) ownSessionBy(ctx context.Context, rq *request, id string,
+	read func(context.Context, string) (sessionstore.Session, error)) (sessionstore.Session, error) {
+	sess, err := read(ctx, id)
 	if err == nil && sess.Account != rq.account {
 		return sessionstore.Session{}, fmt.Errorf("proxy: session %s of another account: %w", id, sessionstore.ErrNotFound)
 	}
@@ -27,7 +34,13 @@ func (s *Server) ownSession(ctx context.Context, rq *request, id string) (sessio
 // loadSession returns the request account's session id: 404 when unknown
 // or another account's (never revealing which), 410 when expired.
 func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
-	sess, err := s.ownSession(ctx, rq, id)
+	return s.loadSessionBy(ctx, rq, id, s.store.Session)
+}
+
+// loadSessionBy is loadSession reading the session with read.
+func (s *Server) loadSessionBy(ctx context.Context, rq *request, id string,
+	read func(context.Context, string) (sessionstore.Session, error)) (sessionstore.Session, error) {
+	sess, err := s.ownSessionBy(ctx, rq, id, read)
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		return sess, errNotFound
 	}
@@ -47,12 +60,16 @@ func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessi
 // first when its bytes are all stored (finishIfFull), unless a write holds
 // it. A request that holds the upload's lease is taken over first
 // (settleHolder): the offset answered is then one the next append is
-// accepted at.
+// accepted at. A write that holds no lease when the session is read, on
+// any node, is fenced off: the read grows the upload's head fence
+// (Store.OffsetSession), and that write's next lease is refused
+// (errTakenOver, see writeChunk).
 func (s *Server) headSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
-	// Before the session is read: a write that takes the lease after
-	// this read finds the HEAD and lets go (headLog).
+	// Before the session is read: a write of this node whose request
+	// began before lets go at its lease (headLog), also when it read the
+	// upload after the fence grew.
 	s.heads.began(id)
-	sess, err := s.loadSession(ctx, rq, id)
+	sess, err := s.loadSessionBy(ctx, rq, id, s.store.OffsetSession)
 	if err != nil {
 		return sess, err
 	}
@@ -134,7 +151,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	// answers 404, and nothing more is stored after the storage is freed.
 	// If it does not let go in time, the DELETE goes on anyway: deleting
 	// the session drops its lease, so the write commits nothing more.
-	l, err := s.takeLease(ctx, id, 0, true)
+	l, err := s.takeLease(ctx, id, 0, true, noFence)
 	switch {
 	case err == nil:
 		// The write may have stored more (a new tail object) meanwhile.
