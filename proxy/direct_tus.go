@@ -352,7 +352,7 @@ func (s *Server) directStorage(ctx context.Context, id string) (sessionstore.Ses
 		return sessionstore.Session{}, fmt.Errorf("proxy: acquire lease to create storage: %w", err)
 	}
 	defer s.store.ReleaseLease(context.WithoutCancel(ctx), l)
-	defer s.holding(l)()
+	defer s.leases.Holding(l)()
 	if !storagePending(l.Session) {
 		return sessionstore.Session{}, errDirectUsed
 	}

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -223,8 +223,8 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if sess.Offset != cr.offset {
 		return sess, errOffset(sess.Offset, cr.offset)
 	}
-	if s.heads.since(sess.ID, rc.Time()) {
-		// An offset retrieval began after this request (headLog): the
+	if s.leases.HeadSince(sess.ID, rc.Time()) {
+		// An offset retrieval began after this request (Leases.HeadSince): the
 		// client resumes from what it answered. Checked before the
 		// lease too, so that this older request takes nothing over
 		// from the append that follows the HEAD.
@@ -250,11 +250,11 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	var err error
 	if cr.follow {
 		// Between two segments a newer request took the upload: it wins.
-		if lease, err = s.store.AcquireLeaseFenced(ctx, sess.ID, s.cfg.LeaseTTL, parts, cr.heads); errors.Is(err, sessionstore.ErrLocked) {
+		if lease, err = s.leases.Acquire(ctx, sess.ID, parts, cr.heads); errors.Is(err, sessionstore.ErrLocked) {
 			return sess, errTakenOver
 		}
 	} else {
-		lease, err = s.takeLease(ctx, sess.ID, parts, false, cr.heads)
+		lease, err = s.leases.Take(ctx, sess.ID, parts, false, cr.heads)
 	}
 	if errors.Is(err, sessionstore.ErrFenced) {
 		// An offset retrieval, on any node, read the upload after this
@@ -270,9 +270,9 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease: %w", err)
 	}
-	lh, wctx, release := s.hold(ctx, lease)
+	lh, wctx, release := s.leases.Hold(ctx, lease)
 	defer release()
-	if s.heads.since(sess.ID, rc.Time()) {
+	if s.leases.HeadSince(sess.ID, rc.Time()) {
 		// An offset retrieval began after this request and answered
 		// without seeing it: the client resumes from that offset.
 		return lease.Session, errTakenOver
@@ -296,7 +296,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	// A direct upload whose creation failed before its storage existed
 	// gets it now (direct_tus.go).
-	if sess, err = s.ensureStorage(wctx, lh.get(), sess); err != nil {
+	if sess, err = s.ensureStorage(wctx, lh.Lease(), sess); err != nil {
 		return sess, err
 	}
 
@@ -369,7 +369,7 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	// Every byte is committed: the upload is whole.
 	if cur.Length >= 0 && cur.Offset == cur.Length && !cur.Completed {
-		return s.complete(wctx, lh.get(), cur)
+		return s.complete(wctx, lh.Lease(), cur)
 	}
 	return cur, nil
 }
@@ -378,14 +378,14 @@ func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 // each durable prefix is committed with a compare-and-set on *cur's
 // offset, fenced by the lease, and *cur becomes the committed session.
 // notify, when set, is told each committed offset.
-func (s *Server) committer(lh *leaseHolder, cur *sessionstore.Session, notify func(offset int64)) pipeline.CommitFunc {
+func (s *Server) committer(lh *upload.Held, cur *sessionstore.Session, notify func(offset int64)) pipeline.CommitFunc {
 	return func(c context.Context, p pipeline.Progress) (err error) {
 		c, end := s.tel.span(c, "commit")
 		defer func() { end(err) }()
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
 		defer ccancel()
 		start := time.Now()
-		ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
+		ns, err := s.store.Commit(cctx, lh.Lease(), sessionstore.Commit{
 			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
 			Storage: p.Storage, Parts: toStoreParts(p.Parts), Length: -1,
 			// Expiry slides with activity: an upload being written does
@@ -402,7 +402,7 @@ func (s *Server) committer(lh *leaseHolder, cur *sessionstore.Session, notify fu
 			}
 			return fmt.Errorf("proxy: commit offset %d: %w", p.Offset, err)
 		}
-		lh.extended(start, s.cfg.LeaseTTL)
+		lh.Extended(start, s.cfg.LeaseTTL)
 		*cur = ns
 		s.metrics.commits.Add(1)
 		if notify != nil {
@@ -416,10 +416,10 @@ func (s *Server) committer(lh *leaseHolder, cur *sessionstore.Session, notify fu
 // back to the last offset storage still holds, so that the client, told
 // to retry (503), HEADs that offset and sends the lost bytes again. A
 // failed rewind leaves cur as it is (the next write tries again).
-func (s *Server) fallBack(ctx context.Context, lh *leaseHolder, cur sessionstore.Session, tl *pipeline.TailLostError) sessionstore.Session {
+func (s *Server) fallBack(ctx context.Context, lh *upload.Held, cur sessionstore.Session, tl *pipeline.TailLostError) sessionstore.Session {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
-	ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
+	ns, err := s.store.Commit(cctx, lh.Lease(), sessionstore.Commit{
 		ExpectOffset: cur.Offset, NewOffset: tl.Fallback.Offset, HashState: tl.Fallback.HashState,
 		Storage: tl.Fallback.Storage, Length: -1, ExpiresAt: s.nextExpiry(), Rewind: true,
 	})
@@ -497,18 +497,18 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 	// empty Upload-Complete: ?1 append) need a part number to become the
 	// last part.
 	parts := s.pipe.Sink().PartsFor(uploadOf(sess), 0)
-	lease, err := s.takeLease(ctx, sess.ID, parts, false, noFence)
+	lease, err := s.leases.Take(ctx, sess.ID, parts, false, upload.NoFence)
 	if err != nil {
 		return sess, fmt.Errorf("proxy: acquire lease to complete: %w", err)
 	}
-	lh, hctx, release := s.hold(ctx, lease)
+	lh, hctx, release := s.leases.Hold(ctx, lease)
 	defer release()
 	fresh := lease.Session
 	if fresh.Completed || fresh.Length < 0 || fresh.Offset != fresh.Length {
 		return fresh, nil
 	}
 	// An empty direct upload may still lack its storage (direct_tus.go).
-	if fresh, err = s.ensureStorage(hctx, lh.get(), fresh); err != nil {
+	if fresh, err = s.ensureStorage(hctx, lh.Lease(), fresh); err != nil {
 		return fresh, err
 	}
 	if lease.Parts > 0 {
@@ -528,7 +528,7 @@ func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (s
 		}
 		fresh = cur
 	}
-	return s.complete(hctx, lh.get(), fresh)
+	return s.complete(hctx, lh.Lease(), fresh)
 }
 
 // complete turns the stored bytes into the final object and marks the
@@ -563,111 +563,6 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 	s.metrics.completed.Add(1)
 	s.log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
 	return ns, nil
-}
-
-// leaseHolder is the current lease of a write; the renewal goroutine
-// replaces it while the write commits with it.
-type leaseHolder struct {
-	mu sync.Mutex
-	l  sessionstore.Lease
-	// at is when the lease was last taken, renewed or extended by a
-	// commit (the start of that call: its end in the store is later).
-	at time.Time
-}
-
-func (h *leaseHolder) get() sessionstore.Lease {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.l
-}
-
-func (h *leaseHolder) set(l sessionstore.Lease, at time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.l, h.at = l, at
-}
-
-// extended records a commit that started at and extended the lease by ttl.
-func (h *leaseHolder) extended(at time.Time, ttl time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if at.After(h.at) {
-		h.l.ExpiresAt, h.at = at.Add(ttl), at
-	}
-}
-
-// since is how long ago the lease was last taken or extended.
-func (h *leaseHolder) since() time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return time.Since(h.at)
-}
-
-// hold keeps l renewed until release is called; the returned context is
-// canceled (with the cause) if the lease is lost. release stops the
-// renewal and drops the lease.
-//
-// The lease is registered as held by this node (holding) meanwhile, so
-// that release requests never drop it as an orphan.
-func (s *Server) hold(ctx context.Context, l sessionstore.Lease) (lh *leaseHolder, hctx context.Context, release func()) {
-	unhold := s.holding(l)
-	lh = &leaseHolder{l: l, at: time.Now()}
-	hctx, cancel := context.WithCancelCause(ctx)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { s.keepLease(hctx, cancel, lh, stop) })
-	return lh, hctx, func() {
-		close(stop)
-		wg.Wait()
-		cancel(nil)
-		s.releaseLease(ctx, lh)
-		unhold()
-	}
-}
-
-// keepLease renews the lease every third of its TTL until stop closes,
-// unless a commit extended it within that third (a write committing parts
-// often needs no renewals: a round trip less each time). If the lease is
-// lost (or cannot be renewed before it expires), it cancels the write: the
-// pipeline stops and nothing more is committed.
-func (s *Server) keepLease(ctx context.Context, cancel context.CancelCauseFunc, lh *leaseHolder, stop <-chan struct{}) {
-	t := time.NewTicker(s.cfg.LeaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if lh.since() < s.cfg.LeaseTTL/3 {
-			continue
-		}
-		cur := lh.get()
-		start := time.Now()
-		nl, err := s.store.RenewLease(ctx, cur, s.cfg.LeaseTTL)
-		if err == nil {
-			lh.set(nl, start)
-			continue
-		}
-		if errors.Is(err, sessionstore.ErrLeaseLost) || time.Now().After(cur.ExpiresAt) {
-			s.metrics.lost.Inc()
-			s.log.Warn("lease lost; stopping write", "upload_id", cur.SessionID, "err", err)
-			cancel(fmt.Errorf("proxy: renew lease: %w", err))
-			return
-		}
-	}
-}
-
-func (s *Server) releaseLease(ctx context.Context, lh *leaseHolder) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.store.ReleaseLease(cctx, lh.get()); err != nil {
-		s.log.Warn("release lease", "upload_id", lh.get().SessionID, "err", err)
-		return
-	}
-	s.metrics.released.Inc()
 }
 
 func toStoreParts(ps []pipeline.Part) []sessionstore.Part {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -59,22 +60,25 @@ func (s *Server) loadSessionBy(ctx context.Context, rq *request, id string,
 // headSession is the session an offset retrieval reports: completed
 // first when its bytes are all stored (finishIfFull), unless a write holds
 // it. A request that holds the upload's lease is taken over first
-// (settleHolder): the offset answered is then one the next append is
+// (upload.Leases.Settle): the offset answered is then one the next append is
 // accepted at. A write that holds no lease when the session is read, on
 // any node, is fenced off: the read grows the upload's head fence
 // (Store.OffsetSession), and that write's next lease is refused
 // (errTakenOver, see writeChunk).
 func (s *Server) headSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
 	// Before the session is read: a write of this node whose request
-	// began before lets go at its lease (headLog), also when it read the
+	// began before lets go at its lease (upload.Leases.HeadSince), also when it read the
 	// upload after the fence grew.
-	s.heads.began(id)
+	s.leases.HeadBegan(id)
 	sess, err := s.loadSessionBy(ctx, rq, id, s.store.OffsetSession)
 	if err != nil {
 		return sess, err
 	}
 	if sess.Leased && !sess.Completed {
-		if err := s.settleHolder(ctx, id); err != nil {
+		if err := s.leases.Settle(ctx, id); errors.Is(err, sessionstore.ErrNotFound) {
+			// A DELETE removed the upload meanwhile.
+			return sess, errNotFound
+		} else if err != nil {
 			return sess, err
 		}
 		if sess, err = s.loadSession(ctx, rq, id); err != nil {
@@ -151,7 +155,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	// answers 404, and nothing more is stored after the storage is freed.
 	// If it does not let go in time, the DELETE goes on anyway: deleting
 	// the session drops its lease, so the write commits nothing more.
-	l, err := s.takeLease(ctx, id, 0, true, noFence)
+	l, err := s.leases.Take(ctx, id, 0, true, upload.NoFence)
 	switch {
 	case err == nil:
 		// The write may have stored more (a new tail object) meanwhile.
@@ -168,7 +172,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		// fails half way lets go of it, so that its retry (or a resume)
 		// finds the upload free. One that succeeds drops it with the
 		// session.
-		_, hctx, release := s.hold(ctx, l)
+		_, hctx, release := s.leases.Hold(ctx, l)
 		defer release()
 		ctx = hctx
 	}
