@@ -147,7 +147,9 @@ type Server struct {
 	bodiesMu sync.Mutex
 	bodies   map[*bodyReader]struct{} // upload bodies being read
 
-	// leases are this node's leases and takeovers (takeover.go).
+	// svc is the upload service (service.go); leases are its leases and
+	// takeovers.
+	svc     *upload.Service
 	leases  *upload.Leases
 	clients clientLimiter // requests per client behind a trusted proxy
 	streams accountStreams
@@ -199,7 +201,8 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	}
 	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: cfg.Telemetry.m, tel: cfg.Telemetry,
 		bodies: map[*bodyReader]struct{}{}}
-	s.leases = s.newLeases()
+	s.svc = s.newService()
+	s.leases = s.svc.Leases()
 	s.tel.attach(s)
 	static := make(map[string]string, len(cfg.StaticKeys))
 	for _, k := range cfg.StaticKeys {

@@ -9,6 +9,7 @@ import (
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -233,7 +234,7 @@ func storageKey(id string) string { return "uploads/" + id }
 func uploadOf(sess sessionstore.Session) pipeline.Upload {
 	md, _ := parseMetadata(sess.Metadata)
 	sh, _ := md.shape()
-	if storagePending(sess) {
+	if upload.StoragePending(sess) {
 		sess.Storage = nil // a marker of the proxy's (direct_tus.go), no sink state
 	}
 	return pipeline.Upload{

@@ -64,7 +64,7 @@ func (s *Server) loadSessionBy(ctx context.Context, rq *request, id string,
 // accepted at. A write that holds no lease when the session is read, on
 // any node, is fenced off: the read grows the upload's head fence
 // (Store.OffsetSession), and that write's next lease is refused
-// (errTakenOver, see writeChunk).
+// (upload.ErrTakenOver, see upload.Service.Append).
 func (s *Server) headSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
 	// Before the session is read: a write of this node whose request
 	// began before lets go at its lease (upload.Leases.HeadSince), also when it read the
@@ -191,7 +191,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		// The write did not let go in time, and may have had a part in
 		// flight: one that landed between the abort above and the delete
 		// is freed now; the write itself frees any that lands later, once
-		// it finds the session gone (freeLate).
+		// it finds the session gone (upload.Service.Append).
 		if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
 			s.log.Warn("free storage again after a delete", "upload_id", id, "err", err)
 		}

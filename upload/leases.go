@@ -42,10 +42,10 @@ type Observer interface {
 	LeaseReleased()
 }
 
-// Body is a write's request body as a release request sees it: Cut
+// Cutter is a write's request body as a release request sees it: Cut
 // makes its pending and later reads fail with cause (ErrTakenOver or
 // ErrDeleted) and reports whether it was the first cut.
-type Body interface {
+type Cutter interface {
 	Cut(cause error) bool
 }
 
@@ -57,7 +57,7 @@ const NoFence = -1
 // newest request on an upload wins. A request that finds the upload's
 // lease held asks the holder to let go: directly when the holder runs in
 // this process, through the store's release requests when it runs on
-// another node. The holder's body read fails at once (Body.Cut), the
+// another node. The holder's body read fails at once (Cutter.Cut), the
 // write commits what is durable, releases the lease and answers; the
 // newer request polls the lease meanwhile, for up to TakeoverWait. A
 // holder on a dead node needs no answer: the store takes its lease over.
@@ -77,7 +77,7 @@ type Leases struct {
 	mu sync.Mutex
 	// writers are the bodies of the writes holding an upload's lease on
 	// this node, by upload id: what a release request cuts off.
-	writers map[string]Body
+	writers map[string]Cutter
 	// held are the leases the requests of this node hold, by upload id
 	// (token): see Holding.
 	held map[string]int64
@@ -90,7 +90,7 @@ type Leases struct {
 // NewLeases returns the leases of a node over store.
 func NewLeases(store LeaseStore, cfg LeaseConfig, log *slog.Logger, obs Observer) *Leases {
 	return &Leases{store: store, cfg: cfg, log: log, obs: obs,
-		writers: map[string]Body{}, held: map[string]int64{}, orphans: map[string]orphanAsk{}}
+		writers: map[string]Cutter{}, held: map[string]int64{}, orphans: map[string]orphanAsk{}}
 }
 
 // Node is the node id the store records as the holder of this node's
@@ -113,7 +113,7 @@ const (
 
 // Register makes b the body that a release request for upload id cuts
 // off; the returned func unregisters it (if still registered).
-func (s *Leases) Register(id string, b Body) func() {
+func (s *Leases) Register(id string, b Cutter) func() {
 	s.mu.Lock()
 	s.writers[id] = b
 	s.mu.Unlock()

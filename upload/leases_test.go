@@ -51,7 +51,7 @@ func onStores(t *testing.T, fn func(t *testing.T, nodes fleet)) {
 			if err != nil {
 				t.Fatalf("NewLocal: %v", err)
 			}
-			t.Cleanup(func() { st.Close() })
+			t.Cleanup(func() { _ = st.Close() })
 			n := newNode(t, st, cfg)
 			return n, n
 		})
@@ -64,7 +64,7 @@ func onStores(t *testing.T, fn func(t *testing.T, nodes fleet)) {
 				if err != nil {
 					t.Fatalf("NewRedis: %v", err)
 				}
-				t.Cleanup(func() { st.Close() })
+				t.Cleanup(func() { _ = st.Close() })
 				return st
 			}
 			return newNode(t, open(), cfg), newNode(t, open(), cfg)
