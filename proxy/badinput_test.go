@@ -468,15 +468,30 @@ type flakyStore struct {
 }
 
 func (f *flakyStore) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (sessionstore.Lease, error) {
+	if err := f.beforeLease(ctx, id); err != nil {
+		return sessionstore.Lease{}, err
+	}
+	return f.Local.AcquireLease(ctx, id, ttl, parts)
+}
+
+func (f *flakyStore) AcquireLeaseFenced(ctx context.Context, id string, ttl time.Duration, parts int32, fence int64) (sessionstore.Lease, error) {
+	if err := f.beforeLease(ctx, id); err != nil {
+		return sessionstore.Lease{}, err
+	}
+	return f.Local.AcquireLeaseFenced(ctx, id, ttl, parts, fence)
+}
+
+// beforeLease is what every lease acquisition meets first.
+func (f *flakyStore) beforeLease(ctx context.Context, id string) error {
 	if f.locked.Load() {
-		return sessionstore.Lease{}, fmt.Errorf("flaky: %w", sessionstore.ErrLocked)
+		return fmt.Errorf("flaky: %w", sessionstore.ErrLocked)
 	}
 	if p := f.deleteFirst.Load(); p != nil && *p == id && f.deleteFirst.CompareAndSwap(p, nil) {
 		if _, err := f.Local.DeleteUpload(ctx, id); err != nil {
-			return sessionstore.Lease{}, err
+			return err
 		}
 	}
-	return f.Local.AcquireLease(ctx, id, ttl, parts)
+	return nil
 }
 
 func (f *flakyStore) RenewLease(ctx context.Context, l sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
@@ -507,6 +522,13 @@ func (f *flakyStore) Session(ctx context.Context, id string) (sessionstore.Sessi
 		return sessionstore.Session{}, errOutage
 	}
 	return f.Local.Session(ctx, id)
+}
+
+func (f *flakyStore) OffsetSession(ctx context.Context, id string) (sessionstore.Session, error) {
+	if f.down.Load() {
+		return sessionstore.Session{}, errOutage
+	}
+	return f.Local.OffsetSession(ctx, id)
 }
 
 func (f *flakyStore) Asset(ctx context.Context, id string) (sessionstore.Asset, error) {

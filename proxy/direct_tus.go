@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -234,7 +234,7 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 // of a grant has the same id and so the same storage key, and a creation
 // that lost the race must not create (local: truncate) or free (S3: delete
 // the tails of) the winner's storage. The claim stores the session with
-// storageToCreate; the storage is then made under the upload's lease and
+// upload.StorageToCreate; the storage is then made under the upload's lease and
 // its state committed (directStorage). When that fails (storage down), the
 // grant is used but its upload has no storage yet: a repeat POST on the
 // URL, or the first PATCH, makes it (a grant must not be lost to one
@@ -254,7 +254,7 @@ func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, as
 	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
 		return err
 	}
-	sess.Storage = storageToCreate
+	sess.Storage = upload.StorageToCreate
 	// The claim's own id: the store grants it again if it is resent (a
 	// Redis reply lost on the way), and no other request.
 	err := s.store.ClaimDirectUpload(ctx, d.ID, rand.Text(), time.Now(), *sess, *asset)
@@ -293,7 +293,7 @@ func (s *Server) repeatCreation(ctx context.Context, sess *sessionstore.Session,
 		return errDirectUsed // deleted
 	case err != nil:
 		return fmt.Errorf("proxy: load direct upload's session: %w", err)
-	case !storagePending(cur) || cur.Length != sess.Length:
+	case !upload.StoragePending(cur) || cur.Length != sess.Length:
 		return errDirectUsed
 	}
 	// The hold is the claim's; a claim whose answer was lost counted as
@@ -309,19 +309,11 @@ func (s *Server) repeatCreation(ctx context.Context, sess *sessionstore.Session,
 	if err != nil {
 		return fmt.Errorf("proxy: load direct upload's asset: %w", err)
 	}
+	// The head fence as this request read it (the commit that saved the
+	// storage need not report it).
+	saved.HeadFence = cur.HeadFence
 	*sess, *asset = saved, a
 	return nil
-}
-
-// storageToCreate is the Storage of a claimed direct upload whose storage
-// does not exist yet. No sink ever sees it (uploadOf hides it); a commit
-// of the sink's state replaces it. Sessions of other uploads never have it.
-var storageToCreate = []byte("roughy: storage to create")
-
-// storagePending reports whether sess is a claimed direct upload still
-// without storage (no byte can have been written to it).
-func storagePending(sess sessionstore.Session) bool {
-	return sess.Offset == 0 && bytes.Equal(sess.Storage, storageToCreate)
 }
 
 // directStorage makes the storage of a claimed direct upload under its
@@ -337,37 +329,9 @@ func (s *Server) directStorage(ctx context.Context, id string) (sessionstore.Ses
 		return sessionstore.Session{}, fmt.Errorf("proxy: acquire lease to create storage: %w", err)
 	}
 	defer s.store.ReleaseLease(context.WithoutCancel(ctx), l)
-	defer s.holding(l)()
-	if !storagePending(l.Session) {
+	defer s.leases.Holding(l)()
+	if !upload.StoragePending(l.Session) {
 		return sessionstore.Session{}, errDirectUsed
 	}
-	return s.ensureStorage(ctx, l, l.Session)
-}
-
-// ensureStorage makes the storage of sess, a session read under lease l,
-// if it is a claimed direct upload without storage yet (storagePending),
-// and commits its state.
-func (s *Server) ensureStorage(ctx context.Context, l sessionstore.Lease, sess sessionstore.Session) (sessionstore.Session, error) {
-	if !storagePending(sess) {
-		return sess, nil
-	}
-	storage, err := s.pipe.Sink().Create(ctx, uploadOf(sess))
-	if err != nil {
-		return sess, fmt.Errorf("proxy: create storage of direct upload: %w", err)
-	}
-	if storage == nil {
-		// A commit replaces Storage only when non-nil.
-		storage = []byte{}
-	}
-	// A failed commit leaves the storage alone: it may have been applied
-	// (a lost reply), and the local sink's Abort would remove the file of
-	// the key, whoever made it. The next attempt creates it again (local:
-	// truncates the empty file; S3: a new multipart upload).
-	ns, err := s.store.Commit(ctx, l, sessionstore.Commit{
-		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState, Storage: storage, Length: -1,
-	})
-	if err != nil {
-		return sess, fmt.Errorf("proxy: save storage of direct upload: %w", err)
-	}
-	return ns, nil
+	return s.svc.EnsureStorage(ctx, l, l.Session)
 }

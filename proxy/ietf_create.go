@@ -181,6 +181,8 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 // completed, its length inferred from a chunked body.
 func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, sess sessionstore.Session, size int64, done bool, dig draftDigests) (sessionstore.Session, error) {
 	from := sess.Offset
+	// Every segment is fenced with the fence the request first read.
+	heads := requestFence(rc, sess)
 	var repr []byte
 	if done {
 		repr = dig.repr // verified by the commit that completes the upload
@@ -190,7 +192,7 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	case dig.content != nil && size != 0:
 		// Content-Digest: one write, verified before anything commits.
 		var err error
-		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: size, sum: dig.content, length: -1, repr: repr})
+		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: size, sum: dig.content, length: -1, repr: repr, heads: heads})
 		d.expected = sess.Offset
 		if err != nil {
 			return sess, digestError(err)
@@ -213,7 +215,7 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		before := sess.Offset
 		var err error
 		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: seg, length: -1,
-			body: body, follow: !first, committed: progress, repr: repr})
+			body: body, follow: !first, committed: progress, repr: repr, heads: heads})
 		d.expected = sess.Offset
 		if err != nil {
 			return sess, digestError(err)

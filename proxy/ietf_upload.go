@@ -98,6 +98,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 	if err != nil {
 		return sess, a, err
 	}
+	requestFence(rc, sess)
 	d.expected, d.completed, d.expires = sess.Offset, sess.Completed, sess.ExpiresAt
 	switch {
 	case len(sess.ConcatOf) > 0:

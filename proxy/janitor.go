@@ -68,7 +68,7 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	if err != nil {
 		return err
 	}
-	lh, hctx, release := s.hold(ctx, lease)
+	lh, hctx, release := s.leases.Hold(ctx, lease)
 	defer release()
 	ctx = hctx
 	// Re-read under the lease: a PATCH that committed (sliding the expiry)
@@ -88,7 +88,7 @@ func (s *Server) expire(ctx context.Context, sess sessionstore.Session) error {
 	}
 	// Only while the lease is still the janitor's: had it been lost during
 	// the abort, a newer request may have committed to the upload.
-	if err := s.deleteUpload(ctx, sess, sessionstore.EventUploadExpired, lh.get()); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+	if err := s.deleteUpload(ctx, sess, sessionstore.EventUploadExpired, lh.Lease()); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		return err
 	}
 	s.releaseQuota(ctx, sess.Account, sess.ID)

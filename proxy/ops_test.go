@@ -255,17 +255,17 @@ func TestCommitsStandInForRenewals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lh, _, release := e.srv.hold(ctx, l)
+	lh, _, release := e.srv.leases.Hold(ctx, l)
 	defer release()
 	off := int64(0)
 	for range 20 { // 2 s, past the TTL
 		time.Sleep(100 * time.Millisecond)
 		start := time.Now()
-		if _, err := e.store.Commit(ctx, lh.get(), sessionstore.Commit{ExpectOffset: off, NewOffset: off + 1,
+		if _, err := e.store.Commit(ctx, lh.Lease(), sessionstore.Commit{ExpectOffset: off, NewOffset: off + 1,
 			Length: -1, ExtendLease: e.srv.cfg.LeaseTTL}); err != nil {
 			t.Fatalf("commit at %d: %v", off, err)
 		}
-		lh.extended(start, e.srv.cfg.LeaseTTL)
+		lh.Extended(start, e.srv.cfg.LeaseTTL)
 		off++
 	}
 	if n := rc.renewals.Load(); n != 0 {
@@ -275,7 +275,7 @@ func TestCommitsStandInForRenewals(t *testing.T) {
 	if n := rc.renewals.Load(); n == 0 {
 		t.Error("no renewals once commits stopped")
 	}
-	if _, err := e.store.Commit(ctx, lh.get(), sessionstore.Commit{ExpectOffset: off, NewOffset: off + 1, Length: -1}); err != nil {
+	if _, err := e.store.Commit(ctx, lh.Lease(), sessionstore.Commit{ExpectOffset: off, NewOffset: off + 1, Length: -1}); err != nil {
 		t.Errorf("commit after the renewals: %v (lease lost)", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 )
@@ -60,17 +59,6 @@ func (s *Server) reserveQuota(ctx context.Context, account, id string, n int64) 
 		return fmt.Errorf("proxy: reserve quota: %w", err)
 	}
 	return nil
-}
-
-// deferredReservation is what a chunk of an upload whose length is still
-// deferred (a chunk that sets it reserves in applyLength) may take it to:
-// its offset plus the body's length, or the 64 MiB cap of a body of
-// unknown length.
-func deferredReservation(sess sessionstore.Session, cr chunkRequest) int64 {
-	if cr.size >= 0 {
-		return sess.Offset + cr.size
-	}
-	return sess.Offset + pipeline.MaxChunk
 }
 
 // settleQuota turns a completed upload's reservation into size stored

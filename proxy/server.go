@@ -18,6 +18,7 @@ import (
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/roughy/ingest/webhook"
 	"github.com/valyala/fasthttp"
 )
@@ -147,17 +148,10 @@ type Server struct {
 	bodiesMu sync.Mutex
 	bodies   map[*bodyReader]struct{} // upload bodies being read
 
-	// writers are the bodies of the PATCHes holding an upload's lease on
-	// this node, by upload id: what a release request cuts off.
-	writersMu sync.Mutex
-	writers   map[string]*bodyReader
-	// held are the leases the requests of this node hold, by upload id
-	// (token); takeover.go: holding.
-	held map[string]int64
-	// orphans are uploads whose release was asked of this node while no
-	// request held them, by first request (takeover.go: orphanAsked).
-	orphans map[string]orphanAsk
-	heads   headLog       // offset retrievals, by upload (takeover.go)
+	// svc is the upload service (service.go); leases are its leases and
+	// takeovers.
+	svc     *upload.Service
+	leases  *upload.Leases
 	clients clientLimiter // requests per client behind a trusted proxy
 	streams accountStreams
 }
@@ -166,7 +160,9 @@ type Server struct {
 func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server {
 	cfg = cfg.settled()
 	s := &Server{cfg: cfg, store: store, pipe: pipe, log: cfg.Logger, metrics: cfg.Telemetry.m, tel: cfg.Telemetry,
-		bodies: map[*bodyReader]struct{}{}, writers: map[string]*bodyReader{}, held: map[string]int64{}, orphans: map[string]orphanAsk{}}
+		bodies: map[*bodyReader]struct{}{}}
+	s.svc = s.newService()
+	s.leases = s.svc.Leases()
 	s.tel.attach(s)
 	static := make(map[string]string, len(cfg.StaticKeys))
 	for _, k := range cfg.StaticKeys {
@@ -240,7 +236,7 @@ const tcpKeepAlivePeriod = time.Minute
 // While it serves, release requests addressed to this node (takeover.go)
 // cut off the writes they name.
 func (s *Server) Serve(ln net.Listener) error {
-	stop, err := s.store.WatchReleases(s.base, s.onRelease)
+	stop, err := s.leases.Watch(s.base)
 	if err != nil {
 		return fmt.Errorf("proxy: watch release requests: %w", err)
 	}

@@ -196,7 +196,7 @@ func TestOrphanedLeaseDroppedOnRequests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AcquireLease: %v", err)
 	}
-	ask := func() { e.srv.onRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID, Token: l.Token}) }
+	ask := func() { e.srv.leases.OnRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID, Token: l.Token}) }
 	ask()
 	if _, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0); !errors.Is(err, sessionstore.ErrLocked) {
 		t.Fatalf("AcquireLease after one release request: got %v, want ErrLocked (not dropped on the first)", err)
@@ -277,7 +277,7 @@ func TestJanitorKeepsLease(t *testing.T) {
 	if !ok {
 		t.Fatalf("AcquireLease while the janitor frees the upload: got %v, want a *LockedError", err)
 	}
-	ask := func() { e.srv.onRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID, Token: le.Token}) }
+	ask := func() { e.srv.leases.OnRelease(sessionstore.ReleaseRequest{SessionID: c.SessionID, Token: le.Token}) }
 	ask()
 	time.Sleep(350 * time.Millisecond) // three quarters of the wait
 	ask()

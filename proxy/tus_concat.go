@@ -106,7 +106,7 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	if err != nil {
 		return fmt.Errorf("proxy: acquire lease: %w", err)
 	}
-	lh, wctx, release := s.hold(ctx, lease)
+	lh, wctx, release := s.leases.Hold(ctx, lease)
 	defer release()
 
 	sink := s.pipe.Sink()
@@ -123,7 +123,7 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer ccancel()
-	_, err = s.store.Commit(cctx, lh.get(), sessionstore.Commit{
+	_, err = s.store.Commit(cctx, lh.Lease(), sessionstore.Commit{
 		ExpectOffset: 0, NewOffset: sess.Length, HashState: state, Storage: storage,
 		Parts: toStoreParts(parts), Length: -1, Complete: true, SHA256: sum,
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -145,7 +146,8 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
 	switch {
 	case c.withData:
-		if sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: 0, size: c.size, sum: c.sum, length: -1}); err != nil {
+		if sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: 0, size: c.size, sum: c.sum, length: -1,
+			heads: requestFence(rc, sess)}); err != nil {
 			return err
 		}
 		rc.Response.Header.Set("Upload-Offset", fmt.Sprint(sess.Offset))
@@ -232,7 +234,7 @@ func storageKey(id string) string { return "uploads/" + id }
 func uploadOf(sess sessionstore.Session) pipeline.Upload {
 	md, _ := parseMetadata(sess.Metadata)
 	sh, _ := md.shape()
-	if storagePending(sess) {
+	if upload.StoragePending(sess) {
 		sess.Storage = nil // a marker of the proxy's (direct_tus.go), no sink state
 	}
 	return pipeline.Upload{

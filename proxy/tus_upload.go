@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -17,7 +18,14 @@ import (
 // sessionstore.ErrNotFound, exactly like an unknown id, so every route
 // answers both alike (SPEC: never reveal that it exists).
 func (s *Server) ownSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
-	sess, err := s.store.Session(ctx, id)
+	return s.ownSessionBy(ctx, rq, id, s.store.Session)
+}
+
+// ownSessionBy is ownSession reading the session with read (Store.Session,
+// or OffsetSession for offset retrieval).
+func (s *Server) ownSessionBy(ctx context.Context, rq *request, id string,
+	read func(context.Context, string) (sessionstore.Session, error)) (sessionstore.Session, error) {
+	sess, err := read(ctx, id)
 	if err == nil && sess.Account != rq.account {
 		return sessionstore.Session{}, fmt.Errorf("proxy: session %s of another account: %w", id, sessionstore.ErrNotFound)
 	}
@@ -27,7 +35,13 @@ func (s *Server) ownSession(ctx context.Context, rq *request, id string) (sessio
 // loadSession returns the request account's session id: 404 when unknown
 // or another account's (never revealing which), 410 when expired.
 func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
-	sess, err := s.ownSession(ctx, rq, id)
+	return s.loadSessionBy(ctx, rq, id, s.store.Session)
+}
+
+// loadSessionBy is loadSession reading the session with read.
+func (s *Server) loadSessionBy(ctx context.Context, rq *request, id string,
+	read func(context.Context, string) (sessionstore.Session, error)) (sessionstore.Session, error) {
+	sess, err := s.ownSessionBy(ctx, rq, id, read)
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		return sess, errNotFound
 	}
@@ -46,18 +60,25 @@ func (s *Server) loadSession(ctx context.Context, rq *request, id string) (sessi
 // headSession is the session an offset retrieval reports: completed
 // first when its bytes are all stored (finishIfFull), unless a write holds
 // it. A request that holds the upload's lease is taken over first
-// (settleHolder): the offset answered is then one the next append is
-// accepted at.
+// (upload.Leases.Settle): the offset answered is then one the next append is
+// accepted at. A write that holds no lease when the session is read, on
+// any node, is fenced off: the read grows the upload's head fence
+// (Store.OffsetSession), and that write's next lease is refused
+// (upload.ErrTakenOver, see upload.Service.Append).
 func (s *Server) headSession(ctx context.Context, rq *request, id string) (sessionstore.Session, error) {
-	// Before the session is read: a write that takes the lease after
-	// this read finds the HEAD and lets go (headLog).
-	s.heads.began(id)
-	sess, err := s.loadSession(ctx, rq, id)
+	// Before the session is read: a write of this node whose request
+	// began before lets go at its lease (upload.Leases.HeadSince), also when it read the
+	// upload after the fence grew.
+	s.leases.HeadBegan(id)
+	sess, err := s.loadSessionBy(ctx, rq, id, s.store.OffsetSession)
 	if err != nil {
 		return sess, err
 	}
 	if sess.Leased && !sess.Completed {
-		if err := s.settleHolder(ctx, id); err != nil {
+		if err := s.leases.Settle(ctx, id); errors.Is(err, sessionstore.ErrNotFound) {
+			// A DELETE removed the upload meanwhile.
+			return sess, errNotFound
+		} else if err != nil {
 			return sess, err
 		}
 		if sess, err = s.loadSession(ctx, rq, id); err != nil {
@@ -134,7 +155,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	// answers 404, and nothing more is stored after the storage is freed.
 	// If it does not let go in time, the DELETE goes on anyway: deleting
 	// the session drops its lease, so the write commits nothing more.
-	l, err := s.takeLease(ctx, id, 0, true)
+	l, err := s.leases.Take(ctx, id, 0, true, upload.NoFence)
 	switch {
 	case err == nil:
 		// The write may have stored more (a new tail object) meanwhile.
@@ -151,7 +172,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		// fails half way lets go of it, so that its retry (or a resume)
 		// finds the upload free. One that succeeds drops it with the
 		// session.
-		_, hctx, release := s.hold(ctx, l)
+		_, hctx, release := s.leases.Hold(ctx, l)
 		defer release()
 		ctx = hctx
 	}
@@ -170,7 +191,7 @@ func (s *Server) tusDelete(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		// The write did not let go in time, and may have had a part in
 		// flight: one that landed between the abort above and the delete
 		// is freed now; the write itself frees any that lands later, once
-		// it finds the session gone (freeLate).
+		// it finds the session gone (upload.Service.Append).
 		if err := s.pipe.Sink().Abort(ctx, uploadOf(sess)); err != nil {
 			s.log.Warn("free storage again after a delete", "upload_id", id, "err", err)
 		}

@@ -50,6 +50,8 @@ type Local struct {
 	epoch   int64
 	counter int64
 	leases  map[string]localLease
+	// heads are the uploads' head fences (local_fence.go).
+	heads localHeads
 	// probes and hooks are the probe and webhook queues (their claims
 	// are guarded by mu).
 	probes, hooks *localQueue
@@ -305,6 +307,7 @@ func (l *Local) Session(ctx context.Context, id string) (Session, error) {
 		l.mu.Lock()
 		cur, ok := l.leases[id]
 		s.Leased = ok && (cur.pending || time.Now().Before(cur.expires))
+		s.HeadFence = l.heads.fence(id)
 		l.mu.Unlock()
 	}
 	return s, err
@@ -380,6 +383,11 @@ func (l *Local) nextToken() int64 {
 // AcquireLease takes the upload's lease for ttl and durably reserves parts
 // part numbers.
 func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error) {
+	return l.acquireLease(ctx, id, ttl, parts, -1)
+}
+
+// acquireLease takes the lease; fence < 0 checks no head fence.
+func (l *Local) acquireLease(ctx context.Context, id string, ttl time.Duration, parts int32, fence int64) (Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return Lease{}, err
 	}
@@ -387,6 +395,11 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 		return Lease{}, fmt.Errorf("sessionstore: local acquire lease: %d parts: %w", parts, ErrPartsExhausted)
 	}
 	l.mu.Lock()
+	heads := l.heads.fence(id)
+	if fence >= 0 && heads > fence {
+		l.mu.Unlock()
+		return Lease{}, fmt.Errorf("sessionstore: local acquire lease %s: head fence %d past %d: %w", id, heads, fence, ErrFenced)
+	}
 	if cur, ok := l.leases[id]; ok && (cur.pending || time.Now().Before(cur.expires)) {
 		l.mu.Unlock()
 		return Lease{}, &LockedError{SessionID: id, Holder: l.node, Token: cur.token}
@@ -439,6 +452,9 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	cur.pending = false
 	cur.expires = time.Now().Add(ttl)
 	l.leases[id] = cur
+	// As it stood when the lease was taken: an offset retrieval since
+	// found the lease (pending) held.
+	snap.HeadFence = heads
 	return Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires,
 		Holder: l.node, Session: snap}, nil
 }
@@ -730,6 +746,7 @@ func (l *Local) deleteUpload(ctx context.Context, id string, ls *Lease) (Session
 	}
 	l.mu.Lock()
 	delete(l.leases, id)
+	l.heads.forget(id)
 	l.mu.Unlock()
 	return s, nil
 }

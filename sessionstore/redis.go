@@ -366,6 +366,8 @@ func (r *Redis) scriptAnswer(op string, start time.Time, res any, err error) ([]
 		sentinel = ErrPartsExhausted
 	case luaExists:
 		sentinel = ErrExists
+	case luaFenced:
+		sentinel = ErrFenced
 	default:
 		return nil, fmt.Errorf("sessionstore: redis: %s: unexpected script status %v", op, out[0])
 	}
@@ -446,6 +448,8 @@ func redisDecodeSession(m map[string]string) (Session, error) {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return Session{}, fmt.Errorf("sessionstore: redis: corrupt session %q: %w", s.ID, err)
 	}
+	// Absent until the first offset retrieval: 0.
+	s.HeadFence, _ = strconv.ParseInt(m[rsHeads], 10, 64)
 	if v := m[rsHash]; v != "" {
 		s.HashState = []byte(v)
 	}

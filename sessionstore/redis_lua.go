@@ -13,6 +13,7 @@ const (
 	luaLocked    = 5
 	luaExhausted = 6
 	luaExists    = 7
+	luaFenced    = 8
 )
 
 // Session hash fields ("roughy:{<id>}:session"). The Lua scripts use the
@@ -33,6 +34,10 @@ const (
 	rsCreated  = "created"
 	rsExpires  = "expires"
 	rsFence    = "fence"
+	// rsHeads is the head fence (Session.HeadFence): luaOffsetSession
+	// increments it, luaAcquire compares it. Absent (0) until the first
+	// offset retrieval; nodes that predate it ignore it.
+	rsHeads = "heads"
 )
 
 // Asset hash fields ("roughy:{<session id>}:asset").
@@ -89,10 +94,14 @@ return {1}
 // A held lease is taken over when its holder (another node: a node knows
 // it is alive) has no liveness key, or
 // when it is still the lease of ARGV[6]; else the answer is {5, holder,
-// token}. Answers {1, token, first part, session hash as HGETALL}: the
+// token}. ARGV[7], when not "", is the head fence the caller read: {8}
+// when the session's has grown past it, before the lease is looked at. Answers {1, token, first part, session hash as HGETALL}: the
 // holder needs no second round trip to read it.
 var luaAcquire = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+if ARGV[7] ~= '' and tonumber(redis.call('HGET', KEYS[1], 'heads') or '0') > tonumber(ARGV[7]) then
+	return {8}
+end
 local cur = redis.call('GET', KEYS[2])
 if cur then
 	local holder = redis.call('HGET', KEYS[1], 'holder') or ''
@@ -121,6 +130,15 @@ return {1, token, first, redis.call('HGETALL', KEYS[1])}
 // 1 if the lease key exists else 0}, or {2} when there is no session.
 var luaSession = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+return {1, redis.call('HGETALL', KEYS[1]), redis.call('EXISTS', KEYS[2])}
+`)
+
+// luaOffsetSession is luaSession for offset retrieval: it increments the
+// head fence first, in the same step as it reads whether the lease is
+// held. KEYS and answers as luaSession's.
+var luaOffsetSession = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+redis.call('HINCRBY', KEYS[1], 'heads', 1)
 return {1, redis.call('HGETALL', KEYS[1]), redis.call('EXISTS', KEYS[2])}
 `)
 

@@ -161,9 +161,10 @@ func (r *Redis) publishRelease(ctx context.Context, node, msg string) (int64, er
 }
 
 // acquireOnce runs the acquire script. steal names the fencing token of a
-// lease whose holder was found dead by the caller (Cluster), "" for none.
-// On a refusal it returns the holder and the current token.
-func (r *Redis) acquireOnce(ctx context.Context, id string, ttl time.Duration, parts int32, steal string) (out []any, holder, token string, err error) {
+// lease whose holder was found dead by the caller (Cluster), "" for none;
+// fence is the head fence the caller's request read ("" for none: see
+// AcquireLeaseFenced). On a refusal it returns the holder and the current token.
+func (r *Redis) acquireOnce(ctx context.Context, id string, ttl time.Duration, parts int32, steal, fence string) (out []any, holder, token string, err error) {
 	prefix := redisNodePrefix
 	if r.cluster {
 		// The holder's liveness key lives in another slot, out of the
@@ -174,7 +175,7 @@ func (r *Redis) acquireOnce(ctx context.Context, id string, ttl time.Duration, p
 	// failover would hand its fencing token and part numbers out again.
 	out, err = r.runScriptWaited(ctx, "acquire lease", redisSessionKey(id), luaAcquire,
 		[]string{redisSessionKey(id), redisLeaseKey(id)},
-		max(redisMillis(ttl), 1), parts, MaxPartNumber, r.node, prefix, steal)
+		max(redisMillis(ttl), 1), parts, MaxPartNumber, r.node, prefix, steal, fence)
 	if tok, ok := redisFirstInt(out); ok && err != nil {
 		// Taken but not acknowledged by the replicas: let it go, so that
 		// the retry of the request is not locked out by it.

@@ -60,10 +60,23 @@ func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
 
 // Session returns a session; ErrNotFound when unknown or deleted.
 func (r *Redis) Session(ctx context.Context, id string) (Session, error) {
+	return r.session(ctx, id, "session", luaSession)
+}
+
+// OffsetSession is Session for offset retrieval: the same round trip
+// also increments the head fence (one write per HEAD, not waited for by
+// replicas: a fence lost in a failover only matters to the requests in
+// flight across it).
+func (r *Redis) OffsetSession(ctx context.Context, id string) (Session, error) {
+	return r.session(ctx, id, "offset session", luaOffsetSession)
+}
+
+// session runs script, luaSession or luaOffsetSession.
+func (r *Redis) session(ctx context.Context, id, op string, script *redis.Script) (Session, error) {
 	// One round trip: the lease key shares the session's slot. A
 	// script, not a pipeline: it runs like every other store call
 	// (retried on a connection a Redis restart left dead).
-	out, err := r.runScript(ctx, "session", luaSession, []string{redisSessionKey(id), redisLeaseKey(id)})
+	out, err := r.runScript(ctx, op, script, []string{redisSessionKey(id), redisLeaseKey(id)})
 	if errors.Is(err, ErrNotFound) {
 		return Session{}, fmt.Errorf("sessionstore: redis: session %q: %w", id, ErrNotFound)
 	}
@@ -111,8 +124,19 @@ func (r *Redis) SetLength(ctx context.Context, id string, length int64) error {
 // that takes over exactly the lease it was refused by (compare-and-set on
 // its token). Only a contended acquisition pays those round trips.
 func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error) {
+	return r.acquireLease(ctx, id, ttl, parts, "")
+}
+
+// AcquireLeaseFenced is AcquireLease refused with ErrFenced when the
+// upload's head fence has grown past fence; the same script checks it.
+func (r *Redis) AcquireLeaseFenced(ctx context.Context, id string, ttl time.Duration, parts int32, fence int64) (Lease, error) {
+	return r.acquireLease(ctx, id, ttl, parts, strconv.FormatInt(fence, 10))
+}
+
+// acquireLease takes the lease; fence "" checks no head fence.
+func (r *Redis) acquireLease(ctx context.Context, id string, ttl time.Duration, parts int32, fence string) (Lease, error) {
 	start := time.Now()
-	out, holder, token, err := r.acquireOnce(ctx, id, ttl, parts, "")
+	out, holder, token, err := r.acquireOnce(ctx, id, ttl, parts, "", fence)
 	if errors.Is(err, ErrLocked) && r.cluster && holder != "" && holder != r.node {
 		live, lerr := r.nodeLive(ctx, holder)
 		if lerr != nil {
@@ -120,7 +144,7 @@ func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 		}
 		if !live {
 			start = time.Now()
-			out, holder, token, err = r.acquireOnce(ctx, id, ttl, parts, token)
+			out, holder, token, err = r.acquireOnce(ctx, id, ttl, parts, token, fence)
 		}
 	}
 	if errors.Is(err, ErrLocked) {

@@ -35,6 +35,10 @@ var (
 	// ErrUnavailable wraps backend failures (connection refused, timeouts):
 	// the proxy answers 503 with Retry-After.
 	ErrUnavailable = errors.New("sessionstore: backend unavailable")
+	// ErrFenced: AcquireLeaseFenced found an offset retrieval of the
+	// upload (OffsetSession) newer than the fence the caller read: the
+	// client was told an offset without this request, which must let go.
+	ErrFenced = errors.New("sessionstore: the upload's offset was retrieved since the request read it")
 	// ErrEmpty: no probe job is ready.
 	ErrEmpty = errors.New("sessionstore: queue empty")
 	// ErrDataLost: the backend no longer holds the data it held when the
@@ -89,6 +93,13 @@ type Session struct {
 	// a write in flight (whose bytes may still commit) without writing
 	// to the store.
 	Leased bool
+	// HeadFence is the upload's head fence as read: it grows with every
+	// OffsetSession. A write keeps the value its request first read and
+	// takes each lease with AcquireLeaseFenced, so that it lets go
+	// instead of writing once an offset retrieval answered without it.
+	// 0 until the first OffsetSession; not every call fills it (Session,
+	// OffsetSession and AcquireLease's Lease.Session do).
+	HeadFence int64
 }
 
 // Part is one committed S3 multipart part.
@@ -247,6 +258,15 @@ type Store interface {
 	CreateUpload(ctx context.Context, s Session, a Asset) error
 	// Session returns a session; ErrNotFound when unknown or deleted.
 	Session(ctx context.Context, id string) (Session, error)
+	// OffsetSession is Session for offset retrieval: in the same atomic
+	// step as Leased is read, it grows the upload's head fence (see
+	// Session.HeadFence), so that every write that read the upload before
+	// and holds no lease yet (a request on its way to the lease, the next
+	// segment of a long append) lets go at its next lease. It answers the
+	// session as it stands after that step. The fence is not written
+	// durably (Local keeps it in memory; Redis does not wait for replicas):
+	// it only matters to requests in flight.
+	OffsetSession(ctx context.Context, id string) (Session, error)
 	// Parts returns the committed parts in part order of commit. A
 	// completing commit drops them (the final object no longer needs
 	// them; the session itself stays, for HEAD): after it, Parts answers
@@ -263,6 +283,11 @@ type Store interface {
 	// once, in the same atomic step. ErrPartsExhausted when the
 	// reservation would pass MaxPartNumber.
 	AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error)
+	// AcquireLeaseFenced is AcquireLease for a write whose request read
+	// the upload's HeadFence as fence: ErrFenced, before the lease is
+	// looked at, when the fence has grown since (an offset retrieval read
+	// the upload after the request did). Nothing changes then.
+	AcquireLeaseFenced(ctx context.Context, id string, ttl time.Duration, parts int32, fence int64) (Lease, error)
 	// RenewLease extends a held lease; ErrLeaseLost if it is not current.
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// ReleaseLease drops the lease if it is still current (no error if not).

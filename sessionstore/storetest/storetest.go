@@ -80,6 +80,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("LeaseRenew", func(t *testing.T) { testLeaseRenew(t, newStore(t)) })
 	t.Run("LeaseRelease", func(t *testing.T) { testLeaseRelease(t, newStore(t)) })
 	t.Run("SessionLeased", func(t *testing.T) { testSessionLeased(t, newStore(t)) })
+	t.Run("HeadFence", func(t *testing.T) { testHeadFence(t, newStore(t), fleet) })
 	t.Run("PartReservation", func(t *testing.T) { testPartReservation(t, newStore(t)) })
 	t.Run("PartsExhausted", func(t *testing.T) { testPartsExhausted(t, newStore(t)) })
 	t.Run("CommitOffsetConflict", func(t *testing.T) { testCommitOffsetConflict(t, newStore(t)) })

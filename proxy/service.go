@@ -1,0 +1,168 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
+)
+
+// The upload service (upload.Service) is the domain behind the
+// handlers: a handler parses its request into one service call and
+// renders the result. This file is the glue: the service's view of the
+// server's metrics, traces, events and request bodies, and the answer
+// each domain error gets.
+
+// newService makes the node's upload service over the server's store,
+// pipeline, metrics and log.
+func (s *Server) newService() *upload.Service {
+	return upload.New(upload.Config{
+		LeaseTTL: s.cfg.LeaseTTL, TakeoverWait: s.cfg.TakeoverWait,
+		UploadExpiry: s.cfg.UploadExpiry, QuotaDefaults: s.cfg.QuotaDefaults,
+	}, upload.Deps{Store: s.store, Pipe: s.pipe, Events: serviceEvents{s}, Tel: serviceTel{s}, Log: s.log, Describe: uploadOf})
+}
+
+// serviceEvents queues the service's webhook events.
+type serviceEvents struct{ s *Server }
+
+func (e serviceEvents) EmitBefore(ctx context.Context, typ string, a sessionstore.Asset) error {
+	return e.s.emitBefore(ctx, typ, a)
+}
+
+// serviceTel tells the server's metrics and traces what the service
+// does.
+type serviceTel struct{ s *Server }
+
+func (t serviceTel) TookOver()      { t.s.metrics.takeovers.Add(1) }
+func (t serviceTel) LeaseLost()     { t.s.metrics.lost.Inc() }
+func (t serviceTel) LeaseReleased() { t.s.metrics.released.Inc() }
+func (t serviceTel) Completed()     { t.s.metrics.completed.Add(1) }
+
+func (t serviceTel) WithUpload(ctx context.Context, id, account string) context.Context {
+	return t.s.withUpload(ctx, id, account)
+}
+
+func (t serviceTel) Span(ctx context.Context, name string) (context.Context, func(error)) {
+	return t.s.tel.span(ctx, name)
+}
+
+func (t serviceTel) Writing(delta int) { t.s.metrics.activeUploads.Add(int64(delta)) }
+
+func (t serviceTel) Wrote(d time.Duration, n int64) {
+	t.s.metrics.patchSeconds.Observe(d.Seconds())
+	t.s.metrics.patchBytes.Observe(float64(n))
+}
+
+func (t serviceTel) WriteFailed(err error, cut bool) {
+	t.s.metrics.failed.WithLabelValues(failReason(err, cut)).Inc()
+}
+
+func (t serviceTel) Committed(d time.Duration, err error) {
+	t.s.metrics.commitSeconds.Observe(d.Seconds())
+	switch {
+	case errors.Is(err, sessionstore.ErrLeaseLost):
+		t.s.metrics.lost.Inc()
+	case err == nil:
+		t.s.metrics.commits.Add(1)
+	}
+}
+
+// failReason is the roughy_uploads_failed_total label of a failed write;
+// cut says a newer request cut its body.
+func failReason(err error, cut bool) string {
+	switch {
+	case cut:
+		return "taken_over"
+	case errors.Is(err, errSlowBody):
+		return "slow_body"
+	case errors.Is(err, errBodyRead), errors.Is(err, pipeline.ErrTruncated):
+		return "client"
+	case errors.Is(err, pipeline.ErrChecksumMismatch), errors.Is(err, pipeline.ErrReprDigestMismatch):
+		return "checksum"
+	case errors.Is(err, pipeline.ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, pipeline.ErrStorageFull):
+		return "storage_full"
+	case errors.Is(err, pipeline.ErrStorage):
+		return "storage"
+	case errors.Is(err, sessionstore.ErrLeaseLost):
+		return "lease_lost"
+	case errors.Is(err, sessionstore.ErrUnavailable):
+		return "store"
+	}
+	return "other"
+}
+
+// appendBody is a request body as the service reads it.
+type appendBody struct{ *bodyReader }
+
+// Cut cuts the body with the answer for cause (releasable).
+func (b appendBody) Cut(cause error) bool { return releasable{b.bodyReader}.Cut(cause) }
+
+// Taken is the domain error of the cut, if the body was cut.
+func (b appendBody) Taken() error {
+	switch b.taken.Load() {
+	case nil:
+		return nil
+	case errDeletedUnder:
+		return upload.ErrDeleted
+	}
+	return upload.ErrTakenOver
+}
+
+// ReadErr is why a read of the body failed on the client's side.
+func (b appendBody) ReadErr() error {
+	if b.err == nil {
+		return nil
+	}
+	return b.err
+}
+
+// Received is how many bytes the body gave so far.
+func (b appendBody) Received() int64 { return b.n }
+
+// httpError is err with the answer of its domain error in front (both
+// renderers read the first *Error of the chain); other errors are left
+// as they are.
+func httpError(err error) error {
+	if err == nil {
+		return nil
+	}
+	e := answerOf(err)
+	if e == nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", e, err)
+}
+
+// answerOf is the answer of err's domain error, nil when it has none.
+func answerOf(err error) *Error {
+	if om, ok := errors.AsType[*upload.OffsetMismatchError](err); ok {
+		return errOffset(om.Want, om.Got)
+	}
+	if lb, ok := errors.AsType[*upload.LengthBelowOffsetError](err); ok {
+		return codeInvalidUploadLength.withf("Upload-Length %d is below the upload's offset %d", lb.Length, lb.Offset)
+	}
+	if qe, ok := errors.AsType[*sessionstore.QuotaError](err); ok {
+		return quotaExceeded(qe)
+	}
+	switch {
+	case errors.Is(err, upload.ErrTakenOver):
+		return errTakenOver
+	case errors.Is(err, upload.ErrDeleted):
+		return errDeletedUnder
+	case errors.Is(err, upload.ErrChunkTooLarge):
+		return errChunkTooBig
+	case errors.Is(err, upload.ErrPastLength):
+		return errPastLength
+	case errors.Is(err, upload.ErrLengthChanged):
+		return codeInvalidLength.with("Upload-Length cannot change once set")
+	case errors.Is(err, upload.ErrLengthConflict):
+		return codeInvalidLength.with("Upload-Length conflicts with the upload's state")
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/sessionstore"
+)
+
+// commitTimeout bounds one store commit. Commits run even when the request
+// is canceled (shutdown): bytes that are durable should become visible.
+const commitTimeout = 15 * time.Second
+
+// committer returns the pipeline's commit function for a write under h:
+// each durable prefix is committed with a compare-and-set on *cur's
+// offset, fenced by the lease, and *cur becomes the committed session.
+// notify, when set, is told each committed offset.
+func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offset int64)) pipeline.CommitFunc {
+	return func(c context.Context, p pipeline.Progress) (err error) {
+		c, end := s.Tel.Span(c, "commit")
+		defer func() { end(err) }()
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
+		defer ccancel()
+		start := time.Now()
+		ns, err := s.Store.Commit(cctx, h.Lease(), sessionstore.Commit{
+			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
+			Storage: p.Storage, Parts: storeParts(p.Parts), Length: -1,
+			// Expiry slides with activity: an upload being written does
+			// not expire, however long it takes in total.
+			ExpiresAt: s.nextExpiry(),
+			// So does the lease: the keeper skips renewals while commits
+			// come often enough.
+			ExtendLease: s.cfg.LeaseTTL,
+		})
+		s.Tel.Committed(time.Since(start), err)
+		if err != nil {
+			return fmt.Errorf("upload: commit offset %d: %w", p.Offset, err)
+		}
+		h.Extended(start, s.cfg.LeaseTTL)
+		*cur = ns
+		if notify != nil {
+			notify(ns.Offset)
+		}
+		return nil
+	}
+}
+
+// fallBack commits the rewind a TailLostError asks for: the upload goes
+// back to the last offset storage still holds, so that the client, told
+// to retry, HEADs that offset and sends the lost bytes again. A failed
+// rewind leaves cur as it is (the next write tries again).
+func (s *Service) fallBack(ctx context.Context, h *Held, cur sessionstore.Session, tl *pipeline.TailLostError) sessionstore.Session {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	ns, err := s.Store.Commit(cctx, h.Lease(), sessionstore.Commit{
+		ExpectOffset: cur.Offset, NewOffset: tl.Fallback.Offset, HashState: tl.Fallback.HashState,
+		Storage: tl.Fallback.Storage, Length: -1, ExpiresAt: s.nextExpiry(), Rewind: true,
+	})
+	if err != nil {
+		s.Log.Warn("upload's tail is gone; rewind failed", "upload_id", cur.ID, "offset", cur.Offset, "err", err)
+		return cur
+	}
+	s.Log.Warn("upload's tail is gone; fell back", "upload_id", cur.ID, "from", cur.Offset, "to", ns.Offset)
+	return ns
+}
+
+// Finish completes an upload whose bytes are all stored but that was
+// not marked complete (a crash between the last commit and completion,
+// or a request that set the length to the offset). It takes the lease
+// over like an append: with every byte stored, the holder can only be
+// completing it (and then lets go of nothing it still needs: its body is
+// read) or be dead, as when a node died between its last commit and the
+// completion. Without the takeover, a client that resumes right after
+// such a kill would see HEAD's offset at the length and stop, and the
+// asset would stay uploading. Other uploads are returned as they are.
+func (s *Service) Finish(ctx context.Context, sess sessionstore.Session) (sessionstore.Session, error) {
+	if sess.Completed || sess.Length < 0 || sess.Offset != sess.Length {
+		return sess, nil
+	}
+	// Bytes the storage still holds outside its parts (an S3 tail left by
+	// earlier writes when the last request carried no byte: the draft's
+	// empty Upload-Complete: ?1 append) need a part number to become the
+	// last part.
+	parts := s.Pipe.Sink().PartsFor(s.Describe(sess), 0)
+	lease, err := s.leases.Take(ctx, sess.ID, parts, false, NoFence)
+	if err != nil {
+		return sess, fmt.Errorf("upload: acquire lease to complete: %w", err)
+	}
+	h, hctx, release := s.leases.Hold(ctx, lease)
+	defer release()
+	fresh := lease.Session
+	if fresh.Completed || fresh.Length < 0 || fresh.Offset != fresh.Length {
+		return fresh, nil
+	}
+	// An empty direct upload may still lack its storage.
+	if fresh, err = s.EnsureStorage(hctx, h.Lease(), fresh); err != nil {
+		return fresh, err
+	}
+	if lease.Parts > 0 {
+		// A write without a body: the sink turns what it carries into
+		// the last part and commits it; the offset does not move.
+		cur := fresh
+		_, err := s.Pipe.Write(hctx, s.Describe(fresh), pipeline.Chunk{
+			Body: eofReader{}, Size: 0,
+			Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
+			Commit: s.committer(h, &cur, nil),
+		})
+		if tl, ok := errors.AsType[*pipeline.TailLostError](err); ok {
+			cur = s.fallBack(ctx, h, cur, tl)
+		}
+		if err != nil {
+			return cur, fmt.Errorf("upload: store the last part: %w", err)
+		}
+		fresh = cur
+	}
+	return s.complete(hctx, h.Lease(), fresh)
+}
+
+// eofReader is the body of a write without one.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// complete turns the stored bytes into the final object and marks the
+// upload complete (asset ready, SHA-256, probe queued) in one commit.
+func (s *Service) complete(ctx context.Context, l sessionstore.Lease, sess sessionstore.Session) (_ sessionstore.Session, err error) {
+	ctx, end := s.Tel.Span(s.Tel.WithUpload(ctx, sess.ID, sess.Account), "complete")
+	defer func() { end(err) }()
+	parts, err := s.Store.Parts(ctx, sess.ID)
+	if err != nil {
+		return sess, fmt.Errorf("upload: list parts: %w", err)
+	}
+	if err := s.Pipe.Sink().Complete(ctx, s.Describe(sess), pipelineParts(parts)); err != nil {
+		return sess, fmt.Errorf("upload: complete storage: %w", err)
+	}
+	sum, err := pipeline.SumHex(sess.HashState)
+	if err != nil {
+		return sess, fmt.Errorf("upload: final sha256: %w", err)
+	}
+	// asset.ready is queued before the completing commit; the asset is
+	// read at verification, once ready: only its identity is needed now.
+	ready := sessionstore.Asset{ID: sess.AssetID, Account: sess.Account, SessionID: sess.ID}
+	if err := s.Events.EmitBefore(ctx, sessionstore.EventAssetReady, ready); err != nil {
+		return sess, err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	ns, err := s.Store.Commit(cctx, l, sessionstore.Commit{
+		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState,
+		Length: -1, Complete: true, SHA256: sum, ExpiresAt: s.nextExpiry(),
+	})
+	if err != nil {
+		return sess, fmt.Errorf("upload: commit completion: %w", err)
+	}
+	s.settleQuota(ctx, ns.Account, ns.ID, ns.Offset)
+	s.Tel.Completed()
+	s.Log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
+	return ns, nil
+}
+
+// EnsureStorage makes the storage of sess, a session read under lease l,
+// if it is a claimed direct upload without storage yet (StoragePending),
+// and commits its state.
+func (s *Service) EnsureStorage(ctx context.Context, l sessionstore.Lease, sess sessionstore.Session) (sessionstore.Session, error) {
+	if !StoragePending(sess) {
+		return sess, nil
+	}
+	storage, err := s.Pipe.Sink().Create(ctx, s.Describe(sess))
+	if err != nil {
+		return sess, fmt.Errorf("upload: create storage of direct upload: %w", err)
+	}
+	if storage == nil {
+		// A commit replaces Storage only when non-nil.
+		storage = []byte{}
+	}
+	// A failed commit leaves the storage alone: it may have been applied
+	// (a lost reply), and the local sink's Abort would remove the file of
+	// the key, whoever made it. The next attempt creates it again (local:
+	// truncates the empty file; S3: a new multipart upload).
+	ns, err := s.Store.Commit(ctx, l, sessionstore.Commit{
+		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState, Storage: storage, Length: -1,
+	})
+	if err != nil {
+		return sess, fmt.Errorf("upload: save storage of direct upload: %w", err)
+	}
+	return ns, nil
+}
+
+// storeParts converts the pipeline's parts for the store (the two
+// packages each own a Part of the same shape).
+func storeParts(ps []pipeline.Part) []sessionstore.Part {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]sessionstore.Part, len(ps))
+	for i, p := range ps {
+		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
+	}
+	return out
+}
+
+// pipelineParts converts the store's parts for the pipeline.
+func pipelineParts(ps []sessionstore.Part) []pipeline.Part {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]pipeline.Part, len(ps))
+	for i, p := range ps {
+		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
+	}
+	return out
+}
