@@ -14,7 +14,8 @@ import (
 )
 
 // Store is what a worker needs of the session store's probe queue.
-// sessionstore.Local and sessionstore.Redis implement it.
+// bolt.Store and redis.Store (sessionstore/bolt, sessionstore/redis)
+// implement it.
 type Store interface {
 	ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.ProbeJob, error)
 	AckProbe(ctx context.Context, job sessionstore.ProbeJob, durationSeconds string) error

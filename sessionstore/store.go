@@ -1,7 +1,9 @@
-// Package sessionstore keeps upload sessions, offsets, assets, API keys and
-// the probe queue. Two implementations share one behaviour suite
-// (sessionstore/storetest): Local, an embedded durable store for one node
-// (bbolt), and Redis, for a fleet of nodes.
+// Package sessionstore holds the domain types of session state (uploads
+// and their leases, assets, API keys, webhooks, direct uploads, quotas,
+// queued jobs) and the Store interface the rest of Roughy uses. The
+// backends live in their own packages and share one behaviour suite
+// (sessionstore/storetest): sessionstore/bolt, an embedded durable store
+// for one node, and sessionstore/redis, for a fleet of nodes.
 //
 // Every state change that must be atomic is one call here: a commit names
 // the offset it expects and the lease it holds, and fails with
@@ -10,8 +12,10 @@ package sessionstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -43,6 +47,10 @@ var (
 	ErrDataLost = errors.New("sessionstore: the store lost its data")
 )
 
+// ErrStorageFull: the embedded store's disk is full (ENOSPC, EDQUOT). It
+// wraps ErrUnavailable: the transaction was rolled back, nothing changed.
+var ErrStorageFull = fmt.Errorf("%w: no space left on the device", ErrUnavailable)
+
 // Node liveness: a node refreshes its record every NodeRefresh; a record
 // not refreshed for NodeTTL is dead, and the leases its node held are
 // taken over by the next request (resumable within 3 s of a kill).
@@ -50,6 +58,10 @@ const (
 	NodeTTL     = 3 * time.Second
 	NodeRefresh = time.Second
 )
+
+// NewNodeID returns a random node id: a process that restarts is a new
+// node, so a paused-then-resumed process is never mistaken for a live one.
+func NewNodeID() string { return strings.ToLower(rand.Text()[:16]) }
 
 // MaxPartNumber is S3's highest multipart part number.
 const MaxPartNumber = 10000
@@ -240,8 +252,8 @@ type DeadProbe struct {
 	Reason   string
 }
 
-// Store is everything the rest of Roughy needs from session state. Local
-// and Redis implement it; storetest.Run checks both.
+// Store is everything the rest of Roughy needs from session state.
+// bolt.Store and redis.Store implement it; storetest.Run checks both.
 type Store interface {
 	// CreateUpload stores a new session and its asset (state uploading).
 	CreateUpload(ctx context.Context, s Session, a Asset) error
@@ -278,7 +290,7 @@ type Store interface {
 	// Node is this process's id in the fleet: the holder recorded in the
 	// leases it takes. The store keeps the node's liveness record fresh
 	// until Close (Redis: a key with a TTL of NodeTTL, refreshed every
-	// NodeRefresh; Local: the process itself).
+	// NodeRefresh; embedded: the process itself).
 	Node() string
 	// RequestRelease sends r to node holder (best effort: a lost request
 	// is sent again by the asker, who polls the lease meanwhile).

@@ -118,7 +118,8 @@ type Payload struct {
 }
 
 // Store is what a Deliverer needs of the session store.
-// sessionstore.Local and sessionstore.Redis implement it.
+// bolt.Store and redis.Store (sessionstore/bolt, sessionstore/redis)
+// implement it.
 type Store interface {
 	ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.WebhookJob, error)
 	SettleWebhook(ctx context.Context, job sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error

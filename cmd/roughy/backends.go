@@ -12,6 +12,10 @@ import (
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // storeFlags select the session store: the embedded one in --data-dir, or
@@ -20,7 +24,7 @@ type storeFlags struct {
 	dataDir  *string
 	sessions *string
 	redisURL *string
-	// Redis commits wait for copies (sessionstore.RedisOptions).
+	// Redis commits wait for copies (redis.Options).
 	waitReplicas *int
 	waitAOF      *bool
 	waitTimeout  *time.Duration
@@ -50,10 +54,10 @@ func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
 		if *s.waitReplicas < 0 {
 			return nil, fmt.Errorf("%w: --redis-wait-replicas must not be negative", errUsage)
 		}
-		if *s.waitTimeout <= 0 || *s.waitTimeout > sessionstore.RedisMaxWaitTimeout {
-			return nil, fmt.Errorf("%w: --redis-wait-timeout must be above 0 and at most %v", errUsage, sessionstore.RedisMaxWaitTimeout)
+		if *s.waitTimeout <= 0 || *s.waitTimeout > redis.MaxWaitTimeout {
+			return nil, fmt.Errorf("%w: --redis-wait-timeout must be above 0 and at most %v", errUsage, redis.MaxWaitTimeout)
 		}
-		st, err := sessionstore.NewRedisWith(ctx, *s.redisURL, sessionstore.RedisOptions{
+		st, err := redis.NewWith(ctx, *s.redisURL, redis.Options{
 			WaitReplicas: *s.waitReplicas, WaitAOF: *s.waitAOF, WaitTimeout: *s.waitTimeout})
 		if err != nil {
 			if *s.waitAOF {
@@ -70,7 +74,7 @@ func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
 	// bbolt locks the file: a second process on the same data dir (e.g.
 	// "roughy keys list" while serve runs) fails after the store's open
 	// timeout instead of waiting forever.
-	st, err := sessionstore.NewLocal(path)
+	st, err := bolt.New(path)
 	if err != nil {
 		return nil, fmt.Errorf("roughy: open embedded store (one process per data dir): %w", err)
 	}

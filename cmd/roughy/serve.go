@@ -25,6 +25,8 @@ import (
 	"github.com/roughy/ingest/probe"
 	"github.com/roughy/ingest/proxy"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // probeFlags tune the ffprobe workers of serve and probe-worker.
@@ -168,7 +170,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	if r, ok := store.(*sessionstore.Redis); ok {
+	if r, ok := store.(*redis.Store); ok {
 		r.SetObserver(tel)
 	}
 	kf.observer = tel

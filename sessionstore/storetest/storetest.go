@@ -3,7 +3,7 @@
 //
 //	func TestLocal(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) sessionstore.Store {
-//			s, err := sessionstore.NewLocal(filepath.Join(t.TempDir(), "roughy.db"))
+//			s, err := bolt.New(filepath.Join(t.TempDir(), "roughy.db"))
 //			if err != nil {
 //				t.Fatal(err)
 //			}
@@ -51,7 +51,7 @@ import (
 // the takeover cases.
 type Fleet struct {
 	// Peer returns another live node on st's backend (st itself for a
-	// store that is one node, like Local). The suite does not close it.
+	// store that is one node, like the embedded one). The suite does not close it.
 	Peer func(t *testing.T, st sessionstore.Store) sessionstore.Store
 	// Crash makes st's node dead as a kill -9 would, with its liveness
 	// record already run out, and returns a new live node on the same
@@ -95,7 +95,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("Expired", func(t *testing.T) { testExpired(t, newStore(t)) })
 	t.Run("CommitSlidesExpiry", func(t *testing.T) { testCommitSlidesExpiry(t, newStore(t)) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, newStore(t)) })
-	t.Run("KeyRevocationsReachWatchers", func(t *testing.T) { testKeyRevocations(t, newStore, newStore(t)) })
+	t.Run("KeyRevocationsReachWatchers", func(t *testing.T) { testKeyRevocations(t, newStore(t), fleet) })
 	t.Run("ProbeEmpty", func(t *testing.T) { testProbeEmpty(t, newStore(t)) })
 	t.Run("ProbeClaimAck", func(t *testing.T) { testProbeClaimAck(t, newStore(t)) })
 	t.Run("ProbeWakesBlockedClaim", func(t *testing.T) { testProbeWakesBlockedClaim(t, newStore(t)) })

@@ -1,4 +1,4 @@
-package sessionstore_test
+package redis_test
 
 import (
 	"context"
@@ -12,12 +12,14 @@ import (
 
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // openRedisWith opens a store with options, closed when the test ends.
-func openRedisWith(t testing.TB, url string, o sessionstore.RedisOptions) *sessionstore.Redis {
+func openRedisWith(t testing.TB, url string, o redis.Options) *redis.Store {
 	t.Helper()
-	st, err := sessionstore.NewRedisWith(t.Context(), url, o)
+	st, err := redis.NewWith(t.Context(), url, o)
 	if err != nil {
 		t.Fatalf("NewRedisWith(%+v): %v", o, err)
 	}
@@ -34,8 +36,8 @@ func TestRedisCommitWaitsForReplicas(t *testing.T) {
 	primary := testsvc.StartRedisServer(t)
 	replica := testsvc.StartRedisReplica(t, primary)
 	ctx := t.Context()
-	one := openRedisWith(t, primary.URL(), sessionstore.RedisOptions{WaitReplicas: 1})
-	if err := sessionstore.RedisFlushAll(ctx, one); err != nil {
+	one := openRedisWith(t, primary.URL(), redis.Options{WaitReplicas: 1})
+	if err := redis.FlushAll(ctx, one); err != nil {
 		t.Fatal(err)
 	}
 	s := redisUpload(t, one, 300)
@@ -43,7 +45,7 @@ func TestRedisCommitWaitsForReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit := func(st *sessionstore.Redis, i int) error {
+	commit := func(st *redis.Store, i int) error {
 		_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: int64(i) * 100, NewOffset: int64(i+1) * 100, Length: -1,
 			Parts: []sessionstore.Part{{Number: l.FirstPart + int32(i), ETag: `"e"`, Size: 100, Offset: int64(i) * 100}}})
 		return err
@@ -55,7 +57,7 @@ func TestRedisCommitWaitsForReplicas(t *testing.T) {
 		t.Fatalf("replica's offset once the commit was answered: got %q (%v), want 100", off, err)
 	}
 
-	two := openRedisWith(t, primary.URL(), sessionstore.RedisOptions{WaitReplicas: 2, WaitTimeout: 100 * time.Millisecond})
+	two := openRedisWith(t, primary.URL(), redis.Options{WaitReplicas: 2, WaitTimeout: 100 * time.Millisecond})
 	err = commit(two, 1)
 	if !errors.Is(err, sessionstore.ErrUnavailable) || !strings.Contains(err.Error(), "1 of 2 replicas") {
 		t.Fatalf("Commit waiting for 2 replicas of 1: got %v, want ErrUnavailable naming 1 of 2 replicas", err)
@@ -86,8 +88,8 @@ func TestRedisWaitOptions(t *testing.T) {
 	primary := testsvc.StartRedisServer(t)
 	url := primary.URL()
 	ctx := t.Context()
-	for _, o := range []sessionstore.RedisOptions{{WaitReplicas: -1}, {WaitReplicas: 1, WaitTimeout: 5 * time.Second}} {
-		if st, err := sessionstore.NewRedisWith(ctx, url, o); err == nil {
+	for _, o := range []redis.Options{{WaitReplicas: -1}, {WaitReplicas: 1, WaitTimeout: 5 * time.Second}} {
+		if st, err := redis.NewWith(ctx, url, o); err == nil {
 			st.Close()
 			t.Errorf("NewRedisWith(%+v): got nil error, want one", o)
 		}
@@ -96,7 +98,7 @@ func TestRedisWaitOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sessionstore.NewRedisWith(ctx, url, sessionstore.RedisOptions{WaitAOF: true})
+	st, err := redis.NewWith(ctx, url, redis.Options{WaitAOF: true})
 	if strings.Contains(version, "redis_version:7.0") || strings.Contains(version, "redis_version:6.") ||
 		strings.Contains(version, "redis_version:7.1") {
 		if err == nil {
@@ -114,7 +116,7 @@ func TestRedisWaitOptions(t *testing.T) {
 	}
 	st.Close()
 	testsvc.StartRedisReplica(t, primary)
-	aof := openRedisWith(t, url, sessionstore.RedisOptions{WaitAOF: true, WaitReplicas: 1})
+	aof := openRedisWith(t, url, redis.Options{WaitAOF: true, WaitReplicas: 1})
 	s := redisUpload(t, aof, 100)
 	l, err := aof.AcquireLease(ctx, s.ID, time.Minute, 1)
 	if err != nil {
@@ -134,7 +136,7 @@ func TestRedisWaitOptions(t *testing.T) {
 func TestRedisClusterCommitWaits(t *testing.T) {
 	nodes := testsvc.StartRedisCluster(t)
 	ctx := t.Context()
-	st := openRedisWith(t, nodes, sessionstore.RedisOptions{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	st := openRedisWith(t, nodes, redis.Options{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
 	s := redisUpload(t, st, 200)
 	if _, err := st.AcquireLease(ctx, s.ID, time.Minute, 2); !errors.Is(err, sessionstore.ErrUnavailable) ||
 		!strings.Contains(err.Error(), "acquire lease: sessionstore: backend unavailable: 0 of 1 replicas") {
@@ -142,7 +144,7 @@ func TestRedisClusterCommitWaits(t *testing.T) {
 	}
 	// The lease from a store that does not wait (the refused one was
 	// released), for the commits below.
-	l, err := openRedisWith(t, nodes, sessionstore.RedisOptions{}).AcquireLease(ctx, s.ID, time.Minute, 2)
+	l, err := openRedisWith(t, nodes, redis.Options{}).AcquireLease(ctx, s.ID, time.Minute, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +170,7 @@ func BenchmarkRedisCommitWait(b *testing.B) {
 	primary := testsvc.StartRedisServer(b)
 	testsvc.StartRedisReplica(b, primary)
 	for _, replicas := range []int{0, 1} {
-		st := openRedisWith(b, primary.URL(), sessionstore.RedisOptions{WaitReplicas: replicas})
+		st := openRedisWith(b, primary.URL(), redis.Options{WaitReplicas: replicas})
 		// committer commits parts of its own upload, a new one every 1000.
 		committer := func(b *testing.B) func() {
 			var l sessionstore.Lease

@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Webhook keys. They all carry the {webhook} tag, so on Cluster every
@@ -34,7 +36,7 @@ const (
 
 // luaHookClaim moves due webhook retries into the stream (a member is the
 // entry's "job" field as it is), then reclaims as luaReclaim does.
-var luaHookClaim = redis.NewScript(`
+var luaHookClaim = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
@@ -49,7 +51,7 @@ end
 // when the job is no longer pending. KEYS[1] stream, KEYS[2] delayed set,
 // KEYS[3] log hash, KEYS[4] webhook. ARGV[1] group, [2] id, [3] event id,
 // [4] record, [5] delay ms or -1, [6] member.
-var luaHookSettle = redis.NewScript(`
+var luaHookSettle = goredis.NewScript(`
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {2} end
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
@@ -71,15 +73,15 @@ var redisHookQueue = redisQueue{op: "webhook", stream: redisHookStream, delayed:
 // delayed set's member hold it. Prev (the entry it retries) keeps members
 // unique.
 type redisHookJob struct {
-	HookID   string       `json:"h"`
-	Event    WebhookEvent `json:"e"`
-	Attempts int          `json:"n"`
-	Since    time.Time    `json:"s"`
-	Prev     string       `json:"p,omitempty"`
+	HookID   string                    `json:"h"`
+	Event    sessionstore.WebhookEvent `json:"e"`
+	Attempts int                       `json:"n"`
+	Since    time.Time                 `json:"s"`
+	Prev     string                    `json:"p,omitempty"`
 }
 
 // CreateWebhook stores an endpoint; ErrExists if its id is taken.
-func (r *Redis) CreateWebhook(ctx context.Context, h Webhook) error {
+func (r *Store) CreateWebhook(ctx context.Context, h sessionstore.Webhook) error {
 	raw, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("sessionstore: redis: create webhook: %w", err)
@@ -89,7 +91,7 @@ func (r *Redis) CreateWebhook(ctx context.Context, h Webhook) error {
 		return redisErr("create webhook", err)
 	}
 	if !ok {
-		return fmt.Errorf("sessionstore: redis: create webhook %s: %w", h.ID, ErrExists)
+		return fmt.Errorf("sessionstore: redis: create webhook %s: %w", h.ID, sessionstore.ErrExists)
 	}
 	if err := r.client.SAdd(ctx, redisHookAccount+h.Account, h.ID).Err(); err != nil {
 		return redisErr("create webhook", err)
@@ -98,7 +100,7 @@ func (r *Redis) CreateWebhook(ctx context.Context, h Webhook) error {
 }
 
 // Webhooks lists an account's endpoints, oldest first.
-func (r *Redis) Webhooks(ctx context.Context, account string) ([]Webhook, error) {
+func (r *Store) Webhooks(ctx context.Context, account string) ([]sessionstore.Webhook, error) {
 	ids, err := r.client.SMembers(ctx, redisHookAccount+account).Result()
 	if err != nil {
 		return nil, redisErr("webhooks", err)
@@ -114,13 +116,13 @@ func (r *Redis) Webhooks(ctx context.Context, account string) ([]Webhook, error)
 	if err != nil {
 		return nil, redisErr("webhooks", err)
 	}
-	var out []Webhook
+	var out []sessionstore.Webhook
 	for _, v := range vals {
 		s, ok := v.(string)
 		if !ok {
 			continue // deleted meanwhile
 		}
-		var h Webhook
+		var h sessionstore.Webhook
 		if err := json.Unmarshal([]byte(s), &h); err != nil {
 			return nil, fmt.Errorf("sessionstore: redis: webhooks: decode: %w", err)
 		}
@@ -128,33 +130,33 @@ func (r *Redis) Webhooks(ctx context.Context, account string) ([]Webhook, error)
 			out = append(out, h)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Webhook) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	slices.SortStableFunc(out, func(a, b sessionstore.Webhook) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
 }
 
 // Webhook returns one endpoint.
-func (r *Redis) Webhook(ctx context.Context, id string) (Webhook, error) {
+func (r *Store) Webhook(ctx context.Context, id string) (sessionstore.Webhook, error) {
 	raw, err := r.client.Get(ctx, redisHookPrefix+id).Bytes()
 	if err != nil {
-		return Webhook{}, redisErr("webhook", err)
+		return sessionstore.Webhook{}, redisErr("webhook", err)
 	}
-	var h Webhook
+	var h sessionstore.Webhook
 	if err := json.Unmarshal(raw, &h); err != nil {
-		return Webhook{}, fmt.Errorf("sessionstore: redis: webhook %s: decode: %w", id, err)
+		return sessionstore.Webhook{}, fmt.Errorf("sessionstore: redis: webhook %s: decode: %w", id, err)
 	}
 	return h, nil
 }
 
 // DeleteWebhook removes an endpoint of account and its delivery records.
-func (r *Redis) DeleteWebhook(ctx context.Context, account, id string) error {
+func (r *Store) DeleteWebhook(ctx context.Context, account, id string) error {
 	h, err := r.Webhook(ctx, id)
 	if err != nil {
 		return err
 	}
 	if h.Account != account {
-		return fmt.Errorf("sessionstore: redis: delete webhook %s of another account: %w", id, ErrNotFound)
+		return fmt.Errorf("sessionstore: redis: delete webhook %s of another account: %w", id, sessionstore.ErrNotFound)
 	}
-	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = r.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		p.Del(ctx, redisHookPrefix+id, redisHookLogPrefix+id)
 		p.SRem(ctx, redisHookAccount+account, id)
 		return nil
@@ -168,27 +170,27 @@ func (r *Redis) DeleteWebhook(ctx context.Context, account, id string) error {
 // EnqueueWebhookEvent adds one stream entry per subscribed endpoint, and
 // its pending record, in one MULTI. An endpoint deleted in between gets a
 // job that finds it gone.
-func (r *Redis) EnqueueWebhookEvent(ctx context.Context, account string, ev WebhookEvent) (int, error) {
+func (r *Store) EnqueueWebhookEvent(ctx context.Context, account string, ev sessionstore.WebhookEvent) (int, error) {
 	hooks, err := r.Webhooks(ctx, account)
 	if err != nil {
 		return 0, err
 	}
-	hooks = slices.DeleteFunc(hooks, func(h Webhook) bool { return !h.subscribed(ev.Type) })
+	hooks = slices.DeleteFunc(hooks, func(h sessionstore.Webhook) bool { return !h.Subscribed(ev.Type) })
 	if len(hooks) == 0 {
 		return 0, nil
 	}
 	now := time.Now()
-	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = r.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, h := range hooks {
 			job, err := json.Marshal(redisHookJob{HookID: h.ID, Event: ev, Since: now})
 			if err != nil {
 				return err
 			}
-			p.XAdd(ctx, &redis.XAddArgs{Stream: redisHookStream, Values: []any{"job", string(job)}})
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: redisHookStream, Values: []any{"job", string(job)}})
 			if ev.Verify {
 				continue // recorded once verified
 			}
-			rec, err := json.Marshal(pendingRecord(h.ID, ev, now))
+			rec, err := json.Marshal(sessionstore.PendingRecord(h.ID, ev, now))
 			if err != nil {
 				return err
 			}
@@ -206,18 +208,18 @@ func (r *Redis) EnqueueWebhookEvent(ctx context.Context, account string, ev Webh
 }
 
 // trimHookLog keeps the newest MaxWebhookDeliveries records of an
-// endpoint once hookLogSlack more have come. Best effort.
-func (r *Redis) trimHookLog(ctx context.Context, hookID string) {
+// endpoint once HookLogSlack more have come. Best effort.
+func (r *Store) trimHookLog(ctx context.Context, hookID string) {
 	key := redisHookLogPrefix + hookID
 	n, err := r.client.HLen(ctx, key).Result()
-	if err != nil || !hookLogTrimDue(int(n)) {
+	if err != nil || !sessionstore.HookLogTrimDue(int(n)) {
 		return
 	}
 	all, err := r.hookLog(ctx, hookID)
 	if err != nil {
 		return
 	}
-	if over := overflowDeliveries(all, MaxWebhookDeliveries); len(over) > 0 {
+	if over := sessionstore.OverflowDeliveries(all, sessionstore.MaxWebhookDeliveries); len(over) > 0 {
 		r.client.HDel(ctx, key, over...)
 	}
 }
@@ -225,7 +227,7 @@ func (r *Redis) trimHookLog(ctx context.Context, hookID string) {
 // ClaimWebhook hands out one delivery job: a due retry or an entry whose
 // consumer went quiet for reclaimAfter (a node killed mid-delivery), else a
 // new entry, blocking up to block.
-func (r *Redis) ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (WebhookJob, error) {
+func (r *Store) ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.WebhookJob, error) {
 	// XREADGROUP wakes only for new entries: look for due retries and
 	// reclaimable entries at least every redisHookPoll meanwhile.
 	deadline := time.Now().Add(block)
@@ -238,25 +240,25 @@ func (r *Redis) ClaimWebhook(ctx context.Context, consumer string, block, reclai
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, ErrEmpty) || time.Until(deadline) <= 0 {
-			return WebhookJob{}, err
+		if !errors.Is(err, sessionstore.ErrEmpty) || time.Until(deadline) <= 0 {
+			return sessionstore.WebhookJob{}, err
 		}
 	}
 	var j redisHookJob
 	if err := json.Unmarshal([]byte(vals["job"]), &j); err != nil {
 		// A corrupt entry would be reclaimed forever: drop it.
 		r.runScript(ctx, "claim webhook: drop", luaAck, []string{redisHookStream}, redisHookGroup, id)
-		return WebhookJob{}, fmt.Errorf("sessionstore: redis: corrupt webhook job %s: %w", id, err)
+		return sessionstore.WebhookJob{}, fmt.Errorf("sessionstore: redis: corrupt webhook job %s: %w", id, err)
 	}
-	return WebhookJob{ID: id, HookID: j.HookID, Event: j.Event, Attempts: j.Attempts, Since: j.Since}, nil
+	return sessionstore.WebhookJob{ID: id, HookID: j.HookID, Event: j.Event, Attempts: j.Attempts, Since: j.Since}, nil
 }
 
 // SettleWebhook records the outcome and removes or reschedules the job in
 // one script (the retry's due time on the Redis clock, shared by every
 // node).
-func (r *Redis) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOutcome) error {
+func (r *Store) SettleWebhook(ctx context.Context, job sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error {
 	rec := ""
-	if d, ok := settleRecord(job, out, time.Now()); ok {
+	if d, ok := sessionstore.SettleRecord(job, out, time.Now()); ok {
 		raw, err := json.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("sessionstore: redis: settle webhook: %w", err)
@@ -264,10 +266,10 @@ func (r *Redis) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOu
 		rec = string(raw)
 	}
 	delay, member := int64(-1), ""
-	if out.requeues() {
+	if out.Requeues() {
 		delay = redisMillis(out.RetryIn)
 		attempts := job.Attempts
-		if out.State == DeliveryRetrying {
+		if out.State == sessionstore.DeliveryRetrying {
 			attempts++
 		}
 		m, err := json.Marshal(redisHookJob{HookID: job.HookID, Event: job.Event, Attempts: attempts,
@@ -280,7 +282,7 @@ func (r *Redis) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOu
 	_, err := r.runScript(ctx, "settle webhook", luaHookSettle,
 		[]string{redisHookStream, redisHookDelayed, redisHookLogPrefix + job.HookID, redisHookPrefix + job.HookID},
 		redisHookGroup, job.ID, job.Event.ID, rec, delay, member)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, sessionstore.ErrNotFound) {
 		r.log.Info("sessionstore: redis: settled webhook job was not pending", "job", job.ID, "event", job.Event.ID)
 		return nil
 	}
@@ -288,20 +290,20 @@ func (r *Redis) SettleWebhook(ctx context.Context, job WebhookJob, out WebhookOu
 }
 
 // WebhookDeliveries lists an endpoint's delivery records, newest first.
-func (r *Redis) WebhookDeliveries(ctx context.Context, hookID string) ([]WebhookDelivery, error) {
+func (r *Store) WebhookDeliveries(ctx context.Context, hookID string) ([]sessionstore.WebhookDelivery, error) {
 	all, err := r.hookLog(ctx, hookID)
-	return newestDeliveries(all, MaxWebhookDeliveries), err
+	return sessionstore.NewestDeliveries(all, sessionstore.MaxWebhookDeliveries), err
 }
 
 // hookLog reads every delivery record of an endpoint, in no order.
-func (r *Redis) hookLog(ctx context.Context, hookID string) ([]WebhookDelivery, error) {
+func (r *Store) hookLog(ctx context.Context, hookID string) ([]sessionstore.WebhookDelivery, error) {
 	m, err := r.client.HGetAll(ctx, redisHookLogPrefix+hookID).Result()
 	if err != nil {
 		return nil, redisErr("webhook deliveries", err)
 	}
-	out := make([]WebhookDelivery, 0, len(m))
+	out := make([]sessionstore.WebhookDelivery, 0, len(m))
 	for _, v := range m {
-		var d WebhookDelivery
+		var d sessionstore.WebhookDelivery
 		if err := json.NewDecoder(strings.NewReader(v)).Decode(&d); err != nil {
 			return nil, fmt.Errorf("sessionstore: redis: webhook deliveries: decode: %w", err)
 		}

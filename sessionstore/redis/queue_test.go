@@ -1,4 +1,4 @@
-package sessionstore_test
+package redis_test
 
 import (
 	"testing"
@@ -6,6 +6,8 @@ import (
 
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // redisBacklog is a backlog of unread queue entries above 100,000, where
@@ -25,13 +27,13 @@ func TestRedisQueuesKeepBacklog(t *testing.T) {
 			ctx := t.Context()
 			check := func(queue, after string, want int64) {
 				t.Helper()
-				n, err := sessionstore.RedisStreamLen(ctx, st, queue)
+				n, err := redis.StreamLen(ctx, st, queue)
 				if err != nil || n != want {
 					t.Fatalf("%s stream after %s: got %d entries (%v), want %d: entries were trimmed", queue, after, n, err, want)
 				}
 			}
 
-			if err := sessionstore.RedisFillQueue(ctx, st, "probe", redisBacklog); err != nil {
+			if err := redis.FillQueue(ctx, st, "probe", redisBacklog); err != nil {
 				t.Fatalf("fill probe stream: %v", err)
 			}
 			s := redisUpload(t, st, 100)
@@ -61,7 +63,7 @@ func TestRedisQueuesKeepBacklog(t *testing.T) {
 				Events: sessionstore.EventTypes, Secret: "s", CreatedAt: time.Now()}); err != nil {
 				t.Fatalf("CreateWebhook: %v", err)
 			}
-			if err := sessionstore.RedisFillQueue(ctx, st, "webhook", redisBacklog); err != nil {
+			if err := redis.FillQueue(ctx, st, "webhook", redisBacklog); err != nil {
 				t.Fatalf("fill webhook stream: %v", err)
 			}
 			ev := sessionstore.WebhookEvent{ID: "ev-backlog", Type: sessionstore.EventAssetReady, Time: time.Now()}

@@ -1,4 +1,4 @@
-package sessionstore_test
+package bolt_test
 
 import (
 	"errors"
@@ -8,13 +8,15 @@ import (
 
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/roughy/ingest/sessionstore/storetest"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
 )
 
-func newLocal(t *testing.T, path string) *sessionstore.Local {
+func newLocal(t *testing.T, path string) *bolt.Store {
 	t.Helper()
-	st, err := sessionstore.NewLocal(path)
+	st, err := bolt.New(path)
 	if err != nil {
-		t.Fatalf("NewLocal: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	return st
 }
@@ -47,7 +49,7 @@ func TestLocal(t *testing.T) {
 }
 
 // TestLocalReopen checks that everything acknowledged survives Close and a
-// new NewLocal on the same file, that fencing tokens keep growing, and
+// new New on the same file, that fencing tokens keep growing, and
 // that part reservations are not handed out twice.
 func TestLocalReopen(t *testing.T) {
 	ctx := t.Context()

@@ -1,11 +1,12 @@
-package sessionstore
+package redis
 
 import (
 	"context"
-	"crypto/rand"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Node liveness and release requests on Redis.
@@ -30,20 +31,16 @@ const (
 
 func redisNodeKey(node string) string { return redisNodePrefix + node }
 
-// newNodeID returns a random node id: a process that restarts is a new
-// node, so a paused-then-resumed process is never mistaken for a live one.
-func newNodeID() string { return strings.ToLower(rand.Text()[:16]) }
-
 // startHeartbeat writes the node's liveness record once (so that leases
-// taken right after NewRedis are not seen as held by a dead node) and then
+// taken right after New are not seen as held by a dead node) and then
 // refreshes it until stopHeartbeat.
-func (r *Redis) startHeartbeat(ctx context.Context) error {
+func (r *Store) startHeartbeat(ctx context.Context) error {
 	if err := r.beat(ctx); err != nil {
 		return err
 	}
 	r.hbStop = make(chan struct{})
 	r.hbWG.Go(func() {
-		t := time.NewTicker(NodeRefresh)
+		t := time.NewTicker(sessionstore.NodeRefresh)
 		defer t.Stop()
 		for {
 			select {
@@ -51,7 +48,7 @@ func (r *Redis) startHeartbeat(ctx context.Context) error {
 				return
 			case <-t.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), NodeRefresh)
+			ctx, cancel := context.WithTimeout(context.Background(), sessionstore.NodeRefresh)
 			if err := r.beat(ctx); err != nil {
 				r.log.Warn("node liveness record not refreshed", "node", r.node, "err", err)
 			}
@@ -61,8 +58,8 @@ func (r *Redis) startHeartbeat(ctx context.Context) error {
 	return nil
 }
 
-func (r *Redis) beat(ctx context.Context) error {
-	if err := r.client.Set(ctx, redisNodeKey(r.node), "1", NodeTTL).Err(); err != nil {
+func (r *Store) beat(ctx context.Context) error {
+	if err := r.client.Set(ctx, redisNodeKey(r.node), "1", sessionstore.NodeTTL).Err(); err != nil {
 		return redisErr("node heartbeat", err)
 	}
 	return nil
@@ -70,7 +67,7 @@ func (r *Redis) beat(ctx context.Context) error {
 
 // stopHeartbeat ends the refreshes and deletes the record: a node that
 // shuts down cleanly leaves no lease waiting for its record to run out.
-func (r *Redis) stopHeartbeat() {
+func (r *Store) stopHeartbeat() {
 	if r.hbStop == nil {
 		return
 	}
@@ -83,10 +80,10 @@ func (r *Redis) stopHeartbeat() {
 }
 
 // Node returns this store's node id.
-func (r *Redis) Node() string { return r.node }
+func (r *Store) Node() string { return r.node }
 
 // nodeLive reports whether node's liveness record exists.
-func (r *Redis) nodeLive(ctx context.Context, node string) (bool, error) {
+func (r *Store) nodeLive(ctx context.Context, node string) (bool, error) {
 	n, err := r.client.Exists(ctx, redisNodeKey(node)).Result()
 	if err != nil {
 		return false, redisErr("node liveness", err)
@@ -97,7 +94,7 @@ func (r *Redis) nodeLive(ctx context.Context, node string) (bool, error) {
 // Release request messages: "d <id> <token>" for a DELETE, "a <id>
 // <token>" otherwise. A message without the token (an older node's) is
 // a request with token 0.
-func encodeRelease(rr ReleaseRequest) string {
+func encodeRelease(rr sessionstore.ReleaseRequest) string {
 	kind := "a "
 	if rr.Delete {
 		kind = "d "
@@ -105,14 +102,14 @@ func encodeRelease(rr ReleaseRequest) string {
 	return kind + rr.SessionID + " " + strconv.FormatInt(rr.Token, 10)
 }
 
-func decodeRelease(msg string) (ReleaseRequest, bool) {
+func decodeRelease(msg string) (sessionstore.ReleaseRequest, bool) {
 	kind, rest, ok := strings.Cut(msg, " ")
 	id, tok, _ := strings.Cut(rest, " ")
 	if !ok || id == "" || (kind != "a" && kind != "d") {
-		return ReleaseRequest{}, false
+		return sessionstore.ReleaseRequest{}, false
 	}
 	token, _ := strconv.ParseInt(tok, 10, 64)
-	return ReleaseRequest{SessionID: id, Delete: kind == "d", Token: token}, true
+	return sessionstore.ReleaseRequest{SessionID: id, Delete: kind == "d", Token: token}, true
 }
 
 // RequestRelease publishes rr on holder's release channel.
@@ -135,7 +132,7 @@ func decodeRelease(msg string) (ReleaseRequest, bool) {
 // reached, so release channels are sharded there (SPUBLISH/SSUBSCRIBE):
 // the channel lives on the master of its slot, which knows every
 // subscriber, and the count means the same as on standalone.
-func (r *Redis) RequestRelease(ctx context.Context, holder string, rr ReleaseRequest) error {
+func (r *Store) RequestRelease(ctx context.Context, holder string, rr sessionstore.ReleaseRequest) error {
 	n, err := r.publishRelease(ctx, holder, encodeRelease(rr))
 	if err != nil {
 		return redisErr("release request", err)
@@ -152,7 +149,7 @@ func (r *Redis) RequestRelease(ctx context.Context, holder string, rr ReleaseReq
 
 // publishRelease publishes msg on node's release channel and answers how
 // many subscribers got it.
-func (r *Redis) publishRelease(ctx context.Context, node, msg string) (int64, error) {
+func (r *Store) publishRelease(ctx context.Context, node, msg string) (int64, error) {
 	channel := redisReleasePrefix + node
 	if r.cluster {
 		return r.client.SPublish(ctx, channel, msg).Result()
@@ -163,18 +160,18 @@ func (r *Redis) publishRelease(ctx context.Context, node, msg string) (int64, er
 // acquireOnce runs the acquire script. steal names the fencing token of a
 // lease whose holder was found dead by the caller (Cluster), "" for none.
 // On a refusal it returns the holder and the current token.
-func (r *Redis) acquireOnce(ctx context.Context, id string, ttl time.Duration, parts int32, steal string) (out []any, holder, token string, err error) {
+func (r *Store) acquireOnce(ctx context.Context, id string, ttl time.Duration, parts int32, steal string) (out []any, holder, token string, err error) {
 	prefix := redisNodePrefix
 	if r.cluster {
 		// The holder's liveness key lives in another slot, out of the
 		// script's reach: the caller checks it (see AcquireLease).
 		prefix = ""
 	}
-	// Waited for as a commit is (RedisOptions): a lease rolled back by a
+	// Waited for as a commit is (Options): a lease rolled back by a
 	// failover would hand its fencing token and part numbers out again.
 	out, err = r.runScriptWaited(ctx, "acquire lease", redisSessionKey(id), luaAcquire,
 		[]string{redisSessionKey(id), redisLeaseKey(id)},
-		max(redisMillis(ttl), 1), parts, MaxPartNumber, r.node, prefix, steal)
+		max(redisMillis(ttl), 1), parts, sessionstore.MaxPartNumber, r.node, prefix, steal)
 	if tok, ok := redisFirstInt(out); ok && err != nil {
 		// Taken but not acknowledged by the replicas: let it go, so that
 		// the retry of the request is not locked out by it.

@@ -1,4 +1,4 @@
-package sessionstore_test
+package redis_test
 
 import (
 	"context"
@@ -13,23 +13,25 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/roughy/ingest/sessionstore/storetest"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // newRedis connects to url and empties Redis, so that every test (the
 // probe queue is shared) starts from nothing.
-func newRedis(t *testing.T, url string) *sessionstore.Redis {
+func newRedis(t *testing.T, url string) *redis.Store {
 	t.Helper()
 	st := joinRedis(t, url)
-	if err := sessionstore.RedisFlushAll(t.Context(), st); err != nil {
+	if err := redis.FlushAll(t.Context(), st); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
 	return st
 }
 
 // joinRedis connects another node to url, keeping what Redis holds.
-func joinRedis(t *testing.T, url string) *sessionstore.Redis {
+func joinRedis(t *testing.T, url string) *redis.Store {
 	t.Helper()
-	st, err := sessionstore.NewRedis(t.Context(), url)
+	st, err := redis.New(t.Context(), url)
 	if err != nil {
 		t.Fatalf("NewRedis(%s): %v", url, err)
 	}
@@ -46,7 +48,7 @@ func redisFleet(url string) storetest.Fleet {
 	return storetest.Fleet{
 		Peer: func(t *testing.T, _ sessionstore.Store) sessionstore.Store { return joinRedis(t, url) },
 		Crash: func(t *testing.T, st sessionstore.Store) sessionstore.Store {
-			if err := sessionstore.RedisKillNode(t.Context(), st.(*sessionstore.Redis)); err != nil {
+			if err := redis.KillNode(t.Context(), st.(*redis.Store)); err != nil {
 				t.Fatalf("kill node: %v", err)
 			}
 			return joinRedis(t, url)
@@ -58,7 +60,7 @@ func TestRedis(t *testing.T) {
 	url := testsvc.StartRedis(t)
 	storetest.Run(t, func(t *testing.T) sessionstore.Store {
 		st := newRedis(t, url)
-		if sessionstore.RedisIsCluster(st) {
+		if redis.IsCluster(st) {
 			t.Fatalf("NewRedis(%s) chose Cluster for a standalone server", url)
 		}
 		return st
@@ -70,7 +72,7 @@ func TestRedisSentinel(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) sessionstore.Store { return newRedis(t, url) }, redisFleet(url))
 	// The master really comes from the Sentinel: an unknown name fails.
 	bad := strings.Replace(url, "/"+testsvc.RedisSentinelMaster+"/", "/nosuchmaster/", 1)
-	if st, err := sessionstore.NewRedis(t.Context(), bad); err == nil {
+	if st, err := redis.New(t.Context(), bad); err == nil {
 		st.Close()
 		t.Fatalf("NewRedis(%s): got nil error, want one", bad)
 	}
@@ -80,7 +82,7 @@ func TestRedisCluster(t *testing.T) {
 	nodes := testsvc.StartRedisCluster(t)
 	storetest.Run(t, func(t *testing.T) sessionstore.Store {
 		st := newRedis(t, nodes)
-		if !sessionstore.RedisIsCluster(st) {
+		if !redis.IsCluster(st) {
 			t.Fatalf("NewRedis(%s) did not choose Cluster", nodes)
 		}
 		return st
@@ -88,7 +90,7 @@ func TestRedisCluster(t *testing.T) {
 	// One node's redis:// URL alone is a cluster seed too.
 	first, _, _ := strings.Cut(nodes, ",")
 	st := newRedis(t, "redis://"+first)
-	if !sessionstore.RedisIsCluster(st) {
+	if !redis.IsCluster(st) {
 		t.Fatalf("NewRedis(redis://%s) of a cluster node did not choose Cluster", first)
 	}
 }
@@ -139,7 +141,7 @@ func TestRedisCommitRoundTrips(t *testing.T) {
 				}
 			}
 			commit(0, false) // loads the script (EVALSHA, NOSCRIPT, EVAL)
-			count := sessionstore.RedisCountRoundTrips(st)
+			count := redis.CountRoundTrips(st)
 			before := redisCalls(t, tc.addr)
 			const n = parts - 2
 			for i := 1; i <= n; i++ {
@@ -156,7 +158,7 @@ func TestRedisCommitRoundTrips(t *testing.T) {
 			count.Trips.Store(0)
 			commit(parts-1, true)
 			want := int64(1)
-			if sessionstore.RedisIsCluster(st) {
+			if redis.IsCluster(st) {
 				want = 2 // the probe job's XADD lives in another slot
 			}
 			if got := count.Trips.Load(); got != want {
@@ -274,15 +276,15 @@ func TestRedisOutage(t *testing.T) {
 func TestRedisDataLoss(t *testing.T) {
 	server := testsvc.StartRedisServer(t)
 	ctx := t.Context()
-	open := func() *sessionstore.Redis {
-		st, err := sessionstore.NewRedis(ctx, server.URL())
+	open := func() *redis.Store {
+		st, err := redis.New(ctx, server.URL())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
 		return st
 	}
-	stores := []*sessionstore.Redis{open(), open()}
+	stores := []*redis.Store{open(), open()}
 	for i, st := range stores {
 		if err := st.Ping(ctx); err != nil {
 			t.Fatalf("Ping(store %d) before the loss: got %v, want nil", i, err)
@@ -344,14 +346,14 @@ func TestRedisBadURL(t *testing.T) {
 		"redis://127.0.0.1:1/notadb",
 		"ftp://127.0.0.1:1",
 	} {
-		if st, err := sessionstore.NewRedis(t.Context(), url); err == nil {
+		if st, err := redis.New(t.Context(), url); err == nil {
 			st.Close()
 			t.Errorf("NewRedis(%q): got nil error, want one", url)
 		}
 	}
 	// A well-formed URL of a server that is not there is unavailable.
 	port := testsvc.RedisFreePort(t)
-	_, err := sessionstore.NewRedis(t.Context(), "redis://127.0.0.1:"+strconv.Itoa(port)+"/0")
+	_, err := redis.New(t.Context(), "redis://127.0.0.1:"+strconv.Itoa(port)+"/0")
 	if !errors.Is(err, sessionstore.ErrUnavailable) {
 		t.Fatalf("NewRedis of a closed port: got %v, want ErrUnavailable", err)
 	}
@@ -366,7 +368,7 @@ func BenchmarkRedisCommit(b *testing.B) {
 }
 
 func benchCommit(b *testing.B, url string) {
-	st, err := sessionstore.NewRedis(b.Context(), url)
+	st, err := redis.New(b.Context(), url)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -395,7 +397,7 @@ func benchCommit(b *testing.B, url string) {
 		off += 8 << 20
 	}
 	commit() // loads the script
-	count := sessionstore.RedisCountRoundTrips(st)
+	count := redis.CountRoundTrips(st)
 	var lat []time.Duration
 	b.ReportAllocs()
 	for b.Loop() {
@@ -476,7 +478,7 @@ func TestRedisAssetIDDiffers(t *testing.T) {
 // job; the real completion hands out exactly one.
 func TestRedisClusterCompletionJob(t *testing.T) {
 	st := newRedis(t, testsvc.StartRedisCluster(t))
-	sessionstore.RedisSetVerifyCutoff(st, 300*time.Millisecond)
+	redis.SetVerifyCutoff(st, 300*time.Millisecond)
 	ctx := t.Context()
 	s := redisUpload(t, st, 100)
 	l, err := st.AcquireLease(ctx, s.ID, time.Minute, 0)
@@ -522,7 +524,7 @@ func TestRedisURLErrorHidesPassword(t *testing.T) {
 		"redis+sentinel://user:s3cret-pw%zz@127.0.0.1:1/m",
 		"redis://user:s3cret-pw@127.0.0.1:1/%zz,127.0.0.1:2",
 	} {
-		_, err := sessionstore.NewRedis(t.Context(), url)
+		_, err := redis.New(t.Context(), url)
 		if err == nil {
 			t.Fatalf("NewRedis(%q): got nil error, want one", url)
 		}
@@ -549,14 +551,14 @@ func TestRedisClusterExpirySlides(t *testing.T) {
 	if _, err := st.Commit(ctx, l, sessionstore.Commit{NewOffset: 10, Length: -1, ExpiresAt: slid}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := sessionstore.RedisExpiryScore(ctx, st, s.ID); err != nil || got != oldScore {
+	if got, err := redis.ExpiryScore(ctx, st, s.ID); err != nil || got != oldScore {
 		t.Fatalf("expiry score after the commit: got %d, %v; want the old %d (untouched on Cluster)", got, err, oldScore)
 	}
 	due := s.ExpiresAt.Add(time.Minute) // the old expiry is due, the new one not
 	if got, err := st.Expired(ctx, due, 10); err != nil || len(got) != 0 {
 		t.Fatalf("Expired(%v): got %v, %v; want none", due, got, err)
 	}
-	if got, err := sessionstore.RedisExpiryScore(ctx, st, s.ID); err != nil || got != slid.UnixMilli() {
+	if got, err := redis.ExpiryScore(ctx, st, s.ID); err != nil || got != slid.UnixMilli() {
 		t.Fatalf("expiry score after Expired: got %d, %v; want the new %d", got, err, slid.UnixMilli())
 	}
 	if got, err := st.Expired(ctx, slid.Add(time.Second), 10); err != nil || len(got) != 1 || got[0].ID != s.ID {

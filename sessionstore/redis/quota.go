@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Quota keys. Everything of one account's quota carries the account as
@@ -41,13 +43,13 @@ func redisQuotaMember(account, uploadID string) string { return account + "\n" +
 
 // luaQuotaReserve: KEYS usage, holds, stored; ARGV id, bytes, default
 // max_stored, max_uploads, max_reserved. Answers {0} or {1, limit, max,
-// used, want, 1 if the upload has no hold}. Mirrors quotaCheck.
-var luaQuotaReserve = redis.NewScript(`
+// used, want, 1 if the upload has no hold}. Mirrors QuotaCheck.
+var luaQuotaReserve = goredis.NewScript(`
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {0} end
 local u = redis.call('HMGET', KEYS[1], 'stored', 'uploads', 'reserved', 'max_stored', 'max_uploads', 'max_reserved')
 local stored, uploads, reserved = tonumber(u[1]) or 0, tonumber(u[2]) or 0, tonumber(u[3]) or 0
 -- A stored limit: absent or negative is the server's default, but -2 is a
--- limit of zero (0 is unlimited); over() mirrors quotaOver.
+-- limit of zero (0 is unlimited); over() mirrors QuotaOver.
 local function lim(v, d)
   local n = tonumber(v)
   if n == -2 then return n end
@@ -94,7 +96,7 @@ end
 `
 
 // luaQuotaSettle: KEYS usage, holds, stored; ARGV id, size.
-var luaQuotaSettle = redis.NewScript(`
+var luaQuotaSettle = goredis.NewScript(`
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {0} end
 ` + luaQuotaDropHold + `redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'stored', ARGV[2])
@@ -102,7 +104,7 @@ return {0}
 `)
 
 // luaQuotaRelease: KEYS usage, holds, stored; ARGV id.
-var luaQuotaRelease = redis.NewScript(luaQuotaDropHold + `local size = redis.call('HGET', KEYS[3], ARGV[1])
+var luaQuotaRelease = goredis.NewScript(luaQuotaDropHold + `local size = redis.call('HGET', KEYS[3], ARGV[1])
 if size then
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('HINCRBY', KEYS[1], 'stored', -tonumber(size))
@@ -111,14 +113,14 @@ return {0}
 `)
 
 // SetQuota replaces the account's limits.
-func (r *Redis) SetQuota(ctx context.Context, account string, l QuotaLimits) error {
+func (r *Store) SetQuota(ctx context.Context, account string, l sessionstore.QuotaLimits) error {
 	key := redisQuotaKeys(account)[0]
-	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := r.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, f := range []struct {
 			name string
 			v    int64
 		}{{"max_stored", l.BytesStored}, {"max_uploads", l.Uploads}, {"max_reserved", l.BytesReserved}} {
-			if f.v < 0 && f.v != QuotaZero {
+			if f.v < 0 && f.v != sessionstore.QuotaZero {
 				p.HDel(ctx, key, f.name)
 			} else {
 				p.HSet(ctx, key, f.name, f.v)
@@ -133,11 +135,11 @@ func (r *Redis) SetQuota(ctx context.Context, account string, l QuotaLimits) err
 }
 
 // Quota returns the account's limits and usage.
-func (r *Redis) Quota(ctx context.Context, account string) (QuotaLimits, QuotaUsage, error) {
+func (r *Store) Quota(ctx context.Context, account string) (sessionstore.QuotaLimits, sessionstore.QuotaUsage, error) {
 	vals, err := r.client.HMGet(ctx, redisQuotaKeys(account)[0],
 		"stored", "uploads", "reserved", "max_stored", "max_uploads", "max_reserved").Result()
 	if err != nil {
-		return QuotaLimits{}, QuotaUsage{}, redisErr("quota", err)
+		return sessionstore.QuotaLimits{}, sessionstore.QuotaUsage{}, redisErr("quota", err)
 	}
 	num := func(v any, def int64) int64 {
 		s, ok := v.(string)
@@ -150,17 +152,17 @@ func (r *Redis) Quota(ctx context.Context, account string) (QuotaLimits, QuotaUs
 		}
 		return n
 	}
-	u := QuotaUsage{BytesStored: num(vals[0], 0), Uploads: num(vals[1], 0), BytesReserved: num(vals[2], 0)}
-	l := QuotaLimits{BytesStored: num(vals[3], QuotaDefault), Uploads: num(vals[4], QuotaDefault),
-		BytesReserved: num(vals[5], QuotaDefault)}
+	u := sessionstore.QuotaUsage{BytesStored: num(vals[0], 0), Uploads: num(vals[1], 0), BytesReserved: num(vals[2], 0)}
+	l := sessionstore.QuotaLimits{BytesStored: num(vals[3], sessionstore.QuotaDefault), Uploads: num(vals[4], sessionstore.QuotaDefault),
+		BytesReserved: num(vals[5], sessionstore.QuotaDefault)}
 	return l, u, nil
 }
 
 // ReserveQuota indexes the hold, then checks and grows it in one script
 // on the account's slot.
-func (r *Redis) ReserveQuota(ctx context.Context, account, uploadID string, n int64, defaults QuotaLimits) error {
+func (r *Store) ReserveQuota(ctx context.Context, account, uploadID string, n int64, defaults sessionstore.QuotaLimits) error {
 	start := time.Now()
-	if err := r.client.ZAdd(ctx, redisQuotaIndex, redis.Z{Score: float64(time.Now().UnixMilli()),
+	if err := r.client.ZAdd(ctx, redisQuotaIndex, goredis.Z{Score: float64(time.Now().UnixMilli()),
 		Member: redisQuotaMember(account, uploadID)}).Err(); err != nil {
 		r.observeQuota(start, err)
 		return redisErr("reserve quota: index", err)
@@ -177,7 +179,7 @@ func (r *Redis) ReserveQuota(ctx context.Context, account, uploadID string, n in
 	if len(res) != 6 {
 		return fmt.Errorf("sessionstore: redis: reserve quota: unexpected answer %v", res)
 	}
-	qe := &QuotaError{}
+	qe := &sessionstore.QuotaError{}
 	qe.Limit, _ = res[1].(string)
 	qe.Max, _ = res[2].(int64)
 	qe.Used, _ = res[3].(int64)
@@ -193,7 +195,7 @@ func (r *Redis) ReserveQuota(ctx context.Context, account, uploadID string, n in
 }
 
 // SettleQuota converts the hold into stored bytes, then unindexes it.
-func (r *Redis) SettleQuota(ctx context.Context, account, uploadID string, size int64) error {
+func (r *Store) SettleQuota(ctx context.Context, account, uploadID string, size int64) error {
 	if err := luaQuotaSettle.Run(ctx, r.client, redisQuotaKeys(account), uploadID, size).Err(); err != nil {
 		return redisErr("settle quota", err)
 	}
@@ -201,14 +203,14 @@ func (r *Redis) SettleQuota(ctx context.Context, account, uploadID string, size 
 }
 
 // ReleaseQuota drops the hold or stored bytes, then unindexes it.
-func (r *Redis) ReleaseQuota(ctx context.Context, account, uploadID string) error {
+func (r *Store) ReleaseQuota(ctx context.Context, account, uploadID string) error {
 	if err := luaQuotaRelease.Run(ctx, r.client, redisQuotaKeys(account), uploadID).Err(); err != nil {
 		return redisErr("release quota", err)
 	}
 	return r.unindexHold(ctx, account, uploadID)
 }
 
-func (r *Redis) unindexHold(ctx context.Context, account, uploadID string) error {
+func (r *Store) unindexHold(ctx context.Context, account, uploadID string) error {
 	if err := r.client.ZRem(ctx, redisQuotaIndex, redisQuotaMember(account, uploadID)).Err(); err != nil {
 		return redisErr("quota: unindex", err)
 	}
@@ -216,7 +218,7 @@ func (r *Redis) unindexHold(ctx context.Context, account, uploadID string) error
 }
 
 // TouchQuota restamps the hold's index entry when the hold exists.
-func (r *Redis) TouchQuota(ctx context.Context, account, uploadID string) error {
+func (r *Store) TouchQuota(ctx context.Context, account, uploadID string) error {
 	ok, err := r.client.HExists(ctx, redisQuotaKeys(account)[1], uploadID).Result()
 	if err != nil {
 		return redisErr("touch quota", err)
@@ -224,7 +226,7 @@ func (r *Redis) TouchQuota(ctx context.Context, account, uploadID string) error 
 	if !ok {
 		return nil
 	}
-	err = r.client.ZAddXX(ctx, redisQuotaIndex, redis.Z{Score: float64(time.Now().UnixMilli()),
+	err = r.client.ZAddXX(ctx, redisQuotaIndex, goredis.Z{Score: float64(time.Now().UnixMilli()),
 		Member: redisQuotaMember(account, uploadID)}).Err()
 	if err != nil {
 		return redisErr("touch quota", err)
@@ -233,24 +235,24 @@ func (r *Redis) TouchQuota(ctx context.Context, account, uploadID string) error 
 }
 
 // QuotaHolds lists the oldest indexed holds stamped before before.
-func (r *Redis) QuotaHolds(ctx context.Context, before time.Time, limit int) ([]QuotaHold, error) {
+func (r *Store) QuotaHolds(ctx context.Context, before time.Time, limit int) ([]sessionstore.QuotaHold, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	zs, err := r.client.ZRangeByScoreWithScores(ctx, redisQuotaIndex, &redis.ZRangeBy{
+	zs, err := r.client.ZRangeByScoreWithScores(ctx, redisQuotaIndex, &goredis.ZRangeBy{
 		Min: "-inf", Max: "(" + strconv.FormatInt(before.UnixMilli(), 10), Count: int64(limit),
 	}).Result()
 	if err != nil {
 		return nil, redisErr("quota holds", err)
 	}
-	out := make([]QuotaHold, 0, len(zs))
+	out := make([]sessionstore.QuotaHold, 0, len(zs))
 	for _, z := range zs {
 		m, _ := z.Member.(string)
 		account, id, ok := strings.Cut(m, "\n")
 		if !ok {
 			continue
 		}
-		out = append(out, QuotaHold{Account: account, UploadID: id, Since: time.UnixMilli(int64(z.Score)).UTC()})
+		out = append(out, sessionstore.QuotaHold{Account: account, UploadID: id, Since: time.UnixMilli(int64(z.Score)).UTC()})
 	}
 	return out, nil
 }
@@ -258,7 +260,7 @@ func (r *Redis) QuotaHolds(ctx context.Context, before time.Time, limit int) ([]
 // observeQuota reports a reservation (its index step and script) to the
 // observer as the script "reserve quota", like runScript does for the
 // others: the first Redis work of every creation, so an outage shows here.
-func (r *Redis) observeQuota(start time.Time, err error) {
+func (r *Store) observeQuota(start time.Time, err error) {
 	if r.obs != nil {
 		r.obs.RedisScript("reserve quota", time.Since(start), err)
 	}

@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Direct uploads live in roughy:{<id>}:direct, a hash in the slot of the
@@ -25,7 +27,7 @@ func redisDirectKey(id string) string { return "roughy:{" + id + "}:direct" }
 // id is taken. KEYS[1] direct, KEYS[2] asset, KEYS[3] asset id index,
 // KEYS[4] session. ARGV[1] id, ARGV[2] record JSON, ARGV[3] expiry ms,
 // then the asset's field/value pairs.
-var luaCreateDirect = redis.NewScript(`
+var luaCreateDirect = goredis.NewScript(`
 for i = 1, 4 do
 	if redis.call('EXISTS', KEYS[i]) == 1 then return {7} end
 end
@@ -44,7 +46,7 @@ return {1}
 // session field/value arguments that follow, then the session's, then the
 // asset's.
 // Answers {1, "ok" | "missing" | "revoked" | "created" | "expired"}.
-var luaClaimDirect = redis.NewScript(`
+var luaClaimDirect = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1, 'missing'} end
 local f = redis.call('HMGET', KEYS[1], 'revoked', 'created', 'exp', 'claim')
 if f[2] == '1' and f[4] == ARGV[4] and redis.call('EXISTS', KEYS[2]) == 1 then return {1, 'ok'} end
@@ -64,7 +66,7 @@ return {1, 'ok'}
 // upload, its waiting asset deleted. KEYS[1] direct, KEYS[2] asset;
 // ARGV[1] the asset's deleted field (raDeleted).
 // Answers {1, direct hash as HGETALL} or {2}.
-var luaRevokeDirect = redis.NewScript(`
+var luaRevokeDirect = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 if redis.call('HGET', KEYS[1], 'created') ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then
 	redis.call('HSET', KEYS[2], ARGV[1], '1')
@@ -74,7 +76,7 @@ return {1, redis.call('HGETALL', KEYS[1])}
 `)
 
 // CreateDirectUpload stores d and its waiting asset a.
-func (r *Redis) CreateDirectUpload(ctx context.Context, d DirectUpload, a Asset) error {
+func (r *Store) CreateDirectUpload(ctx context.Context, d sessionstore.DirectUpload, a sessionstore.Asset) error {
 	rec, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("sessionstore: redis: encode direct upload: %w", err)
@@ -86,28 +88,28 @@ func (r *Redis) CreateDirectUpload(ctx context.Context, d DirectUpload, a Asset)
 }
 
 // DirectUpload returns a direct upload, revoked ones too.
-func (r *Redis) DirectUpload(ctx context.Context, id string) (DirectUpload, error) {
+func (r *Store) DirectUpload(ctx context.Context, id string) (sessionstore.DirectUpload, error) {
 	m, err := r.client.HGetAll(ctx, redisDirectKey(id)).Result()
 	if err != nil {
-		return DirectUpload{}, redisErr("direct upload", err)
+		return sessionstore.DirectUpload{}, redisErr("direct upload", err)
 	}
 	return redisDecodeDirect(id, m)
 }
 
-func redisDecodeDirect(id string, m map[string]string) (DirectUpload, error) {
+func redisDecodeDirect(id string, m map[string]string) (sessionstore.DirectUpload, error) {
 	if len(m) == 0 {
-		return DirectUpload{}, fmt.Errorf("sessionstore: redis: direct upload %q: %w", id, ErrNotFound)
+		return sessionstore.DirectUpload{}, fmt.Errorf("sessionstore: redis: direct upload %q: %w", id, sessionstore.ErrNotFound)
 	}
-	var d DirectUpload
+	var d sessionstore.DirectUpload
 	if err := json.Unmarshal([]byte(m["rec"]), &d); err != nil {
-		return DirectUpload{}, fmt.Errorf("sessionstore: redis: corrupt direct upload %q: %w", id, err)
+		return sessionstore.DirectUpload{}, fmt.Errorf("sessionstore: redis: corrupt direct upload %q: %w", id, err)
 	}
 	d.Created, d.Revoked, d.Claim = m["created"] == "1", m["revoked"] == "1", m["claim"]
 	return d, nil
 }
 
 // ClaimDirectUpload creates the upload of direct upload id, once.
-func (r *Redis) ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s Session, a Asset) error {
+func (r *Store) ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s sessionstore.Session, a sessionstore.Asset) error {
 	if claim == "" {
 		return fmt.Errorf("sessionstore: redis: claim direct upload %q: empty claim", id)
 	}
@@ -117,7 +119,7 @@ func (r *Redis) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 	keys := []string{redisDirectKey(id), redisSessionKey(id), redisAssetKey(id)}
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey)
-	} else if err := r.client.ZAddNX(ctx, redisExpiryKey, redis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: s.ID}).Err(); err != nil {
+	} else if err := r.client.ZAddNX(ctx, redisExpiryKey, goredis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: s.ID}).Err(); err != nil {
 		// As in CreateUpload: a stray entry is dropped by Expired.
 		return redisErr("claim direct upload", err)
 	}
@@ -134,13 +136,13 @@ func (r *Redis) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 	case "ok":
 		return nil
 	case "missing":
-		refusal = ErrNotFound
+		refusal = sessionstore.ErrNotFound
 	case "revoked":
-		refusal = ErrRevoked
+		refusal = sessionstore.ErrRevoked
 	case "created":
-		refusal = ErrExists
+		refusal = sessionstore.ErrExists
 	case "expired":
-		refusal = ErrDirectExpired
+		refusal = sessionstore.ErrDirectExpired
 	default:
 		return fmt.Errorf("sessionstore: redis: claim direct upload: unexpected answer %q", status)
 	}
@@ -148,10 +150,10 @@ func (r *Redis) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 }
 
 // RevokeDirectUpload marks the grant revoked and drops its waiting asset.
-func (r *Redis) RevokeDirectUpload(ctx context.Context, id string) (DirectUpload, error) {
+func (r *Store) RevokeDirectUpload(ctx context.Context, id string) (sessionstore.DirectUpload, error) {
 	out, err := r.runScript(ctx, "revoke direct upload", luaRevokeDirect, []string{redisDirectKey(id), redisAssetKey(id)}, raDeleted)
 	if err != nil {
-		return DirectUpload{}, err
+		return sessionstore.DirectUpload{}, err
 	}
 	return redisDecodeDirect(id, redisFlatMap(out[0]))
 }

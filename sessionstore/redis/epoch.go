@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Data loss. Redis can come back empty: a failover to a replica that had
@@ -23,13 +25,13 @@ const redisEpochKey = "roughy:{meta}:epoch"
 
 // luaAdoptEpoch sets KEYS[1] to ARGV[1] unless it exists and answers its
 // value (SET NX GET needs Redis 7).
-var luaAdoptEpoch = redis.NewScript(`
+var luaAdoptEpoch = goredis.NewScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return {1, redis.call('GET', KEYS[1])}
 `)
 
 // adoptEpoch reads (or creates) the marker and remembers its value.
-func (r *Redis) adoptEpoch(ctx context.Context) error {
+func (r *Store) adoptEpoch(ctx context.Context) error {
 	out, err := r.runScript(ctx, "epoch", luaAdoptEpoch, []string{redisEpochKey}, rand.Text())
 	if err != nil {
 		return err
@@ -41,9 +43,9 @@ func (r *Redis) adoptEpoch(ctx context.Context) error {
 
 // Ping checks that Redis answers and still holds the marker this store
 // adopted (see redisEpochKey): one GET.
-func (r *Redis) Ping(ctx context.Context) error {
+func (r *Store) Ping(ctx context.Context) error {
 	got, err := r.client.Get(ctx, redisEpochKey).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		return redisErr("ping", err)
 	}
 	want, _ := r.epoch.Load().(string)
@@ -53,5 +55,5 @@ func (r *Redis) Ping(ctx context.Context) error {
 	if err := r.adoptEpoch(ctx); err != nil {
 		return err
 	}
-	return fmt.Errorf("sessionstore: redis: marker %s missing or replaced since this node last looked: %w", redisEpochKey, ErrDataLost)
+	return fmt.Errorf("sessionstore: redis: marker %s missing or replaced since this node last looked: %w", redisEpochKey, sessionstore.ErrDataLost)
 }

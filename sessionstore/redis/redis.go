@@ -1,4 +1,9 @@
-package sessionstore
+// Package redis is the sessionstore.Store of a fleet: Redis (standalone,
+// Sentinel or Cluster) with Lua scripts for every atomic step. The key
+// layout and the scripts are the wire format shared by every node of a
+// running fleet: a node of this version and one of the last must agree on
+// them.
+package redis
 
 import (
 	"context"
@@ -13,17 +18,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
-// Redis is the Store of a fleet: every node of a cluster of Roughy servers
-// shares it. It runs on a standalone Redis, behind Sentinel, or on a Redis
+// Store is the sessionstore.Store of a fleet: every node of a cluster of
+// Roughy servers shares it. It runs on a standalone Redis, behind Sentinel, or on a Redis
 // Cluster.
 //
 // Key layout. Every key of one upload carries the upload's id as hash tag,
 // so that one Lua script can change all of them atomically on Cluster:
 //
-//	roughy:{<id>}:session   hash: the Session (fields in redis_lua.go)
+//	roughy:{<id>}:session   hash: the Session (fields in lua.go)
 //	roughy:{<id>}:parts     list: committed parts, "number:size:offset:etag";
 //	                        dropped by the completing commit
 //	roughy:{<id>}:lease     string: fencing token of the live lease, PX ttl
@@ -35,8 +42,8 @@ import (
 // consumer group "roughy-probe"), roughy:{probe}:delayed (ZSET of retries
 // scored by due time), roughy:{probe}:dead (dead-letter stream), and
 // roughy:{keys}:… for API keys, roughy:{meta}:epoch (the data-loss
-// marker, redis_epoch.go); revoked keys are announced on the channel
-// roughy:keys:revoked (redis_keys.go).
+// marker, epoch.go); revoked keys are announced on the channel
+// roughy:keys:revoked (keys.go).
 //
 // On standalone and Sentinel, where no slot rule applies, the commit that
 // completes an upload also adds its probe job and drops it from the expiry
@@ -51,11 +58,11 @@ import (
 // commit and its lease key expires by itself (PX). The hash state (about
 // 100 bytes) stays in the session hash. DeleteUpload removes session,
 // parts and lease and keeps the asset hash, marked deleted.
-type Redis struct {
-	client  redis.UniversalClient
+type Store struct {
+	client  goredis.UniversalClient
 	cluster bool
 	// node is this store's node id; hbStop ends its liveness refreshes
-	// (see redis_node.go).
+	// (see node.go).
 	node   string
 	hbStop chan struct{}
 	hbWG   sync.WaitGroup
@@ -65,17 +72,17 @@ type Redis struct {
 	// epoch is the data-loss marker's value this store adopted (a string;
 	// see redisEpochKey).
 	epoch atomic.Value
-	// obs, when set, is told of every script run (redis_observe.go).
-	obs Observer
-	// opt are the options the store was opened with (redis_wait.go).
-	opt RedisOptions
+	// obs, when set, is told of every script run (observe.go).
+	obs sessionstore.Observer
+	// opt are the options the store was opened with (wait.go).
+	opt Options
 	// silent are the runs of unanswered release requests, by holder node
-	// (redis_release.go).
+	// (release.go).
 	silentMu sync.Mutex
 	silent   map[string]silence
 }
 
-// Key names; see Redis.
+// Key names; see Store.
 const (
 	redisExpiryKey    = "roughy:{expiry}:sessions"
 	redisProbeStream  = "roughy:{probe}:stream"
@@ -101,24 +108,24 @@ func redisLeaseKey(id string) string    { return "roughy:{" + id + "}:lease" }
 func redisAssetKey(sid string) string   { return "roughy:{" + sid + "}:asset" }
 func redisAssetRefKey(id string) string { return "roughy:{" + id + "}:assetid" }
 
-// NewRedis connects to the Redis that url names:
+// New connects to the Redis that url names:
 //
 //	redis://[user:pass@]host:port[/db]            standalone (rediss:// for TLS)
 //	redis+sentinel://[user:pass@]host:port[,host:port]/master[/db]
 //	host:port,host:port[,…]                       Cluster (items may be redis:// URLs)
 //
 // A standalone URL that points at a node with cluster mode on is used as a
-// Cluster seed. NewRedis fails when Redis does not answer.
-func NewRedis(ctx context.Context, url string) (*Redis, error) {
-	return NewRedisWith(ctx, url, RedisOptions{})
+// Cluster seed. New fails when Redis does not answer.
+func New(ctx context.Context, url string) (*Store, error) {
+	return NewWith(ctx, url, Options{})
 }
 
-// NewRedisWith is NewRedis with options; it fails when the server cannot
-// honour them (see RedisOptions).
-func NewRedisWith(ctx context.Context, url string, o RedisOptions) (*Redis, error) {
-	redisLogOnce.Do(func() { redis.SetLogger(redisSlog{}) })
+// NewWith is New with options; it fails when the server cannot
+// honour them (see Options).
+func NewWith(ctx context.Context, url string, o Options) (*Store, error) {
+	redisLogOnce.Do(func() { goredis.SetLogger(redisSlog{}) })
 	url = strings.TrimSpace(url)
-	r := &Redis{log: slog.Default(), verifyCutoff: redisVerifyCutoff}
+	r := &Store{log: slog.Default(), verifyCutoff: redisVerifyCutoff}
 	var err error
 	switch {
 	case strings.HasPrefix(url, "redis+sentinel://"), strings.HasPrefix(url, "rediss+sentinel://"):
@@ -130,18 +137,18 @@ func NewRedisWith(ctx context.Context, url string, o RedisOptions) (*Redis, erro
 		if !strings.Contains(url, "://") {
 			url = "redis://" + url
 		}
-		var opt *redis.Options
-		opt, err = redis.ParseURL(url)
+		var opt *goredis.Options
+		opt, err = goredis.ParseURL(url)
 		if err == nil {
 			redisFailFast(&opt.MaxRetries, &opt.DialerRetries, &opt.DialerRetryTimeout)
 			opt.ContextTimeoutEnabled = true
-			r.client = redis.NewClient(opt)
+			r.client = goredis.NewClient(opt)
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sessionstore: redis url: %w", redisURLErr(err))
 	}
-	if c, ok := r.client.(*redis.Client); ok {
+	if c, ok := r.client.(*goredis.Client); ok {
 		info, err := c.Info(ctx, "cluster").Result()
 		if err != nil {
 			c.Close()
@@ -150,7 +157,7 @@ func NewRedisWith(ctx context.Context, url string, o RedisOptions) (*Redis, erro
 		if strings.Contains(info, "cluster_enabled:1") {
 			opt := c.Options()
 			c.Close()
-			r.client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{opt.Addr},
+			r.client = goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: []string{opt.Addr},
 				Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig,
 				DialerRetries: opt.DialerRetries, DialerRetryTimeout: opt.DialerRetryTimeout,
 				ContextTimeoutEnabled: true})
@@ -169,7 +176,7 @@ func NewRedisWith(ctx context.Context, url string, o RedisOptions) (*Redis, erro
 		r.client.Close()
 		return nil, err
 	}
-	r.node = newNodeID()
+	r.node = sessionstore.NewNodeID()
 	if err := r.startHeartbeat(ctx); err != nil {
 		r.client.Close()
 		return nil, err
@@ -185,10 +192,10 @@ func redisURLErr(err error) error {
 	return err
 }
 
-func redisSentinelClient(raw string) (redis.UniversalClient, error) {
+func redisSentinelClient(raw string) (goredis.UniversalClient, error) {
 	scheme, rest, _ := strings.Cut(raw, "://")
 	hosts, path, _ := strings.Cut(rest, "/")
-	opt := &redis.FailoverOptions{}
+	opt := &goredis.FailoverOptions{}
 	if userinfo, h, ok := strings.Cut(hosts, "@"); ok {
 		hosts = h
 		u, err := url.Parse("redis://" + userinfo + "@x")
@@ -221,7 +228,7 @@ func redisSentinelClient(raw string) (redis.UniversalClient, error) {
 		opt.DB = db
 	}
 	if scheme == "rediss+sentinel" {
-		o, err := redis.ParseURL("rediss://" + opt.SentinelAddrs[0])
+		o, err := goredis.ParseURL("rediss://" + opt.SentinelAddrs[0])
 		if err != nil {
 			return nil, err
 		}
@@ -229,11 +236,11 @@ func redisSentinelClient(raw string) (redis.UniversalClient, error) {
 	}
 	redisFailFast(&opt.MaxRetries, &opt.DialerRetries, &opt.DialerRetryTimeout)
 	opt.ContextTimeoutEnabled = true
-	return redis.NewFailoverClient(opt), nil
+	return goredis.NewFailoverClient(opt), nil
 }
 
-func redisClusterClient(items []string) (redis.UniversalClient, error) {
-	opt := &redis.ClusterOptions{}
+func redisClusterClient(items []string) (goredis.UniversalClient, error) {
+	opt := &goredis.ClusterOptions{}
 	for _, it := range items {
 		it = strings.TrimSpace(it)
 		if it == "" {
@@ -243,7 +250,7 @@ func redisClusterClient(items []string) (redis.UniversalClient, error) {
 			opt.Addrs = append(opt.Addrs, it)
 			continue
 		}
-		o, err := redis.ParseURL(it)
+		o, err := goredis.ParseURL(it)
 		if err != nil {
 			return nil, err
 		}
@@ -257,7 +264,7 @@ func redisClusterClient(items []string) (redis.UniversalClient, error) {
 	var retries int
 	redisFailFast(&retries, &opt.DialerRetries, &opt.DialerRetryTimeout)
 	opt.ContextTimeoutEnabled = true
-	return redis.NewClusterClient(opt), nil
+	return goredis.NewClusterClient(opt), nil
 }
 
 // redisLogOnce routes go-redis's own log lines (one per failed dial during
@@ -289,34 +296,34 @@ func redisFailFast(retries, dials *int, dialWait *time.Duration) {
 
 // Close ends the node (its liveness record is deleted: leases it still
 // holds are free at once) and closes the connections.
-func (r *Redis) Close() error {
+func (r *Store) Close() error {
 	r.stopHeartbeat()
 	return r.client.Close()
 }
 
-// redisErr maps a go-redis error: redis.Nil is ErrNotFound, a cancelled
+// redisErr maps a go-redis error: goredis.Nil is ErrNotFound, a cancelled
 // context stays itself, Redis replies that mean "not now" (LOADING,
 // CLUSTERDOWN, …) and every network error or timeout wrap ErrUnavailable.
 // Other Redis error replies (a script bug) are plain errors.
 func redisErr(op string, err error) error {
 	switch {
-	case errors.Is(err, redis.Nil):
-		return fmt.Errorf("sessionstore: redis: %s: %w", op, ErrNotFound)
+	case errors.Is(err, goredis.Nil):
+		return fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrNotFound)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("sessionstore: redis: %s: %w", op, err)
 	}
-	if rerr, ok := errors.AsType[redis.Error](err); ok && !redisTransient(rerr) {
+	if rerr, ok := errors.AsType[goredis.Error](err); ok && !redisTransient(rerr) {
 		return fmt.Errorf("sessionstore: redis: %s: %w", op, err)
 	}
-	return fmt.Errorf("sessionstore: redis: %s: %w: %w", op, ErrUnavailable, err)
+	return fmt.Errorf("sessionstore: redis: %s: %w: %w", op, sessionstore.ErrUnavailable, err)
 }
 
 // redisTransient reports the Redis error replies that mean the server
 // cannot serve right now.
-func redisTransient(err redis.Error) bool {
+func redisTransient(err goredis.Error) bool {
 	for _, p := range []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN",
 		"READONLY", "NOREPLICAS", "OOM", "MOVED", "ASK"} {
-		if redis.HasErrorPrefix(err, p) {
+		if goredis.HasErrorPrefix(err, p) {
 			return true
 		}
 	}
@@ -326,7 +333,7 @@ func redisTransient(err redis.Error) bool {
 // runScript runs s by EVALSHA (EVAL once after NOSCRIPT) and splits its
 // answer into the status code and the rest. Codes other than luaOK become
 // their sentinel errors.
-func (r *Redis) runScript(ctx context.Context, op string, s *redis.Script, keys []string, args ...any) ([]any, error) {
+func (r *Store) runScript(ctx context.Context, op string, s *goredis.Script, keys []string, args ...any) ([]any, error) {
 	start := time.Now()
 	res, err := s.Run(ctx, r.client, keys, args...).Result()
 	return r.scriptAnswer(op, start, res, err)
@@ -334,10 +341,10 @@ func (r *Redis) runScript(ctx context.Context, op string, s *redis.Script, keys 
 
 // scriptAnswer reports a script run that started at start to the
 // observer and splits its answer res (or err) as runScript does.
-func (r *Redis) scriptAnswer(op string, start time.Time, res any, err error) ([]any, error) {
+func (r *Store) scriptAnswer(op string, start time.Time, res any, err error) ([]any, error) {
 	if r.obs != nil {
 		rerr := err
-		if errors.Is(err, redis.Nil) {
+		if errors.Is(err, goredis.Nil) {
 			rerr = nil // an answer: "nothing there"
 		}
 		r.obs.RedisScript(op, time.Since(start), rerr)
@@ -355,17 +362,17 @@ func (r *Redis) scriptAnswer(op string, start time.Time, res any, err error) ([]
 	case luaOK:
 		return out[1:], nil
 	case luaNotFound:
-		sentinel = ErrNotFound
+		sentinel = sessionstore.ErrNotFound
 	case luaConflict:
-		sentinel = ErrOffsetConflict
+		sentinel = sessionstore.ErrOffsetConflict
 	case luaLeaseLost:
-		sentinel = ErrLeaseLost
+		sentinel = sessionstore.ErrLeaseLost
 	case luaLocked:
-		sentinel = ErrLocked
+		sentinel = sessionstore.ErrLocked
 	case luaExhausted:
-		sentinel = ErrPartsExhausted
+		sentinel = sessionstore.ErrPartsExhausted
 	case luaExists:
-		sentinel = ErrExists
+		sentinel = sessionstore.ErrExists
 	default:
 		return nil, fmt.Errorf("sessionstore: redis: %s: unexpected script status %v", op, out[0])
 	}
@@ -412,7 +419,7 @@ func redisBool(b bool) string {
 const rsConcatHeader = "concath"
 
 // redisSessionFields encodes s as HSET arguments.
-func redisSessionFields(s Session) []any {
+func redisSessionFields(s sessionstore.Session) []any {
 	concat := ""
 	if len(s.ConcatOf) > 0 {
 		b, _ := json.Marshal(s.ConcatOf)
@@ -432,8 +439,8 @@ func redisSessionFields(s Session) []any {
 	return f
 }
 
-func redisDecodeSession(m map[string]string) (Session, error) {
-	s := Session{
+func redisDecodeSession(m map[string]string) (sessionstore.Session, error) {
+	s := sessionstore.Session{
 		ID: m[rsID], Account: m[rsAccount], AssetID: m[rsAssetID], Metadata: m[rsMetadata],
 		Partial: m[rsPartial] == "1", Completed: m[rsDone] == "1", ConcatHeader: m[rsConcatHeader],
 		CreatedAt: redisParseTime(m[rsCreated]), ExpiresAt: redisParseTime(m[rsExpires]),
@@ -444,7 +451,7 @@ func redisDecodeSession(m map[string]string) (Session, error) {
 	next, err3 := strconv.ParseInt(m[rsNextPart], 10, 32)
 	s.NextPart = int32(next)
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return Session{}, fmt.Errorf("sessionstore: redis: corrupt session %q: %w", s.ID, err)
+		return sessionstore.Session{}, fmt.Errorf("sessionstore: redis: corrupt session %q: %w", s.ID, err)
 	}
 	if v := m[rsHash]; v != "" {
 		s.HashState = []byte(v)
@@ -454,14 +461,14 @@ func redisDecodeSession(m map[string]string) (Session, error) {
 	}
 	if v := m[rsConcat]; v != "" {
 		if err := json.Unmarshal([]byte(v), &s.ConcatOf); err != nil {
-			return Session{}, fmt.Errorf("sessionstore: redis: corrupt session %q: %w", s.ID, err)
+			return sessionstore.Session{}, fmt.Errorf("sessionstore: redis: corrupt session %q: %w", s.ID, err)
 		}
 	}
 	return s, nil
 }
 
 // redisAssetFields encodes a as HSET arguments.
-func redisAssetFields(a Asset) []any {
+func redisAssetFields(a sessionstore.Asset) []any {
 	meta := ""
 	if len(a.Metadata) > 0 {
 		b, _ := json.Marshal(a.Metadata)
@@ -475,8 +482,8 @@ func redisAssetFields(a Asset) []any {
 	}
 }
 
-func redisDecodeAsset(m map[string]string) (Asset, error) {
-	a := Asset{
+func redisDecodeAsset(m map[string]string) (sessionstore.Asset, error) {
+	a := sessionstore.Asset{
 		ID: m[raID], Account: m[raAccount], SessionID: m[raSession], Type: m[raType], State: m[raState],
 		ContentType: m[raCType], Filename: m[raFilename], DurationSeconds: m[raDuration],
 		SHA256: m[raSHA256], StorageKey: m[raKey], CreatedAt: redisParseTime(m[raCreated]),
@@ -484,11 +491,11 @@ func redisDecodeAsset(m map[string]string) (Asset, error) {
 	}
 	var err error
 	if a.SizeBytes, err = strconv.ParseInt(m[raSize], 10, 64); err != nil {
-		return Asset{}, fmt.Errorf("sessionstore: redis: corrupt asset %q: %w", a.ID, err)
+		return sessionstore.Asset{}, fmt.Errorf("sessionstore: redis: corrupt asset %q: %w", a.ID, err)
 	}
 	if v := m[raMetadata]; v != "" {
 		if err := json.Unmarshal([]byte(v), &a.Metadata); err != nil {
-			return Asset{}, fmt.Errorf("sessionstore: redis: corrupt asset %q: %w", a.ID, err)
+			return sessionstore.Asset{}, fmt.Errorf("sessionstore: redis: corrupt asset %q: %w", a.ID, err)
 		}
 	}
 	return a, nil
@@ -497,12 +504,12 @@ func redisDecodeAsset(m map[string]string) (Asset, error) {
 // redisEncodePart is the parts-list form of p:
 // "number:size:offset:checksum:etag". (Parts written before checksums were
 // kept have no checksum field; S3 checksums and ETags hold no ':'.)
-func redisEncodePart(p Part) string {
+func redisEncodePart(p sessionstore.Part) string {
 	return strconv.FormatInt(int64(p.Number), 10) + ":" + strconv.FormatInt(p.Size, 10) + ":" +
 		strconv.FormatInt(p.Offset, 10) + ":" + p.Checksum + ":" + p.ETag
 }
 
-func redisDecodePart(s string) (Part, error) {
+func redisDecodePart(s string) (sessionstore.Part, error) {
 	f := strings.SplitN(s, ":", 5)
 	var sum string
 	switch len(f) {
@@ -511,15 +518,15 @@ func redisDecodePart(s string) (Part, error) {
 		sum = f[3]
 		f = append(f[:3], f[4])
 	default:
-		return Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q", s)
+		return sessionstore.Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q", s)
 	}
 	n, err1 := strconv.ParseInt(f[0], 10, 32)
 	size, err2 := strconv.ParseInt(f[1], 10, 64)
 	off, err3 := strconv.ParseInt(f[2], 10, 64)
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q: %w", s, err)
+		return sessionstore.Part{}, fmt.Errorf("sessionstore: redis: corrupt part %q: %w", s, err)
 	}
-	return Part{Number: int32(n), Size: size, Offset: off, ETag: f[3], Checksum: sum}, nil
+	return sessionstore.Part{Number: int32(n), Size: size, Offset: off, ETag: f[3], Checksum: sum}, nil
 }
 
 // ms converts a duration to whole milliseconds, rounding up so that a

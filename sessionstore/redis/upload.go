@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // CreateUpload stores s and a (a.ID "" stores the session only) in one
 // script; ErrExists when the session id or the asset id is taken.
-func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
+func (r *Store) CreateUpload(ctx context.Context, s sessionstore.Session, a sessionstore.Asset) error {
 	if s.NextPart < 1 {
 		s.NextPart = 1
 	}
@@ -30,7 +32,7 @@ func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
 				return redisErr("create upload", err)
 			}
 			if !ok {
-				return fmt.Errorf("sessionstore: redis: create upload: asset %q: %w", a.ID, ErrExists)
+				return fmt.Errorf("sessionstore: redis: create upload: asset %q: %w", a.ID, sessionstore.ErrExists)
 			}
 			preclaimed = true
 		}
@@ -40,7 +42,7 @@ func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
 		if !r.cluster {
 			keys = append(keys, redisExpiryKey)
 			zIdx = len(keys)
-		} else if err := r.client.ZAddNX(ctx, redisExpiryKey, redis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: s.ID}).Err(); err != nil {
+		} else if err := r.client.ZAddNX(ctx, redisExpiryKey, goredis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: s.ID}).Err(); err != nil {
 			// Added before the session: a stray entry is dropped by Expired,
 			// a missing one would leak the session.
 			return redisErr("create upload", err)
@@ -59,16 +61,16 @@ func (r *Redis) CreateUpload(ctx context.Context, s Session, a Asset) error {
 }
 
 // Session returns a session; ErrNotFound when unknown or deleted.
-func (r *Redis) Session(ctx context.Context, id string) (Session, error) {
+func (r *Store) Session(ctx context.Context, id string) (sessionstore.Session, error) {
 	// One round trip: the lease key shares the session's slot. A
 	// script, not a pipeline: it runs like every other store call
 	// (retried on a connection a Redis restart left dead).
 	out, err := r.runScript(ctx, "session", luaSession, []string{redisSessionKey(id), redisLeaseKey(id)})
-	if errors.Is(err, ErrNotFound) {
-		return Session{}, fmt.Errorf("sessionstore: redis: session %q: %w", id, ErrNotFound)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return sessionstore.Session{}, fmt.Errorf("sessionstore: redis: session %q: %w", id, sessionstore.ErrNotFound)
 	}
 	if err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
 	m := redisFlatMap(out[0])
 	leased, _ := out[1].(int64)
@@ -78,13 +80,13 @@ func (r *Redis) Session(ctx context.Context, id string) (Session, error) {
 }
 
 // Parts returns the committed parts in commit order.
-func (r *Redis) Parts(ctx context.Context, id string) ([]Part, error) {
+func (r *Store) Parts(ctx context.Context, id string) ([]sessionstore.Part, error) {
 	out, err := r.runScript(ctx, "parts", luaParts, []string{redisSessionKey(id), redisPartsKey(id)})
 	if err != nil {
 		return nil, err
 	}
 	list, _ := out[0].([]any)
-	parts := make([]Part, 0, len(list))
+	parts := make([]sessionstore.Part, 0, len(list))
 	for _, v := range list {
 		s, _ := v.(string)
 		p, err := redisDecodePart(s)
@@ -97,7 +99,7 @@ func (r *Redis) Parts(ctx context.Context, id string) ([]Part, error) {
 }
 
 // SetLength sets a deferred length once (and the asset's size).
-func (r *Redis) SetLength(ctx context.Context, id string, length int64) error {
+func (r *Store) SetLength(ctx context.Context, id string, length int64) error {
 	_, err := r.runScript(ctx, "set length", luaSetLength, []string{redisSessionKey(id), redisAssetKey(id)},
 		strconv.FormatInt(length, 10))
 	return err
@@ -110,45 +112,45 @@ func (r *Redis) SetLength(ctx context.Context, id string, length int64) error {
 // followed by a liveness check and, if the holder is dead, a second run
 // that takes over exactly the lease it was refused by (compare-and-set on
 // its token). Only a contended acquisition pays those round trips.
-func (r *Redis) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error) {
+func (r *Store) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (sessionstore.Lease, error) {
 	start := time.Now()
 	out, holder, token, err := r.acquireOnce(ctx, id, ttl, parts, "")
-	if errors.Is(err, ErrLocked) && r.cluster && holder != "" && holder != r.node {
+	if errors.Is(err, sessionstore.ErrLocked) && r.cluster && holder != "" && holder != r.node {
 		live, lerr := r.nodeLive(ctx, holder)
 		if lerr != nil {
-			return Lease{}, lerr
+			return sessionstore.Lease{}, lerr
 		}
 		if !live {
 			start = time.Now()
 			out, holder, token, err = r.acquireOnce(ctx, id, ttl, parts, token)
 		}
 	}
-	if errors.Is(err, ErrLocked) {
+	if errors.Is(err, sessionstore.ErrLocked) {
 		tok, _ := strconv.ParseInt(token, 10, 64)
-		return Lease{}, &LockedError{SessionID: id, Holder: holder, Token: tok}
+		return sessionstore.Lease{}, &sessionstore.LockedError{SessionID: id, Holder: holder, Token: tok}
 	}
 	if err != nil {
-		return Lease{}, err
+		return sessionstore.Lease{}, err
 	}
 	tok, _ := out[0].(int64)
 	first, _ := out[1].(int64)
 	sess, err := redisDecodeSession(redisFlatMap(out[2]))
 	if err != nil {
-		return Lease{}, err
+		return sessionstore.Lease{}, err
 	}
 	// The lease ends in Redis ttl after the script ran, so start+ttl is
 	// never later than the real end.
-	return Lease{SessionID: id, Token: tok, FirstPart: int32(first), Parts: parts, ExpiresAt: start.Add(ttl),
+	return sessionstore.Lease{SessionID: id, Token: tok, FirstPart: int32(first), Parts: parts, ExpiresAt: start.Add(ttl),
 		Holder: r.node, Session: sess}, nil
 }
 
 // RenewLease extends l for ttl; ErrLeaseLost when it expired, was
 // released or taken over.
-func (r *Redis) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error) {
+func (r *Store) RenewLease(ctx context.Context, l sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
 	start := time.Now()
 	if _, err := r.runScript(ctx, "renew lease", luaRenew, []string{redisLeaseKey(l.SessionID)},
 		strconv.FormatInt(l.Token, 10), max(redisMillis(ttl), 1)); err != nil {
-		return Lease{}, err
+		return sessionstore.Lease{}, err
 	}
 	l.ExpiresAt = start.Add(ttl)
 	return l, nil
@@ -156,14 +158,14 @@ func (r *Redis) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lea
 
 // DropLease drops the upload's lease if node holds it with token (see
 // Store).
-func (r *Redis) DropLease(ctx context.Context, id, node string, token int64) error {
+func (r *Store) DropLease(ctx context.Context, id, node string, token int64) error {
 	_, err := r.runScript(ctx, "drop lease", luaDropLease, []string{redisSessionKey(id), redisLeaseKey(id)},
 		node, strconv.FormatInt(token, 10))
 	return err
 }
 
 // ReleaseLease drops l if it is still the current lease.
-func (r *Redis) ReleaseLease(ctx context.Context, l Lease) error {
+func (r *Store) ReleaseLease(ctx context.Context, l sessionstore.Lease) error {
 	_, err := r.runScript(ctx, "release lease", luaRelease, []string{redisLeaseKey(l.SessionID)},
 		strconv.FormatInt(l.Token, 10))
 	return err
@@ -184,14 +186,14 @@ func (r *Redis) ReleaseLease(ctx context.Context, l Lease) error {
 // id: if the node dies before the script, or the script refuses the
 // commit, the job finds no ready asset and is dropped (see ClaimProbe); if
 // the script runs, the job is already there. No crash window loses a job.
-func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) {
+func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error) {
 	id := l.SessionID
 	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey, redisProbeStream)
 	} else if c.Complete {
 		if err := r.addVerifyJob(ctx, id); err != nil {
-			return Session{}, err
+			return sessionstore.Session{}, err
 		}
 	}
 	length := c.Length
@@ -209,29 +211,29 @@ func (r *Redis) Commit(ctx context.Context, l Lease, c Commit) (Session, error) 
 	}
 	out, err := r.runScriptWaited(ctx, "commit", keys[0], luaCommit, keys, args...)
 	if err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
 	s, err := redisDecodeSession(redisFlatMap(out[0]))
 	if err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
 	if oldExp, _ := out[1].(string); r.cluster && oldExp == "" && !c.ExpiresAt.IsZero() && !s.Completed {
 		// The session had no expiry, so the expiry set has no entry that
 		// Expired could refresh: add one (rare; the proxy always creates
 		// uploads with an expiry).
-		if err := r.client.ZAdd(ctx, redisExpiryKey, redis.Z{Score: float64(c.ExpiresAt.UnixMilli()), Member: id}).Err(); err != nil {
-			return Session{}, redisErr("commit: expiry", err)
+		if err := r.client.ZAdd(ctx, redisExpiryKey, goredis.Z{Score: float64(c.ExpiresAt.UnixMilli()), Member: id}).Err(); err != nil {
+			return sessionstore.Session{}, redisErr("commit: expiry", err)
 		}
 	}
 	return s, nil
 }
 
 // addVerifyJob adds the probe job of a Cluster completion (see Commit),
-// waited for as the commit is (RedisOptions): a job lost to a failover
+// waited for as the commit is (Options): a job lost to a failover
 // would leave the asset unprobed.
-func (r *Redis) addVerifyJob(ctx context.Context, id string) error {
-	add := func(p redis.Cmdable) *redis.StringCmd {
-		return p.XAdd(ctx, &redis.XAddArgs{Stream: redisProbeStream,
+func (r *Store) addVerifyJob(ctx context.Context, id string) error {
+	add := func(p goredis.Cmdable) *goredis.StringCmd {
+		return p.XAdd(ctx, &goredis.XAddArgs{Stream: redisProbeStream,
 			Values: []any{"asset", "", "attempts", "0", "sid", id, "verify", "1"}})
 	}
 	if !r.waits() {
@@ -240,8 +242,8 @@ func (r *Redis) addVerifyJob(ctx context.Context, id string) error {
 		}
 		return nil
 	}
-	var cmd *redis.StringCmd
-	wait, err := r.pipelineWaited(ctx, redisProbeStream, func(p redis.Pipeliner) { cmd = add(p) })
+	var cmd *goredis.StringCmd
+	wait, err := r.pipelineWaited(ctx, redisProbeStream, func(p goredis.Pipeliner) { cmd = add(p) })
 	if err == nil {
 		err = cmd.Err()
 	}
@@ -253,29 +255,29 @@ func (r *Redis) addVerifyJob(ctx context.Context, id string) error {
 
 // DeleteUpload removes the session, its parts and lease and soft-deletes
 // its asset, returning the session as it was.
-func (r *Redis) DeleteUpload(ctx context.Context, id string) (Session, error) {
+func (r *Store) DeleteUpload(ctx context.Context, id string) (sessionstore.Session, error) {
 	return r.deleteUpload(ctx, id, "")
 }
 
 // DeleteUploadLeased deletes the upload while l is its current lease, in
 // the same script.
-func (r *Redis) DeleteUploadLeased(ctx context.Context, l Lease) (Session, error) {
+func (r *Store) DeleteUploadLeased(ctx context.Context, l sessionstore.Lease) (sessionstore.Session, error) {
 	return r.deleteUpload(ctx, l.SessionID, strconv.FormatInt(l.Token, 10))
 }
 
 // deleteUpload runs the delete script; token "" deletes whatever the lease.
-func (r *Redis) deleteUpload(ctx context.Context, id, token string) (Session, error) {
+func (r *Store) deleteUpload(ctx context.Context, id, token string) (sessionstore.Session, error) {
 	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey)
 	}
 	out, err := r.runScript(ctx, "delete upload", luaDelete, keys, id, token)
 	if err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
 	s, err := redisDecodeSession(redisFlatMap(out[0]))
 	if err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
 	if r.cluster {
 		// Best effort: Expired drops entries of gone sessions anyway.
@@ -287,15 +289,15 @@ func (r *Redis) deleteUpload(ctx context.Context, id, token string) (Session, er
 // Expired lists up to limit uncompleted sessions whose ExpiresAt is before
 // now. Entries of sessions that completed or are gone are dropped from the
 // expiry set on the way.
-func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Session, error) {
+func (r *Store) Expired(ctx context.Context, now time.Time, limit int) ([]sessionstore.Session, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	batch := int64(limit + 16)
-	var out []Session
+	var out []sessionstore.Session
 	var offset int64
 	for len(out) < limit {
-		ids, err := r.client.ZRangeByScore(ctx, redisExpiryKey, &redis.ZRangeBy{
+		ids, err := r.client.ZRangeByScore(ctx, redisExpiryKey, &goredis.ZRangeBy{
 			Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Offset: offset, Count: batch,
 		}).Result()
 		if err != nil {
@@ -304,8 +306,8 @@ func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Sessio
 		if len(ids) == 0 {
 			break
 		}
-		cmds := make([]*redis.MapStringStringCmd, len(ids))
-		_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds := make([]*goredis.MapStringStringCmd, len(ids))
+		_, err = r.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, id := range ids {
 				cmds[i] = p.HGetAll(ctx, redisSessionKey(id))
 			}
@@ -315,7 +317,7 @@ func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Sessio
 			return nil, redisErr("expired", err)
 		}
 		var stale []any
-		var moved []redis.Z
+		var moved []goredis.Z
 		for i, cmd := range cmds {
 			m := cmd.Val()
 			if len(m) == 0 || m[rsDone] == "1" || m[rsExpires] == "" {
@@ -330,7 +332,7 @@ func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Sessio
 			case !s.ExpiresAt.Before(now):
 				// A commit slid the expiry (Cluster: the set was not
 				// updated with it).
-				moved = append(moved, redis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: ids[i]})
+				moved = append(moved, goredis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: ids[i]})
 			case len(out) < limit:
 				out = append(out, s)
 			}
@@ -353,16 +355,16 @@ func (r *Redis) Expired(ctx context.Context, now time.Time, limit int) ([]Sessio
 // says, in one round trip. A move only raises the score of an entry that
 // is still there (ZADD XX GT): a concurrent delete or completion that
 // removed it wins (GT needs Redis 6.2, as XAUTOCLAIM does).
-func (r *Redis) fixExpirySet(ctx context.Context, stale []any, moved []redis.Z) error {
+func (r *Store) fixExpirySet(ctx context.Context, stale []any, moved []goredis.Z) error {
 	if len(stale) == 0 && len(moved) == 0 {
 		return nil
 	}
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := r.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		if len(stale) > 0 {
 			p.ZRem(ctx, redisExpiryKey, stale...)
 		}
 		if len(moved) > 0 {
-			p.ZAddArgs(ctx, redisExpiryKey, redis.ZAddArgs{XX: true, GT: true, Members: moved})
+			p.ZAddArgs(ctx, redisExpiryKey, goredis.ZAddArgs{XX: true, GT: true, Members: moved})
 		}
 		return nil
 	})
@@ -375,34 +377,34 @@ func (r *Redis) fixExpirySet(ctx context.Context, stale []any, moved []redis.Z) 
 // Asset returns an asset; ErrNotFound when unknown or deleted. The proxy
 // gives a session and its asset the same id, so the first read finds it;
 // other ids go through the asset id index.
-func (r *Redis) Asset(ctx context.Context, id string) (Asset, error) {
+func (r *Store) Asset(ctx context.Context, id string) (sessionstore.Asset, error) {
 	a, err := r.AssetRecord(ctx, id)
 	if err == nil && a.Deleted {
-		return Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, ErrNotFound)
+		return sessionstore.Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, sessionstore.ErrNotFound)
 	}
 	return a, err
 }
 
 // AssetRecord returns an asset as stored, a deleted one too.
-func (r *Redis) AssetRecord(ctx context.Context, id string) (Asset, error) {
+func (r *Store) AssetRecord(ctx context.Context, id string) (sessionstore.Asset, error) {
 	m, err := r.client.HGetAll(ctx, redisAssetKey(id)).Result()
 	if err != nil {
-		return Asset{}, redisErr("asset", err)
+		return sessionstore.Asset{}, redisErr("asset", err)
 	}
 	if m[raID] != id {
 		sid, err := r.client.Get(ctx, redisAssetRefKey(id)).Result()
-		if errors.Is(err, redis.Nil) || (err == nil && sid == id) {
-			return Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, ErrNotFound)
+		if errors.Is(err, goredis.Nil) || (err == nil && sid == id) {
+			return sessionstore.Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, sessionstore.ErrNotFound)
 		}
 		if err != nil {
-			return Asset{}, redisErr("asset", err)
+			return sessionstore.Asset{}, redisErr("asset", err)
 		}
 		if m, err = r.client.HGetAll(ctx, redisAssetKey(sid)).Result(); err != nil {
-			return Asset{}, redisErr("asset", err)
+			return sessionstore.Asset{}, redisErr("asset", err)
 		}
 	}
 	if m[raID] != id {
-		return Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, ErrNotFound)
+		return sessionstore.Asset{}, fmt.Errorf("sessionstore: redis: asset %q: %w", id, sessionstore.ErrNotFound)
 	}
 	return redisDecodeAsset(m)
 }

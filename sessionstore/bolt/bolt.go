@@ -1,4 +1,8 @@
-package sessionstore
+// Package bolt is the embedded sessionstore.Store for one node: every
+// upload, asset, key, webhook and queued job in one bbolt file under the
+// data dir. The bucket layout below is the on-disk format: an existing
+// data dir must keep opening, so it only ever grows.
+package bolt
 
 import (
 	"context"
@@ -10,7 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Bucket names of the bbolt file.
@@ -24,7 +30,7 @@ var (
 	boltBucketKeyHash  = []byte("keyhash")  // key hash → key id
 	boltBucketProbe    = []byte("probe")    // boltBE64(ready ns) + boltBE64(seq) → JSON localProbeRecord
 	boltBucketDead     = []byte("dead")     // boltBE64(seq) → JSON DeadProbe
-	// Webhooks: see local_webhooks.go.
+	// Webhooks: see webhooks.go.
 	boltBucketHooks     = []byte("webhooks")   // webhook id → JSON Webhook
 	boltBucketHookQueue = []byte("webhookq")   // boltBE64(ready ns) + boltBE64(seq) → JSON localHookRecord
 	boltBucketHookLog   = []byte("webhooklog") // webhook id → bucket: event id → JSON WebhookDelivery
@@ -32,7 +38,7 @@ var (
 	boltKeyEpoch = []byte("epoch")
 )
 
-// Local is the embedded Store for one node: a bbolt file. Every change is
+// Store is the embedded sessionstore.Store for one node: a bbolt file. Every change is
 // one bbolt Update transaction, fsynced before the call returns, so a
 // SIGKILL at any moment loses nothing that was acknowledged.
 //
@@ -40,8 +46,8 @@ var (
 // every old holder is dead. Fencing tokens still grow across restarts
 // (tokens are epoch<<32 | counter, the epoch is bumped durably on open),
 // and part reservations (Session.NextPart) are durable.
-type Local struct {
-	db *bolt.DB
+type Store struct {
+	db *bbolt.DB
 
 	// mu guards the fields below. It is never held across disk I/O: at
 	// most it is taken briefly inside a transaction callback, and it is
@@ -58,7 +64,7 @@ type Local struct {
 	// requests (guarded by wmu, not mu: a callback may call the store).
 	node            string
 	wmu             sync.Mutex
-	releaseWatchers map[int]func(ReleaseRequest)
+	releaseWatchers map[int]func(sessionstore.ReleaseRequest)
 	nextW           int
 
 	// closed is closed by Close to release waiting claimers.
@@ -81,17 +87,17 @@ type localLease struct {
 	pending bool
 }
 
-var _ Store = (*Local)(nil)
+var _ sessionstore.Store = (*Store)(nil)
 
-// NewLocal opens (or creates) the bbolt file at path, e.g.
+// New opens (or creates) the bbolt file at path, e.g.
 // <data-dir>/roughy.db.
-func NewLocal(path string) (*Local, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+func New(path string) (*Store, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("sessionstore: open %s: %w", path, err)
 	}
 	var epoch uint64
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{boltBucketMeta, boltBucketSessions, boltBucketParts, boltBucketExpiry,
 			boltBucketAssets, boltBucketKeys, boltBucketKeyHash, boltBucketProbe, boltBucketDead,
 			boltBucketHooks, boltBucketHookQueue, boltBucketHookLog} {
@@ -110,7 +116,7 @@ func NewLocal(path string) (*Local, error) {
 		db.Close()
 		return nil, fmt.Errorf("sessionstore: init %s: %w", path, err)
 	}
-	return &Local{
+	return &Store{
 		db:     db,
 		epoch:  int64(epoch),
 		leases: map[string]localLease{},
@@ -119,13 +125,13 @@ func NewLocal(path string) (*Local, error) {
 		closed: make(chan struct{}),
 		// One node: a restart is a new node, and leases (in memory) do
 		// not survive it anyway.
-		node:            newNodeID(),
-		releaseWatchers: map[int]func(ReleaseRequest){},
+		node:            sessionstore.NewNodeID(),
+		releaseWatchers: map[int]func(sessionstore.ReleaseRequest){},
 	}, nil
 }
 
 // Close releases waiting claimers and closes the file.
-func (l *Local) Close() error {
+func (l *Store) Close() error {
 	l.closeOnce.Do(func() { close(l.closed) })
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("sessionstore: close: %w", err)
@@ -134,26 +140,22 @@ func (l *Local) Close() error {
 }
 
 // Ping checks the file is open and readable.
-func (l *Local) Ping(ctx context.Context) error {
+func (l *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.view("ping", func(*bolt.Tx) error { return nil })
+	return l.view("ping", func(*bbolt.Tx) error { return nil })
 }
 
 // update runs fn in one fsynced write transaction and maps the errors.
-func (l *Local) update(op string, fn func(tx *bolt.Tx) error) error {
+func (l *Store) update(op string, fn func(tx *bbolt.Tx) error) error {
 	return boltErr(op, l.db.Update(fn))
 }
 
 // view runs fn in a read transaction and maps the errors.
-func (l *Local) view(op string, fn func(tx *bolt.Tx) error) error {
+func (l *Store) view(op string, fn func(tx *bbolt.Tx) error) error {
 	return boltErr(op, l.db.View(fn))
 }
-
-// ErrStorageFull: the embedded store's disk is full (ENOSPC, EDQUOT). It
-// wraps ErrUnavailable: the transaction was rolled back, nothing changed.
-var ErrStorageFull = fmt.Errorf("%w: no space left on the device", ErrUnavailable)
 
 // boltErr keeps this package's sentinels and turns everything else (a
 // closed file, a full disk, a failed fsync) into ErrUnavailable, a full
@@ -163,13 +165,13 @@ func boltErr(op string, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		return fmt.Errorf("sessionstore: local %s: %w: %w", op, ErrStorageFull, err)
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrOffsetConflict),
-		errors.Is(err, ErrLocked), errors.Is(err, ErrLeaseLost), errors.Is(err, ErrPartsExhausted),
-		errors.Is(err, ErrEmpty), errors.Is(err, ErrUnavailable):
+		return fmt.Errorf("sessionstore: local %s: %w: %w", op, sessionstore.ErrStorageFull, err)
+	case errors.Is(err, sessionstore.ErrNotFound), errors.Is(err, sessionstore.ErrExists), errors.Is(err, sessionstore.ErrOffsetConflict),
+		errors.Is(err, sessionstore.ErrLocked), errors.Is(err, sessionstore.ErrLeaseLost), errors.Is(err, sessionstore.ErrPartsExhausted),
+		errors.Is(err, sessionstore.ErrEmpty), errors.Is(err, sessionstore.ErrUnavailable):
 		return fmt.Errorf("sessionstore: local %s: %w", op, err)
 	default:
-		return fmt.Errorf("sessionstore: local %s: %w: %w", op, ErrUnavailable, err)
+		return fmt.Errorf("sessionstore: local %s: %w: %w", op, sessionstore.ErrUnavailable, err)
 	}
 }
 
@@ -188,15 +190,15 @@ func boltUnixNano(t time.Time) uint64 {
 	return 0
 }
 
-func boltExpiryKey(s Session) []byte {
+func boltExpiryKey(s sessionstore.Session) []byte {
 	return append(boltBE64(boltUnixNano(s.ExpiresAt)), s.ID...)
 }
 
 // boltGet decodes the value at key into v; ErrNotFound when absent.
-func boltGet(b *bolt.Bucket, key []byte, v any) error {
+func boltGet(b *bbolt.Bucket, key []byte, v any) error {
 	raw := b.Get(key)
 	if raw == nil {
-		return ErrNotFound
+		return sessionstore.ErrNotFound
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("decode %q: %w", key, err)
@@ -204,7 +206,7 @@ func boltGet(b *bolt.Bucket, key []byte, v any) error {
 	return nil
 }
 
-func boltPut(b *bolt.Bucket, key []byte, v any) error {
+func boltPut(b *bbolt.Bucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %q: %w", key, err)
@@ -214,7 +216,7 @@ func boltPut(b *bolt.Bucket, key []byte, v any) error {
 
 // boltAppend stores v under b's next sequence number, so that boltList
 // answers values in the order they were appended.
-func boltAppend(b *bolt.Bucket, v any) error {
+func boltAppend(b *bbolt.Bucket, v any) error {
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -223,7 +225,7 @@ func boltAppend(b *bolt.Bucket, v any) error {
 }
 
 // boltList decodes every value of b, in key order.
-func boltList[T any](b *bolt.Bucket) ([]T, error) {
+func boltList[T any](b *bbolt.Bucket) ([]T, error) {
 	var out []T
 	err := b.ForEach(func(k, raw []byte) error {
 		var v T
@@ -236,47 +238,47 @@ func boltList[T any](b *bolt.Bucket) ([]T, error) {
 	return out, err
 }
 
-func boltSession(tx *bolt.Tx, id string) (Session, error) {
-	var s Session
+func boltSession(tx *bbolt.Tx, id string) (sessionstore.Session, error) {
+	var s sessionstore.Session
 	err := boltGet(tx.Bucket(boltBucketSessions), []byte(id), &s)
 	return s, err
 }
 
 // boltAsset returns a live asset; ErrNotFound when unknown or deleted.
-func boltAsset(tx *bolt.Tx, id string) (Asset, error) {
-	var a Asset
+func boltAsset(tx *bbolt.Tx, id string) (sessionstore.Asset, error) {
+	var a sessionstore.Asset
 	if id == "" {
-		return a, ErrNotFound
+		return a, sessionstore.ErrNotFound
 	}
 	if err := boltGet(tx.Bucket(boltBucketAssets), []byte(id), &a); err != nil {
 		return a, err
 	}
 	if a.Deleted {
-		return Asset{}, ErrNotFound
+		return sessionstore.Asset{}, sessionstore.ErrNotFound
 	}
 	return a, nil
 }
 
 // CreateUpload stores a new session and, when a.ID is set, its asset.
-func (l *Local) CreateUpload(ctx context.Context, s Session, a Asset) error {
+func (l *Store) CreateUpload(ctx context.Context, s sessionstore.Session, a sessionstore.Asset) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if s.NextPart < 1 {
 		s.NextPart = 1
 	}
-	return l.update("create upload", func(tx *bolt.Tx) error { return boltCreateUpload(tx, s, a) })
+	return l.update("create upload", func(tx *bbolt.Tx) error { return boltCreateUpload(tx, s, a) })
 }
 
 // boltCreateUpload is CreateUpload inside tx.
-func boltCreateUpload(tx *bolt.Tx, s Session, a Asset) error {
+func boltCreateUpload(tx *bbolt.Tx, s sessionstore.Session, a sessionstore.Asset) error {
 	sessions, assets := tx.Bucket(boltBucketSessions), tx.Bucket(boltBucketAssets)
 	if sessions.Get([]byte(s.ID)) != nil {
-		return fmt.Errorf("session %s: %w", s.ID, ErrExists)
+		return fmt.Errorf("session %s: %w", s.ID, sessionstore.ErrExists)
 	}
 	if a.ID != "" {
 		if assets.Get([]byte(a.ID)) != nil {
-			return fmt.Errorf("asset %s: %w", a.ID, ErrExists)
+			return fmt.Errorf("asset %s: %w", a.ID, sessionstore.ErrExists)
 		}
 		if err := boltPut(assets, []byte(a.ID), a); err != nil {
 			return err
@@ -291,12 +293,12 @@ func boltCreateUpload(tx *bolt.Tx, s Session, a Asset) error {
 }
 
 // Session returns a session; ErrNotFound when unknown or deleted.
-func (l *Local) Session(ctx context.Context, id string) (Session, error) {
+func (l *Store) Session(ctx context.Context, id string) (sessionstore.Session, error) {
 	if err := ctx.Err(); err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
-	var s Session
-	err := l.view("session", func(tx *bolt.Tx) error {
+	var s sessionstore.Session
+	err := l.view("session", func(tx *bbolt.Tx) error {
 		var err error
 		s, err = boltSession(tx, id)
 		return err
@@ -311,32 +313,32 @@ func (l *Local) Session(ctx context.Context, id string) (Session, error) {
 }
 
 // Parts returns the committed parts in commit order.
-func (l *Local) Parts(ctx context.Context, id string) ([]Part, error) {
+func (l *Store) Parts(ctx context.Context, id string) ([]sessionstore.Part, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var parts []Part
-	err := l.view("parts", func(tx *bolt.Tx) error {
+	var parts []sessionstore.Part
+	err := l.view("parts", func(tx *bbolt.Tx) error {
 		if tx.Bucket(boltBucketSessions).Get([]byte(id)) == nil {
-			return ErrNotFound
+			return sessionstore.ErrNotFound
 		}
 		b := tx.Bucket(boltBucketParts).Bucket([]byte(id))
 		if b == nil {
 			return nil
 		}
 		var err error
-		parts, err = boltList[Part](b)
+		parts, err = boltList[sessionstore.Part](b)
 		return err
 	})
 	return parts, err
 }
 
 // SetLength sets a deferred Upload-Length once, and the asset's size.
-func (l *Local) SetLength(ctx context.Context, id string, length int64) error {
+func (l *Store) SetLength(ctx context.Context, id string, length int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.update("set length", func(tx *bolt.Tx) error {
+	return l.update("set length", func(tx *bbolt.Tx) error {
 		s, err := boltSession(tx, id)
 		if err != nil {
 			return err
@@ -345,9 +347,9 @@ func (l *Local) SetLength(ctx context.Context, id string, length int64) error {
 		case s.Length >= 0 && s.Length == length:
 			return nil
 		case s.Length >= 0:
-			return fmt.Errorf("length already %d, not %d: %w", s.Length, length, ErrOffsetConflict)
+			return fmt.Errorf("length already %d, not %d: %w", s.Length, length, sessionstore.ErrOffsetConflict)
 		case length < s.Offset:
-			return fmt.Errorf("length %d below offset %d: %w", length, s.Offset, ErrOffsetConflict)
+			return fmt.Errorf("length %d below offset %d: %w", length, s.Offset, sessionstore.ErrOffsetConflict)
 		}
 		s.Length = length
 		if err := boltSetAssetSize(tx, s.AssetID, length); err != nil {
@@ -358,9 +360,9 @@ func (l *Local) SetLength(ctx context.Context, id string, length int64) error {
 }
 
 // boltSetAssetSize records a now-known length on the asset, if there is one.
-func boltSetAssetSize(tx *bolt.Tx, assetID string, size int64) error {
+func boltSetAssetSize(tx *bbolt.Tx, assetID string, size int64) error {
 	a, err := boltAsset(tx, assetID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, sessionstore.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -372,24 +374,24 @@ func boltSetAssetSize(tx *bolt.Tx, assetID string, size int64) error {
 
 // nextToken returns a fencing token larger than every earlier one, in this
 // process and in every earlier process on the same file. Caller holds mu.
-func (l *Local) nextToken() int64 {
+func (l *Store) nextToken() int64 {
 	l.counter++
 	return l.epoch<<32 | l.counter
 }
 
 // AcquireLease takes the upload's lease for ttl and durably reserves parts
 // part numbers.
-func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (Lease, error) {
+func (l *Store) AcquireLease(ctx context.Context, id string, ttl time.Duration, parts int32) (sessionstore.Lease, error) {
 	if err := ctx.Err(); err != nil {
-		return Lease{}, err
+		return sessionstore.Lease{}, err
 	}
 	if parts < 0 {
-		return Lease{}, fmt.Errorf("sessionstore: local acquire lease: %d parts: %w", parts, ErrPartsExhausted)
+		return sessionstore.Lease{}, fmt.Errorf("sessionstore: local acquire lease: %d parts: %w", parts, sessionstore.ErrPartsExhausted)
 	}
 	l.mu.Lock()
 	if cur, ok := l.leases[id]; ok && (cur.pending || time.Now().Before(cur.expires)) {
 		l.mu.Unlock()
-		return Lease{}, &LockedError{SessionID: id, Holder: l.node, Token: cur.token}
+		return sessionstore.Lease{}, &sessionstore.LockedError{SessionID: id, Holder: l.node, Token: cur.token}
 	}
 	token := l.nextToken()
 	// The pending entry keeps other acquirers out while the reservation is
@@ -398,8 +400,8 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	l.mu.Unlock()
 
 	var first int32
-	var snap Session
-	reserve := func(tx *bolt.Tx) error {
+	var snap sessionstore.Session
+	reserve := func(tx *bbolt.Tx) error {
 		s, err := boltSession(tx, id)
 		if err != nil {
 			return err
@@ -409,8 +411,8 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 		if parts == 0 {
 			return nil
 		}
-		if int64(first)+int64(parts)-1 > MaxPartNumber {
-			return fmt.Errorf("next part %d + %d: %w", first, parts, ErrPartsExhausted)
+		if int64(first)+int64(parts)-1 > sessionstore.MaxPartNumber {
+			return fmt.Errorf("next part %d + %d: %w", first, parts, sessionstore.ErrPartsExhausted)
 		}
 		s.NextPart = first + parts
 		snap = s
@@ -428,29 +430,29 @@ func (l *Local) AcquireLease(ctx context.Context, id string, ttl time.Duration, 
 	cur, ok := l.leases[id]
 	if !ok || cur.token != token { // deleted meanwhile
 		if err == nil {
-			err = fmt.Errorf("sessionstore: local acquire lease %s: %w", id, ErrNotFound)
+			err = fmt.Errorf("sessionstore: local acquire lease %s: %w", id, sessionstore.ErrNotFound)
 		}
-		return Lease{}, err
+		return sessionstore.Lease{}, err
 	}
 	if err != nil {
 		delete(l.leases, id)
-		return Lease{}, err
+		return sessionstore.Lease{}, err
 	}
 	cur.pending = false
 	cur.expires = time.Now().Add(ttl)
 	l.leases[id] = cur
-	return Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires,
+	return sessionstore.Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires,
 		Holder: l.node, Session: snap}, nil
 }
 
-// Node returns this process's node id. Every lease of a Local store is
+// Node returns this process's node id. Every lease of an embedded store is
 // held by it: one process owns the bbolt file.
-func (l *Local) Node() string { return l.node }
+func (l *Store) Node() string { return l.node }
 
 // RequestRelease hands r to this process's watchers when holder is this
 // node; a request for another node (a process that has ended) has nobody
 // to reach and is dropped.
-func (l *Local) RequestRelease(ctx context.Context, holder string, r ReleaseRequest) error {
+func (l *Store) RequestRelease(ctx context.Context, holder string, r sessionstore.ReleaseRequest) error {
 	if holder != l.node {
 		return nil
 	}
@@ -463,7 +465,7 @@ func (l *Local) RequestRelease(ctx context.Context, holder string, r ReleaseRequ
 }
 
 // WatchReleases registers fn for this node's release requests.
-func (l *Local) WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (func(), error) {
+func (l *Store) WatchReleases(ctx context.Context, fn func(sessionstore.ReleaseRequest)) (func(), error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	id := l.nextW
@@ -478,20 +480,20 @@ func (l *Local) WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (fun
 
 // holds reports whether ls is the upload's current, unexpired lease.
 // Caller holds mu.
-func (l *Local) holds(ls Lease) bool {
+func (l *Store) holds(ls sessionstore.Lease) bool {
 	cur, ok := l.leases[ls.SessionID]
 	return ok && !cur.pending && cur.token == ls.Token && time.Now().Before(cur.expires)
 }
 
 // RenewLease extends a held lease by ttl from now.
-func (l *Local) RenewLease(ctx context.Context, ls Lease, ttl time.Duration) (Lease, error) {
+func (l *Store) RenewLease(ctx context.Context, ls sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
 	if err := ctx.Err(); err != nil {
-		return Lease{}, err
+		return sessionstore.Lease{}, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.holds(ls) {
-		return Lease{}, fmt.Errorf("sessionstore: local renew lease %s: %w", ls.SessionID, ErrLeaseLost)
+		return sessionstore.Lease{}, fmt.Errorf("sessionstore: local renew lease %s: %w", ls.SessionID, sessionstore.ErrLeaseLost)
 	}
 	ls.ExpiresAt = time.Now().Add(ttl)
 	l.leases[ls.SessionID] = localLease{token: ls.Token, expires: ls.ExpiresAt}
@@ -499,8 +501,8 @@ func (l *Local) RenewLease(ctx context.Context, ls Lease, ttl time.Duration) (Le
 }
 
 // DropLease drops the upload's lease when node is this process (the
-// holder of every Local lease) and its token is token.
-func (l *Local) DropLease(ctx context.Context, id, node string, token int64) error {
+// holder of every embedded lease) and its token is token.
+func (l *Store) DropLease(ctx context.Context, id, node string, token int64) error {
 	if node != l.node {
 		return nil
 	}
@@ -513,7 +515,7 @@ func (l *Local) DropLease(ctx context.Context, id, node string, token int64) err
 }
 
 // ReleaseLease drops the lease if it is still the current one.
-func (l *Local) ReleaseLease(ctx context.Context, ls Lease) error {
+func (l *Store) ReleaseLease(ctx context.Context, ls sessionstore.Lease) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cur, ok := l.leases[ls.SessionID]; ok && cur.token == ls.Token {
@@ -525,20 +527,20 @@ func (l *Local) ReleaseLease(ctx context.Context, ls Lease) error {
 // Commit applies c in one transaction if ls is current and the stored
 // offset is c.ExpectOffset. A Complete commit makes the asset ready and
 // enqueues its probe job in the same transaction.
-func (l *Local) Commit(ctx context.Context, ls Lease, c Commit) (Session, error) {
+func (l *Store) Commit(ctx context.Context, ls sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error) {
 	if err := ctx.Err(); err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
-	var s Session
+	var s sessionstore.Session
 	var enqueued bool
-	err := l.update("commit", func(tx *bolt.Tx) error {
+	err := l.update("commit", func(tx *bbolt.Tx) error {
 		// Checked inside the write transaction: bbolt serialises writers,
 		// so no other commit of this upload runs between check and write.
 		l.mu.Lock()
 		held := l.holds(ls)
 		l.mu.Unlock()
 		if !held {
-			return fmt.Errorf("upload %s token %d: %w", ls.SessionID, ls.Token, ErrLeaseLost)
+			return fmt.Errorf("upload %s token %d: %w", ls.SessionID, ls.Token, sessionstore.ErrLeaseLost)
 		}
 		var err error
 		if s, err = boltSession(tx, ls.SessionID); err != nil {
@@ -594,7 +596,7 @@ func (l *Local) Commit(ctx context.Context, ls Lease, c Commit) (Session, error)
 		return boltPut(tx.Bucket(boltBucketSessions), []byte(s.ID), s)
 	})
 	if err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
 	if c.ExtendLease > 0 {
 		l.mu.Lock()
@@ -611,32 +613,32 @@ func (l *Local) Commit(ctx context.Context, ls Lease, c Commit) (Session, error)
 }
 
 // localCheckCommit refuses a commit that does not apply to s.
-func localCheckCommit(s Session, c Commit) error {
+func localCheckCommit(s sessionstore.Session, c sessionstore.Commit) error {
 	switch {
 	case s.Offset != c.ExpectOffset:
-		return fmt.Errorf("offset %d, commit expects %d: %w", s.Offset, c.ExpectOffset, ErrOffsetConflict)
+		return fmt.Errorf("offset %d, commit expects %d: %w", s.Offset, c.ExpectOffset, sessionstore.ErrOffsetConflict)
 	case s.Completed:
-		return fmt.Errorf("upload already completed: %w", ErrOffsetConflict)
+		return fmt.Errorf("upload already completed: %w", sessionstore.ErrOffsetConflict)
 	case c.NewOffset < 0, c.NewOffset < c.ExpectOffset && (!c.Rewind || c.Complete):
-		return fmt.Errorf("new offset %d below %d: %w", c.NewOffset, c.ExpectOffset, ErrOffsetConflict)
+		return fmt.Errorf("new offset %d below %d: %w", c.NewOffset, c.ExpectOffset, sessionstore.ErrOffsetConflict)
 	}
 	length := s.Length
 	switch {
 	case length < 0:
 		length = c.Length
 	case c.Length >= 0 && c.Length != length:
-		return fmt.Errorf("length already %d, commit sets %d: %w", length, c.Length, ErrOffsetConflict)
+		return fmt.Errorf("length already %d, commit sets %d: %w", length, c.Length, sessionstore.ErrOffsetConflict)
 	}
 	switch {
 	case length >= 0 && c.NewOffset > length:
-		return fmt.Errorf("new offset %d past length %d: %w", c.NewOffset, length, ErrOffsetConflict)
+		return fmt.Errorf("new offset %d past length %d: %w", c.NewOffset, length, sessionstore.ErrOffsetConflict)
 	case c.Complete && length >= 0 && c.NewOffset != length:
-		return fmt.Errorf("complete at %d, length %d: %w", c.NewOffset, length, ErrOffsetConflict)
+		return fmt.Errorf("complete at %d, length %d: %w", c.NewOffset, length, sessionstore.ErrOffsetConflict)
 	}
 	return nil
 }
 
-func boltAppendParts(tx *bolt.Tx, id string, parts []Part) error {
+func boltAppendParts(tx *bbolt.Tx, id string, parts []sessionstore.Part) error {
 	b, err := tx.Bucket(boltBucketParts).CreateBucketIfNotExists([]byte(id))
 	if err != nil {
 		return err
@@ -650,7 +652,7 @@ func boltAppendParts(tx *bolt.Tx, id string, parts []Part) error {
 }
 
 // boltDeleteParts drops an upload's committed parts, if it has any.
-func boltDeleteParts(tx *bolt.Tx, id string) error {
+func boltDeleteParts(tx *bbolt.Tx, id string) error {
 	parts := tx.Bucket(boltBucketParts)
 	if parts.Bucket([]byte(id)) == nil {
 		return nil
@@ -660,15 +662,15 @@ func boltDeleteParts(tx *bolt.Tx, id string) error {
 
 // boltCompleteAsset makes the asset ready and enqueues its probe job; false
 // when the session has no asset (a concatenation partial).
-func boltCompleteAsset(tx *bolt.Tx, assetID string, c Commit) (bool, error) {
+func boltCompleteAsset(tx *bbolt.Tx, assetID string, c sessionstore.Commit) (bool, error) {
 	a, err := boltAsset(tx, assetID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, sessionstore.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	a.State, a.SHA256, a.SizeBytes = StateReady, c.SHA256, c.NewOffset
+	a.State, a.SHA256, a.SizeBytes = sessionstore.StateReady, c.SHA256, c.NewOffset
 	if err := boltPut(tx.Bucket(boltBucketAssets), []byte(a.ID), a); err != nil {
 		return false, err
 	}
@@ -676,22 +678,22 @@ func boltCompleteAsset(tx *bolt.Tx, assetID string, c Commit) (bool, error) {
 }
 
 // DeleteUpload removes a session and its parts and soft-deletes its asset.
-func (l *Local) DeleteUpload(ctx context.Context, id string) (Session, error) {
+func (l *Store) DeleteUpload(ctx context.Context, id string) (sessionstore.Session, error) {
 	return l.deleteUpload(ctx, id, nil)
 }
 
 // DeleteUploadLeased deletes the upload while ls is its current lease.
-func (l *Local) DeleteUploadLeased(ctx context.Context, ls Lease) (Session, error) {
+func (l *Store) DeleteUploadLeased(ctx context.Context, ls sessionstore.Lease) (sessionstore.Session, error) {
 	return l.deleteUpload(ctx, ls.SessionID, &ls)
 }
 
 // deleteUpload deletes upload id, if ls is nil or still the current lease.
-func (l *Local) deleteUpload(ctx context.Context, id string, ls *Lease) (Session, error) {
+func (l *Store) deleteUpload(ctx context.Context, id string, ls *sessionstore.Lease) (sessionstore.Session, error) {
 	if err := ctx.Err(); err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
-	var s Session
-	err := l.update("delete upload", func(tx *bolt.Tx) error {
+	var s sessionstore.Session
+	err := l.update("delete upload", func(tx *bbolt.Tx) error {
 		var err error
 		if s, err = boltSession(tx, id); err != nil {
 			return err
@@ -703,7 +705,7 @@ func (l *Local) deleteUpload(ctx context.Context, id string, ls *Lease) (Session
 			held := l.holds(*ls)
 			l.mu.Unlock()
 			if !held {
-				return fmt.Errorf("upload %s token %d: %w", id, ls.Token, ErrLeaseLost)
+				return fmt.Errorf("upload %s token %d: %w", id, ls.Token, sessionstore.ErrLeaseLost)
 			}
 		}
 		if err := tx.Bucket(boltBucketSessions).Delete([]byte(id)); err != nil {
@@ -716,7 +718,7 @@ func (l *Local) deleteUpload(ctx context.Context, id string, ls *Lease) (Session
 			return err
 		}
 		a, err := boltAsset(tx, s.AssetID)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, sessionstore.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
@@ -726,7 +728,7 @@ func (l *Local) deleteUpload(ctx context.Context, id string, ls *Lease) (Session
 		return boltPut(tx.Bucket(boltBucketAssets), []byte(a.ID), a)
 	})
 	if err != nil {
-		return Session{}, err
+		return sessionstore.Session{}, err
 	}
 	l.mu.Lock()
 	delete(l.leases, id)
@@ -736,20 +738,20 @@ func (l *Local) deleteUpload(ctx context.Context, id string, ls *Lease) (Session
 
 // Expired lists up to limit uncompleted sessions whose ExpiresAt is before
 // now, oldest first.
-func (l *Local) Expired(ctx context.Context, now time.Time, limit int) ([]Session, error) {
+func (l *Store) Expired(ctx context.Context, now time.Time, limit int) ([]sessionstore.Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []Session
+	var out []sessionstore.Session
 	before := boltUnixNano(now)
-	err := l.view("expired", func(tx *bolt.Tx) error {
+	err := l.view("expired", func(tx *bbolt.Tx) error {
 		c := tx.Bucket(boltBucketExpiry).Cursor()
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
 			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) >= before {
 				break
 			}
 			s, err := boltSession(tx, string(k[8:]))
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, sessionstore.ErrNotFound) {
 				continue
 			}
 			if err != nil {
@@ -765,12 +767,12 @@ func (l *Local) Expired(ctx context.Context, now time.Time, limit int) ([]Sessio
 }
 
 // Asset returns an asset; ErrNotFound when unknown or deleted.
-func (l *Local) Asset(ctx context.Context, id string) (Asset, error) {
+func (l *Store) Asset(ctx context.Context, id string) (sessionstore.Asset, error) {
 	if err := ctx.Err(); err != nil {
-		return Asset{}, err
+		return sessionstore.Asset{}, err
 	}
-	var a Asset
-	err := l.view("asset", func(tx *bolt.Tx) error {
+	var a sessionstore.Asset
+	err := l.view("asset", func(tx *bbolt.Tx) error {
 		var err error
 		a, err = boltAsset(tx, id)
 		return err

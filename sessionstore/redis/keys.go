@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 	"net"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // redisRevokedChannel carries the hash of every revoked key (published by
@@ -20,7 +22,7 @@ const redisRevokedChannel = "roughy:keys:revoked"
 const redisWatchIdle = 30 * time.Second
 
 // CreateKey stores k; ErrExists if its id or hash is taken.
-func (r *Redis) CreateKey(ctx context.Context, k Key) error {
+func (r *Store) CreateKey(ctx context.Context, k sessionstore.Key) error {
 	_, err := r.runScript(ctx, "create key", luaCreateKey,
 		[]string{redisKeyByID + k.ID, redisKeyByHash + k.Hash, redisKeysAll},
 		k.ID, "id", k.ID, "acct", k.Account, "hash", k.Hash, "prefix", k.Prefix,
@@ -29,26 +31,26 @@ func (r *Redis) CreateKey(ctx context.Context, k Key) error {
 }
 
 // KeyByHash finds an unrevoked key by the hash of its secret.
-func (r *Redis) KeyByHash(ctx context.Context, hash string) (Key, error) {
+func (r *Store) KeyByHash(ctx context.Context, hash string) (sessionstore.Key, error) {
 	out, err := r.runScript(ctx, "key by hash", luaKeyByHash, []string{redisKeyByHash + hash}, redisKeyByID)
 	if err != nil {
-		return Key{}, err
+		return sessionstore.Key{}, err
 	}
 	k := redisDecodeKey(redisFlatMap(out[0]))
 	if k.Revoked {
-		return Key{}, fmt.Errorf("sessionstore: redis: key %q revoked: %w", k.ID, ErrNotFound)
+		return sessionstore.Key{}, fmt.Errorf("sessionstore: redis: key %q revoked: %w", k.ID, sessionstore.ErrNotFound)
 	}
 	return k, nil
 }
 
 // Keys lists every key, revoked ones too.
-func (r *Redis) Keys(ctx context.Context) ([]Key, error) {
+func (r *Store) Keys(ctx context.Context) ([]sessionstore.Key, error) {
 	out, err := r.runScript(ctx, "keys", luaKeys, []string{redisKeysAll}, redisKeyByID)
 	if err != nil {
 		return nil, err
 	}
 	list, _ := out[0].([]any)
-	keys := make([]Key, 0, len(list))
+	keys := make([]sessionstore.Key, 0, len(list))
 	for _, v := range list {
 		keys = append(keys, redisDecodeKey(redisFlatMap(v)))
 	}
@@ -57,7 +59,7 @@ func (r *Redis) Keys(ctx context.Context) ([]Key, error) {
 
 // RevokeKey marks a key revoked and publishes its hash to every node's
 // WatchKeyRevocations.
-func (r *Redis) RevokeKey(ctx context.Context, id string) error {
+func (r *Store) RevokeKey(ctx context.Context, id string) error {
 	_, err := r.runScript(ctx, "revoke key", luaRevokeKey, []string{redisKeyByID + id}, redisRevokedChannel)
 	return err
 }
@@ -66,7 +68,7 @@ func (r *Redis) RevokeKey(ctx context.Context, id string) error {
 // delivers only to connected subscribers, so every (re)subscription is
 // reported as fn(""): the caller forgets what it cached, which covers the
 // revocations published while the connection was down.
-func (r *Redis) WatchKeyRevocations(ctx context.Context, fn func(hash string)) error {
+func (r *Store) WatchKeyRevocations(ctx context.Context, fn func(hash string)) error {
 	ps := r.client.Subscribe(ctx, redisRevokedChannel)
 	defer ps.Close()
 	// Unblocks the read below when ctx ends.
@@ -87,21 +89,21 @@ func (r *Redis) WatchKeyRevocations(ctx context.Context, fn func(hash string)) e
 			continue
 		}
 		switch m := msg.(type) {
-		case *redis.Subscription:
+		case *goredis.Subscription:
 			if m.Kind == "subscribe" {
 				fn("")
 			}
-		case *redis.Message:
+		case *goredis.Message:
 			fn(m.Payload)
 		}
 	}
 	return nil
 }
 
-func redisDecodeKey(m map[string]string) Key {
-	return Key{ID: m["id"], Account: m["acct"], Hash: m["hash"], Prefix: m["prefix"],
+func redisDecodeKey(m map[string]string) sessionstore.Key {
+	return sessionstore.Key{ID: m["id"], Account: m["acct"], Hash: m["hash"], Prefix: m["prefix"],
 		CreatedAt: redisParseTime(m["created"]), Revoked: m["revoked"] == "1"}
 }
 
 // Compile-time check: Redis is a Store.
-var _ Store = (*Redis)(nil)
+var _ sessionstore.Store = (*Store)(nil)

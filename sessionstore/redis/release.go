@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // A node's release subscription can vanish without a word: on Cluster a
@@ -32,7 +34,7 @@ type silence struct{ first, last time.Time }
 // subscriber (none) or did (!none), and reports whether unanswered ones
 // have now come for releaseDeadAfter without a gap of that long: the
 // holder is dead.
-func (r *Redis) unanswered(holder string, none bool, now time.Time) bool {
+func (r *Store) unanswered(holder string, none bool, now time.Time) bool {
 	r.silentMu.Lock()
 	defer r.silentMu.Unlock()
 	if !none {
@@ -68,7 +70,7 @@ const releasePingKind = "p "
 // request to fn until stop. The subscription is watched with pings and
 // made again when it vanished (see releasePing); requests sent meanwhile
 // are lost and sent again by their askers.
-func (r *Redis) WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (func(), error) {
+func (r *Store) WatchReleases(ctx context.Context, fn func(sessionstore.ReleaseRequest)) (func(), error) {
 	ps, err := r.subscribeReleases(ctx)
 	if err != nil {
 		return nil, err
@@ -86,8 +88,8 @@ func (r *Redis) WatchReleases(ctx context.Context, fn func(ReleaseRequest)) (fun
 
 // subscribeReleases subscribes to this node's release channel and returns
 // once the subscription is live.
-func (r *Redis) subscribeReleases(ctx context.Context) (*redis.PubSub, error) {
-	var ps *redis.PubSub
+func (r *Store) subscribeReleases(ctx context.Context) (*goredis.PubSub, error) {
+	var ps *goredis.PubSub
 	if r.cluster {
 		ps = r.client.SSubscribe(ctx, redisReleasePrefix+r.node)
 	} else {
@@ -102,14 +104,14 @@ func (r *Redis) subscribeReleases(ctx context.Context) (*redis.PubSub, error) {
 
 // releaseWatch is one WatchReleases: its goroutine owns the subscription.
 type releaseWatch struct {
-	r    *Redis
-	fn   func(ReleaseRequest)
+	r    *Store
+	fn   func(sessionstore.ReleaseRequest)
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
 // run serves subscription after subscription until stop.
-func (w *releaseWatch) run(ps *redis.PubSub) {
+func (w *releaseWatch) run(ps *goredis.PubSub) {
 	for ps != nil {
 		lost := w.serve(ps)
 		ps.Close()
@@ -122,12 +124,12 @@ func (w *releaseWatch) run(ps *redis.PubSub) {
 
 // serve delivers ps's requests until stop (false) or until a ping of its
 // own did not come back by the next one (true: the subscription is gone).
-func (w *releaseWatch) serve(ps *redis.PubSub) bool {
+func (w *releaseWatch) serve(ps *goredis.PubSub) bool {
 	msgs := ps.Channel()
 	t := time.NewTicker(releasePing)
 	defer t.Stop()
 	pending := "" // the ping on its way, if any
-	handle := func(m *redis.Message) {
+	handle := func(m *goredis.Message) {
 		if nonce, ping := strings.CutPrefix(m.Payload, releasePingKind); ping {
 			if nonce == pending {
 				pending = ""
@@ -185,7 +187,7 @@ func (w *releaseWatch) serve(ps *redis.PubSub) bool {
 
 // resubscribe subscribes again, every releasePing until it succeeds or
 // stop (nil).
-func (w *releaseWatch) resubscribe() *redis.PubSub {
+func (w *releaseWatch) resubscribe() *goredis.PubSub {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*releasePing)
 		ps, err := w.r.subscribeReleases(ctx)

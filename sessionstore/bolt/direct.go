@@ -1,4 +1,4 @@
-package sessionstore
+package bolt
 
 import (
 	"context"
@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // boltBucketDirect holds direct uploads: id → JSON DirectUpload. It is
@@ -19,18 +21,18 @@ var boltBucketDirect = []byte("direct")
 var errBoltRefused = errors.New("sessionstore: refused")
 
 // CreateDirectUpload stores d and its waiting asset a.
-func (l *Local) CreateDirectUpload(ctx context.Context, d DirectUpload, a Asset) error {
+func (l *Store) CreateDirectUpload(ctx context.Context, d sessionstore.DirectUpload, a sessionstore.Asset) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.update("create direct upload", func(tx *bolt.Tx) error {
+	return l.update("create direct upload", func(tx *bbolt.Tx) error {
 		direct, err := tx.CreateBucketIfNotExists(boltBucketDirect)
 		if err != nil {
 			return err
 		}
 		if direct.Get([]byte(d.ID)) != nil || tx.Bucket(boltBucketAssets).Get([]byte(a.ID)) != nil ||
 			tx.Bucket(boltBucketSessions).Get([]byte(d.ID)) != nil {
-			return fmt.Errorf("direct upload %s: %w", d.ID, ErrExists)
+			return fmt.Errorf("direct upload %s: %w", d.ID, sessionstore.ErrExists)
 		}
 		if err := boltPut(tx.Bucket(boltBucketAssets), []byte(a.ID), a); err != nil {
 			return err
@@ -40,12 +42,12 @@ func (l *Local) CreateDirectUpload(ctx context.Context, d DirectUpload, a Asset)
 }
 
 // DirectUpload returns a direct upload, revoked ones too.
-func (l *Local) DirectUpload(ctx context.Context, id string) (DirectUpload, error) {
+func (l *Store) DirectUpload(ctx context.Context, id string) (sessionstore.DirectUpload, error) {
 	if err := ctx.Err(); err != nil {
-		return DirectUpload{}, err
+		return sessionstore.DirectUpload{}, err
 	}
-	var d DirectUpload
-	err := l.view("direct upload", func(tx *bolt.Tx) error {
+	var d sessionstore.DirectUpload
+	err := l.view("direct upload", func(tx *bbolt.Tx) error {
 		var err error
 		d, err = boltDirect(tx, id)
 		return err
@@ -53,18 +55,18 @@ func (l *Local) DirectUpload(ctx context.Context, id string) (DirectUpload, erro
 	return d, err
 }
 
-func boltDirect(tx *bolt.Tx, id string) (DirectUpload, error) {
-	var d DirectUpload
+func boltDirect(tx *bbolt.Tx, id string) (sessionstore.DirectUpload, error) {
+	var d sessionstore.DirectUpload
 	b := tx.Bucket(boltBucketDirect)
 	if b == nil {
-		return d, fmt.Errorf("direct upload %s: %w", id, ErrNotFound)
+		return d, fmt.Errorf("direct upload %s: %w", id, sessionstore.ErrNotFound)
 	}
 	err := boltGet(b, []byte(id), &d)
 	return d, err
 }
 
 // ClaimDirectUpload creates the upload of direct upload id, once.
-func (l *Local) ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s Session, a Asset) error {
+func (l *Store) ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, s sessionstore.Session, a sessionstore.Asset) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -75,7 +77,7 @@ func (l *Local) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 		s.NextPart = 1
 	}
 	var refusal error
-	err := l.update("claim direct upload", func(tx *bolt.Tx) error {
+	err := l.update("claim direct upload", func(tx *bbolt.Tx) error {
 		d, err := boltDirect(tx, id)
 		if err != nil {
 			return err
@@ -86,12 +88,12 @@ func (l *Local) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 			// its upload): nothing to do.
 			return nil
 		case d.Revoked:
-			refusal = ErrRevoked
+			refusal = sessionstore.ErrRevoked
 		case d.Created:
 			// Used, even when its upload was deleted since.
-			refusal = ErrExists
+			refusal = sessionstore.ErrExists
 		case now.After(d.ExpiresAt):
-			refusal = ErrDirectExpired
+			refusal = sessionstore.ErrDirectExpired
 		}
 		if refusal != nil {
 			return errBoltRefused
@@ -113,12 +115,12 @@ func (l *Local) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 }
 
 // RevokeDirectUpload marks the grant revoked and drops its waiting asset.
-func (l *Local) RevokeDirectUpload(ctx context.Context, id string) (DirectUpload, error) {
+func (l *Store) RevokeDirectUpload(ctx context.Context, id string) (sessionstore.DirectUpload, error) {
 	if err := ctx.Err(); err != nil {
-		return DirectUpload{}, err
+		return sessionstore.DirectUpload{}, err
 	}
-	var d DirectUpload
-	err := l.update("revoke direct upload", func(tx *bolt.Tx) error {
+	var d sessionstore.DirectUpload
+	err := l.update("revoke direct upload", func(tx *bbolt.Tx) error {
 		var err error
 		if d, err = boltDirect(tx, id); err != nil {
 			return err
@@ -133,7 +135,7 @@ func (l *Local) RevokeDirectUpload(ctx context.Context, id string) (DirectUpload
 				a.Deleted = true
 				err = boltPut(tx.Bucket(boltBucketAssets), []byte(id), a)
 			}
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			if err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 				return err
 			}
 		}

@@ -1,4 +1,4 @@
-package sessionstore
+package bolt
 
 import (
 	"context"
@@ -10,7 +10,9 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // localProbeRecord is a queued probe job; its bbolt key is boltBE64(ready time) +
@@ -34,7 +36,7 @@ type localProbeClaim struct {
 const localProbeScan = 64
 
 // boltPutProbe enqueues rec, ready at ready.
-func boltPutProbe(tx *bolt.Tx, ready time.Time, rec localProbeRecord) error {
+func boltPutProbe(tx *bbolt.Tx, ready time.Time, rec localProbeRecord) error {
 	b := tx.Bucket(boltBucketProbe)
 	seq, err := b.NextSequence()
 	if err != nil {
@@ -45,20 +47,20 @@ func boltPutProbe(tx *bolt.Tx, ready time.Time, rec localProbeRecord) error {
 
 // wake tells one waiting probe claimer that a job may be ready; it never
 // blocks.
-func (l *Local) wake() { l.probes.wake() }
+func (l *Store) wake() { l.probes.wake() }
 
 // CreateKey stores a key; ErrExists if its id or hash is taken.
-func (l *Local) CreateKey(ctx context.Context, k Key) error {
+func (l *Store) CreateKey(ctx context.Context, k sessionstore.Key) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.update("create key", func(tx *bolt.Tx) error {
+	return l.update("create key", func(tx *bbolt.Tx) error {
 		keys, byHash := tx.Bucket(boltBucketKeys), tx.Bucket(boltBucketKeyHash)
 		if keys.Get([]byte(k.ID)) != nil {
-			return fmt.Errorf("key id %s: %w", k.ID, ErrExists)
+			return fmt.Errorf("key id %s: %w", k.ID, sessionstore.ErrExists)
 		}
 		if byHash.Get([]byte(k.Hash)) != nil {
-			return fmt.Errorf("key %s: hash: %w", k.ID, ErrExists)
+			return fmt.Errorf("key %s: hash: %w", k.ID, sessionstore.ErrExists)
 		}
 		if err := byHash.Put([]byte(k.Hash), []byte(k.ID)); err != nil {
 			return err
@@ -68,21 +70,21 @@ func (l *Local) CreateKey(ctx context.Context, k Key) error {
 }
 
 // KeyByHash finds an unrevoked key by the hash of its secret.
-func (l *Local) KeyByHash(ctx context.Context, hash string) (Key, error) {
+func (l *Store) KeyByHash(ctx context.Context, hash string) (sessionstore.Key, error) {
 	if err := ctx.Err(); err != nil {
-		return Key{}, err
+		return sessionstore.Key{}, err
 	}
-	var k Key
-	err := l.view("key by hash", func(tx *bolt.Tx) error {
+	var k sessionstore.Key
+	err := l.view("key by hash", func(tx *bbolt.Tx) error {
 		id := tx.Bucket(boltBucketKeyHash).Get([]byte(hash))
 		if id == nil {
-			return ErrNotFound
+			return sessionstore.ErrNotFound
 		}
 		if err := boltGet(tx.Bucket(boltBucketKeys), id, &k); err != nil {
 			return err
 		}
 		if k.Revoked {
-			return ErrNotFound
+			return sessionstore.ErrNotFound
 		}
 		return nil
 	})
@@ -90,27 +92,27 @@ func (l *Local) KeyByHash(ctx context.Context, hash string) (Key, error) {
 }
 
 // Keys lists every key, revoked ones too, by id.
-func (l *Local) Keys(ctx context.Context) ([]Key, error) {
+func (l *Store) Keys(ctx context.Context) ([]sessionstore.Key, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []Key
-	err := l.view("keys", func(tx *bolt.Tx) error {
+	var out []sessionstore.Key
+	err := l.view("keys", func(tx *bbolt.Tx) error {
 		var err error
-		out, err = boltList[Key](tx.Bucket(boltBucketKeys))
+		out, err = boltList[sessionstore.Key](tx.Bucket(boltBucketKeys))
 		return err
 	})
 	return out, err
 }
 
 // RevokeKey marks a key revoked; ErrNotFound if unknown.
-func (l *Local) RevokeKey(ctx context.Context, id string) error {
+func (l *Store) RevokeKey(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var hash string
-	err := l.update("revoke key", func(tx *bolt.Tx) error {
-		var k Key
+	err := l.update("revoke key", func(tx *bbolt.Tx) error {
+		var k sessionstore.Key
 		if err := boltGet(tx.Bucket(boltBucketKeys), []byte(id), &k); err != nil {
 			return err
 		}
@@ -150,7 +152,7 @@ func (w *localWatcher) call(hash string) {
 // WatchKeyRevocations calls fn for every key revoked through this store
 // (one process holds the file, so that is every revocation) until ctx
 // ends or the store is closed. Nothing can be missed: fn("") never comes.
-func (l *Local) WatchKeyRevocations(ctx context.Context, fn func(hash string)) error {
+func (l *Store) WatchKeyRevocations(ctx context.Context, fn func(hash string)) error {
 	w := &localWatcher{fn: fn}
 	l.mu.Lock()
 	if l.watchers == nil {
@@ -173,7 +175,7 @@ func (l *Local) WatchKeyRevocations(ctx context.Context, fn func(hash string)) e
 
 // localQueue is one durable queue of the bbolt file: a bucket whose keys
 // are boltBE64(ready ns) + boltBE64(seq), its in-memory claims (guarded by
-// Local.mu) and the channel that wakes one waiting claimer. The probe queue
+// Store.mu) and the channel that wakes one waiting claimer. The probe queue
 // and the webhook queue are two of them.
 type localQueue struct {
 	op     string // for errors: "probe", "webhook"
@@ -197,22 +199,22 @@ func (q *localQueue) wake() {
 
 // ClaimProbe hands out the oldest ready job that is unclaimed, or whose
 // claim is older than reclaimAfter, waiting up to block for one.
-func (l *Local) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, error) {
+func (l *Store) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.ProbeJob, error) {
 	id, raw, err := l.claim(ctx, l.probes, consumer, block, reclaimAfter)
 	if err != nil {
-		return ProbeJob{}, err
+		return sessionstore.ProbeJob{}, err
 	}
 	var rec localProbeRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return ProbeJob{}, fmt.Errorf("sessionstore: local claim probe: decode: %w", err)
+		return sessionstore.ProbeJob{}, fmt.Errorf("sessionstore: local claim probe: decode: %w", err)
 	}
-	return ProbeJob{ID: id, AssetID: rec.AssetID, Attempts: rec.Attempts}, nil
+	return sessionstore.ProbeJob{ID: id, AssetID: rec.AssetID, Attempts: rec.Attempts}, nil
 }
 
 // claim hands out the oldest ready job of q that is unclaimed, or whose
 // claim is older than reclaimAfter, waiting up to block for one. It answers
 // the job's id (the hex of its key) and its stored value.
-func (l *Local) claim(ctx context.Context, q *localQueue, consumer string, block, reclaimAfter time.Duration) (string, []byte, error) {
+func (l *Store) claim(ctx context.Context, q *localQueue, consumer string, block, reclaimAfter time.Duration) (string, []byte, error) {
 	deadline := time.Now().Add(block)
 	var timer *time.Timer
 	defer func() {
@@ -230,7 +232,7 @@ func (l *Local) claim(ctx context.Context, q *localQueue, consumer string, block
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return "", nil, fmt.Errorf("sessionstore: local claim %s: %w", q.op, ErrEmpty)
+			return "", nil, fmt.Errorf("sessionstore: local claim %s: %w", q.op, sessionstore.ErrEmpty)
 		}
 		if next > 0 && next < wait {
 			wait = next
@@ -244,7 +246,7 @@ func (l *Local) claim(ctx context.Context, q *localQueue, consumer string, block
 		case <-ctx.Done():
 			return "", nil, ctx.Err()
 		case <-l.closed:
-			return "", nil, fmt.Errorf("sessionstore: local claim %s: closed: %w", q.op, ErrUnavailable)
+			return "", nil, fmt.Errorf("sessionstore: local claim %s: closed: %w", q.op, sessionstore.ErrUnavailable)
 		case <-q.notify:
 		case <-timer.C:
 		}
@@ -259,12 +261,12 @@ type localCandidate struct {
 
 // tryClaim makes one attempt. When nothing is claimable, next is how soon
 // something may become so (0: unknown, wait for a wake-up).
-func (l *Local) tryClaim(q *localQueue, consumer string, reclaimAfter time.Duration) (id string, raw []byte, ok bool, next time.Duration, err error) {
+func (l *Store) tryClaim(q *localQueue, consumer string, reclaimAfter time.Duration) (id string, raw []byte, ok bool, next time.Duration, err error) {
 	for {
 		now := time.Now()
 		next = 0
 		var cands []localCandidate
-		err = l.view("claim "+q.op, func(tx *bolt.Tx) error {
+		err = l.view("claim "+q.op, func(tx *bbolt.Tx) error {
 			c := tx.Bucket(q.bucket).Cursor()
 			for k, v := c.First(); k != nil && len(cands) < localProbeScan; k, v = c.Next() {
 				if ready := int64(binary.BigEndian.Uint64(k[:8])); ready > now.UnixNano() {
@@ -305,7 +307,7 @@ func (l *Local) tryClaim(q *localQueue, consumer string, reclaimAfter time.Durat
 		// after claiming settles it.
 		key, _ := hex.DecodeString(c.id)
 		var exists bool
-		if err := l.view("claim "+q.op, func(tx *bolt.Tx) error {
+		if err := l.view("claim "+q.op, func(tx *bbolt.Tx) error {
 			exists = tx.Bucket(q.bucket).Get(key) != nil
 			return nil
 		}); err != nil {
@@ -323,7 +325,7 @@ func (l *Local) tryClaim(q *localQueue, consumer string, reclaimAfter time.Durat
 }
 
 // dropClaim removes a claim if it is still the one made at `at`.
-func (l *Local) dropClaim(q *localQueue, id, consumer string, at time.Time) {
+func (l *Store) dropClaim(q *localQueue, id, consumer string, at time.Time) {
 	l.mu.Lock()
 	if cl, ok := q.claims[id]; ok && cl.consumer == consumer && cl.at.Equal(at) {
 		delete(q.claims, id)
@@ -332,7 +334,7 @@ func (l *Local) dropClaim(q *localQueue, id, consumer string, at time.Time) {
 }
 
 // forgetClaim removes any claim of a job that no longer exists.
-func (l *Local) forgetClaim(q *localQueue, id string) {
+func (l *Store) forgetClaim(q *localQueue, id string) {
 	l.mu.Lock()
 	delete(q.claims, id)
 	l.mu.Unlock()
@@ -340,8 +342,8 @@ func (l *Local) forgetClaim(q *localQueue, id string) {
 
 // finishProbe removes job in one transaction and calls fn with its record;
 // a job already gone (acked by a consumer that reclaimed it) is a no-op.
-func (l *Local) finishProbe(op string, job ProbeJob, fn func(tx *bolt.Tx, rec localProbeRecord) error) error {
-	return l.finish(op, l.probes, job.ID, func(tx *bolt.Tx, raw []byte) error {
+func (l *Store) finishProbe(op string, job sessionstore.ProbeJob, fn func(tx *bbolt.Tx, rec localProbeRecord) error) error {
+	return l.finish(op, l.probes, job.ID, func(tx *bbolt.Tx, raw []byte) error {
 		var rec localProbeRecord
 		if err := json.Unmarshal(raw, &rec); err != nil {
 			return fmt.Errorf("decode probe job: %w", err)
@@ -353,12 +355,12 @@ func (l *Local) finishProbe(op string, job ProbeJob, fn func(tx *bolt.Tx, rec lo
 // finish removes job id of q in one transaction and calls fn with its
 // stored value; a job already gone (settled by a consumer that reclaimed
 // it) is a no-op.
-func (l *Local) finish(op string, q *localQueue, id string, fn func(tx *bolt.Tx, raw []byte) error) error {
+func (l *Store) finish(op string, q *localQueue, id string, fn func(tx *bbolt.Tx, raw []byte) error) error {
 	key, err := hex.DecodeString(id)
 	if err != nil || len(key) != 16 {
-		return fmt.Errorf("sessionstore: local %s: job id %q: %w", op, id, ErrNotFound)
+		return fmt.Errorf("sessionstore: local %s: job id %q: %w", op, id, sessionstore.ErrNotFound)
 	}
-	err = l.update(op, func(tx *bolt.Tx) error {
+	err = l.update(op, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(q.bucket)
 		raw := b.Get(key)
 		if raw == nil {
@@ -378,13 +380,13 @@ func (l *Local) finish(op string, q *localQueue, id string, fn func(tx *bolt.Tx,
 }
 
 // AckProbe stores the duration on the asset and removes the job.
-func (l *Local) AckProbe(ctx context.Context, job ProbeJob, durationSeconds string) error {
+func (l *Store) AckProbe(ctx context.Context, job sessionstore.ProbeJob, durationSeconds string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.finishProbe("ack probe", job, func(tx *bolt.Tx, rec localProbeRecord) error {
+	return l.finishProbe("ack probe", job, func(tx *bbolt.Tx, rec localProbeRecord) error {
 		a, err := boltAsset(tx, rec.AssetID)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, sessionstore.ErrNotFound) {
 			return nil // deleted while it was probed
 		}
 		if err != nil {
@@ -396,11 +398,11 @@ func (l *Local) AckProbe(ctx context.Context, job ProbeJob, durationSeconds stri
 }
 
 // RetryProbe requeues the job with Attempts+1, ready after delay.
-func (l *Local) RetryProbe(ctx context.Context, job ProbeJob, delay time.Duration, reason string) error {
+func (l *Store) RetryProbe(ctx context.Context, job sessionstore.ProbeJob, delay time.Duration, reason string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := l.finishProbe("retry probe", job, func(tx *bolt.Tx, rec localProbeRecord) error {
+	err := l.finishProbe("retry probe", job, func(tx *bbolt.Tx, rec localProbeRecord) error {
 		rec.Attempts++
 		rec.Reason = reason
 		return boltPutProbe(tx, time.Now().Add(delay), rec)
@@ -413,24 +415,24 @@ func (l *Local) RetryProbe(ctx context.Context, job ProbeJob, delay time.Duratio
 }
 
 // DeadProbe moves the job to the dead-letter list.
-func (l *Local) DeadProbe(ctx context.Context, job ProbeJob, reason string) error {
+func (l *Store) DeadProbe(ctx context.Context, job sessionstore.ProbeJob, reason string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.finishProbe("dead probe", job, func(tx *bolt.Tx, rec localProbeRecord) error {
-		return boltAppend(tx.Bucket(boltBucketDead), DeadProbe{AssetID: rec.AssetID, Attempts: rec.Attempts, Reason: reason})
+	return l.finishProbe("dead probe", job, func(tx *bbolt.Tx, rec localProbeRecord) error {
+		return boltAppend(tx.Bucket(boltBucketDead), sessionstore.DeadProbe{AssetID: rec.AssetID, Attempts: rec.Attempts, Reason: reason})
 	})
 }
 
 // DeadProbes lists the dead-letter list, oldest first.
-func (l *Local) DeadProbes(ctx context.Context) ([]DeadProbe, error) {
+func (l *Store) DeadProbes(ctx context.Context) ([]sessionstore.DeadProbe, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []DeadProbe
-	err := l.view("dead probes", func(tx *bolt.Tx) error {
+	var out []sessionstore.DeadProbe
+	err := l.view("dead probes", func(tx *bbolt.Tx) error {
 		var err error
-		out, err = boltList[DeadProbe](tx.Bucket(boltBucketDead))
+		out, err = boltList[sessionstore.DeadProbe](tx.Bucket(boltBucketDead))
 		return err
 	})
 	return out, err

@@ -1,4 +1,4 @@
-package sessionstore_test
+package redis_test
 
 import (
 	"errors"

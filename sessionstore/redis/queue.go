@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Verification of Cluster completion jobs (see Commit): how long a claim
@@ -25,7 +27,7 @@ const (
 // stream and reclaims an entry idle longer than reclaimAfter (one script),
 // then it reads a new entry with XREADGROUP, blocking up to block. A
 // Cluster completion job is handed out only once its asset is ready.
-func (r *Redis) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, error) {
+func (r *Store) ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.ProbeJob, error) {
 	for range 8 {
 		job, vals, err := r.claimEntry(ctx, consumer, block, reclaimAfter)
 		if err != nil || vals["verify"] != "1" {
@@ -37,15 +39,15 @@ func (r *Redis) ClaimProbe(ctx context.Context, consumer string, block, reclaimA
 		}
 		block = 0 // that one was dropped or put off: look once more, no wait
 	}
-	return ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", ErrEmpty)
+	return sessionstore.ProbeJob{}, fmt.Errorf("sessionstore: redis: claim probe: %w", sessionstore.ErrEmpty)
 }
 
 // claimEntry claims one probe stream entry (reclaimed or new) and answers
 // it with its fields.
-func (r *Redis) claimEntry(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (ProbeJob, map[string]string, error) {
+func (r *Store) claimEntry(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.ProbeJob, map[string]string, error) {
 	id, vals, err := r.claimStream(ctx, redisProbeQueue, consumer, block, reclaimAfter)
 	if err != nil {
-		return ProbeJob{}, nil, err
+		return sessionstore.ProbeJob{}, nil, err
 	}
 	job, err := redisProbeJob(id, vals)
 	return job, vals, err
@@ -56,7 +58,7 @@ type redisQueue struct {
 	op              string // "probe", "webhook"
 	stream, delayed string
 	group           string
-	claim           *redis.Script // moves due retries, then luaReclaim
+	claim           *goredis.Script // moves due retries, then luaReclaim
 }
 
 var redisProbeQueue = redisQueue{op: "probe", stream: redisProbeStream, delayed: redisProbeDelayed,
@@ -64,7 +66,7 @@ var redisProbeQueue = redisQueue{op: "probe", stream: redisProbeStream, delayed:
 
 // claimStream claims one entry of q (reclaimed, or new with XREADGROUP
 // blocking up to block) and answers its id and fields.
-func (r *Redis) claimStream(ctx context.Context, q redisQueue, consumer string, block, reclaimAfter time.Duration) (string, map[string]string, error) {
+func (r *Store) claimStream(ctx context.Context, q redisQueue, consumer string, block, reclaimAfter time.Duration) (string, map[string]string, error) {
 	op := "claim " + q.op
 	out, err := r.runScript(ctx, op, q.claim, []string{q.stream, q.delayed},
 		q.group, consumer, redisMillis(reclaimAfter))
@@ -72,22 +74,22 @@ func (r *Redis) claimStream(ctx context.Context, q redisQueue, consumer string, 
 		id, _ := out[0].(string)
 		return id, redisFlatMap(out[1]), nil
 	}
-	if !errors.Is(err, ErrNotFound) {
+	if !errors.Is(err, sessionstore.ErrNotFound) {
 		return "", nil, err
 	}
-	args := &redis.XReadGroupArgs{Group: q.group, Consumer: consumer,
+	args := &goredis.XReadGroupArgs{Group: q.group, Consumer: consumer,
 		Streams: []string{q.stream, ">"}, Count: 1, Block: -1}
 	if block > 0 {
 		args.Block = time.Duration(redisMillis(block)) * time.Millisecond
 	}
 	streams, err := r.client.XReadGroup(ctx, args).Result()
 	switch {
-	case errors.Is(err, redis.Nil):
-		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, ErrEmpty)
-	case redis.HasErrorPrefix(err, "NOGROUP"):
+	case errors.Is(err, goredis.Nil):
+		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrEmpty)
+	case goredis.HasErrorPrefix(err, "NOGROUP"):
 		// The data was flushed since the script ran; the next claim
 		// creates the group again.
-		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, ErrEmpty)
+		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrEmpty)
 	case err != nil:
 		return "", nil, redisErr(op, err)
 	}
@@ -100,7 +102,7 @@ func (r *Redis) claimStream(ctx context.Context, q redisQueue, consumer string, 
 			return m.ID, vals, nil
 		}
 	}
-	return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, ErrEmpty)
+	return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrEmpty)
 }
 
 // verifyJob decides a Cluster completion job: its asset is ready (ok, and
@@ -109,7 +111,7 @@ func (r *Redis) claimStream(ctx context.Context, q redisQueue, consumer string, 
 // redisVerifyRetry, until redisVerifyCutoff after it was added). A job put
 // off whose upload then completes is handed out besides the completion's
 // own job: the asset is probed twice, which is harmless.
-func (r *Redis) verifyJob(ctx context.Context, job *ProbeJob, vals map[string]string) (bool, error) {
+func (r *Store) verifyJob(ctx context.Context, job *sessionstore.ProbeJob, vals map[string]string) (bool, error) {
 	sid := vals["sid"]
 	deadline := time.Now().Add(redisVerifyWait)
 	for {
@@ -121,7 +123,7 @@ func (r *Redis) verifyJob(ctx context.Context, job *ProbeJob, vals map[string]st
 		if aid == "" {
 			return false, r.dropJob(ctx, job.ID)
 		}
-		if state, _ := v[1].(string); state == StateReady {
+		if state, _ := v[1].(string); state == sessionstore.StateReady {
 			job.AssetID = aid
 			return true, nil
 		}
@@ -150,41 +152,41 @@ func (r *Redis) verifyJob(ctx context.Context, job *ProbeJob, vals map[string]st
 	}
 	_, err = r.runScript(ctx, "claim probe: put off", luaRetry, []string{redisProbeStream, redisProbeDelayed},
 		redisProbeGroup, job.ID, redisMillis(redisVerifyRetry), string(member))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, sessionstore.ErrNotFound) {
 		err = nil
 	}
 	return false, err
 }
 
 // dropJob removes a job that has nothing to probe.
-func (r *Redis) dropJob(ctx context.Context, id string) error {
+func (r *Store) dropJob(ctx context.Context, id string) error {
 	_, err := r.runScript(ctx, "claim probe: drop", luaAck, []string{redisProbeStream}, redisProbeGroup, id)
 	return err
 }
 
-func redisProbeJob(id string, vals map[string]string) (ProbeJob, error) {
+func redisProbeJob(id string, vals map[string]string) (sessionstore.ProbeJob, error) {
 	n, err := strconv.Atoi(vals["attempts"])
 	if err != nil || (vals["asset"] == "" && vals["sid"] == "") {
-		return ProbeJob{}, fmt.Errorf("sessionstore: redis: corrupt probe job %s: %v", id, vals)
+		return sessionstore.ProbeJob{}, fmt.Errorf("sessionstore: redis: corrupt probe job %s: %v", id, vals)
 	}
-	return ProbeJob{ID: id, AssetID: vals["asset"], Attempts: n}, nil
+	return sessionstore.ProbeJob{ID: id, AssetID: vals["asset"], Attempts: n}, nil
 }
 
 // AckProbe records the duration on the asset, then removes the job. A
 // crash between the two hands the job out again; recording is idempotent.
-func (r *Redis) AckProbe(ctx context.Context, job ProbeJob, durationSeconds string) error {
+func (r *Store) AckProbe(ctx context.Context, job sessionstore.ProbeJob, durationSeconds string) error {
 	_, err := r.runScript(ctx, "ack probe", luaSetDuration, []string{redisAssetKey(job.AssetID)}, job.AssetID, durationSeconds)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, sessionstore.ErrNotFound) {
 		// The asset id is not its session's id: find the session.
 		sid, gerr := r.client.Get(ctx, redisAssetRefKey(job.AssetID)).Result()
 		switch {
 		case gerr == nil && sid != job.AssetID:
 			_, err = r.runScript(ctx, "ack probe", luaSetDuration, []string{redisAssetKey(sid)}, job.AssetID, durationSeconds)
-		case gerr == nil, errors.Is(gerr, redis.Nil):
+		case gerr == nil, errors.Is(gerr, goredis.Nil):
 		default:
 			return redisErr("ack probe", gerr)
 		}
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, sessionstore.ErrNotFound) {
 			err = nil // the asset is gone; the job is done all the same
 		}
 	}
@@ -197,7 +199,7 @@ func (r *Redis) AckProbe(ctx context.Context, job ProbeJob, durationSeconds stri
 
 // redisRetryMember is a delayed job in roughy:{probe}:delayed; luaClaim
 // decodes it with cjson. Session is set for a Cluster completion job that
-// still needs verifying (see Redis.Commit).
+// still needs verifying (see Store.Commit).
 type redisRetryMember struct {
 	Asset    string `json:"a"`
 	Attempts int    `json:"n"`
@@ -209,14 +211,14 @@ type redisRetryMember struct {
 // RetryProbe acknowledges the job and schedules it with Attempts+1, ready
 // after delay (measured on the Redis clock, shared by every node). A job
 // that is no longer pending (another consumer finished it) is dropped.
-func (r *Redis) RetryProbe(ctx context.Context, job ProbeJob, delay time.Duration, reason string) error {
+func (r *Store) RetryProbe(ctx context.Context, job sessionstore.ProbeJob, delay time.Duration, reason string) error {
 	member, err := json.Marshal(redisRetryMember{Asset: job.AssetID, Attempts: job.Attempts + 1, ID: job.ID})
 	if err != nil {
 		return fmt.Errorf("sessionstore: redis: retry probe: %w", err)
 	}
 	_, err = r.runScript(ctx, "retry probe", luaRetry, []string{redisProbeStream, redisProbeDelayed},
 		redisProbeGroup, job.ID, redisMillis(delay), string(member))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, sessionstore.ErrNotFound) {
 		r.log.Info("sessionstore: redis: retried probe job was not pending", "job", job.ID, "asset", job.AssetID, "reason", reason)
 		return nil
 	}
@@ -224,10 +226,10 @@ func (r *Redis) RetryProbe(ctx context.Context, job ProbeJob, delay time.Duratio
 }
 
 // DeadProbe moves the job to the dead-letter stream with the reason.
-func (r *Redis) DeadProbe(ctx context.Context, job ProbeJob, reason string) error {
+func (r *Store) DeadProbe(ctx context.Context, job sessionstore.ProbeJob, reason string) error {
 	_, err := r.runScript(ctx, "dead probe", luaDead, []string{redisProbeStream, redisProbeDead},
 		redisProbeGroup, job.ID, job.AssetID, job.Attempts, reason, redisDeadMaxLen)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, sessionstore.ErrNotFound) {
 		r.log.Info("sessionstore: redis: dead probe job was not pending", "job", job.ID, "asset", job.AssetID, "reason", reason)
 		return nil
 	}
@@ -235,18 +237,18 @@ func (r *Redis) DeadProbe(ctx context.Context, job ProbeJob, reason string) erro
 }
 
 // DeadProbes lists the dead-letter stream, oldest first.
-func (r *Redis) DeadProbes(ctx context.Context) ([]DeadProbe, error) {
+func (r *Store) DeadProbes(ctx context.Context) ([]sessionstore.DeadProbe, error) {
 	msgs, err := r.client.XRange(ctx, redisProbeDead, "-", "+").Result()
 	if err != nil {
 		return nil, redisErr("dead probes", err)
 	}
-	out := make([]DeadProbe, 0, len(msgs))
+	out := make([]sessionstore.DeadProbe, 0, len(msgs))
 	for _, m := range msgs {
 		asset, _ := m.Values["asset"].(string)
 		reason, _ := m.Values["reason"].(string)
 		n, _ := m.Values["attempts"].(string)
 		attempts, _ := strconv.Atoi(n)
-		out = append(out, DeadProbe{AssetID: asset, Attempts: attempts, Reason: reason})
+		out = append(out, sessionstore.DeadProbe{AssetID: asset, Attempts: attempts, Reason: reason})
 	}
 	return out, nil
 }

@@ -1,6 +1,6 @@
-package sessionstore
+package redis
 
-import "github.com/redis/go-redis/v9"
+import goredis "github.com/redis/go-redis/v9"
 
 // Every script answers a table whose first element is one of these codes,
 // so that a failed compare-and-set comes back as a value, not as an error
@@ -59,7 +59,7 @@ const (
 // (0: absent; in Cluster they are written by separate calls).
 // ARGV[3] session id, ARGV[4] expiry score, ARGV[5] number of session
 // field/value arguments that follow, then the session's, then the asset's.
-var luaCreate = redis.NewScript(`
+var luaCreate = goredis.NewScript(`
 local refIdx, zIdx = tonumber(ARGV[1]), tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {7} end
 if refIdx > 0 and redis.call('EXISTS', KEYS[refIdx]) == 1 then return {7} end
@@ -75,7 +75,7 @@ return {1}
 
 // luaUnref drops an asset id index entry if it still names the session
 // (undoes the pre-claim of a Cluster creation that failed).
-var luaUnref = redis.NewScript(`
+var luaUnref = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return {1}
 `)
@@ -91,7 +91,7 @@ return {1}
 // when it is still the lease of ARGV[6]; else the answer is {5, holder,
 // token}. Answers {1, token, first part, session hash as HGETALL}: the
 // holder needs no second round trip to read it.
-var luaAcquire = redis.NewScript(`
+var luaAcquire = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 local cur = redis.call('GET', KEYS[2])
 if cur then
@@ -119,14 +119,14 @@ return {1, token, first, redis.call('HGETALL', KEYS[1])}
 // luaSession reads the session hash and whether its lease is held.
 // KEYS[1] session, KEYS[2] lease. Answers {1, session hash as HGETALL,
 // 1 if the lease key exists else 0}, or {2} when there is no session.
-var luaSession = redis.NewScript(`
+var luaSession = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 return {1, redis.call('HGETALL', KEYS[1]), redis.call('EXISTS', KEYS[2])}
 `)
 
 // luaRenew extends the lease if the token is still current.
 // KEYS[1] lease. ARGV[1] token, ARGV[2] ttl ms.
-var luaRenew = redis.NewScript(`
+var luaRenew = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {4} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1}
@@ -135,7 +135,7 @@ return {1}
 // luaDropLease drops the lease if its token is ARGV[2] and the session's
 // recorded holder is ARGV[1].
 // KEYS[1] session, KEYS[2] lease.
-var luaDropLease = redis.NewScript(`
+var luaDropLease = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
 	redis.call('DEL', KEYS[2])
 end
@@ -144,7 +144,7 @@ return {1}
 
 // luaRelease drops the lease if the token is still current.
 // KEYS[1] lease. ARGV[1] token.
-var luaRelease = redis.NewScript(`
+var luaRelease = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return {1}
 `)
@@ -156,7 +156,7 @@ return {1}
 // longer needs it; the session hash stays for HEAD).
 // KEYS[1] session, KEYS[2] parts, KEYS[3] lease, KEYS[4] asset, then
 // optionally the expiry set and the probe stream (standalone and Sentinel
-// only: in Cluster they live in other slots; see Redis.Commit).
+// only: in Cluster they live in other slots; see Store.Commit).
 // ARGV[1] token, [2] expected offset, [3] new offset, [4] hash state,
 // [5] "1" if [6] storage replaces the old, [7] length (-1: unchanged),
 // [8] "1" to complete, [9] SHA-256, [10] session id, [11] new expiry in
@@ -164,7 +164,7 @@ return {1}
 // in ms (0: none), [14] "1" to allow a rewind (Commit.Rewind: the new
 // offset may be below the expected one), [15...] encoded parts.
 // Answers {1, flat session hash, expiry before the commit}.
-var luaCommit = redis.NewScript(`
+var luaCommit = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {4} end
 local cur = redis.call('HMGET', KEYS[1], 'off', 'len', 'done')
@@ -216,7 +216,7 @@ return {1, redis.call('HGETALL', KEYS[1]), oldExp}
 
 // luaSetLength sets a deferred length once.
 // KEYS[1] session, KEYS[2] asset. ARGV[1] length.
-var luaSetLength = redis.NewScript(`
+var luaSetLength = goredis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'len', 'off')
 if not cur[1] then return {2} end
 local len, want = tonumber(cur[1]), tonumber(ARGV[1])
@@ -235,7 +235,7 @@ return {1}
 // KEYS[1] session, KEYS[2] parts, KEYS[3] lease, KEYS[4] asset, optional
 // KEYS[5] expiry set. ARGV[1] session id, ARGV[2] the token of the lease
 // the caller must still hold ("" for none: {4} when it does not).
-var luaDelete = redis.NewScript(`
+var luaDelete = goredis.NewScript(`
 local s = redis.call('HGETALL', KEYS[1])
 if #s == 0 then return {2} end
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return {4} end
@@ -247,14 +247,14 @@ return {1, s}
 
 // luaParts answers {1, parts} or {2} for an unknown session.
 // KEYS[1] session, KEYS[2] parts.
-var luaParts = redis.NewScript(`
+var luaParts = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 return {1, redis.call('LRANGE', KEYS[2], 0, -1)}
 `)
 
 // luaSetDuration records a probe result if the asset hash is the asset.
 // KEYS[1] asset. ARGV[1] asset id, ARGV[2] duration.
-var luaSetDuration = redis.NewScript(`
+var luaSetDuration = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {2} end
 redis.call('HSET', KEYS[1], 'dur', ARGV[2])
 return {1}
@@ -265,7 +265,7 @@ return {1}
 // the limit. Answers {1, id, flat fields} or {2} when nothing was reclaimed.
 // KEYS[1] stream, KEYS[2] delayed set. ARGV[1] group, [2] consumer,
 // [3] min idle ms.
-var luaClaim = redis.NewScript(`
+var luaClaim = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
@@ -305,7 +305,7 @@ return {2}
 `
 
 // luaAck removes a finished job. KEYS[1] stream. ARGV[1] group, [2] id.
-var luaAck = redis.NewScript(`
+var luaAck = goredis.NewScript(`
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return {1}
@@ -315,7 +315,7 @@ return {1}
 // it is no longer pending (another consumer finished it).
 // KEYS[1] stream, KEYS[2] delayed set. ARGV[1] group, [2] id, [3] delay
 // ms, [4] member (JSON {a: asset, n: attempts, id: old id}).
-var luaRetry = redis.NewScript(`
+var luaRetry = goredis.NewScript(`
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {2} end
 redis.call('XDEL', KEYS[1], ARGV[2])
 local t = redis.call('TIME')
@@ -327,7 +327,7 @@ return {1}
 // luaDead moves a pending job to the dead-letter stream.
 // KEYS[1] stream, KEYS[2] dead stream. ARGV[1] group, [2] id, [3] asset,
 // [4] attempts, [5] reason, [6] dead stream MAXLEN.
-var luaDead = redis.NewScript(`
+var luaDead = goredis.NewScript(`
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {2} end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'asset', ARGV[3], 'attempts', ARGV[4], 'reason', ARGV[5])
@@ -337,7 +337,7 @@ return {1}
 // luaCreateKey stores an API key unless its id or hash is taken.
 // KEYS[1] key hash by id, KEYS[2] id by secret hash, KEYS[3] set of ids.
 // ARGV[1] id, then field/value pairs.
-var luaCreateKey = redis.NewScript(`
+var luaCreateKey = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {7} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2, #ARGV))
 redis.call('SET', KEYS[2], ARGV[1])
@@ -347,7 +347,7 @@ return {1}
 
 // luaKeyByHash answers {1, flat key hash} or {2}.
 // KEYS[1] id by secret hash. ARGV[1] prefix of key hashes by id.
-var luaKeyByHash = redis.NewScript(`
+var luaKeyByHash = goredis.NewScript(`
 local id = redis.call('GET', KEYS[1])
 if not id then return {2} end
 local k = redis.call('HGETALL', ARGV[1] .. id)
@@ -358,7 +358,7 @@ return {1, k}
 // luaRevokeKey marks a key revoked and publishes its hash on ARGV[1] in
 // the same step, so no revocation is stored without its announcement.
 // KEYS[1] key hash by id.
-var luaRevokeKey = redis.NewScript(`
+var luaRevokeKey = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 redis.call('HSET', KEYS[1], 'revoked', '1')
 redis.call('PUBLISH', ARGV[1], redis.call('HGET', KEYS[1], 'hash'))
@@ -367,7 +367,7 @@ return {1}
 
 // luaKeys answers {1, {flat key hash}...}. KEYS[1] set of ids. ARGV[1]
 // prefix of key hashes by id.
-var luaKeys = redis.NewScript(`
+var luaKeys = goredis.NewScript(`
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 	local k = redis.call('HGETALL', ARGV[1] .. id)

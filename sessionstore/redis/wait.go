@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
-// RedisOptions tune a Redis store beyond its URL.
+// Options tune a Redis store beyond its URL.
 //
 // Redis acknowledges a write once its primary applied it in memory: an
 // asynchronous failover to a replica that had not received it, or a
@@ -19,7 +21,7 @@ import (
 // WaitAOF make every commit, and every lease acquisition (a lease rolled
 // back would hand its fencing token and part numbers out twice), wait for
 // copies of it before it is answered.
-type RedisOptions struct {
+type Options struct {
 	// WaitReplicas is how many replicas must have received a commit
 	// (WAIT; with WaitAOF, fsynced it to their append-only file) before
 	// it counts as made. 0: none.
@@ -28,35 +30,35 @@ type RedisOptions struct {
 	// its append-only file (WAITAOF, Redis 7.2 or later, appendonly yes).
 	WaitAOF bool
 	// WaitTimeout bounds the wait (default 1s, at most
-	// RedisMaxWaitTimeout). A commit not acknowledged by then fails
+	// MaxWaitTimeout). A commit not acknowledged by then fails
 	// with ErrUnavailable: it may still have been applied, as any commit
 	// whose answer was lost.
 	WaitTimeout time.Duration
 }
 
-// RedisMaxWaitTimeout is the longest RedisOptions.WaitTimeout: the wait
+// MaxWaitTimeout is the longest Options.WaitTimeout: the wait
 // is read with the commit's answer, within the client's 3 s read timeout.
-const RedisMaxWaitTimeout = 2 * time.Second
+const MaxWaitTimeout = 2 * time.Second
 
-// redisDefaultWaitTimeout is RedisOptions.WaitTimeout's default.
+// redisDefaultWaitTimeout is Options.WaitTimeout's default.
 const redisDefaultWaitTimeout = time.Second
 
 // waits reports whether commits wait for copies.
-func (r *Redis) waits() bool { return r.opt.WaitReplicas > 0 || r.opt.WaitAOF }
+func (r *Store) waits() bool { return r.opt.WaitReplicas > 0 || r.opt.WaitAOF }
 
 // checkOptions validates o and fills in its defaults; with WaitAOF it
 // makes sure the server has WAITAOF and an append-only file, so that a
 // setting the server cannot honour is refused when the store opens
 // rather than failing every commit.
-func (r *Redis) checkOptions(ctx context.Context, o RedisOptions) error {
+func (r *Store) checkOptions(ctx context.Context, o Options) error {
 	if o.WaitReplicas < 0 {
 		return fmt.Errorf("sessionstore: redis: wait for %d replicas: want 0 or more", o.WaitReplicas)
 	}
 	if o.WaitTimeout == 0 {
 		o.WaitTimeout = redisDefaultWaitTimeout
 	}
-	if o.WaitTimeout < time.Millisecond || o.WaitTimeout > RedisMaxWaitTimeout {
-		return fmt.Errorf("sessionstore: redis: wait timeout %v: want 1ms to %v", o.WaitTimeout, RedisMaxWaitTimeout)
+	if o.WaitTimeout < time.Millisecond || o.WaitTimeout > MaxWaitTimeout {
+		return fmt.Errorf("sessionstore: redis: wait timeout %v: want 1ms to %v", o.WaitTimeout, MaxWaitTimeout)
 	}
 	r.opt = o
 	if !o.WaitAOF {
@@ -98,16 +100,16 @@ func redisInfoField(info, field string) string {
 // master of key: WAIT waits for the writes of its own connection only. A
 // script that answered luaOK but whose write was not acknowledged in time
 // fails with ErrUnavailable, and out is still its answer.
-func (r *Redis) runScriptWaited(ctx context.Context, op, key string, s *redis.Script, keys []string, args ...any) ([]any, error) {
+func (r *Store) runScriptWaited(ctx context.Context, op, key string, s *goredis.Script, keys []string, args ...any) ([]any, error) {
 	if !r.waits() {
 		return r.runScript(ctx, op, s, keys, args...)
 	}
 	start := time.Now()
-	var eval, wait *redis.Cmd
+	var eval, wait *goredis.Cmd
 	var res any
 	var err error
 	for _, load := range []bool{false, true} {
-		wait, err = r.pipelineWaited(ctx, key, func(p redis.Pipeliner) {
+		wait, err = r.pipelineWaited(ctx, key, func(p goredis.Pipeliner) {
 			if load {
 				eval = s.Eval(ctx, p, keys, args...)
 			} else {
@@ -117,7 +119,7 @@ func (r *Redis) runScriptWaited(ctx context.Context, op, key string, s *redis.Sc
 		if err == nil {
 			res, err = eval.Result()
 		}
-		if load || !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if load || !goredis.HasErrorPrefix(err, "NOSCRIPT") {
 			break
 		}
 	}
@@ -141,19 +143,19 @@ func redisFirstInt(out []any) (int64, bool) {
 // pipelineWaited sends queue's commands and then WAIT or WAITAOF in one
 // pipeline to the master of key, and answers the wait's command. err is
 // a failure to reach that master; the commands carry their own errors.
-func (r *Redis) pipelineWaited(ctx context.Context, key string, queue func(p redis.Pipeliner)) (*redis.Cmd, error) {
-	var c redis.UniversalClient = r.client
-	if cc, ok := r.client.(*redis.ClusterClient); ok {
+func (r *Store) pipelineWaited(ctx context.Context, key string, queue func(p goredis.Pipeliner)) (*goredis.Cmd, error) {
+	var c goredis.UniversalClient = r.client
+	if cc, ok := r.client.(*goredis.ClusterClient); ok {
 		m, err := cc.MasterForKey(ctx, key)
 		if err != nil {
 			return nil, err
 		}
 		c = m
 	}
-	var wait *redis.Cmd
+	var wait *goredis.Cmd
 	// Pipelined's error is its first command's: each command carries its
 	// own (a network failure is every command's).
-	c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		queue(p)
 		ms := redisMillis(r.opt.WaitTimeout)
 		if r.opt.WaitAOF {
@@ -168,22 +170,22 @@ func (r *Redis) pipelineWaited(ctx context.Context, key string, queue func(p red
 
 // checkWait turns a WAIT or WAITAOF answer short of the options into
 // ErrUnavailable.
-func (r *Redis) checkWait(op string, wait *redis.Cmd) error {
+func (r *Store) checkWait(op string, wait *goredis.Cmd) error {
 	if err := wait.Err(); err != nil {
-		return fmt.Errorf("sessionstore: redis: %s: wait for copies: %w: %w", op, ErrUnavailable, err)
+		return fmt.Errorf("sessionstore: redis: %s: wait for copies: %w: %w", op, sessionstore.ErrUnavailable, err)
 	}
 	want := r.opt.WaitReplicas
 	if !r.opt.WaitAOF {
 		if n, err := wait.Int64(); err != nil || n < int64(want) {
 			return fmt.Errorf("sessionstore: redis: %s: %w: %d of %d replicas acknowledged the write within %v",
-				op, ErrUnavailable, n, want, r.opt.WaitTimeout)
+				op, sessionstore.ErrUnavailable, n, want, r.opt.WaitTimeout)
 		}
 		return nil
 	}
 	// WAITAOF answers [local fsyncs, replicas that fsynced].
 	if v, err := wait.Int64Slice(); err != nil || len(v) != 2 || v[0] < 1 || v[1] < int64(want) {
 		return fmt.Errorf("sessionstore: redis: %s: %w: the write was not fsynced by the primary and %d replicas within %v (WAITAOF answered %v)",
-			op, ErrUnavailable, want, r.opt.WaitTimeout, wait.Val())
+			op, sessionstore.ErrUnavailable, want, r.opt.WaitTimeout, wait.Val())
 	}
 	return nil
 }

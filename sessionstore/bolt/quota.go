@@ -1,4 +1,4 @@
-package sessionstore
+package bolt
 
 import (
 	"bytes"
@@ -8,7 +8,9 @@ import (
 	"sort"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Quota buckets of the bbolt file, made by the first quota write (a read
@@ -22,8 +24,8 @@ var (
 // localQuota is one account's limits and usage. Limits fields are
 // QuotaDefault unless SetQuota set them.
 type localQuota struct {
-	Limits QuotaLimits
-	Usage  QuotaUsage
+	Limits sessionstore.QuotaLimits
+	Usage  sessionstore.QuotaUsage
 }
 
 // localHold is one upload's reservation.
@@ -33,7 +35,7 @@ type localHold struct {
 }
 
 func newLocalQuota() localQuota {
-	return localQuota{Limits: QuotaLimits{BytesStored: QuotaDefault, Uploads: QuotaDefault, BytesReserved: QuotaDefault}}
+	return localQuota{Limits: sessionstore.QuotaLimits{BytesStored: sessionstore.QuotaDefault, Uploads: sessionstore.QuotaDefault, BytesReserved: sessionstore.QuotaDefault}}
 }
 
 func boltQuotaKey(account, uploadID string) []byte {
@@ -41,19 +43,19 @@ func boltQuotaKey(account, uploadID string) []byte {
 }
 
 // boltQuota reads an account's record from b (which may be nil).
-func boltQuota(b *bolt.Bucket, account string) (localQuota, error) {
+func boltQuota(b *bbolt.Bucket, account string) (localQuota, error) {
 	q := newLocalQuota()
 	if b == nil {
 		return q, nil
 	}
-	if err := boltGet(b, []byte(account), &q); err != nil && err != ErrNotFound {
+	if err := boltGet(b, []byte(account), &q); err != nil && err != sessionstore.ErrNotFound {
 		return q, err
 	}
 	return q, nil
 }
 
 // boltQuotaBuckets makes (once) and returns the three quota buckets.
-func boltQuotaBuckets(tx *bolt.Tx) (quota, holds, stored *bolt.Bucket, err error) {
+func boltQuotaBuckets(tx *bbolt.Tx) (quota, holds, stored *bbolt.Bucket, err error) {
 	if quota, err = tx.CreateBucketIfNotExists(boltBucketQuota); err != nil {
 		return
 	}
@@ -66,11 +68,11 @@ func boltQuotaBuckets(tx *bolt.Tx) (quota, holds, stored *bolt.Bucket, err error
 
 // quotaUpdate runs fn in one write transaction with the quota buckets and
 // the key of the account's upload.
-func (l *Local) quotaUpdate(ctx context.Context, op, account, uploadID string, fn func(qb, hb, sb *bolt.Bucket, key []byte) error) error {
+func (l *Store) quotaUpdate(ctx context.Context, op, account, uploadID string, fn func(qb, hb, sb *bbolt.Bucket, key []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.update(op, func(tx *bolt.Tx) error {
+	return l.update(op, func(tx *bbolt.Tx) error {
 		qb, hb, sb, err := boltQuotaBuckets(tx)
 		if err != nil {
 			return err
@@ -80,11 +82,11 @@ func (l *Local) quotaUpdate(ctx context.Context, op, account, uploadID string, f
 }
 
 // SetQuota replaces the account's limits.
-func (l *Local) SetQuota(ctx context.Context, account string, lim QuotaLimits) error {
+func (l *Store) SetQuota(ctx context.Context, account string, lim sessionstore.QuotaLimits) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.update("set quota", func(tx *bolt.Tx) error {
+	return l.update("set quota", func(tx *bbolt.Tx) error {
 		qb, _, _, err := boltQuotaBuckets(tx)
 		if err != nil {
 			return err
@@ -99,23 +101,23 @@ func (l *Local) SetQuota(ctx context.Context, account string, lim QuotaLimits) e
 }
 
 // localNormLimits maps every negative field to QuotaDefault.
-func localNormLimits(l QuotaLimits) QuotaLimits {
+func localNormLimits(l sessionstore.QuotaLimits) sessionstore.QuotaLimits {
 	norm := func(v int64) int64 {
-		if v == QuotaZero {
+		if v == sessionstore.QuotaZero {
 			return v
 		}
-		return max(v, QuotaDefault)
+		return max(v, sessionstore.QuotaDefault)
 	}
-	return QuotaLimits{BytesStored: norm(l.BytesStored), Uploads: norm(l.Uploads), BytesReserved: norm(l.BytesReserved)}
+	return sessionstore.QuotaLimits{BytesStored: norm(l.BytesStored), Uploads: norm(l.Uploads), BytesReserved: norm(l.BytesReserved)}
 }
 
 // Quota returns the account's limits and usage.
-func (l *Local) Quota(ctx context.Context, account string) (QuotaLimits, QuotaUsage, error) {
+func (l *Store) Quota(ctx context.Context, account string) (sessionstore.QuotaLimits, sessionstore.QuotaUsage, error) {
 	if err := ctx.Err(); err != nil {
-		return QuotaLimits{}, QuotaUsage{}, err
+		return sessionstore.QuotaLimits{}, sessionstore.QuotaUsage{}, err
 	}
 	var q localQuota
-	err := l.view("quota", func(tx *bolt.Tx) error {
+	err := l.view("quota", func(tx *bbolt.Tx) error {
 		var err error
 		q, err = boltQuota(tx.Bucket(boltBucketQuota), account)
 		return err
@@ -126,10 +128,10 @@ func (l *Local) Quota(ctx context.Context, account string) (QuotaLimits, QuotaUs
 // ReserveQuota checks and grows the upload's hold in one transaction:
 // bbolt serialises writers, so no other reservation of the account runs
 // between the check and the write.
-func (l *Local) ReserveQuota(ctx context.Context, account, uploadID string, n int64, defaults QuotaLimits) error {
+func (l *Store) ReserveQuota(ctx context.Context, account, uploadID string, n int64, defaults sessionstore.QuotaLimits) error {
 	// The refusal is returned as it is, not as a backend failure.
 	var refused error
-	err := l.quotaUpdate(ctx, "reserve quota", account, uploadID, func(qb, hb, sb *bolt.Bucket, key []byte) error {
+	err := l.quotaUpdate(ctx, "reserve quota", account, uploadID, func(qb, hb, sb *bbolt.Bucket, key []byte) error {
 		if sb.Get(key) != nil {
 			return nil // completed: its bytes are stored already
 		}
@@ -145,7 +147,7 @@ func (l *Local) ReserveQuota(ctx context.Context, account, uploadID string, n in
 			}
 		}
 		want := max(n-h.Bytes, 0)
-		if q.Usage, refused = quotaCheck(q.Limits.Resolve(defaults), q.Usage, newUpload, want); refused != nil {
+		if q.Usage, refused = sessionstore.QuotaCheck(q.Limits.Resolve(defaults), q.Usage, newUpload, want); refused != nil {
 			return refused
 		}
 		h.Bytes += want
@@ -162,8 +164,8 @@ func (l *Local) ReserveQuota(ctx context.Context, account, uploadID string, n in
 }
 
 // SettleQuota turns the upload's hold into stored bytes.
-func (l *Local) SettleQuota(ctx context.Context, account, uploadID string, size int64) error {
-	return l.quotaUpdate(ctx, "settle quota", account, uploadID, func(qb, hb, sb *bolt.Bucket, key []byte) error {
+func (l *Store) SettleQuota(ctx context.Context, account, uploadID string, size int64) error {
+	return l.quotaUpdate(ctx, "settle quota", account, uploadID, func(qb, hb, sb *bbolt.Bucket, key []byte) error {
 		if sb.Get(key) != nil {
 			return nil
 		}
@@ -181,7 +183,7 @@ func (l *Local) SettleQuota(ctx context.Context, account, uploadID string, size 
 
 // boltDropHold reads the account's record, deletes the hold at key, if
 // any, and takes it off the record's usage (which the caller stores).
-func boltDropHold(qb, hb *bolt.Bucket, account string, key []byte) (localQuota, error) {
+func boltDropHold(qb, hb *bbolt.Bucket, account string, key []byte) (localQuota, error) {
 	q, err := boltQuota(qb, account)
 	if err != nil || hb.Get(key) == nil {
 		return q, err
@@ -196,8 +198,8 @@ func boltDropHold(qb, hb *bolt.Bucket, account string, key []byte) (localQuota, 
 }
 
 // ReleaseQuota drops the upload's hold or stored bytes.
-func (l *Local) ReleaseQuota(ctx context.Context, account, uploadID string) error {
-	return l.quotaUpdate(ctx, "release quota", account, uploadID, func(qb, hb, sb *bolt.Bucket, key []byte) error {
+func (l *Store) ReleaseQuota(ctx context.Context, account, uploadID string) error {
+	return l.quotaUpdate(ctx, "release quota", account, uploadID, func(qb, hb, sb *bbolt.Bucket, key []byte) error {
 		if hb.Get(key) == nil && sb.Get(key) == nil {
 			return nil
 		}
@@ -216,8 +218,8 @@ func (l *Local) ReleaseQuota(ctx context.Context, account, uploadID string) erro
 }
 
 // TouchQuota restamps the upload's hold, if it has one.
-func (l *Local) TouchQuota(ctx context.Context, account, uploadID string) error {
-	return l.quotaUpdate(ctx, "touch quota", account, uploadID, func(_, hb, _ *bolt.Bucket, key []byte) error {
+func (l *Store) TouchQuota(ctx context.Context, account, uploadID string) error {
+	return l.quotaUpdate(ctx, "touch quota", account, uploadID, func(_, hb, _ *bbolt.Bucket, key []byte) error {
 		if hb.Get(key) == nil {
 			return nil
 		}
@@ -232,12 +234,12 @@ func (l *Local) TouchQuota(ctx context.Context, account, uploadID string) error 
 
 // QuotaHolds lists the oldest holds made or touched before before. It
 // reads every hold: there is one per upload in progress on this node.
-func (l *Local) QuotaHolds(ctx context.Context, before time.Time, limit int) ([]QuotaHold, error) {
+func (l *Store) QuotaHolds(ctx context.Context, before time.Time, limit int) ([]sessionstore.QuotaHold, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []QuotaHold
-	err := l.view("quota holds", func(tx *bolt.Tx) error {
+	var out []sessionstore.QuotaHold
+	err := l.view("quota holds", func(tx *bbolt.Tx) error {
 		hb := tx.Bucket(boltBucketQuotaHolds)
 		if hb == nil {
 			return nil
@@ -254,7 +256,7 @@ func (l *Local) QuotaHolds(ctx context.Context, before time.Time, limit int) ([]
 			if !ok {
 				return fmt.Errorf("quota hold key %q", k)
 			}
-			out = append(out, QuotaHold{Account: string(account), UploadID: string(id), Since: h.Since})
+			out = append(out, sessionstore.QuotaHold{Account: string(account), UploadID: string(id), Since: h.Since})
 			return nil
 		})
 	})

@@ -1,4 +1,4 @@
-package sessionstore
+package redis
 
 import (
 	"context"
@@ -6,17 +6,17 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 )
 
-// RedisFlushAll empties every master the store talks to, so that a test
+// FlushAll empties every master the store talks to, so that a test
 // starts from nothing (the probe queue is shared by all uploads). r then
 // adopts a new data-loss marker: the flush is no loss to r, and its
 // node's liveness record is written again at once.
-func RedisFlushAll(ctx context.Context, r *Redis) error {
+func FlushAll(ctx context.Context, r *Store) error {
 	var err error
-	if c, ok := r.client.(*redis.ClusterClient); ok {
-		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+	if c, ok := r.client.(*goredis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, n *goredis.Client) error {
 			return n.FlushAll(ctx).Err()
 		})
 	} else {
@@ -31,25 +31,25 @@ func RedisFlushAll(ctx context.Context, r *Redis) error {
 	return r.beat(ctx)
 }
 
-// RedisKillNode makes r's node dead as a kill -9 would once its liveness
+// KillNode makes r's node dead as a kill -9 would once its liveness
 // record ran out: no more refreshes, and the record is gone. The client
 // still works, like a node that was only paused and comes back.
-func RedisKillNode(ctx context.Context, r *Redis) error {
+func KillNode(ctx context.Context, r *Store) error {
 	close(r.hbStop)
 	r.hbWG.Wait()
 	r.hbStop = nil
 	return r.client.Del(ctx, redisNodeKey(r.node)).Err()
 }
 
-// RedisSetVerifyCutoff shortens how long an unverified Cluster completion
+// SetVerifyCutoff shortens how long an unverified Cluster completion
 // job is kept.
-func RedisSetVerifyCutoff(r *Redis, d time.Duration) { r.verifyCutoff = d }
+func SetVerifyCutoff(r *Store, d time.Duration) { r.verifyCutoff = d }
 
-// RedisIsCluster reports whether the store runs on Redis Cluster.
-func RedisIsCluster(r *Redis) bool { return r.cluster }
+// IsCluster reports whether the store runs on Redis Cluster.
+func IsCluster(r *Store) bool { return r.cluster }
 
-// RedisRoundTrips counts what the store sends to Redis.
-type RedisRoundTrips struct {
+// RoundTrips counts what the store sends to Redis.
+type RoundTrips struct {
 	// Trips counts network round trips: one per command sent alone, one per
 	// pipeline.
 	Trips atomic.Int64
@@ -57,38 +57,38 @@ type RedisRoundTrips struct {
 	Commands atomic.Int64
 }
 
-// RedisCountRoundTrips installs a go-redis hook on r that counts round
+// CountRoundTrips installs a go-redis hook on r that counts round
 // trips and commands.
-func RedisCountRoundTrips(r *Redis) *RedisRoundTrips {
-	c := &RedisRoundTrips{}
+func CountRoundTrips(r *Store) *RoundTrips {
+	c := &RoundTrips{}
 	r.client.AddHook(countHook{c})
 	return c
 }
 
-type countHook struct{ c *RedisRoundTrips }
+type countHook struct{ c *RoundTrips }
 
-func (h countHook) DialHook(next redis.DialHook) redis.DialHook {
+func (h countHook) DialHook(next goredis.DialHook) goredis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
 }
 
-func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
+func (h countHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
 		h.c.Trips.Add(1)
 		h.c.Commands.Add(1)
 		return next(ctx, cmd)
 	}
 }
 
-func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
+func (h countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
 		h.c.Trips.Add(1)
 		h.c.Commands.Add(int64(len(cmds)))
 		return next(ctx, cmds)
 	}
 }
 
-// RedisExpiryScore returns the score (ms) of session id in the expiry set.
-func RedisExpiryScore(ctx context.Context, r *Redis, id string) (int64, error) {
+// ExpiryScore returns the score (ms) of session id in the expiry set.
+func ExpiryScore(ctx context.Context, r *Store, id string) (int64, error) {
 	f, err := r.client.ZScore(ctx, redisExpiryKey, id).Result()
 	return int64(f), err
 }
@@ -99,7 +99,7 @@ var redisTestStreams = map[string]string{"probe": redisProbeStream, "webhook": r
 // luaFill creates the stream KEYS[1] with its consumer group ARGV[2] if
 // it does not exist, then adds ARGV[1] entries of the field/value pairs
 // ARGV[3...].
-var luaFill = redis.NewScript(`
+var luaFill = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
 	redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[2], '0', 'MKSTREAM')
 end
@@ -109,11 +109,11 @@ end
 return redis.call('XLEN', KEYS[1])
 `)
 
-// RedisFillQueue adds n entries that no consumer has read to the stream
+// FillQueue adds n entries that no consumer has read to the stream
 // of queue ("probe" or "webhook"), by scripts of 5,000 (Redis serves
 // nothing else while one runs): a backlog built in a second or two. Probe
 // entries name asset "filler", webhook entries the webhook "filler".
-func RedisFillQueue(ctx context.Context, r *Redis, queue string, n int) error {
+func FillQueue(ctx context.Context, r *Store, queue string, n int) error {
 	for n > 0 {
 		k := min(n, 5000)
 		args := []any{k, redisProbeGroup, "asset", "filler", "attempts", "0"}
@@ -128,9 +128,9 @@ func RedisFillQueue(ctx context.Context, r *Redis, queue string, n int) error {
 	return nil
 }
 
-// RedisStreamLen is the length of the stream of queue ("probe" or
+// StreamLen is the length of the stream of queue ("probe" or
 // "webhook"): its entries waiting or claimed, retries waiting for their
 // time left out.
-func RedisStreamLen(ctx context.Context, r *Redis, queue string) (int64, error) {
+func StreamLen(ctx context.Context, r *Store, queue string) (int64, error) {
 	return r.client.XLen(ctx, redisTestStreams[queue]).Result()
 }

@@ -1,21 +1,23 @@
-package sessionstore
+package bolt
 
 import (
 	"context"
 	"encoding/binary"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // ProbeQueueStats counts the probe queue and its dead letters. The
 // oldest job is the first key: keys start with the time a job is ready.
-func (l *Local) ProbeQueueStats(ctx context.Context) (ProbeQueueStats, error) {
+func (l *Store) ProbeQueueStats(ctx context.Context) (sessionstore.ProbeQueueStats, error) {
 	if err := ctx.Err(); err != nil {
-		return ProbeQueueStats{}, err
+		return sessionstore.ProbeQueueStats{}, err
 	}
-	var st ProbeQueueStats
-	err := l.view("probe queue stats", func(tx *bolt.Tx) error {
+	var st sessionstore.ProbeQueueStats
+	err := l.view("probe queue stats", func(tx *bbolt.Tx) error {
 		q := tx.Bucket(boltBucketProbe)
 		st.Jobs = int64(q.Stats().KeyN)
 		if k, _ := q.Cursor().First(); len(k) >= 8 {
@@ -29,12 +31,12 @@ func (l *Local) ProbeQueueStats(ctx context.Context) (ProbeQueueStats, error) {
 
 // QueueLengths counts the probe and webhook queues' jobs; a retry is the
 // same record, keyed by the time it is due.
-func (l *Local) QueueLengths(ctx context.Context) (QueueLengths, error) {
+func (l *Store) QueueLengths(ctx context.Context) (sessionstore.QueueLengths, error) {
 	if err := ctx.Err(); err != nil {
-		return QueueLengths{}, err
+		return sessionstore.QueueLengths{}, err
 	}
-	var q QueueLengths
-	err := l.view("queue lengths", func(tx *bolt.Tx) error {
+	var q sessionstore.QueueLengths
+	err := l.view("queue lengths", func(tx *bbolt.Tx) error {
 		q.Probe = int64(tx.Bucket(boltBucketProbe).Stats().KeyN)
 		q.Webhook = int64(tx.Bucket(boltBucketHookQueue).Stats().KeyN)
 		return nil
