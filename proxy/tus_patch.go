@@ -356,7 +356,7 @@ func (s *Server) committer(lh *leaseHolder, cur *sessionstore.Session, notify fu
 		start := time.Now()
 		ns, err := s.store.Commit(cctx, lh.get(), sessionstore.Commit{
 			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
-			Storage: p.Storage, Parts: toStoreParts(p.Parts), Length: -1,
+			Storage: p.Storage, Parts: p.Parts, Length: -1,
 			// Expiry slides with activity: an upload being written does
 			// not expire, however long it takes in total.
 			ExpiresAt: s.nextExpiry(),
@@ -509,7 +509,7 @@ func (s *Server) complete(ctx context.Context, l sessionstore.Lease, sess sessio
 	if err != nil {
 		return sess, fmt.Errorf("proxy: list parts: %w", err)
 	}
-	if err := s.pipe.Sink().Complete(ctx, uploadOf(sess), toPipelineParts(parts)); err != nil {
+	if err := s.pipe.Sink().Complete(ctx, uploadOf(sess), parts); err != nil {
 		return sess, fmt.Errorf("proxy: complete storage: %w", err)
 	}
 	sum, err := pipeline.SumHex(sess.HashState)
@@ -637,28 +637,6 @@ func (s *Server) releaseLease(ctx context.Context, lh *leaseHolder) {
 		return
 	}
 	s.metrics.released.Inc()
-}
-
-func toStoreParts(ps []pipeline.Part) []sessionstore.Part {
-	if len(ps) == 0 {
-		return nil
-	}
-	out := make([]sessionstore.Part, len(ps))
-	for i, p := range ps {
-		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
-	}
-	return out
-}
-
-func toPipelineParts(ps []sessionstore.Part) []pipeline.Part {
-	if len(ps) == 0 {
-		return nil
-	}
-	out := make([]pipeline.Part, len(ps))
-	for i, p := range ps {
-		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
-	}
-	return out
 }
 
 // failReason is the roughy_uploads_failed_total label of a failed write.

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/roughy/ingest/pipeline"
 )
 
 // Errors returned by every Store implementation. Foreign errors (bbolt,
@@ -103,17 +105,15 @@ type Session struct {
 	Leased bool
 }
 
-// Part is one committed S3 multipart part.
-type Part struct {
-	Number int32
-	ETag   string
-	Size   int64
-	// Offset is where the part's first byte sits in the object.
-	Offset int64
-	// Checksum is the part's checksum as the storage reported it ("" if
-	// none); opaque to the store.
-	Checksum string
-}
+// Part is one committed S3 multipart part: the pipeline's own type. The
+// sink makes parts and completes the object from them; the store only
+// keeps them, so it names the sink's type rather than a copy that every
+// commit would convert to and back. The import runs this way because
+// pipeline is the leaf of the graph (it imports nothing of this module):
+// proxy -> sessionstore -> pipeline stays a line, while pipeline
+// importing sessionstore would make the byte path depend on session state.
+// The Checksum is opaque to the store.
+type Part = pipeline.Part
 
 // Asset states.
 const (
