@@ -58,7 +58,7 @@ type Store struct {
 	leases  map[string]localLease
 	// probes and hooks are the probe and webhook queues (their claims
 	// are guarded by mu).
-	probes, hooks *localQueue
+	probes, hooks *jobQueue
 
 	// node is this process's node id; releaseWatchers get its release
 	// requests (guarded by wmu, not mu: a callback may call the store).
@@ -116,18 +116,19 @@ func New(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sessionstore: init %s: %w", path, err)
 	}
-	return &Store{
+	st := &Store{
 		db:     db,
 		epoch:  int64(epoch),
 		leases: map[string]localLease{},
-		probes: newLocalQueue("probe", boltBucketProbe),
-		hooks:  newLocalQueue("webhook", boltBucketHookQueue),
 		closed: make(chan struct{}),
 		// One node: a restart is a new node, and leases (in memory) do
 		// not survive it anyway.
 		node:            sessionstore.NewNodeID(),
 		releaseWatchers: map[int]func(sessionstore.ReleaseRequest){},
-	}, nil
+	}
+	st.probes = newJobQueue(st, "probe", boltBucketProbe)
+	st.hooks = newJobQueue(st, "webhook", boltBucketHookQueue)
+	return st, nil
 }
 
 // Close releases waiting claimers and closes the file.
@@ -674,7 +675,7 @@ func boltCompleteAsset(tx *bbolt.Tx, assetID string, c sessionstore.Commit) (boo
 	if err := boltPut(tx.Bucket(boltBucketAssets), []byte(a.ID), a); err != nil {
 		return false, err
 	}
-	return true, boltPutProbe(tx, time.Now(), localProbeRecord{AssetID: a.ID})
+	return true, boltPutJob(tx, boltBucketProbe, time.Now(), localProbeRecord{AssetID: a.ID})
 }
 
 // DeleteUpload removes a session and its parts and soft-deletes its asset.

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -13,7 +12,7 @@ import (
 )
 
 // localHookRecord is a queued webhook delivery in boltBucketHookQueue (keys
-// as in localQueue); WebhookJob.ID is the hex of its key, new on each retry.
+// as in jobQueue); WebhookJob.ID is the hex of its key, new on each retry.
 type localHookRecord struct {
 	HookID   string
 	Event    sessionstore.WebhookEvent
@@ -121,7 +120,7 @@ func (l *Store) EnqueueWebhookEvent(ctx context.Context, account string, ev sess
 		}
 		now := time.Now()
 		for _, h := range hooks {
-			if err := boltPutHookJob(tx, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
+			if err := boltPutJob(tx, boltBucketHookQueue, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
 				return err
 			}
 			if ev.Verify {
@@ -139,16 +138,6 @@ func (l *Store) EnqueueWebhookEvent(ctx context.Context, account string, ev sess
 	}
 	l.hooks.wake()
 	return n, nil
-}
-
-// boltPutHookJob queues rec, ready at ready.
-func boltPutHookJob(tx *bbolt.Tx, ready time.Time, rec localHookRecord) error {
-	b := tx.Bucket(boltBucketHookQueue)
-	seq, err := b.NextSequence()
-	if err != nil {
-		return err
-	}
-	return boltPut(b, append(boltBE64(boltUnixNano(ready)), boltBE64(seq)...), rec)
 }
 
 // boltPutHookLog writes d as the latest state of its delivery, unless the
@@ -185,13 +174,9 @@ func boltPutHookLog(tx *bbolt.Tx, d sessionstore.WebhookDelivery) error {
 // whose claim is older than reclaimAfter. Claims live in memory: after a
 // restart (a node killed mid-delivery) every job is ready again.
 func (l *Store) ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.WebhookJob, error) {
-	id, raw, err := l.claim(ctx, l.hooks, consumer, block, reclaimAfter)
+	id, rec, err := claimAs[localHookRecord](ctx, l.hooks, consumer, block, reclaimAfter)
 	if err != nil {
 		return sessionstore.WebhookJob{}, err
-	}
-	var rec localHookRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return sessionstore.WebhookJob{}, fmt.Errorf("sessionstore: local claim webhook: decode: %w", err)
 	}
 	return sessionstore.WebhookJob{ID: id, HookID: rec.HookID, Event: rec.Event, Attempts: rec.Attempts, Since: rec.Since}, nil
 }
@@ -202,11 +187,7 @@ func (l *Store) SettleWebhook(ctx context.Context, job sessionstore.WebhookJob, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := l.finish("settle webhook", l.hooks, job.ID, func(tx *bbolt.Tx, raw []byte) error {
-		var rec localHookRecord
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			return fmt.Errorf("decode webhook job: %w", err)
-		}
+	err := finishAs(l.hooks, "settle webhook", job.ID, func(tx *bbolt.Tx, rec localHookRecord) error {
 		now := time.Now()
 		if d, ok := sessionstore.SettleRecord(job, out, now); ok {
 			if err := boltPutHookLog(tx, d); err != nil {
@@ -221,7 +202,7 @@ func (l *Store) SettleWebhook(ctx context.Context, job sessionstore.WebhookJob, 
 		default:
 			return nil
 		}
-		return boltPutHookJob(tx, now.Add(out.RetryIn), rec)
+		return l.hooks.put(tx, now.Add(out.RetryIn), rec)
 	})
 	if err != nil {
 		return err

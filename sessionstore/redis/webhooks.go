@@ -66,8 +66,10 @@ end
 return {1}
 `)
 
-var redisHookQueue = redisQueue{op: "webhook", stream: redisHookStream, delayed: redisHookDelayed,
-	group: redisHookGroup, claim: luaHookClaim}
+// redisHookQueue is the webhook queue: its claims look for due retries
+// every redisHookPoll while they wait.
+var redisHookQueue = jobQueue{op: "webhook", stream: redisHookStream, delayed: redisHookDelayed,
+	group: redisHookGroup, script: luaHookClaim, poll: redisHookPoll}
 
 // redisHookJob is a delivery job as the stream's "job" field and the
 // delayed set's member hold it. Prev (the entry it retries) keeps members
@@ -228,26 +230,14 @@ func (r *Store) trimHookLog(ctx context.Context, hookID string) {
 // consumer went quiet for reclaimAfter (a node killed mid-delivery), else a
 // new entry, blocking up to block.
 func (r *Store) ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.WebhookJob, error) {
-	// XREADGROUP wakes only for new entries: look for due retries and
-	// reclaimable entries at least every redisHookPoll meanwhile.
-	deadline := time.Now().Add(block)
-	var id string
-	var vals map[string]string
-	for {
-		wait := min(time.Until(deadline), redisHookPoll)
-		var err error
-		id, vals, err = r.claimStream(ctx, redisHookQueue, consumer, wait, reclaimAfter)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, sessionstore.ErrEmpty) || time.Until(deadline) <= 0 {
-			return sessionstore.WebhookJob{}, err
-		}
+	id, vals, err := redisHookQueue.claim(ctx, r, consumer, block, reclaimAfter)
+	if err != nil {
+		return sessionstore.WebhookJob{}, err
 	}
 	var j redisHookJob
 	if err := json.Unmarshal([]byte(vals["job"]), &j); err != nil {
 		// A corrupt entry would be reclaimed forever: drop it.
-		r.runScript(ctx, "claim webhook: drop", luaAck, []string{redisHookStream}, redisHookGroup, id)
+		redisHookQueue.ack(ctx, r, "claim webhook: drop", id)
 		return sessionstore.WebhookJob{}, fmt.Errorf("sessionstore: redis: corrupt webhook job %s: %w", id, err)
 	}
 	return sessionstore.WebhookJob{ID: id, HookID: j.HookID, Event: j.Event, Attempts: j.Attempts, Since: j.Since}, nil

@@ -23,6 +23,11 @@ const (
 	redisVerifyCutoff = 2 * time.Minute
 )
 
+// redisProbeQueue is the probe queue: its claims wait on XREADGROUP alone
+// (a due retry waits for the next claim).
+var redisProbeQueue = jobQueue{op: "probe", stream: redisProbeStream, delayed: redisProbeDelayed,
+	group: redisProbeGroup, script: luaClaim}
+
 // ClaimProbe hands out one probe job: first it moves due retries into the
 // stream and reclaims an entry idle longer than reclaimAfter (one script),
 // then it reads a new entry with XREADGROUP, blocking up to block. A
@@ -45,64 +50,12 @@ func (r *Store) ClaimProbe(ctx context.Context, consumer string, block, reclaimA
 // claimEntry claims one probe stream entry (reclaimed or new) and answers
 // it with its fields.
 func (r *Store) claimEntry(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.ProbeJob, map[string]string, error) {
-	id, vals, err := r.claimStream(ctx, redisProbeQueue, consumer, block, reclaimAfter)
+	id, vals, err := redisProbeQueue.claim(ctx, r, consumer, block, reclaimAfter)
 	if err != nil {
 		return sessionstore.ProbeJob{}, nil, err
 	}
 	job, err := redisProbeJob(id, vals)
 	return job, vals, err
-}
-
-// redisQueue names a stream queue: the probe queue, the webhook queue.
-type redisQueue struct {
-	op              string // "probe", "webhook"
-	stream, delayed string
-	group           string
-	claim           *goredis.Script // moves due retries, then luaReclaim
-}
-
-var redisProbeQueue = redisQueue{op: "probe", stream: redisProbeStream, delayed: redisProbeDelayed,
-	group: redisProbeGroup, claim: luaClaim}
-
-// claimStream claims one entry of q (reclaimed, or new with XREADGROUP
-// blocking up to block) and answers its id and fields.
-func (r *Store) claimStream(ctx context.Context, q redisQueue, consumer string, block, reclaimAfter time.Duration) (string, map[string]string, error) {
-	op := "claim " + q.op
-	out, err := r.runScript(ctx, op, q.claim, []string{q.stream, q.delayed},
-		q.group, consumer, redisMillis(reclaimAfter))
-	if err == nil {
-		id, _ := out[0].(string)
-		return id, redisFlatMap(out[1]), nil
-	}
-	if !errors.Is(err, sessionstore.ErrNotFound) {
-		return "", nil, err
-	}
-	args := &goredis.XReadGroupArgs{Group: q.group, Consumer: consumer,
-		Streams: []string{q.stream, ">"}, Count: 1, Block: -1}
-	if block > 0 {
-		args.Block = time.Duration(redisMillis(block)) * time.Millisecond
-	}
-	streams, err := r.client.XReadGroup(ctx, args).Result()
-	switch {
-	case errors.Is(err, goredis.Nil):
-		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrEmpty)
-	case goredis.HasErrorPrefix(err, "NOGROUP"):
-		// The data was flushed since the script ran; the next claim
-		// creates the group again.
-		return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrEmpty)
-	case err != nil:
-		return "", nil, redisErr(op, err)
-	}
-	for _, s := range streams {
-		for _, m := range s.Messages {
-			vals := make(map[string]string, len(m.Values))
-			for k, v := range m.Values {
-				vals[k], _ = v.(string)
-			}
-			return m.ID, vals, nil
-		}
-	}
-	return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrEmpty)
 }
 
 // verifyJob decides a Cluster completion job: its asset is ready (ok, and
@@ -160,8 +113,7 @@ func (r *Store) verifyJob(ctx context.Context, job *sessionstore.ProbeJob, vals 
 
 // dropJob removes a job that has nothing to probe.
 func (r *Store) dropJob(ctx context.Context, id string) error {
-	_, err := r.runScript(ctx, "claim probe: drop", luaAck, []string{redisProbeStream}, redisProbeGroup, id)
-	return err
+	return redisProbeQueue.ack(ctx, r, "claim probe: drop", id)
 }
 
 func redisProbeJob(id string, vals map[string]string) (sessionstore.ProbeJob, error) {
@@ -193,8 +145,7 @@ func (r *Store) AckProbe(ctx context.Context, job sessionstore.ProbeJob, duratio
 	if err != nil {
 		return err
 	}
-	_, err = r.runScript(ctx, "ack probe", luaAck, []string{redisProbeStream}, redisProbeGroup, job.ID)
-	return err
+	return redisProbeQueue.ack(ctx, r, "ack probe", job.ID)
 }
 
 // redisRetryMember is a delayed job in roughy:{probe}:delayed; luaClaim
