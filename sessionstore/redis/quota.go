@@ -49,7 +49,7 @@ if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {0} end
 local u = redis.call('HMGET', KEYS[1], 'stored', 'uploads', 'reserved', 'max_stored', 'max_uploads', 'max_reserved')
 local stored, uploads, reserved = tonumber(u[1]) or 0, tonumber(u[2]) or 0, tonumber(u[3]) or 0
 -- A stored limit: absent or negative is the server's default, but -2 is a
--- limit of zero (0 is unlimited); over() mirrors QuotaOver.
+-- limit of zero (0 is unlimited); over() mirrors quotaOver.
 local function lim(v, d)
   local n = tonumber(v)
   if n == -2 then return n end
