@@ -10,7 +10,6 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/roughy/ingest/sessionstore"
-	"github.com/roughy/ingest/sessionstore/bolt"
 )
 
 // TestPartRecordFormat pins the bbolt file's part records: a part is
@@ -69,11 +68,12 @@ func TestPartRecordFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st2, err := bolt.New(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
+	st2 := newLocal(t, path)
+	t.Cleanup(func() {
+		if err := st2.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	got, err := st2.Parts(ctx, "s1")
 	wantParts := []sessionstore.Part{written, {Number: 3, ETag: `"old"`, Size: 5, Offset: 10}}
 	if err != nil || !slices.Equal(got, wantParts) {

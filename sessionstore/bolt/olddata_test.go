@@ -1,11 +1,12 @@
 package bolt_test
 
 import (
+	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -17,12 +18,11 @@ import (
 // packages, into a fresh data dir and opens it.
 func openFixture(t *testing.T) sessionstore.Store {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "datadir-v0.db.gz"))
+	gz, err := os.ReadFile(filepath.Join("testdata", "datadir-v0.db.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +38,21 @@ func openFixture(t *testing.T) sessionstore.Store {
 		t.Fatal(err)
 	}
 	st := newLocal(t, path)
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return st
+}
+
+// expect fails the test unless err is nil and got, formatted with %v,
+// is want.
+func expect(t *testing.T, what string, got any, err error, want string) {
+	t.Helper()
+	if g := fmt.Sprintf("%v", got); err != nil || g != want {
+		t.Fatalf("%s: got %s, %v; want %s", what, g, err, want)
+	}
 }
 
 // TestOpensOldDataDir: an existing data dir keeps working across the
@@ -48,60 +61,56 @@ func openFixture(t *testing.T) sessionstore.Store {
 // probe job, a key, quota limits and usage, a webhook with a queued
 // delivery and its record, and a direct upload grant.
 func TestOpensOldDataDir(t *testing.T) {
-	ctx := t.Context()
 	st := openFixture(t)
-	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	checkOldUploads(t, st)
+	checkOldAccount(t, st)
+	checkOldQueues(t, st)
+}
 
+// checkOldUploads reads the uploads back and goes on with the one in
+// progress.
+func checkOldUploads(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
 	s1, err := st.Session(ctx, "s1")
-	if err != nil || s1.Offset != 200 || s1.Length != 300 || string(s1.HashState) != "h200" ||
-		string(s1.Storage) != `{"u":"x"}` || s1.NextPart != 3 || !s1.CreatedAt.Equal(created) {
-		t.Fatalf("session s1: got %+v, %v", s1, err)
-	}
+	expect(t, "session s1", []any{s1.Offset, s1.Length, string(s1.HashState), string(s1.Storage), s1.NextPart,
+		s1.CreatedAt.Format(time.RFC3339)}, err, `[200 300 h200 {"u":"x"} 3 2026-12-01T10:00:00Z]`)
 	parts, err := st.Parts(ctx, "s1")
-	want := []sessionstore.Part{{Number: 1, ETag: `"e1"`, Size: 100, Offset: 0, Checksum: "AAAAAA=="},
-		{Number: 2, ETag: `"e2"`, Size: 100, Offset: 100}}
-	if err != nil || !slices.Equal(parts, want) {
-		t.Fatalf("parts of s1: got %+v, %v; want %+v", parts, err, want)
-	}
-	// The upload goes on where it stopped.
+	expect(t, "parts of s1", parts, err, `[{1 "e1" 100 0 AAAAAA==} {2 "e2" 100 100 }]`)
 	l, err := st.AcquireLease(ctx, "s1", time.Minute, 1)
-	if err != nil || l.FirstPart != 3 {
-		t.Fatalf("lease on s1: got %+v, %v; want first part 3", l, err)
-	}
-	if _, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 200, NewOffset: 300, Length: -1,
-		Complete: true, SHA256: "def"}); err != nil {
-		t.Fatalf("completing s1: %v", err)
-	}
+	expect(t, "first part of a new lease on s1", l.FirstPart, err, "3")
+	_, err = st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 200, NewOffset: 300, Length: -1, Complete: true, SHA256: "def"})
+	expect(t, "completing s1", "", err, "")
+	a, err := st.Asset(ctx, "s2")
+	expect(t, "asset s2", []any{a.State, a.SHA256, a.SizeBytes}, err, "[ready abc 5]")
+}
 
-	if a, err := st.Asset(ctx, "s2"); err != nil || a.State != sessionstore.StateReady || a.SHA256 != "abc" || a.SizeBytes != 5 {
-		t.Fatalf("asset s2: got %+v, %v", a, err)
-	}
-	job, err := st.ClaimProbe(ctx, "c", time.Second, time.Minute)
-	if err != nil || job.AssetID != "s2" {
-		t.Fatalf("probe job: got %+v, %v; want asset s2", job, err)
-	}
-	if k, err := st.KeyByHash(ctx, "hash1"); err != nil || k.ID != "k1" || k.Prefix != "rk_live_x" {
-		t.Fatalf("key: got %+v, %v", k, err)
-	}
+// checkOldAccount reads back the key, the quota, the webhook and the
+// direct upload grant.
+func checkOldAccount(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	k, err := st.KeyByHash(ctx, "hash1")
+	expect(t, "key", []any{k.ID, k.Prefix}, err, "[k1 rk_live_x]")
+	// s2 is stored; s1 still holds its 300 bytes (completed above, not
+	// settled).
 	lim, use, err := st.Quota(ctx, "acme")
-	wantLim := sessionstore.QuotaLimits{BytesStored: 1 << 30, Uploads: sessionstore.QuotaDefault, BytesReserved: sessionstore.QuotaZero}
-	// s1 held 300 bytes and completed above with 300: all of it stored
-	// once settled; until then its hold still counts.
-	if err != nil || lim != wantLim || use.BytesStored != 5 || use.Uploads != 1 || use.BytesReserved != 300 {
-		t.Fatalf("quota: got %+v %+v, %v; want limits %+v, 5 stored, 1 upload, 300 reserved", lim, use, err, wantLim)
-	}
-	if h, err := st.Webhook(ctx, "h1"); err != nil || h.URL != "https://example.com/hook" || h.Secret != "whsec" {
-		t.Fatalf("webhook: got %+v, %v", h, err)
-	}
+	expect(t, "quota", []any{lim, use}, err, "[{1073741824 -1 -2} {5 1 300}]")
+	h, err := st.Webhook(ctx, "h1")
+	expect(t, "webhook", []any{h.URL, h.Secret, h.Events}, err, "[https://example.com/hook whsec [asset.ready]]")
+	d, err := st.DirectUpload(ctx, "d1")
+	expect(t, "direct upload", []any{d.Type, d.MaxSize, string(d.Secret)}, err, "[audio 1000 secret]")
+}
+
+// checkOldQueues claims the queued probe job and webhook delivery.
+func checkOldQueues(t *testing.T, st sessionstore.Store) {
+	ctx := t.Context()
+	job, err := st.ClaimProbe(ctx, "c", time.Second, time.Minute)
+	expect(t, "probe job", job.AssetID, err, "s2")
 	wj, err := st.ClaimWebhook(ctx, "c", time.Second, time.Minute)
-	if err != nil || wj.HookID != "h1" || wj.Event.ID != "ev1" || wj.Event.Asset.ID != "s2" {
-		t.Fatalf("webhook job: got %+v, %v", wj, err)
-	}
+	expect(t, "webhook job", []any{wj.HookID, wj.Event.ID, wj.Event.Asset.ID}, err, "[h1 ev1 s2]")
 	ds, err := st.WebhookDeliveries(ctx, "h1")
-	if err != nil || len(ds) != 1 || ds[0].EventID != "ev1" || ds[0].State != sessionstore.DeliveryPending {
-		t.Fatalf("deliveries: got %+v, %v", ds, err)
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.EventID+" "+d.State)
 	}
-	if d, err := st.DirectUpload(ctx, "d1"); err != nil || d.Type != "audio" || d.MaxSize != 1000 || string(d.Secret) != "secret" {
-		t.Fatalf("direct upload: got %+v, %v", d, err)
-	}
+	expect(t, "delivery records", got, err, "[ev1 pending]")
 }
