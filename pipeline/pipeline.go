@@ -73,11 +73,15 @@ type Upload struct {
 	ContentType string
 }
 
-// Part is one stored S3 multipart part.
+// Part is one stored S3 multipart part. The session store keeps parts as
+// they are (sessionstore.Part is this type): the embedded store writes the
+// JSON of these fields under their Go names, so a field is never renamed
+// or tagged, or an existing data dir no longer reads.
 type Part struct {
 	Number int32
 	ETag   string
 	Size   int64
+	// Offset is where the part's first byte sits in the object.
 	Offset int64
 	// Checksum is the part's CRC32C (base64) as S3 stored it, named in
 	// CompleteMultipartUpload when the upload declared CRC32C; "" for

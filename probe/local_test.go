@@ -12,6 +12,8 @@ import (
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
 )
 
 // completeUpload stores data as a finished upload in st and sink's
@@ -56,7 +58,7 @@ func TestWorkerWithLocalStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	st, err := sessionstore.NewLocal(filepath.Join(dir, "roughy.db"))
+	st, err := bolt.New(filepath.Join(dir, "roughy.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

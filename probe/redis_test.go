@@ -9,7 +9,8 @@ import (
 
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
-	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // TestRedisReclaimAndDeadLetter runs workers on the Redis stream queue: a
@@ -22,7 +23,7 @@ func TestRedisReclaimAndDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := testsvc.StartRedis(t)
-	st, err := sessionstore.NewRedis(t.Context(), url)
+	st, err := redis.New(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,12 @@ import (
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/worker"
 )
 
 // Store is what a worker needs of the session store's probe queue.
-// sessionstore.Local and sessionstore.Redis implement it.
+// bolt.Store and redis.Store (sessionstore/bolt, sessionstore/redis)
+// implement it.
 type Store interface {
 	ClaimProbe(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.ProbeJob, error)
 	AckProbe(ctx context.Context, job sessionstore.ProbeJob, durationSeconds string) error
@@ -152,68 +154,30 @@ type Worker struct {
 	cfg   Config
 	store Store
 	input InputFunc
+	retry worker.Retry
 }
 
 // NewWorker returns a worker over store, resolving inputs with input.
 func NewWorker(cfg Config, store Store, input InputFunc) *Worker {
-	return &Worker{cfg: cfg.withDefaults(), store: store, input: input}
+	cfg = cfg.withDefaults()
+	return &Worker{cfg: cfg, store: store, input: input,
+		retry: worker.Retry{Base: cfg.BaseDelay, Max: cfg.MaxDelay, MaxAttempts: cfg.MaxAttempts}}
 }
 
 // Delay is the retry delay after a job's attempt-th failure (0-based):
 // BaseDelay·2^attempt, capped at MaxDelay.
-func (w *Worker) Delay(attempt int) time.Duration {
-	d := w.cfg.BaseDelay
-	for range attempt {
-		d *= 2
-		if d >= w.cfg.MaxDelay {
-			return w.cfg.MaxDelay
-		}
-	}
-	return min(d, w.cfg.MaxDelay)
-}
+func (w *Worker) Delay(attempt int) time.Duration { return w.retry.Delay(attempt) }
 
 // Run claims and probes jobs until ctx ends, then returns nil. A probe cut
 // short by ctx is left claimed; the queue hands it out again after
 // ReclaimAfter.
 func (w *Worker) Run(ctx context.Context) error {
-	log := w.cfg.Logger.With("consumer", w.cfg.Consumer)
-	pause := 0 * time.Second
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		start := time.Now()
-		job, err := w.store.ClaimProbe(ctx, w.cfg.Consumer, w.cfg.Block, w.cfg.ReclaimAfter)
-		switch {
-		case err == nil:
-			pause = 0
-			if err := w.Handle(ctx, job); err != nil && ctx.Err() == nil {
-				log.Warn("probe: job not settled", "asset", job.AssetID, "err", err)
-			}
-			continue
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, sessionstore.ErrEmpty):
-			// A store that answers "empty" without blocking must not make
-			// us spin.
-			if time.Since(start) < 50*time.Millisecond {
-				pause = 100 * time.Millisecond
-			} else {
-				pause = 0
-			}
-		default:
-			// Backend down: back off, up to 5s between claims.
-			pause = min(max(2*pause, 250*time.Millisecond), 5*time.Second)
-			log.Warn("probe: claim failed", "err", err, "retry_in", pause)
-		}
-		if pause > 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pause):
-			}
-		}
-	}
+	loop := worker.Loop[sessionstore.ProbeJob]{Name: "probe", Consumer: w.cfg.Consumer,
+		Block: w.cfg.Block, ReclaimAfter: w.cfg.ReclaimAfter, Claim: w.store.ClaimProbe, Handle: w.Handle,
+		Unsettled: "probe: job not settled", Attrs: func(j sessionstore.ProbeJob) []any { return []any{"asset", j.AssetID} },
+		Logger: w.cfg.Logger.With("consumer", w.cfg.Consumer)}
+	loop.Run(ctx)
+	return nil
 }
 
 // Handle probes one claimed job and settles it: Ack with the duration
@@ -268,19 +232,25 @@ func (w *Worker) Handle(ctx context.Context, job sessionstore.ProbeJob) error {
 	case errors.Is(err, ErrNotMedia):
 		log.Warn("probe: not media, parking job", "reason", err.Error())
 		return w.parked(sctx, job, a, err.Error())
-	case job.Attempts+1 >= w.cfg.MaxAttempts:
+	}
+	return w.failed(sctx, log, job, a, err)
+}
+
+// failed settles a job whose probe failed: retried after the back-off
+// delay, or parked as dead once it was tried MaxAttempts times.
+func (w *Worker) failed(ctx context.Context, log *slog.Logger, job sessionstore.ProbeJob, a sessionstore.Asset, err error) error {
+	delay, dead := w.retry.After(job.Attempts, time.Time{}, time.Now())
+	if dead {
 		reason := fmt.Sprintf("gave up after %d attempts: %v", job.Attempts+1, err)
 		log.Error("probe: failed, parking job", "reason", reason)
-		return w.parked(sctx, job, a, reason)
-	default:
-		delay := w.Delay(job.Attempts)
-		log.Warn("probe: failed, will retry", "reason", err.Error(), "retry_in", delay)
-		if err := w.store.RetryProbe(sctx, job, delay, err.Error()); err != nil {
-			return fmt.Errorf("probe: retry %s: %w", job.AssetID, err)
-		}
-		w.cfg.Settled("retry")
-		return nil
+		return w.parked(ctx, job, a, reason)
 	}
+	log.Warn("probe: failed, will retry", "reason", err.Error(), "retry_in", delay)
+	if err := w.store.RetryProbe(ctx, job, delay, err.Error()); err != nil {
+		return fmt.Errorf("probe: retry %s: %w", job.AssetID, err)
+	}
+	w.cfg.Settled("retry")
+	return nil
 }
 
 func (w *Worker) probe(ctx context.Context, a sessionstore.Asset) (string, error) {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
 )
 
 // TestBadInput has one case per row of SPEC's bad-input table (the
@@ -446,7 +448,7 @@ func TestExpiry(t *testing.T) {
 func newFlakyEnv(t *testing.T, cfgMod func(*Config)) (*env, *flakyStore) {
 	var fs *flakyStore
 	e := newEnv(t, cfgMod, func(s sessionstore.Store) sessionstore.Store {
-		fs = &flakyStore{Local: s.(*sessionstore.Local)}
+		fs = &flakyStore{Store: s.(*bolt.Store)}
 		return fs
 	})
 	return e, fs
@@ -454,7 +456,7 @@ func newFlakyEnv(t *testing.T, cfgMod func(*Config)) (*env, *flakyStore) {
 
 // flakyStore is the embedded store with switchable outages.
 type flakyStore struct {
-	*sessionstore.Local
+	*bolt.Store
 	down atomic.Bool
 	// leaseLost makes renewals and commits fail as if another node had
 	// taken the upload over.
@@ -471,14 +473,14 @@ func (f *flakyStore) AcquireLease(ctx context.Context, id string, ttl time.Durat
 	if err := f.beforeLease(ctx, id); err != nil {
 		return sessionstore.Lease{}, err
 	}
-	return f.Local.AcquireLease(ctx, id, ttl, parts)
+	return f.Store.AcquireLease(ctx, id, ttl, parts)
 }
 
 func (f *flakyStore) AcquireLeaseFenced(ctx context.Context, id string, ttl time.Duration, parts int32, fence int64) (sessionstore.Lease, error) {
 	if err := f.beforeLease(ctx, id); err != nil {
 		return sessionstore.Lease{}, err
 	}
-	return f.Local.AcquireLeaseFenced(ctx, id, ttl, parts, fence)
+	return f.Store.AcquireLeaseFenced(ctx, id, ttl, parts, fence)
 }
 
 // beforeLease is what every lease acquisition meets first.
@@ -487,7 +489,7 @@ func (f *flakyStore) beforeLease(ctx context.Context, id string) error {
 		return fmt.Errorf("flaky: %w", sessionstore.ErrLocked)
 	}
 	if p := f.deleteFirst.Load(); p != nil && *p == id && f.deleteFirst.CompareAndSwap(p, nil) {
-		if _, err := f.Local.DeleteUpload(ctx, id); err != nil {
+		if _, err := f.Store.DeleteUpload(ctx, id); err != nil {
 			return err
 		}
 	}
@@ -498,14 +500,14 @@ func (f *flakyStore) RenewLease(ctx context.Context, l sessionstore.Lease, ttl t
 	if f.leaseLost.Load() {
 		return sessionstore.Lease{}, fmt.Errorf("flaky: %w", sessionstore.ErrLeaseLost)
 	}
-	return f.Local.RenewLease(ctx, l, ttl)
+	return f.Store.RenewLease(ctx, l, ttl)
 }
 
 func (f *flakyStore) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error) {
 	if f.leaseLost.Load() {
 		return sessionstore.Session{}, fmt.Errorf("flaky: %w", sessionstore.ErrLeaseLost)
 	}
-	return f.Local.Commit(ctx, l, c)
+	return f.Store.Commit(ctx, l, c)
 }
 
 var errOutage = fmt.Errorf("flaky: %w: connection refused", sessionstore.ErrUnavailable)
@@ -514,35 +516,35 @@ func (f *flakyStore) KeyByHash(ctx context.Context, h string) (sessionstore.Key,
 	if f.down.Load() {
 		return sessionstore.Key{}, errOutage
 	}
-	return f.Local.KeyByHash(ctx, h)
+	return f.Store.KeyByHash(ctx, h)
 }
 
 func (f *flakyStore) Session(ctx context.Context, id string) (sessionstore.Session, error) {
 	if f.down.Load() {
 		return sessionstore.Session{}, errOutage
 	}
-	return f.Local.Session(ctx, id)
+	return f.Store.Session(ctx, id)
 }
 
 func (f *flakyStore) OffsetSession(ctx context.Context, id string) (sessionstore.Session, error) {
 	if f.down.Load() {
 		return sessionstore.Session{}, errOutage
 	}
-	return f.Local.OffsetSession(ctx, id)
+	return f.Store.OffsetSession(ctx, id)
 }
 
 func (f *flakyStore) Asset(ctx context.Context, id string) (sessionstore.Asset, error) {
 	if f.down.Load() {
 		return sessionstore.Asset{}, errOutage
 	}
-	return f.Local.Asset(ctx, id)
+	return f.Store.Asset(ctx, id)
 }
 
 func (f *flakyStore) Ping(ctx context.Context) error {
 	if f.down.Load() {
 		return errOutage
 	}
-	return f.Local.Ping(ctx)
+	return f.Store.Ping(ctx)
 }
 
 // TestStoreOutage: a session store outage is a 503 with Retry-After, never

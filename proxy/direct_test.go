@@ -16,6 +16,8 @@ import (
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // mintDirect makes a direct upload of account with the API and returns
@@ -138,7 +140,7 @@ func (r resentClaims) ClaimDirectUpload(ctx context.Context, id, claim string, n
 // succeeds and the upload completes; another creation, and one after the
 // upload's DELETE, are still refused.
 func TestDirectClaimResentRedis(t *testing.T) {
-	rs, err := sessionstore.NewRedis(t.Context(), testsvc.StartRedis(t))
+	rs, err := redis.New(t.Context(), testsvc.StartRedis(t))
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
 )
 
 // env is one real server on a loopback port over the embedded store and
@@ -31,7 +33,7 @@ type env struct {
 	t      testing.TB
 	srv    *Server
 	store  sessionstore.Store
-	local  *sessionstore.Local
+	local  *bolt.Store
 	dir    string
 	addr   string // host:port
 	url    string // http://host:port
@@ -52,7 +54,7 @@ func newEnvSink(t testing.TB, cfgMod func(*Config), wrap func(sessionstore.Store
 	wrapSink func(pipeline.Sink) pipeline.Sink, sinkOpts ...pipeline.LocalOption) *env {
 	t.Helper()
 	dir := t.TempDir()
-	local, err := sessionstore.NewLocal(filepath.Join(dir, "roughy.db"))
+	local, err := bolt.New(filepath.Join(dir, "roughy.db"))
 	if err != nil {
 		t.Fatalf("NewLocal: %v", err)
 	}

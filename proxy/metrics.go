@@ -182,7 +182,7 @@ func (t *Telemetry) attach(s *Server) {
 }
 
 // queueLengths is what /metrics reads of the lengths of the store's job
-// queues (sessionstore.Local and Redis have it).
+// queues (the bolt and redis stores have it).
 type queueLengths interface {
 	QueueLengths(ctx context.Context) (sessionstore.QueueLengths, error)
 }
@@ -210,7 +210,7 @@ func (c queueLengthCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // probeQueue is what /metrics reads of the store's probe queue
-// (sessionstore.Local and Redis have it; a store without it shows none).
+// (the bolt and redis stores have it; a store without it shows none).
 type probeQueue interface {
 	ProbeQueueStats(ctx context.Context) (sessionstore.ProbeQueueStats, error)
 }

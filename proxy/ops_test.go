@@ -16,6 +16,8 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
 )
 
 func TestHealthReadyMetrics(t *testing.T) {
@@ -229,13 +231,13 @@ func TestShutdownTimeoutCommitsStalledPatch(t *testing.T) {
 
 // renewCounter counts lease renewals.
 type renewCounter struct {
-	*sessionstore.Local
+	*bolt.Store
 	renewals atomic.Int64
 }
 
 func (r *renewCounter) RenewLease(ctx context.Context, l sessionstore.Lease, ttl time.Duration) (sessionstore.Lease, error) {
 	r.renewals.Add(1)
-	return r.Local.RenewLease(ctx, l, ttl)
+	return r.Store.RenewLease(ctx, l, ttl)
 }
 
 // TestCommitsStandInForRenewals: while commits extend the lease (every
@@ -246,7 +248,7 @@ func TestCommitsStandInForRenewals(t *testing.T) {
 	// A commit every 100 ms against renewals due every TTL/3 = 500 ms:
 	// only a stall of 400 ms would make one due.
 	e := newEnv(t, func(c *Config) { c.LeaseTTL = 1500 * time.Millisecond }, func(s sessionstore.Store) sessionstore.Store {
-		rc = &renewCounter{Local: s.(*sessionstore.Local)}
+		rc = &renewCounter{Store: s.(*bolt.Store)}
 		return rc
 	})
 	c := e.create("acme", 100)

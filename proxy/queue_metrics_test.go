@@ -12,6 +12,8 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // TestQueueLengthMetricRedis: roughy_queue_length shows the jobs of the
@@ -21,7 +23,7 @@ import (
 // a job is settled.
 func TestQueueLengthMetricRedis(t *testing.T) {
 	ctx := t.Context()
-	store, err := sessionstore.NewRedis(ctx, testsvc.StartRedis(t))
+	store, err := redis.New(ctx, testsvc.StartRedis(t))
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}

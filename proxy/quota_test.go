@@ -14,6 +14,8 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // TestQuotaSweepRepairsCrash: holds a crash left behind (a reservation
@@ -97,7 +99,7 @@ func newRedisEnv(t *testing.T, cfgMod func(*Config)) *env {
 // of one fleet share it).
 func newRedisEnvOn(t *testing.T, url string, cfgMod func(*Config), sink pipeline.Sink) *env {
 	t.Helper()
-	rs, err := sessionstore.NewRedis(t.Context(), url)
+	rs, err := redis.New(t.Context(), url)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}

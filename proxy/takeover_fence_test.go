@@ -15,6 +15,7 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // gatedStore holds one lease acquisition of one upload until the test
@@ -59,7 +60,7 @@ func (g *gatedStore) AcquireLeaseFenced(ctx context.Context, id string, ttl time
 // whose store is gated on the nth lease acquisition of an upload.
 func newGatedNode(t *testing.T, url string, sink pipeline.Sink, n int32) (*env, *gatedStore) {
 	t.Helper()
-	rs, err := sessionstore.NewRedis(t.Context(), url)
+	rs, err := redis.New(t.Context(), url)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}

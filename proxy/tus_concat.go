@@ -125,7 +125,7 @@ func (s *Server) concatInto(ctx context.Context, sess sessionstore.Session, srcs
 	defer ccancel()
 	_, err = s.store.Commit(cctx, lh.Lease(), sessionstore.Commit{
 		ExpectOffset: 0, NewOffset: sess.Length, HashState: state, Storage: storage,
-		Parts: toStoreParts(parts), Length: -1, Complete: true, SHA256: sum,
+		Parts: parts, Length: -1, Complete: true, SHA256: sum,
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: commit concatenation: %w", err)

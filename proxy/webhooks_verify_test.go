@@ -16,6 +16,8 @@ import (
 
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/roughy/ingest/webhook"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
 )
 
 // crashStore is the real Local store with a switch that makes the node
@@ -23,7 +25,7 @@ import (
 // or a deletion succeeded, nothing more reaches the store through it.
 // Another node (a deliverer on the Local store itself) then carries on.
 type crashStore struct {
-	*sessionstore.Local
+	*bolt.Store
 	dead atomic.Bool
 	// refuseCreate makes CreateUpload fail (a creation refused after its
 	// event was queued).
@@ -39,20 +41,20 @@ func (c *crashStore) EnqueueWebhookEvent(ctx context.Context, account string, ev
 	if c.dead.Load() {
 		return 0, errCrashed
 	}
-	return c.Local.EnqueueWebhookEvent(ctx, account, ev)
+	return c.Store.EnqueueWebhookEvent(ctx, account, ev)
 }
 
 func (c *crashStore) CreateUpload(ctx context.Context, s sessionstore.Session, a sessionstore.Asset) error {
 	if c.refuseCreate.Load() {
 		return errors.New("crashStore: creation refused")
 	}
-	err := c.Local.CreateUpload(ctx, s, a)
+	err := c.Store.CreateUpload(ctx, s, a)
 	c.dead.Store(err == nil)
 	return err
 }
 
 func (c *crashStore) Commit(ctx context.Context, l sessionstore.Lease, cm sessionstore.Commit) (sessionstore.Session, error) {
-	s, err := c.Local.Commit(ctx, l, cm)
+	s, err := c.Store.Commit(ctx, l, cm)
 	c.dead.Store(err == nil && cm.Complete)
 	return s, err
 }
@@ -61,7 +63,7 @@ func (c *crashStore) DeleteUpload(ctx context.Context, id string) (sessionstore.
 	if c.failDelete.CompareAndSwap(true, false) {
 		return sessionstore.Session{}, errors.New("crashStore: delete failed")
 	}
-	s, err := c.Local.DeleteUpload(ctx, id)
+	s, err := c.Store.DeleteUpload(ctx, id)
 	c.dead.Store(err == nil)
 	return s, err
 }
@@ -70,7 +72,7 @@ func (c *crashStore) DeleteUploadLeased(ctx context.Context, l sessionstore.Leas
 	if c.failDelete.CompareAndSwap(true, false) {
 		return sessionstore.Session{}, errors.New("crashStore: delete failed")
 	}
-	s, err := c.Local.DeleteUploadLeased(ctx, l)
+	s, err := c.Store.DeleteUploadLeased(ctx, l)
 	c.dead.Store(err == nil)
 	return s, err
 }
@@ -152,7 +154,7 @@ func runDeliverer(t *testing.T, e *env) {
 // asset as it stands after the change: the events were queued before.
 func TestWebhookEventsSurviveCrashAfterChange(t *testing.T) {
 	cs := &crashStore{}
-	e := newEnv(t, nil, func(l sessionstore.Store) sessionstore.Store { cs.Local = l.(*sessionstore.Local); return cs })
+	e := newEnv(t, nil, func(l sessionstore.Store) sessionstore.Store { cs.Store = l.(*bolt.Store); return cs })
 	recv := startDelivery(t, e, "acme")
 
 	c := e.create("acme", 5)
@@ -183,7 +185,7 @@ func TestWebhookEventsSurviveCrashAfterChange(t *testing.T) {
 func TestWebhookExpiryEventSurvivesCrash(t *testing.T) {
 	cs := &crashStore{}
 	e := newEnv(t, func(c *Config) { c.UploadExpiry = 300 * time.Millisecond },
-		func(l sessionstore.Store) sessionstore.Store { cs.Local = l.(*sessionstore.Local); return cs })
+		func(l sessionstore.Store) sessionstore.Store { cs.Store = l.(*bolt.Store); return cs })
 	recv := startDelivery(t, e, "acme")
 	c := e.create("acme", 5)
 	recv.wait(t, sessionstore.EventAssetCreated, c.Asset.ID)
@@ -207,7 +209,7 @@ func TestWebhookExpiryEventSurvivesCrash(t *testing.T) {
 // cutoff the event is dropped without a delivery record.
 func TestWebhookRefusedChangeNeverDelivered(t *testing.T) {
 	cs := &crashStore{}
-	e := newEnv(t, nil, func(l sessionstore.Store) sessionstore.Store { cs.Local = l.(*sessionstore.Local); return cs })
+	e := newEnv(t, nil, func(l sessionstore.Store) sessionstore.Store { cs.Store = l.(*bolt.Store); return cs })
 	recv := startDelivery(t, e, "acme")
 
 	cs.refuseCreate.Store(true)
@@ -269,7 +271,7 @@ func TestWebhookChangeVerifiedAfterDelete(t *testing.T) {
 // receiver deduplicating by id handles it once.
 func TestWebhookRepeatedChangeOneID(t *testing.T) {
 	cs := &crashStore{}
-	e := newEnv(t, nil, func(l sessionstore.Store) sessionstore.Store { cs.Local = l.(*sessionstore.Local); return cs })
+	e := newEnv(t, nil, func(l sessionstore.Store) sessionstore.Store { cs.Store = l.(*bolt.Store); return cs })
 	recv := startDelivery(t, e, "acme")
 	c := e.create("acme", 5)
 	cs.dead.Store(false) // this test's node lives on

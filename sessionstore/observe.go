@@ -39,25 +39,15 @@ type QueueLengths struct {
 	Webhook int64
 }
 
-// queueLengther is what the stores share for the queues' lengths, kept
-// out of Store like probeQueueStatser.
-type queueLengther interface {
+// QueueLengther is what the stores share for the queues' lengths, kept
+// out of Store like ProbeQueueStatser.
+type QueueLengther interface {
 	QueueLengths(ctx context.Context) (QueueLengths, error)
 }
 
-var (
-	_ queueLengther = (*Local)(nil)
-	_ queueLengther = (*Redis)(nil)
-)
-
-// probeQueueStatser is what the stores share for the probe queue's
+// ProbeQueueStatser is what the stores share for the probe queue's
 // metrics; kept out of Store so that other implementations need not
 // answer it.
-type probeQueueStatser interface {
+type ProbeQueueStatser interface {
 	ProbeQueueStats(ctx context.Context) (ProbeQueueStats, error)
 }
-
-var (
-	_ probeQueueStatser = (*Local)(nil)
-	_ probeQueueStatser = (*Redis)(nil)
-)

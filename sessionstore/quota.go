@@ -100,17 +100,17 @@ type QuotaHold struct {
 	Since time.Time
 }
 
-// quotaCheck applies a reservation of want more bytes (and one more
+// QuotaCheck applies a reservation of want more bytes (and one more
 // upload when newUpload) to u under limits l, or says which limit it
 // would pass. Shared by both stores' Go side; the Redis script mirrors it.
-func quotaCheck(l QuotaLimits, u QuotaUsage, newUpload bool, want int64) (QuotaUsage, error) {
-	if newUpload && quotaOver(l.Uploads, u.Uploads+1) {
+func QuotaCheck(l QuotaLimits, u QuotaUsage, newUpload bool, want int64) (QuotaUsage, error) {
+	if newUpload && QuotaOver(l.Uploads, u.Uploads+1) {
 		return u, &QuotaError{Limit: QuotaUploads, Max: QuotaMax(l.Uploads), Used: u.Uploads, Want: 1}
 	}
-	if want > 0 && quotaOver(l.BytesReserved, u.BytesReserved+want) {
+	if want > 0 && QuotaOver(l.BytesReserved, u.BytesReserved+want) {
 		return u, &QuotaError{Limit: QuotaBytesReserved, Max: QuotaMax(l.BytesReserved), Used: u.BytesReserved, Want: want}
 	}
-	if want > 0 && quotaOver(l.BytesStored, u.BytesStored+u.BytesReserved+want) {
+	if want > 0 && QuotaOver(l.BytesStored, u.BytesStored+u.BytesReserved+want) {
 		return u, &QuotaError{Limit: QuotaBytesStored, Max: QuotaMax(l.BytesStored), Used: u.BytesStored + u.BytesReserved, Want: want}
 	}
 	if newUpload {
@@ -120,9 +120,9 @@ func quotaCheck(l QuotaLimits, u QuotaUsage, newUpload bool, want int64) (QuotaU
 	return u, nil
 }
 
-// quotaOver reports whether total passes limit (a resolved limit: 0 is
+// QuotaOver reports whether total passes limit (a resolved limit: 0 is
 // unlimited, QuotaZero a limit of zero).
-func quotaOver(limit, total int64) bool {
+func QuotaOver(limit, total int64) bool {
 	return limit == QuotaZero || limit > 0 && total > limit
 }
 

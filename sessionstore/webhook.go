@@ -112,14 +112,14 @@ func webhookRecord(job WebhookJob, out WebhookOutcome, now time.Time) WebhookDel
 	return d
 }
 
-// settleRecord is the delivery record a settle writes; false when it
+// SettleRecord is the delivery record a settle writes; false when it
 // writes none: an event not verified yet, or dropped, is no delivery.
-func settleRecord(job WebhookJob, out WebhookOutcome, now time.Time) (WebhookDelivery, bool) {
+func SettleRecord(job WebhookJob, out WebhookOutcome, now time.Time) (WebhookDelivery, bool) {
 	switch {
 	case out.State == DeliveryDropped || out.State == DeliveryPending && job.Event.Verify:
 		return WebhookDelivery{}, false
 	case out.State == DeliveryPending:
-		d := pendingRecord(job.HookID, job.Event, now)
+		d := PendingRecord(job.HookID, job.Event, now)
 		d.Attempts, d.CreatedAt, d.NextAttempt = job.Attempts, job.Since, now.Add(out.RetryIn)
 		if job.Attempts > 0 {
 			// Put off after failed attempts (its endpoint busy or
@@ -132,19 +132,19 @@ func settleRecord(job WebhookJob, out WebhookOutcome, now time.Time) (WebhookDel
 	return webhookRecord(job, out, now), true
 }
 
-// requeues reports whether out puts the job back in the queue.
-func (out WebhookOutcome) requeues() bool {
+// Requeues reports whether out puts the job back in the queue.
+func (out WebhookOutcome) Requeues() bool {
 	return out.State == DeliveryRetrying || out.State == DeliveryPending
 }
 
-// pendingRecord is the delivery record of a newly queued job.
-func pendingRecord(hookID string, ev WebhookEvent, now time.Time) WebhookDelivery {
+// PendingRecord is the delivery record of a newly queued job.
+func PendingRecord(hookID string, ev WebhookEvent, now time.Time) WebhookDelivery {
 	return WebhookDelivery{EventID: ev.ID, EventType: ev.Type, HookID: hookID, State: DeliveryPending,
 		NextAttempt: now, CreatedAt: now, UpdatedAt: now}
 }
 
-// subscribed reports whether h wants events of type typ.
-func (h Webhook) subscribed(typ string) bool {
+// Subscribed reports whether h wants events of type typ.
+func (h Webhook) Subscribed(typ string) bool {
 	for _, e := range h.Events {
 		if e == typ {
 			return true
@@ -161,15 +161,15 @@ func sortDeliveries(ds []WebhookDelivery) {
 	})
 }
 
-// newestDeliveries returns at most keep of ds, newest first (sorting ds).
-func newestDeliveries(ds []WebhookDelivery, keep int) []WebhookDelivery {
+// NewestDeliveries returns at most keep of ds, newest first (sorting ds).
+func NewestDeliveries(ds []WebhookDelivery, keep int) []WebhookDelivery {
 	sortDeliveries(ds)
 	return ds[:min(len(ds), keep)]
 }
 
-// overflowDeliveries returns the event ids of the records past the newest
+// OverflowDeliveries returns the event ids of the records past the newest
 // keep of ds (sorting ds newest first).
-func overflowDeliveries(ds []WebhookDelivery, keep int) []string {
+func OverflowDeliveries(ds []WebhookDelivery, keep int) []string {
 	if len(ds) <= keep {
 		return nil
 	}
@@ -185,12 +185,12 @@ func overflowDeliveries(ds []WebhookDelivery, keep int) []string {
 // the oldest go first.
 const MaxWebhookDeliveries = 1000
 
-// hookLogSlack is how many records past MaxWebhookDeliveries an endpoint's
+// HookLogSlack is how many records past MaxWebhookDeliveries an endpoint's
 // log may hold before it is trimmed back: a trim reads every record (ids
-// are not in time order), so it runs once per hookLogSlack new events,
+// are not in time order), so it runs once per HookLogSlack new events,
 // not on each (the embedded store trims inside the write transaction that
 // commits share).
-const hookLogSlack = MaxWebhookDeliveries / 10
+const HookLogSlack = MaxWebhookDeliveries / 10
 
-// hookLogTrimDue reports whether a log of n records is to be trimmed.
-func hookLogTrimDue(n int) bool { return n > MaxWebhookDeliveries+hookLogSlack }
+// HookLogTrimDue reports whether a log of n records is to be trimmed.
+func HookLogTrimDue(n int) bool { return n > MaxWebhookDeliveries+HookLogSlack }

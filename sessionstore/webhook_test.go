@@ -20,10 +20,10 @@ func fixtureDeliveries() []WebhookDelivery {
 // TestOverflowDeliveries: the records trimmed past the cap are the oldest
 // by CreatedAt, whatever their ids.
 func TestOverflowDeliveries(t *testing.T) {
-	if got := overflowDeliveries(fixtureDeliveries(), 4); got != nil {
+	if got := OverflowDeliveries(fixtureDeliveries(), 4); got != nil {
 		t.Fatalf("at the cap: got %v, want nothing trimmed", got)
 	}
-	got := overflowDeliveries(fixtureDeliveries(), 2)
+	got := OverflowDeliveries(fixtureDeliveries(), 2)
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"b", "z"}) {
 		t.Fatalf("keep 2: trimmed %v, want the two oldest [b z]", got)
@@ -31,16 +31,16 @@ func TestOverflowDeliveries(t *testing.T) {
 }
 
 // TestNewestDeliveries: a listing is the newest records by CreatedAt, at
-// most the cap of them (a log may hold hookLogSlack more until its trim).
+// most the cap of them (a log may hold HookLogSlack more until its trim).
 func TestNewestDeliveries(t *testing.T) {
 	var ids []string
-	for _, d := range newestDeliveries(fixtureDeliveries(), 2) {
+	for _, d := range NewestDeliveries(fixtureDeliveries(), 2) {
 		ids = append(ids, d.EventID)
 	}
 	if !slices.Equal(ids, []string{"m", "a"}) {
 		t.Fatalf("newest 2: got %v, want [m a]", ids)
 	}
-	if hookLogTrimDue(MaxWebhookDeliveries+1) || !hookLogTrimDue(MaxWebhookDeliveries+hookLogSlack+1) {
+	if HookLogTrimDue(MaxWebhookDeliveries+1) || !HookLogTrimDue(MaxWebhookDeliveries+HookLogSlack+1) {
 		t.Fatal("a trim is due only past the cap and the slack")
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/sessionstore/bolt"
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // counts is an Observer that counts.
@@ -47,7 +49,7 @@ type fleet func(t *testing.T, cfg LeaseConfig) (a, b *node)
 func onStores(t *testing.T, fn func(t *testing.T, nodes fleet)) {
 	t.Run("bbolt", func(t *testing.T) {
 		fn(t, func(t *testing.T, cfg LeaseConfig) (*node, *node) {
-			st, err := sessionstore.NewLocal(filepath.Join(t.TempDir(), "roughy.db"))
+			st, err := bolt.New(filepath.Join(t.TempDir(), "roughy.db"))
 			if err != nil {
 				t.Fatalf("NewLocal: %v", err)
 			}
@@ -60,7 +62,7 @@ func onStores(t *testing.T, fn func(t *testing.T, nodes fleet)) {
 		url := testsvc.StartRedis(t)
 		fn(t, func(t *testing.T, cfg LeaseConfig) (*node, *node) {
 			open := func() sessionstore.Store {
-				st, err := sessionstore.NewRedis(t.Context(), url)
+				st, err := redis.New(t.Context(), url)
 				if err != nil {
 					t.Fatalf("NewRedis: %v", err)
 				}

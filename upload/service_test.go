@@ -17,6 +17,8 @@ import (
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/sessionstore/bolt"
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // tel is a Telemetry that counts what the tests look at.
@@ -86,7 +88,7 @@ func onBoth(t *testing.T, cfg Config, fn func(t *testing.T, e *svcEnv)) {
 		return e
 	}
 	t.Run("bbolt", func(t *testing.T) {
-		st, err := sessionstore.NewLocal(filepath.Join(t.TempDir(), "roughy.db"))
+		st, err := bolt.New(filepath.Join(t.TempDir(), "roughy.db"))
 		if err != nil {
 			t.Fatalf("NewLocal: %v", err)
 		}
@@ -94,7 +96,7 @@ func onBoth(t *testing.T, cfg Config, fn func(t *testing.T, e *svcEnv)) {
 		fn(t, open(t, st))
 	})
 	t.Run("redis", func(t *testing.T) {
-		st, err := sessionstore.NewRedis(t.Context(), testsvc.StartRedis(t))
+		st, err := redis.New(t.Context(), testsvc.StartRedis(t))
 		if err != nil {
 			t.Fatalf("NewRedis: %v", err)
 		}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/worker"
 )
 
 // SignatureHeader carries a delivery's signature: "t=<unix seconds>,v1=<hex
@@ -118,7 +119,8 @@ type Payload struct {
 }
 
 // Store is what a Deliverer needs of the session store.
-// sessionstore.Local and sessionstore.Redis implement it.
+// bolt.Store and redis.Store (sessionstore/bolt, sessionstore/redis)
+// implement it.
 type Store interface {
 	ClaimWebhook(ctx context.Context, consumer string, block, reclaimAfter time.Duration) (sessionstore.WebhookJob, error)
 	SettleWebhook(ctx context.Context, job sessionstore.WebhookJob, out sessionstore.WebhookOutcome) error
@@ -284,27 +286,20 @@ type Deliverer struct {
 	cfg   Config
 	store Store
 	turns *turns
+	retry worker.Retry
 }
 
 // New returns a deliverer over store.
 func New(cfg Config, store Store) *Deliverer {
 	d := &Deliverer{cfg: cfg.withDefaults(), store: store}
+	d.retry = worker.Retry{Base: d.cfg.BaseDelay, Max: d.cfg.MaxDelay, MaxAge: d.cfg.MaxAge}
 	d.turns = newTurns(d.cfg.EndpointConcurrency, d.cfg.AccountConcurrency, d.cfg.PauseAfter, d.Delay, d.cfg.Timeout)
 	return d
 }
 
 // Delay is the retry delay after a job's attempt-th failure (0-based):
 // BaseDelay·2^attempt, capped at MaxDelay.
-func (d *Deliverer) Delay(attempt int) time.Duration {
-	delay := d.cfg.BaseDelay
-	for range attempt {
-		delay *= 2
-		if delay >= d.cfg.MaxDelay {
-			return d.cfg.MaxDelay
-		}
-	}
-	return min(delay, d.cfg.MaxDelay)
-}
+func (d *Deliverer) Delay(attempt int) time.Duration { return d.retry.Delay(attempt) }
 
 // Run delivers until ctx ends, with Workers deliveries at most in flight,
 // then returns once every worker stopped. A delivery cut short by ctx is
@@ -318,39 +313,14 @@ func (d *Deliverer) Run(ctx context.Context) {
 }
 
 func (d *Deliverer) work(ctx context.Context, consumer string) {
-	log := d.cfg.Logger.With("consumer", consumer)
-	pause := time.Duration(0)
-	for ctx.Err() == nil {
-		start := time.Now()
-		job, err := d.store.ClaimWebhook(ctx, consumer, d.cfg.Block, d.cfg.ReclaimAfter)
-		switch {
-		case err == nil:
-			pause = 0
-			if err := d.Handle(ctx, job); err != nil && ctx.Err() == nil {
-				log.Warn("webhook: delivery not settled", "event_id", job.Event.ID, "webhook_id", job.HookID, "err", err)
-			}
-			continue
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, sessionstore.ErrEmpty):
-			// A store that answers "empty" without blocking must not
-			// make us spin.
-			pause = 0
-			if time.Since(start) < 50*time.Millisecond {
-				pause = 100 * time.Millisecond
-			}
-		default:
-			pause = min(max(2*pause, 250*time.Millisecond), 5*time.Second)
-			log.Warn("webhook: claim failed", "err", err, "retry_in", pause)
-		}
-		if pause > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(pause):
-			}
-		}
-	}
+	loop := worker.Loop[sessionstore.WebhookJob]{Name: "webhook", Consumer: consumer,
+		Block: d.cfg.Block, ReclaimAfter: d.cfg.ReclaimAfter, Claim: d.store.ClaimWebhook, Handle: d.Handle,
+		Unsettled: "webhook: delivery not settled",
+		Attrs: func(j sessionstore.WebhookJob) []any {
+			return []any{"event_id", j.Event.ID, "webhook_id", j.HookID}
+		},
+		Logger: d.cfg.Logger.With("consumer", consumer)}
+	loop.Run(ctx)
 }
 
 // Handle delivers one claimed job and settles it. It returns an error only
@@ -393,10 +363,11 @@ func (d *Deliverer) Handle(ctx context.Context, job sessionstore.WebhookJob) err
 // dead past MaxAge. The record shows only the class of the failure (err,
 // with its addresses, goes to the log).
 func (d *Deliverer) failed(ctx context.Context, log *slog.Logger, job sessionstore.WebhookJob, status int, class string, err error) error {
+	delay, dead := d.retry.After(job.Attempts, job.Since, time.Now())
 	out := sessionstore.WebhookOutcome{State: sessionstore.DeliveryRetrying, Status: status, Error: class,
-		RetryIn: d.Delay(job.Attempts)}
-	if time.Since(job.Since)+out.RetryIn > d.cfg.MaxAge {
-		out.State, out.RetryIn = sessionstore.DeliveryDead, 0
+		RetryIn: delay}
+	if dead {
+		out.State = sessionstore.DeliveryDead
 		log.Warn("webhook: dead-lettered", "reason", err, "class", class, "attempts", job.Attempts+1,
 			"age", time.Since(job.Since).Round(time.Second))
 	} else {
@@ -410,7 +381,7 @@ func (d *Deliverer) failed(ctx context.Context, log *slog.Logger, job sessionsto
 // paused for failing that would wait past MaxAge is dead: its endpoint's
 // last failure stands for its own.
 func (d *Deliverer) postpone(ctx context.Context, log *slog.Logger, job sessionstore.WebhookJob, w wait) error {
-	if w.Paused && time.Since(job.Since)+w.RetryIn > d.cfg.MaxAge {
+	if w.Paused && d.retry.Expired(job.Since, w.RetryIn, time.Now()) {
 		log.Warn("webhook: dead-lettered: its endpoint keeps failing", "class", w.Class)
 		return d.settle(ctx, job, sessionstore.WebhookOutcome{State: sessionstore.DeliveryDead, Status: w.Status, Error: w.Class})
 	}

@@ -11,6 +11,10 @@ import (
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/bolt"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // storeFlags select the session store: the embedded one in --data-dir, or
@@ -21,7 +25,7 @@ type storeFlags struct {
 	redisURL *string
 	// redis is bound to the --redis-wait-* flags: Redis commits wait for
 	// copies.
-	redis sessionstore.RedisOptions
+	redis redis.Options
 }
 
 func addStoreFlags(fs *flag.FlagSet) *storeFlags {
@@ -30,7 +34,7 @@ func addStoreFlags(fs *flag.FlagSet) *storeFlags {
 		sessions: choiceFlag(fs, "sessions", "local", "session store: embedded or Redis", "local", "redis"),
 		redisURL: fs.String("redis-url", "redis://127.0.0.1:6379/0",
 			"Redis: standalone URL, redis+sentinel://, or a comma list of cluster nodes"),
-		redis: sessionstore.DefaultRedisOptions(),
+		redis: redis.DefaultOptions(),
 	}
 	fs.IntVar(&s.redis.WaitReplicas, "redis-wait-replicas", s.redis.WaitReplicas,
 		"Redis: a commit (and a PATCH's lease) is answered only once this many replicas have it (WAIT); fewer within --redis-wait-timeout: 503 (0: no wait)")
@@ -50,10 +54,10 @@ func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
 		if s.redis.WaitReplicas < 0 {
 			return nil, fmt.Errorf("%w: --redis-wait-replicas must not be negative", errUsage)
 		}
-		if s.redis.WaitTimeout <= 0 || s.redis.WaitTimeout > sessionstore.RedisMaxWaitTimeout {
-			return nil, fmt.Errorf("%w: --redis-wait-timeout must be above 0 and at most %v", errUsage, sessionstore.RedisMaxWaitTimeout)
+		if s.redis.WaitTimeout <= 0 || s.redis.WaitTimeout > redis.MaxWaitTimeout {
+			return nil, fmt.Errorf("%w: --redis-wait-timeout must be above 0 and at most %v", errUsage, redis.MaxWaitTimeout)
 		}
-		st, err := sessionstore.NewRedisWith(ctx, *s.redisURL, s.redis)
+		st, err := redis.NewWith(ctx, *s.redisURL, s.redis)
 		if err != nil {
 			if s.redis.WaitAOF {
 				return nil, fmt.Errorf("roughy: open redis store with --redis-wait-aof: %w", err)
@@ -69,7 +73,7 @@ func (s *storeFlags) open(ctx context.Context) (sessionstore.Store, error) {
 	// bbolt locks the file: a second process on the same data dir (e.g.
 	// "roughy keys list" while serve runs) fails after the store's open
 	// timeout instead of waiting forever.
-	st, err := sessionstore.NewLocal(path)
+	st, err := bolt.New(path)
 	if err != nil {
 		return nil, fmt.Errorf("roughy: open embedded store (one process per data dir): %w", err)
 	}

@@ -107,7 +107,7 @@ func serveFields(fl *flag.FlagSet, f *serveFlags) map[string]string {
 		v    any
 	}{
 		{"proxy.Config", &f.proxy}, {"webhook.Config", &f.webhook.cfg}, {"probe.Config", &f.probe.cfg},
-		{"pipeline.S3Config", &f.sink.s3}, {"sessionstore.RedisOptions", &f.store.redis},
+		{"pipeline.S3Config", &f.sink.s3}, {"redis.Options", &f.store.redis},
 	} {
 		fieldAddrs(root.name, reflect.ValueOf(root.v).Elem(), byAddr)
 	}
@@ -255,7 +255,7 @@ the help says so: ` + "`--max-conns`" + `, ` + "`--max-conns-per-ip`" + ` and
 
 **One place.** Each package exports its ` + "`Config`" + ` and a ` + "`DefaultConfig()`" + `
 (` + "`proxy.DefaultConfig`" + `, ` + "`webhook.DefaultConfig`" + `, ` + "`probe.DefaultConfig`" + `,
-` + "`pipeline.DefaultS3Config`" + `, ` + "`sessionstore.DefaultRedisOptions`" + `); the flags
+` + "`pipeline.DefaultS3Config`" + `, ` + "`redis.DefaultOptions`" + `); the flags
 are bound straight onto those fields, with those values as defaults. The
 *Sets* column names the field; *serve* marks a setting of the command
 itself. The same holds in Go: a ` + "`Config`" + ` field that can be off is off at 0,

@@ -22,6 +22,8 @@ import (
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/internal/testsvc"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 // roundRobin is a load balancer without stickiness: request n goes to
@@ -144,7 +146,7 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("media asset after 45s: %+v (probe-worker log:\n%s)", got, pw.stderr.String())
 	}
 
-	st, err := sessionstore.NewRedis(context.WithoutCancel(t.Context()), redisURL)
+	st, err := redis.New(context.WithoutCancel(t.Context()), redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}

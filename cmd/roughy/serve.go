@@ -21,6 +21,8 @@ import (
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/proxy"
 	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 func (c cli) serve(ctx context.Context, args []string) error {
@@ -69,7 +71,7 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	if r, ok := store.(*sessionstore.Redis); ok {
+	if r, ok := store.(*redis.Store); ok {
 		r.SetObserver(tel)
 	}
 	kf.s3.Observer = tel

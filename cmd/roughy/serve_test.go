@@ -28,7 +28,7 @@ import (
 
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/internal/testsvc"
-	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/sessionstore/bolt"
 	"github.com/roughy/ingest/tusclient"
 )
 
@@ -387,7 +387,7 @@ func TestServeEndToEnd(t *testing.T) {
 	srv.stop(t)
 
 	// The non-media file's probe job is parked as dead.
-	st, err := sessionstore.NewLocal(filepath.Join(dataDir, "roughy.db"))
+	st, err := bolt.New(filepath.Join(dataDir, "roughy.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/internal/testsvc"
-	"github.com/roughy/ingest/sessionstore"
+
+	"github.com/roughy/ingest/sessionstore/redis"
 )
 
 const (
@@ -88,9 +89,9 @@ func startClusterFleet(t testing.TB, n int, serveArgs ...string) *fleet {
 
 // store opens the fleet's session store directly, to look at what the
 // nodes wrote.
-func (f *fleet) store(t testing.TB) *sessionstore.Redis {
+func (f *fleet) store(t testing.TB) *redis.Store {
 	t.Helper()
-	st, err := sessionstore.NewRedis(t.Context(), f.redisURL)
+	st, err := redis.New(t.Context(), f.redisURL)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}

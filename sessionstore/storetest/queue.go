@@ -101,13 +101,11 @@ func testKeys(t *testing.T, st sessionstore.Store) {
 
 // testKeyRevocations: a key revoked through one store reaches the
 // watchers of the stores that share its data, and a watcher stops when its
-// context ends. newStore's stores share data (the same Redis) except
-// Local's, so for Local the watcher is on the revoking store itself.
-func testKeyRevocations(t *testing.T, newStore func(t *testing.T) sessionstore.Store, st sessionstore.Store) {
-	watched := st
-	if _, local := st.(*sessionstore.Local); !local {
-		watched = newStore(t)
-	}
+// context ends. The watcher is on a peer of the revoking store: another
+// node on the same Redis, or for the embedded store (one node) the
+// revoking store itself.
+func testKeyRevocations(t *testing.T, st sessionstore.Store, fleet Fleet) {
+	watched := fleet.Peer(t, st)
 	ctx, cancel := context.WithCancel(t.Context())
 	got := make(chan string, 64)
 	returned := make(chan error, 1)

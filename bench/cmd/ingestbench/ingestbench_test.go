@@ -120,11 +120,11 @@ func TestRedisProxyCounts(t *testing.T) {
 
 func TestScriptNames(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "sessionstore"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "sessionstore", "redis"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src := "package sessionstore\n\nvar luaCommit = redis.NewScript(`\nreturn 1\n`)\n"
-	if err := os.WriteFile(filepath.Join(dir, "sessionstore", "redis_lua.go"), []byte(src), 0o644); err != nil {
+	src := "package redis\n\nvar luaCommit = goredis.NewScript(`\nreturn 1\n`)\n"
+	if err := os.WriteFile(filepath.Join(dir, "sessionstore", "redis", "lua.go"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)

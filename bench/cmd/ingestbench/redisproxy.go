@@ -172,16 +172,16 @@ func (p *redisProxy) record(name string, d time.Duration) {
 
 var errRESP = errors.New("ingestbench: malformed RESP")
 
-// scriptNameRE finds `var luaX = redis.NewScript(` + "`src`" + `)` in the
-// Redis store's source.
-var scriptNameRE = regexp.MustCompile("(?s)var (lua\\w+) = redis\\.NewScript\\(`(.*?)`\\)")
+// scriptNameRE finds `var luaX = goredis.NewScript(` + "`src`" + `)` in the
+// Redis store's source (go-redis is imported as goredis there).
+var scriptNameRE = regexp.MustCompile("(?s)var (lua\\w+) = (?:go)?redis\\.NewScript\\(`(.*?)`\\)")
 
 // scriptNames maps the first 8 hex digits of each Lua script's SHA-1 (what
 // EVALSHA sends) to its Go variable name, read from
-// sessionstore/redis_lua.go when the harness runs from the repo root.
+// sessionstore/redis/lua.go when the harness runs from the repo root.
 func scriptNames() map[string]string {
 	out := map[string]string{}
-	src, err := os.ReadFile(filepath.Join("sessionstore", "redis_lua.go"))
+	src, err := os.ReadFile(filepath.Join("sessionstore", "redis", "lua.go"))
 	if err != nil {
 		return out
 	}
