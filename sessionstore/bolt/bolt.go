@@ -33,14 +33,15 @@ var (
 	// Webhooks: see webhooks.go.
 	boltBucketHooks     = []byte("webhooks")   // webhook id → JSON Webhook
 	boltBucketHookQueue = []byte("webhookq")   // boltBE64(ready ns) + boltBE64(seq) → JSON localHookRecord
-	boltBucketHookLog   = []byte("webhooklog") // webhook id → bucket: event id → JSON WebhookDelivery
+	boltBucketHookLog   = []byte("webhooklog") // webhook id → bucket (sequence: its record count, 0 if not counted yet): event id → JSON WebhookDelivery
 
 	boltKeyEpoch = []byte("epoch")
 )
 
 // Store is the embedded sessionstore.Store for one node: a bbolt file. Every change is
-// one bbolt Update transaction, fsynced before the call returns, so a
-// SIGKILL at any moment loses nothing that was acknowledged.
+// made in a bbolt write transaction (shared by concurrent changes), fsynced
+// before the call returns, so a SIGKILL at any moment loses nothing that
+// was acknowledged.
 //
 // Leases and probe claims live in memory: on one node, a restart means
 // every old holder is dead. Fencing tokens still grow across restarts
@@ -48,6 +49,8 @@ var (
 // and part reservations (Session.NextPart) are durable.
 type Store struct {
 	db *bbolt.DB
+	// group runs concurrent write transactions as one (group.go).
+	group *boltGroup
 
 	// mu guards the fields below. It is never held across disk I/O: at
 	// most it is taken briefly inside a transaction callback, and it is
@@ -120,6 +123,7 @@ func New(path string) (*Store, error) {
 	}
 	st := &Store{
 		db:     db,
+		group:  &boltGroup{db: db},
 		epoch:  int64(epoch),
 		leases: map[string]localLease{},
 		closed: make(chan struct{}),
@@ -150,9 +154,11 @@ func (l *Store) Ping(ctx context.Context) error {
 	return l.view("ping", func(*bbolt.Tx) error { return nil })
 }
 
-// update runs fn in one fsynced write transaction and maps the errors.
+// update runs fn in an fsynced write transaction, which it may share with
+// concurrent callers (fn may run more than once: see boltGroup), and maps
+// the errors.
 func (l *Store) update(op string, fn func(tx *bbolt.Tx) error) error {
-	return boltErr(op, l.db.Update(fn))
+	return boltErr(op, l.group.update(fn))
 }
 
 // view runs fn in a read transaction and maps the errors.

@@ -10,13 +10,27 @@ import (
 	"testing"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/roughy/ingest/sessionstore"
 )
 
-// openFixture copies testdata/datadir-v0.db.gz, a roughy.db written by the
-// embedded store as it was before the backends moved into their own
-// packages, into a fresh data dir and opens it.
+// openFixture copies the fixture into a fresh data dir and opens it.
 func openFixture(t *testing.T) sessionstore.Store {
+	t.Helper()
+	st := newLocal(t, copyFixture(t))
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return st
+}
+
+// copyFixture copies testdata/datadir-v0.db.gz, a roughy.db written by the
+// embedded store as it was before the backends moved into their own
+// packages, into a fresh data dir and answers its path.
+func copyFixture(t *testing.T) string {
 	t.Helper()
 	gz, err := os.ReadFile(filepath.Join("testdata", "datadir-v0.db.gz"))
 	if err != nil {
@@ -37,13 +51,7 @@ func openFixture(t *testing.T) sessionstore.Store {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st := newLocal(t, path)
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return st
+	return path
 }
 
 // expect fails the test unless err is nil and got, formatted with %v,
@@ -113,4 +121,30 @@ func checkOldQueues(t *testing.T, st sessionstore.Store) {
 		got = append(got, d.EventID+" "+d.State)
 	}
 	expect(t, "delivery records", got, err, "[ev1 pending]")
+}
+
+// TestOldHookLogCounted: a delivery log written before a log's bucket
+// sequence kept its record count is counted at its next record, the old
+// record included.
+func TestOldHookLogCounted(t *testing.T) {
+	path := copyFixture(t)
+	st := newLocal(t, path)
+	n, err := st.EnqueueWebhookEvent(t.Context(), "acme", sessionstore.WebhookEvent{ID: "ev2", Type: "asset.ready", Time: time.Now()})
+	expect(t, "endpoints of the new event", n, err, "1")
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("webhooklog")).Bucket([]byte("h1"))
+		expect(t, "records and sequence of the log of h1", []any{b.Stats().KeyN, b.Sequence()}, nil, "[2 2]")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

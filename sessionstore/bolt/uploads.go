@@ -136,6 +136,7 @@ func (l *Store) Commit(ctx context.Context, ls sessionstore.Lease, c sessionstor
 	var s sessionstore.Session
 	var enqueued bool
 	err := l.update("commit", func(tx *bbolt.Tx) error {
+		enqueued = false // the function may run more than once
 		// Checked inside the write transaction: bbolt serialises writers,
 		// so no other commit of this upload runs between check and write.
 		l.mu.Lock()
