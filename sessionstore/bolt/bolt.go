@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,6 +65,8 @@ type Store struct {
 	// probes and hooks are the probe and webhook queues (their claims
 	// are guarded by mu).
 	probes, hooks *jobQueue
+	// dead counts the dead-letter list as committed (see jobQueue.jobs).
+	dead atomic.Int64
 
 	// node is this process's node id; releaseWatchers get its release
 	// requests (guarded by wmu, not mu: a callback may call the store).
@@ -102,6 +105,7 @@ func New(path string) (*Store, error) {
 		return nil, fmt.Errorf("sessionstore: open %s: %w", path, err)
 	}
 	var epoch uint64
+	var jobs, hookJobs, dead int64
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{boltBucketMeta, boltBucketSessions, boltBucketParts, boltBucketExpiry,
 			boltBucketAssets, boltBucketKeys, boltBucketKeyHash, boltBucketProbe, boltBucketDead,
@@ -115,6 +119,7 @@ func New(path string) (*Store, error) {
 			epoch = binary.BigEndian.Uint64(v)
 		}
 		epoch++
+		jobs, hookJobs, dead = boltCount(tx.Bucket(boltBucketProbe)), boltCount(tx.Bucket(boltBucketHookQueue)), boltCount(tx.Bucket(boltBucketDead))
 		return meta.Put(boltKeyEpoch, boltBE64(epoch))
 	})
 	if err != nil {
@@ -134,6 +139,9 @@ func New(path string) (*Store, error) {
 	}
 	st.probes = newJobQueue(st, "probe", boltBucketProbe)
 	st.hooks = newJobQueue(st, "webhook", boltBucketHookQueue)
+	st.probes.jobs.Store(jobs)
+	st.hooks.jobs.Store(hookJobs)
+	st.dead.Store(dead)
 	return st, nil
 }
 

@@ -108,9 +108,15 @@ func checkOldAccount(t *testing.T, st sessionstore.Store) {
 	expect(t, "direct upload", []any{d.Type, d.MaxSize, string(d.Secret)}, err, "[audio 1000 secret]")
 }
 
-// checkOldQueues claims the queued probe job and webhook delivery.
+// checkOldQueues counts the queues (the probe job of the fixture and the
+// one of s1, completed above; the webhook delivery) and claims the queued
+// probe job and webhook delivery.
 func checkOldQueues(t *testing.T, st sessionstore.Store) {
 	ctx := t.Context()
+	q, err := st.(sessionstore.QueueLengther).QueueLengths(ctx)
+	expect(t, "queue lengths", q, err, "{2 1}")
+	ps, err := st.(sessionstore.ProbeQueueStatser).ProbeQueueStats(ctx)
+	expect(t, "probe jobs and dead letters", []any{ps.Jobs, ps.Dead}, err, "[2 0]")
 	job, err := st.ClaimProbe(ctx, "c", time.Second, time.Minute)
 	expect(t, "probe job", job.AssetID, err, "s2")
 	wj, err := st.ClaimWebhook(ctx, "c", time.Second, time.Minute)

@@ -120,7 +120,7 @@ func (l *Store) EnqueueWebhookEvent(ctx context.Context, account string, ev sess
 		}
 		now := time.Now()
 		for _, h := range hooks {
-			if err := boltPutJob(tx, boltBucketHookQueue, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
+			if err := l.hooks.put(tx, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
 				return err
 			}
 			if ev.Verify {
