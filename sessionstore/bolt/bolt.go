@@ -119,7 +119,9 @@ func New(path string) (*Store, error) {
 			epoch = binary.BigEndian.Uint64(v)
 		}
 		epoch++
-		jobs, hookJobs, dead = boltCount(tx.Bucket(boltBucketProbe)), boltCount(tx.Bucket(boltBucketHookQueue)), boltCount(tx.Bucket(boltBucketDead))
+		// The queues' counts, kept from here on (jobQueue.jobs).
+		jobs, hookJobs = boltCount(tx.Bucket(boltBucketProbe)), boltCount(tx.Bucket(boltBucketHookQueue))
+		dead = boltCount(tx.Bucket(boltBucketDead))
 		return meta.Put(boltKeyEpoch, boltBE64(epoch))
 	})
 	if err != nil {
