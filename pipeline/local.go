@@ -64,6 +64,9 @@ type LocalSink struct {
 	// sync makes a file's written bytes durable before a commit counts
 	// them (fdatasync; a seam so tests can see what was synced).
 	sync func(*os.File) error
+	// dirs makes new files' directory entries durable, one fsync for
+	// the files created meanwhile (local_dirsync.go).
+	dirs *dirSyncs
 
 	mu      sync.Mutex
 	writing map[string]struct{} // paths with a Write in progress
@@ -101,7 +104,7 @@ func NewLocalSink(dir string, opts ...LocalOption) (*LocalSink, error) {
 	if err := os.MkdirAll(abs, 0o750); err != nil {
 		return nil, fmt.Errorf("pipeline: local dir: %w", err)
 	}
-	s := &LocalSink{dir: abs, writing: make(map[string]struct{}), sync: syncData}
+	s := &LocalSink{dir: abs, writing: make(map[string]struct{}), sync: syncData, dirs: newDirSyncs()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -163,7 +166,7 @@ func (s *LocalSink) Create(ctx context.Context, u Upload) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: local create %s: %w", storageErr(err), u.Key, err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := s.dirs.sync(parent); err != nil {
 		return nil, err
 	}
 	return nil, nil

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,14 +34,15 @@ var (
 	// Webhooks: see webhooks.go.
 	boltBucketHooks     = []byte("webhooks")   // webhook id → JSON Webhook
 	boltBucketHookQueue = []byte("webhookq")   // boltBE64(ready ns) + boltBE64(seq) → JSON localHookRecord
-	boltBucketHookLog   = []byte("webhooklog") // webhook id → bucket: event id → JSON WebhookDelivery
+	boltBucketHookLog   = []byte("webhooklog") // webhook id → bucket (sequence: its record count, 0 if not counted yet): event id → JSON WebhookDelivery
 
 	boltKeyEpoch = []byte("epoch")
 )
 
 // Store is the embedded sessionstore.Store for one node: a bbolt file. Every change is
-// one bbolt Update transaction, fsynced before the call returns, so a
-// SIGKILL at any moment loses nothing that was acknowledged.
+// made in a bbolt write transaction (shared by concurrent changes), fsynced
+// before the call returns, so a SIGKILL at any moment loses nothing that
+// was acknowledged.
 //
 // Leases and probe claims live in memory: on one node, a restart means
 // every old holder is dead. Fencing tokens still grow across restarts
@@ -48,6 +50,8 @@ var (
 // and part reservations (Session.NextPart) are durable.
 type Store struct {
 	db *bbolt.DB
+	// group runs concurrent write transactions as one (group.go).
+	group *boltGroup
 
 	// mu guards the fields below. It is never held across disk I/O: at
 	// most it is taken briefly inside a transaction callback, and it is
@@ -61,6 +65,8 @@ type Store struct {
 	// probes and hooks are the probe and webhook queues (their claims
 	// are guarded by mu).
 	probes, hooks *jobQueue
+	// dead counts the dead-letter list as committed (see jobQueue.jobs).
+	dead atomic.Int64
 
 	// node is this process's node id; releaseWatchers get its release
 	// requests (guarded by wmu, not mu: a callback may call the store).
@@ -99,6 +105,7 @@ func New(path string) (*Store, error) {
 		return nil, fmt.Errorf("sessionstore: open %s: %w", path, err)
 	}
 	var epoch uint64
+	var jobs, hookJobs, dead int64
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{boltBucketMeta, boltBucketSessions, boltBucketParts, boltBucketExpiry,
 			boltBucketAssets, boltBucketKeys, boltBucketKeyHash, boltBucketProbe, boltBucketDead,
@@ -112,6 +119,9 @@ func New(path string) (*Store, error) {
 			epoch = binary.BigEndian.Uint64(v)
 		}
 		epoch++
+		// The queues' counts, kept from here on (jobQueue.jobs).
+		jobs, hookJobs = boltCount(tx.Bucket(boltBucketProbe)), boltCount(tx.Bucket(boltBucketHookQueue))
+		dead = boltCount(tx.Bucket(boltBucketDead))
 		return meta.Put(boltKeyEpoch, boltBE64(epoch))
 	})
 	if err != nil {
@@ -120,6 +130,7 @@ func New(path string) (*Store, error) {
 	}
 	st := &Store{
 		db:     db,
+		group:  &boltGroup{db: db},
 		epoch:  int64(epoch),
 		leases: map[string]localLease{},
 		closed: make(chan struct{}),
@@ -130,6 +141,9 @@ func New(path string) (*Store, error) {
 	}
 	st.probes = newJobQueue(st, "probe", boltBucketProbe)
 	st.hooks = newJobQueue(st, "webhook", boltBucketHookQueue)
+	st.probes.jobs.Store(jobs)
+	st.hooks.jobs.Store(hookJobs)
+	st.dead.Store(dead)
 	return st, nil
 }
 
@@ -150,9 +164,11 @@ func (l *Store) Ping(ctx context.Context) error {
 	return l.view("ping", func(*bbolt.Tx) error { return nil })
 }
 
-// update runs fn in one fsynced write transaction and maps the errors.
+// update runs fn in an fsynced write transaction, which it may share with
+// concurrent callers (fn may run more than once: see boltGroup), and maps
+// the errors.
 func (l *Store) update(op string, fn func(tx *bbolt.Tx) error) error {
-	return boltErr(op, l.db.Update(fn))
+	return boltErr(op, l.group.update(fn))
 }
 
 // view runs fn in a read transaction and maps the errors.

@@ -78,6 +78,7 @@ func (l *Store) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 	}
 	var refusal error
 	err := l.update("claim direct upload", func(tx *bbolt.Tx) error {
+		refusal = nil // the function may run more than once
 		d, err := boltDirect(tx, id)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -30,14 +31,18 @@ const jobScan = 64
 
 // jobQueue is one durable queue of the bbolt file: a bucket whose keys
 // are boltBE64(ready ns) + boltBE64(seq), its in-memory claims (guarded by
-// Store.mu) and the channel that wakes one waiting claimer. The probe queue
-// and the webhook queue are two of them.
+// Store.mu), its job count and the channel that wakes one waiting claimer.
+// The probe queue and the webhook queue are two of them.
 type jobQueue struct {
 	st     *Store
 	op     string // for errors: "probe", "webhook"
 	bucket []byte
 	claims map[string]jobClaim
 	notify chan struct{}
+	// jobs counts the bucket's jobs as committed (counted on open, then
+	// moved by commit handlers, which rolled-back writes never run), so
+	// that /metrics does not walk the bucket.
+	jobs atomic.Int64
 }
 
 func newJobQueue(st *Store, op string, bucket []byte) *jobQueue {
@@ -200,6 +205,7 @@ func (q *jobQueue) finish(op, id string, fn func(tx *bbolt.Tx, raw []byte) error
 		if err := b.Delete(key); err != nil {
 			return err
 		}
+		tx.OnCommit(func() { q.jobs.Add(-1) })
 		return fn(tx, raw)
 	})
 	if err != nil {
@@ -211,20 +217,29 @@ func (q *jobQueue) finish(op, id string, fn func(tx *bbolt.Tx, raw []byte) error
 
 // put enqueues rec, ready at ready: its key is boltBE64(ready ns) +
 // boltBE64(sequence), so a cursor walks jobs in the order they become
-// ready.
+// ready. q's count grows once tx is committed.
 func (q *jobQueue) put(tx *bbolt.Tx, ready time.Time, rec any) error {
-	return boltPutJob(tx, q.bucket, ready, rec)
-}
-
-// boltPutJob enqueues rec in the queue bucket, ready at ready (for a
-// transaction that has no Store at hand).
-func boltPutJob(tx *bbolt.Tx, bucket []byte, ready time.Time, rec any) error {
-	b := tx.Bucket(bucket)
+	b := tx.Bucket(q.bucket)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
 	}
-	return boltPut(b, append(boltBE64(boltUnixNano(ready)), boltBE64(seq)...), rec)
+	if err := boltPut(b, append(boltBE64(boltUnixNano(ready)), boltBE64(seq)...), rec); err != nil {
+		return err
+	}
+	tx.OnCommit(func() { q.jobs.Add(1) })
+	return nil
+}
+
+// boltCount counts b's keys with a cursor (Stats misses the writes of a
+// write transaction); it reads the whole bucket, so it runs on open only.
+func boltCount(b *bbolt.Bucket) int64 {
+	var n int64
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
 }
 
 // claimAs claims one job of q, as claim does, and decodes its record.

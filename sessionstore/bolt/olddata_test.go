@@ -10,13 +10,27 @@ import (
 	"testing"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/roughy/ingest/sessionstore"
 )
 
-// openFixture copies testdata/datadir-v0.db.gz, a roughy.db written by the
-// embedded store as it was before the backends moved into their own
-// packages, into a fresh data dir and opens it.
+// openFixture copies the fixture into a fresh data dir and opens it.
 func openFixture(t *testing.T) sessionstore.Store {
+	t.Helper()
+	st := newLocal(t, copyFixture(t))
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return st
+}
+
+// copyFixture copies testdata/datadir-v0.db.gz, a roughy.db written by the
+// embedded store as it was before the backends moved into their own
+// packages, into a fresh data dir and answers its path.
+func copyFixture(t *testing.T) string {
 	t.Helper()
 	gz, err := os.ReadFile(filepath.Join("testdata", "datadir-v0.db.gz"))
 	if err != nil {
@@ -37,13 +51,7 @@ func openFixture(t *testing.T) sessionstore.Store {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st := newLocal(t, path)
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return st
+	return path
 }
 
 // expect fails the test unless err is nil and got, formatted with %v,
@@ -100,9 +108,15 @@ func checkOldAccount(t *testing.T, st sessionstore.Store) {
 	expect(t, "direct upload", []any{d.Type, d.MaxSize, string(d.Secret)}, err, "[audio 1000 secret]")
 }
 
-// checkOldQueues claims the queued probe job and webhook delivery.
+// checkOldQueues counts the queues (the probe job of the fixture and the
+// one of s1, completed above; the webhook delivery) and claims the queued
+// probe job and webhook delivery.
 func checkOldQueues(t *testing.T, st sessionstore.Store) {
 	ctx := t.Context()
+	q, err := st.(sessionstore.QueueLengther).QueueLengths(ctx)
+	expect(t, "queue lengths", q, err, "{2 1}")
+	ps, err := st.(sessionstore.ProbeQueueStatser).ProbeQueueStats(ctx)
+	expect(t, "probe jobs and dead letters", []any{ps.Jobs, ps.Dead}, err, "[2 0]")
 	job, err := st.ClaimProbe(ctx, "c", time.Second, time.Minute)
 	expect(t, "probe job", job.AssetID, err, "s2")
 	wj, err := st.ClaimWebhook(ctx, "c", time.Second, time.Minute)
@@ -113,4 +127,30 @@ func checkOldQueues(t *testing.T, st sessionstore.Store) {
 		got = append(got, d.EventID+" "+d.State)
 	}
 	expect(t, "delivery records", got, err, "[ev1 pending]")
+}
+
+// TestOldHookLogCounted: a delivery log written before a log's bucket
+// sequence kept its record count is counted at its next record, the old
+// record included.
+func TestOldHookLogCounted(t *testing.T) {
+	path := copyFixture(t)
+	st := newLocal(t, path)
+	n, err := st.EnqueueWebhookEvent(t.Context(), "acme", sessionstore.WebhookEvent{ID: "ev2", Type: "asset.ready", Time: time.Now()})
+	expect(t, "endpoints of the new event", n, err, "1")
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("webhooklog")).Bucket([]byte("h1"))
+		expect(t, "records and sequence of the log of h1", []any{b.Stats().KeyN, b.Sequence()}, nil, "[2 2]")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -80,7 +80,11 @@ func (l *Store) DeadProbe(ctx context.Context, job sessionstore.ProbeJob, reason
 		return err
 	}
 	return l.finishProbe("dead probe", job, func(tx *bbolt.Tx, rec localProbeRecord) error {
-		return boltAppend(tx.Bucket(boltBucketDead), sessionstore.DeadProbe{AssetID: rec.AssetID, Attempts: rec.Attempts, Reason: reason})
+		if err := boltAppend(tx.Bucket(boltBucketDead), sessionstore.DeadProbe{AssetID: rec.AssetID, Attempts: rec.Attempts, Reason: reason}); err != nil {
+			return err
+		}
+		tx.OnCommit(func() { l.dead.Add(1) })
+		return nil
 	})
 }
 

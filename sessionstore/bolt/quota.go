@@ -132,6 +132,7 @@ func (l *Store) ReserveQuota(ctx context.Context, account, uploadID string, n in
 	// The refusal is returned as it is, not as a backend failure.
 	var refused error
 	err := l.quotaUpdate(ctx, "reserve quota", account, uploadID, func(qb, hb, sb *bbolt.Bucket, key []byte) error {
+		refused = nil // the function may run more than once
 		if sb.Get(key) != nil {
 			return nil // completed: its bytes are stored already
 		}

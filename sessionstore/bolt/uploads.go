@@ -136,6 +136,7 @@ func (l *Store) Commit(ctx context.Context, ls sessionstore.Lease, c sessionstor
 	var s sessionstore.Session
 	var enqueued bool
 	err := l.update("commit", func(tx *bbolt.Tx) error {
+		enqueued = false // the function may run more than once
 		// Checked inside the write transaction: bbolt serialises writers,
 		// so no other commit of this upload runs between check and write.
 		l.mu.Lock()
@@ -191,7 +192,7 @@ func (l *Store) Commit(ctx context.Context, ls sessionstore.Lease, c sessionstor
 			if err := boltDeleteParts(tx, s.ID); err != nil {
 				return err
 			}
-			if enqueued, err = boltCompleteAsset(tx, s.AssetID, c); err != nil {
+			if enqueued, err = boltCompleteAsset(tx, l.probes, s.AssetID, c); err != nil {
 				return err
 			}
 		}
@@ -264,7 +265,7 @@ func boltDeleteParts(tx *bbolt.Tx, id string) error {
 
 // boltCompleteAsset makes the asset ready and enqueues its probe job; false
 // when the session has no asset (a concatenation partial).
-func boltCompleteAsset(tx *bbolt.Tx, assetID string, c sessionstore.Commit) (bool, error) {
+func boltCompleteAsset(tx *bbolt.Tx, probes *jobQueue, assetID string, c sessionstore.Commit) (bool, error) {
 	a, err := boltAsset(tx, assetID)
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		return false, nil
@@ -276,7 +277,7 @@ func boltCompleteAsset(tx *bbolt.Tx, assetID string, c sessionstore.Commit) (boo
 	if err := boltPut(tx.Bucket(boltBucketAssets), []byte(a.ID), a); err != nil {
 		return false, err
 	}
-	return true, boltPutJob(tx, boltBucketProbe, time.Now(), localProbeRecord{AssetID: a.ID})
+	return true, probes.put(tx, time.Now(), localProbeRecord{AssetID: a.ID})
 }
 
 // DeleteUpload removes a session and its parts and soft-deletes its asset.

@@ -120,7 +120,7 @@ func (l *Store) EnqueueWebhookEvent(ctx context.Context, account string, ev sess
 		}
 		now := time.Now()
 		for _, h := range hooks {
-			if err := boltPutJob(tx, boltBucketHookQueue, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
+			if err := l.hooks.put(tx, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
 				return err
 			}
 			if ev.Verify {
@@ -155,19 +155,31 @@ func boltPutHookLog(tx *bbolt.Tx, d sessionstore.WebhookDelivery) error {
 	if err := boltPut(b, []byte(d.EventID), d); err != nil || !fresh {
 		return err
 	}
-	if !sessionstore.HookLogTrimDue(b.Stats().KeyN) {
-		return nil
-	}
-	all, err := boltList[sessionstore.WebhookDelivery](b)
-	if err != nil {
-		return err
-	}
-	for _, id := range sessionstore.OverflowDeliveries(all, sessionstore.MaxWebhookDeliveries) {
-		if err := b.Delete([]byte(id)); err != nil {
-			return err
+	// The bucket's sequence counts its records, so that a new one costs no
+	// walk of the bucket. A log written before it did has sequence 0 and is
+	// counted once (with a cursor: Stats misses this transaction's writes).
+	n := b.Sequence() + 1
+	if n == 1 {
+		n = 0
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
 		}
 	}
-	return nil
+	if sessionstore.HookLogTrimDue(int(n)) {
+		all, err := boltList[sessionstore.WebhookDelivery](b)
+		if err != nil {
+			return err
+		}
+		drop := sessionstore.OverflowDeliveries(all, sessionstore.MaxWebhookDeliveries)
+		for _, id := range drop {
+			if err := b.Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		n = uint64(len(all) - len(drop))
+	}
+	return b.SetSequence(n)
 }
 
 // ClaimWebhook hands out the oldest ready delivery job that is unclaimed or
