@@ -42,6 +42,8 @@ func (t serviceTel) TookOver()      { t.s.metrics.takeovers.Add(1) }
 func (t serviceTel) LeaseLost()     { t.s.metrics.lost.Inc() }
 func (t serviceTel) LeaseReleased() { t.s.metrics.released.Inc() }
 func (t serviceTel) Completed()     { t.s.metrics.completed.Add(1) }
+func (t serviceTel) Deleted()       { t.s.metrics.deleted.Add(1) }
+func (t serviceTel) Expired()       { t.s.metrics.expired.Add(1) }
 
 func (t serviceTel) WithUpload(ctx context.Context, id, account string) context.Context {
 	return t.s.withUpload(ctx, id, account)
@@ -153,6 +155,10 @@ func answerOf(err error) *Error {
 		return quotaExceeded(qe)
 	}
 	switch {
+	case errors.Is(err, upload.ErrNotFound):
+		return errNotFound
+	case errors.Is(err, upload.ErrExpired):
+		return errExpired
 	case errors.Is(err, upload.ErrTakenOver):
 		return errTakenOver
 	case errors.Is(err, upload.ErrDeleted):

@@ -156,7 +156,7 @@ func (s *Service) complete(ctx context.Context, l sessionstore.Lease, sess sessi
 	if err != nil {
 		return sess, fmt.Errorf("upload: commit completion: %w", err)
 	}
-	s.settleQuota(ctx, ns.Account, ns.ID, ns.Offset)
+	s.SettleQuota(ctx, ns.Account, ns.ID, ns.Offset)
 	s.Tel.Completed()
 	s.Log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
 	return ns, nil

@@ -15,11 +15,19 @@ import (
 type Store interface {
 	LeaseStore
 	Session(ctx context.Context, id string) (sessionstore.Session, error)
+	OffsetSession(ctx context.Context, id string) (sessionstore.Session, error)
 	Parts(ctx context.Context, id string) ([]sessionstore.Part, error)
 	SetLength(ctx context.Context, id string, length int64) error
 	Commit(ctx context.Context, l sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error)
 	ReserveQuota(ctx context.Context, account, uploadID string, bytes int64, defaults sessionstore.QuotaLimits) error
 	SettleQuota(ctx context.Context, account, uploadID string, size int64) error
+	ReleaseQuota(ctx context.Context, account, uploadID string) error
+	TouchQuota(ctx context.Context, account, uploadID string) error
+	QuotaHolds(ctx context.Context, before time.Time, limit int) ([]sessionstore.QuotaHold, error)
+	Asset(ctx context.Context, id string) (sessionstore.Asset, error)
+	DeleteUpload(ctx context.Context, id string) (sessionstore.Session, error)
+	DeleteUploadLeased(ctx context.Context, l sessionstore.Lease) (sessionstore.Session, error)
+	Expired(ctx context.Context, now time.Time, limit int) ([]sessionstore.Session, error)
 }
 
 // Config is the service's part of the server's configuration.
@@ -67,6 +75,10 @@ type Telemetry interface {
 	Committed(d time.Duration, err error)
 	// Completed: an upload completed.
 	Completed()
+	// Deleted: a DELETE terminated an upload.
+	Deleted()
+	// Expired: the janitor freed an expired upload.
+	Expired()
 }
 
 // Deps are what the service works with.
