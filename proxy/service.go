@@ -43,6 +43,7 @@ func (t serviceTel) LeaseLost()     { t.s.metrics.lost.Inc() }
 func (t serviceTel) LeaseReleased() { t.s.metrics.released.Inc() }
 func (t serviceTel) Completed()     { t.s.metrics.completed.Add(1) }
 func (t serviceTel) Deleted()       { t.s.metrics.deleted.Add(1) }
+func (t serviceTel) Created()       { t.s.metrics.created.Add(1) }
 func (t serviceTel) Expired()       { t.s.metrics.expired.Add(1) }
 
 func (t serviceTel) WithUpload(ctx context.Context, id, account string) context.Context {
@@ -154,11 +155,16 @@ func answerOf(err error) *Error {
 	if qe, ok := errors.AsType[*sessionstore.QuotaError](err); ok {
 		return quotaExceeded(qe)
 	}
+	if ce, ok := errors.AsType[*upload.ConcatError](err); ok {
+		return concatAnswer(ce)
+	}
 	switch {
 	case errors.Is(err, upload.ErrNotFound):
 		return errNotFound
 	case errors.Is(err, upload.ErrExpired):
 		return errExpired
+	case errors.Is(err, upload.ErrUploadTooLarge):
+		return errUploadTooLarge
 	case errors.Is(err, upload.ErrTakenOver):
 		return errTakenOver
 	case errors.Is(err, upload.ErrDeleted):
@@ -173,4 +179,16 @@ func answerOf(err error) *Error {
 		return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length conflicts with the upload's state")
 	}
 	return nil
+}
+
+// concatAnswer is the 400 invalid_concat of a partial upload a
+// concatenation cannot use.
+func concatAnswer(ce *upload.ConcatError) *Error {
+	switch ce.Reason {
+	case upload.ConcatNotPartial:
+		return errConcat("upload %s is not a partial upload (Upload-Concat: partial)", ce.ID)
+	case upload.ConcatNotComplete:
+		return errConcat("partial upload %s is not complete", ce.ID)
+	}
+	return errConcat("partial upload %s not found", ce.ID)
 }

@@ -28,6 +28,7 @@ type Store interface {
 	DeleteUpload(ctx context.Context, id string) (sessionstore.Session, error)
 	DeleteUploadLeased(ctx context.Context, l sessionstore.Lease) (sessionstore.Session, error)
 	Expired(ctx context.Context, now time.Time, limit int) ([]sessionstore.Session, error)
+	CreateUpload(ctx context.Context, sess sessionstore.Session, a sessionstore.Asset) error
 }
 
 // Config is the service's part of the server's configuration.
@@ -73,6 +74,8 @@ type Telemetry interface {
 	WriteFailed(err error, cut bool)
 	// Committed: a commit took d and failed with err (nil: applied).
 	Committed(d time.Duration, err error)
+	// Created: an upload was created.
+	Created()
 	// Completed: an upload completed.
 	Completed()
 	// Deleted: a DELETE terminated an upload.

@@ -35,6 +35,7 @@ func (t *tel) Wrote(time.Duration, int64)     {}
 func (t *tel) WriteFailed(error, bool)        { t.failed.Add(1) }
 func (t *tel) Committed(time.Duration, error) {}
 func (t *tel) Completed()                     { t.completed.Add(1) }
+func (t *tel) Created()                       {}
 func (t *tel) Deleted()                       {}
 func (t *tel) Expired()                       {}
 
