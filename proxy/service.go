@@ -163,6 +163,14 @@ func answerOf(err error) *Error {
 		return errNotFound
 	case errors.Is(err, upload.ErrExpired):
 		return errExpired
+	case errors.Is(err, upload.ErrDirectUnknown):
+		return errDirectToken
+	case errors.Is(err, upload.ErrDirectRevoked):
+		return errDirectRevoked
+	case errors.Is(err, upload.ErrDirectExpired):
+		return errDirectExpired
+	case errors.Is(err, upload.ErrDirectUsed):
+		return errDirectUsed
 	case errors.Is(err, upload.ErrUploadTooLarge):
 		return errUploadTooLarge
 	case errors.Is(err, upload.ErrTakenOver):
