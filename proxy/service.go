@@ -15,8 +15,8 @@ import (
 // The upload service (upload.Service) is the domain behind the
 // handlers: a handler parses its request into one service call and
 // renders the result. This file is the glue: the service's view of the
-// server's metrics, traces, events and request bodies, and the answer
-// each domain error gets.
+// server's metrics, traces and request bodies, and the answer each
+// domain error gets.
 
 // newService makes the node's upload service over the server's store,
 // pipeline, metrics and log.
@@ -24,14 +24,7 @@ func (s *Server) newService() *upload.Service {
 	return upload.New(upload.Config{
 		LeaseTTL: s.cfg.LeaseTTL, TakeoverWait: s.cfg.TakeoverWait,
 		UploadExpiry: s.cfg.UploadExpiry, QuotaDefaults: s.cfg.QuotaDefaults,
-	}, upload.Deps{Store: s.store, Pipe: s.pipe, Events: serviceEvents{s}, Tel: serviceTel{s}, Log: s.log, Describe: uploadOf})
-}
-
-// serviceEvents queues the service's webhook events.
-type serviceEvents struct{ s *Server }
-
-func (e serviceEvents) EmitBefore(ctx context.Context, typ string, a sessionstore.Asset) error {
-	return e.s.emitBefore(ctx, typ, a)
+	}, upload.Deps{Store: s.store, Pipe: s.pipe, Events: upload.StoreEvents{Store: s.store}, Tel: serviceTel{s}, Log: s.log, Describe: uploadOf})
 }
 
 // serviceTel tells the server's metrics and traces what the service

@@ -251,31 +251,6 @@ func toDeliveryJSON(d sessionstore.WebhookDelivery) deliveryJSON {
 	return j
 }
 
-// emitBefore queues a webhook event BEFORE the state change it reports,
-// marked to be verified (webhook.EmitBefore, WebhookVerify): the caller
-// makes the change only when this succeeded, so that no crash or store
-// error in between loses the event; a change that then fails or never
-// comes leaves an event the deliverer drops.
-func (s *Server) emitBefore(ctx context.Context, typ string, a sessionstore.Asset) error {
-	if a.ID == "" {
-		return nil // a concatenation partial: no asset to tell about
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := webhook.EmitBefore(ctx, s.store, typ, a, ""); err != nil {
-		return fmt.Errorf("proxy: %w", err)
-	}
-	return nil
-}
-
-// emitReady queues asset.ready before the completing commit of sess. The
-// asset is read at verification, once ready: only its identity is needed
-// now.
-func (s *Server) emitReady(ctx context.Context, sess sessionstore.Session) error {
-	return s.emitBefore(ctx, sessionstore.EventAssetReady,
-		sessionstore.Asset{ID: sess.AssetID, Account: sess.Account, SessionID: sess.ID})
-}
-
 // WebhookVerify is webhook.Config.Verify: it tells whether the change an
 // event was queued before has happened, and answers the asset as it
 // stands now (before a deletion, the snapshot taken then). It reads the
