@@ -228,7 +228,7 @@ func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 		return sess, nil
 	}
 	if repr != nil {
-		if err := s.checkRepr(ctx, rc, rq, sess, repr, sess.Offset != from); err != nil {
+		if err := s.checkRepr(ctx, sess, repr, sess.Offset != from); err != nil {
 			return sess, err
 		}
 	}

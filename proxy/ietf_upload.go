@@ -129,7 +129,7 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		if a.done && a.size == 0 && a.dig.repr != nil {
 			// An empty request that ends the upload: check before the
 			// length is set, which makes a stored upload whole.
-			if err := s.checkRepr(ctx, rc, rq, sess, a.dig.repr, false); err != nil {
+			if err := s.checkRepr(ctx, sess, a.dig.repr, false); err != nil {
 				return err
 			}
 		}

@@ -164,6 +164,10 @@ func answerOf(err error) *Error {
 		return errDirectExpired
 	case errors.Is(err, upload.ErrDirectUsed):
 		return errDirectUsed
+	case errors.Is(err, upload.ErrReprFailed):
+		return errReprFailed
+	case errors.Is(err, upload.ErrReprMismatch):
+		return errReprMismatch
 	case errors.Is(err, upload.ErrUploadTooLarge):
 		return errUploadTooLarge
 	case errors.Is(err, upload.ErrTakenOver):

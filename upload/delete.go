@@ -2,9 +2,11 @@ package upload
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
+	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 )
 
@@ -128,4 +130,37 @@ func (s *Service) ReleaseQuota(ctx context.Context, account, id string) {
 	if err := s.Store.ReleaseQuota(cctx, account, id); err != nil {
 		s.Log.Warn("quota: release", "upload_id", id, "account", account, "err", err)
 	}
+}
+
+// Refusals of a representation digest (the draft's Repr-Digest).
+var (
+	// ErrReprMismatch: the upload's SHA-256 is not the digest the request
+	// gave; the request stored nothing, and the upload resumes as it was.
+	ErrReprMismatch = errors.New("upload: the representation digest does not match")
+	// ErrReprFailed: the digest does not match bytes the request already
+	// stored: the upload cannot be repaired, so it failed and was deleted.
+	ErrReprFailed = errors.New("upload: the representation digest does not match stored bytes; the upload was deleted")
+)
+
+// CheckRepr verifies the SHA-256 a request that ends upload sess gave
+// for the whole upload (repr), when the pipeline did not (its length was
+// unknown while the content streamed, or the request had none); sess has
+// all its bytes stored. moved says this request stored some of them: a
+// mismatch then deletes the upload (ErrReprFailed), else it leaves it as
+// it was (ErrReprMismatch).
+func (s *Service) CheckRepr(ctx context.Context, sess sessionstore.Session, repr []byte, moved bool) error {
+	got, err := pipeline.SumHex(sess.HashState)
+	if err != nil {
+		return fmt.Errorf("upload: upload sha256: %w", err)
+	}
+	if got == hex.EncodeToString(repr) {
+		return nil
+	}
+	if !moved {
+		return ErrReprMismatch
+	}
+	if err := s.Delete(ctx, sess.Account, sess.ID); err != nil {
+		return err
+	}
+	return ErrReprFailed
 }

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"testing"
@@ -104,4 +105,36 @@ func (e *svcEnv) expireNow(sess sessionstore.Session) {
 	if err := e.store.ReleaseLease(ctx, l); err != nil {
 		e.t.Fatalf("ReleaseLease: %v", err)
 	}
+}
+
+// TestCheckRepr: a representation digest that matches the stored bytes
+// passes; one that does not leaves the upload as it was when the request
+// stored nothing (ErrReprMismatch), and deletes it when it did
+// (ErrReprFailed).
+func TestCheckRepr(t *testing.T) {
+	onBoth(t, svcConfig, func(t *testing.T, e *svcEnv) {
+		data := []byte("the whole representation")
+		sess := e.create(-1)
+		sess, err := e.appendBytes(sess, 0, data)
+		if err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		right := sha256.Sum256(data)
+		wrong := sha256.Sum256([]byte("another representation"))
+		if err := e.svc.CheckRepr(t.Context(), sess, right[:], true); err != nil {
+			t.Fatalf("CheckRepr with the right digest: %v", err)
+		}
+		if err := e.svc.CheckRepr(t.Context(), sess, wrong[:], false); !errors.Is(err, ErrReprMismatch) {
+			t.Fatalf("CheckRepr, nothing stored by the request: got %v, want ErrReprMismatch", err)
+		}
+		if _, err := e.store.Session(t.Context(), sess.ID); err != nil {
+			t.Fatalf("the upload after a mismatch of a request that stored nothing: %v", err)
+		}
+		if err := e.svc.CheckRepr(t.Context(), sess, wrong[:], true); !errors.Is(err, ErrReprFailed) {
+			t.Fatalf("CheckRepr, bytes stored by the request: got %v, want ErrReprFailed", err)
+		}
+		if _, err := e.store.Session(t.Context(), sess.ID); !errors.Is(err, sessionstore.ErrNotFound) {
+			t.Fatalf("the failed upload: got %v, want deleted", err)
+		}
+	})
 }
