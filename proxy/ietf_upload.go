@@ -116,7 +116,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 }
 
 // ietfPatch serves an append: the content is written at Upload-Offset
-// (writeChunk, in segments), then answered 204 with Upload-Complete: ?0
+// (upload.Service.AppendStream, in segments), then answered 204 with Upload-Complete: ?0
 // (201 up to interop 6, with Upload-Incomplete: ?1 at 3), or, when the upload is
 // complete, as the asset. A valid append to a completed upload replays
 // that answer (the client lost it).

@@ -122,6 +122,12 @@ func (b appendBody) ReadErr() error {
 // Received is how many bytes the body gave so far.
 func (b appendBody) Received() int64 { return b.n }
 
+// AtEOF reports whether the body has ended, reading a byte ahead.
+func (b appendBody) AtEOF() bool { return b.atEOF() }
+
+// Ended reports whether every byte of the body was read and returned.
+func (b appendBody) Ended() bool { return b.ended() }
+
 // httpError is err with the answer of its domain error in front (both
 // renderers read the first *Error of the chain); other errors are left
 // as they are.
@@ -168,6 +174,8 @@ func answerOf(err error) *Error {
 		return errReprFailed
 	case errors.Is(err, upload.ErrReprMismatch):
 		return errReprMismatch
+	case errors.Is(err, upload.ErrInconsistentLength):
+		return errInconsistentLength
 	case errors.Is(err, upload.ErrUploadTooLarge):
 		return errUploadTooLarge
 	case errors.Is(err, upload.ErrTakenOver):
