@@ -157,41 +157,36 @@ func answerOf(err error) *Error {
 	if ce, ok := errors.AsType[*upload.ConcatError](err); ok {
 		return concatAnswer(ce)
 	}
-	switch {
-	case errors.Is(err, upload.ErrNotFound):
-		return errNotFound
-	case errors.Is(err, upload.ErrExpired):
-		return errExpired
-	case errors.Is(err, upload.ErrDirectUnknown):
-		return errDirectToken
-	case errors.Is(err, upload.ErrDirectRevoked):
-		return errDirectRevoked
-	case errors.Is(err, upload.ErrDirectExpired):
-		return errDirectExpired
-	case errors.Is(err, upload.ErrDirectUsed):
-		return errDirectUsed
-	case errors.Is(err, upload.ErrReprFailed):
-		return errReprFailed
-	case errors.Is(err, upload.ErrReprMismatch):
-		return errReprMismatch
-	case errors.Is(err, upload.ErrInconsistentLength):
-		return errInconsistentLength
-	case errors.Is(err, upload.ErrUploadTooLarge):
-		return errUploadTooLarge
-	case errors.Is(err, upload.ErrTakenOver):
-		return errTakenOver
-	case errors.Is(err, upload.ErrDeleted):
-		return errDeletedUnder
-	case errors.Is(err, upload.ErrChunkTooLarge):
-		return errChunkTooBig
-	case errors.Is(err, upload.ErrPastLength):
-		return errPastLength
-	case errors.Is(err, upload.ErrLengthChanged):
-		return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")
-	case errors.Is(err, upload.ErrLengthConflict):
-		return errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length conflicts with the upload's state")
+	for _, a := range domainAnswers {
+		if errors.Is(err, a.err) {
+			return a.answer
+		}
 	}
 	return nil
+}
+
+// domainAnswers are the answers of the service's sentinel errors, in the
+// order they are looked for.
+var domainAnswers = []struct {
+	err    error
+	answer *Error
+}{
+	{upload.ErrNotFound, errNotFound},
+	{upload.ErrExpired, errExpired},
+	{upload.ErrDirectUnknown, errDirectToken},
+	{upload.ErrDirectRevoked, errDirectRevoked},
+	{upload.ErrDirectExpired, errDirectExpired},
+	{upload.ErrDirectUsed, errDirectUsed},
+	{upload.ErrReprFailed, errReprFailed},
+	{upload.ErrReprMismatch, errReprMismatch},
+	{upload.ErrInconsistentLength, errInconsistentLength},
+	{upload.ErrUploadTooLarge, errUploadTooLarge},
+	{upload.ErrTakenOver, errTakenOver},
+	{upload.ErrDeleted, errDeletedUnder},
+	{upload.ErrChunkTooLarge, errChunkTooBig},
+	{upload.ErrPastLength, errPastLength},
+	{upload.ErrLengthChanged, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length cannot change once set")},
+	{upload.ErrLengthConflict, errorf(fasthttp.StatusBadRequest, "invalid_length", "Upload-Length conflicts with the upload's state")},
 }
 
 // concatAnswer is the 400 invalid_concat of a partial upload a

@@ -396,13 +396,9 @@ func (l *Local) acquireLease(ctx context.Context, id string, ttl time.Duration, 
 	}
 	l.mu.Lock()
 	heads := l.heads.fence(id)
-	if fence >= 0 && heads > fence {
+	if err := l.refusal(id, fence, heads); err != nil {
 		l.mu.Unlock()
-		return Lease{}, fmt.Errorf("sessionstore: local acquire lease %s: head fence %d past %d: %w", id, heads, fence, ErrFenced)
-	}
-	if cur, ok := l.leases[id]; ok && (cur.pending || time.Now().Before(cur.expires)) {
-		l.mu.Unlock()
-		return Lease{}, &LockedError{SessionID: id, Holder: l.node, Token: cur.token}
+		return Lease{}, err
 	}
 	token := l.nextToken()
 	// The pending entry keeps other acquirers out while the reservation is
