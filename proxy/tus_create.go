@@ -211,7 +211,7 @@ func uploadOf(sess sessionstore.Session) pipeline.Upload {
 	md, _ := parseMetadata(sess.Metadata)
 	sh, _ := md.shape()
 	if upload.StoragePending(sess) {
-		sess.Storage = nil // a marker of the proxy's (direct_tus.go), no sink state
+		sess.Storage = nil // a marker of a claimed direct upload (upload.StorageToCreate), no sink state
 	}
 	return pipeline.Upload{
 		ID: sess.ID, Key: storageKey(sess.ID), Length: sess.Length, Offset: sess.Offset,
