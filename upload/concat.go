@@ -126,7 +126,7 @@ func (s *Service) concatInto(ctx context.Context, sess sessionstore.Session, src
 	if err != nil {
 		return fmt.Errorf("upload: concatenate: %w", err)
 	}
-	state, sum, err := s.hashConcat(wctx, s.Describe(sess).Key, sess.Length, srcs[0])
+	state, sum, err := hashConcat(wctx, s.Pipe.Sink(), s.Describe(sess).Key, sess.Length, srcs[0])
 	if err != nil {
 		return err
 	}
@@ -152,8 +152,8 @@ func (s *Service) concatInto(ctx context.Context, sess sessionstore.Session, src
 // compose, but the first partial upload's saved state is exactly the
 // state after the concatenation's first bytes; the rest of the object is
 // read once and hashed from there.
-func (s *Service) hashConcat(ctx context.Context, key string, want int64, first pipeline.Upload) ([]byte, string, error) {
-	obj, err := s.Pipe.Sink().Open(ctx, key)
+func hashConcat(ctx context.Context, sink pipeline.Sink, key string, want int64, first pipeline.Upload) ([]byte, string, error) {
+	obj, err := sink.Open(ctx, key)
 	if err != nil {
 		return nil, "", fmt.Errorf("upload: open %s: %w", key, err)
 	}

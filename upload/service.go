@@ -126,9 +126,9 @@ func StoragePending(sess sessionstore.Session) bool {
 	return sess.Offset == 0 && bytes.Equal(sess.Storage, StorageToCreate)
 }
 
-// nextExpiry is when an upload written to now expires: UploadExpiry after
-// its last commit.
-func (s *Service) nextExpiry() time.Time { return time.Now().UTC().Add(s.cfg.UploadExpiry) }
+// nextExpiry is when an upload written to now expires: expiry
+// (Config.UploadExpiry) after its last commit.
+func nextExpiry(expiry time.Duration) time.Time { return time.Now().UTC().Add(expiry) }
 
 // deletedUnder reports whether upload id is gone (a write lost its lease:
 // was it to a DELETE?).
