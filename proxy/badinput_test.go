@@ -419,7 +419,7 @@ func TestExpiry(t *testing.T) {
 	if r := e.patch("acme", c.Location, 5, []byte("56789")); r.status != http.StatusGone || r.errorCode() != "upload_expired" {
 		t.Errorf("PATCH of expired upload: %d %s, want 410", r.status, r.body)
 	}
-	if n := e.srv.sweep(t.Context(), time.Now()); n != 1 {
+	if n := e.srv.svc.Sweep(t.Context(), time.Now()); n != 1 {
 		t.Errorf("janitor freed %d uploads, want 1", n)
 	}
 	if h := e.head("acme", c.Location); h.status != http.StatusNotFound {

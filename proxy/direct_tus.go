@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
-	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -173,7 +171,7 @@ func (s *Server) directAdmit(rc *fasthttp.RequestCtx, rq *request, method string
 		}
 		return nil
 	}
-	// A used grant's POST is answered by claimUpload (repeatCreation); its
+	// A used grant's POST is answered by claimUpload (a repeat claim); its
 	// creation deadline no longer applies.
 	if !d.Created && time.Now().After(d.ExpiresAt) {
 		return errDirectExpired
@@ -229,109 +227,9 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 	return nil
 }
 
-// claimUpload creates the upload of grant d. Unlike createUpload it claims
-// the grant in the store first and makes the storage after: every upload
-// of a grant has the same id and so the same storage key, and a creation
-// that lost the race must not create (local: truncate) or free (S3: delete
-// the tails of) the winner's storage. The claim stores the session with
-// upload.StorageToCreate; the storage is then made under the upload's lease and
-// its state committed (directStorage). When that fails (storage down), the
-// grant is used but its upload has no storage yet: a repeat POST on the
-// URL, or the first PATCH, makes it (a grant must not be lost to one
-// transient failure). A repeat of a creation that is done is refused as a
-// second one.
+// claimUpload creates the upload of grant d (upload.Service.Claim: the
+// grant is claimed first and the storage made after, so that a creation
+// that lost the race never touches the winner's storage).
 func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, asset *sessionstore.Asset, d *sessionstore.DirectUpload) error {
-	if d.Created {
-		return s.repeatCreation(ctx, sess, asset)
-	}
-	// The quota is reserved first (quota.go), as for any creation. A
-	// losing racer (ErrExists) leaves the hold alone: it has the winner's
-	// id, so it is the winner's hold. The event is queued before the claim
-	// (webhooks.go).
-	if err := s.emitBefore(ctx, sessionstore.EventAssetCreated, *asset); err != nil {
-		return err
-	}
-	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
-		return err
-	}
-	sess.Storage = upload.StorageToCreate
-	// The claim's own id: the store grants it again if it is resent (a
-	// Redis reply lost on the way), and no other request.
-	err := s.store.ClaimDirectUpload(ctx, d.ID, rand.Text(), time.Now(), *sess, *asset)
-	if err != nil && !errors.Is(err, sessionstore.ErrExists) {
-		s.releaseQuota(ctx, sess.Account, sess.ID)
-	}
-	switch {
-	case errors.Is(err, sessionstore.ErrExists):
-		return s.repeatCreation(ctx, sess, asset)
-	case errors.Is(err, sessionstore.ErrRevoked):
-		return errDirectRevoked
-	case errors.Is(err, sessionstore.ErrDirectExpired):
-		return errDirectExpired
-	case errors.Is(err, sessionstore.ErrNotFound):
-		return errDirectToken
-	case err != nil:
-		return fmt.Errorf("proxy: claim direct upload: %w", err)
-	}
-	s.metrics.created.Add(1)
-	saved, err := s.directStorage(ctx, sess.ID)
-	if err != nil {
-		return err
-	}
-	*sess = saved
-	return nil
-}
-
-// repeatCreation answers a POST on a grant whose upload exists: when the
-// creation that claimed it failed before the upload had storage, this one
-// makes the storage and answers as the creation (same Upload-Length, the
-// upload as stored); otherwise it is a second creation, refused.
-func (s *Server) repeatCreation(ctx context.Context, sess *sessionstore.Session, asset *sessionstore.Asset) error {
-	cur, err := s.store.Session(ctx, sess.ID)
-	switch {
-	case errors.Is(err, sessionstore.ErrNotFound):
-		return errDirectUsed // deleted
-	case err != nil:
-		return fmt.Errorf("proxy: load direct upload's session: %w", err)
-	case !upload.StoragePending(cur) || cur.Length != sess.Length:
-		return errDirectUsed
-	}
-	// The hold is the claim's; a claim whose answer was lost counted as
-	// failed and gave it back. Reserving again is a no-op otherwise.
-	if err := s.reserveQuota(ctx, cur.Account, cur.ID, max(cur.Length, 0)); err != nil {
-		return err
-	}
-	saved, err := s.directStorage(ctx, sess.ID)
-	if err != nil {
-		return err
-	}
-	a, err := s.store.Asset(ctx, sess.ID)
-	if err != nil {
-		return fmt.Errorf("proxy: load direct upload's asset: %w", err)
-	}
-	// The head fence as this request read it (the commit that saved the
-	// storage need not report it).
-	saved.HeadFence = cur.HeadFence
-	*sess, *asset = saved, a
-	return nil
-}
-
-// directStorage makes the storage of a claimed direct upload under its
-// lease, for the request that answers as its creation: exactly one does,
-// so a request that finds the lease taken or the storage made is refused
-// as a second creation.
-func (s *Server) directStorage(ctx context.Context, id string) (sessionstore.Session, error) {
-	l, err := s.store.AcquireLease(ctx, id, s.cfg.LeaseTTL, 0)
-	switch {
-	case errors.Is(err, sessionstore.ErrLocked), errors.Is(err, sessionstore.ErrNotFound):
-		return sessionstore.Session{}, errDirectUsed
-	case err != nil:
-		return sessionstore.Session{}, fmt.Errorf("proxy: acquire lease to create storage: %w", err)
-	}
-	defer s.store.ReleaseLease(context.WithoutCancel(ctx), l)
-	defer s.leases.Holding(l)()
-	if !upload.StoragePending(l.Session) {
-		return sessionstore.Session{}, errDirectUsed
-	}
-	return s.svc.EnsureStorage(ctx, l, l.Session)
+	return httpError(s.svc.Claim(ctx, sess, asset, d))
 }

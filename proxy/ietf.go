@@ -15,7 +15,7 @@ import (
 // (draft-ietf-httpbis-resumable-upload) is a second front door
 // onto the TUS endpoint: a request without Tus-Resumable that names a
 // served Upload-Draft-Interop-Version is the draft at that version. Both
-// front doors share sessions, leases, the pipeline (writeChunk), takeover,
+// front doors share the upload service (upload.Service), takeover,
 // the asset and its SHA-256: an upload created over one can be resumed
 // over the other. Anything else gets TUS's 412.
 //

@@ -10,6 +10,7 @@ import (
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/valyala/fasthttp"
 )
 
@@ -173,75 +174,29 @@ func (s *Server) ietfCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 }
 
 // ietfAppend writes size bytes of the request's content (-1: chunked) at
-// sess's offset through writeChunk, in segments of at most MaxChunk (the
-// TUS limit of one request): a client that predates Upload-Limit sends a
-// whole file in one request. Each segment commits what it stored, so an
-// interruption keeps every durable byte; 104s tell the client the offsets
-// made durable (progress). When done, the upload is
-// completed, its length inferred from a chunked body.
+// sess's offset (upload.Service.AppendStream): in segments of at most
+// MaxChunk (the TUS limit of one request), since a client that predates
+// Upload-Limit sends a whole file in one request. Each segment commits
+// what it stored, so an interruption keeps every durable byte; 104s tell
+// the client the offsets made durable (progress). When done, the upload
+// is completed, its length inferred from a chunked body.
 func (s *Server) ietfAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, sess sessionstore.Session, size int64, done bool, dig draftDigests) (sessionstore.Session, error) {
-	from := sess.Offset
-	// Every segment is fenced with the fence the request first read.
-	heads := requestFence(rc, sess)
-	var repr []byte
-	if done {
-		repr = dig.repr // verified by the commit that completes the upload
+	req := upload.StreamRequest{Size: size, Checksum: dig.content, Done: done, Repr: dig.repr,
+		// Every segment is fenced with the fence the request first read.
+		Heads: requestFence(rc, sess), Began: rc.Time()}
+	if size != 0 {
+		body := s.newBodyReader(rc, rq)
+		defer s.trackBody(body)()
+		req.Body = appendBody{body}
+		if dig.content == nil {
+			req.Committed = s.progress(rc, d.v, sess.Offset, size)
+		}
 	}
-	var body *bodyReader
-	switch {
-	case dig.content != nil && size != 0:
-		// Content-Digest: one write, verified before anything commits.
-		var err error
-		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: size, sum: dig.content, length: -1, repr: repr, heads: heads})
+	sess, err := s.svc.AppendStream(ctx, sess, req)
+	if size != 0 {
 		d.expected = sess.Offset
-		if err != nil {
-			return sess, digestError(err)
-		}
-	case size != 0:
-		body = s.newBodyReader(rc, rq)
-		// Registered for the whole request, not per segment: a release
-		// request (a newer request, or offset retrieval on another node)
-		// that arrives between two segments cuts it too, and the next
-		// segment stores nothing more.
-		defer s.register(sess.ID, body)()
 	}
-	start := sess.Offset
-	progress := s.progress(rc, d.v, start, size)
-	for first := true; body != nil; first = false {
-		seg := int64(-1)
-		if size >= 0 {
-			seg = min(size-(sess.Offset-start), pipeline.MaxChunk)
-		}
-		before := sess.Offset
-		var err error
-		sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: sess.Offset, size: seg, length: -1,
-			body: body, follow: !first, committed: progress, repr: repr, heads: heads})
-		d.expected = sess.Offset
-		if err != nil {
-			return sess, digestError(err)
-		}
-		if body.ended() || (size >= 0 && sess.Offset-start >= size) || sess.Offset == before || sess.Completed {
-			break
-		}
-	}
-	if !done || sess.Completed {
-		return sess, nil
-	}
-	if repr != nil {
-		if err := s.checkRepr(ctx, rc, rq, sess, repr, sess.Offset != from); err != nil {
-			return sess, err
-		}
-	}
-	if sess.Length < 0 {
-		if err := s.applyLength(ctx, &sess, chunkRequest{length: sess.Offset}); err != nil {
-			return sess, err
-		}
-	}
-	if sess.Offset != sess.Length {
-		// A chunked body that said it ends the upload ended short of it.
-		return sess, errInconsistentLength
-	}
-	return s.finishIfFull(ctx, sess)
+	return sess, digestError(httpError(err))
 }
 
 // progressEvery spaces the progress 104s of one request.

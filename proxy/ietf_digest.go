@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -133,25 +132,10 @@ func digestError(err error) error {
 }
 
 // checkRepr verifies the Repr-Digest of a request that ends an upload the
-// pipeline did not complete (its length was unknown while the content
-// streamed, or the request had none), before the upload is completed.
-// sess is the upload with all its bytes stored; moved says this request
-// stored some of them. A mismatch leaves an upload whose request stored
-// nothing as it was (400, resumable); one whose bytes this request stored
-// cannot be repaired, so it is failed and deleted.
-func (s *Server) checkRepr(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, sess sessionstore.Session, repr []byte, moved bool) error {
-	got, err := pipeline.SumHex(sess.HashState)
-	if err != nil {
-		return fmt.Errorf("proxy: upload sha256: %w", err)
-	}
-	if got == hex.EncodeToString(repr) {
-		return nil
-	}
-	if !moved {
-		return errReprMismatch
-	}
-	if err := s.tusDelete(ctx, rc, rq, sess.ID); err != nil {
-		return err
-	}
-	return errReprFailed
+// pipeline did not complete (upload.Service.CheckRepr): a mismatch leaves
+// an upload whose request stored nothing as it was (400, resumable); one
+// whose bytes this request stored cannot be repaired, so it is failed and
+// deleted.
+func (s *Server) checkRepr(ctx context.Context, sess sessionstore.Session, repr []byte, moved bool) error {
+	return httpError(s.svc.CheckRepr(ctx, sess, repr, moved))
 }

@@ -116,7 +116,7 @@ func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, 
 }
 
 // ietfPatch serves an append: the content is written at Upload-Offset
-// (writeChunk, in segments), then answered 204 with Upload-Complete: ?0
+// (upload.Service.AppendStream, in segments), then answered 204 with Upload-Complete: ?0
 // (201 up to interop 6, with Upload-Incomplete: ?1 at 3), or, when the upload is
 // complete, as the asset. A valid append to a completed upload replays
 // that answer (the client lost it).
@@ -129,7 +129,7 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		if a.done && a.size == 0 && a.dig.repr != nil {
 			// An empty request that ends the upload: check before the
 			// length is set, which makes a stored upload whole.
-			if err := s.checkRepr(ctx, rc, rq, sess, a.dig.repr, false); err != nil {
+			if err := s.checkRepr(ctx, sess, a.dig.repr, false); err != nil {
 				return err
 			}
 		}

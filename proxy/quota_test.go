@@ -16,6 +16,7 @@ import (
 	"github.com/roughy/ingest/sessionstore"
 
 	"github.com/roughy/ingest/sessionstore/redis"
+	"github.com/roughy/ingest/upload"
 )
 
 // TestQuotaSweepRepairsCrash: holds a crash left behind (a reservation
@@ -53,11 +54,11 @@ func TestQuotaSweepRepairsCrash(t *testing.T) {
 	}
 	// Within the grace period nothing is touched: a creation may be
 	// between its reservation and its session.
-	e.srv.sweepQuota(ctx, time.Now())
+	e.srv.svc.SweepQuota(ctx, time.Now())
 	if got, want := usage(), (sessionstore.QuotaUsage{Uploads: 3, BytesReserved: 1130}); got != want {
 		t.Fatalf("sweep within the grace: usage %+v, want %+v", got, want)
 	}
-	e.srv.sweepQuota(ctx, time.Now().Add(2*quotaSweepGrace))
+	e.srv.svc.SweepQuota(ctx, time.Now().Add(2*upload.QuotaSweepGrace))
 	if got, want := usage(), (sessionstore.QuotaUsage{BytesStored: 30, Uploads: 1, BytesReserved: 100}); got != want {
 		t.Fatalf("after the sweep: usage %+v, want %+v", got, want)
 	}

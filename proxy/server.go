@@ -233,7 +233,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 const tcpKeepAlivePeriod = time.Minute
 
 // Serve serves HTTP on ln until Shutdown. It returns nil after Shutdown.
-// While it serves, release requests addressed to this node (takeover.go)
+// While it serves, release requests addressed to this node (upload.Leases)
 // cut off the writes they name.
 func (s *Server) Serve(ln net.Listener) error {
 	stop, err := s.leases.Watch(s.base)

@@ -14,8 +14,8 @@ import (
 // The upload service (upload.Service) is the domain behind the
 // handlers: a handler parses its request into one service call and
 // renders the result. This file is the glue: the service's view of the
-// server's metrics, traces, events and request bodies, and the answer
-// each domain error gets.
+// server's metrics, traces and request bodies, and the answer each
+// domain error gets.
 
 // newService makes the node's upload service over the server's store,
 // pipeline, metrics and log.
@@ -23,14 +23,7 @@ func (s *Server) newService() *upload.Service {
 	return upload.New(upload.Config{
 		LeaseTTL: s.cfg.LeaseTTL, TakeoverWait: s.cfg.TakeoverWait,
 		UploadExpiry: s.cfg.UploadExpiry, QuotaDefaults: s.cfg.QuotaDefaults,
-	}, upload.Deps{Store: s.store, Pipe: s.pipe, Events: serviceEvents{s}, Tel: serviceTel{s}, Log: s.log, Describe: uploadOf})
-}
-
-// serviceEvents queues the service's webhook events.
-type serviceEvents struct{ s *Server }
-
-func (e serviceEvents) EmitBefore(ctx context.Context, typ string, a sessionstore.Asset) error {
-	return e.s.emitBefore(ctx, typ, a)
+	}, upload.Deps{Store: s.store, Pipe: s.pipe, Events: upload.StoreEvents{Store: s.store}, Tel: serviceTel{s}, Log: s.log, Describe: uploadOf})
 }
 
 // serviceTel tells the server's metrics and traces what the service
@@ -41,6 +34,9 @@ func (t serviceTel) TookOver()      { t.s.metrics.takeovers.Add(1) }
 func (t serviceTel) LeaseLost()     { t.s.metrics.lost.Inc() }
 func (t serviceTel) LeaseReleased() { t.s.metrics.released.Inc() }
 func (t serviceTel) Completed()     { t.s.metrics.completed.Add(1) }
+func (t serviceTel) Deleted()       { t.s.metrics.deleted.Add(1) }
+func (t serviceTel) Created()       { t.s.metrics.created.Add(1) }
+func (t serviceTel) Expired()       { t.s.metrics.expired.Add(1) }
 
 func (t serviceTel) WithUpload(ctx context.Context, id, account string) context.Context {
 	return t.s.withUpload(ctx, id, account)
@@ -125,6 +121,12 @@ func (b appendBody) ReadErr() error {
 // Received is how many bytes the body gave so far.
 func (b appendBody) Received() int64 { return b.n }
 
+// AtEOF reports whether the body has ended, reading a byte ahead.
+func (b appendBody) AtEOF() bool { return b.atEOF() }
+
+// Ended reports whether every byte of the body was read and returned.
+func (b appendBody) Ended() bool { return b.ended() }
+
 // httpError is err with the answer of its domain error in front (both
 // renderers read the first *Error of the chain); other errors are left
 // as they are.
@@ -150,19 +152,49 @@ func answerOf(err error) *Error {
 	if qe, ok := errors.AsType[*sessionstore.QuotaError](err); ok {
 		return quotaExceeded(qe)
 	}
-	switch {
-	case errors.Is(err, upload.ErrTakenOver):
-		return errTakenOver
-	case errors.Is(err, upload.ErrDeleted):
-		return errDeletedUnder
-	case errors.Is(err, upload.ErrChunkTooLarge):
-		return errChunkTooBig
-	case errors.Is(err, upload.ErrPastLength):
-		return errPastLength
-	case errors.Is(err, upload.ErrLengthChanged):
-		return codeInvalidLength.with("Upload-Length cannot change once set")
-	case errors.Is(err, upload.ErrLengthConflict):
-		return codeInvalidLength.with("Upload-Length conflicts with the upload's state")
+	if ce, ok := errors.AsType[*upload.ConcatError](err); ok {
+		return concatAnswer(ce)
+	}
+	for _, a := range domainAnswers {
+		if errors.Is(err, a.err) {
+			return a.answer
+		}
 	}
 	return nil
+}
+
+// domainAnswers are the answers of the service's sentinel errors, in the
+// order they are looked for.
+var domainAnswers = []struct {
+	err    error
+	answer *Error
+}{
+	{upload.ErrNotFound, errNotFound},
+	{upload.ErrExpired, errExpired},
+	{upload.ErrDirectUnknown, errDirectToken},
+	{upload.ErrDirectRevoked, errDirectRevoked},
+	{upload.ErrDirectExpired, errDirectExpired},
+	{upload.ErrDirectUsed, errDirectUsed},
+	{upload.ErrReprFailed, errReprFailed},
+	{upload.ErrReprMismatch, errReprMismatch},
+	{upload.ErrInconsistentLength, errInconsistentLength},
+	{upload.ErrUploadTooLarge, errUploadTooLarge},
+	{upload.ErrTakenOver, errTakenOver},
+	{upload.ErrDeleted, errDeletedUnder},
+	{upload.ErrChunkTooLarge, errChunkTooBig},
+	{upload.ErrPastLength, errPastLength},
+	{upload.ErrLengthChanged, codeInvalidLength.with("Upload-Length cannot change once set")},
+	{upload.ErrLengthConflict, codeInvalidLength.with("Upload-Length conflicts with the upload's state")},
+}
+
+// concatAnswer is the 400 invalid_concat of a partial upload a
+// concatenation cannot use.
+func concatAnswer(ce *upload.ConcatError) *Error {
+	switch ce.Reason {
+	case upload.ConcatNotPartial:
+		return errConcat("upload %s is not a partial upload (Upload-Concat: partial)", ce.ID)
+	case upload.ConcatNotComplete:
+		return errConcat("partial upload %s is not complete", ce.ID)
+	}
+	return errConcat("partial upload %s not found", ce.ID)
 }

@@ -270,7 +270,7 @@ func TestJanitorKeepsLease(t *testing.T) {
 	c := e.create("acme", 10)
 	time.Sleep(5 * time.Millisecond) // past the upload's expiry
 	swept := make(chan int, 1)
-	go func() { swept <- e.srv.sweep(t.Context(), time.Now()) }()
+	go func() { swept <- e.srv.svc.Sweep(t.Context(), time.Now()) }()
 	<-sa.aborting
 	_, err := e.store.AcquireLease(t.Context(), c.SessionID, time.Minute, 0)
 	le, ok := errors.AsType[*sessionstore.LockedError](err)

@@ -196,35 +196,11 @@ func (s *Server) newUpload(rq *request, length int64, mdRaw string, md metadata,
 	return sess, asset
 }
 
-// createUpload prepares storage and stores the session and asset; storage
-// is freed again when the store refuses.
+// createUpload stores a new upload (upload.Service.Create: its event
+// queued, its quota reserved, its storage made); a refusal leaves
+// nothing.
 func (s *Server) createUpload(ctx context.Context, sess *sessionstore.Session, asset sessionstore.Asset) error {
-	// The event is queued before anything else (webhooks.go): a refusal
-	// after it leaves an event that is never delivered.
-	if err := s.emitBefore(ctx, sessionstore.EventAssetCreated, asset); err != nil {
-		return err
-	}
-	// The quota is reserved first (quota.go): a refusal leaves nothing.
-	if err := s.reserveQuota(ctx, sess.Account, sess.ID, max(sess.Length, 0)); err != nil {
-		return err
-	}
-	u := uploadOf(*sess)
-	storage, err := s.pipe.Sink().Create(ctx, u)
-	if err != nil {
-		s.releaseQuota(ctx, sess.Account, sess.ID)
-		return fmt.Errorf("proxy: create storage: %w", err)
-	}
-	sess.Storage = storage
-	if err := s.store.CreateUpload(ctx, *sess, asset); err != nil {
-		s.releaseQuota(ctx, sess.Account, sess.ID)
-		u.Storage = storage
-		if aerr := s.pipe.Sink().Abort(context.WithoutCancel(ctx), u); aerr != nil {
-			s.log.Warn("free storage of failed creation", "upload_id", sess.ID, "err", aerr)
-		}
-		return fmt.Errorf("proxy: create upload: %w", err)
-	}
-	s.metrics.created.Add(1)
-	return nil
+	return httpError(s.svc.Create(ctx, sess, asset))
 }
 
 // storageKey is an upload's object key.
@@ -235,7 +211,7 @@ func uploadOf(sess sessionstore.Session) pipeline.Upload {
 	md, _ := parseMetadata(sess.Metadata)
 	sh, _ := md.shape()
 	if upload.StoragePending(sess) {
-		sess.Storage = nil // a marker of the proxy's (direct_tus.go), no sink state
+		sess.Storage = nil // a marker of a claimed direct upload (upload.StorageToCreate), no sink state
 	}
 	return pipeline.Upload{
 		ID: sess.ID, Key: storageKey(sess.ID), Length: sess.Length, Offset: sess.Offset,

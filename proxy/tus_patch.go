@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"io"
 	"strconv"
-	"time"
 
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
@@ -18,20 +16,6 @@ type chunkRequest struct {
 	size   int64 // Content-Length, -1 when chunked
 	sum    *pipeline.Checksum
 	length int64 // Upload-Length sent with a PATCH of a deferred upload, else -1
-	// repr is the draft's Repr-Digest (sha-256) of a request that ends
-	// the upload: the commit that completes it is verified first.
-	repr []byte
-
-	// The draft's front door (ietfAppend in ietf_create.go) writes one request body as
-	// segments of at most MaxChunk: body is the reader the segments
-	// share (each reads at most its size, or MaxChunk when chunked), and
-	// follow marks a segment after the first, which does not take the
-	// upload over from a newer request but answers 409 upload_taken_over.
-	body   *bodyReader
-	follow bool
-	// committed, when set, is told each offset a commit made durable
-	// (the draft's progress 104s).
-	committed func(offset int64)
 	// heads is the upload's head fence as the request first read it
 	// (requestFence; 0 for an upload the request created): every lease
 	// the write takes is refused once an offset retrieval read the
@@ -178,76 +162,23 @@ func (s *Server) applyLength(ctx context.Context, sess *sessionstore.Session, cr
 	return httpError(s.svc.ApplyLength(ctx, sess, cr.length, cr.size))
 }
 
-// writeChunk is a request's append: its body (the request's own, or a
-// segment of a body shared by a request written in several) goes to
-// the upload service, which streams it into the upload under its lease
-// and completes the upload with its last byte. It returns the session as
-// last committed, also with an error.
+// writeChunk is a request's append: its body goes to the upload service
+// (upload.Service.Append), which streams it into the upload under its
+// lease and completes the upload with its last byte. It returns the
+// session as last committed, also with an error.
 func (s *Server) writeChunk(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, sess sessionstore.Session, cr chunkRequest) (sessionstore.Session, error) {
-	req := upload.AppendRequest{
-		Offset: cr.offset, Size: cr.size, Checksum: cr.sum, Length: cr.length, Repr: cr.repr,
-		Follow: cr.follow, Committed: cr.committed, Heads: cr.heads, Began: rc.Time(),
-	}
-	body := cr.body
-	if body == nil {
-		body = s.newBodyReader(rc, rq)
-	} else {
-		sg := &segment{b: body, left: pipeline.MaxChunk}
-		if cr.size >= 0 {
-			sg.left = cr.size
-		}
-		req.Segment = sg
-	}
-	req.Body = appendBody{body}
+	body := s.newBodyReader(rc, rq)
 	defer s.trackBody(body)()
-	sess, err := s.svc.Append(ctx, sess, req)
+	sess, err := s.svc.Append(ctx, sess, upload.AppendRequest{
+		Offset: cr.offset, Size: cr.size, Checksum: cr.sum, Length: cr.length,
+		Body: appendBody{body}, Heads: cr.heads, Began: rc.Time(),
+	})
 	return sess, httpError(err)
 }
-
-// segment is one segment of a request written in several (ietfAppend):
-// at most left bytes of b. It is a pipeline.BodyEnd: a segment that
-// fills its limit tells whether the request's body ended exactly there
-// (reading a byte ahead if need be), so that a chunked body of a multiple
-// of MaxChunk that ends an upload has its Repr-Digest checked before its
-// last segment is committed.
-type segment struct {
-	b    *bodyReader
-	left int64
-}
-
-func (s *segment) Read(p []byte) (int, error) {
-	if s.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > s.left {
-		p = p[:s.left]
-	}
-	n, err := s.b.Read(p)
-	s.left -= int64(n)
-	return n, err
-}
-
-// Ended implements pipeline.BodyEnd.
-func (s *segment) Ended() bool { return s.left <= 0 && s.b.atEOF() }
 
 // finishIfFull completes an upload whose bytes are all stored but that
 // was not marked complete (upload.Service.Finish).
 func (s *Server) finishIfFull(ctx context.Context, sess sessionstore.Session) (sessionstore.Session, error) {
 	sess, err := s.svc.Finish(ctx, sess)
 	return sess, httpError(err)
-}
-
-// commitTimeout bounds one store commit. Commits run even when the request
-// is canceled (shutdown): bytes that are durable should become visible.
-const commitTimeout = 15 * time.Second
-
-func toStoreParts(ps []pipeline.Part) []sessionstore.Part {
-	if len(ps) == 0 {
-		return nil
-	}
-	out := make([]sessionstore.Part, len(ps))
-	for i, p := range ps {
-		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
-	}
-	return out
 }

@@ -134,7 +134,7 @@ func TestExpirySlides(t *testing.T) {
 	for i := range 3 {
 		time.Sleep(expiry * 2 / 3)
 		// By the last round, more than UploadExpiry passed since creation.
-		if n := e.srv.sweep(t.Context(), time.Now()); n != 0 {
+		if n := e.srv.svc.Sweep(t.Context(), time.Now()); n != 0 {
 			t.Fatalf("round %d: janitor freed %d uploads, want 0 (the upload is active)", i, n)
 		}
 		before := time.Now()
@@ -182,7 +182,7 @@ func TestExpirySlides(t *testing.T) {
 	if r := e.patch("acme", idle.Location, 10, data[10:20]); r.status != http.StatusGone {
 		t.Fatalf("PATCH after UploadExpiry idle: %d %s, want 410", r.status, r.body)
 	}
-	if n := e.srv.sweep(t.Context(), time.Now()); n != 1 {
+	if n := e.srv.svc.Sweep(t.Context(), time.Now()); n != 1 {
 		t.Fatalf("janitor freed %d uploads, want the idle one", n)
 	}
 }

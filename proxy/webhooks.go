@@ -215,56 +215,6 @@ func toDeliveryJSON(d sessionstore.WebhookDelivery) deliveryJSON {
 	return j
 }
 
-// emitBefore queues a webhook event BEFORE the state change it reports,
-// marked to be verified (webhook.EmitBefore, WebhookVerify): the caller
-// makes the change only when this succeeded, so that no crash or store
-// error in between loses the event; a change that then fails or never
-// comes leaves an event the deliverer drops.
-func (s *Server) emitBefore(ctx context.Context, typ string, a sessionstore.Asset) error {
-	if a.ID == "" {
-		return nil // a concatenation partial: no asset to tell about
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := webhook.EmitBefore(ctx, s.store, typ, a, ""); err != nil {
-		return fmt.Errorf("proxy: %w", err)
-	}
-	return nil
-}
-
-// emitReady queues asset.ready before the completing commit of sess. The
-// asset is read at verification, once ready: only its identity is needed
-// now.
-func (s *Server) emitReady(ctx context.Context, sess sessionstore.Session) error {
-	return s.emitBefore(ctx, sessionstore.EventAssetReady,
-		sessionstore.Asset{ID: sess.AssetID, Account: sess.Account, SessionID: sess.ID})
-}
-
-// deleteUpload deletes an upload from the store, with typ about its asset
-// as it stands before (once deleted, the store no longer shows it) queued
-// first. With a lease (Token != 0) the delete happens only while it is
-// still the upload's lease (ErrLeaseLost otherwise): a request that took
-// the upload since may have committed to it.
-func (s *Server) deleteUpload(ctx context.Context, sess sessionstore.Session, typ string, l sessionstore.Lease) error {
-	var a sessionstore.Asset
-	if sess.AssetID != "" {
-		var err error
-		if a, err = s.store.Asset(ctx, sess.AssetID); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
-			return fmt.Errorf("proxy: load asset to delete: %w", err)
-		}
-	}
-	if err := s.emitBefore(ctx, typ, a); err != nil {
-		return err
-	}
-	var err error
-	if l.Token != 0 {
-		_, err = s.store.DeleteUploadLeased(ctx, l)
-	} else {
-		_, err = s.store.DeleteUpload(ctx, sess.ID)
-	}
-	return err
-}
-
 // WebhookVerify is webhook.Config.Verify: it tells whether the change an
 // event was queued before has happened, and answers the asset as it
 // stands now (before a deletion, the snapshot taken then). It reads the

@@ -195,7 +195,7 @@ func TestWebhookExpiryEventSurvivesCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Until(sess.ExpiresAt) + 50*time.Millisecond)
-	if err := e.srv.expire(t.Context(), sess); err != nil {
+	if err := e.srv.svc.Expire(t.Context(), sess); err != nil {
 		t.Fatalf("expire: %v", err)
 	}
 	if _, err := e.local.Session(t.Context(), c.SessionID); !errors.Is(err, sessionstore.ErrNotFound) {

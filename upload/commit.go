@@ -31,7 +31,7 @@ func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offs
 			Storage: p.Storage, Parts: storeParts(p.Parts), Length: -1,
 			// Expiry slides with activity: an upload being written does
 			// not expire, however long it takes in total.
-			ExpiresAt: s.nextExpiry(),
+			ExpiresAt: nextExpiry(s.cfg.UploadExpiry),
 			// So does the lease: the keeper skips renewals while commits
 			// come often enough.
 			ExtendLease: s.cfg.LeaseTTL,
@@ -58,7 +58,7 @@ func (s *Service) fallBack(ctx context.Context, h *Held, cur sessionstore.Sessio
 	defer cancel()
 	ns, err := s.Store.Commit(cctx, h.Lease(), sessionstore.Commit{
 		ExpectOffset: cur.Offset, NewOffset: tl.Fallback.Offset, HashState: tl.Fallback.HashState,
-		Storage: tl.Fallback.Storage, Length: -1, ExpiresAt: s.nextExpiry(), Rewind: true,
+		Storage: tl.Fallback.Storage, Length: -1, ExpiresAt: nextExpiry(s.cfg.UploadExpiry), Rewind: true,
 	})
 	if err != nil {
 		s.Log.Warn("upload's tail is gone; rewind failed", "upload_id", cur.ID, "offset", cur.Offset, "err", err)
@@ -151,12 +151,12 @@ func (s *Service) complete(ctx context.Context, l sessionstore.Lease, sess sessi
 	defer cancel()
 	ns, err := s.Store.Commit(cctx, l, sessionstore.Commit{
 		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState,
-		Length: -1, Complete: true, SHA256: sum, ExpiresAt: s.nextExpiry(),
+		Length: -1, Complete: true, SHA256: sum, ExpiresAt: nextExpiry(s.cfg.UploadExpiry),
 	})
 	if err != nil {
 		return sess, fmt.Errorf("upload: commit completion: %w", err)
 	}
-	s.settleQuota(ctx, ns.Account, ns.ID, ns.Offset)
+	s.SettleQuota(ctx, ns.Account, ns.ID, ns.Offset)
 	s.Tel.Completed()
 	s.Log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
 	return ns, nil

@@ -3,6 +3,8 @@ package upload
 import (
 	"errors"
 	"fmt"
+
+	"github.com/roughy/ingest/sessionstore"
 )
 
 // Domain errors. The front doors render them (TUS JSON, the draft's
@@ -16,6 +18,10 @@ var (
 	// ErrDeleted: a DELETE terminated the upload while the request wrote
 	// to it. Not retryable.
 	ErrDeleted = errors.New("upload: the upload was deleted while the request wrote to it")
+	// ErrLocked: another live request holds the upload and did not let
+	// go within the takeover wait (a completion, the janitor); the
+	// client retries shortly. It is the store's refusal, as is.
+	ErrLocked = sessionstore.ErrLocked
 	// ErrOffsetMismatch: the append's offset is not the upload's
 	// (*OffsetMismatchError says both).
 	ErrOffsetMismatch = errors.New("upload: offset mismatch")

@@ -81,9 +81,9 @@ func deferredReservation(sess sessionstore.Session, size int64) int64 {
 // is canceled (what it undoes must not stay counted).
 const quotaCleanupTimeout = 5 * time.Second
 
-// settleQuota turns a completed upload's reservation into size stored
+// SettleQuota turns a completed upload's reservation into size stored
 // bytes. A failure is logged: the janitor settles the hold later.
-func (s *Service) settleQuota(ctx context.Context, account, id string, size int64) {
+func (s *Service) SettleQuota(ctx context.Context, account, id string, size int64) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), quotaCleanupTimeout)
 	defer cancel()
 	if err := s.Store.SettleQuota(cctx, account, id, size); err != nil {

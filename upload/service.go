@@ -15,11 +15,21 @@ import (
 type Store interface {
 	LeaseStore
 	Session(ctx context.Context, id string) (sessionstore.Session, error)
+	OffsetSession(ctx context.Context, id string) (sessionstore.Session, error)
 	Parts(ctx context.Context, id string) ([]sessionstore.Part, error)
 	SetLength(ctx context.Context, id string, length int64) error
 	Commit(ctx context.Context, l sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error)
 	ReserveQuota(ctx context.Context, account, uploadID string, bytes int64, defaults sessionstore.QuotaLimits) error
 	SettleQuota(ctx context.Context, account, uploadID string, size int64) error
+	ReleaseQuota(ctx context.Context, account, uploadID string) error
+	TouchQuota(ctx context.Context, account, uploadID string) error
+	QuotaHolds(ctx context.Context, before time.Time, limit int) ([]sessionstore.QuotaHold, error)
+	Asset(ctx context.Context, id string) (sessionstore.Asset, error)
+	DeleteUpload(ctx context.Context, id string) (sessionstore.Session, error)
+	DeleteUploadLeased(ctx context.Context, l sessionstore.Lease) (sessionstore.Session, error)
+	Expired(ctx context.Context, now time.Time, limit int) ([]sessionstore.Session, error)
+	CreateUpload(ctx context.Context, sess sessionstore.Session, a sessionstore.Asset) error
+	ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, sess sessionstore.Session, a sessionstore.Asset) error
 }
 
 // Config is the service's part of the server's configuration.
@@ -65,8 +75,14 @@ type Telemetry interface {
 	WriteFailed(err error, cut bool)
 	// Committed: a commit took d and failed with err (nil: applied).
 	Committed(d time.Duration, err error)
+	// Created: an upload was created.
+	Created()
 	// Completed: an upload completed.
 	Completed()
+	// Deleted: a DELETE terminated an upload.
+	Deleted()
+	// Expired: the janitor freed an expired upload.
+	Expired()
 }
 
 // Deps are what the service works with.
@@ -110,9 +126,9 @@ func StoragePending(sess sessionstore.Session) bool {
 	return sess.Offset == 0 && bytes.Equal(sess.Storage, StorageToCreate)
 }
 
-// nextExpiry is when an upload written to now expires: UploadExpiry after
-// its last commit.
-func (s *Service) nextExpiry() time.Time { return time.Now().UTC().Add(s.cfg.UploadExpiry) }
+// nextExpiry is when an upload written to now expires: expiry
+// (Config.UploadExpiry) after its last commit.
+func nextExpiry(expiry time.Duration) time.Time { return time.Now().UTC().Add(expiry) }
 
 // deletedUnder reports whether upload id is gone (a write lost its lease:
 // was it to a DELETE?).

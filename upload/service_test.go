@@ -37,6 +37,9 @@ func (t *tel) Wrote(time.Duration, int64)     {}
 func (t *tel) WriteFailed(error, bool)        { t.failed.Add(1) }
 func (t *tel) Committed(time.Duration, error) {}
 func (t *tel) Completed()                     { t.completed.Add(1) }
+func (t *tel) Created()                       {}
+func (t *tel) Deleted()                       {}
+func (t *tel) Expired()                       {}
 
 // events records the queued event types.
 type events struct {
@@ -142,17 +145,17 @@ func (e *svcEnv) session(id string) sessionstore.Session {
 	return s
 }
 
-// reader is a request body read from r; a cut makes its reads fail.
-type reader struct {
+// testBody is a request body read from r; a cut makes its reads fail.
+type testBody struct {
 	r     io.Reader
 	n     atomic.Int64
 	taken atomic.Pointer[error]
 	cut   func(error)
 }
 
-func newReader(r io.Reader) *reader { return &reader{r: r} }
+func newTestBody(r io.Reader) *testBody { return &testBody{r: r} }
 
-func (b *reader) Read(p []byte) (int, error) {
+func (b *testBody) Read(p []byte) (int, error) {
 	if t := b.taken.Load(); t != nil {
 		return 0, *t
 	}
@@ -161,7 +164,7 @@ func (b *reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *reader) Cut(cause error) bool {
+func (b *testBody) Cut(cause error) bool {
 	if !b.taken.CompareAndSwap(nil, &cause) {
 		return false
 	}
@@ -171,19 +174,19 @@ func (b *reader) Cut(cause error) bool {
 	return true
 }
 
-func (b *reader) Taken() error {
+func (b *testBody) Taken() error {
 	if t := b.taken.Load(); t != nil {
 		return *t
 	}
 	return nil
 }
 
-func (b *reader) ReadErr() error  { return nil }
-func (b *reader) Received() int64 { return b.n.Load() }
+func (b *testBody) ReadErr() error  { return nil }
+func (b *testBody) Received() int64 { return b.n.Load() }
 
 // appendBytes appends data at offset to sess, as read by the request.
 func (e *svcEnv) appendBytes(sess sessionstore.Session, offset int64, data []byte, mod ...func(*AppendRequest)) (sessionstore.Session, error) {
-	req := AppendRequest{Offset: offset, Size: int64(len(data)), Length: -1, Body: newReader(bytes.NewReader(data)),
+	req := AppendRequest{Offset: offset, Size: int64(len(data)), Length: -1, Body: newTestBody(bytes.NewReader(data)),
 		Heads: sess.HeadFence, Began: time.Now()}
 	for _, m := range mod {
 		m(&req)
@@ -377,7 +380,7 @@ func TestAppendTakenOver(t *testing.T) {
 		rand.Read(data)
 		sess := e.create(int64(len(data)))
 		pr, pw := io.Pipe()
-		old := newReader(pr)
+		old := newTestBody(pr)
 		old.cut = func(cause error) { pr.CloseWithError(cause) }
 		done := make(chan error, 1)
 		go func() {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/roughy/ingest/sessionstore"
+	"github.com/roughy/ingest/upload"
 	"github.com/roughy/ingest/worker"
 )
 
@@ -37,61 +38,35 @@ const (
 	EventTypeHeader = "Roughy-Event-Type"
 )
 
+// Events are queued by the upload service (upload.Emit, upload.EmitBefore:
+// a change's event is written to the store before or with the change);
+// this package delivers them. The names below are the queueing's, for
+// the workers (the probe's asset.probed) that queue events too.
+
 // Enqueuer is what Emit needs of the session store.
-type Enqueuer interface {
-	EnqueueWebhookEvent(ctx context.Context, account string, ev sessionstore.WebhookEvent) (int, error)
-}
+type Enqueuer = upload.Enqueuer
 
-// NewEvent returns an event of type typ about a (failure: a failed
-// probe's reason), with the id of that change (EventID).
+// NewEvent returns an event of type typ about a (upload.NewEvent).
 func NewEvent(typ string, a sessionstore.Asset, failure string) sessionstore.WebhookEvent {
-	return sessionstore.WebhookEvent{ID: EventID(a.Account, typ, a.ID, failure != ""), Type: typ, Time: time.Now().UTC(), Asset: a, Error: failure}
+	return upload.NewEvent(typ, a, failure)
 }
 
-// EventID is the id of the event of type typ about an asset (failed: a
-// failed probe's): a UUID (version 8) derived from the change the event
-// reports, not drawn at random. The same change told twice (a request
-// that failed after queueing its event and was repeated, two racing
-// creations through one direct upload URL, a probe run again after its
-// node died) therefore carries one id, and a receiver that deduplicates
-// redeliveries by id sees it once.
+// EventID is the id of the event of type typ about an asset
+// (upload.EventID: derived from the change, so one change told twice
+// carries one id).
 func EventID(account, typ, assetID string, failed bool) string {
-	h := sha256.New()
-	for _, f := range []string{account, typ, assetID, strconv.FormatBool(failed)} {
-		h.Write([]byte(f))
-		h.Write([]byte{0})
-	}
-	var u [16]byte
-	copy(u[:], h.Sum(nil))
-	u[6] = u[6]&0x0f | 0x80 // version 8
-	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	return upload.EventID(account, typ, assetID, failed)
 }
 
-// Emit queues an event of type typ about a for the account's endpoints.
-// It only writes to the store: a slow or dead receiver cannot slow the
-// caller.
+// Emit queues an event of type typ about a (upload.Emit).
 func Emit(ctx context.Context, st Enqueuer, typ string, a sessionstore.Asset, failure string) error {
-	return enqueue(ctx, st, NewEvent(typ, a, failure))
+	return upload.Emit(ctx, st, typ, a, failure)
 }
 
-// EmitBefore queues an event of type typ about a BEFORE the state change
-// it reports, marked to be verified: call it, and make the change only if
-// it succeeded. Then no crash between the change and the queueing can
-// lose the event, and the deliverer drops it if the change never happens
-// (Config.Verify).
+// EmitBefore queues an event BEFORE the state change it reports, to be
+// verified at delivery (upload.EmitBefore, Config.Verify).
 func EmitBefore(ctx context.Context, st Enqueuer, typ string, a sessionstore.Asset, failure string) error {
-	ev := NewEvent(typ, a, failure)
-	ev.Verify = true
-	return enqueue(ctx, st, ev)
-}
-
-func enqueue(ctx context.Context, st Enqueuer, ev sessionstore.WebhookEvent) error {
-	typ, a := ev.Type, ev.Asset
-	if _, err := st.EnqueueWebhookEvent(ctx, a.Account, ev); err != nil {
-		return fmt.Errorf("webhook: enqueue %s of asset %s: %w", typ, a.ID, err)
-	}
-	return nil
+	return upload.EmitBefore(ctx, st, typ, a, failure)
 }
 
 // Sign returns the SignatureHeader value of body sent at t.

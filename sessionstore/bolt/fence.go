@@ -101,3 +101,16 @@ func (l *Store) AcquireLeaseFenced(ctx context.Context, id string, ttl time.Dura
 	}
 	return l.acquireLease(ctx, id, ttl, parts, fence)
 }
+
+// refusal is why upload id's lease cannot be taken now by a request that
+// read the head fence fence (< 0: none) while it is heads: ErrFenced,
+// checked first, or a *LockedError; nil when it can. Caller holds mu.
+func (l *Store) refusal(id string, fence, heads int64) error {
+	if fence >= 0 && heads > fence {
+		return fmt.Errorf("sessionstore: local acquire lease %s: head fence %d past %d: %w", id, heads, fence, sessionstore.ErrFenced)
+	}
+	if cur, ok := l.leases[id]; ok && (cur.pending || time.Now().Before(cur.expires)) {
+		return &sessionstore.LockedError{SessionID: id, Holder: l.node, Token: cur.token}
+	}
+	return nil
+}

@@ -33,13 +33,9 @@ func (l *Store) acquireLease(ctx context.Context, id string, ttl time.Duration, 
 	}
 	l.mu.Lock()
 	heads := l.heads.fence(id)
-	if fence >= 0 && heads > fence {
+	if err := l.refusal(id, fence, heads); err != nil {
 		l.mu.Unlock()
-		return sessionstore.Lease{}, fmt.Errorf("sessionstore: local acquire lease %s: head fence %d past %d: %w", id, heads, fence, sessionstore.ErrFenced)
-	}
-	if cur, ok := l.leases[id]; ok && (cur.pending || time.Now().Before(cur.expires)) {
-		l.mu.Unlock()
-		return sessionstore.Lease{}, &sessionstore.LockedError{SessionID: id, Holder: l.node, Token: cur.token}
+		return sessionstore.Lease{}, err
 	}
 	token := l.nextToken()
 	// The pending entry keeps other acquirers out while the reservation is
