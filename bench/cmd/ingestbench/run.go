@@ -117,6 +117,8 @@ func (b *bench) runTarget(ctx context.Context, name, phase string, run, n int, s
 }
 
 // runTUS drives n concurrent uploads through inst and measures the window.
+//
+//nolint:gocyclo // One measured window in order (warm, measure, upload, measure, verify): every step can end the sample, which runs through all of them.
 func (b *bench) runTUS(ctx context.Context, s sample, inst *instance, n int, size int64) sample {
 	hc := tusclient.NewHTTPClient(0)
 	if inst.tls != nil {
