@@ -139,7 +139,7 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		Wrap: s.wrap,
 		TLS:  s.tls,
 	}
-	s.log = serverLog{&s.Roughy.Log}
+	s.log = serverLog{&s.Log}
 	s.Start(t)
 	t.Cleanup(func() {
 		s.Stop()
@@ -219,7 +219,9 @@ func tryDo(ctx context.Context, r req) (reply, error) {
 		hr.Header.Set(k, v)
 	}
 	if cl, ok := r.Header["Content-Length"]; ok {
-		fmt.Sscan(cl, &hr.ContentLength)
+		if _, err := fmt.Sscan(cl, &hr.ContentLength); err != nil {
+			return reply{}, fmt.Errorf("Content-Length %q: %w", cl, err)
+		}
 		hr.Header.Del("Content-Length")
 	}
 	resp, err := client.Do(hr)

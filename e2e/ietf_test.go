@@ -195,7 +195,9 @@ func TestIETFInterop8(t *testing.T) {
 			}
 			wantHeader(t, "HEAD after the cut", h, "Upload-Complete", "?0")
 			wantHeader(t, "HEAD after the cut", h, "Upload-Length", fmt.Sprint(len(data)))
-			fmt.Sscan(h.Header.Get("Upload-Offset"), &off)
+			if _, err := fmt.Sscan(h.Header.Get("Upload-Offset"), &off); err != nil {
+				t.Fatalf("HEAD after the cut: Upload-Offset %q: %v", h.Header.Get("Upload-Offset"), err)
+			}
 			if off == int64(sent) || time.Now().After(deadline) {
 				break
 			}
@@ -325,7 +327,9 @@ func TestIETFInterop3(t *testing.T) {
 		}
 		wantHeader(t, "HEAD", h, "Upload-Incomplete", "?1")
 		wantHeader(t, "HEAD", h, "Upload-Complete", "")
-		fmt.Sscan(h.Header.Get("Upload-Offset"), &off)
+		if _, err := fmt.Sscan(h.Header.Get("Upload-Offset"), &off); err != nil {
+			t.Fatalf("HEAD: Upload-Offset %q: %v", h.Header.Get("Upload-Offset"), err)
+		}
 		if off == int64(sent) || time.Now().After(deadline) {
 			break
 		}

@@ -57,8 +57,8 @@ func wantQuotaRefused(t *testing.T, what string, rep reply, limit string) {
 	var b struct {
 		Error struct{ Code, Message string }
 	}
-	json.Unmarshal(rep.Body, &b)
-	if rep.Status != http.StatusForbidden || b.Error.Code != "quota_exceeded" || !strings.Contains(b.Error.Message, `"`+limit+`"`) {
+	err := json.Unmarshal(rep.Body, &b)
+	if err != nil || rep.Status != http.StatusForbidden || b.Error.Code != "quota_exceeded" || !strings.Contains(b.Error.Message, `"`+limit+`"`) {
 		t.Fatalf("%s: got %d %s, want 403 quota_exceeded naming %q", what, rep.Status, rep.Body, limit)
 	}
 }
@@ -181,7 +181,7 @@ func TestQuotaExpiryFrees(t *testing.T) {
 // are created.
 func TestQuotaRaceAtTheEdge(t *testing.T) {
 	s := startServer(t, withArgs("--quota-bytes-reserved", "10000"))
-	counts := raceCreations(t, 50, func(i int) (int, error) {
+	counts := raceCreations(t, 50, func(int) (int, error) {
 		rep, err := tryDo(t.Context(), req{Method: "POST", URL: s.Endpoint(), Key: acmeKey,
 			Header: map[string]string{"Upload-Metadata": videoMeta("r.bin"), "Upload-Length": "1000"}})
 		return rep.Status, err
@@ -229,7 +229,9 @@ func quotaShow(t *testing.T, s *server, account string) [3]int64 {
 		if m == nil {
 			t.Fatalf("roughy quota show: no %s row:\n%s", name, out)
 		}
-		fmt.Sscan(m[1], &used[i])
+		if _, err := fmt.Sscan(m[1], &used[i]); err != nil {
+			t.Fatalf("roughy quota show: %s %q: %v", name, m[1], err)
+		}
 	}
 	return used
 }
@@ -259,8 +261,8 @@ func TestQuotaIETFDeferredLength(t *testing.T) {
 	}
 	r = app(randomBytes(3 << 20))
 	var p struct{ Code, Detail string }
-	json.Unmarshal(r.Body, &p)
-	if r.Status != http.StatusForbidden || p.Code != "quota_exceeded" || !strings.Contains(p.Detail, `"bytes_stored"`) {
+	err := json.Unmarshal(r.Body, &p)
+	if err != nil || r.Status != http.StatusForbidden || p.Code != "quota_exceeded" || !strings.Contains(p.Detail, `"bytes_stored"`) {
 		t.Fatalf("append of 3 MiB: got %d %s, want 403 quota_exceeded naming \"bytes_stored\"", r.Status, r.Body)
 	}
 	if got, want := quotaShow(t, s, "acme"), [3]int64{0, 1, 0}; got != want {

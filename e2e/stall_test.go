@@ -157,7 +157,7 @@ func TestDownloadSlowReaderNotCut(t *testing.T) {
 			time.Sleep(ahead)
 		}
 	})
-	if err != io.EOF && !(err == nil && len(got) == len(data)) {
+	if err != io.EOF && (err != nil || len(got) != len(data)) {
 		// A keep-alive response ends at Content-Length: Body returns EOF.
 		t.Fatalf("slow read ended with %v after %d of %d bytes in %v", err, len(got), len(data), time.Since(start))
 	}

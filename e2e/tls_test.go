@@ -302,8 +302,11 @@ func TestTLSCertificateReload(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s after the reload: %v", method, err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s after the reload: body: %v", method, err)
+		}
 		if got := resp.TLS.PeerCertificates[0].SerialNumber.Int64(); got != 2 {
 			t.Errorf("%s after the reload: connection has serial %d, want 2", method, got)
 		}

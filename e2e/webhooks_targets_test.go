@@ -95,7 +95,7 @@ func TestWebhookRefusedAtDelivery(t *testing.T) {
 	wr := testsvc.StartWebhookReceiver(t)
 	h := createWebhook(t, s, acmeKey, wr, wr.URL, "asset.created")
 	s.Stop()
-	s.Roughy.Env = slices.DeleteFunc(s.Roughy.Env, func(kv string) bool { return strings.HasPrefix(kv, "ROUGHY_WEBHOOK_ALLOWED_NETWORKS=") })
+	s.Env = slices.DeleteFunc(s.Env, func(kv string) bool { return strings.HasPrefix(kv, "ROUGHY_WEBHOOK_ALLOWED_NETWORKS=") })
 	s.Restart()
 	if rep := postWebhook(t, s, acmeKey, wr.URL); rep.Status != http.StatusBadRequest {
 		t.Fatalf("POST the loopback webhook without the allow-list: got %d %s, want 400", rep.Status, rep.Body)
@@ -180,7 +180,7 @@ func TestWebhookFairness(t *testing.T) {
 	var mu sync.Mutex
 	var open, total int
 	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hang := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		open++
 		total++

@@ -110,7 +110,9 @@ func uploadAll(t *testing.T, s *server, key, meta string, data []byte) created {
 			ID string `json:"id"`
 		} `json:"asset"`
 	}
-	json.Unmarshal(rep.Body, &body)
+	if err := json.Unmarshal(rep.Body, &body); err != nil {
+		t.Fatalf("POST: %d %s: %v", rep.Status, rep.Body, err)
+	}
 	c := created{Location: rep.Header.Get("Location"), AssetID: body.Asset.ID}
 	if rep := patch(t, c.Location, key, 0, data); rep.Status != http.StatusNoContent {
 		t.Fatalf("PATCH: got %d %s, want 204", rep.Status, rep.Body)
@@ -249,9 +251,9 @@ func TestWebhookRetriedAfter500s(t *testing.T) {
 	}
 	h := createWebhook(t, s, acmeKey, wr, wr.URL, "asset.created")
 	c := createUpload(t, s, acmeKey, 100)
-	got := wr.WaitFor(t, 20*time.Second, "4 attempts", func(ds []testsvc.WebhookDelivery) bool { return len(ds) >= 4 })
+	wr.WaitFor(t, 20*time.Second, "4 attempts", func(ds []testsvc.WebhookDelivery) bool { return len(ds) >= 4 })
 	time.Sleep(1500 * time.Millisecond) // nothing after the success
-	got = wr.Deliveries()
+	got := wr.Deliveries()
 	if len(got) != 4 {
 		t.Fatalf("deliveries: got %d (%s), want 4: three 500s and the success", len(got), testsvc.Summary(got))
 	}

@@ -120,12 +120,13 @@ func TestVerifierFlagsCorruptAsset(t *testing.T) {
 	src := bytes.Repeat([]byte("abc"), 1000)
 	var calls atomic.Int32
 	answer := `{"sha256":"00","size_bytes":3000}`
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		// A failed write shows as the verifier's error.
 		if calls.Add(1) == 1 {
-			io.WriteString(w, `{"state":"uploading"}`)
+			_, _ = io.WriteString(w, `{"state":"uploading"}`)
 			return
 		}
-		io.WriteString(w, answer)
+		_, _ = io.WriteString(w, answer)
 	}))
 	defer srv.Close()
 	v := &verifier{hc: srv.Client(), src: bytes.NewReader(src), size: 3000, timeout: 5 * time.Second}
@@ -151,10 +152,11 @@ func TestVerifierDownloads(t *testing.T) {
 	defer srv.Close()
 	v := &verifier{hc: srv.Client(), src: bytes.NewReader(src), size: 3000, timeout: 5 * time.Second, download: true}
 	sum, _ := v.sourceSum(0)
-	mux.HandleFunc("/asset", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, `{"sha256":"`+hexOf(sum)+`","size_bytes":3000,"download_url":"`+srv.URL+`/file"}`)
+	// A failed write shows as the verifier's error.
+	mux.HandleFunc("/asset", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"sha256":"`+hexOf(sum)+`","size_bytes":3000,"download_url":"`+srv.URL+`/file"}`)
 	})
-	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(served) })
+	mux.HandleFunc("/file", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(served) })
 	if _, err := v.check(context.Background(), srv.URL+"/asset", http.Header{}, 0); !errors.Is(err, errCorrupt) {
 		t.Errorf("download one byte short: got %v, want errCorrupt", err)
 	}

@@ -232,6 +232,8 @@ func run(ctx context.Context, c config, out io.Writer) error {
 // upload runs upload number i: POST, PATCHes (some cut off on purpose
 // with -abort-rate, then resumed from HEAD's offset), a resume from the
 // server's offset after a failed PATCH, the SHA-256 check and the DELETE.
+//
+//nolint:gocyclo,funlen // One upload's life as a client lives it (create, the PATCH loop with its cut-and-resume and retry-and-resume branches, verify, delete), updating one outcome at each step.
 func upload(ctx context.Context, c config, hc *http.Client, v *verifier, i int, src io.ReaderAt, base int64, cnt *counters) outcome {
 	cl := &tusclient.Client{HTTP: hc, Endpoint: c.urls[i%len(c.urls)], ChunkSize: c.chunk, Header: http.Header{}}
 	if len(c.keys) > 0 {

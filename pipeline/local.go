@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// ErrBusy: another Write of the same upload is running in this process. The
+// ErrBusy means another Write of the same upload is running in this process. The
 // proxy's lease should make this impossible; the sink refuses rather than
 // let two writers interleave bytes in one file.
 var ErrBusy = errors.New("pipeline: another write of this upload is in progress")
@@ -146,7 +146,7 @@ func (s *LocalSink) path(key string) (string, error) {
 
 // Create makes an empty file for the upload, durable with its directory
 // entry.
-func (s *LocalSink) Create(ctx context.Context, u Upload) ([]byte, error) {
+func (s *LocalSink) Create(_ context.Context, u Upload) ([]byte, error) {
 	path, err := s.path(u.Key)
 	if err != nil {
 		return nil, err
@@ -371,7 +371,7 @@ func truncateTo(f *os.File, key string, size int64) error {
 
 // Complete fsyncs the file. When the upload's length is known, bytes past
 // it (left by an uncommitted write) are cut off first.
-func (s *LocalSink) Complete(ctx context.Context, u Upload, _ []Part) error {
+func (s *LocalSink) Complete(_ context.Context, u Upload, _ []Part) error {
 	path, err := s.path(u.Key)
 	if err != nil {
 		return err
@@ -396,7 +396,7 @@ func (s *LocalSink) Complete(ctx context.Context, u Upload, _ []Part) error {
 }
 
 // Abort removes the upload's file; a missing file is not an error.
-func (s *LocalSink) Abort(ctx context.Context, u Upload) error {
+func (s *LocalSink) Abort(_ context.Context, u Upload) error {
 	path, err := s.path(u.Key)
 	if err != nil {
 		return err
@@ -472,7 +472,7 @@ func (o *localObject) Size() int64  { return o.size }
 func (o *localObject) Path() string { return o.path }
 
 // Open opens the object's file for reading; ErrNoSuchUpload if it is gone.
-func (s *LocalSink) Open(ctx context.Context, key string) (Object, error) {
+func (s *LocalSink) Open(_ context.Context, key string) (Object, error) {
 	path, err := s.path(key)
 	if err != nil {
 		return nil, err
@@ -504,7 +504,7 @@ func (s *LocalSink) DownloadURL(context.Context, string, time.Duration, Response
 }
 
 // Ping checks that the directory exists and is writable.
-func (s *LocalSink) Ping(ctx context.Context) error {
+func (s *LocalSink) Ping(_ context.Context) error {
 	f, err := os.CreateTemp(s.dir, ".ping-*")
 	if err != nil {
 		return fmt.Errorf("%w: local ping: %w", storageErr(err), err)

@@ -612,7 +612,9 @@ func TestLocalDropsUncommittedTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write(bytes.Repeat([]byte{0xee}, 5000)) // garbage of a crashed write
+	if _, err := f.Write(bytes.Repeat([]byte{0xee}, 5000)); err != nil { // garbage of a crashed write
+		t.Fatal(err)
+	}
 	f.Close()
 
 	u = sess.upload(u.Key, u.Length)
@@ -681,13 +683,17 @@ func TestLocalConcurrentWriteRefused(t *testing.T) {
 		_, err := New(s).Write(t.Context(), u, Chunk{Body: pr, Size: 1 << 20, Commit: sess.commit})
 		done <- err
 	}()
-	pw.Write(make([]byte, 10)) // the first write is now inside the sink
+	if _, err := pw.Write(make([]byte, 10)); err != nil { // the first write is now inside the sink
+		t.Fatal(err)
+	}
 
 	_, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(make([]byte, 10)), Size: 10, Commit: sess.commit})
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("second write: err %v, want ErrBusy", err)
 	}
-	pw.Write(make([]byte, 1<<20-10))
+	if _, err := pw.Write(make([]byte, 1<<20-10)); err != nil {
+		t.Fatal(err)
+	}
 	pw.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -792,7 +798,11 @@ func TestLocalKeys(t *testing.T) {
 	if err := os.Chmod(s.Dir(), 0o500); err != nil {
 		t.Fatal(err)
 	}
-	defer os.Chmod(s.Dir(), 0o750)
+	defer func() {
+		if err := os.Chmod(s.Dir(), 0o750); err != nil {
+			t.Error(err)
+		}
+	}()
 	if os.Geteuid() != 0 { // root writes anywhere
 		if err := s.Ping(t.Context()); !errors.Is(err, ErrStorage) {
 			t.Fatalf("Ping of a read-only dir: err %v, want ErrStorage", err)

@@ -233,12 +233,24 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 
 	if c.Checksum == nil && c.Repr == nil {
 		last, werr := p.sink.Write(ctx, u, src, c.Parts, c.Commit)
-		if werr == nil && c.Size >= 0 && src.n != c.Size {
-			werr = fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, c.Size)
-		}
-		return last, werr
+		return last, truncated(werr, src, c.Size)
 	}
+	return p.writeVerified(ctx, u, c, src)
+}
 
+// truncated returns werr, or ErrTruncated when the sink took the body
+// without error but it held fewer than size bytes (size < 0: unknown).
+func truncated(werr error, src *Source, size int64) error {
+	if werr == nil && size >= 0 && src.n != size {
+		return fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, size)
+	}
+	return werr
+}
+
+// writeVerified is Write of a chunk with a checksum or a representation
+// digest: nothing is committed before the whole chunk was read and
+// verified.
+func (p *Pipeline) writeVerified(ctx context.Context, u Upload, c Chunk, src *Source) (Progress, error) {
 	// Hold every commit until the whole chunk was read and verified.
 	var pending Progress
 	havePending := false
@@ -252,9 +264,7 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 		return nil
 	}
 	_, werr := p.sink.Write(ctx, u, src, c.Parts, hold)
-	if werr == nil && c.Size >= 0 && src.n != c.Size {
-		werr = fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, src.n, c.Size)
-	}
+	werr = truncated(werr, src, c.Size)
 
 	none := Progress{Offset: u.Offset, HashState: u.HashState}
 	switch {
@@ -264,13 +274,9 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 		return none, ErrChecksumMismatch
 	case !havePending:
 		return none, werr
-	case c.Repr != nil && (u.Length >= 0 && pending.Offset == u.Length ||
-		u.Length < 0 && werr == nil && (src.n < src.limit || bodyEnded(c.Body))):
-		// The upload is whole with this commit (with the length unknown:
-		// the body ended before the chunk's limit or exactly at it, and
-		// the caller sets Repr only on a body that ends the upload): it is
-		// the representation the client digested, whatever else went
-		// wrong.
+	case c.Repr != nil && completes(u, c, src, pending.Offset, werr):
+		// It is the representation the client digested, whatever else
+		// went wrong.
 		ok, err := sumIs(pending.HashState, c.Repr)
 		if err != nil {
 			return none, err
@@ -283,6 +289,17 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 		return none, err
 	}
 	return pending, werr
+}
+
+// completes reports whether the upload is whole once end is committed.
+// With the length unknown: the body ended before the chunk's limit or
+// exactly at it, and the caller sets Repr only on a body that ends the
+// upload.
+func completes(u Upload, c Chunk, src *Source, end int64, werr error) bool {
+	if u.Length >= 0 {
+		return end == u.Length
+	}
+	return werr == nil && (src.n < src.limit || bodyEnded(c.Body))
 }
 
 // BodyEnd is a chunk body that is one piece of a longer request body (a

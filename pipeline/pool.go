@@ -11,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// ErrOverBudget: a buffer was asked for that is larger than the whole
+// ErrOverBudget means a buffer was asked for that is larger than the whole
 // budget, so waiting could never succeed.
 var ErrOverBudget = errors.New("pipeline: buffer larger than the memory budget")
 

@@ -81,7 +81,9 @@ func BenchmarkS3FillPart(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		fillPart(src, buf, 0, 0)
+		if _, _, err := fillPart(src, buf, 0, 0); err != nil {
+			b.Fatal(err)
+		}
 		pool.Put(buf)
 	}
 }

@@ -91,7 +91,9 @@ func TestSettled(t *testing.T) {
 	t.Run("grace", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		_, err := settled(ctx, 50*time.Millisecond, []byte("abc"), func(rctx context.Context, body io.ReadSeeker) (int, error) {
-			io.ReadAll(body)
+			if _, err := io.ReadAll(body); err != nil {
+				return 0, err
+			}
 			cancel()
 			<-rctx.Done() // an S3 that never answers: cut after the grace
 			return 0, context.Cause(rctx)

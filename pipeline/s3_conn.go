@@ -41,7 +41,9 @@ const stallPiece = 1 << 20
 // progress pushes the deadline stall ahead.
 func (c bulkConn) progress() {
 	if c.stall > 0 {
-		c.Conn.SetDeadline(time.Now().Add(c.stall))
+		// A failure means the conn is closed; its next Read or Write
+		// reports that.
+		_ = c.SetDeadline(time.Now().Add(c.stall))
 	}
 }
 

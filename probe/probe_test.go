@@ -166,7 +166,7 @@ func TestRunnerURL(t *testing.T) {
 
 func TestRunnerTimeout(t *testing.T) {
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		// Never answer until the test ends.
 		select {
 		case <-release:

@@ -50,7 +50,11 @@ func TestRedisReclaimAndDeadLetter(t *testing.T) {
 	for i := range 2 {
 		w := NewWorker(Config{Consumer: "survivor-" + string(rune('a'+i)), Block: 200 * time.Millisecond,
 			ReclaimAfter: 2 * time.Second}, st, SinkInput(sink, time.Hour))
-		wg.Go(func() { w.Run(ctx) })
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				t.Errorf("worker %d: Run: %v", i, err)
+			}
+		})
 	}
 	defer func() {
 		cancel()

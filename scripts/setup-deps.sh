@@ -2,7 +2,7 @@
 # setup-deps.sh installs what Roughy's tests need, and only what is missing,
 # so it is cheap to run again: Debian's redis-server, redis-tools, ffmpeg
 # (ffprobe), jq and curl; versitygw v1.8.0 and SeaweedFS's weed (the two
-# S3 servers of the S3 tests);
+# S3 servers of the S3 tests); golangci-lint v2.15.0 (scripts/test.sh);
 # tus-js-client 4.3.1 for the Node end-to-end tests (e2e/js, from
 # package-lock.json), also vendored into the upload page (proxy/page/vendor)
 # at build time. With --bench it also installs tusd v2.9.1, the
@@ -93,6 +93,15 @@ else
 	(cd "$swtmp/src" && go build -o "$gobin/weed.partial" ./weed </dev/null)
 	mv "$gobin/weed.partial" "$gobin/weed"
 	rm -rf "$swtmp"
+fi
+# golangci-lint, pinned: scripts/test.sh runs it, and another version
+# reports other findings. A different version in $gobin is replaced.
+golangci=github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+if "$gobin/golangci-lint" version 2>/dev/null | grep -q 'version 2\.15\.0 '; then
+	log "golangci-lint 2.15.0 present"
+else
+	log "go install $golangci"
+	go install "$golangci"
 fi
 if ((bench)); then
 	goinstall tusd github.com/tus/tusd/v2/cmd/tusd@v2.9.1

@@ -40,7 +40,7 @@ const (
 	QuotaBytesReserved = "bytes_reserved"
 )
 
-// ErrQuotaExceeded: the reservation would pass one of the account's
+// ErrQuotaExceeded means the reservation would pass one of the account's
 // limits; ReserveQuota returns it as a *QuotaError.
 var ErrQuotaExceeded = errors.New("sessionstore: quota exceeded")
 

@@ -52,7 +52,7 @@ var (
 	ErrDataLost = errors.New("sessionstore: the store lost its data")
 )
 
-// ErrStorageFull: the embedded store's disk is full (ENOSPC, EDQUOT). It
+// ErrStorageFull means the embedded store's disk is full (ENOSPC, EDQUOT). It
 // wraps ErrUnavailable: the transaction was rolled back, nothing changed.
 var ErrStorageFull = fmt.Errorf("%w: no space left on the device", ErrUnavailable)
 

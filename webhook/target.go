@@ -71,11 +71,25 @@ func (t Targets) CheckURL(raw string) error {
 	if u.User != nil || strings.Contains(u.Host, "@") {
 		return &BlockedError{Reason: "userinfo"}
 	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || p[0] == '0' {
-			return &BlockedError{Reason: "port"}
-		}
+	if !validPort(u.Port()) {
+		return &BlockedError{Reason: "port"}
 	}
+	return t.checkHost(u)
+}
+
+// validPort reports whether p is empty or a decimal port from 1 to 65535
+// without leading zeros.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && p[0] != '0'
+}
+
+// checkHost is CheckURL's check of u's host: a canonical IP address that
+// checkAddr allows, or a plain DNS name (localhost is loopback).
+func (t Targets) checkHost(u *url.URL) error {
 	host := u.Hostname()
 	if strings.HasPrefix(u.Host, "[") {
 		ip, err := netip.ParseAddr(host)
@@ -111,13 +125,8 @@ func dnsName(s string) bool {
 	}
 	labels := strings.Split(s, ".")
 	for _, l := range labels {
-		if l == "" || len(l) > 63 {
+		if !dnsLabel(l) {
 			return false
-		}
-		for _, c := range []byte(l) {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
 		}
 	}
 	last := labels[len(labels)-1]
@@ -126,6 +135,21 @@ func dnsName(s string) bool {
 	}
 	if h, ok := strings.CutPrefix(last, "0x"); ok && strings.Trim(h, "0123456789abcdef") == "" {
 		return false
+	}
+	return true
+}
+
+// dnsLabel reports whether l is a DNS label dnsName takes: 1 to 63
+// letters, digits, '-' and '_'.
+func dnsLabel(l string) bool {
+	if l == "" || len(l) > 63 {
+		return false
+	}
+	for _, c := range []byte(l) {
+		letter := 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+		if !letter {
+			return false
+		}
 	}
 	return true
 }
@@ -147,7 +171,7 @@ func (t Targets) checkAddr(ip netip.Addr) error {
 // address Targets refuses, after resolution and before any packet is
 // sent, so a name that resolves (or rebinds) to an internal address is
 // caught at every connection.
-func (t Targets) Control(network, address string, _ syscall.RawConn) error {
+func (t Targets) Control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return &BlockedError{Reason: "unparsable address"}

@@ -443,8 +443,8 @@ func (d *Deliverer) post(ctx context.Context, hook sessionstore.Webhook, ev sess
 		return 0, fmt.Errorf("post: %w", err)
 	}
 	// Drain a little so the connection can be reused; the body is not
-	// ours to read further.
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	// ours to read further (a failed drain only costs the reuse).
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp.StatusCode, &StatusError{Status: resp.StatusCode}

@@ -70,7 +70,7 @@ func TestSignVerifies(t *testing.T) {
 // backoff delay while MaxAge allows, then dead; a deleted webhook is dead.
 func TestHandleOutcomes(t *testing.T) {
 	status := http.StatusOK
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
 	defer recv.Close()
 	hook := sessionstore.Webhook{ID: "h1", URL: recv.URL, Secret: "whsec_x"}
 	st := &fakeStore{webhook: func(id string) (sessionstore.Webhook, error) {
@@ -115,7 +115,7 @@ func TestHandleOutcomes(t *testing.T) {
 // retry, and the delivery gives up on it at Timeout.
 func TestHandleTimeout(t *testing.T) {
 	release := make(chan struct{})
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	recv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -240,7 +240,7 @@ func TestHandlePutsOffBusyEndpoint(t *testing.T) {
 	held, release := make(chan struct{}), make(chan struct{})
 	posts := map[string]int{}
 	var mu sync.Mutex
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	recv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		posts[r.URL.Path]++
 		mu.Unlock()

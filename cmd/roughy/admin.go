@@ -60,8 +60,7 @@ func serveAdmin(dataDir string, st adminStore, log *slog.Logger) (stop func(), e
 			adminError(w, err)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(keys)
+		writeJSON(w, keys)
 	})
 	mux.HandleFunc("POST /v1/keys", func(w http.ResponseWriter, r *http.Request) {
 		var k sessionstore.Key
@@ -93,6 +92,13 @@ func serveAdmin(dataDir string, st adminStore, log *slog.Logger) (stop func(), e
 		srv.Close()
 		os.Remove(path)
 	}, nil
+}
+
+// writeJSON answers v as JSON. A failed write means the admin client hung
+// up: there is no one left to tell.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func adminError(w http.ResponseWriter, err error) {

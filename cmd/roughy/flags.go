@@ -83,14 +83,19 @@ var sizeUnits = map[string]float64{
 	"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
 }
 
-// parseSize parses a size such as "1GiB", "512MiB", "64MB" or "1048576".
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
+// splitUnit splits t after its last digit or '.': the number and the
+// lower-case unit, both trimmed.
+func splitUnit(t string) (num, unit string) {
 	i := len(t)
 	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
 		i--
 	}
-	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	return strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+}
+
+// parseSize parses a size such as "1GiB", "512MiB", "64MB" or "1048576".
+func parseSize(s string) (int64, error) {
+	num, unit := splitUnit(strings.TrimSpace(s))
 	mult, ok := sizeUnits[unit]
 	if !ok || num == "" {
 		return 0, fmt.Errorf("invalid size %q (want e.g. 1GiB, 512MiB, 64MB, 1048576)", s)

@@ -83,7 +83,9 @@ func TestFleet(t *testing.T) {
 	opts.Key = key
 
 	text := filepath.Join(t.TempDir(), "readme.txt")
-	os.WriteFile(text, []byte("release notes, not a film\n"), 0o600)
+	if err := os.WriteFile(text, []byte("release notes, not a film\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	textOpts := opts
 	textOpts.Type = "video"
 	textRes, err := runUpload(t.Context(), textOpts, text, io.Discard)
@@ -120,8 +122,11 @@ func TestFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := sha256.New()
-	io.Copy(h, resp.Body)
+	_, err = io.Copy(h, resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != 200 || hex.EncodeToString(h.Sum(nil)) != bigAsset.SHA256 {
 		t.Fatalf("download_url: HTTP %d, sha256 %x, want %s", resp.StatusCode, h.Sum(nil), bigAsset.SHA256)
 	}

@@ -52,19 +52,7 @@ func (c cli) keys(ctx context.Context, args []string) error {
 		if len(pos) > 0 {
 			return fmt.Errorf("%w: roughy keys list", errUsage)
 		}
-		run = func(st keyStore) error {
-			keys, err := st.Keys(ctx)
-			if err != nil {
-				return fmt.Errorf("roughy: list keys: %w", err)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tACCOUNT\tPREFIX\tCREATED\tREVOKED")
-			for _, k := range keys {
-				fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%t\n", k.ID, k.Account, k.Prefix,
-					k.CreatedAt.UTC().Format(time.RFC3339), k.Revoked)
-			}
-			return tw.Flush()
-		}
+		run = func(st keyStore) error { return c.listKeys(ctx, st) }
 	case "revoke":
 		if len(pos) != 1 {
 			return fmt.Errorf("%w: roughy keys revoke ID", errUsage)
@@ -85,4 +73,19 @@ func (c cli) keys(ctx context.Context, args []string) error {
 	}
 
 	return withAdminStore(ctx, sf, func(st adminStore) error { return run(st) })
+}
+
+// listKeys prints st's keys as a table on stdout.
+func (c cli) listKeys(ctx context.Context, st keyStore) error {
+	keys, err := st.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("roughy: list keys: %w", err)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tACCOUNT\tPREFIX\tCREATED\tREVOKED")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%t\n", k.ID, k.Account, k.Prefix,
+			k.CreatedAt.UTC().Format(time.RFC3339), k.Revoked)
+	}
+	return tw.Flush()
 }

@@ -47,7 +47,11 @@ func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.
 		cfg := p.cfg
 		cfg.Consumer, cfg.Logger, cfg.Probed, cfg.Settled = probe.Consumer(i), log, probedEvents(store), settled
 		w := probe.NewWorker(cfg, store, input)
-		wg.Go(func() { w.Run(ctx) })
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				log.Error("roughy: probe worker stopped", "consumer", cfg.Consumer, "err", err)
+			}
+		})
 	}
 }
 

@@ -117,14 +117,9 @@ func (c cli) quota(ctx context.Context, args []string) error {
 			}
 		}
 		if sub == "set" {
-			for _, f := range []struct {
-				q   *quotaLimit
-				dst *int64
-			}{{stored, &l.BytesStored}, {uploads, &l.Uploads}, {reserved, &l.BytesReserved}} {
-				if f.q.set {
-					*f.dst = f.q.v
-				}
-			}
+			setLimit(&l.BytesStored, stored)
+			setLimit(&l.Uploads, uploads)
+			setLimit(&l.BytesReserved, reserved)
 			if err := st.SetQuota(ctx, *account, l); err != nil {
 				return fmt.Errorf("roughy: set quota: %w", err)
 			}
@@ -149,6 +144,13 @@ func withAdminStore(ctx context.Context, sf *storeFlags, fn func(adminStore) err
 	}
 	defer st.Close()
 	return fn(st)
+}
+
+// setLimit sets *dst to q's value when q was given.
+func setLimit(dst *int64, q *quotaLimit) {
+	if q.set {
+		*dst = q.v
+	}
 }
 
 func printQuota(w io.Writer, account string, l sessionstore.QuotaLimits, u sessionstore.QuotaUsage) error {
@@ -177,8 +179,7 @@ func addQuotaAdmin(mux *http.ServeMux, st quotaStore) {
 			adminError(w, err)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(adminQuota{Limits: l, Usage: u})
+		writeJSON(w, adminQuota{Limits: l, Usage: u})
 	})
 	mux.HandleFunc("PUT /v1/quota/{account}", func(w http.ResponseWriter, r *http.Request) {
 		var l sessionstore.QuotaLimits

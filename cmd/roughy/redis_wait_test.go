@@ -110,8 +110,11 @@ func TestServeRedisWaitReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		return resp
 	}
 	created := send("POST", two.endpoint(), map[string]string{"Upload-Length": "10", "Upload-Metadata": "type dmlkZW8="}, nil)

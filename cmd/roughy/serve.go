@@ -25,6 +25,9 @@ import (
 	"github.com/roughy/ingest/sessionstore/redis"
 )
 
+// serve runs the server until a signal, then drains it.
+//
+//nolint:gocyclo,funlen // Start-up then drain, in order: each step's defer (store, admin socket, traces, signals) must unwind in reverse at return, which one function keeps visible.
 func (c cli) serve(ctx context.Context, args []string) error {
 	fl := newFlagSet("serve", "serve [flags]", c.stderr)
 	f := addServeFlags(fl)

@@ -142,8 +142,9 @@ func startRoughy(t *testing.T, env []string, ready string, args ...string) *serv
 	}()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-s.exited
+			// Kill fails only if it already exited; exited says so either way.
+			_ = cmd.Process.Kill()
+			<-s.exited //nolint:errcheck // the kill's own error
 		}
 		if t.Failed() {
 			t.Logf("roughy %s stderr:\n%s", args[0], s.stderr.String())
@@ -162,7 +163,9 @@ func startRoughy(t *testing.T, env []string, ready string, args ...string) *serv
 // stop sends SIGTERM and checks a clean exit.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatal(err)
+	}
 	select {
 	case err := <-s.exited:
 		if err != nil {
@@ -530,7 +533,9 @@ func TestUploadCommandInterruptAndResume(t *testing.T) {
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 		if len(lines) == 10 { // ten chunks acknowledged
-			cmd.Process.Signal(os.Interrupt)
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	err = cmd.Wait()
@@ -660,7 +665,9 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	// whose handler has not started yet when the signal lands is not "in
 	// flight" for the drain.
 	time.Sleep(300 * time.Millisecond)
-	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(500 * time.Millisecond)
 	select {
 	case err := <-srv.exited:

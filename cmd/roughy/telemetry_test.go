@@ -36,7 +36,9 @@ func TestTracerProviderConfig(t *testing.T) {
 				t.Fatalf("tracing on: got %v, want %v", got, tc.wantOn)
 			}
 			if tp != nil {
-				tp.Shutdown(t.Context())
+				if err := tp.Shutdown(t.Context()); err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}

@@ -57,8 +57,9 @@ func startTusd(t *testing.T) (endpoint, dir string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		// Killed, so Wait's error is the kill itself.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		if t.Failed() {
 			t.Logf("tusd log:\n%s", logs.String())
 		}
@@ -262,7 +263,7 @@ func (f *faultyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "500", "503":
 		w.Header().Set("Retry-After", "0")
 		w.WriteHeader(map[string]int{"500": 500, "503": 503}[fault])
-		io.WriteString(w, `{"error":{"code":"storage_unavailable","message":"try again"}}`)
+		_, _ = io.WriteString(w, `{"error":{"code":"storage_unavailable","message":"try again"}}`)
 		return
 	case "423":
 		w.WriteHeader(http.StatusLocked)
@@ -306,11 +307,11 @@ func TestUploadRetriesThroughFaults(t *testing.T) {
 
 func TestUploadGivesUpOnAuthError(t *testing.T) {
 	var calls atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		w.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(w, `{"error":{"code":"unauthorized","message":"unknown API key"}}`)
+		_, _ = io.WriteString(w, `{"error":{"code":"unauthorized","message":"unknown API key"}}`)
 	}))
 	defer srv.Close()
 	path, _ := randomFile(t, 1000)

@@ -155,7 +155,7 @@ func TestUploadPage(t *testing.T) {
 }
 
 // headOffset HEADs an upload URL with the key.
-func headOffset(t *testing.T, r *roughy, u string) int64 {
+func headOffset(t *testing.T, _ *roughy, u string) int64 {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodHead, u, nil)
 	req.Header.Set("Authorization", "Bearer "+acmeKey)

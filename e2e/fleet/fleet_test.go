@@ -362,7 +362,9 @@ func TestFleetStalledNodeCannotCommit(t *testing.T) {
 	thaw := func() {
 		if !thawed {
 			thawed = true
-			syscall.Kill(a.pid(), syscall.SIGCONT)
+			if err := syscall.Kill(a.pid(), syscall.SIGCONT); err != nil {
+				t.Errorf("SIGCONT: %v", err)
+			}
 		}
 	}
 	defer thaw()
@@ -383,8 +385,8 @@ func TestFleetStalledNodeCannotCommit(t *testing.T) {
 	}
 	thaw()
 	go func() {
-		pw.Write(srcA[12<<20:])
-		pw.Close()
+		_, err := pw.Write(srcA[12<<20:])
+		pw.CloseWithError(err) // the request ends as the write did
 	}()
 	var stalled answer
 	select {
@@ -486,7 +488,7 @@ func TestFleetProbeWorkerKilled(t *testing.T) {
 	t.Cleanup(func() {
 		if b, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
+				_ = syscall.Kill(pid, syscall.SIGKILL) // it may be gone already
 			}
 		}
 	})

@@ -57,8 +57,8 @@ func TestFleetStaticKeysSurviveDataLoss(t *testing.T) {
 		var body struct {
 			Error struct{ Code, Message string } `json:"error"`
 		}
-		json.Unmarshal(a.Body, &body)
-		if a.Status != http.StatusServiceUnavailable || body.Error.Code != "store_data_lost" {
+		err := json.Unmarshal(a.Body, &body)
+		if err != nil || a.Status != http.StatusServiceUnavailable || body.Error.Code != "store_data_lost" {
 			t.Errorf("/readyz on node %d after FLUSHALL: got %d %s, want 503 store_data_lost", i, a.Status, a.Body)
 		}
 		if a := readyz(t, n); a.Status != http.StatusOK {

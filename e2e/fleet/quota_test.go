@@ -90,8 +90,8 @@ func wantQuotaError(t *testing.T, a answer, limit string) {
 	var b struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}
-	json.Unmarshal(a.Body, &b)
-	if b.Error.Code != "quota_exceeded" || !strings.Contains(b.Error.Message, `"`+limit+`"`) {
+	err := json.Unmarshal(a.Body, &b)
+	if err != nil || b.Error.Code != "quota_exceeded" || !strings.Contains(b.Error.Message, `"`+limit+`"`) {
 		t.Errorf("403 body: got %s, want quota_exceeded naming %q", a.Body, limit)
 	}
 }

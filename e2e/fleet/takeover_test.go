@@ -66,9 +66,8 @@ func resume(t testing.TB, url string, src []byte, chunk int) int64 {
 // finish PATCHes the rest of src from off and checks the object.
 func finish(t testing.TB, n *node, loc, id string, src []byte) {
 	t.Helper()
-	for off := int64(-1); ; {
-		var status int
-		status, off = head(t, n.at(loc))
+	for {
+		status, off := head(t, n.at(loc))
 		if status != http.StatusOK {
 			t.Fatalf("HEAD: %d", status)
 		}
@@ -114,7 +113,9 @@ func TestFleetSilentClientLoss(t *testing.T) {
 			}
 			t.Logf("resume accepted after %v", took)
 			// The old request was answered (409) and its connection closed.
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
 			res, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
 				t.Fatalf("old request's answer: %v", err)
@@ -156,7 +157,8 @@ func killAndResume(t testing.TB, victim, other *node, loc string, src []byte) ti
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		send(t.Context(), "PATCH", victim.at(loc), map[string]string{
+		// The victim is killed under it: it fails, as it should.
+		_, _ = send(t.Context(), "PATCH", victim.at(loc), map[string]string{
 			"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
 		}, &throttled{data: src, rate: 16 << 20})
 	}()

@@ -59,12 +59,14 @@ func (b *balancer) serve(t *testing.T, ln net.Listener) {
 				}{&testsvc.PacedReader{R: r.Out.Body, Rate: b.rate}, r.Out.Body}
 			}
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
 	srv := &http.Server{Handler: rp}
-	go srv.Serve(ln)
+	// Serve ends with ErrServerClosed at Close; another end fails the
+	// uploads that go through it.
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 }
 

@@ -35,12 +35,11 @@ func startHeldS3(t *testing.T, gw *gateway) *heldS3 {
 		t.Fatal(err)
 	}
 	h := &heldS3{received: make(chan struct{}, 16), hold: make(chan struct{})}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		r.Header.Del("Expect") // the body is read already
-	}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Host = r.In.Host     // the sink signed the request for this host
+		r.Out.Header.Del("Expect") // the body is read already
+	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPut || !h.armed.Load() {
 			rp.ServeHTTP(w, r)

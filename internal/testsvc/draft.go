@@ -68,6 +68,8 @@ func (c *DraftConn) Start(method, target string, h Hdr) {
 	c.Body([]byte(b.String()))
 }
 
+// Body writes p, a request's body or part of one, on the connection; a
+// failed write fails the test.
 func (c *DraftConn) Body(p []byte) {
 	c.t.Helper()
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))

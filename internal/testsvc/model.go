@@ -186,18 +186,7 @@ func (run *modelRun) create() error {
 			body = []byte{}
 		}
 	} else {
-		h = append(h, [2]string{"Upload-Metadata", "type " + b64("video") + ",content_type " + b64("video/mp4")})
-		if p.deferred {
-			h = append(h, [2]string{"Upload-Defer-Length", "1"})
-			if complete {
-				h = append(h, [2]string{"Upload-Length", strconv.Itoa(len(data))})
-			}
-		} else {
-			h = append(h, [2]string{"Upload-Length", strconv.Itoa(len(data))})
-		}
-		if body != nil {
-			h = append(h, [2]string{"Content-Type", "application/offset+octet-stream"})
-		}
+		h = run.tusCreateHdr(h, body != nil, complete)
 	}
 	resp, err := modelSend(http.MethodPost, run.m.Base+modelTusPath, h, body)
 	if err != nil {
@@ -218,6 +207,24 @@ func (run *modelRun) create() error {
 		}
 	}
 	return nil
+}
+
+// tusCreateHdr adds to h the TUS creation headers: metadata, the length
+// (deferred unless complete), and the body's type when withBody.
+func (run *modelRun) tusCreateHdr(h Hdr, withBody, complete bool) Hdr {
+	h = append(h, [2]string{"Upload-Metadata", "type " + b64("video") + ",content_type " + b64("video/mp4")})
+	if run.p.deferred {
+		h = append(h, [2]string{"Upload-Defer-Length", "1"})
+		if complete {
+			h = append(h, [2]string{"Upload-Length", strconv.Itoa(len(run.data))})
+		}
+	} else {
+		h = append(h, [2]string{"Upload-Length", strconv.Itoa(len(run.data))})
+	}
+	if withBody {
+		h = append(h, [2]string{"Content-Type", "application/offset+octet-stream"})
+	}
+	return h
 }
 
 // appendHdr is the header of an append at offset; last says it ends the

@@ -219,7 +219,7 @@ func (s *RedisServer) Start() {
 	s.cmd, s.exited = cmd, make(chan struct{})
 	exited := s.exited
 	go func() {
-		cmd.Wait()
+		_ = cmd.Wait() // why it stopped is in redis.log (logTail)
 		close(exited)
 	}()
 	deadline := time.Now().Add(redisStartTimeout)
@@ -257,11 +257,13 @@ func (s *RedisServer) signal(sig syscall.Signal) {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(sig)
+	// Signal and Kill fail only on a process that already exited, which
+	// exited reports.
+	_ = s.cmd.Process.Signal(sig)
 	select {
 	case <-s.exited:
 	case <-time.After(redisStartTimeout):
-		s.cmd.Process.Kill()
+		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
 	s.cmd = nil
@@ -284,7 +286,9 @@ func RedisCommand(addr string, args ...string) (string, error) {
 		return "", err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := conn.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		return "", err
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {

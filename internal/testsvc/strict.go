@@ -83,12 +83,13 @@ func (k *killConn) Write(p []byte) (int, error) {
 		c.paused = true
 	}
 	if left := c.budget.Load(); int64(len(p)) >= left {
-		k.Conn.Write(p[:left])
+		// The connection dies after these bytes whatever happens to them.
+		_, _ = k.Conn.Write(p[:left])
 		c.killed.Store(true)
 		if tc, ok := k.Conn.(*net.TCPConn); ok {
-			tc.SetLinger(0) // a reset, as a dead client's path gives
+			_ = tc.SetLinger(0) // a reset, as a dead client's path gives
 		}
-		k.Conn.Close()
+		k.Close()
 		return 0, net.ErrClosed
 	}
 	c.budget.Add(-int64(len(p)))

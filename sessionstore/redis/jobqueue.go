@@ -74,13 +74,15 @@ func (q jobQueue) claimOnce(ctx context.Context, r *Store, consumer string, bloc
 		return "", nil, redisErr(op, err)
 	}
 	for _, s := range streams {
-		for _, m := range s.Messages {
-			vals := make(map[string]string, len(m.Values))
-			for k, v := range m.Values {
-				vals[k], _ = v.(string)
-			}
-			return m.ID, vals, nil
+		if len(s.Messages) == 0 {
+			continue
 		}
+		m := s.Messages[0] // the claim asked for one entry
+		vals := make(map[string]string, len(m.Values))
+		for k, v := range m.Values {
+			vals[k], _ = v.(string)
+		}
+		return m.ID, vals, nil
 	}
 	return "", nil, fmt.Errorf("sessionstore: redis: %s: %w", op, sessionstore.ErrEmpty)
 }

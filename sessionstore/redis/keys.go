@@ -77,7 +77,7 @@ func (r *Store) WatchKeyRevocations(ctx context.Context, fn func(hash string)) e
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, redisWatchIdle)
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-			ps.Ping(ctx) // a failed ping drops the connection: the next read redials
+			_ = ps.Ping(ctx) // a failed ping drops the connection: the next read redials
 			continue
 		}
 		if err != nil {

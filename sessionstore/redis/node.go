@@ -175,8 +175,9 @@ func (r *Store) acquireOnce(ctx context.Context, id string, ttl time.Duration, p
 		max(redisMillis(ttl), 1), parts, sessionstore.MaxPartNumber, r.node, prefix, steal, fence)
 	if tok, ok := redisFirstInt(out); ok && err != nil {
 		// Taken but not acknowledged by the replicas: let it go, so that
-		// the retry of the request is not locked out by it.
-		r.runScript(context.WithoutCancel(ctx), "release lease", luaRelease, []string{redisLeaseKey(id)},
+		// the retry of the request is not locked out by it. If that fails
+		// too, the lease ends at its TTL; err is what the caller needs.
+		_, _ = r.runScript(context.WithoutCancel(ctx), "release lease", luaRelease, []string{redisLeaseKey(id)},
 			strconv.FormatInt(tok, 10))
 		return nil, "", "", err
 	}

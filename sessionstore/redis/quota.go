@@ -189,7 +189,7 @@ func (r *Store) ReserveQuota(ctx context.Context, account, uploadID string, n in
 		// hold; drop it now, so that a flood of refused creations does
 		// not grow the index (if this fails, the janitor finds no upload
 		// behind the entry and drops it).
-		r.unindexHold(context.WithoutCancel(ctx), account, uploadID)
+		_ = r.unindexHold(context.WithoutCancel(ctx), account, uploadID)
 	}
 	return qe
 }

@@ -316,7 +316,7 @@ func TestRedisWatchResubscribes(t *testing.T) {
 	server := testsvc.StartRedisServer(t)
 	st := newRedis(t, server.URL())
 	got := make(chan string, 16)
-	go st.WatchKeyRevocations(t.Context(), func(hash string) { got <- hash })
+	go func() { _ = st.WatchKeyRevocations(t.Context(), func(hash string) { got <- hash }) }()
 	waitResync := func(what string) {
 		t.Helper()
 		timeout := time.After(5 * time.Second)

@@ -150,39 +150,49 @@ func (w *releaseWatch) serve(ps *goredis.PubSub) bool {
 			}
 			handle(m)
 		case <-t.C:
-			// What has arrived first: a slow fn may have kept the echo
-			// waiting in the channel.
-			for drained := false; pending != "" && !drained; {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						return true
-					}
-					handle(m)
-				default:
-					drained = true
-				}
-			}
-			if pending != "" {
-				w.r.log.Warn("release subscription lost; subscribing again", "node", w.r.node)
+			if w.pingLost(msgs, &pending, handle) {
 				return true
-			}
-			nonce := rand.Text()[:8]
-			ctx, cancel := context.WithTimeout(context.Background(), releasePing)
-			n, err := w.r.publishRelease(ctx, w.r.node, releasePingKind+nonce)
-			cancel()
-			switch {
-			case err != nil:
-				// Redis unreachable: nothing to learn about the
-				// subscription; go-redis reconnects it with the client.
-			case n == 0:
-				w.r.log.Warn("release subscription lost; subscribing again", "node", w.r.node)
-				return true
-			default:
-				pending = nonce
 			}
 		}
 	}
+}
+
+// pingLost is serve's tick: it reports whether the subscription is gone
+// (the last ping did not come back, or nobody heard the next), else sends
+// the next ping and records its nonce in pending.
+func (w *releaseWatch) pingLost(msgs <-chan *goredis.Message, pending *string, handle func(*goredis.Message)) bool {
+	// What has arrived first: a slow fn may have kept the echo waiting in
+	// the channel.
+	for drained := false; *pending != "" && !drained; {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return true
+			}
+			handle(m)
+		default:
+			drained = true
+		}
+	}
+	if *pending != "" {
+		w.r.log.Warn("release subscription lost; subscribing again", "node", w.r.node)
+		return true
+	}
+	nonce := rand.Text()[:8]
+	ctx, cancel := context.WithTimeout(context.Background(), releasePing)
+	n, err := w.r.publishRelease(ctx, w.r.node, releasePingKind+nonce)
+	cancel()
+	switch {
+	case err != nil:
+		// Redis unreachable: nothing to learn about the subscription;
+		// go-redis reconnects it with the client.
+	case n == 0:
+		w.r.log.Warn("release subscription lost; subscribing again", "node", w.r.node)
+		return true
+	default:
+		*pending = nonce
+	}
+	return false
 }
 
 // resubscribe subscribes again, every releasePing until it succeeds or

@@ -114,14 +114,21 @@ func migrateSlot(t *testing.T, addrs []string, key string) {
 	if err != nil {
 		t.Fatalf("CLUSTER KEYSLOT: %v", err)
 	}
-	ranges, err := seed.ClusterSlots(ctx).Result()
+	shards, err := seed.ClusterShards(ctx).Result()
 	if err != nil {
-		t.Fatalf("CLUSTER SLOTS: %v", err)
+		t.Fatalf("CLUSTER SHARDS: %v", err)
 	}
 	var srcAddr string
-	for _, r := range ranges {
-		if int64(r.Start) <= slot && slot <= int64(r.End) {
-			srcAddr = r.Nodes[0].Addr
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if r.Start > slot || slot > r.End {
+				continue
+			}
+			for _, n := range sh.Nodes {
+				if n.Role == "master" {
+					srcAddr = net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+				}
+			}
 		}
 	}
 	var dstAddr string

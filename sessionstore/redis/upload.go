@@ -342,24 +342,9 @@ func (r *Store) Expired(ctx context.Context, now time.Time, limit int) ([]sessio
 		}
 		var stale []any
 		var moved []goredis.Z
-		for i, cmd := range cmds {
-			m := cmd.Val()
-			if len(m) == 0 || m[rsDone] == "1" || m[rsExpires] == "" {
-				stale = append(stale, ids[i])
-				continue
-			}
-			s, err := redisDecodeSession(m)
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case !s.ExpiresAt.Before(now):
-				// A commit slid the expiry (Cluster: the set was not
-				// updated with it).
-				moved = append(moved, goredis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: ids[i]})
-			case len(out) < limit:
-				out = append(out, s)
-			}
+		out, stale, moved, err = sortExpired(ids, cmds, now, out, limit)
+		if err != nil {
+			return nil, err
 		}
 		if err := r.fixExpirySet(ctx, stale, moved); err != nil {
 			return nil, err
@@ -372,6 +357,35 @@ func (r *Store) Expired(ctx context.Context, now time.Time, limit int) ([]sessio
 		offset += int64(len(ids) - len(stale) - len(moved))
 	}
 	return out, nil
+}
+
+// sortExpired sorts one batch of expiry-set entries (ids, with their
+// sessions' hashes in cmds): expired sessions are appended to out up to
+// limit; entries of sessions that completed or are gone are stale; those
+// whose session now expires after now are moved.
+func sortExpired(ids []string, cmds []*goredis.MapStringStringCmd, now time.Time, out []sessionstore.Session, limit int) ([]sessionstore.Session, []any, []goredis.Z, error) {
+	var stale []any
+	var moved []goredis.Z
+	for i, cmd := range cmds {
+		m := cmd.Val()
+		if len(m) == 0 || m[rsDone] == "1" || m[rsExpires] == "" {
+			stale = append(stale, ids[i])
+			continue
+		}
+		s, err := redisDecodeSession(m)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		switch {
+		case !s.ExpiresAt.Before(now):
+			// A commit slid the expiry (Cluster: the set was not updated
+			// with it).
+			moved = append(moved, goredis.Z{Score: float64(s.ExpiresAt.UnixMilli()), Member: ids[i]})
+		case len(out) < limit:
+			out = append(out, s)
+		}
+	}
+	return out, stale, moved, nil
 }
 
 // fixExpirySet drops the expiry-set entries of sessions that completed or

@@ -149,7 +149,7 @@ func redisFirstInt(out []any) (int64, bool) {
 // pipeline to the master of key, and answers the wait's command. err is
 // a failure to reach that master; the commands carry their own errors.
 func (r *Store) pipelineWaited(ctx context.Context, key string, queue func(p goredis.Pipeliner)) (*goredis.Cmd, error) {
-	var c goredis.UniversalClient = r.client
+	c := r.client
 	if cc, ok := r.client.(*goredis.ClusterClient); ok {
 		m, err := cc.MasterForKey(ctx, key)
 		if err != nil {
@@ -159,8 +159,8 @@ func (r *Store) pipelineWaited(ctx context.Context, key string, queue func(p gor
 	}
 	var wait *goredis.Cmd
 	// Pipelined's error is its first command's: each command carries its
-	// own (a network failure is every command's).
-	c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	// own (a network failure is every command's), and wait is checked.
+	_, _ = c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		queue(p)
 		ms := redisMillis(r.opt.WaitTimeout)
 		if r.opt.WaitAOF {

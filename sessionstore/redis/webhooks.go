@@ -236,8 +236,9 @@ func (r *Store) ClaimWebhook(ctx context.Context, consumer string, block, reclai
 	}
 	var j redisHookJob
 	if err := json.Unmarshal([]byte(vals["job"]), &j); err != nil {
-		// A corrupt entry would be reclaimed forever: drop it.
-		redisHookQueue.ack(ctx, r, "claim webhook: drop", id)
+		// A corrupt entry would be reclaimed forever: drop it (a failed
+		// drop is tried again when the entry is reclaimed).
+		_ = redisHookQueue.ack(ctx, r, "claim webhook: drop", id)
 		return sessionstore.WebhookJob{}, fmt.Errorf("sessionstore: redis: corrupt webhook job %s: %w", id, err)
 	}
 	return sessionstore.WebhookJob{ID: id, HookID: j.HookID, Event: j.Event, Attempts: j.Attempts, Since: j.Since}, nil

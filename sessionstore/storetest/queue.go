@@ -322,16 +322,20 @@ func testConcurrentCommit(t *testing.T, st sessionstore.Store) {
 				break
 			}
 			if !errors.Is(err, sessionstore.ErrLocked) || time.Now().After(deadline) {
-				return fmt.Errorf("AcquireLease: %w", err)
+				return fmt.Errorf("acquire lease: %w", err)
 			}
 			time.Sleep(time.Millisecond)
 		}
-		defer st.ReleaseLease(ctx, l)
+		defer func() {
+			if err := st.ReleaseLease(ctx, l); err != nil {
+				t.Errorf("worker %d: ReleaseLease: %v", i, err)
+			}
+		}()
 		_, err := st.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: 10, Length: -1,
 			HashState: []byte{byte(i)},
 			Parts:     []sessionstore.Part{{Number: l.FirstPart, ETag: "w", Size: 10}}})
 		if err != nil {
-			return fmt.Errorf("Commit: %w", err)
+			return fmt.Errorf("commit: %w", err)
 		}
 		return nil
 	})

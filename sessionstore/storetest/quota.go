@@ -211,7 +211,7 @@ func testQuotaRace(t *testing.T, st sessionstore.Store) {
 	if err := st.SetQuota(ctx, acct, sessionstore.QuotaLimits{BytesStored: -1, Uploads: -1, BytesReserved: fit * size}); err != nil {
 		t.Fatal(err)
 	}
-	ok, refused := race(t, n, sessionstore.ErrQuotaExceeded, func(i int) error {
+	ok, refused := race(t, n, sessionstore.ErrQuotaExceeded, func(int) error {
 		return st.ReserveQuota(ctx, acct, newID(), size, unlimited)
 	})
 	if ok != fit || refused != n-fit {
@@ -221,7 +221,7 @@ func testQuotaRace(t *testing.T, st sessionstore.Store) {
 
 	acct = newID()
 	defaults := sessionstore.QuotaLimits{Uploads: 7}
-	ok, refused = race(t, n, sessionstore.ErrQuotaExceeded, func(i int) error {
+	ok, refused = race(t, n, sessionstore.ErrQuotaExceeded, func(int) error {
 		return st.ReserveQuota(ctx, acct, newID(), size, defaults)
 	})
 	if ok != 7 || refused != n-7 {

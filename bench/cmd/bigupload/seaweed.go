@@ -153,19 +153,7 @@ func (s *seaweed) download(ctx context.Context, key string, seed uint64, want in
 	for {
 		n, rerr := io.ReadFull(resp.Body, got)
 		if n > 0 {
-			m := int64(n)
-			if left := want - d.size; left < m {
-				m = max(left, 0)
-			}
-			gen.fill(exp[:m])
-			if d.firstDiff < 0 {
-				if i := firstMismatch(got[:m], exp[:m]); i >= 0 {
-					d.firstDiff = d.size + int64(i)
-				} else if m < int64(n) {
-					d.firstDiff = d.size + m // longer than sent
-				}
-			}
-			d.size += int64(n)
+			d.compare(gen, got[:n], exp, want)
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
@@ -180,6 +168,26 @@ func (s *seaweed) download(ctx context.Context, key string, seed uint64, want in
 	}
 	d.equal = d.firstDiff < 0 && d.size == want
 	return d, nil
+}
+
+// compare checks got, the next bytes of the download, against the
+// generator's stream (exp is scratch space as long as got), records the
+// first difference if none was found yet, and counts got.
+func (d *download) compare(gen *generator, got, exp []byte, want int64) {
+	n := int64(len(got))
+	m := n
+	if left := want - d.size; left < m {
+		m = max(left, 0)
+	}
+	gen.fill(exp[:m])
+	if d.firstDiff < 0 {
+		if i := firstMismatch(got[:m], exp[:m]); i >= 0 {
+			d.firstDiff = d.size + int64(i)
+		} else if m < n {
+			d.firstDiff = d.size + m // longer than sent
+		}
+	}
+	d.size += n
 }
 
 func firstMismatch(a, b []byte) int {

@@ -45,7 +45,7 @@ func (b *bench) fleetScenario(ctx context.Context) (*report, error) {
 
 // startRedis starts redis-server on a loopback port with AOF (everysec),
 // the durable set-up the fleet mode is meant for.
-func (b *bench) startRedis(ctx context.Context) error {
+func (b *bench) startRedis(_ context.Context) error {
 	dir, err := b.runDir("redis")
 	if err != nil {
 		return err
@@ -255,9 +255,14 @@ func scrapeCommit(ctx context.Context, url string) (*histogram, string) {
 		return nil, ""
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return parseCommit(string(body))
+}
+
+// parseCommit is scrapeCommit's reading of a Prometheus text exposition.
+func parseCommit(body string) (*histogram, string) {
 	byLE := map[float64]float64{}
 	name := ""
-	for line := range strings.SplitSeq(string(body), "\n") {
+	for line := range strings.SplitSeq(body, "\n") {
 		if strings.HasPrefix(line, "#") {
 			continue
 		}

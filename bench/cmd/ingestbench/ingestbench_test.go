@@ -29,7 +29,7 @@ roughy_commit_seconds_sum{backend="redis"} 0.2
 roughy_commit_seconds_count{backend="redis"} 100
 roughy_patch_seconds_bucket{le="1"} 7
 `
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) }))
 	defer srv.Close()
 	h, name := scrapeCommit(t.Context(), srv.URL)
 	if h == nil || name != "roughy_commit_seconds" {

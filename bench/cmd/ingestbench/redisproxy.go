@@ -79,6 +79,8 @@ type pending struct {
 	sent time.Time
 }
 
+// serve relays one client connection to redis, timing each command from
+// its last byte to its reply's.
 func (p *redisProxy) serve(client net.Conn) {
 	defer client.Close()
 	server, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
@@ -130,17 +132,7 @@ func (p *redisProxy) serve(client net.Conn) {
 		if _, err := readRESP(r, &out, &args); err != nil {
 			break
 		}
-		name := "?"
-		if len(args) > 0 {
-			name = strings.ToLower(args[0])
-			if (name == "evalsha" || name == "evalsha_ro") && len(args) > 1 {
-				sha := args[1][:min(8, len(args[1]))]
-				if n, ok := p.names[sha]; ok {
-					sha = n
-				}
-				name += ":" + sha
-			}
-		}
+		name := p.commandName(args)
 		mu.Lock()
 		if len(queue) == 0 && !inWrite {
 			p.mu.Lock()
@@ -158,6 +150,24 @@ func (p *redisProxy) serve(client net.Conn) {
 	<-done
 }
 
+// commandName names a command by its arguments for the statistics: the
+// command in lower case, and for EVALSHA the script's name (or the first 8
+// digits of its SHA-1).
+func (p *redisProxy) commandName(args []string) string {
+	if len(args) == 0 {
+		return "?"
+	}
+	name := strings.ToLower(args[0])
+	if (name == "evalsha" || name == "evalsha_ro") && len(args) > 1 {
+		sha := args[1][:min(8, len(args[1]))]
+		if n, ok := p.names[sha]; ok {
+			sha = n
+		}
+		name += ":" + sha
+	}
+	return name
+}
+
 func (p *redisProxy) record(name string, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -168,6 +178,27 @@ func (p *redisProxy) record(name string, d time.Duration) {
 	}
 	s.calls++
 	s.lat = append(s.lat, d)
+}
+
+// readBulk reads the payload of a bulk value whose length line said size
+// (-1: null, no payload), as readRESP does.
+func readBulk(r *bufio.Reader, size string, out *[]byte, args *[]string) error {
+	n, err := strconv.Atoi(size)
+	if err != nil {
+		return errRESP
+	}
+	if n < 0 {
+		return nil
+	}
+	start := len(*out)
+	*out = append(*out, make([]byte, n+2)...)
+	if _, err := io.ReadFull(r, (*out)[start:]); err != nil {
+		return err
+	}
+	if args != nil {
+		*args = append(*args, string((*out)[start:start+n]))
+	}
+	return nil
 }
 
 var errRESP = errors.New("ingestbench: malformed RESP")
@@ -210,20 +241,8 @@ func readRESP(r *bufio.Reader, out *[]byte, args *[]string) (byte, error) {
 	case '+', '-', ':', '_', ',', '#', '(':
 		return kind, nil
 	case '$', '!', '=':
-		n, err := strconv.Atoi(body)
-		if err != nil {
-			return 0, errRESP
-		}
-		if n < 0 {
-			return kind, nil
-		}
-		start := len(*out)
-		*out = append(*out, make([]byte, n+2)...)
-		if _, err := io.ReadFull(r, (*out)[start:]); err != nil {
+		if err := readBulk(r, body, out, args); err != nil {
 			return 0, err
-		}
-		if args != nil {
-			*args = append(*args, string((*out)[start:start+n]))
 		}
 		return kind, nil
 	case '*', '~', '>', '%', '|':

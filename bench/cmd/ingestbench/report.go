@@ -108,6 +108,7 @@ func (b *bench) label(target string) string {
 	return target
 }
 
+// markdown renders the report.
 func (r *report) markdown(b *bench) string {
 	var w strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&w, format, a...) }
@@ -152,24 +153,7 @@ func (r *report) markdown(b *bench) string {
 		}
 		p("\n</details>\n\n")
 	}
-	if conc := r.targets("conc"); len(conc) > 0 {
-		p("### Concurrent uploads\n\n")
-		p("| target | uploads | aggregate MiB/s | server CPU-s/GiB | server peak RSS MiB | versitygw CPU-s/GiB | Redis CPU-s/GiB | PATCH p50 / p99 | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, s := range r.samples {
-			if s.phase != "conc" {
-				continue
-			}
-			if s.err != nil {
-				p("| %s | %d × %s | failed: %s | | | | | | %s | |\n", b.label(s.target), s.uploads, benchproc.FormatSize(s.bytes/int64(max(1, s.uploads))), oneLine(s.err.Error()), s.load1)
-				continue
-			}
-			p("| %s | %d × %s | %.1f | %s | %s | %s | %s | %s / %s | %s | %s |\n", b.label(s.target), s.uploads, benchproc.FormatSize(s.bytes/int64(s.uploads)), s.mibps(),
-				f1(s.cpu >= 0, perGiB(s.cpu, s.bytes), "%.3f"), f1(s.hwm >= 0, float64(s.hwm)/(1<<20), "%.1f"),
-				f1(s.s3CPU >= 0, perGiB(s.s3CPU, s.bytes), "%.3f"), f1(s.auxCPU >= 0, perGiB(s.auxCPU, s.bytes), "%.3f"),
-				ms(percentile(s.patches, 0.5)), ms(percentile(s.patches, 0.99)), s.load1, s.verify)
-		}
-		p("\n")
-	}
+	r.concurrent(&w, b)
 	for _, e := range r.extra {
 		p("%s\n", e)
 	}
@@ -183,6 +167,30 @@ func (r *report) markdown(b *bench) string {
 		p("### Failed runs (not in the medians)\n\n%s\n\n", strings.Join(failed, "\n"))
 	}
 	return w.String()
+}
+
+// concurrent renders the table of the concurrent uploads, if any ran.
+func (r *report) concurrent(w *strings.Builder, b *bench) {
+	if len(r.targets("conc")) == 0 {
+		return
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("### Concurrent uploads\n\n")
+	p("| target | uploads | aggregate MiB/s | server CPU-s/GiB | server peak RSS MiB | versitygw CPU-s/GiB | Redis CPU-s/GiB | PATCH p50 / p99 | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range r.samples {
+		if s.phase != "conc" {
+			continue
+		}
+		if s.err != nil {
+			p("| %s | %d × %s | failed: %s | | | | | | %s | |\n", b.label(s.target), s.uploads, benchproc.FormatSize(s.bytes/int64(max(1, s.uploads))), oneLine(s.err.Error()), s.load1)
+			continue
+		}
+		p("| %s | %d × %s | %.1f | %s | %s | %s | %s | %s / %s | %s | %s |\n", b.label(s.target), s.uploads, benchproc.FormatSize(s.bytes/int64(s.uploads)), s.mibps(),
+			f1(s.cpu >= 0, perGiB(s.cpu, s.bytes), "%.3f"), f1(s.hwm >= 0, float64(s.hwm)/(1<<20), "%.1f"),
+			f1(s.s3CPU >= 0, perGiB(s.s3CPU, s.bytes), "%.3f"), f1(s.auxCPU >= 0, perGiB(s.auxCPU, s.bytes), "%.3f"),
+			ms(percentile(s.patches, 0.5)), ms(percentile(s.patches, 0.99)), s.load1, s.verify)
+	}
+	p("\n")
 }
 
 func (r *report) row(w *strings.Builder, i int, b *bench, s sample) {

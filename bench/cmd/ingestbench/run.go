@@ -145,18 +145,7 @@ func (b *bench) runTUS(ctx context.Context, s sample, inst *instance, n int, siz
 	start := time.Now()
 	for i := range n {
 		wg.Go(func() {
-			c := tusclient.Client{
-				HTTP:      hc,
-				Endpoint:  inst.endpoints[i%len(inst.endpoints)],
-				Header:    inst.header,
-				Metadata:  tusclient.SortedMetadata(inst.meta),
-				ChunkSize: b.o.chunk,
-			}
-			if inst.rotate && len(inst.endpoints) > 1 {
-				for j := range inst.endpoints {
-					c.Rotate = append(c.Rotate, hostOf(inst.endpoints[(i+1+j)%len(inst.endpoints)]))
-				}
-			}
+			c := inst.client(hc, i, b.o.chunk)
 			results[i], errs[i] = c.Upload(ctx, b.src.f, bases[i], size)
 		})
 	}
@@ -186,6 +175,24 @@ func (b *bench) runTUS(ctx context.Context, s sample, inst *instance, n int, siz
 		s.verify = "skipped"
 	}
 	return s
+}
+
+// client is the TUS client of upload i through inst: its endpoint and,
+// when inst rotates, the other nodes in turn.
+func (inst *instance) client(hc *http.Client, i int, chunk int64) tusclient.Client {
+	c := tusclient.Client{
+		HTTP:      hc,
+		Endpoint:  inst.endpoints[i%len(inst.endpoints)],
+		Header:    inst.header,
+		Metadata:  tusclient.SortedMetadata(inst.meta),
+		ChunkSize: chunk,
+	}
+	if inst.rotate && len(inst.endpoints) > 1 {
+		for j := range inst.endpoints {
+			c.Rotate = append(c.Rotate, hostOf(inst.endpoints[(i+1+j)%len(inst.endpoints)]))
+		}
+	}
+	return c
 }
 
 // measure sums CPU and takes the max peak RSS over procs.

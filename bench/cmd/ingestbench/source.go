@@ -118,7 +118,6 @@ type machineInfo struct {
 	memTotal  string
 	tusd      string
 	versitygw string
-	roughy    string
 	commit    string
 }
 

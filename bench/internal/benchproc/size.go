@@ -11,6 +11,7 @@ type SizeFlag int64
 
 func (s *SizeFlag) String() string { return FormatSize(int64(*s)) }
 
+// Set parses v as a size (ParseSize); it is flag.Value's Set.
 func (s *SizeFlag) Set(v string) error {
 	n, err := ParseSize(v)
 	if err != nil {
