@@ -103,7 +103,7 @@ func (l *Store) Node() string { return l.node }
 // RequestRelease hands r to this process's watchers when holder is this
 // node; a request for another node (a process that has ended) has nobody
 // to reach and is dropped.
-func (l *Store) RequestRelease(ctx context.Context, holder string, r sessionstore.ReleaseRequest) error {
+func (l *Store) RequestRelease(_ context.Context, holder string, r sessionstore.ReleaseRequest) error {
 	if holder != l.node {
 		return nil
 	}
@@ -116,7 +116,7 @@ func (l *Store) RequestRelease(ctx context.Context, holder string, r sessionstor
 }
 
 // WatchReleases registers fn for this node's release requests.
-func (l *Store) WatchReleases(ctx context.Context, fn func(sessionstore.ReleaseRequest)) (func(), error) {
+func (l *Store) WatchReleases(_ context.Context, fn func(sessionstore.ReleaseRequest)) (func(), error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	id := l.nextW
@@ -153,7 +153,7 @@ func (l *Store) RenewLease(ctx context.Context, ls sessionstore.Lease, ttl time.
 
 // DropLease drops the upload's lease when node is this process (the
 // holder of every embedded lease) and its token is token.
-func (l *Store) DropLease(ctx context.Context, id, node string, token int64) error {
+func (l *Store) DropLease(_ context.Context, id, node string, token int64) error {
 	if node != l.node {
 		return nil
 	}
@@ -166,7 +166,7 @@ func (l *Store) DropLease(ctx context.Context, id, node string, token int64) err
 }
 
 // ReleaseLease drops the lease if it is still the current one.
-func (l *Store) ReleaseLease(ctx context.Context, ls sessionstore.Lease) error {
+func (l *Store) ReleaseLease(_ context.Context, ls sessionstore.Lease) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cur, ok := l.leases[ls.SessionID]; ok && cur.token == ls.Token {
