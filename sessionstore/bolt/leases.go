@@ -47,31 +47,7 @@ func (l *Store) acquireLease(ctx context.Context, id string, ttl time.Duration, 
 	l.leases[id] = localLease{token: token, expires: time.Now().Add(ttl), pending: true}
 	l.mu.Unlock()
 
-	var first int32
-	var snap sessionstore.Session
-	reserve := func(tx *bbolt.Tx) error {
-		s, err := boltSession(tx, id)
-		if err != nil {
-			return err
-		}
-		first = max(s.NextPart, 1)
-		snap = s
-		if parts == 0 {
-			return nil
-		}
-		if int64(first)+int64(parts)-1 > sessionstore.MaxPartNumber {
-			return fmt.Errorf("next part %d + %d: %w", first, parts, sessionstore.ErrPartsExhausted)
-		}
-		s.NextPart = first + parts
-		snap = s
-		return boltPut(tx.Bucket(boltBucketSessions), []byte(id), s)
-	}
-	var err error
-	if parts == 0 {
-		err = l.view("acquire lease", reserve)
-	} else {
-		err = l.update("acquire lease", reserve)
-	}
+	first, snap, err := l.reserveParts(id, parts)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -94,6 +70,37 @@ func (l *Store) acquireLease(ctx context.Context, id string, ttl time.Duration, 
 	snap.HeadFence = heads
 	return sessionstore.Lease{SessionID: id, Token: token, FirstPart: first, Parts: parts, ExpiresAt: cur.expires,
 		Holder: l.node, Session: snap}, nil
+}
+
+// reserveParts reads upload id and durably reserves parts part numbers
+// from its NextPart (none when parts is 0, in a read transaction). It
+// returns the first reserved number and the session as written.
+func (l *Store) reserveParts(id string, parts int32) (int32, sessionstore.Session, error) {
+	var first int32
+	var snap sessionstore.Session
+	reserve := func(tx *bbolt.Tx) error {
+		s, err := boltSession(tx, id)
+		if err != nil {
+			return err
+		}
+		first = max(s.NextPart, 1)
+		snap = s
+		if parts == 0 {
+			return nil
+		}
+		if int64(first)+int64(parts)-1 > sessionstore.MaxPartNumber {
+			return fmt.Errorf("next part %d + %d: %w", first, parts, sessionstore.ErrPartsExhausted)
+		}
+		s.NextPart = first + parts
+		snap = s
+		return boltPut(tx.Bucket(boltBucketSessions), []byte(id), s)
+	}
+	if parts == 0 {
+		err := l.view("acquire lease", reserve)
+		return first, snap, err
+	}
+	err := l.update("acquire lease", reserve)
+	return first, snap, err
 }
 
 // Node returns this process's node id. Every lease of an embedded store is
