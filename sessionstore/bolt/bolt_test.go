@@ -37,7 +37,7 @@ func TestLocal(t *testing.T) {
 		return open(t, filepath.Join(t.TempDir(), "roughy.db"))
 	}, storetest.Fleet{
 		// One process owns the file: the store is its only node.
-		Peer: func(t *testing.T, st sessionstore.Store) sessionstore.Store { return st },
+		Peer: func(_ *testing.T, st sessionstore.Store) sessionstore.Store { return st },
 		// A kill -9 ends the process; the next one opens the same file.
 		Crash: func(t *testing.T, st sessionstore.Store) sessionstore.Store {
 			if err := st.Close(); err != nil {

@@ -83,18 +83,9 @@ func (l *Store) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 		if err != nil {
 			return err
 		}
-		switch {
-		case d.Created && claim != "" && d.Claim == claim && tx.Bucket(boltBucketSessions).Get([]byte(id)) != nil:
-			// This claim was applied already (a revocation since keeps
-			// its upload): nothing to do.
+		var applied bool
+		if applied, refusal = boltClaimCheck(tx, id, d, claim, now); applied {
 			return nil
-		case d.Revoked:
-			refusal = sessionstore.ErrRevoked
-		case d.Created:
-			// Used, even when its upload was deleted since.
-			refusal = sessionstore.ErrExists
-		case now.After(d.ExpiresAt):
-			refusal = sessionstore.ErrDirectExpired
 		}
 		if refusal != nil {
 			return errBoltRefused
@@ -113,6 +104,25 @@ func (l *Store) ClaimDirectUpload(ctx context.Context, id, claim string, now tim
 		return fmt.Errorf("sessionstore: local claim direct upload %s: %w", id, refusal)
 	}
 	return err
+}
+
+// boltClaimCheck tells whether claim was applied to direct upload id (d)
+// already, or else why it may not be claimed now (nil when it may).
+func boltClaimCheck(tx *bbolt.Tx, id string, d sessionstore.DirectUpload, claim string, now time.Time) (applied bool, refusal error) {
+	switch {
+	case d.Created && claim != "" && d.Claim == claim && tx.Bucket(boltBucketSessions).Get([]byte(id)) != nil:
+		// This claim was applied already (a revocation since keeps
+		// its upload): nothing to do.
+		return true, nil
+	case d.Revoked:
+		return false, sessionstore.ErrRevoked
+	case d.Created:
+		// Used, even when its upload was deleted since.
+		return false, sessionstore.ErrExists
+	case now.After(d.ExpiresAt):
+		return false, sessionstore.ErrDirectExpired
+	}
+	return false, nil
 }
 
 // RevokeDirectUpload marks the grant revoked and drops its waiting asset.

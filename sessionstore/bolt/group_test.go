@@ -23,7 +23,7 @@ func holdWriter(t *testing.T, l *Store) (release func(), wait func()) {
 	running, gate := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- l.update("hold", func(tx *bbolt.Tx) error {
+		done <- l.update("hold", func(_ *bbolt.Tx) error {
 			close(running)
 			<-gate
 			return nil

@@ -43,31 +43,7 @@ func (l *Store) acquireLease(ctx context.Context, id string, ttl time.Duration, 
 	l.leases[id] = localLease{token: token, expires: time.Now().Add(ttl), pending: true}
 	l.mu.Unlock()
 
-	var first int32
-	var snap sessionstore.Session
-	reserve := func(tx *bbolt.Tx) error {
-		s, err := boltSession(tx, id)
-		if err != nil {
-			return err
-		}
-		first = max(s.NextPart, 1)
-		snap = s
-		if parts == 0 {
-			return nil
-		}
-		if int64(first)+int64(parts)-1 > sessionstore.MaxPartNumber {
-			return fmt.Errorf("next part %d + %d: %w", first, parts, sessionstore.ErrPartsExhausted)
-		}
-		s.NextPart = first + parts
-		snap = s
-		return boltPut(tx.Bucket(boltBucketSessions), []byte(id), s)
-	}
-	var err error
-	if parts == 0 {
-		err = l.view("acquire lease", reserve)
-	} else {
-		err = l.update("acquire lease", reserve)
-	}
+	first, snap, err := l.reserveParts(id, parts)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -92,6 +68,37 @@ func (l *Store) acquireLease(ctx context.Context, id string, ttl time.Duration, 
 		Holder: l.node, Session: snap}, nil
 }
 
+// reserveParts reads upload id and durably reserves parts part numbers
+// from its NextPart (none when parts is 0, in a read transaction). It
+// returns the first reserved number and the session as written.
+func (l *Store) reserveParts(id string, parts int32) (int32, sessionstore.Session, error) {
+	var first int32
+	var snap sessionstore.Session
+	reserve := func(tx *bbolt.Tx) error {
+		s, err := boltSession(tx, id)
+		if err != nil {
+			return err
+		}
+		first = max(s.NextPart, 1)
+		snap = s
+		if parts == 0 {
+			return nil
+		}
+		if int64(first)+int64(parts)-1 > sessionstore.MaxPartNumber {
+			return fmt.Errorf("next part %d + %d: %w", first, parts, sessionstore.ErrPartsExhausted)
+		}
+		s.NextPart = first + parts
+		snap = s
+		return boltPut(tx.Bucket(boltBucketSessions), []byte(id), s)
+	}
+	if parts == 0 {
+		err := l.view("acquire lease", reserve)
+		return first, snap, err
+	}
+	err := l.update("acquire lease", reserve)
+	return first, snap, err
+}
+
 // Node returns this process's node id. Every lease of an embedded store is
 // held by it: one process owns the bbolt file.
 func (l *Store) Node() string { return l.node }
@@ -99,7 +106,7 @@ func (l *Store) Node() string { return l.node }
 // RequestRelease hands r to this process's watchers when holder is this
 // node; a request for another node (a process that has ended) has nobody
 // to reach and is dropped.
-func (l *Store) RequestRelease(ctx context.Context, holder string, r sessionstore.ReleaseRequest) error {
+func (l *Store) RequestRelease(_ context.Context, holder string, r sessionstore.ReleaseRequest) error {
 	if holder != l.node {
 		return nil
 	}
@@ -112,7 +119,7 @@ func (l *Store) RequestRelease(ctx context.Context, holder string, r sessionstor
 }
 
 // WatchReleases registers fn for this node's release requests.
-func (l *Store) WatchReleases(ctx context.Context, fn func(sessionstore.ReleaseRequest)) (func(), error) {
+func (l *Store) WatchReleases(_ context.Context, fn func(sessionstore.ReleaseRequest)) (func(), error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	id := l.nextW
@@ -149,7 +156,7 @@ func (l *Store) RenewLease(ctx context.Context, ls sessionstore.Lease, ttl time.
 
 // DropLease drops the upload's lease when node is this process (the
 // holder of every embedded lease) and its token is token.
-func (l *Store) DropLease(ctx context.Context, id, node string, token int64) error {
+func (l *Store) DropLease(_ context.Context, id, node string, token int64) error {
 	if node != l.node {
 		return nil
 	}
@@ -162,7 +169,7 @@ func (l *Store) DropLease(ctx context.Context, id, node string, token int64) err
 }
 
 // ReleaseLease drops the lease if it is still the current one.
-func (l *Store) ReleaseLease(ctx context.Context, ls sessionstore.Lease) error {
+func (l *Store) ReleaseLease(_ context.Context, ls sessionstore.Lease) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cur, ok := l.leases[ls.SessionID]; ok && cur.token == ls.Token {

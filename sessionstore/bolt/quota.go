@@ -245,7 +245,7 @@ func (l *Store) QuotaHolds(ctx context.Context, before time.Time, limit int) ([]
 		if hb == nil {
 			return nil
 		}
-		return hb.ForEach(func(k, v []byte) error {
+		return hb.ForEach(func(k, _ []byte) error {
 			var h localHold
 			if err := boltGet(hb, k, &h); err != nil {
 				return err

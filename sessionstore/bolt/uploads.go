@@ -136,67 +136,10 @@ func (l *Store) Commit(ctx context.Context, ls sessionstore.Lease, c sessionstor
 	var s sessionstore.Session
 	var enqueued bool
 	err := l.update("commit", func(tx *bbolt.Tx) error {
-		enqueued = false // the function may run more than once
-		// Checked inside the write transaction: bbolt serialises writers,
-		// so no other commit of this upload runs between check and write.
-		l.mu.Lock()
-		held := l.holds(ls)
-		l.mu.Unlock()
-		if !held {
-			return fmt.Errorf("upload %s token %d: %w", ls.SessionID, ls.Token, sessionstore.ErrLeaseLost)
-		}
+		// Both are set on every run: the function may run more than once.
 		var err error
-		if s, err = boltSession(tx, ls.SessionID); err != nil {
-			return err
-		}
-		if err := localCheckCommit(s, c); err != nil {
-			return err
-		}
-		if c.Length >= 0 && s.Length < 0 {
-			s.Length = c.Length
-			if err := boltSetAssetSize(tx, s.AssetID, c.Length); err != nil {
-				return err
-			}
-		}
-		s.Offset, s.HashState = c.NewOffset, c.HashState
-		if c.Storage != nil {
-			s.Storage = c.Storage
-		}
-		if len(c.Parts) > 0 && !c.Complete {
-			if err := boltAppendParts(tx, s.ID, c.Parts); err != nil {
-				return err
-			}
-		}
-		expiry := tx.Bucket(boltBucketExpiry)
-		if !c.ExpiresAt.IsZero() && !c.ExpiresAt.Equal(s.ExpiresAt) {
-			// Move the index entry with the session's expiry.
-			if err := expiry.Delete(boltExpiryKey(s)); err != nil {
-				return err
-			}
-			s.ExpiresAt = c.ExpiresAt
-			if !c.Complete {
-				if err := expiry.Put(boltExpiryKey(s), nil); err != nil {
-					return err
-				}
-			}
-		}
-		if c.Complete {
-			if s.Length < 0 {
-				s.Length = c.NewOffset
-			}
-			s.Completed = true
-			if err := expiry.Delete(boltExpiryKey(s)); err != nil {
-				return err
-			}
-			// The final object is built: its parts are not needed anymore.
-			if err := boltDeleteParts(tx, s.ID); err != nil {
-				return err
-			}
-			if enqueued, err = boltCompleteAsset(tx, l.probes, s.AssetID, c); err != nil {
-				return err
-			}
-		}
-		return boltPut(tx.Bucket(boltBucketSessions), []byte(s.ID), s)
+		s, enqueued, err = l.commitTx(tx, ls, c)
+		return err
 	})
 	if err != nil {
 		return sessionstore.Session{}, err
@@ -213,6 +156,93 @@ func (l *Store) Commit(ctx context.Context, ls sessionstore.Lease, c sessionstor
 		l.wake()
 	}
 	return s, nil
+}
+
+// commitTx is Commit inside tx: it returns the session as written and
+// whether a probe job was enqueued.
+func (l *Store) commitTx(tx *bbolt.Tx, ls sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, bool, error) {
+	// Checked inside the write transaction: bbolt serialises writers,
+	// so no other commit of this upload runs between check and write.
+	l.mu.Lock()
+	held := l.holds(ls)
+	l.mu.Unlock()
+	if !held {
+		return sessionstore.Session{}, false, fmt.Errorf("upload %s token %d: %w", ls.SessionID, ls.Token, sessionstore.ErrLeaseLost)
+	}
+	s, err := boltSession(tx, ls.SessionID)
+	if err != nil {
+		return s, false, err
+	}
+	if err := localCheckCommit(s, c); err != nil {
+		return s, false, err
+	}
+	if err := boltCommitProgress(tx, &s, c); err != nil {
+		return s, false, err
+	}
+	if err := boltCommitExpiry(tx, &s, c); err != nil {
+		return s, false, err
+	}
+	enqueued := false
+	if c.Complete {
+		if enqueued, err = boltCommitComplete(tx, l.probes, &s, c); err != nil {
+			return s, false, err
+		}
+	}
+	return s, enqueued, boltPut(tx.Bucket(boltBucketSessions), []byte(s.ID), s)
+}
+
+// boltCommitProgress applies c's length, offset, hash state, storage and
+// (unless it completes) parts to *s.
+func boltCommitProgress(tx *bbolt.Tx, s *sessionstore.Session, c sessionstore.Commit) error {
+	if c.Length >= 0 && s.Length < 0 {
+		s.Length = c.Length
+		if err := boltSetAssetSize(tx, s.AssetID, c.Length); err != nil {
+			return err
+		}
+	}
+	s.Offset, s.HashState = c.NewOffset, c.HashState
+	if c.Storage != nil {
+		s.Storage = c.Storage
+	}
+	if len(c.Parts) > 0 && !c.Complete {
+		return boltAppendParts(tx, s.ID, c.Parts)
+	}
+	return nil
+}
+
+// boltCommitExpiry sets c's new expiry on *s and moves the index entry
+// with it; a completing upload leaves the index.
+func boltCommitExpiry(tx *bbolt.Tx, s *sessionstore.Session, c sessionstore.Commit) error {
+	if c.ExpiresAt.IsZero() || c.ExpiresAt.Equal(s.ExpiresAt) {
+		return nil
+	}
+	expiry := tx.Bucket(boltBucketExpiry)
+	if err := expiry.Delete(boltExpiryKey(*s)); err != nil {
+		return err
+	}
+	s.ExpiresAt = c.ExpiresAt
+	if c.Complete {
+		return nil
+	}
+	return expiry.Put(boltExpiryKey(*s), nil)
+}
+
+// boltCommitComplete marks *s completed, drops it from the expiry index
+// and its parts, and makes its asset ready; true when a probe job was
+// enqueued.
+func boltCommitComplete(tx *bbolt.Tx, probes *jobQueue, s *sessionstore.Session, c sessionstore.Commit) (bool, error) {
+	if s.Length < 0 {
+		s.Length = c.NewOffset
+	}
+	s.Completed = true
+	if err := tx.Bucket(boltBucketExpiry).Delete(boltExpiryKey(*s)); err != nil {
+		return false, err
+	}
+	// The final object is built: its parts are not needed anymore.
+	if err := boltDeleteParts(tx, s.ID); err != nil {
+		return false, err
+	}
+	return boltCompleteAsset(tx, probes, s.AssetID, c)
 }
 
 // localCheckCommit refuses a commit that does not apply to s.
