@@ -255,7 +255,7 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 			dataDir = filepath.Join(dir, fmt.Sprintf("data%d", i))
 		}
 		args := append([]string{"serve", "--listen", addr, "--data-dir", dataDir}, common...)
-		p, err := benchproc.Start(fmt.Sprintf("roughy%d", i), bin, args, env, filepath.Join(dir, fmt.Sprintf("roughy%d.log", i)))
+		p, err := b.start(fmt.Sprintf("roughy%d", i), bin, args, env, filepath.Join(dir, fmt.Sprintf("roughy%d.log", i)))
 		if err != nil {
 			inst.stop()
 			return nil, err
@@ -346,7 +346,7 @@ func (b *bench) startTusd(ctx context.Context, dir string) (*instance, error) {
 	default:
 		args = append(args, "-upload-dir", uploadDir)
 	}
-	p, err := benchproc.Start("tusd", b.o.tusdBin, args, env, filepath.Join(dir, "tusd.log"))
+	p, err := b.start("tusd", b.o.tusdBin, args, env, filepath.Join(dir, "tusd.log"))
 	if err != nil {
 		return nil, err
 	}
