@@ -54,6 +54,7 @@ type options struct {
 	redisProxy  bool
 	many        string
 	manyStrace  bool
+	manyStores  string
 }
 
 func main() {
@@ -86,6 +87,7 @@ func main() {
 	flag.BoolVar(&o.redisProxy, "redis-proxy", true, "fleet: count the nodes' Redis commands and round trips through a RESP proxy")
 	flag.StringVar(&o.many, "many", "2000x256KiB@32,400x4MiB@32,256x8MiB@256", "many scenario: workloads, N x SIZE @ CONCURRENT, comma separated")
 	flag.BoolVar(&o.manyStrace, "many-strace", true, "many scenario: one more run per target and workload under strace -c to count sync calls")
+	flag.StringVar(&o.manyStores, "many-stores", "embedded", "many scenario: embedded (roughy --data-dir vs tusd file store) | fleet (roughy on Redis + versitygw vs tusd S3 store)")
 	flag.StringVar(&o.apiKey, "api-key", "rk_live_benchkey", "roughy API key (passed as ROUGHY_API_KEYS=bench=KEY)")
 	flag.Parse()
 	o.size, o.chunk, o.concSize, o.fleetSize = int64(size), int64(chunk), int64(concSize), int64(fleetSize)

@@ -76,6 +76,8 @@ type manyRun struct {
 	posts  []time.Duration
 	patchs []time.Duration
 	syncs  map[string]int64 // strace -c calls per syscall; nil = not counted
+	trips  int64            // Redis round trips over the window; -1 = not counted
+	cmds   int64            // Redis commands the server sent over the window; -1 = not counted
 	load1  string
 	verify string
 	err    error
@@ -84,6 +86,14 @@ type manyRun struct {
 func (r manyRun) ok() bool { return r.err == nil && !strings.HasPrefix(r.verify, "FAILED") }
 
 func (r manyRun) uploadsPerSec() float64 { return float64(r.w.n) / r.wall.Seconds() }
+
+// perUpload divides a count by the uploads (-1 stays "not counted").
+func (r manyRun) perUpload(v int64) float64 {
+	if v < 0 {
+		return -1
+	}
+	return float64(v) / float64(r.w.n)
+}
 
 // cpuMsPerUpload is the server's CPU per upload in milliseconds (-1 when
 // not measured).
@@ -119,6 +129,29 @@ func (b *bench) manyScenario(ctx context.Context) (*manyReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	switch b.o.manyStores {
+	case "embedded":
+	case "fleet":
+		rep.title += " (roughy --sessions redis --storage s3 vs tusd S3 store, one versitygw)"
+		rep.fleet = true
+		stop, err := b.startFleetStores(ctx)
+		if err != nil {
+			return rep, err
+		}
+		defer stop()
+	default:
+		return rep, fmt.Errorf("ingestbench: -many-stores %q: want embedded or fleet", b.o.manyStores)
+	}
+	// roughy caps the bodies one account streams to a node at once (503
+	// past it) and every upload here is the same account's; tusd has no
+	// such cap, so the cap is lifted to the most uploads in flight.
+	if !strings.Contains(b.o.roughyExtra, "max-patches-per-account") {
+		most := 0
+		for _, w := range wls {
+			most = max(most, w.conc)
+		}
+		b.o.roughyExtra = strings.TrimSpace(fmt.Sprintf("%s --max-patches-per-account %d", b.o.roughyExtra, most))
+	}
 	targets := b.targetsOr("roughy", "tusd")
 	var probe report
 	if err := b.checkTargets(ctx, &probe, targets); err != nil {
@@ -143,6 +176,25 @@ func (b *bench) manyScenario(ctx context.Context) (*manyReport, error) {
 	}
 	b.straceRounds(ctx, rep, targets, wls)
 	return rep, nil
+}
+
+// startFleetStores starts redis-server (behind the counting proxy) and
+// versitygw, which startRoughy and startTusd then use.
+func (b *bench) startFleetStores(ctx context.Context) (func(), error) {
+	if err := b.startRedis(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.startS3(ctx); err != nil {
+		b.redis.Stop(10 * time.Second)
+		return nil, err
+	}
+	return func() {
+		b.s3.stop()
+		if b.rproxy != nil {
+			b.rproxy.close()
+		}
+		b.redis.Stop(10 * time.Second)
+	}, nil
 }
 
 // straceRounds runs every target once more per workload under strace -c to
@@ -184,7 +236,7 @@ func (b *bench) start(name, bin string, args, env []string, logPath string) (*be
 
 // runMany starts target t fresh, runs workload w through it, stops it.
 func (b *bench) runMany(ctx context.Context, t, phase string, run int, w workload) manyRun {
-	r := manyRun{target: t, phase: phase, run: run, w: w, cpu: -1, hwm: -1, load1: benchproc.LoadAvg()}
+	r := manyRun{target: t, phase: phase, run: run, w: w, cpu: -1, hwm: -1, trips: -1, cmds: -1, load1: benchproc.LoadAvg()}
 	slog.Info("run", "target", t, "phase", phase, "run", run, "workload", w.String())
 	defer func() { logMany(r) }()
 	dir, err := b.runDir(t)
@@ -194,6 +246,10 @@ func (b *bench) runMany(ctx context.Context, t, phase string, run int, w workloa
 	}
 	defer b.cleanup(dir)
 	b.straceOut = ""
+	if err := b.emptyStores(ctx); err != nil {
+		r.err = err
+		return r
+	}
 	var inst *instance
 	switch t {
 	case "roughy":
@@ -240,6 +296,9 @@ func (b *bench) driveMany(ctx context.Context, r *manyRun, inst *instance, w wor
 		r.err = err
 		return
 	}
+	if b.rproxy != nil {
+		b.rproxy.snapshot()
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -262,19 +321,60 @@ func (b *bench) driveMany(ctx context.Context, r *manyRun, inst *instance, w wor
 	if measured {
 		r.cpu, r.hwm = after.CPU-before.CPU, after.HWM
 	}
+	if b.rproxy != nil {
+		stats, trips := b.rproxy.snapshot()
+		r.trips, r.cmds = trips, 0
+		for _, c := range stats {
+			r.cmds += c.calls
+		}
+	}
 	for _, res := range results {
 		if res.Location != "" {
 			r.posts = append(r.posts, res.Create)
 		}
 		r.patchs = append(r.patchs, res.Patches...)
 	}
-	if r.err = errors.Join(errs...); r.err != nil {
+	if r.err = firstError(errs); r.err != nil {
 		return
 	}
 	r.verify = "skipped"
 	if b.o.verify && inst.verify != nil {
 		r.verify = inst.verify(ctx, results, bases, w.size)
 	}
+}
+
+// firstError is the first of errs and how many uploads failed: with
+// hundreds of uploads in flight one cause fails many of them alike.
+func firstError(errs []error) error {
+	var first error
+	n := 0
+	for _, err := range errs {
+		if err != nil {
+			n++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("%d uploads failed; the first: %w", n, first)
+	}
+	return first
+}
+
+// emptyStores empties the bucket and Redis between runs, as runTarget does.
+func (b *bench) emptyStores(ctx context.Context) error {
+	if b.s3 != nil {
+		if err := b.s3.reset(ctx); err != nil {
+			return err
+		}
+	}
+	if b.redis != nil {
+		if _, err := redisCmd(b.redisAddr(), "FLUSHALL"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func logMany(r manyRun) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,38 @@ func TestManyReportTable(t *testing.T) {
 	}
 	if every := r.everyRun(); !strings.Contains(every, "fsync 50, fdatasync 200") || !strings.Contains(every, "| strace |") {
 		t.Errorf("every-run table lacks the strace run:\n%s", every)
+	}
+}
+
+func TestManyReportFleetColumns(t *testing.T) {
+	w := workload{n: 10, size: 256 << 10, conc: 32}
+	r := &manyReport{fleet: true, runs: []manyRun{
+		{target: "roughy", phase: "alt", w: w, wall: time.Second, cpu: -1, trips: 40, cmds: 60},
+		{target: "tusd", phase: "alt", w: w, wall: time.Second, cpu: -1, trips: -1, cmds: -1},
+	}}
+	got := r.table()
+	for _, want := range []string{
+		"| 10 × 256KiB, 32 concurrent | roughy --sessions redis --storage s3 | 1/1 | 10.0 | – | – | – | – | 4.0 / 6.0 |",
+		"| 10 × 256KiB, 32 concurrent | tusd v2.9.1 S3 store | 1/1 | 10.0 | – | – | – | – | – / – |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks\n%s\ngot:\n%s", want, got)
+		}
+	}
+	if (&manyReport{runs: r.runs}).table() == got || strings.Contains((&manyReport{runs: r.runs}).table(), "Redis") {
+		t.Error("the embedded table has Redis columns")
+	}
+}
+
+func TestFirstError(t *testing.T) {
+	if firstError(make([]error, 3)) != nil {
+		t.Error("no failure: got an error")
+	}
+	a, b := errors.New("a"), errors.New("b")
+	if got := firstError([]error{nil, a}); got != a {
+		t.Errorf("one failure: got %v, want a", got)
+	}
+	if got := firstError([]error{nil, a, b}); got == nil || !errors.Is(got, a) || got.Error() != "2 uploads failed; the first: a" {
+		t.Errorf("two failures: got %v", got)
 	}
 }
