@@ -18,6 +18,8 @@ type Result struct {
 	Size int64
 	// Elapsed runs from sending the POST to receiving the last 204.
 	Elapsed time.Duration
+	// Create is the latency of the creation POST.
+	Create time.Duration
 	// Patches holds the latency of every PATCH, in order.
 	Patches []time.Duration
 }
@@ -34,7 +36,7 @@ func (c *Client) Upload(ctx context.Context, src io.ReaderAt, base, size int64) 
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Location: cr.URL, CreateBody: cr.Body, Size: size}
+	res := Result{Location: cr.URL, CreateBody: cr.Body, Size: size, Create: time.Since(start)}
 	var off int64
 	for i := 0; off < size; i++ {
 		n := min(c.ChunkSize, size-off)

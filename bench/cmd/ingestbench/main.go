@@ -4,7 +4,8 @@
 // the harness uploads a random source file in fixed-size PATCHes, and the
 // server's own CPU time and peak RSS come from /proc/<pid>.
 //
-// Scenarios: "local" (embedded default vs tusd), "s3" (S3 storage vs direct and tusd), "fleet" (nodes on Redis and S3). See
+// Scenarios: "local" (embedded default vs tusd), "s3" (S3 storage vs direct and tusd), "fleet" (nodes on Redis and S3),
+// "many" (many small uploads at once, embedded default vs tusd). See
 // bench/README.md for the commands and bench/RESULTS.md for the figures.
 package main
 
@@ -51,12 +52,15 @@ type options struct {
 	fleetSize   int64
 	apiKey      string
 	redisProxy  bool
+	many        string
+	manyStrace  bool
+	manyStores  string
 }
 
 func main() {
 	var o options
 	var size, chunk, concSize, fleetSize benchproc.SizeFlag = 2 << 30, 64 << 20, 0, 256 << 20
-	flag.StringVar(&o.scenario, "scenario", "local", "local | s3 | fleet")
+	flag.StringVar(&o.scenario, "scenario", "local", "local | s3 | fleet | many")
 	flag.Var(&size, "size", "bytes per upload in the alternating runs (e.g. 2GiB, 512MiB)")
 	flag.Var(&chunk, "chunk", "PATCH body size (and S3 part size of the direct upload)")
 	flag.IntVar(&o.runs, "runs", 3, "runs per target in the alternating phase")
@@ -81,6 +85,9 @@ func main() {
 	flag.IntVar(&o.fleetConc, "fleet-conc", 32, "concurrent uploads in the fleet scenario")
 	flag.Var(&fleetSize, "fleet-size", "bytes per upload in the fleet scenario")
 	flag.BoolVar(&o.redisProxy, "redis-proxy", true, "fleet: count the nodes' Redis commands and round trips through a RESP proxy")
+	flag.StringVar(&o.many, "many", "2000x256KiB@32,400x4MiB@32,256x8MiB@256", "many scenario: workloads, N x SIZE @ CONCURRENT, comma separated")
+	flag.BoolVar(&o.manyStrace, "many-strace", true, "many scenario: one more run per target and workload under strace -c to count sync calls")
+	flag.StringVar(&o.manyStores, "many-stores", "embedded", "many scenario: embedded (roughy --data-dir vs tusd file store) | fleet (roughy on Redis + versitygw vs tusd S3 store)")
 	flag.StringVar(&o.apiKey, "api-key", "rk_live_benchkey", "roughy API key (passed as ROUGHY_API_KEYS=bench=KEY)")
 	flag.Parse()
 	o.size, o.chunk, o.concSize, o.fleetSize = int64(size), int64(chunk), int64(concSize), int64(fleetSize)
@@ -112,6 +119,13 @@ func run(ctx context.Context, o *options) error {
 	if o.scenario == "fleet" {
 		need = max(need, o.fleetSize)
 	}
+	if o.scenario == "many" {
+		wls, err := parseWorkloads(o.many)
+		if err != nil {
+			return err
+		}
+		need = sourceNeed(wls)
+	}
 	src, err := openSource(o.work, o.src, need)
 	if err != nil {
 		return err
@@ -120,6 +134,11 @@ func run(ctx context.Context, o *options) error {
 
 	b := &bench{o: o, src: src, started: time.Now().UTC()}
 	b.machine = describeMachine(o)
+	if o.scenario == "many" {
+		mr, err := b.manyScenario(ctx)
+		b.emit(mr.markdown(b))
+		return err
+	}
 	var rep *report
 	switch o.scenario {
 	case "local":
@@ -132,17 +151,22 @@ func run(ctx context.Context, o *options) error {
 		return fmt.Errorf("ingestbench: unknown scenario %q", o.scenario)
 	}
 	if rep != nil {
-		md := rep.markdown(b)
-		fmt.Println(md)
-		if o.results != "" {
-			if werr := appendFile(o.results, md); werr != nil {
-				slog.Error("write results", "err", werr)
-			} else {
-				slog.Info("results appended", "file", o.results)
-			}
-		}
+		b.emit(rep.markdown(b))
 	}
 	return err
+}
+
+// emit prints a report and appends it to -results.
+func (b *bench) emit(md string) {
+	fmt.Println(md)
+	if b.o.results == "" {
+		return
+	}
+	if err := appendFile(b.o.results, md); err != nil {
+		slog.Error("write results", "err", err)
+		return
+	}
+	slog.Info("results appended", "file", b.o.results)
 }
 
 // bench holds one invocation's state.
@@ -159,6 +183,8 @@ type bench struct {
 	redisURL    string            // what the nodes are given (the proxy when on)
 	redisDirect string            // redis-server itself
 	rproxy      *redisProxy       // counts the nodes' commands and round trips
+	straceBin   string            // many scenario: servers start under strace -c when set
+	straceOut   string            // the strace table of the server started last
 }
 
 // roughyBinary builds ./cmd/roughy once (unless -roughy was given).

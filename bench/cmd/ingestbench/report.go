@@ -280,6 +280,12 @@ func orUnknown(s string) string {
 func commandLine() string {
 	args := make([]string, 0, len(os.Args))
 	args = append(args, "go run ./bench/cmd/ingestbench")
-	args = append(args, os.Args[1:]...)
+	for _, a := range os.Args[1:] {
+		// An empty argument (-results "") would vanish from the line.
+		if a == "" {
+			a = `""`
+		}
+		args = append(args, a)
+	}
 	return strings.Join(args, " ")
 }

@@ -235,12 +235,13 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 	}
 	env := []string{"ROUGHY_API_KEYS=bench=" + b.o.apiKey}
 	var common []string
-	switch b.o.scenario {
-	case "s3", "fleet":
+	// The scenario started versitygw (s3, fleet, many on the fleet
+	// stores) or Redis (fleet, many on the fleet stores).
+	if b.s3 != nil {
 		common = append(common, b.s3.roughyArgs()...)
 		env = append(env, b.s3.awsEnv()...)
 	}
-	if b.o.scenario == "fleet" {
+	if b.redis != nil {
 		common = append(common, "--sessions", "redis", "--redis-url", b.redisURL)
 	}
 	common = append(common, tlsArgs...)
@@ -262,7 +263,7 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 			dataDir = filepath.Join(dir, fmt.Sprintf("data%d", i))
 		}
 		args := append([]string{"serve", "--listen", addr, "--data-dir", dataDir}, common...)
-		p, err := benchproc.Start(fmt.Sprintf("roughy%d", i), bin, args, env, filepath.Join(dir, fmt.Sprintf("roughy%d.log", i)))
+		p, err := b.start(fmt.Sprintf("roughy%d", i), bin, args, env, filepath.Join(dir, fmt.Sprintf("roughy%d.log", i)))
 		if err != nil {
 			inst.stop()
 			return nil, err
@@ -346,14 +347,13 @@ func (b *bench) startTusd(ctx context.Context, dir string) (*instance, error) {
 	uploadDir := filepath.Join(dir, "data")
 	args := []string{"-host", "127.0.0.1", "-port", strconv.Itoa(port), "-base-path", "/files/"}
 	var env []string
-	switch b.o.scenario {
-	case "s3", "fleet":
+	if b.s3 != nil {
 		args = append(args, b.s3.tusdArgs()...)
 		env = b.s3.awsEnv()
-	default:
+	} else {
 		args = append(args, "-upload-dir", uploadDir)
 	}
-	p, err := benchproc.Start("tusd", b.o.tusdBin, args, env, filepath.Join(dir, "tusd.log"))
+	p, err := b.start("tusd", b.o.tusdBin, args, env, filepath.Join(dir, "tusd.log"))
 	if err != nil {
 		return nil, err
 	}

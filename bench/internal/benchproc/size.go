@@ -48,6 +48,8 @@ func FormatSize(n int64) string {
 		return fmt.Sprintf("%dGiB", n>>30)
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
 	default:
 		return strconv.FormatInt(n, 10)
 	}
