@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -277,6 +278,23 @@ func (b *bench) runMany(ctx context.Context, t, phase string, run int, w workloa
 	return r
 }
 
+// uploadAll runs w.n uploads through inst, w.conc at a time, filling
+// results and errs by upload index.
+func (b *bench) uploadAll(ctx context.Context, hc *http.Client, inst *instance, w workload, bases []int64, results []tusclient.Result, errs []error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range w.conc {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < w.n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				c := tusclient.Client{HTTP: hc, Endpoint: inst.endpoints[0], Header: inst.header,
+					Metadata: tusclient.SortedMetadata(inst.meta), ChunkSize: min(b.o.chunk, w.size)}
+				results[i], errs[i] = c.Upload(ctx, b.src.f, bases[i], w.size)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // driveMany runs w.n uploads through inst, w.conc at a time, measures the
 // server over the window and checks what was stored.
 func (b *bench) driveMany(ctx context.Context, r *manyRun, inst *instance, w workload) {
@@ -299,19 +317,8 @@ func (b *bench) driveMany(ctx context.Context, r *manyRun, inst *instance, w wor
 	if b.rproxy != nil {
 		b.rproxy.snapshot()
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	start := time.Now()
-	for range w.conc {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < w.n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
-				c := tusclient.Client{HTTP: hc, Endpoint: inst.endpoints[0], Header: inst.header,
-					Metadata: tusclient.SortedMetadata(inst.meta), ChunkSize: min(b.o.chunk, w.size)}
-				results[i], errs[i] = c.Upload(ctx, b.src.f, bases[i], w.size)
-			}
-		})
-	}
-	wg.Wait()
+	b.uploadAll(ctx, hc, inst, w, bases, results, errs)
 	r.wall = time.Since(start)
 	after, err := measure(inst.procs)
 	if err != nil {
