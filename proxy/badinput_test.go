@@ -248,7 +248,9 @@ func TestExpectContinueRejections(t *testing.T) {
 	if err != nil || !strings.Contains(line, "100") {
 		t.Fatalf("want 100 Continue, got %q, %v", line, err)
 	}
-	rc.br.ReadString('\n')
+	if _, err := rc.br.ReadString('\n'); err != nil {
+		t.Fatalf("blank line after 100 Continue: %v", err)
+	}
 	rc.write(make([]byte, 100))
 	if r := rc.read("PATCH"); r.status != http.StatusNoContent || r.h.Get("Upload-Offset") != "100" {
 		t.Errorf("PATCH after 100 Continue: %d %q", r.status, r.h.Get("Upload-Offset"))
@@ -489,7 +491,7 @@ func (f *flakyStore) beforeLease(ctx context.Context, id string) error {
 		return fmt.Errorf("flaky: %w", sessionstore.ErrLocked)
 	}
 	if p := f.deleteFirst.Load(); p != nil && *p == id && f.deleteFirst.CompareAndSwap(p, nil) {
-		if _, err := f.Store.DeleteUpload(ctx, id); err != nil {
+		if _, err := f.DeleteUpload(ctx, id); err != nil {
 			return err
 		}
 	}

@@ -94,7 +94,7 @@ type bodyRate struct {
 }
 
 func (s *Server) newBodyReader(ctx *fasthttp.RequestCtx, rq *request) *bodyReader {
-	var r io.Reader = ctx.RequestBodyStream()
+	r := ctx.RequestBodyStream()
 	if r == nil {
 		// No Content-Length and no chunked encoding: no body.
 		r = eofReader{}
@@ -147,6 +147,38 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
 	}
+	start := b.armDeadline()
+	if t := b.taken.Load(); t != nil {
+		b.err = fmt.Errorf("%w: %w", errBodyRead, t)
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.n += int64(n)
+		b.m.bytesReceived.Add(int64(n))
+	}
+	if t := b.taken.Load(); t != nil && err != nil {
+		// The read failed because cut set the deadline: that is the story.
+		err = t
+	} else if b.rate.quota > 0 {
+		if slow := b.countRate(start, n, err); slow != nil {
+			b.err = slow
+			return n, b.err
+		}
+	}
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
+		b.err = fmt.Errorf("%w: %w", errBodyRead, err)
+		return n, b.err
+	}
+	return n, err
+}
+
+// armDeadline moves the read deadline before a read (at once when a
+// release request stopped the body) and returns the read's start.
+func (b *bodyReader) armDeadline() time.Time {
 	select {
 	case <-b.stop:
 		_ = b.ctx.SetReadDeadline(time.Now())
@@ -167,38 +199,25 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		_ = b.ctx.SetReadDeadline(start.Add(b.idle))
 		b.lastSet, r.capped = start, false
 	}
-	if t := b.taken.Load(); t != nil {
-		b.err = fmt.Errorf("%w: %w", errBodyRead, t)
-		return 0, b.err
-	}
-	n, err := b.r.Read(p)
-	if n > 0 {
-		b.n += int64(n)
-		b.m.bytesReceived.Add(int64(n))
-	}
-	if t := b.taken.Load(); t != nil && err != nil {
-		// The read failed because cut set the deadline: that is the story.
-		err = t
-	} else if r.quota > 0 {
-		r.spent += time.Since(start)
-		r.got += int64(n)
-		if r.spent >= r.window || (err != nil && r.capped && errors.Is(err, os.ErrDeadlineExceeded)) {
-			if r.got < r.quota {
-				b.m.slowBodies.Add(1)
-				b.err = fmt.Errorf("%w: %w: %d bytes in %v, want %d", errBodyRead, errSlowBody, r.got, r.spent.Round(time.Millisecond), r.quota)
-				return n, b.err
-			}
-			r.spent, r.got = 0, 0
+	return start
+}
+
+// countRate counts a read of n bytes begun at start against the minimum
+// rate: at the end of a window (or when the window's deadline cut the
+// read) a body short of the window's bytes is refused with the error
+// returned.
+func (b *bodyReader) countRate(start time.Time, n int, err error) error {
+	r := &b.rate
+	r.spent += time.Since(start)
+	r.got += int64(n)
+	if r.spent >= r.window || (err != nil && r.capped && errors.Is(err, os.ErrDeadlineExceeded)) {
+		if r.got < r.quota {
+			b.m.slowBodies.Add(1)
+			return fmt.Errorf("%w: %w: %d bytes in %v, want %d", errBodyRead, errSlowBody, r.got, r.spent.Round(time.Millisecond), r.quota)
 		}
+		r.spent, r.got = 0, 0
 	}
-	switch {
-	case err == io.EOF:
-		b.eof = true
-	case err != nil:
-		b.err = fmt.Errorf("%w: %w", errBodyRead, err)
-		return n, b.err
-	}
-	return n, err
+	return nil
 }
 
 type eofReader struct{}

@@ -38,7 +38,9 @@ func TestBodyReaderAllocs(t *testing.T) {
 	buf := make([]byte, 4096)
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := b.Read(buf); err != nil {
-			src.Seek(0, io.SeekStart)
+			if _, err := src.Seek(0, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
 			b.eof = false
 		}
 	})

@@ -131,12 +131,9 @@ func (in directRequest) grant(now time.Time) (sessionstore.DirectUpload, error) 
 		}
 		d.MaxSize = *in.MaxSizeBytes
 	}
-	ttl := defaultDirectTTL
-	if in.ExpiresIn != nil {
-		if *in.ExpiresIn < 1 || *in.ExpiresIn > int64(maxDirectExpiry/time.Second) {
-			return d, errInvalidDirect(fmt.Sprintf(`"expires_in" must be between 1 and %d seconds (7 days)`, int64(maxDirectExpiry/time.Second)))
-		}
-		ttl = time.Duration(*in.ExpiresIn) * time.Second
+	ttl, err := directTTL(in.ExpiresIn)
+	if err != nil {
+		return d, err
 	}
 	d.ExpiresAt = now.Add(ttl)
 	if len(d.Filename) > maxDirectFilename || strings.ContainsFunc(d.Filename, func(r rune) bool { return r < ' ' || r == 0x7f }) {
@@ -151,17 +148,41 @@ func (in directRequest) grant(now time.Time) (sessionstore.DirectUpload, error) 
 		}
 	}
 	d.Metadata = in.Metadata
-	if len(in.AllowedOrigins) > maxDirectOrigins {
-		return d, errInvalidDirect(fmt.Sprintf(`"allowed_origins" takes at most %d origins`, maxDirectOrigins))
+	origins, err := directOrigins(in.AllowedOrigins)
+	if err != nil {
+		return d, err
 	}
-	for _, o := range in.AllowedOrigins {
+	d.AllowedOrigins = origins
+	return d, nil
+}
+
+// directTTL is how long a direct upload URL works: expiresIn seconds,
+// checked, or the default when nil.
+func directTTL(expiresIn *int64) (time.Duration, error) {
+	if expiresIn == nil {
+		return defaultDirectTTL, nil
+	}
+	if *expiresIn < 1 || *expiresIn > int64(maxDirectExpiry/time.Second) {
+		return 0, errInvalidDirect(fmt.Sprintf(`"expires_in" must be between 1 and %d seconds (7 days)`, int64(maxDirectExpiry/time.Second)))
+	}
+	return time.Duration(*expiresIn) * time.Second, nil
+}
+
+// directOrigins checks a request's allowed origins and returns them
+// normalized (nil when there are none).
+func directOrigins(in []string) ([]string, error) {
+	if len(in) > maxDirectOrigins {
+		return nil, errInvalidDirect(fmt.Sprintf(`"allowed_origins" takes at most %d origins`, maxDirectOrigins))
+	}
+	var out []string
+	for _, o := range in {
 		norm, ok := normalizeOrigin(o)
 		if !ok {
-			return d, errInvalidDirect(fmt.Sprintf(`allowed origin %q is not an origin such as "https://app.example.com"`, o))
+			return nil, errInvalidDirect(fmt.Sprintf(`allowed origin %q is not an origin such as "https://app.example.com"`, o))
 		}
-		d.AllowedOrigins = append(d.AllowedOrigins, norm)
+		out = append(out, norm)
 	}
-	return d, nil
+	return out, nil
 }
 
 // normalizeOrigin returns o as browsers send it in Origin (scheme://host

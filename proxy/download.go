@@ -134,12 +134,9 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *
 	if err := s.verifyDownload(id, token, now); err != nil {
 		return err
 	}
-	a, err := s.store.Asset(ctx, id)
-	if errors.Is(err, sessionstore.ErrNotFound) || err == nil && (a.Deleted || a.State != sessionstore.StateReady) {
-		return errNotFound
-	}
+	a, err := s.readyAsset(ctx, id)
 	if err != nil {
-		return fmt.Errorf("proxy: load asset: %w", err)
+		return err
 	}
 	h := &rc.Response.Header
 	h.Set("Accept-Ranges", "bytes")
@@ -176,18 +173,7 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *
 	h.SetContentType(dh.ContentType)
 	h.Set("Content-Disposition", dh.ContentDisposition)
 	status, r := fasthttp.StatusOK, byteRange{0, size}
-	var rh []byte
-	if !rc.IsHead() {
-		// RFC 9110 14.2 defines Range for GET only: a HEAD describes the
-		// whole object (200, its full Content-Length).
-		rh = rc.Request.Header.Peek("Range")
-	}
-	if ir := rc.Request.Header.Peek("If-Range"); ir != nil && !strongMatch(strings.TrimSpace(string(ir)), etag) {
-		// The client's copy is another version (or a date we cannot
-		// compare): it gets the whole object, not a piece to splice in.
-		rh = nil
-	}
-	if rh != nil {
+	if rh := downloadRange(rc, etag); rh != nil {
 		br, ok, rerr := parseRange(string(rh), size)
 		switch {
 		case rerr != nil:
@@ -207,6 +193,36 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *
 	}
 	rc.SetBodyStream(objectBody{io.NewSectionReader(obj, r.start, r.length), obj}, int(r.length))
 	return nil
+}
+
+// readyAsset loads the asset a download serves: a missing, deleted or
+// not yet ready one is not found.
+func (s *Server) readyAsset(ctx context.Context, id string) (sessionstore.Asset, error) {
+	a, err := s.store.Asset(ctx, id)
+	if errors.Is(err, sessionstore.ErrNotFound) || err == nil && (a.Deleted || a.State != sessionstore.StateReady) {
+		return a, errNotFound
+	}
+	if err != nil {
+		return a, fmt.Errorf("proxy: load asset: %w", err)
+	}
+	return a, nil
+}
+
+// downloadRange is the Range header a download honours, nil for the
+// whole object.
+func downloadRange(rc *fasthttp.RequestCtx, etag string) []byte {
+	var rh []byte
+	if !rc.IsHead() {
+		// RFC 9110 14.2 defines Range for GET only: a HEAD describes the
+		// whole object (200, its full Content-Length).
+		rh = rc.Request.Header.Peek("Range")
+	}
+	if ir := rc.Request.Header.Peek("If-Range"); ir != nil && !strongMatch(strings.TrimSpace(string(ir)), etag) {
+		// The client's copy is another version (or a date we cannot
+		// compare): it gets the whole object, not a piece to splice in.
+		rh = nil
+	}
+	return rh
 }
 
 var errPrecondition = codePreconditionFailed.err()

@@ -59,7 +59,7 @@ func (s *Server) expect(rc *fasthttp.RequestCtx) int {
 
 // tusExpect is why a TUS creation or PATCH would be refused before its
 // body is read, or nil.
-func tusExpect(s *Server, ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+func (s *Server) tusExpect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	if rq.method == fasthttp.MethodPost {
 		_, err := parseCreate(&rc.Request.Header)
 		return err
@@ -70,7 +70,7 @@ func tusExpect(s *Server, ctx context.Context, rc *fasthttp.RequestCtx, rq *requ
 
 // draftExpect is why a draft creation or append would be refused before
 // its content is read, or nil.
-func draftExpect(s *Server, ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+func (s *Server) draftExpect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	if p.id == "" {
 		_, err := parseDraftCreate(p.draft.v, &rc.Request.Header, rc.QueryArgs())
 		return err

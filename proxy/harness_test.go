@@ -131,7 +131,8 @@ func (r resp) errorCode() string {
 	var b struct {
 		Error struct{ Code, Message string }
 	}
-	json.Unmarshal(r.body, &b)
+	// A body that is not a JSON error has no code: "" is the answer.
+	_ = json.Unmarshal(r.body, &b)
 	return b.Error.Code
 }
 
@@ -321,7 +322,9 @@ func (e *env) rawFrom(src string) *rawConn {
 		e.t.Fatalf("dial: %v", err)
 	}
 	e.t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
+		e.t.Fatalf("set deadline: %v", err)
+	}
 	return &rawConn{t: e.t, c: c, br: bufio.NewReader(c)}
 }
 
@@ -342,7 +345,9 @@ func (rc *rawConn) send(method, path string, h http.Header, body []byte) {
 	rc.t.Helper()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, rc.c.RemoteAddr())
-	h.Write(&b)
+	if err := h.Write(&b); err != nil {
+		rc.t.Fatalf("write headers: %v", err)
+	}
 	b.WriteString("\r\n")
 	b.Write(body)
 	if _, err := rc.c.Write(b.Bytes()); err != nil {

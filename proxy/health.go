@@ -11,7 +11,7 @@ import (
 )
 
 // serveHealthz serves /healthz: the process is up.
-func serveHealthz(_ *Server, _ context.Context, rc *fasthttp.RequestCtx, _ *request, _ *params) error {
+func (*Server) serveHealthz(_ context.Context, rc *fasthttp.RequestCtx, _ *request, _ *params) error {
 	rc.SetContentType("text/plain; charset=utf-8")
 	rc.SetBodyString("ok\n")
 	return nil

@@ -225,6 +225,22 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 		p.RequestID = rq.id
 	}
 	h := &ctx.Response.Header
+	s.ietfFailFields(h, rq, d, e, &p)
+	if d.v >= 7 && ctx.IsPatch() && h.Peek("Upload-Complete") == nil {
+		// From -06 on, every answer to an append that did not complete
+		// the upload says so, refusals included (a client must not take
+		// a 4xx for the end of the upload).
+		d.v.setDone(h, d.completed)
+	}
+	writeProblem(ctx, e.Status, &p)
+	if linger {
+		s.lingerClose(ctx)
+	}
+}
+
+// ietfFailFields adds what the draft says an answer e carries: the offset
+// to resume from, whether the upload is done, the size limit.
+func (s *Server) ietfFailFields(h *fasthttp.ResponseHeader, rq *request, d *draftReq, e *Error, p *problem) {
 	switch {
 	case e.Status == fasthttp.StatusConflict && d.expected >= 0:
 		h.Set("Upload-Offset", strconv.FormatInt(d.expected, 10))
@@ -244,15 +260,5 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 		d.v.setDone(h, true) // the upload is over: it failed
 	case e.Status == fasthttp.StatusRequestEntityTooLarge:
 		h.Set("Upload-Limit", s.uploadLimit(s.draftExpiry(rq, d)))
-	}
-	if d.v >= 7 && ctx.IsPatch() && h.Peek("Upload-Complete") == nil {
-		// From -06 on, every answer to an append that did not complete
-		// the upload says so, refusals included (a client must not take
-		// a 4xx for the end of the upload).
-		d.v.setDone(h, d.completed)
-	}
-	writeProblem(ctx, e.Status, &p)
-	if linger {
-		s.lingerClose(ctx)
 	}
 }

@@ -97,8 +97,9 @@ func sha256Member(v string) ([]byte, error) {
 			continue
 		}
 		val, _, _ = strings.Cut(strings.TrimSpace(val), ";")
-		b64, ok := strings.CutPrefix(val, ":")
-		if b64, ok = strings.CutSuffix(b64, ":"); !ok {
+		b64, open := strings.CutPrefix(val, ":")
+		b64, closed := strings.CutSuffix(b64, ":")
+		if !open || !closed {
 			return nil, errors.New("sha-256 must be a byte sequence (:base64:)")
 		}
 		sum, err := base64.StdEncoding.Strict().DecodeString(b64)

@@ -22,9 +22,9 @@ import (
 // how often a failure is logged at most (a process out of file
 // descriptors must keep serving, and must not flood its log either).
 const (
-	acceptRetryMin  = 5 * time.Millisecond
-	acceptRetryMax  = time.Second
-	acceptLogPeriod = time.Second
+	acceptRetryFloor = 5 * time.Millisecond
+	acceptRetryMax   = time.Second
+	acceptLogPeriod  = time.Second
 )
 
 // Connection refusals, answered by the listener itself before fasthttp
@@ -80,7 +80,7 @@ func newLimitListener(ln net.Listener, log *slog.Logger, maxConns, perIP int, tr
 }
 
 // Accept returns the next admitted connection. Accept errors are retried
-// with a backoff from acceptRetryMin to acceptRetryMax; connections over a
+// with a backoff from acceptRetryFloor to acceptRetryMax; connections over a
 // cap get their 503 and are closed here.
 func (l *limitListener) Accept() (net.Conn, error) {
 	var wait time.Duration
@@ -90,7 +90,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
-			wait = min(max(2*wait, acceptRetryMin), acceptRetryMax)
+			wait = min(max(2*wait, acceptRetryFloor), acceptRetryMax)
 			l.acceptFailed(err, wait)
 			select {
 			case <-time.After(wait):

@@ -93,7 +93,9 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("in-flight PATCH during shutdown: %d %q %s, want 204", r.status, r.h.Get("Upload-Offset"), r.body)
 	}
 	// The connection is closed after the response (Connection: close).
-	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := rc.c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := rc.br.Read(make([]byte, 1)); err == nil {
 		t.Errorf("connection still open after the response during shutdown (read %d bytes)", n)
 	}
@@ -183,7 +185,9 @@ func TestHeadFinishesFullUpload(t *testing.T) {
 	if _, err := e.store.Commit(ctx, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: int64(len(data)), HashState: pipeline.MarshalHash(h), Length: -1}); err != nil {
 		t.Fatal(err)
 	}
-	e.store.ReleaseLease(ctx, l)
+	if err := e.store.ReleaseLease(ctx, l); err != nil {
+		t.Fatal(err)
+	}
 	if _, a := e.getAsset("acme", c.SessionID); a.State != "uploading" {
 		t.Fatalf("asset before HEAD: %q, want uploading", a.State)
 	}

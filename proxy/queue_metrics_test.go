@@ -44,8 +44,12 @@ func TestQueueLengthMetricRedis(t *testing.T) {
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
-		<-served
+		if err := srv.Shutdown(sctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
 	scrape := func(step string, probe, webhook float64) {
 		t.Helper()

@@ -34,24 +34,6 @@ func quotaExceeded(qe *sessionstore.QuotaError) *Error {
 	return codeQuotaExceeded.with(msg)
 }
 
-// reserveQuota grows upload id's reservation to n bytes (counting the
-// upload on its first reservation), or answers 403 quota_exceeded.
-func (s *Server) reserveQuota(ctx context.Context, account, id string, n int64) error {
-	return httpError(s.svc.ReserveQuota(ctx, account, id, n))
-}
-
-// settleQuota turns a completed upload's reservation into size stored
-// bytes (upload.Service.SettleQuota).
-func (s *Server) settleQuota(ctx context.Context, account, id string, size int64) {
-	s.svc.SettleQuota(ctx, account, id, size)
-}
-
-// releaseQuota drops what upload id holds of its account's quota
-// (upload.Service.ReleaseQuota).
-func (s *Server) releaseQuota(ctx context.Context, account, id string) {
-	s.svc.ReleaseQuota(ctx, account, id)
-}
-
 // quotaLimitsJSON shows limits; null is unlimited.
 type quotaLimitsJSON struct {
 	BytesStored   *int64 `json:"bytes_stored"`

@@ -285,6 +285,6 @@ func optionsPreflight(s *Server, rc *fasthttp.RequestCtx, rt *route, _ *params) 
 
 // noEndpoint is the handler of paths below a resource that has none
 // there.
-func noEndpoint(*Server, context.Context, *fasthttp.RequestCtx, *request, *params) error {
+func (*Server) noEndpoint(context.Context, *fasthttp.RequestCtx, *request, *params) error {
 	return errNoEndpoint
 }

@@ -134,10 +134,10 @@ func routeTable() []route {
 	// The upload endpoint's two dialects, and the read-only resources.
 	tus := route{dialect: tusDialect, headers: []string{"Tus-Resumable", tusVersion}, cors: true, override: true,
 		options: tusOptionsOf, check: tusCheck, auth: true, body: "POST, PATCH", limit: true,
-		serve: (*Server).tusServe, expect: tusExpect}
+		serve: (*Server).tusServe, expect: (*Server).tusExpect}
 	draft := route{dialect: draftDialect, cors: true,
 		options: tusOptionsOf, check: draftCheck, auth: true, body: "POST, PUT, PATCH", limit: true,
-		serve: (*Server).draftServe, expect: draftExpect}
+		serve: (*Server).draftServe, expect: (*Server).draftExpect}
 	read := route{allow: "GET, HEAD, OPTIONS", cors: true, options: optionsAllow}
 	const (
 		uploadAllow = "OPTIONS, HEAD, GET, PATCH, DELETE"
@@ -162,7 +162,7 @@ func routeTable() []route {
 			allow: "GET, DELETE", auth: true, serve: (*Server).serveWebhooks},
 		{name: "webhooks", pattern: webhooksPath + "/{id}/deliveries", match: tree(webhooksPath, "deliveries"),
 			allow: "GET", auth: true, serve: (*Server).serveWebhooks},
-		{name: "webhooks", pattern: webhooksPath + "/{id}/*", match: tree(webhooksPath, shapeOther), serve: noEndpoint},
+		{name: "webhooks", pattern: webhooksPath + "/{id}/*", match: tree(webhooksPath, shapeOther), serve: (*Server).noEndpoint},
 
 		with(read, route{name: "quota", pattern: quotaPath, match: exact(quotaPath), auth: true, serve: (*Server).serveQuota}),
 
@@ -174,14 +174,14 @@ func routeTable() []route {
 			allow: "POST, OPTIONS", cors: true, options: optionsPreflight, auth: true, body: "POST", serve: (*Server).createDirect},
 		{name: "direct_upload", pattern: directPath + "/{id}", match: tree(directPath, shapeItem),
 			allow: "DELETE, OPTIONS", cors: true, options: optionsPreflight, auth: true, serve: (*Server).revokeDirect},
-		{name: "direct_upload", pattern: directPath + "/{id}/*", match: tree(directPath, shapeOther), cors: true, serve: noEndpoint},
+		{name: "direct_upload", pattern: directPath + "/{id}/*", match: tree(directPath, shapeOther), cors: true, serve: (*Server).noEndpoint},
 
 		with(read, route{name: "download", pattern: downloadPath + "{id}?token=", match: rest(downloadPath),
 			headers: []string{"X-Content-Type-Options", "nosniff", "Content-Security-Policy", downloadCSP},
 			serve:   (*Server).serveDownload}),
 		{name: "page", pattern: "/", match: exactly("/"), allow: "GET, HEAD", serve: (*Server).servePage},
 		{name: "page", pattern: pagePath + "{file}", match: rest(pagePath), allow: "GET, HEAD", serve: (*Server).servePage},
-		{name: "healthz", pattern: "/healthz", match: exactly("/healthz"), serve: serveHealthz},
+		{name: "healthz", pattern: "/healthz", match: exactly("/healthz"), serve: (*Server).serveHealthz},
 		{name: "readyz", pattern: "/readyz", match: exactly("/readyz"), serve: (*Server).serveReady},
 		{name: "metrics", pattern: "/metrics", match: exactly("/metrics"), serve: (*Server).metricsRoute,
 			off: func(s *Server) bool { return s.cfg.MetricsElsewhere }},

@@ -34,8 +34,3 @@ func (r releasable) Cut(cause error) bool {
 	}
 	return r.b.cut(errTakenOver)
 }
-
-// register makes b the body a release request for upload id cuts.
-func (s *Server) register(id string, b *bodyReader) func() {
-	return s.leases.Register(id, releasable{b})
-}

@@ -98,20 +98,27 @@ func parseCreate(h *fasthttp.RequestHeader) (creation, error) {
 	} else if c.shape, err = c.md.shape(); err != nil {
 		return c, err
 	}
-	// creation-with-upload: a body of the TUS chunk type is the first chunk.
+	err = c.parseData(h)
+	return c, err
+}
+
+// parseData reads what a creation-with-upload says of its first chunk:
+// a body of the TUS chunk type is one.
+func (c *creation) parseData(h *fasthttp.RequestHeader) error {
 	c.size = int64(h.ContentLength())
 	c.withData = isOffsetType(h.ContentType()) && c.size != 0 && c.size != -2
 	if !c.withData {
-		return c, nil
+		return nil
 	}
 	if c.size > pipeline.MaxChunk {
-		return c, errChunkTooBig
+		return errChunkTooBig
 	}
 	if c.length >= 0 && c.size > c.length {
-		return c, errPastLength
+		return errPastLength
 	}
+	var err error
 	c.sum, err = parseChecksumHeader(h)
-	return c, err
+	return err
 }
 
 // tusCreate serves POST: creation, creation-defer-length,

@@ -125,33 +125,57 @@ func (s *Server) accountWebhook(ctx context.Context, account, id string) (sessio
 	return h, nil
 }
 
-func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, account string) error {
+// webhookRequest is POST /api/v1/webhooks's body.
+type webhookRequest struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+}
+
+// readWebhookRequest reads and decodes a webhook creation's body.
+func readWebhookRequest(rc *fasthttp.RequestCtx) (webhookRequest, error) {
+	var req webhookRequest
 	if rc.Request.Header.ContentLength() > maxWebhookBody {
-		return errWebhookTooBig
+		return req, errWebhookTooBig
 	}
-	var body io.Reader = rc.RequestBodyStream()
+	body := rc.RequestBodyStream()
 	if body == nil {
-		return errWebhookBody
+		return req, errWebhookBody
 	}
 	raw, err := io.ReadAll(io.LimitReader(body, maxWebhookBody+1))
 	if err != nil {
-		return errWebhookBody
+		return req, errWebhookBody
 	}
 	if len(raw) > maxWebhookBody {
-		return errWebhookTooBig
-	}
-	var req struct {
-		URL    string   `json:"url"`
-		Events []string `json:"events"`
+		return req, errWebhookTooBig
 	}
 	if err := json.Unmarshal(raw, &req); err != nil {
-		return errWebhookBody
+		return req, errWebhookBody
 	}
-	u, err := url.Parse(req.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.URL) > 2048 {
+	return req, nil
+}
+
+// webhookEvents checks a webhook's event types; none asked means all.
+func webhookEvents(events []string) ([]string, error) {
+	if len(events) == 0 {
+		events = sessionstore.EventTypes
+	}
+	for _, e := range events {
+		if !slices.Contains(sessionstore.EventTypes, e) {
+			return nil, codeInvalidWebhook.with(
+				fmt.Sprintf("unknown event %q; known: %s", e, strings.Join(sessionstore.EventTypes, ", ")))
+		}
+	}
+	return events, nil
+}
+
+// checkWebhookURL refuses a webhook URL that is not an absolute http(s)
+// URL, or whose target the configuration does not allow.
+func (s *Server) checkWebhookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(raw) > 2048 {
 		return codeInvalidWebhook.with("url must be an absolute http or https URL (at most 2048 characters)")
 	}
-	if err := s.cfg.WebhookTargets.CheckURL(req.URL); err != nil {
+	if err := s.cfg.WebhookTargets.CheckURL(raw); err != nil {
 		reason := "refused"
 		if b, ok := errors.AsType[*webhook.BlockedError](err); ok {
 			reason = b.Reason
@@ -159,15 +183,20 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 		return codeInvalidWebhook.with(
 			"url must name a public host by a DNS name or a canonical IP address, without user:password@ (" + reason + ")")
 	}
-	events := req.Events
-	if len(events) == 0 {
-		events = sessionstore.EventTypes
+	return nil
+}
+
+func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, account string) error {
+	req, err := readWebhookRequest(rc)
+	if err != nil {
+		return err
 	}
-	for _, e := range events {
-		if !slices.Contains(sessionstore.EventTypes, e) {
-			return codeInvalidWebhook.with(
-				fmt.Sprintf("unknown event %q; known: %s", e, strings.Join(sessionstore.EventTypes, ", ")))
-		}
+	if err := s.checkWebhookURL(req.URL); err != nil {
+		return err
+	}
+	events, err := webhookEvents(req.Events)
+	if err != nil {
+		return err
 	}
 	slices.Sort(events)
 	h := sessionstore.Webhook{ID: apikey.NewID(), Account: account, URL: req.URL, Events: slices.Compact(events),

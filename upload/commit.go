@@ -28,7 +28,7 @@ func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offs
 		start := time.Now()
 		ns, err := s.Store.Commit(cctx, h.Lease(), sessionstore.Commit{
 			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
-			Storage: p.Storage, Parts: storeParts(p.Parts), Length: -1,
+			Storage: p.Storage, Parts: p.Parts, Length: -1,
 			// Expiry slides with activity: an upload being written does
 			// not expire, however long it takes in total.
 			ExpiresAt: nextExpiry(s.cfg.UploadExpiry),
@@ -134,7 +134,7 @@ func (s *Service) complete(ctx context.Context, l sessionstore.Lease, sess sessi
 	if err != nil {
 		return sess, fmt.Errorf("upload: list parts: %w", err)
 	}
-	if err := s.Pipe.Sink().Complete(ctx, s.Describe(sess), pipelineParts(parts)); err != nil {
+	if err := s.Pipe.Sink().Complete(ctx, s.Describe(sess), parts); err != nil {
 		return sess, fmt.Errorf("upload: complete storage: %w", err)
 	}
 	sum, err := pipeline.SumHex(sess.HashState)
@@ -188,29 +188,4 @@ func (s *Service) EnsureStorage(ctx context.Context, l sessionstore.Lease, sess 
 		return sess, fmt.Errorf("upload: save storage of direct upload: %w", err)
 	}
 	return ns, nil
-}
-
-// storeParts converts the pipeline's parts for the store (the two
-// packages each own a Part of the same shape).
-func storeParts(ps []pipeline.Part) []sessionstore.Part {
-	if len(ps) == 0 {
-		return nil
-	}
-	out := make([]sessionstore.Part, len(ps))
-	for i, p := range ps {
-		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
-	}
-	return out
-}
-
-// pipelineParts converts the store's parts for the pipeline.
-func pipelineParts(ps []sessionstore.Part) []pipeline.Part {
-	if len(ps) == 0 {
-		return nil
-	}
-	out := make([]pipeline.Part, len(ps))
-	for i, p := range ps {
-		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
-	}
-	return out
 }

@@ -138,7 +138,7 @@ func (s *Service) concatInto(ctx context.Context, sess sessionstore.Session, src
 	defer ccancel()
 	_, err = s.Store.Commit(cctx, h.Lease(), sessionstore.Commit{
 		ExpectOffset: 0, NewOffset: sess.Length, HashState: state, Storage: storage,
-		Parts: storeParts(parts), Length: -1, Complete: true, SHA256: sum,
+		Parts: parts, Length: -1, Complete: true, SHA256: sum,
 	})
 	if err != nil {
 		return fmt.Errorf("upload: commit concatenation: %w", err)
