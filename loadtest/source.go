@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/roughy/ingest/internal/bytesize"
+
 	"bufio"
 	"encoding/binary"
 	"fmt"
@@ -9,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -60,32 +61,13 @@ func generate(path string, size int64) error {
 	return nil
 }
 
-func parseSize(v string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-		if s, ok := strings.CutSuffix(v, u.suf); ok {
-			v, mult = s, u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("loadtest: bad size %q: %w", v, err)
-	}
-	return n * mult, nil
-}
+func parseSize(v string) (int64, error) { return bytesize.Parse(v) }
 
+// fmtSize is bytesize.Format with a "B" on plain byte counts.
 func fmtSize(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%dGiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%dMiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%dKiB", n>>10)
+	f := bytesize.Format(n)
+	if f[len(f)-1] >= '0' && f[len(f)-1] <= '9' {
+		f += "B"
 	}
-	return strconv.FormatInt(n, 10) + "B"
+	return f
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/roughy/ingest/internal/bytesize"
+
 	"bytes"
 	"context"
 	"flag"
@@ -130,7 +132,7 @@ func TestParseSize(t *testing.T) {
 		{in: "1..5MiB", bad: true},
 		{in: "99999999999TiB", bad: true},
 	} {
-		got, err := parseSize(tc.in)
+		got, err := bytesize.Parse(tc.in)
 		if tc.bad {
 			if err == nil {
 				t.Errorf("parseSize(%q) = %d, want an error", tc.in, got)
@@ -142,8 +144,8 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 	for _, n := range []int64{1 << 30, 512 << 20, 50 << 20, 1000} {
-		s := formatSize(n)
-		if back, err := parseSize(s); err != nil || back != n {
+		s := bytesize.Format(n)
+		if back, err := bytesize.Parse(s); err != nil || back != n {
 			t.Errorf("formatSize(%d) = %q parses back as %d, %v", n, s, back, err)
 		}
 	}

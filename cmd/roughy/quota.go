@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/roughy/ingest/internal/bytesize"
+
 	"context"
 	"encoding/json"
 	"flag"
@@ -66,7 +68,7 @@ func (q *quotaLimit) Set(s string) error {
 		if q.count {
 			err = (*count)(&n).Set(s)
 		} else {
-			n, err = parseSize(s)
+			n, err = bytesize.Parse(s)
 		}
 		if err != nil {
 			return fmt.Errorf("want a number, unlimited or default: %w", err)
