@@ -24,7 +24,7 @@ func (s *Server) expect(rc *fasthttp.RequestCtx) int {
 	if rt == nil || rt.expect == nil {
 		return fasthttp.StatusContinue
 	}
-	method := string(rc.Method())
+	method := methodOf(rc)
 	if rt.override {
 		method = tusMethod(rc)
 	}

@@ -80,6 +80,10 @@ type metadata map[string]string
 // (tuspy sends an empty header) are skipped.
 func parseMetadata(h string) (metadata, error) {
 	md := metadata{}
+	// Values decode here first, so that each costs one allocation (its
+	// string): every write of an upload parses its stored metadata
+	// (uploadOf).
+	var buf [256]byte
 	for pair := range strings.SplitSeq(h, ",") {
 		pair = strings.Trim(pair, " \t")
 		if pair == "" {
@@ -97,7 +101,7 @@ func parseMetadata(h string) (metadata, error) {
 			md[key] = ""
 			continue
 		}
-		dec, err := decodeBase64(val)
+		dec, err := decodeBase64(buf[:0], val)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: metadata %q: bad base64: %w", key, err)
 		}
@@ -106,13 +110,13 @@ func parseMetadata(h string) (metadata, error) {
 	return md, nil
 }
 
-// decodeBase64 accepts standard base64, padded or not (some clients strip
-// the padding).
-func decodeBase64(v string) ([]byte, error) {
+// decodeBase64 appends v decoded to dst; it accepts standard base64,
+// padded or not (some clients strip the padding).
+func decodeBase64(dst []byte, v string) ([]byte, error) {
 	if strings.HasSuffix(v, "=") || len(v)%4 == 0 {
-		return base64.StdEncoding.Strict().DecodeString(v)
+		return base64.StdEncoding.Strict().AppendDecode(dst, []byte(v))
 	}
-	return base64.RawStdEncoding.Strict().DecodeString(v)
+	return base64.RawStdEncoding.Strict().AppendDecode(dst, []byte(v))
 }
 
 func validMetadataKey(k string) bool {

@@ -230,3 +230,13 @@ func TestDownloadToken(t *testing.T) {
 		t.Errorf("token accepted under another signing key")
 	}
 }
+
+// TestParseMetadataAllocs: every write of an upload parses its stored
+// metadata (uploadOf), so a value costs one allocation, its string, plus
+// the map's own.
+func TestParseMetadataAllocs(t *testing.T) {
+	h := md("type", "video", "content_type", "video/mp4", "filename", "clip.mp4")
+	if n := testing.AllocsPerRun(100, func() { _, _ = parseMetadata(h) }); n > 5 {
+		t.Errorf("parseMetadata of 3 values: %v allocations, want at most 5", n)
+	}
+}

@@ -40,7 +40,7 @@ func (s *Server) ServeMetrics(ln net.Listener) error {
 
 // handleMetrics is the metrics listener's handler.
 func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
-	rq := &request{id: newRequestID(ctx), method: string(ctx.Method()), route: "metrics", ctx: s.base}
+	rq := &request{id: newRequestID(ctx), method: methodOf(ctx), route: "metrics", ctx: s.base}
 	switch string(ctx.Path()) {
 	case "/metrics":
 		s.writeMetrics(ctx, rq)

@@ -92,3 +92,23 @@ func TestMatchAllocs(t *testing.T) {
 		t.Errorf("match: got %v allocations, want at most 2", got)
 	}
 }
+
+// methodSink keeps methodOf's answer alive, as a request does.
+var methodSink string
+
+// TestMethodOf: the method every request logs, counts and routes by is
+// the request's own, and a known one costs no allocation.
+func TestMethodOf(t *testing.T) {
+	for _, m := range []string{"HEAD", "PATCH", "POST", "GET", "OPTIONS", "DELETE", "PUT", "PROPFIND", "patch"} {
+		var rc fasthttp.RequestCtx
+		rc.Request.Header.SetMethod(m)
+		if got := methodOf(&rc); got != m {
+			t.Errorf("methodOf(%s) = %q", m, got)
+		}
+	}
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.SetMethod("PATCH")
+	if n := testing.AllocsPerRun(100, func() { methodSink = methodOf(&rc) }); n != 0 {
+		t.Errorf("methodOf(PATCH): %v allocations, want 0", n)
+	}
+}

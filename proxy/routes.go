@@ -62,6 +62,19 @@ const (
 	pagePath     = "/page/"
 )
 
+// methodOf is the request's method as a string; the methods the routes
+// serve are constants, not a copy made per request.
+func methodOf(ctx *fasthttp.RequestCtx) string {
+	m := ctx.Method()
+	for _, known := range [...]string{fasthttp.MethodHead, fasthttp.MethodPatch, fasthttp.MethodPost, fasthttp.MethodGet,
+		fasthttp.MethodOptions, fasthttp.MethodDelete, fasthttp.MethodPut} {
+		if string(m) == known {
+			return known
+		}
+	}
+	return string(m)
+}
+
 // newRequestID returns the client's X-Request-Id when it is sane, else a
 // random one.
 func newRequestID(ctx *fasthttp.RequestCtx) string {
@@ -79,7 +92,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	start := time.Now()
-	rq := &request{id: newRequestID(ctx), method: string(ctx.Method()), route: "other", ctx: s.base}
+	rq := &request{id: newRequestID(ctx), method: methodOf(ctx), route: "other", ctx: s.base}
 	ctx.Response.Header.Set("X-Request-Id", rq.id)
 	if s.tel.tracer != nil {
 		s.startRequestSpan(ctx, rq)

@@ -14,7 +14,7 @@ import (
 // tusMethod is a TUS request's method: X-HTTP-Method-Override's on a POST
 // that carries one.
 func tusMethod(ctx *fasthttp.RequestCtx) string {
-	method := string(ctx.Method())
+	method := methodOf(ctx)
 	if method == fasthttp.MethodPost {
 		if ov := ctx.Request.Header.Peek("X-HTTP-Method-Override"); len(ov) > 0 {
 			method = strings.ToUpper(strings.TrimSpace(string(ov)))

@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
@@ -34,16 +35,23 @@ func NewEvent(typ string, a sessionstore.Asset, failure string) sessionstore.Web
 // node died) therefore carries one id, and a receiver that deduplicates
 // redeliveries by id sees it once.
 func EventID(account, typ, assetID string, failed bool) string {
-	h := sha256.New()
-	for _, f := range []string{account, typ, assetID, strconv.FormatBool(failed)} {
-		h.Write([]byte(f))
-		h.Write([]byte{0})
+	// One buffer hashed at once and the UUID's text built in place: the
+	// id is made on every queued event (several per completing PATCH).
+	b := make([]byte, 0, len(account)+len(typ)+len(assetID)+10)
+	for _, f := range [...]string{account, typ, assetID, strconv.FormatBool(failed)} {
+		b = append(append(b, f...), 0)
 	}
-	var u [16]byte
-	copy(u[:], h.Sum(nil))
+	u := sha256.Sum256(b)
 	u[6] = u[6]&0x0f | 0x80 // version 8
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	var out [36]byte
+	hex.Encode(out[0:8], u[0:4])
+	hex.Encode(out[9:13], u[4:6])
+	hex.Encode(out[14:18], u[6:8])
+	hex.Encode(out[19:23], u[8:10])
+	hex.Encode(out[24:36], u[10:16])
+	out[8], out[13], out[18], out[23] = '-', '-', '-', '-'
+	return string(out[:])
 }
 
 // Emit queues an event of type typ about a for the account's endpoints.

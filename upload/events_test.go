@@ -41,3 +41,27 @@ func TestStoreEventsQueues(t *testing.T) {
 		}
 	})
 }
+
+// TestEventIDStable: an event's id is derived from the change it reports
+// and stays what receivers already saw for it: the pinned ids were made
+// by the first implementation.
+func TestEventIDStable(t *testing.T) {
+	for _, c := range []struct {
+		account, typ, asset string
+		failed              bool
+		want                string
+	}{
+		{"acme", "asset.ready", "019deafa-0000-7000-8000-00000000dead", false, "14b4b8bb-5f6b-83c4-9722-0ee8b55444cd"},
+		{"globex", "asset.failed", "as-1", true, "cc52b209-abf9-8a92-8d33-1188ed954d3d"},
+		{"", "", "", false, "23b6450d-6375-895d-bd2d-587b279a42a4"},
+		{"a\x00b", "é", "x", true, "44b81438-38c4-8e9d-b48e-a3402a9677e5"},
+	} {
+		if got := EventID(c.account, c.typ, c.asset, c.failed); got != c.want {
+			t.Errorf("EventID(%q, %q, %q, %v) = %s, want %s", c.account, c.typ, c.asset, c.failed, got, c.want)
+		}
+	}
+	// Made on every queued event: the hashed bytes and the id, no more.
+	if n := testing.AllocsPerRun(100, func() { EventID("acme", "asset.ready", "as-1", false) }); n > 2 {
+		t.Errorf("EventID: %v allocations, want at most 2", n)
+	}
+}
