@@ -198,7 +198,7 @@ func storeParts(ps []pipeline.Part) []sessionstore.Part {
 	}
 	out := make([]sessionstore.Part, len(ps))
 	for i, p := range ps {
-		out[i] = sessionstore.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
+		out[i] = sessionstore.Part(p)
 	}
 	return out
 }
@@ -210,7 +210,7 @@ func pipelineParts(ps []sessionstore.Part) []pipeline.Part {
 	}
 	out := make([]pipeline.Part, len(ps))
 	for i, p := range ps {
-		out[i] = pipeline.Part{Number: p.Number, ETag: p.ETag, Size: p.Size, Offset: p.Offset, Checksum: p.Checksum}
+		out[i] = pipeline.Part(p)
 	}
 	return out
 }
