@@ -45,16 +45,14 @@ func (s *S3Sink) Put(ctx context.Context, u Upload, src *Source, parts PartRange
 	}
 	defer s.pool.Put(buf)
 	n, crc, rerr := fillPart(src, buf, 0, 0)
-	if rerr == nil {
+	if rerr == nil || (errors.Is(rerr, io.EOF) && int64(n) == u.Length) {
+		// A reader may give its last bytes with io.EOF.
 		rerr = probeEnd(src)
 	}
 	if rerr != nil || int64(n) != u.Length {
 		// Short (ErrTruncated follows from the caller), failed or too
 		// long: store nothing.
-		if errors.Is(rerr, io.EOF) {
-			rerr = nil
-		}
-		return last, rerr
+		return last, readEnd(rerr)
 	}
 	sum := crcHeader(crc)
 	out, err := settled(ctx, s3SettleGrace, buf[:n], func(ctx context.Context, body io.ReadSeeker) (*s3.PutObjectOutput, error) {
