@@ -140,6 +140,21 @@ type Chunk struct {
 	Repr   []byte
 	Parts  PartRange
 	Commit CommitFunc
+	// Whole marks a chunk that is the whole upload, from offset 0, whose
+	// storage was not created: a sink that is a Putter and PutsWhole it
+	// stores it with Put, creating nothing first.
+	Whole bool
+}
+
+// Putter is a sink that can store a whole upload with one request
+// instead of creating its storage first (S3: one PutObject).
+type Putter interface {
+	// PutsWhole reports whether a write of size bytes at u.Offset can
+	// be stored with Put.
+	PutsWhole(u Upload, size int64) bool
+	// Put is Write of the whole upload into storage not yet created: it
+	// commits once, after every byte is stored, or not at all.
+	Put(ctx context.Context, u Upload, src *Source, parts PartRange, commit CommitFunc) (Progress, error)
 }
 
 // Sink stores upload bytes. LocalSink and S3Sink implement it.
@@ -231,12 +246,19 @@ func (p *Pipeline) Write(ctx context.Context, u Upload, c Chunk) (Progress, erro
 	}
 	defer src.release()
 
+	write := p.sink.Write
+	if pt, ok := p.sink.(Putter); ok && c.Whole && pt.PutsWhole(u, c.Size) {
+		write = pt.Put
+	}
 	if c.Checksum == nil && c.Repr == nil {
-		last, werr := p.sink.Write(ctx, u, src, c.Parts, c.Commit)
+		last, werr := write(ctx, u, src, c.Parts, c.Commit)
 		return last, truncated(werr, src, c.Size)
 	}
-	return p.writeVerified(ctx, u, c, src)
+	return p.writeVerified(ctx, u, c, src, write)
 }
+
+// writeFunc is Sink.Write or Putter.Put.
+type writeFunc func(ctx context.Context, u Upload, src *Source, parts PartRange, commit CommitFunc) (Progress, error)
 
 // truncated returns werr, or ErrTruncated when the sink took the body
 // without error but it held fewer than size bytes (size < 0: unknown).
@@ -250,7 +272,7 @@ func truncated(werr error, src *Source, size int64) error {
 // writeVerified is Write of a chunk with a checksum or a representation
 // digest: nothing is committed before the whole chunk was read and
 // verified.
-func (p *Pipeline) writeVerified(ctx context.Context, u Upload, c Chunk, src *Source) (Progress, error) {
+func (p *Pipeline) writeVerified(ctx context.Context, u Upload, c Chunk, src *Source, write writeFunc) (Progress, error) {
 	// Hold every commit until the whole chunk was read and verified.
 	var pending Progress
 	havePending := false
@@ -263,7 +285,7 @@ func (p *Pipeline) writeVerified(ctx context.Context, u Upload, c Chunk, src *So
 		havePending = true
 		return nil
 	}
-	_, werr := p.sink.Write(ctx, u, src, c.Parts, hold)
+	_, werr := write(ctx, u, src, c.Parts, hold)
 	werr = truncated(werr, src, c.Size)
 
 	none := Progress{Offset: u.Offset, HashState: u.HashState}

@@ -277,20 +277,12 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 		return err
 	}
 	size := u.Length
+	if st.Put {
+		// The object was stored whole by Put: it only needs checking.
+		return s.verifyObject(ctx, u.Key, size, parts)
+	}
 	if len(parts) == 0 {
-		// S3 cannot complete a multipart upload without parts.
-		in := &s3.PutObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(u.Key), Body: strings.NewReader(""), ContentLength: aws.Int64(0)}
-		if u.ContentType != "" {
-			in.ContentType = aws.String(u.ContentType)
-		}
-		if _, err := s.client.PutObject(ctx, in); err != nil {
-			return s3Err(ctx, "put empty object "+u.Key, err)
-		}
-		if err := s.verifyObject(ctx, u.Key, 0, nil); err != nil {
-			return err
-		}
-		s.cleanup(ctx, u.Key, st.UploadID)
-		return nil
+		return s.completeEmpty(ctx, u, st)
 	}
 	completed := make([]types.CompletedPart, len(parts))
 	for i, p := range parts {
@@ -326,13 +318,30 @@ func (s *S3Sink) Complete(ctx context.Context, u Upload, parts []Part) error {
 	return nil
 }
 
+// completeEmpty completes an upload of no bytes: S3 cannot complete a
+// multipart upload without parts, so the object is put empty.
+func (s *S3Sink) completeEmpty(ctx context.Context, u Upload, st s3State) error {
+	in := &s3.PutObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(u.Key), Body: strings.NewReader(""), ContentLength: aws.Int64(0)}
+	if u.ContentType != "" {
+		in.ContentType = aws.String(u.ContentType)
+	}
+	if _, err := s.client.PutObject(ctx, in); err != nil {
+		return s3Err(ctx, "put empty object "+u.Key, err)
+	}
+	if err := s.verifyObject(ctx, u.Key, 0, nil); err != nil {
+		return err
+	}
+	s.cleanup(ctx, u.Key, st.UploadID)
+	return nil
+}
+
 // Abort aborts the multipart upload and deletes the upload's object and
 // tail objects. The object goes too: once an upload is completed its bytes
 // live there, and a presigned download URL issued before a DELETE must
 // stop working with it. It is idempotent.
 func (s *S3Sink) Abort(ctx context.Context, u Upload) error {
 	st, err := decodeS3State(u.Storage)
-	if err == nil {
+	if err == nil && !st.Put {
 		_, err = s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 			Bucket: &s.cfg.Bucket, Key: aws.String(u.Key), UploadId: aws.String(st.UploadID),
 		})

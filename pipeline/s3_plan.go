@@ -149,6 +149,10 @@ type s3State struct {
 	// computes the object's CRC32C from them, instead of a CRC64NVME of
 	// its own, and Complete must name every part's checksum.
 	Checksum string `json:"checksum,omitempty"`
+	// Put marks an upload stored whole with one PutObject (S3Sink.Put):
+	// its object exists already and there is no multipart upload to
+	// complete or abort (UploadID is s3PutUploadID).
+	Put bool `json:"put,omitempty"`
 }
 
 func decodeS3State(b []byte) (s3State, error) {

@@ -121,6 +121,9 @@ type s3Upload struct {
 	u        Upload
 	parts    []Part
 	nextPart int32
+	// whole makes writes Chunk.Whole (a whole upload into storage not
+	// yet created).
+	whole bool
 }
 
 func (e *s3Env) create(t testing.TB, key string, length int64) *s3Upload {
@@ -173,7 +176,7 @@ func (su *s3Upload) writeFrom(ctx context.Context, u Upload, body io.Reader, siz
 		expect = p.Offset
 		return nil
 	}
-	p, err := New(su.env.sink).Write(ctx, u, Chunk{Body: body, Size: size, Checksum: sum, Parts: r, Commit: commit})
+	p, err := New(su.env.sink).Write(ctx, u, Chunk{Body: body, Size: size, Checksum: sum, Parts: r, Commit: commit, Whole: su.whole})
 	return p, r, err
 }
 

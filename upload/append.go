@@ -96,12 +96,13 @@ func (s *Service) Append(ctx context.Context, sess sessionstore.Session, req App
 	case sess.Length >= 0 && req.Size > sess.Length-sess.Offset:
 		return sess, ErrPastLength
 	}
-	// A direct upload whose creation failed before its storage existed
-	// gets it now.
-	if sess, err = s.EnsureStorage(wctx, h.Lease(), sess); err != nil {
+	// An upload without storage yet gets it now, unless this write is
+	// the whole upload and the sink stores it in one request.
+	whole := s.putsWhole(sess, req)
+	if sess, err = s.ensureUnless(wctx, h, sess, whole); err != nil {
 		return sess, err
 	}
-	cur, err := s.write(ctx, wctx, h, sess, req)
+	cur, err := s.write(ctx, wctx, h, sess, req, whole)
 	if err != nil {
 		return cur, err
 	}
@@ -110,6 +111,25 @@ func (s *Service) Append(ctx context.Context, sess sessionstore.Session, req App
 		return s.complete(wctx, h.Lease(), cur)
 	}
 	return cur, nil
+}
+
+// putsWhole reports whether req, an append to sess (as the lease found
+// it), is the whole upload in one body into storage not yet made, which
+// the sink stores in one request (pipeline.Putter). A failed put leaves
+// the upload as it was: offset 0, storage still to create.
+func (s *Service) putsWhole(sess sessionstore.Session, req AppendRequest) bool {
+	pt, ok := s.Pipe.Sink().(pipeline.Putter)
+	return ok && StoragePending(sess) && req.Segment == nil && req.Offset == 0 &&
+		pt.PutsWhole(s.Describe(sess), req.Size)
+}
+
+// ensureUnless is EnsureStorage under h, unless whole (the write puts
+// the upload whole, creating nothing first).
+func (s *Service) ensureUnless(ctx context.Context, h *Held, sess sessionstore.Session, whole bool) (sessionstore.Session, error) {
+	if whole {
+		return sess, nil
+	}
+	return s.EnsureStorage(ctx, h.Lease(), sess)
 }
 
 // admit is what an append is refused for before it takes the lease; it
@@ -174,7 +194,7 @@ func (s *Service) lease(ctx context.Context, sess sessionstore.Session, req Appe
 // write streams the body into storage under h, sess being the upload as
 // the lease found it. It returns the session as last committed and why
 // the write failed, as the client is to be told.
-func (s *Service) write(ctx, wctx context.Context, h *Held, sess sessionstore.Session, req AppendRequest) (sessionstore.Session, error) {
+func (s *Service) write(ctx, wctx context.Context, h *Held, sess sessionstore.Session, req AppendRequest, whole bool) (sessionstore.Session, error) {
 	body, src := req.Body, req.Segment
 	if src == nil {
 		src = body
@@ -187,7 +207,7 @@ func (s *Service) write(ctx, wctx context.Context, h *Held, sess sessionstore.Se
 	_, werr := s.Pipe.Write(wctx, s.Describe(sess), pipeline.Chunk{
 		Body: src, Size: req.Size, Checksum: req.Checksum, Repr: req.Repr,
 		Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
-		Commit: s.committer(h, &cur, req.Committed),
+		Commit: s.committer(h, &cur, req.Committed), Whole: whole,
 	})
 	s.Tel.Writing(-1)
 	s.Tel.Wrote(time.Since(start), body.Received())

@@ -56,7 +56,8 @@ func (s *Service) Concat(ctx context.Context, sess *sessionstore.Session, a sess
 		return err
 	}
 	sess.Length, a.SizeBytes = total, total
-	if err := s.Create(ctx, sess, a); err != nil {
+	// The sink joins into storage that exists (S3: a multipart upload).
+	if err := s.create(ctx, sess, a, false); err != nil {
 		return err
 	}
 	if err := s.concatInto(ctx, *sess, srcs); err != nil {

@@ -114,14 +114,13 @@ func New(cfg Config, d Deps) *Service {
 // Leases are the node's leases and takeovers.
 func (s *Service) Leases() *Leases { return s.leases }
 
-// StorageToCreate is the Storage of a claimed direct upload whose
-// storage does not exist yet. No sink ever sees it (Describe hides it); a
-// commit of the sink's state replaces it. Sessions of other uploads never
-// have it.
+// StorageToCreate is the Storage of an upload whose storage does not
+// exist yet: a claimed direct upload, or any upload created on a sink
+// that can put a whole upload at once (Create). No sink ever sees it
+// (Describe hides it); a commit of the sink's state replaces it.
 var StorageToCreate = []byte("roughy: storage to create")
 
-// StoragePending reports whether sess is a claimed direct upload still
-// without storage (no byte can have been written to it).
+// StoragePending reports whether sess is an upload still without storage (no byte can have been written to it).
 func StoragePending(sess sessionstore.Session) bool {
 	return sess.Offset == 0 && bytes.Equal(sess.Storage, StorageToCreate)
 }

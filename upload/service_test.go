@@ -58,7 +58,7 @@ func (e *events) EmitBefore(_ context.Context, typ string, _ sessionstore.Asset)
 type svcEnv struct {
 	t     *testing.T
 	store sessionstore.Store
-	sink  *pipeline.LocalSink
+	sink  pipeline.Sink
 	svc   *Service
 	tel   *tel
 	ev    *events
