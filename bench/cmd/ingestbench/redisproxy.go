@@ -103,21 +103,21 @@ func (p *redisProxy) serve(client net.Conn) {
 			if err != nil {
 				return
 			}
+			// The reply's command leaves the queue before the client
+			// sees the reply: a command the client sends after reading it
+			// must find the queue empty and count as a new round trip.
+			if kind != '>' && kind != '|' { // push or attribute: no reply to pop
+				mu.Lock()
+				if len(queue) > 0 {
+					pd := queue[0]
+					queue = queue[1:]
+					p.record(pd.name, time.Since(pd.sent))
+				}
+				mu.Unlock()
+			}
 			if _, err := client.Write(out); err != nil {
 				return
 			}
-			if kind == '>' || kind == '|' { // push or attribute: no reply to pop
-				continue
-			}
-			mu.Lock()
-			if len(queue) == 0 {
-				mu.Unlock()
-				continue
-			}
-			pd := queue[0]
-			queue = queue[1:]
-			mu.Unlock()
-			p.record(pd.name, time.Since(pd.sent))
 		}
 	}()
 	r := bufio.NewReaderSize(client, 64<<10)
