@@ -86,21 +86,16 @@ func (s *Service) Append(ctx context.Context, sess sessionstore.Session, req App
 	// Another request may have committed between our read and the lease;
 	// the lease carries the session as it stands now.
 	sess = lease.Session
-	switch {
-	case sess.Offset != req.Offset:
-		return sess, &OffsetMismatchError{Want: sess.Offset, Got: req.Offset}
-	case sess.Completed && req.Size != 0:
-		return sess, ErrPastLength
-	case sess.Completed:
-		return sess, nil
-	case sess.Length >= 0 && req.Size > sess.Length-sess.Offset:
-		return sess, ErrPastLength
+	if done, err := underLease(sess, req); done || err != nil {
+		return sess, err
 	}
 	// An upload without storage yet gets it now, unless this write is
 	// the whole upload and the sink stores it in one request.
-	whole := s.putsWhole(sess, req)
-	if sess, err = s.ensureUnless(wctx, h, sess, whole); err != nil {
-		return sess, err
+	whole := putsWhole(s.Deps, sess, req)
+	if !whole {
+		if sess, err = s.EnsureStorage(wctx, h.Lease(), sess); err != nil {
+			return sess, err
+		}
 	}
 	cur, err := s.write(ctx, wctx, h, sess, req, whole)
 	if err != nil {
@@ -113,23 +108,30 @@ func (s *Service) Append(ctx context.Context, sess sessionstore.Session, req App
 	return cur, nil
 }
 
+// underLease checks req against sess as the lease found it: an error,
+// or done (an empty append to a completed upload: nothing to write).
+func underLease(sess sessionstore.Session, req AppendRequest) (done bool, err error) {
+	switch {
+	case sess.Offset != req.Offset:
+		return false, &OffsetMismatchError{Want: sess.Offset, Got: req.Offset}
+	case sess.Completed && req.Size != 0:
+		return false, ErrPastLength
+	case sess.Completed:
+		return true, nil
+	case sess.Length >= 0 && req.Size > sess.Length-sess.Offset:
+		return false, ErrPastLength
+	}
+	return false, nil
+}
+
 // putsWhole reports whether req, an append to sess (as the lease found
 // it), is the whole upload in one body into storage not yet made, which
 // the sink stores in one request (pipeline.Putter). A failed put leaves
 // the upload as it was: offset 0, storage still to create.
-func (s *Service) putsWhole(sess sessionstore.Session, req AppendRequest) bool {
-	pt, ok := s.Pipe.Sink().(pipeline.Putter)
+func putsWhole(d Deps, sess sessionstore.Session, req AppendRequest) bool {
+	pt, ok := d.Pipe.Sink().(pipeline.Putter)
 	return ok && StoragePending(sess) && req.Segment == nil && req.Offset == 0 &&
-		pt.PutsWhole(s.Describe(sess), req.Size)
-}
-
-// ensureUnless is EnsureStorage under h, unless whole (the write puts
-// the upload whole, creating nothing first).
-func (s *Service) ensureUnless(ctx context.Context, h *Held, sess sessionstore.Session, whole bool) (sessionstore.Session, error) {
-	if whole {
-		return sess, nil
-	}
-	return s.EnsureStorage(ctx, h.Lease(), sess)
+		pt.PutsWhole(d.Describe(sess), req.Size)
 }
 
 // admit is what an append is refused for before it takes the lease; it
@@ -237,7 +239,7 @@ func (s *Service) write(ctx, wctx context.Context, h *Held, sess sessionstore.Se
 	if errors.Is(werr, pipeline.ErrTooLarge) {
 		werr = fmt.Errorf("%w: %w", overflow(sess), werr)
 	}
-	if errors.Is(werr, sessionstore.ErrLeaseLost) && s.deletedUnder(ctx, cur.ID) {
+	if errors.Is(werr, sessionstore.ErrLeaseLost) && deletedUnder(ctx, s.Store, cur.ID) {
 		// A DELETE that did not wait for this write (takeover timed out)
 		// removed the upload: not a retryable lost lease.
 		werr = ErrDeleted

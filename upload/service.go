@@ -131,10 +131,10 @@ func nextExpiry(expiry time.Duration) time.Time { return time.Now().UTC().Add(ex
 
 // deletedUnder reports whether upload id is gone (a write lost its lease:
 // was it to a DELETE?).
-func (s *Service) deletedUnder(ctx context.Context, id string) bool {
+func deletedUnder(ctx context.Context, st Store, id string) bool {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_, err := s.Store.Session(cctx, id)
+	_, err := st.Session(cctx, id)
 	return errors.Is(err, sessionstore.ErrNotFound)
 }
 
@@ -148,7 +148,7 @@ func (s *Service) deletedUnder(ctx context.Context, id string) bool {
 // catches them all; the session being gone proves the delete (and so its
 // own freeing) happened, so nothing that still exists is freed.
 func (s *Service) freeLate(ctx context.Context, sess sessionstore.Session) {
-	if !s.deletedUnder(ctx, sess.ID) {
+	if !deletedUnder(ctx, s.Store, sess.ID) {
 		// Not deleted yet: the DELETE waits for this write's lease and
 		// frees the storage after it.
 		return
