@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"io"
 	"testing"
 	"time"
 
@@ -25,18 +24,7 @@ func TestDeleteTakesOverWrite(t *testing.T) {
 		if _, err := e.store.Session(t.Context(), sess.ID); err != nil {
 			t.Fatalf("another account's DELETE removed the upload: %v", err)
 		}
-		pr, pw := io.Pipe()
-		body := newTestBody(pr)
-		body.cut = func(cause error) { pr.CloseWithError(cause) }
-		done := make(chan error, 1)
-		go func() {
-			_, err := e.svc.Append(t.Context(), sess, AppendRequest{Offset: 0, Size: int64(len(data)), Length: -1,
-				Body: body, Heads: sess.HeadFence, Began: time.Now()})
-			done <- err
-		}()
-		if _, err := pw.Write(data[:1000]); err != nil {
-			t.Fatalf("write the first bytes: %v", err)
-		}
+		done := e.appendInFlight(t, sess, data)
 		waitLeased(t, e, sess.ID)
 		if err := e.svc.Delete(t.Context(), "acme", sess.ID); err != nil {
 			t.Fatalf("DELETE: %v", err)

@@ -19,18 +19,7 @@ func TestOffsetTakesOverWrite(t *testing.T) {
 		data := make([]byte, 64<<10)
 		rand.Read(data)
 		sess := e.create(int64(len(data)))
-		pr, pw := io.Pipe()
-		body := newTestBody(pr)
-		body.cut = func(cause error) { pr.CloseWithError(cause) }
-		done := make(chan error, 1)
-		go func() {
-			_, err := e.svc.Append(t.Context(), sess, AppendRequest{Offset: 0, Size: int64(len(data)), Length: -1,
-				Body: body, Heads: sess.HeadFence, Began: time.Now()})
-			done <- err
-		}()
-		if _, err := pw.Write(data[:1000]); err != nil {
-			t.Fatalf("write the first bytes: %v", err)
-		}
+		done := e.appendInFlight(t, sess, data)
 		waitLeased(t, e, sess.ID)
 		got, err := e.svc.Offset(t.Context(), "acme", sess.ID)
 		if err != nil {
@@ -47,6 +36,27 @@ func TestOffsetTakesOverWrite(t *testing.T) {
 }
 
 // waitLeased waits until a write holds upload id's lease.
+// appendInFlight starts an append of data to sess at offset 0 whose body
+// is still coming: its first 1000 bytes are sent, the rest never is. The
+// returned channel receives the append's error; a release request (a
+// takeover, a DELETE) cuts the body.
+func (e *svcEnv) appendInFlight(t *testing.T, sess sessionstore.Session, data []byte) <-chan error {
+	t.Helper()
+	pr, pw := io.Pipe()
+	body := newTestBody(pr)
+	body.cut = func(cause error) { pr.CloseWithError(cause) }
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.svc.Append(t.Context(), sess, AppendRequest{Offset: 0, Size: int64(len(data)), Length: -1,
+			Body: body, Heads: sess.HeadFence, Began: time.Now()})
+		done <- err
+	}()
+	if _, err := pw.Write(data[:1000]); err != nil {
+		t.Fatalf("write the first bytes: %v", err)
+	}
+	return done
+}
+
 func waitLeased(t *testing.T, e *svcEnv, id string) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {

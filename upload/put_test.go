@@ -236,18 +236,7 @@ func TestDeleteDuringPut(t *testing.T) {
 		data := make([]byte, 1<<20)
 		rand.Read(data)
 		sess := e.created(int64(len(data)))
-		pr, pw := io.Pipe()
-		body := newTestBody(pr)
-		body.cut = func(cause error) { pr.CloseWithError(cause) }
-		done := make(chan error, 1)
-		go func() {
-			_, err := e.svc.Append(t.Context(), sess, AppendRequest{Offset: 0, Size: int64(len(data)), Length: -1,
-				Body: body, Heads: sess.HeadFence, Began: time.Now()})
-			done <- err
-		}()
-		if _, err := pw.Write(data[:1000]); err != nil {
-			t.Fatalf("write the first bytes: %v", err)
-		}
+		done := e.appendInFlight(t, sess, data)
 		waitLeased(t, e.svcEnv, sess.ID)
 		if err := e.svc.Delete(t.Context(), "acme", sess.ID); err != nil {
 			t.Fatalf("DELETE: %v", err)

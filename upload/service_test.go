@@ -379,18 +379,7 @@ func TestAppendTakenOver(t *testing.T) {
 		data := make([]byte, 64<<10)
 		rand.Read(data)
 		sess := e.create(int64(len(data)))
-		pr, pw := io.Pipe()
-		old := newTestBody(pr)
-		old.cut = func(cause error) { pr.CloseWithError(cause) }
-		done := make(chan error, 1)
-		go func() {
-			_, err := e.svc.Append(t.Context(), sess, AppendRequest{Offset: 0, Size: int64(len(data)), Length: -1,
-				Body: old, Heads: sess.HeadFence, Began: time.Now()})
-			done <- err
-		}()
-		if _, err := pw.Write(data[:1000]); err != nil {
-			t.Fatalf("write the first bytes: %v", err)
-		}
+		done := e.appendInFlight(t, sess, data)
 		cur := e.session(sess.ID)
 		_, err := e.appendBytes(cur, cur.Offset, data[cur.Offset:])
 		var om *OffsetMismatchError
