@@ -39,22 +39,26 @@ type options struct {
 	work        string
 	src         string
 	roughyBin   string
-	roughyExtra string
-	tusdBin     string
-	vgwBin      string
-	redisBin    string
-	results     string
-	verify      bool
-	keep        bool
-	direct      directOptions
-	fleetNodes  int
-	fleetConc   int
-	fleetSize   int64
-	apiKey      string
-	redisProxy  bool
-	many        string
-	manyStrace  bool
-	manyStores  string
+	// roughyBefore is the binary of the "roughy-before" target: an older
+	// build measured beside this one, alternating, to show a change kept
+	// the figures.
+	roughyBefore string
+	roughyExtra  string
+	tusdBin      string
+	vgwBin       string
+	redisBin     string
+	results      string
+	verify       bool
+	keep         bool
+	direct       directOptions
+	fleetNodes   int
+	fleetConc    int
+	fleetSize    int64
+	apiKey       string
+	redisProxy   bool
+	many         string
+	manyStrace   bool
+	manyStores   string
 }
 
 func main() {
@@ -72,6 +76,7 @@ func main() {
 	flag.StringVar(&o.work, "work", filepath.Join(os.TempDir(), "ingestbench"), "work dir (source file, per-run data dirs, logs)")
 	flag.StringVar(&o.src, "src", "", "source file (default <work>/source-<size>.bin, generated once)")
 	flag.StringVar(&o.roughyBin, "roughy", "", "roughy binary (default: go build ./cmd/roughy into the work dir)")
+	flag.StringVar(&o.roughyBefore, "roughy-before", "", "roughy binary of the roughy-before target (an older build, measured beside -roughy in the same run)")
 	flag.StringVar(&o.roughyExtra, "roughy-args", "", "extra arguments for `roughy serve`, space separated")
 	flag.StringVar(&o.tusdBin, "tusd", lookBin("tusd"), "tusd v2.9.1 binary")
 	flag.StringVar(&o.vgwBin, "versitygw", lookBin("versitygw"), "versitygw binary")

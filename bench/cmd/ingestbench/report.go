@@ -96,6 +96,8 @@ func (b *bench) label(target string) string {
 		return "(c) tusd v2.9.1 S3 store"
 	case target == "roughy" && b.o.scenario == "local":
 		return "roughy embedded default"
+	case target == "roughy-before":
+		return "roughy before the change (-roughy-before)"
 	case target == "roughy-tls":
 		return "roughy embedded default over TLS (--tls-cert)"
 	case target == "tusd":
@@ -219,11 +221,13 @@ func (r *report) ratios(b *bench, w *strings.Builder) {
 			p("- roughy/tusd throughput: **%.2f×** (target ≥ 0.90×)\n", ro.mibps/td.mibps)
 			p("- roughy − tusd CPU: **%+.3f CPU-s/GiB** (target ≤ +0.5, one SHA-256 pass)\n\n", ro.cpu-td.cpu)
 		}
+		r.beforeAfter(w, ro)
 		if tl := r.medians("roughy-tls", "alt"); ro.ok > 0 && tl.ok > 0 {
 			p("- roughy over TLS / plain HTTP throughput: **%.2f×**; server CPU **%+.3f CPU-s/GiB**\n\n", tl.mibps/ro.mibps, tl.cpu-ro.cpu)
 		}
 	case "s3":
 		a, c := r.medians("direct", "alt"), r.medians("tusd", "alt")
+		r.beforeAfter(w, ro)
 		if ro.ok > 0 && a.ok > 0 {
 			p("- b/a throughput: **%.2f** (target ≥ 0.90)\n", ro.mibps/a.mibps)
 		}
@@ -234,6 +238,13 @@ func (r *report) ratios(b *bench, w *strings.Builder) {
 			}
 		}
 		p("\n")
+	}
+}
+
+// beforeAfter compares this build with the roughy-before target's.
+func (r *report) beforeAfter(w *strings.Builder, ro medians) {
+	if bf := r.medians("roughy-before", "alt"); ro.ok > 0 && bf.ok > 0 {
+		fmt.Fprintf(w, "- roughy now / before: throughput **%.2f×**, server CPU **%+.3f CPU-s/GiB**\n", ro.mibps/bf.mibps, ro.cpu-bf.cpu)
 	}
 }
 

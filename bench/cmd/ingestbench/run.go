@@ -99,6 +99,8 @@ func (b *bench) runTarget(ctx context.Context, name, phase string, run, n int, s
 	switch name {
 	case "roughy":
 		inst, err = b.startRoughy(ctx, dir, 1)
+	case "roughy-before":
+		inst, err = b.startRoughyBin(ctx, b.o.roughyBefore, dir, 1)
 	case "roughy-tls":
 		inst, err = b.startRoughy(ctx, dir, -1)
 	case "roughy-fleet":
@@ -217,6 +219,11 @@ func (b *bench) startRoughy(ctx context.Context, dir string, nodes int) (*instan
 	if err != nil {
 		return nil, err
 	}
+	return b.startRoughyBin(ctx, bin, dir, nodes)
+}
+
+// startRoughyBin is startRoughy with the binary bin.
+func (b *bench) startRoughyBin(ctx context.Context, bin, dir string, nodes int) (*instance, error) {
 	var tlsArgs []string
 	var clientTLS *tls.Config
 	if nodes < 0 {
@@ -317,6 +324,7 @@ func (b *bench) verifyRoughy(ctx context.Context, inst *instance, res []tusclien
 			State     string `json:"state"`
 			SizeBytes *int64 `json:"size_bytes"`
 			SHA256    string `json:"sha256"`
+			Download  string `json:"download_url"`
 		}
 		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &asset) != nil {
 			return fmt.Sprintf("FAILED: GET asset: %d %q", resp.StatusCode, tusclientTrim(body))
@@ -328,8 +336,13 @@ func (b *bench) verifyRoughy(ctx context.Context, inst *instance, res []tusclien
 		if asset.State != "ready" || asset.SizeBytes == nil || *asset.SizeBytes != size || asset.SHA256 != want {
 			return fmt.Sprintf("FAILED: asset %s: state %q size %v sha256 %q, want ready %d %s", created.Asset.ID, asset.State, asset.SizeBytes, asset.SHA256, size, want)
 		}
+		// The sha256 above was computed on the way in; what storage
+		// holds is read back through the download URL.
+		if got, err := downloadSHA256(ctx, c, asset.Download); err != nil || got != want {
+			return fmt.Sprintf("FAILED: download of asset %s: sha256 %s (%v), want %s", created.Asset.ID, got, err, want)
+		}
 	}
-	msg := fmt.Sprintf("%d asset(s) ready, server sha256 = source sha256", len(res))
+	msg := fmt.Sprintf("%d asset(s) ready, server sha256 = source sha256 = sha256 of the download", len(res))
 	if b.s3 != nil {
 		if v := b.s3.verifyObjects(ctx, len(res), size); v != "" {
 			msg += "; " + v
@@ -455,4 +468,29 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(p*float64(len(s))+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// downloadSHA256 is the SHA-256 of what GET url returns.
+func downloadSHA256(ctx context.Context, c *http.Client, url string) (string, error) {
+	if url == "" {
+		return "", errors.New("no download_url")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	// No whole-request timeout: a big download takes what it takes.
+	resp, err := (&http.Client{Transport: c.Transport}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET: %s", resp.Status)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -106,6 +106,10 @@ func (b *bench) checkTargets(ctx context.Context, rep *report, targets []string)
 			if _, err := os.Stat(b.o.tusdBin); err != nil {
 				rep.missing = append(rep.missing, fmt.Sprintf("tusd: %v", err))
 			}
+		case "roughy-before":
+			if _, err := os.Stat(b.o.roughyBefore); err != nil {
+				rep.missing = append(rep.missing, fmt.Sprintf("roughy-before: %v", err))
+			}
 		case "direct":
 		default:
 			return fmt.Errorf("ingestbench: unknown target %q", t)
