@@ -297,49 +297,15 @@ func (b *bench) startRoughyBin(ctx context.Context, bin, dir string, nodes int) 
 }
 
 // verifyRoughy checks every asset: ready, right size, right SHA-256 (as
-// the server computed it while streaming), and in S3 mode the object.
+// the server computed it while streaming), its download equal to the
+// source, and in S3 mode the bucket's objects.
 func (b *bench) verifyRoughy(ctx context.Context, inst *instance, res []tusclient.Result, bases []int64, size int64) string {
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: inst.tls}}
 	defer c.CloseIdleConnections()
 	for i, r := range res {
-		var created struct {
-			SessionID string `json:"session_id"`
-			Asset     struct {
-				ID string `json:"id"`
-			} `json:"asset"`
-		}
-		if err := json.Unmarshal(r.CreateBody, &created); err != nil || created.Asset.ID == "" {
-			return fmt.Sprintf("FAILED: POST body has no asset id: %q", tusclientTrim(r.CreateBody))
-		}
 		base := strings.TrimSuffix(inst.endpoints[i%len(inst.endpoints)], "/upload-resumable")
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/"+created.Asset.ID, nil)
-		req.Header = inst.header.Clone()
-		resp, err := c.Do(req)
-		if err != nil {
-			return "FAILED: GET asset: " + err.Error()
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		var asset struct {
-			State     string `json:"state"`
-			SizeBytes *int64 `json:"size_bytes"`
-			SHA256    string `json:"sha256"`
-			Download  string `json:"download_url"`
-		}
-		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &asset) != nil {
-			return fmt.Sprintf("FAILED: GET asset: %d %q", resp.StatusCode, tusclientTrim(body))
-		}
-		want, err := b.src.sha256Of(bases[i], size)
-		if err != nil {
-			return "FAILED: " + err.Error()
-		}
-		if asset.State != "ready" || asset.SizeBytes == nil || *asset.SizeBytes != size || asset.SHA256 != want {
-			return fmt.Sprintf("FAILED: asset %s: state %q size %v sha256 %q, want ready %d %s", created.Asset.ID, asset.State, asset.SizeBytes, asset.SHA256, size, want)
-		}
-		// The sha256 above was computed on the way in; what storage
-		// holds is read back through the download URL.
-		if got, err := downloadSHA256(ctx, c, asset.Download); err != nil || got != want {
-			return fmt.Sprintf("FAILED: download of asset %s: sha256 %s (%v), want %s", created.Asset.ID, got, err, want)
+		if msg := b.verifyAsset(ctx, c, inst.header, base, r.CreateBody, bases[i], size); msg != "" {
+			return msg
 		}
 	}
 	msg := fmt.Sprintf("%d asset(s) ready, server sha256 = source sha256 = sha256 of the download", len(res))
@@ -493,4 +459,47 @@ func downloadSHA256(ctx context.Context, c *http.Client, url string) (string, er
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// verifyAsset checks the asset a POST answered with createBody against
+// the source's size bytes at base; "" when it holds.
+func (b *bench) verifyAsset(ctx context.Context, c *http.Client, h http.Header, base string, createBody []byte, srcBase, size int64) string {
+	var created struct {
+		Asset struct {
+			ID string `json:"id"`
+		} `json:"asset"`
+	}
+	if err := json.Unmarshal(createBody, &created); err != nil || created.Asset.ID == "" {
+		return fmt.Sprintf("FAILED: POST body has no asset id: %q", tusclientTrim(createBody))
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/"+created.Asset.ID, nil)
+	req.Header = h.Clone()
+	resp, err := c.Do(req)
+	if err != nil {
+		return "FAILED: GET asset: " + err.Error()
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	var asset struct {
+		State     string `json:"state"`
+		SizeBytes *int64 `json:"size_bytes"`
+		SHA256    string `json:"sha256"`
+		Download  string `json:"download_url"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &asset) != nil {
+		return fmt.Sprintf("FAILED: GET asset: %d %q", resp.StatusCode, tusclientTrim(body))
+	}
+	want, err := b.src.sha256Of(srcBase, size)
+	if err != nil {
+		return "FAILED: " + err.Error()
+	}
+	if asset.State != "ready" || asset.SizeBytes == nil || *asset.SizeBytes != size || asset.SHA256 != want {
+		return fmt.Sprintf("FAILED: asset %s: state %q size %v sha256 %q, want ready %d %s", created.Asset.ID, asset.State, asset.SizeBytes, asset.SHA256, size, want)
+	}
+	// The sha256 above was computed on the way in; what storage holds is
+	// read back through the download URL.
+	if got, err := downloadSHA256(ctx, c, asset.Download); err != nil || got != want {
+		return fmt.Sprintf("FAILED: download of asset %s: sha256 %s (%v), want %s", created.Asset.ID, got, err, want)
+	}
+	return ""
 }
