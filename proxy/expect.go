@@ -57,24 +57,24 @@ func (s *Server) expect(rc *fasthttp.RequestCtx) int {
 	return status
 }
 
-// tusExpect is why a TUS creation or PATCH would be refused before its
-// body is read, or nil.
-func (s *Server) tusExpect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+// expect is why a TUS creation or PATCH would be refused before its
+// body is read, or nil: the same parse and check the handler runs.
+func (t tusProtocol) expect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	if rq.method == fasthttp.MethodPost {
 		_, err := parseCreate(&rc.Request.Header)
 		return err
 	}
-	_, _, err := s.checkPatch(ctx, rc, rq, p.id)
+	_, _, err := t.checkPatch(ctx, rc, rq, p.id)
 	return err
 }
 
-// draftExpect is why a draft creation or append would be refused before
-// its content is read, or nil.
-func (s *Server) draftExpect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+// expect is why a draft creation or append would be refused before
+// its content is read, or nil: the same parse and check the handler runs.
+func (t draftProtocol) expect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	if p.id == "" {
 		_, err := parseDraftCreate(p.draft.v, &rc.Request.Header, rc.QueryArgs())
 		return err
 	}
-	_, _, err := s.checkDraftAppend(ctx, rc, rq, p.draft, p.id)
+	_, _, err := t.checkPatch(ctx, rc, rq, p.draft, p.id)
 	return err
 }

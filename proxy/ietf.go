@@ -125,10 +125,10 @@ func sfBool(b bool) string {
 // uploadLimit is the Upload-Limit of an upload that expires at expires
 // (zero: not yet created, max-age is the full expiry). max-append-size is
 // what TUS PATCHes may carry; a draft request with more is still taken
-// (ietfAppend streams it in segments), because clients that predate
+// (it is written in segments), because clients that predate
 // Upload-Limit (iOS 17) send a whole file in their creation request.
-func (s *Server) uploadLimit(expires time.Time) string {
-	age := s.cfg.UploadExpiry
+func uploadLimit(expiry time.Duration, expires time.Time) string {
+	age := expiry
 	if !expires.IsZero() {
 		age = max(time.Until(expires), 0)
 	}
@@ -159,12 +159,18 @@ func draftCheck(_ *fasthttp.RequestCtx, rq *request, p *params) error {
 	return nil
 }
 
-// draftServe serves an admitted draft request (rq.account is set).
+// draftProtocol is the IETF draft's dialect: it parses draft requests
+// into the shared front's calls (uploads.go) and renders their results.
+type draftProtocol struct{ uploads }
+
+func draftFor(s *Server) draftProtocol { return draftProtocol{uploadsOf(s)} }
+
+// serve serves an admitted draft request (rq.account is set).
 // Creation is any request with content to the creation URL (the draft:
 // "all request methods that allow content"; POST and PUT here); the
 // upload resource takes HEAD and GET (offset), PATCH (append) and DELETE
 // (cancel).
-func (s *Server) draftServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+func (t draftProtocol) serve(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	d, id := p.draft, p.id
 	if d.v <= 6 && rq.method != fasthttp.MethodPatch && id != "" && rc.Request.Header.Peek("Upload-Offset") != nil {
 		// Drafts -01 to -05: offset retrieval and cancellation must not
@@ -173,13 +179,13 @@ func (s *Server) draftServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	}
 	switch rq.method {
 	case fasthttp.MethodPost, fasthttp.MethodPut:
-		return s.ietfCreate(ctx, rc, rq, d)
+		return t.create(ctx, rc, rq, d)
 	case fasthttp.MethodHead, fasthttp.MethodGet:
-		return s.ietfHead(ctx, rc, rq, d, id)
+		return t.head(ctx, rc, rq, d, id)
 	case fasthttp.MethodPatch:
-		return s.ietfPatch(ctx, rc, rq, d, id)
+		return t.patch(ctx, rc, rq, d, id)
 	default:
-		return s.tusDelete(ctx, rc, rq, id)
+		return t.remove(ctx, rc, rq, id)
 	}
 }
 
@@ -191,28 +197,47 @@ var (
 		"offset retrieval and cancellation must not carry Upload-Offset (interop versions 3 to 6)")
 	errDraftCompleted     = codeUploadComplete.err()
 	errInconsistentLength = codeInconsistentLength.err()
+	errDraftFinal         = codeFinalUpload.with("a final concatenation cannot be appended to")
 )
 
-// draftExpiry is the expiry of the upload a request concerns, for a
+// appendRules are the draft's rules for an append (uploads.checkAppend):
+// up to -05 (interop 6), content for a completed upload is refused as
+// such (400), later as past its length.
+func (v draft) appendRules() appendRules {
+	r := appendRules{final: errDraftFinal, completed: errPastLength, length: lengthAgrees}
+	if v <= 6 {
+		r.completed = errDraftCompleted
+	}
+	return r
+}
+
+// expiresOf is the expiry of the upload a request concerns, for a
 // 413's Upload-Limit: its max-age must not promise more than the HEAD
 // that follows reports. The upload is loaded when the request was refused
 // before it was (its headers); zero (the full expiry) for a creation.
-func (s *Server) draftExpiry(rq *request, d *draftReq) time.Time {
+func (t draftProtocol) expiresOf(rq *request, d *draftReq) time.Time {
 	if !d.expires.IsZero() || rq.uploadID == "" || rq.account == "" {
 		return d.expires
 	}
-	ctx, cancel := context.WithTimeout(s.base, expectTimeout)
+	ctx, cancel := context.WithTimeout(t.srv.base, expectTimeout)
 	defer cancel()
-	if sess, err := s.ownSession(ctx, rq, rq.uploadID); err == nil {
+	if sess, err := t.own(ctx, rq, rq.uploadID); err == nil {
 		return sess.ExpiresAt
 	}
 	return time.Time{}
 }
 
-// ietfFail answers err as a problem (problem.go): the status, headers,
-// log and metric of any error answer (reportError), then the draft's
-// fields, and a 409 gets the offset to resume from.
+// ietfFail answers err in the draft's dialect (the router's refusal of a
+// draft request).
 func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, err error) {
+	draftFor(s).fail(ctx, rq, d, err)
+}
+
+// fail answers err as a problem (problem.go): the status, headers, log
+// and metric of any error answer (reportError), then the draft's fields,
+// and a 409 gets the offset to resume from.
+func (t draftProtocol) fail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, err error) {
+	s := t.srv
 	if d.v <= 6 && errors.Is(err, errExpired) {
 		// Drafts -01 to -05 answer 404 for an upload that is no longer
 		// active; 410 came with -06.
@@ -225,7 +250,7 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 		p.RequestID = rq.id
 	}
 	h := &ctx.Response.Header
-	s.ietfFailFields(h, rq, d, e, &p)
+	t.failFields(h, rq, d, e, &p)
 	if d.v >= 7 && ctx.IsPatch() && h.Peek("Upload-Complete") == nil {
 		// From -06 on, every answer to an append that did not complete
 		// the upload says so, refusals included (a client must not take
@@ -238,9 +263,9 @@ func (s *Server) ietfFail(ctx *fasthttp.RequestCtx, rq *request, d *draftReq, er
 	}
 }
 
-// ietfFailFields adds what the draft says an answer e carries: the offset
-// to resume from, whether the upload is done, the size limit.
-func (s *Server) ietfFailFields(h *fasthttp.ResponseHeader, rq *request, d *draftReq, e *Error, p *problem) {
+// failFields adds what the draft says an answer e carries: the offset to
+// resume from, whether the upload is done, the size limit.
+func (t draftProtocol) failFields(h *fasthttp.ResponseHeader, rq *request, d *draftReq, e *Error, p *problem) {
 	switch {
 	case e.Status == fasthttp.StatusConflict && d.expected >= 0:
 		h.Set("Upload-Offset", strconv.FormatInt(d.expected, 10))
@@ -259,6 +284,6 @@ func (s *Server) ietfFailFields(h *fasthttp.ResponseHeader, rq *request, d *draf
 	case e == errReprFailed:
 		d.v.setDone(h, true) // the upload is over: it failed
 	case e.Status == fasthttp.StatusRequestEntityTooLarge:
-		h.Set("Upload-Limit", s.uploadLimit(s.draftExpiry(rq, d)))
+		h.Set("Upload-Limit", uploadLimit(t.expiry, t.expiresOf(rq, d)))
 	}
 }

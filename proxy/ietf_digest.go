@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/roughy/ingest/pipeline"
-	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 )
 
@@ -31,12 +29,12 @@ import (
 //     its old offset. A request without content is checked before the
 //     length it implies is set (that would make the upload whole), and
 //     an empty creation before anything is created. A request of more
-//     than 64 MiB is written in segments (ietfAppend): only the last one
+//     than 64 MiB is written in segments (draftProtocol.write): only the last one
 //     is held, the earlier ones stay committed. With the length unknown
 //     (a chunked body without Upload-Length) the pipeline takes the end
 //     of a segment's body as the end of the upload: before MaxChunk, or
 //     at it when the segment, reading one byte ahead, finds the body
-//     ended there (segment.Ended). checkRepr verifies again before the
+//     ended there (segment.Ended). upload.Service.CheckRepr verifies again before the
 //     upload is completed; should bytes this request stored ever reach
 //     it unverified (a body that ended after its last segment was
 //     committed), a mismatch fails the upload and deletes it: its bytes
@@ -130,13 +128,4 @@ func digestError(err error) error {
 		return fmt.Errorf("%w: %w", errReprMismatch, err)
 	}
 	return err
-}
-
-// checkRepr verifies the Repr-Digest of a request that ends an upload the
-// pipeline did not complete (upload.Service.CheckRepr): a mismatch leaves
-// an upload whose request stored nothing as it was (400, resumable); one
-// whose bytes this request stored cannot be repaired, so it is failed and
-// deleted.
-func (s *Server) checkRepr(ctx context.Context, sess sessionstore.Session, repr []byte, moved bool) error {
-	return httpError(s.svc.CheckRepr(ctx, sess, repr, moved))
 }

@@ -25,7 +25,7 @@ const interimTimeout = 10 * time.Second
 // request; see flushEachResponse). HTTP/1.0 clients get no 1xx (RFC 9110
 // section 15.2). A failed write is left to the body read or the final
 // response to report.
-func (s *Server) interim(rc *fasthttp.RequestCtx, v draft, fields ...string) {
+func interim(rc *fasthttp.RequestCtx, v draft, fields ...string) {
 	if !rc.Request.Header.IsHTTP11() || rc.Conn() == nil {
 		return
 	}

@@ -15,9 +15,9 @@ import (
 // and Cache-Control: no-store. Like TUS's HEAD it first takes the upload
 // over from a write in flight, so that the next append is accepted at the
 // offset it answers, and completes an upload whose bytes are all stored
-// (headSession).
-func (s *Server) ietfHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
-	sess, err := s.headSession(ctx, rq, id)
+// (uploads.offset).
+func (t draftProtocol) head(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
+	sess, err := t.offset(ctx, rq, id)
 	if err != nil {
 		return err
 	}
@@ -28,25 +28,16 @@ func (s *Server) ietfHead(ctx context.Context, rc *fasthttp.RequestCtx, rq *requ
 	if sess.Length >= 0 {
 		h.Set("Upload-Length", fmt.Sprint(sess.Length))
 	}
-	h.Set("Upload-Limit", s.uploadLimit(sess.ExpiresAt))
+	h.Set("Upload-Limit", uploadLimit(t.expiry, sess.ExpiresAt))
 	rc.SetStatusCode(fasthttp.StatusNoContent)
 	return nil
 }
 
-// draftAppend is an append request's headers, parsed and checked.
-type draftAppend struct {
-	offset int64
-	done   bool
-	length int64 // -1: not told
-	size   int64 // Content-Length, -1 when chunked
-	dig    draftDigests
-}
-
-// parseDraftAppend reads a PATCH's headers. From interop 6 on, the
-// content must be application/partial-upload; before 5, a missing
-// Upload-Incomplete means the content ends the upload.
-func parseDraftAppend(v draft, h *fasthttp.RequestHeader) (draftAppend, error) {
-	a := draftAppend{length: -1}
+// parseDraftAppend reads a PATCH's headers into an append. From interop
+// 6 on, the content must be application/partial-upload; before 5, a
+// missing Upload-Incomplete means the content ends the upload.
+func parseDraftAppend(v draft, h *fasthttp.RequestHeader) (appendIntent, error) {
+	a := appendIntent{length: -1, stream: true}
 	if v >= 6 {
 		mt, _, _ := strings.Cut(string(h.ContentType()), ";")
 		if !strings.EqualFold(strings.TrimSpace(mt), partialUploadType) {
@@ -73,79 +64,57 @@ func parseDraftAppend(v draft, h *fasthttp.RequestHeader) (draftAppend, error) {
 	if a.length, err = draftLength(h); err != nil {
 		return a, err
 	}
-	a.size = int64(h.ContentLength())
-	if a.size == -2 {
-		a.size = 0
-	}
-	if a.dig, err = parseDigests(h); err != nil {
+	a.size = contentSize(h)
+	dig, err := parseDigests(h)
+	if err != nil {
 		return a, err
 	}
-	if a.dig.content != nil && a.size > pipeline.MaxChunk {
+	a.sum, a.repr = dig.content, dig.repr
+	if a.sum != nil && a.size > pipeline.MaxChunk {
 		return a, errDigestTooLong
 	}
 	return a, agreeLength(&a.length, a.done, a.offset, a.size)
 }
 
-// checkDraftAppend is everything an append can be refused for before its
-// content is read. It has no side effects (the Expect handler runs it).
-func (s *Server) checkDraftAppend(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) (sessionstore.Session, draftAppend, error) {
+// checkPatch is everything an append can be refused for before its
+// content is read: its headers, then the shared check
+// (uploads.checkAppend) under the version's rules. It has no side effects
+// beyond d (the Expect handler runs it).
+func (t draftProtocol) checkPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) (appendIntent, sessionstore.Session, error) {
 	a, err := parseDraftAppend(d.v, &rc.Request.Header)
 	if err != nil {
-		return sessionstore.Session{}, a, err
+		return a, sessionstore.Session{}, err
 	}
 	d.provided = a.offset
-	sess, err := s.loadSession(ctx, rq, id)
-	if err != nil {
-		return sess, a, err
+	sess, err := t.checkAppend(ctx, rc, rq, id, a, d.v.appendRules())
+	if sess.ID != "" {
+		d.expected, d.completed, d.expires = sess.Offset, sess.Completed, sess.ExpiresAt
 	}
-	requestFence(rc, sess)
-	d.expected, d.completed, d.expires = sess.Offset, sess.Completed, sess.ExpiresAt
-	switch {
-	case len(sess.ConcatOf) > 0:
-		return sess, a, codeFinalUpload.with("a final concatenation cannot be appended to")
-	case a.offset != sess.Offset:
-		return sess, a, errOffset(sess.Offset, a.offset)
-	case a.length >= 0 && sess.Length >= 0 && a.length != sess.Length:
-		return sess, a, errInconsistentLength
-	case sess.Completed && a.size != 0 && d.v <= 6:
-		return sess, a, errDraftCompleted
-	case sess.Completed && a.size != 0:
-		return sess, a, errPastLength
-	}
-	return sess, a, nil
+	return a, sess, err
 }
 
-// ietfPatch serves an append: the content is written at Upload-Offset
-// (upload.Service.AppendStream, in segments), then answered 204 with Upload-Complete: ?0
-// (201 up to interop 6, with Upload-Incomplete: ?1 at 3), or, when the upload is
+// patch serves an append: the content is written at Upload-Offset (in
+// segments), then answered 204 with Upload-Complete: ?0 (201 up to
+// interop 6, with Upload-Incomplete: ?1 at 3), or, when the upload is
 // complete, as the asset. A valid append to a completed upload replays
 // that answer (the client lost it).
-func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
-	sess, a, err := s.checkDraftAppend(ctx, rc, rq, d, id)
+func (t draftProtocol) patch(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d *draftReq, id string) error {
+	a, sess, err := t.checkPatch(ctx, rc, rq, d, id)
 	if err != nil {
 		return err
 	}
 	if !sess.Completed {
-		if a.done && a.size == 0 && a.dig.repr != nil {
-			// An empty request that ends the upload: check before the
-			// length is set, which makes a stored upload whole.
-			if err := s.checkRepr(ctx, sess, a.dig.repr, false); err != nil {
-				return err
-			}
+		if sess, err = t.prepare(ctx, sess, a); err != nil {
+			return err
 		}
-		if a.length >= 0 && sess.Length < 0 {
-			if err := s.applyLength(ctx, &sess, chunkRequest{length: a.length, size: a.size}); err != nil {
-				return err
-			}
-		}
-		if sess, err = s.ietfAppend(ctx, rc, rq, d, sess, a.size, a.done, a.dig); err != nil {
+		if sess, err = t.write(ctx, rc, rq, d, sess, a); err != nil {
 			return err
 		}
 	}
 	if sess.Completed {
-		return s.ietfAsset(ctx, rc, d, sess)
+		return t.asset(ctx, rc, d, sess)
 	}
-	s.ietfPending(rc, d, sess)
+	t.pending(rc, d, sess)
 	if d.v <= 6 {
 		// Drafts -01 to -05; 204 from -06 on.
 		rc.SetStatusCode(fasthttp.StatusCreated)
@@ -153,4 +122,23 @@ func (s *Server) ietfPatch(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 		rc.SetStatusCode(fasthttp.StatusNoContent)
 	}
 	return nil
+}
+
+// prepare does what must precede an append's content: an empty request
+// that ends the upload has its Repr-Digest checked
+// (upload.Service.CheckRepr) before the length is set, which makes a
+// stored upload whole; a length the request gives is set on a deferred
+// upload (upload.Service.ApplyLength: it reserves the quota first).
+func (t draftProtocol) prepare(ctx context.Context, sess sessionstore.Session, a appendIntent) (sessionstore.Session, error) {
+	if a.done && a.size == 0 && a.repr != nil {
+		if err := t.svc.CheckRepr(ctx, sess, a.repr, false); err != nil {
+			return sess, httpError(err)
+		}
+	}
+	if a.length >= 0 && sess.Length < 0 {
+		if err := t.svc.ApplyLength(ctx, &sess, a.length, a.size); err != nil {
+			return sess, httpError(err)
+		}
+	}
+	return sess, nil
 }

@@ -147,10 +147,10 @@ func routeTable() []route {
 	// The upload endpoint's two dialects, and the read-only resources.
 	tus := route{dialect: tusDialect, headers: []string{"Tus-Resumable", tusVersion}, cors: true, override: true,
 		options: tusOptionsOf, check: tusCheck, auth: true, body: "POST, PATCH", limit: true,
-		serve: (*Server).tusServe, expect: (*Server).tusExpect}
+		serve: (*Server).tusServe, expect: on(tusFor, tusProtocol.expect)}
 	draft := route{dialect: draftDialect, cors: true,
 		options: tusOptionsOf, check: draftCheck, auth: true, body: "POST, PUT, PATCH", limit: true,
-		serve: (*Server).draftServe, expect: (*Server).draftExpect}
+		serve: on(draftFor, draftProtocol.serve), expect: on(draftFor, draftProtocol.expect)}
 	read := route{allow: "GET, HEAD, OPTIONS", cors: true, options: optionsAllow}
 	const (
 		uploadAllow = "OPTIONS, HEAD, GET, PATCH, DELETE"

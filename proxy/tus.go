@@ -36,19 +36,30 @@ func tusCheck(rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	return nil
 }
 
-// tusServe serves an admitted TUS request (rq.account is set).
+// tusProtocol is the TUS dialect: it parses TUS requests into the
+// shared front's calls (uploads.go) and renders their results.
+type tusProtocol struct{ uploads }
+
+func tusFor(s *Server) tusProtocol { return tusProtocol{uploadsOf(s)} }
+
+// tusServe serves an admitted TUS request (rq.account is set): the tus
+// rows' handler, and a direct upload URL's once its grant is checked.
 func (s *Server) tusServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	return tusFor(s).serve(ctx, rc, rq, p)
+}
+
+func (t tusProtocol) serve(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	switch rq.method {
 	case fasthttp.MethodPost:
-		return s.tusCreate(ctx, rc, rq)
+		return t.create(ctx, rc, rq)
 	case fasthttp.MethodHead, fasthttp.MethodGet:
 		// GET of an upload answers as its HEAD (RFC 9110 9.3.2: HEAD is
 		// GET without content).
-		return s.tusHead(ctx, rc, rq, p.id)
+		return t.head(ctx, rc, rq, p.id)
 	case fasthttp.MethodPatch:
-		return s.tusPatch(ctx, rc, rq, p.id)
+		return t.patch(ctx, rc, rq, p.id)
 	default:
-		return s.tusDelete(ctx, rc, rq, p.id)
+		return t.remove(ctx, rc, rq, p.id)
 	}
 }
 
@@ -64,14 +75,15 @@ func tusOptionsOf(s *Server, rc *fasthttp.RequestCtx, rt *route, p *params) {
 	}
 }
 
-// tusOptions answers discovery and CORS preflight, without auth.
+// tusOptions answers discovery and CORS preflight, without auth (also on
+// a direct upload URL).
 func (s *Server) tusOptions(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Response.Header
 	h.Set("Tus-Version", tusVersion)
 	h.Set("Tus-Max-Size", tusMaxSize)
 	h.Set("Tus-Extension", tusExtensions)
 	h.Set("Tus-Checksum-Algorithm", pipeline.SupportedChecksums)
-	h.Set("Upload-Limit", s.uploadLimit(time.Time{})) // the IETF draft's discovery
+	h.Set("Upload-Limit", uploadLimit(s.cfg.UploadExpiry, time.Time{})) // the IETF draft's discovery
 	s.preflight(ctx, "OPTIONS, POST, HEAD, GET, PATCH, DELETE")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/roughy/ingest/upload"
@@ -43,38 +41,19 @@ func parseLength(h *fasthttp.RequestHeader) (int64, error) {
 		}
 		return -1, nil
 	}
-	n, err := parseInt(lv)
-	if err != nil {
-		return 0, codeInvalidLength.err()
-	}
-	if n > pipeline.MaxUploadLength {
-		return 0, errUploadTooLarge
-	}
-	return n, nil
+	return parseUploadLength(lv)
 }
 
 var errUploadTooLarge = codeUploadTooLarge.err()
 
-// creation is a POST's headers, parsed and checked.
-type creation struct {
-	cc    concat
-	mdRaw string
-	md    metadata
-	// The rest is unset for a final concatenation.
-	shape    assetShape
-	length   int64 // -1: deferred
-	withData bool  // creation-with-upload: the body is the first chunk
-	size     int64 // Content-Length of the data, -1 when chunked
-	sum      *pipeline.Checksum
-}
-
 // parseCreate reads a POST's headers. It has no side effects, so the
-// Expect handler runs it before 100 Continue.
-func parseCreate(h *fasthttp.RequestHeader) (creation, error) {
-	var c creation
+// Expect handler runs it before 100 Continue. A final concatenation's
+// shape is left to create.
+func parseCreate(h *fasthttp.RequestHeader) (createIntent, error) {
+	var c createIntent
 	var err error
 	if v := h.Peek("Upload-Concat"); v != nil {
-		if c.cc, err = parseConcat(string(v)); err != nil {
+		if c.concat, err = parseConcat(string(v)); err != nil {
 			return c, errBadRequest(codeInvalidConcat, err)
 		}
 	}
@@ -82,7 +61,7 @@ func parseCreate(h *fasthttp.RequestHeader) (creation, error) {
 	if c.md, err = parseMetadata(c.mdRaw); err != nil {
 		return c, errBadRequest(codeInvalidMetadata, err)
 	}
-	if len(c.cc.Final) > 0 {
+	if len(c.concat.Final) > 0 {
 		if h.Peek("Upload-Length") != nil || h.Peek("Upload-Defer-Length") != nil {
 			return c, codeInvalidLength.with("a final concatenation takes its length from its partial uploads")
 		}
@@ -91,123 +70,79 @@ func parseCreate(h *fasthttp.RequestHeader) (creation, error) {
 	if c.length, err = parseLength(h); err != nil {
 		return c, err
 	}
-	if c.cc.Partial {
-		// Partial uploads carry no metadata (tus-js-client's
-		// parallelUploads); whatever they carry is kept, unchecked.
-		c.shape, _ = c.md.shape()
-	} else if c.shape, err = c.md.shape(); err != nil {
+	// Partial uploads carry no metadata (tus-js-client's
+	// parallelUploads); whatever they carry is kept, unchecked.
+	if err = c.setShape(c.concat.Partial); err != nil {
 		return c, err
 	}
-	err = c.parseData(h)
+	err = parseData(h, &c)
 	return c, err
 }
 
 // parseData reads what a creation-with-upload says of its first chunk:
 // a body of the TUS chunk type is one.
-func (c *creation) parseData(h *fasthttp.RequestHeader) error {
-	c.size = int64(h.ContentLength())
-	c.withData = isOffsetType(h.ContentType()) && c.size != 0 && c.size != -2
+func parseData(h *fasthttp.RequestHeader, c *createIntent) error {
+	size := contentSize(h)
+	c.withData = isOffsetType(h.ContentType()) && size != 0
 	if !c.withData {
 		return nil
 	}
-	if c.size > pipeline.MaxChunk {
+	if size > pipeline.MaxChunk {
 		return errChunkTooBig
 	}
-	if c.length >= 0 && c.size > c.length {
-		return errPastLength
+	if err := agreeLength(&c.length, false, 0, size); err != nil {
+		return err
 	}
-	var err error
-	c.sum, err = parseChecksumHeader(h)
+	sum, err := parseChecksumHeader(h)
+	c.data = appendIntent{offset: 0, size: size, sum: sum, length: -1}
 	return err
 }
 
-// tusCreate serves POST: creation, creation-defer-length,
+// create serves POST: creation, creation-defer-length,
 // creation-with-upload and concatenation.
-func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *request) error {
+func (t tusProtocol) create(ctx context.Context, rc *fasthttp.RequestCtx, rq *request) error {
 	c, err := parseCreate(&rc.Request.Header)
 	if err != nil {
 		return err
 	}
-	if len(c.cc.Final) > 0 {
-		return s.createFinal(ctx, rc, rq, c.cc, c.mdRaw, c.md)
+	if len(c.concat.Final) > 0 {
+		return t.createFinal(ctx, rc, rq, c)
 	}
-	sess, asset := s.newUpload(rq, c.length, c.mdRaw, c.md, c.shape)
-	id := sess.ID
-	sess.Partial = c.cc.Partial
-	if !c.cc.Partial {
-		// A partial upload has a session but no visible asset.
-		sess.AssetID = id
-	} else {
-		asset = sessionstore.Asset{}
-	}
-	if rq.direct != nil {
-		err = s.claimUpload(ctx, &sess, &asset, rq.direct)
-	} else {
-		err = s.createUpload(ctx, &sess, asset)
-	}
+	sess, asset, err := t.uploads.create(ctx, rq, c)
 	if err != nil {
 		return err
 	}
-
-	rc.Response.Header.Set("Location", s.baseURL(rc)+uploadsPath+"/"+id)
+	id := sess.ID
+	rc.Response.Header.Set("Location", t.srv.baseURL(rc)+uploadsPath+"/"+id)
 	rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
 	switch {
 	case c.withData:
-		if sess, err = s.writeChunk(ctx, rc, rq, sess, chunkRequest{offset: 0, size: c.size, sum: c.sum, length: -1,
-			heads: requestFence(rc, sess)}); err != nil {
+		if sess, err = t.write(ctx, rc, rq, sess, c.data); err != nil {
 			return err
 		}
 		rc.Response.Header.Set("Upload-Offset", fmt.Sprint(sess.Offset))
 		// The data's commits slid the expiry.
 		rc.Response.Header.Set("Upload-Expires", sess.ExpiresAt.UTC().Format(httpTime))
 	case c.length == 0:
-		if sess, err = s.finishIfFull(ctx, sess); err != nil {
-			return err
+		// All its bytes (none) are stored: complete it
+		// (upload.Service.Finish).
+		if sess, err = t.svc.Finish(ctx, sess); err != nil {
+			return httpError(err)
 		}
 	}
 
 	resp := createResponse{SessionID: id}
-	if !c.cc.Partial {
+	if !c.concat.Partial {
 		a := asset
 		if sess.Completed {
-			if a, err = s.store.Asset(ctx, id); err != nil {
+			if a, err = t.store.Asset(ctx, id); err != nil {
 				return fmt.Errorf("proxy: reload asset: %w", err)
 			}
 		}
-		resp.Asset = s.assetJSON(ctx, rc, a)
+		resp.Asset = t.srv.assetJSON(ctx, rc, a)
 	}
 	writeJSON(rc, fasthttp.StatusCreated, &resp)
 	return nil
-}
-
-// newUpload is the session and asset of a new upload of the request's
-// account (TUS and the draft alike); rq.uploadID is set to its id.
-func (s *Server) newUpload(rq *request, length int64, mdRaw string, md metadata, shape assetShape) (sessionstore.Session, sessionstore.Asset) {
-	id := apikey.NewID()
-	if rq.direct != nil {
-		// A direct upload's id is also its upload's (direct_tus.go).
-		id = rq.direct.ID
-	}
-	rq.uploadID = id
-	now := time.Now().UTC()
-	sess := sessionstore.Session{
-		ID: id, Account: rq.account, Length: length, Metadata: mdRaw, NextPart: 1,
-		CreatedAt: now, ExpiresAt: now.Add(s.cfg.UploadExpiry),
-	}
-	asset := sessionstore.Asset{
-		ID: id, Account: rq.account, SessionID: id, Type: shape.Type,
-		State: sessionstore.StateUploading, SizeBytes: length,
-		ContentType: shape.ContentType, Filename: shape.Filename, Metadata: md,
-		StorageKey: storageKey(id), CreatedAt: now,
-	}
-	return sess, asset
-}
-
-// createUpload stores a new upload (upload.Service.Create: its event
-// queued, its quota reserved, its storage made); a refusal leaves
-// nothing.
-func (s *Server) createUpload(ctx context.Context, sess *sessionstore.Session, asset sessionstore.Asset) error {
-	return httpError(s.svc.Create(ctx, sess, asset))
 }
 
 // storageKey is an upload's object key.
