@@ -140,8 +140,10 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 	} else {
 		asset = sessionstore.Asset{}
 	}
-	if rq.direct != nil {
-		err = s.claimUpload(ctx, &sess, &asset, rq.direct)
+	if d := rq.principal.claim(); d != nil {
+		// A direct upload URL's creation claims its grant first, then
+		// makes the storage (upload.Service.Claim).
+		err = httpError(s.svc.Claim(ctx, &sess, &asset, d))
 	} else {
 		err = s.createUpload(ctx, &sess, asset)
 	}
@@ -184,9 +186,9 @@ func (s *Server) tusCreate(ctx context.Context, rc *fasthttp.RequestCtx, rq *req
 // account (TUS and the draft alike); rq.uploadID is set to its id.
 func (s *Server) newUpload(rq *request, length int64, mdRaw string, md metadata, shape assetShape) (sessionstore.Session, sessionstore.Asset) {
 	id := apikey.NewID()
-	if rq.direct != nil {
-		// A direct upload's id is also its upload's (direct_tus.go).
-		id = rq.direct.ID
+	if d := rq.principal.claim(); d != nil {
+		// A direct upload's id is also its upload's (its grant's policy).
+		id = d.ID
 	}
 	rq.uploadID = id
 	now := time.Now().UTC()
