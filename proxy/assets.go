@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/roughy/ingest/pipeline"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 )
@@ -39,10 +41,34 @@ func nullable(s string) *string {
 	return &s
 }
 
-// assetJSON renders a. A ready asset gets a download URL: the sink's own
+// assetsAPI serves the assets: GET /api/v1/assets/{id}, a direct upload
+// URL's asset, and the signed downloads of this server (download.go).
+type assetsAPI struct {
+	store interface {
+		sessionstore.Assets
+		Session(ctx context.Context, id string) (sessionstore.Session, error)
+		DirectUpload(ctx context.Context, id string) (sessionstore.DirectUpload, error)
+	}
+	pipe *pipeline.Pipeline
+	// sign is the download URLs' HMAC key; ttl how long one is valid.
+	sign []byte
+	ttl  time.Duration
+	// public is --public-url; base the URL of the server as a request
+	// names it (the public URL when set).
+	public string
+	base   func(*fasthttp.RequestCtx) string
+	log    *slog.Logger
+}
+
+// assetJSON renders a (assetsAPI.render).
+func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessionstore.Asset) *assetJSON {
+	return s.assets.render(ctx, rc, a)
+}
+
+// render renders a. A ready asset gets a download URL: the sink's own
 // (S3 presigned) or, when it has none, one of this server, signed (rc is
 // nil outside a request: then only with --public-url).
-func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessionstore.Asset) *assetJSON {
+func (as *assetsAPI) render(ctx context.Context, rc *fasthttp.RequestCtx, a sessionstore.Asset) *assetJSON {
 	j := &assetJSON{
 		ID: a.ID, Type: a.Type, State: a.State,
 		ContentType: nullable(a.ContentType), Filename: nullable(a.Filename),
@@ -61,29 +87,29 @@ func (s *Server) assetJSON(ctx context.Context, rc *fasthttp.RequestCtx, a sessi
 	if key == "" {
 		key = storageKey(a.ID)
 	}
-	u, err := s.pipe.Sink().DownloadURL(ctx, key, s.cfg.DownloadTTL, downloadHeaders(a))
+	u, err := as.pipe.Sink().DownloadURL(ctx, key, as.ttl, downloadHeaders(a))
 	if err != nil {
 		// The asset is still worth showing; the URL can be asked again.
-		s.log.Warn("download url", "asset_id", a.ID, "err", err)
+		as.log.Warn("download url", "asset_id", a.ID, "err", err)
 		return j
 	}
-	if u == "" && rc == nil && s.cfg.PublicURL == "" {
+	if u == "" && rc == nil && as.public == "" {
 		return j // no request to take the host from (a webhook delivery)
 	}
 	if u == "" {
-		u = s.baseURL(rc) + downloadPath + a.ID + "?token=" + s.signDownload(a.ID, time.Now().Add(s.cfg.DownloadTTL))
+		u = as.base(rc) + downloadPath + a.ID + "?token=" + as.signDownload(a.ID, time.Now().Add(as.ttl))
 	}
 	j.DownloadURL = u
 	return j
 }
 
-// serveAsset serves GET /api/v1/assets/{id}.
-func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+// serve serves GET /api/v1/assets/{id}.
+func (as *assetsAPI) serve(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	id, account := p.id, rq.account
 	if !validID(id) {
 		return errNotFound
 	}
-	a, err := s.store.Asset(ctx, id)
+	a, err := as.store.Asset(ctx, id)
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		return errNotFound
 	}
@@ -93,11 +119,11 @@ func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 	if a.Account != account || a.Deleted {
 		return errNotFound
 	}
-	if gone, err := s.waitingGone(ctx, a); err != nil || gone {
+	if gone, err := as.waitingGone(ctx, a); err != nil || gone {
 		return cmp.Or(err, error(errNotFound))
 	}
-	j := s.assetJSON(ctx, rc, a)
-	got, err := s.bytesReceived(ctx, a)
+	j := as.render(ctx, rc, a)
+	got, err := as.bytesReceived(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -112,7 +138,7 @@ func (s *Server) serveAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *re
 // takeover: watching progress must not stall the upload). nil when there
 // is no session to tell (a direct upload's asset waiting for its
 // creation, or one deleted between the two reads).
-func (s *Server) bytesReceived(ctx context.Context, a sessionstore.Asset) (*int64, error) {
+func (as *assetsAPI) bytesReceived(ctx context.Context, a sessionstore.Asset) (*int64, error) {
 	switch a.State {
 	case sessionstore.StateReady:
 		return &a.SizeBytes, nil
@@ -120,7 +146,7 @@ func (s *Server) bytesReceived(ctx context.Context, a sessionstore.Asset) (*int6
 	default:
 		return nil, nil
 	}
-	sess, err := s.store.Session(ctx, a.SessionID)
+	sess, err := as.store.Session(ctx, a.SessionID)
 	switch {
 	case errors.Is(err, sessionstore.ErrNotFound):
 		return nil, nil
@@ -128,4 +154,40 @@ func (s *Server) bytesReceived(ctx context.Context, a sessionstore.Asset) (*int6
 		return nil, fmt.Errorf("proxy: load the asset's upload: %w", err)
 	}
 	return &sess.Offset, nil
+}
+
+// grantAsset serves GET on a direct upload URL (its grant admitted): the
+// asset as GET /api/v1/assets/{id} shows it (waiting before the
+// creation).
+func (as *assetsAPI) grantAsset(ctx context.Context, rc *fasthttp.RequestCtx, d sessionstore.DirectUpload) error {
+	a, err := as.store.Asset(ctx, d.ID)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return errNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: load asset: %w", err)
+	}
+	if gone, err := as.waitingGone(ctx, a); err != nil || gone {
+		return cmp.Or(err, error(errNotFound))
+	}
+	rc.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(rc, fasthttp.StatusOK, as.render(ctx, rc, a))
+	return nil
+}
+
+// waitingGone reports whether a waiting asset's grant can no longer create
+// its upload (expired): such an asset is shown as gone, like an expired
+// upload's.
+func (as *assetsAPI) waitingGone(ctx context.Context, a sessionstore.Asset) (bool, error) {
+	if a.State != sessionstore.StateWaiting {
+		return false, nil
+	}
+	d, err := as.store.DirectUpload(ctx, a.ID)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("proxy: load direct upload: %w", err)
+	}
+	return d.Revoked || (!d.Created && time.Now().After(d.ExpiresAt)), nil
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
@@ -125,26 +127,52 @@ func (k *staticKeys) drop(revoked func(hash string) bool) {
 	k.live.Store(&m)
 }
 
+// keyAuth is the API key authenticator (authKey): a bearer key, looked
+// up in the static keys, then the cache, then the store.
+type keyAuth struct {
+	store sessionstore.Keys
+	// keys are the static keys (Config.StaticKeys), ttl the cache's
+	// (Config.KeyCacheTTL).
+	keys   []sessionstore.Key
+	ttl    time.Duration
+	failed prometheus.Counter // roughy_auth_failures_total
+	log    *slog.Logger
+	cache  keyCache
+	static staticKeys
+}
+
+func newKeyAuth(store sessionstore.Keys, keys []sessionstore.Key, ttl time.Duration, failed prometheus.Counter, log *slog.Logger) *keyAuth {
+	a := &keyAuth{store: store, keys: keys, ttl: ttl, failed: failed, log: log}
+	static := make(map[string]string, len(keys))
+	for _, k := range keys {
+		static[k.Hash] = k.Account
+	}
+	a.static.live.Store(&static)
+	return a
+}
+
 // SeedStaticKeys writes the static keys to the store (so that `roughy keys
 // list` shows them; already stored ones are left as they are) and stops
 // accepting those the store holds as revoked. serve calls it at start;
 // readyz calls it again when the store lost its data.
-func (s *Server) SeedStaticKeys(ctx context.Context) error {
-	for _, k := range s.cfg.StaticKeys {
-		if err := s.store.CreateKey(ctx, k); err != nil && !errors.Is(err, sessionstore.ErrExists) {
+func (s *Server) SeedStaticKeys(ctx context.Context) error { return s.authn.key.seed(ctx) }
+
+func (a *keyAuth) seed(ctx context.Context) error {
+	for _, k := range a.keys {
+		if err := a.store.CreateKey(ctx, k); err != nil && !errors.Is(err, sessionstore.ErrExists) {
 			return fmt.Errorf("proxy: store static key of %s: %w", k.Account, err)
 		}
 	}
-	return s.dropRevokedStatic(ctx)
+	return a.dropRevokedStatic(ctx)
 }
 
 // dropRevokedStatic stops accepting the static keys the store holds as
 // revoked (`roughy keys revoke` of a static key).
-func (s *Server) dropRevokedStatic(ctx context.Context) error {
-	if len(s.cfg.StaticKeys) == 0 {
+func (a *keyAuth) dropRevokedStatic(ctx context.Context) error {
+	if len(a.keys) == 0 {
 		return nil
 	}
-	keys, err := s.store.Keys(ctx)
+	keys, err := a.store.Keys(ctx)
 	if err != nil {
 		return fmt.Errorf("proxy: list keys: %w", err)
 	}
@@ -154,30 +182,32 @@ func (s *Server) dropRevokedStatic(ctx context.Context) error {
 			revoked[k.Hash] = true
 		}
 	}
-	s.static.drop(func(h string) bool { return revoked[h] })
+	a.static.drop(func(h string) bool { return revoked[h] })
 	return nil
 }
 
 // RunKeyRevocations evicts each key the moment any node or `roughy keys
 // revoke` revokes it, from the cache and from the static keys, until ctx
 // ends. Without it a revoked key keeps working for up to KeyCacheTTL.
-func (s *Server) RunKeyRevocations(ctx context.Context) {
-	err := s.store.WatchKeyRevocations(ctx, func(hash string) {
-		s.keys.evict(hash)
+func (s *Server) RunKeyRevocations(ctx context.Context) { s.authn.key.watch(ctx) }
+
+func (a *keyAuth) watch(ctx context.Context) {
+	err := a.store.WatchKeyRevocations(ctx, func(hash string) {
+		a.cache.evict(hash)
 		if hash != "" {
-			s.static.drop(func(h string) bool { return h == hash })
+			a.static.drop(func(h string) bool { return h == hash })
 			return
 		}
 		// Revocations may have been missed while the subscription was
 		// down; the cache is empty now, the static keys are checked.
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if err := s.dropRevokedStatic(cctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("proxy: check static keys for revocations", "err", err)
+		if err := a.dropRevokedStatic(cctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("proxy: check static keys for revocations", "err", err)
 		}
 	})
 	if err != nil {
-		s.log.Error("proxy: key revocations are not watched: revoked keys work until their cache entry expires", "err", err)
+		a.log.Error("proxy: key revocations are not watched: revoked keys work until their cache entry expires", "err", err)
 	}
 }
 
@@ -194,27 +224,37 @@ func bearer(h []byte) (string, bool) {
 	return string(secret), true
 }
 
+// signIn is the principal of the request's API key: its account, with
+// no policy (a key may do all its account may).
+func (a *keyAuth) signIn(ctx context.Context, rc *fasthttp.RequestCtx) (*principal, error) {
+	account, err := a.authenticate(ctx, rc)
+	if err != nil {
+		return nil, err
+	}
+	return &principal{account: account}, nil
+}
+
 // authenticate returns the account of the request's API key. A missing or
 // unknown key is errUnauthorized; a store failure is returned as such (a
 // 503, never a 401: tus-js-client forgets uploads on a 4xx).
-func (s *Server) authenticate(ctx context.Context, rc *fasthttp.RequestCtx) (string, error) {
+func (a *keyAuth) authenticate(ctx context.Context, rc *fasthttp.RequestCtx) (string, error) {
 	secret, ok := bearer(rc.Request.Header.Peek("Authorization"))
 	if !ok {
 		return "", errUnauthorized
 	}
 	hash := apikey.Hash(secret)
 	// A map lookup by hash leaks no more than the store's lookup does.
-	if account, ok := s.static.account(hash); ok {
+	if account, ok := a.static.account(hash); ok {
 		return account, nil
 	}
 	now := time.Now()
-	if account, ok := s.keys.get(hash, now); ok {
+	if account, ok := a.cache.get(hash, now); ok {
 		return account, nil
 	}
-	gen := s.keys.generation()
-	k, err := s.store.KeyByHash(ctx, hash)
+	gen := a.cache.generation()
+	k, err := a.store.KeyByHash(ctx, hash)
 	if errors.Is(err, sessionstore.ErrNotFound) {
-		s.metrics.authFailures.Add(1)
+		a.failed.Add(1)
 		return "", errUnauthorized
 	}
 	if err != nil {
@@ -223,11 +263,11 @@ func (s *Server) authenticate(ctx context.Context, rc *fasthttp.RequestCtx) (str
 	// The store found the key by its hash; compare again in constant time
 	// so that no store implementation's lookup can leak timing.
 	if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hash)) != 1 || k.Revoked || k.Account == "" {
-		s.metrics.authFailures.Add(1)
+		a.failed.Add(1)
 		return "", errUnauthorized
 	}
-	if s.cfg.KeyCacheTTL > 0 {
-		s.keys.put(hash, k.Account, now.Add(s.cfg.KeyCacheTTL), gen)
+	if a.ttl > 0 {
+		a.cache.put(hash, k.Account, now.Add(a.ttl), gen)
 	}
 	return k.Account, nil
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -65,13 +64,26 @@ func errInvalidDirect(msg string) *Error {
 	return codeInvalidDirectUpload.with(msg)
 }
 
-// createDirect serves POST /api/v1/direct-uploads.
-func (s *Server) createDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, _ *params) error {
+// directAPI is the direct upload API: it mints and revokes grants (the
+// grant's URL signs in with grantAuth, direct_tus.go).
+type directAPI struct {
+	store  sessionstore.DirectUploads
+	assets *assetsAPI
+	// body reads a request's body; base is the server's URL as the
+	// request names it.
+	body func(*fasthttp.RequestCtx, *request) *bodyReader
+	base func(*fasthttp.RequestCtx) string
+	// tus serves a TUS request of the upload endpoint.
+	tus func(context.Context, *fasthttp.RequestCtx, *request, *params) error
+}
+
+// create serves POST /api/v1/direct-uploads.
+func (da *directAPI) create(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, _ *params) error {
 	account := rq.account
 	if cl := rc.Request.Header.ContentLength(); cl > maxDirectBody {
 		return codeBodyTooLarge.err()
 	}
-	raw, err := io.ReadAll(io.LimitReader(s.newBodyReader(rc, rq), maxDirectBody+1))
+	raw, err := io.ReadAll(io.LimitReader(da.body(rc, rq), maxDirectBody+1))
 	if err != nil {
 		return fmt.Errorf("proxy: read direct upload request: %w: %w", errBodyRead, err)
 	}
@@ -97,12 +109,12 @@ func (s *Server) createDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *
 		ID: d.ID, Account: account, SessionID: d.ID, Type: d.Type, State: sessionstore.StateWaiting, SizeBytes: -1,
 		ContentType: d.ContentType, Filename: d.Filename, Metadata: d.Metadata, StorageKey: storageKey(d.ID), CreatedAt: now,
 	}
-	if err := s.store.CreateDirectUpload(ctx, d, a); err != nil {
+	if err := da.store.CreateDirectUpload(ctx, d, a); err != nil {
 		return fmt.Errorf("proxy: create direct upload: %w", err)
 	}
 	out := directJSON{
-		ID: d.ID, UploadURL: s.directURL(rc, d), ExpiresAt: d.ExpiresAt.Format(time.RFC3339),
-		AllowedOrigins: d.AllowedOrigins, Asset: s.assetJSON(ctx, rc, a),
+		ID: d.ID, UploadURL: da.url(rc, d), ExpiresAt: d.ExpiresAt.Format(time.RFC3339),
+		AllowedOrigins: d.AllowedOrigins, Asset: da.assets.render(ctx, rc, a),
 	}
 	if out.AllowedOrigins == nil {
 		out.AllowedOrigins = []string{}
@@ -196,23 +208,23 @@ func normalizeOrigin(o string) (string, bool) {
 	return strings.ToLower(u.Scheme + "://" + u.Host), true
 }
 
-// revokeDirect serves DELETE /api/v1/direct-uploads/{id}: the URL stops
+// revoke serves DELETE /api/v1/direct-uploads/{id}: the URL stops
 // working at once; an upload it already created stays (DELETE it with the
 // key on the TUS endpoint). Idempotent; another account's id is a 404.
-func (s *Server) revokeDirect(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+func (da *directAPI) revoke(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	id, account := p.id, rq.account
 	rq.uploadID = id
 	if !validID(id) {
 		return errNotFound
 	}
-	d, err := s.store.DirectUpload(ctx, id)
+	d, err := da.store.DirectUpload(ctx, id)
 	if err == nil && d.Account != account {
 		err = sessionstore.ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("proxy: load direct upload: %w", err)
 	}
-	if _, err := s.store.RevokeDirectUpload(ctx, id); err != nil {
+	if _, err := da.store.RevokeDirectUpload(ctx, id); err != nil {
 		return fmt.Errorf("proxy: revoke direct upload: %w", err)
 	}
 	rc.SetStatusCode(fasthttp.StatusNoContent)
@@ -229,26 +241,9 @@ func directToken(d sessionstore.DirectUpload) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// directURL is the grant's upload URL.
-func (s *Server) directURL(rc *fasthttp.RequestCtx, d sessionstore.DirectUpload) string {
-	return s.baseURL(rc) + directPath + "/" + d.ID + "/tus?token=" + directToken(d)
-}
-
-// waitingGone reports whether a waiting asset's grant can no longer create
-// its upload (expired): such an asset is shown as gone, like an expired
-// upload's.
-func (s *Server) waitingGone(ctx context.Context, a sessionstore.Asset) (bool, error) {
-	if a.State != sessionstore.StateWaiting {
-		return false, nil
-	}
-	d, err := s.store.DirectUpload(ctx, a.ID)
-	if errors.Is(err, sessionstore.ErrNotFound) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("proxy: load direct upload: %w", err)
-	}
-	return d.Revoked || (!d.Created && time.Now().After(d.ExpiresAt)), nil
+// url is the grant's upload URL.
+func (da *directAPI) url(rc *fasthttp.RequestCtx, d sessionstore.DirectUpload) string {
+	return da.base(rc) + directPath + "/" + d.ID + "/tus?token=" + directToken(d)
 }
 
 // maxSizeText is a direct upload's size limit for messages.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"cmp"
 	"context"
 	"crypto/hmac"
 	"errors"
@@ -29,154 +28,140 @@ var (
 	errOriginNotAllowed     = codeOriginNotAllowed.err()
 )
 
-// directTus serves the TUS requests of a direct upload URL. The token
-// stands in for the API key: the request acts for the grant's account, on
-// the grant's one upload only.
-func (s *Server) directTus(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
-	d, err := s.directGrant(ctx, rc, p.id)
-	if err == nil {
-		s.directCORS(rc, d)
-	} else {
-		s.cors(rc)
+// grantAuth is the direct upload URL authenticator (authGrant): the
+// token stands in for the API key. The request acts for the grant's
+// account, on the grant's one upload only, under the grant's policy.
+type grantAuth struct {
+	store interface {
+		DirectUpload(ctx context.Context, id string) (sessionstore.DirectUpload, error)
 	}
-	if rq.method == fasthttp.MethodOptions {
-		// Discovery and preflight answer without a valid grant too, but
-		// only a grant's origins get the CORS headers.
-		s.tusOptions(rc)
-		return nil
-	}
-	switch {
-	case err != nil:
-		return err
-	case rq.method == fasthttp.MethodGet:
-		// The asset of the grant's own upload, for a page that holds only
-		// the URL (the upload page of GET / shows it once uploaded).
-		return s.directAsset(ctx, rc, rq, d)
-	}
-	return s.directServe(ctx, rc, rq, d)
+	// origins are the server's --cors-origins (nil: any), for a grant
+	// that names none.
+	origins map[string]bool
 }
 
-// directServe serves a TUS request on grant d's URL.
-func (s *Server) directServe(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d sessionstore.DirectUpload) error {
-	if err := s.directAdmit(rc, rq, rq.method, d); err != nil {
-		return err
-	}
-	release, err := s.holdStream(rc, rq)
-	if err != nil {
-		return err
-	}
-	defer release()
-	if rq.method != fasthttp.MethodPost {
-		return s.tusServe(ctx, rc, rq, &params{id: d.ID})
-	}
-	rq.direct = &d
-	if err := s.tusServe(ctx, rc, rq, &params{}); err != nil {
-		return err
-	}
-	// The upload's URL is the grant's URL: one URL, one upload.
-	rc.Response.Header.Set("Location", s.directURL(rc, d))
-	return nil
-}
-
-// directAsset serves GET on a direct upload URL: the asset as GET
-// /api/v1/assets/{id} shows it (waiting before the creation).
-func (s *Server) directAsset(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, d sessionstore.DirectUpload) error {
-	rq.account, rq.uploadID = d.Account, d.ID
-	if d.Revoked {
-		return errDirectRevoked
-	}
-	if origin := rc.Request.Header.Peek("Origin"); len(origin) > 0 && !s.directOriginAllowed(d, string(origin)) {
-		return errOriginNotAllowed
-	}
-	a, err := s.store.Asset(ctx, d.ID)
-	if errors.Is(err, sessionstore.ErrNotFound) {
-		return errNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("proxy: load asset: %w", err)
-	}
-	if gone, err := s.waitingGone(ctx, a); err != nil || gone {
-		return cmp.Or(err, error(errNotFound))
-	}
-	rc.Response.Header.Set("Cache-Control", "no-store")
-	writeJSON(rc, fasthttp.StatusOK, s.assetJSON(ctx, rc, a))
-	return nil
-}
-
-// directGrant loads the grant of id and checks the request's token.
-func (s *Server) directGrant(ctx context.Context, rc *fasthttp.RequestCtx, id string) (sessionstore.DirectUpload, error) {
+// signIn loads the grant of id and checks the request's token.
+func (g *grantAuth) signIn(ctx context.Context, rc *fasthttp.RequestCtx, id string) (*principal, error) {
 	token := rc.QueryArgs().Peek("token")
 	if !validID(id) || len(token) == 0 {
-		return sessionstore.DirectUpload{}, errDirectToken
+		return nil, errDirectToken
 	}
-	d, err := s.store.DirectUpload(ctx, id)
+	d, err := g.store.DirectUpload(ctx, id)
 	if errors.Is(err, sessionstore.ErrNotFound) {
-		return d, errDirectToken
+		return nil, errDirectToken
 	}
 	if err != nil {
-		return d, fmt.Errorf("proxy: load direct upload: %w", err)
+		return nil, fmt.Errorf("proxy: load direct upload: %w", err)
 	}
 	if !hmac.Equal(token, []byte(directToken(d))) {
-		return d, errDirectToken
+		return nil, errDirectToken
 	}
-	return d, nil
+	return &principal{account: d.Account, policy: &policy{grant: d, origins: g.origins}}, nil
 }
 
-// directOriginAllowed: the grant's allowed_origins when it has some, else
-// the server's --cors-origins.
-func (s *Server) directOriginAllowed(d sessionstore.DirectUpload, origin string) bool {
-	if len(d.AllowedOrigins) > 0 {
-		return slices.Contains(d.AllowedOrigins, strings.ToLower(origin))
-	}
-	return s.origins == nil || s.origins[origin]
+// policy is what a direct upload URL allows: the grant is the policy. Its
+// methods, its origins (CORS), one creation of its type and size whose id
+// is the grant's, claimed once (upload.Service.Claim), then that upload.
+type policy struct {
+	grant sessionstore.DirectUpload
+	// origins are the server's, for a grant without allowed_origins.
+	origins map[string]bool
 }
 
-// directCORS adds the CORS headers for an Origin the grant allows.
-func (s *Server) directCORS(rc *fasthttp.RequestCtx, d sessionstore.DirectUpload) {
+// grantMethods are the methods of a direct upload URL, a 405's Allow.
+// GET is answered too, with the asset, though it was never listed.
+const grantMethods = "OPTIONS, POST, HEAD, PATCH, DELETE"
+
+// originAllowed: the grant's allowed_origins when it has some, else the
+// server's --cors-origins.
+func (pol *policy) originAllowed(origin string) bool {
+	if len(pol.grant.AllowedOrigins) > 0 {
+		return slices.Contains(pol.grant.AllowedOrigins, strings.ToLower(origin))
+	}
+	return pol.origins == nil || pol.origins[origin]
+}
+
+// cors adds the CORS headers for an Origin the grant allows.
+func (pol *policy) cors(rc *fasthttp.RequestCtx) {
 	origin := string(rc.Request.Header.Peek("Origin"))
 	if origin == "" {
 		return
 	}
 	h := &rc.Response.Header
 	h.Add("Vary", "Origin")
-	if !s.directOriginAllowed(d, origin) {
+	if !pol.originAllowed(origin) {
 		return
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
 }
 
-// directAdmit is tusAdmit for a grant: the request's method, the grant's
-// state and origin, and for a creation its metadata and length.
-func (s *Server) directAdmit(rc *fasthttp.RequestCtx, rq *request, method string, d sessionstore.DirectUpload) error {
-	if string(rc.Request.Header.Peek("Tus-Resumable")) != tusVersion {
-		return errTusVersion
-	}
-	switch method {
-	case fasthttp.MethodPost, fasthttp.MethodHead, fasthttp.MethodPatch, fasthttp.MethodDelete:
+// admit holds a request to the grant: its methods, its state and origin,
+// and for a creation its metadata and length.
+func (pol *policy) admit(rc *fasthttp.RequestCtx, rq *request) error {
+	d := pol.grant
+	switch rq.method {
+	case fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodHead, fasthttp.MethodPatch, fasthttp.MethodDelete:
 	default:
-		rq.allow = "OPTIONS, POST, HEAD, PATCH, DELETE"
+		rq.allow = grantMethods
 		return errMethod
 	}
-	rq.account, rq.uploadID = d.Account, d.ID
 	if d.Revoked {
 		return errDirectRevoked
 	}
-	if origin := rc.Request.Header.Peek("Origin"); len(origin) > 0 && !s.directOriginAllowed(d, string(origin)) {
+	if origin := rc.Request.Header.Peek("Origin"); len(origin) > 0 && !pol.originAllowed(string(origin)) {
 		return errOriginNotAllowed
 	}
-	if method != fasthttp.MethodPost {
-		if !d.Created {
-			return errDirectNotCreated
+	switch rq.method {
+	case fasthttp.MethodGet:
+		return nil
+	case fasthttp.MethodPost:
+		// A used grant's POST is answered by the claim (a repeat claim);
+		// its creation deadline no longer applies.
+		if !d.Created && time.Now().After(d.ExpiresAt) {
+			return errDirectExpired
 		}
+		return directCreation(&rc.Request.Header, d)
+	}
+	if !d.Created {
+		return errDirectNotCreated
+	}
+	return nil
+}
+
+// grantCheck is the direct upload route's check: TUS's version, but on
+// GET (the asset, for a page that holds only the URL).
+func grantCheck(rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	rq.uploadID = p.id
+	if rq.method != fasthttp.MethodGet && string(rc.Request.Header.Peek("Tus-Resumable")) != tusVersion {
+		return errTusVersion
+	}
+	return nil
+}
+
+// grantOptions answers OPTIONS on a direct upload URL: TUS discovery and
+// preflight, with or without a valid grant (only a grant's origins get
+// the CORS headers).
+func grantOptions(s *Server, rc *fasthttp.RequestCtx, _ *route, _ *params) {
+	s.tusOptions(rc)
+}
+
+// serveGrant serves a request the grant admitted: GET is the grant's
+// asset; the rest is TUS on the grant's one upload, whose URL is the
+// grant's: one URL, one upload.
+func (da *directAPI) serveGrant(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+	d := rq.principal.claim()
+	switch rq.method {
+	case fasthttp.MethodGet:
+		return da.assets.grantAsset(ctx, rc, *d)
+	case fasthttp.MethodPost:
+		if err := da.tus(ctx, rc, rq, &params{}); err != nil {
+			return err
+		}
+		rc.Response.Header.Set("Location", da.url(rc, *d))
 		return nil
 	}
-	// A used grant's POST is answered by claimUpload (a repeat claim); its
-	// creation deadline no longer applies.
-	if !d.Created && time.Now().After(d.ExpiresAt) {
-		return errDirectExpired
-	}
-	return directCreation(&rc.Request.Header, d)
+	return da.tus(ctx, rc, rq, &params{id: p.id})
 }
 
 // directCreation checks a creation against the grant and rewrites its
@@ -225,11 +210,4 @@ func directCreation(h *fasthttp.RequestHeader, d sessionstore.DirectUpload) erro
 			"Upload-Length is larger than this direct upload's max_size_bytes (" + maxSizeText(d.MaxSize) + ")")
 	}
 	return nil
-}
-
-// claimUpload creates the upload of grant d (upload.Service.Claim: the
-// grant is claimed first and the storage made after, so that a creation
-// that lost the race never touches the winner's storage).
-func (s *Server) claimUpload(ctx context.Context, sess *sessionstore.Session, asset *sessionstore.Asset, d *sessionstore.DirectUpload) error {
-	return httpError(s.svc.Claim(ctx, sess, asset, d))
 }

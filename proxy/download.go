@@ -23,8 +23,8 @@ import (
 // Download tokens are "<unix expiry>.<base64url HMAC-SHA256>" over the
 // asset id and the expiry, so neither can be changed.
 
-func (s *Server) downloadMAC(id string, exp int64) []byte {
-	m := hmac.New(sha256.New, s.sign)
+func (as *assetsAPI) downloadMAC(id string, exp int64) []byte {
+	m := hmac.New(sha256.New, as.sign)
 	m.Write([]byte("roughy-download\x00"))
 	m.Write([]byte(id))
 	m.Write([]byte{0})
@@ -33,15 +33,15 @@ func (s *Server) downloadMAC(id string, exp int64) []byte {
 }
 
 // signDownload returns a token for id valid until exp.
-func (s *Server) signDownload(id string, exp time.Time) string {
+func (as *assetsAPI) signDownload(id string, exp time.Time) string {
 	e := exp.Unix()
-	return strconv.FormatInt(e, 10) + "." + base64.RawURLEncoding.EncodeToString(s.downloadMAC(id, e))
+	return strconv.FormatInt(e, 10) + "." + base64.RawURLEncoding.EncodeToString(as.downloadMAC(id, e))
 }
 
 var errForbidden = codeInvalidToken.err()
 
 // verifyDownload checks a token for id at now.
-func (s *Server) verifyDownload(id, token string, now time.Time) error {
+func (as *assetsAPI) verifyDownload(id, token string, now time.Time) error {
 	es, mac, ok := strings.Cut(token, ".")
 	if !ok {
 		return errForbidden
@@ -51,7 +51,7 @@ func (s *Server) verifyDownload(id, token string, now time.Time) error {
 		return errForbidden
 	}
 	got, err := base64.RawURLEncoding.DecodeString(mac)
-	if err != nil || !hmac.Equal(got, s.downloadMAC(id, exp)) {
+	if err != nil || !hmac.Equal(got, as.downloadMAC(id, exp)) {
 		return errForbidden
 	}
 	if now.Unix() >= exp {
@@ -121,20 +121,20 @@ func (b objectBody) Close() error { return b.obj.Close() }
 // lowered to the token's remaining validity.
 const downloadMaxAge = 5 * time.Minute
 
-// serveDownload serves GET/HEAD /sign/assets/uploads/{id}?token=…: the
+// download serves GET/HEAD /sign/assets/uploads/{id}?token=…: the
 // bytes of a ready asset in the embedded default (S3 mode hands out
 // presigned URLs).
-func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *request, p *params) error {
+func (as *assetsAPI) download(ctx context.Context, rc *fasthttp.RequestCtx, _ *request, p *params) error {
 	id := p.id
 	if !validID(id) {
 		return errForbidden
 	}
 	token := string(rc.QueryArgs().Peek("token"))
 	now := time.Now()
-	if err := s.verifyDownload(id, token, now); err != nil {
+	if err := as.verifyDownload(id, token, now); err != nil {
 		return err
 	}
-	a, err := s.readyAsset(ctx, id)
+	a, err := as.readyAsset(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *
 	if key == "" {
 		key = storageKey(a.ID)
 	}
-	obj, err := s.pipe.Sink().Open(ctx, key)
+	obj, err := as.pipe.Sink().Open(ctx, key)
 	if err != nil {
 		return fmt.Errorf("proxy: open %s: %w", key, err)
 	}
@@ -197,8 +197,8 @@ func (s *Server) serveDownload(ctx context.Context, rc *fasthttp.RequestCtx, _ *
 
 // readyAsset loads the asset a download serves: a missing, deleted or
 // not yet ready one is not found.
-func (s *Server) readyAsset(ctx context.Context, id string) (sessionstore.Asset, error) {
-	a, err := s.store.Asset(ctx, id)
+func (as *assetsAPI) readyAsset(ctx context.Context, id string) (sessionstore.Asset, error) {
+	a, err := as.store.Asset(ctx, id)
 	if errors.Is(err, sessionstore.ErrNotFound) || err == nil && (a.Deleted || a.State != sessionstore.StateReady) {
 		return a, errNotFound
 	}

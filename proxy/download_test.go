@@ -45,7 +45,7 @@ func TestDeleteStopsDownload(t *testing.T) {
 	}
 	unknown := "019deafa-0000-7000-8000-000000000001"
 	got := answer(e.do("GET", a.DownloadURL, nil, nil), a.ID)
-	want := answer(e.do("GET", e.url+downloadPath+unknown+"?token="+e.srv.signDownload(unknown, time.Now().Add(time.Hour)), nil, nil), unknown)
+	want := answer(e.do("GET", e.url+downloadPath+unknown+"?token="+e.srv.assets.signDownload(unknown, time.Now().Add(time.Hour)), nil, nil), unknown)
 	if got != want {
 		t.Errorf("download_url issued before the DELETE:\n%s\nwant the answer of an unknown asset:\n%s", got, want)
 	}
@@ -148,7 +148,7 @@ func TestDownloadValidators(t *testing.T) {
 	if cc := e.do("GET", a.DownloadURL, nil, nil).h.Get("Cache-Control"); cc != "private, max-age=300" {
 		t.Errorf("Cache-Control with an hour left on the token: %q, want private, max-age=300", cc)
 	}
-	short := e.url + downloadPath + a.ID + "?token=" + e.srv.signDownload(a.ID, time.Now().Add(30*time.Second))
+	short := e.url + downloadPath + a.ID + "?token=" + e.srv.assets.signDownload(a.ID, time.Now().Add(30*time.Second))
 	d := e.do("GET", short, nil, nil)
 	var maxAge int
 	if _, err := fmt.Sscanf(d.h.Get("Cache-Control"), "private, max-age=%d", &maxAge); err != nil || maxAge > 30 || maxAge < 25 {

@@ -211,22 +211,22 @@ func TestParseRange(t *testing.T) {
 func TestDownloadToken(t *testing.T) {
 	s := New(Config{SigningKey: []byte("k")}, nil, nil)
 	now := time.Unix(1_800_000_000, 0)
-	tok := s.signDownload("a1", now.Add(time.Hour))
-	if err := s.verifyDownload("a1", tok, now); err != nil {
+	tok := s.assets.signDownload("a1", now.Add(time.Hour))
+	if err := s.assets.verifyDownload("a1", tok, now); err != nil {
 		t.Fatalf("verify fresh token: %v", err)
 	}
-	if err := s.verifyDownload("a2", tok, now); err == nil {
+	if err := s.assets.verifyDownload("a2", tok, now); err == nil {
 		t.Errorf("token for a1 accepted for a2")
 	}
-	if err := s.verifyDownload("a1", tok, now.Add(2*time.Hour)); err == nil {
+	if err := s.assets.verifyDownload("a1", tok, now.Add(2*time.Hour)); err == nil {
 		t.Errorf("expired token accepted")
 	}
 	// Moving the expiry invalidates the MAC.
-	if err := s.verifyDownload("a1", "9999999999"+tok[len("1800003600"):], now); err == nil {
+	if err := s.assets.verifyDownload("a1", "9999999999"+tok[len("1800003600"):], now); err == nil {
 		t.Errorf("token with a changed expiry accepted")
 	}
 	other := New(Config{SigningKey: []byte("other")}, nil, nil)
-	if err := other.verifyDownload("a1", tok, now); err == nil {
+	if err := other.assets.verifyDownload("a1", tok, now); err == nil {
 		t.Errorf("token accepted under another signing key")
 	}
 }

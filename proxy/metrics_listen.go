@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -15,49 +16,62 @@ import (
 type metricsServer struct {
 	mu  sync.Mutex
 	srv *fasthttp.Server
+	// write writes /metrics, refuse an error answer; base is the
+	// requests' context.
+	write  func(*fasthttp.RequestCtx, *request)
+	refuse func(*fasthttp.RequestCtx, *request, error)
+	base   context.Context
 }
 
 // ServeMetrics serves GET /metrics (and /healthz, for the scraper's own
 // checks) on ln until Shutdown. Set Config.MetricsElsewhere so that the
 // public listener stops answering /metrics.
-func (s *Server) ServeMetrics(ln net.Listener) error {
+func (s *Server) ServeMetrics(ln net.Listener) error { return s.metricsSrv.serve(ln) }
+
+func (m *metricsServer) serve(ln net.Listener) error {
 	srv := &fasthttp.Server{
-		Handler:               s.handleMetrics,
+		Handler:               m.handle,
 		Name:                  "roughy-metrics",
 		NoDefaultServerHeader: true,
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,
 		MaxRequestBodySize:    4 << 10,
 	}
-	s.metricsSrv.mu.Lock()
-	s.metricsSrv.srv = srv
-	s.metricsSrv.mu.Unlock()
+	m.mu.Lock()
+	m.srv = srv
+	m.mu.Unlock()
 	if err := srv.Serve(ln); err != nil {
 		return fmt.Errorf("proxy: serve metrics: %w", err)
 	}
 	return nil
 }
 
-// handleMetrics is the metrics listener's handler.
-func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
-	rq := &request{id: newRequestID(ctx), method: methodOf(ctx), route: "metrics", ctx: s.base}
+// route serves /metrics on the API listener.
+func (m *metricsServer) route(_ context.Context, rc *fasthttp.RequestCtx, rq *request, _ *params) error {
+	m.write(rc, rq)
+	return nil
+}
+
+// handle is the metrics listener's handler.
+func (m *metricsServer) handle(ctx *fasthttp.RequestCtx) {
+	rq := &request{id: newRequestID(ctx), method: methodOf(ctx), route: "metrics", ctx: m.base}
 	switch string(ctx.Path()) {
 	case "/metrics":
-		s.writeMetrics(ctx, rq)
+		m.write(ctx, rq)
 	case "/healthz":
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok\n")
 	default:
-		s.writeError(ctx, rq, errNoEndpoint)
+		m.refuse(ctx, rq, errNoEndpoint)
 	}
 }
 
-// shutdownMetrics stops the metrics listener, if there is one; a scrape in
+// shutdown stops the metrics listener, if there is one; a scrape in
 // flight is not worth waiting for.
-func (s *Server) shutdownMetrics() {
-	s.metricsSrv.mu.Lock()
-	srv := s.metricsSrv.srv
-	s.metricsSrv.mu.Unlock()
+func (m *metricsServer) shutdown() {
+	m.mu.Lock()
+	srv := m.srv
+	m.mu.Unlock()
 	if srv != nil {
 		_ = srv.Shutdown()
 	}

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"embed"
 	"io/fs"
 	"path"
@@ -24,7 +23,7 @@ var pageFiles embed.FS
 const pageCSP = "default-src 'self'; connect-src *; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // servePage serves GET / and /page/{file}.
-func (s *Server) servePage(_ context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+func servePage(rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	name := p.id
 	if string(rc.Path()) == "/" {
 		name = "index.html"

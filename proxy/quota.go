@@ -58,15 +58,24 @@ func limitJSON(v int64) *int64 {
 	return &v
 }
 
-// serveQuota serves GET /api/v1/quota: the account's limits (its own or
+// quotaAPI serves GET /api/v1/quota.
+type quotaAPI struct {
+	store interface {
+		Quota(ctx context.Context, account string) (sessionstore.QuotaLimits, sessionstore.QuotaUsage, error)
+	}
+	// defaults are the limits of accounts without their own.
+	defaults sessionstore.QuotaLimits
+}
+
+// serve serves GET /api/v1/quota: the account's limits (its own or
 // the server's defaults) and usage.
-func (s *Server) serveQuota(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, _ *params) error {
+func (qa *quotaAPI) serve(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, _ *params) error {
 	account := rq.account
-	l, u, err := s.store.Quota(ctx, account)
+	l, u, err := qa.store.Quota(ctx, account)
 	if err != nil {
 		return fmt.Errorf("proxy: load quota: %w", err)
 	}
-	l = l.Resolve(s.cfg.QuotaDefaults)
+	l = l.Resolve(qa.defaults)
 	rc.Response.Header.Set("Cache-Control", "no-store")
 	writeJSON(rc, fasthttp.StatusOK, &quotaJSON{Account: account, Usage: u, Limits: quotaLimitsJSON{
 		BytesStored: limitJSON(l.BytesStored), Uploads: limitJSON(l.Uploads), BytesReserved: limitJSON(l.BytesReserved),

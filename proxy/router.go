@@ -38,8 +38,9 @@ type route struct {
 	// on this path a refusal (an upload id that cannot exist, TUS's
 	// version).
 	check func(rc *fasthttp.RequestCtx, rq *request, p *params) error
-	// auth: the request needs an API key, whose account it acts for.
-	auth bool
+	// auth is the route's authenticator (authn.go): the request acts for
+	// the principal it signs in; authNone: for no one.
+	auth authKind
 	// body is the methods whose requests may carry a body: a refusal of
 	// one drains or closes it, so it is never parsed as the next request.
 	body string
@@ -170,26 +171,36 @@ func (s *Server) match(rc *fasthttp.RequestCtx) (*route, *params) {
 	return nil, nil
 }
 
-// serveRoute is the chain every routed request goes through.
+// serveRoute is the chain every routed request goes through. A
+// credential whose policy decides the route's CORS and methods (a direct
+// upload URL's) signs in first; a refusal of it is answered after the
+// CORS headers and OPTIONS, like any other.
 func (s *Server) serveRoute(rc *fasthttp.RequestCtx, rq *request, rt *route, p *params) {
 	rq.route = rt.name
 	for i := 0; i+1 < len(rt.headers); i += 2 {
 		rc.Response.Header.Set(rt.headers[i], rt.headers[i+1])
 	}
-	if rt.cors {
-		s.cors(rc)
-	}
 	if rt.override {
 		rq.method = tusMethod(rc)
 	}
 	rq.bodyRoute = hasMethod(rt.body, rq.method)
+	ctx, cancel := s.requestContext(rq)
+	defer cancel()
+	var err error
+	if rt.auth.first() {
+		err = rq.signedIn(s.authn.signIn(ctx, rc, rt.auth, p))
+	}
+	if rt.cors && !rq.principal.cors(rc) {
+		s.cors(rc)
+	}
 	if rq.method == fasthttp.MethodOptions && rt.options != nil {
 		rt.options(s, rc, rt, p)
 		return
 	}
-	ctx, cancel := s.requestContext(rq)
-	defer cancel()
-	if err := s.serveAdmitted(ctx, rc, rq, rt, p); err != nil {
+	if err == nil {
+		err = s.serveAdmitted(ctx, rc, rq, rt, p)
+	}
+	if err != nil {
 		s.refuse(rc, rq, p, err)
 	}
 }
@@ -223,8 +234,9 @@ func (s *Server) holdStream(rc *fasthttp.RequestCtx, rq *request) (release func(
 	return release, nil
 }
 
-// admit runs the route's checks, its method check and its API key; the
-// Expect handler admits the same way before a body is sent.
+// admit runs the route's checks, its method check, its authenticator
+// (unless signed in already) and the policy of the principal; the Expect
+// handler admits the same way before a body is sent.
 func (s *Server) admit(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, rt *route, p *params) error {
 	if rt.check != nil {
 		if err := rt.check(rc, rq, p); err != nil {
@@ -235,10 +247,12 @@ func (s *Server) admit(ctx context.Context, rc *fasthttp.RequestCtx, rq *request
 		rq.allow = rt.allow
 		return errMethod
 	}
-	if rt.auth {
-		return s.signIn(ctx, rc, rq)
+	if rt.auth != authNone && rq.principal == nil {
+		if err := rq.signedIn(s.authn.signIn(ctx, rc, rt.auth, p)); err != nil {
+			return err
+		}
 	}
-	return nil
+	return rq.principal.admit(rc, rq)
 }
 
 // refuse answers err in the request's dialect.
@@ -260,16 +274,6 @@ func hasMethod(list, method string) bool {
 	return false
 }
 
-// signIn authenticates the request's API key and sets its account.
-func (s *Server) signIn(ctx context.Context, rc *fasthttp.RequestCtx, rq *request) error {
-	account, err := s.authenticate(ctx, rc)
-	if err != nil {
-		return err
-	}
-	rq.account = account
-	return nil
-}
-
 // optionsAllow answers OPTIONS with the route's methods and preflight.
 func optionsAllow(s *Server, rc *fasthttp.RequestCtx, rt *route, _ *params) {
 	rc.Response.Header.Set("Allow", rt.allow) // RFC 9110 9.3.7
@@ -285,6 +289,6 @@ func optionsPreflight(s *Server, rc *fasthttp.RequestCtx, rt *route, _ *params) 
 
 // noEndpoint is the handler of paths below a resource that has none
 // there.
-func (*Server) noEndpoint(context.Context, *fasthttp.RequestCtx, *request, *params) error {
+func noEndpoint(*fasthttp.RequestCtx, *request, *params) error {
 	return errNoEndpoint
 }

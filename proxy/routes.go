@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/roughy/ingest/sessionstore"
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -33,9 +32,10 @@ type request struct {
 	// with the request's span when tracing (span non-nil).
 	ctx  context.Context
 	span trace.Span
-	// direct is the grant a creation through a direct upload URL uses
-	// (direct_tus.go): its id and its one-time claim.
-	direct *sessionstore.DirectUpload
+	// principal is who the request acts for once signed in (authn.go):
+	// its account, and the policy of its credential (a direct upload
+	// URL's grant).
+	principal *principal
 }
 
 func (rq *request) attrs() []any {
@@ -146,10 +146,10 @@ var routes = routeTable()
 func routeTable() []route {
 	// The upload endpoint's two dialects, and the read-only resources.
 	tus := route{dialect: tusDialect, headers: []string{"Tus-Resumable", tusVersion}, cors: true, override: true,
-		options: tusOptionsOf, check: tusCheck, auth: true, body: "POST, PATCH", limit: true,
+		options: tusOptionsOf, check: tusCheck, auth: authKey, body: "POST, PATCH", limit: true,
 		serve: (*Server).tusServe, expect: on(tusFor, tusProtocol.expect)}
 	draft := route{dialect: draftDialect, cors: true,
-		options: tusOptionsOf, check: draftCheck, auth: true, body: "POST, PUT, PATCH", limit: true,
+		options: tusOptionsOf, check: draftCheck, auth: authKey, body: "POST, PUT, PATCH", limit: true,
 		serve: on(draftFor, draftProtocol.serve), expect: on(draftFor, draftProtocol.expect)}
 	read := route{allow: "GET, HEAD, OPTIONS", cors: true, options: optionsAllow}
 	const (
@@ -166,37 +166,38 @@ func routeTable() []route {
 		with(draft, route{name: "ietf_create", pattern: uploadsPath, match: exact(uploadsPath), allow: draftCreate}),
 		with(tus, route{name: "tus_upload", pattern: uploadsPath + "/{id}", match: under(uploadsPath+"/", false), allow: uploadAllow}),
 		with(draft, route{name: "ietf_upload", pattern: uploadsPath + "/{id}", match: under(uploadsPath+"/", false), allow: uploadAllow}),
-		with(read, route{name: "asset", pattern: assetsPath + "{id}", match: under(assetsPath, true), auth: true,
-			serve: (*Server).serveAsset}),
+		with(read, route{name: "asset", pattern: assetsPath + "{id}", match: under(assetsPath, true), auth: authKey,
+			serve: on(assetsOf, (*assetsAPI).serve)}),
 
 		{name: "webhooks", pattern: webhooksPath, match: tree(webhooksPath, shapeCollection),
-			allow: "GET, POST", auth: true, body: "POST", serve: (*Server).serveWebhooks},
+			allow: "GET, POST", auth: authKey, body: "POST", serve: on(webhooksOf, (*webhooksAPI).serve)},
 		{name: "webhooks", pattern: webhooksPath + "/{id}", match: tree(webhooksPath, shapeItem),
-			allow: "GET, DELETE", auth: true, serve: (*Server).serveWebhooks},
+			allow: "GET, DELETE", auth: authKey, serve: on(webhooksOf, (*webhooksAPI).serve)},
 		{name: "webhooks", pattern: webhooksPath + "/{id}/deliveries", match: tree(webhooksPath, "deliveries"),
-			allow: "GET", auth: true, serve: (*Server).serveWebhooks},
-		{name: "webhooks", pattern: webhooksPath + "/{id}/*", match: tree(webhooksPath, shapeOther), serve: (*Server).noEndpoint},
+			allow: "GET", auth: authKey, serve: on(webhooksOf, (*webhooksAPI).serve)},
+		{name: "webhooks", pattern: webhooksPath + "/{id}/*", match: tree(webhooksPath, shapeOther), serve: plain(noEndpoint)},
 
-		with(read, route{name: "quota", pattern: quotaPath, match: exact(quotaPath), auth: true, serve: (*Server).serveQuota}),
+		with(read, route{name: "quota", pattern: quotaPath, match: exact(quotaPath), auth: authKey, serve: on(quotaOf, (*quotaAPI).serve)}),
 
 		// The token of a direct upload URL stands in for the API key, and
-		// its CORS and methods are the grant's: directTus checks them.
+		// its CORS and methods are the grant's policy's (authGrant).
 		{name: "direct_tus", pattern: directPath + "/{id}/tus", match: tree(directPath, "tus"),
-			headers: []string{"Tus-Resumable", tusVersion}, override: true, body: "POST, PATCH", serve: (*Server).directTus},
+			headers: []string{"Tus-Resumable", tusVersion}, override: true, cors: true, options: grantOptions,
+			check: grantCheck, auth: authGrant, body: "POST, PATCH", limit: true, serve: on(directOf, (*directAPI).serveGrant)},
 		{name: "direct_upload", pattern: directPath, match: tree(directPath, shapeCollection),
-			allow: "POST, OPTIONS", cors: true, options: optionsPreflight, auth: true, body: "POST", serve: (*Server).createDirect},
+			allow: "POST, OPTIONS", cors: true, options: optionsPreflight, auth: authKey, body: "POST", serve: on(directOf, (*directAPI).create)},
 		{name: "direct_upload", pattern: directPath + "/{id}", match: tree(directPath, shapeItem),
-			allow: "DELETE, OPTIONS", cors: true, options: optionsPreflight, auth: true, serve: (*Server).revokeDirect},
-		{name: "direct_upload", pattern: directPath + "/{id}/*", match: tree(directPath, shapeOther), cors: true, serve: (*Server).noEndpoint},
+			allow: "DELETE, OPTIONS", cors: true, options: optionsPreflight, auth: authKey, serve: on(directOf, (*directAPI).revoke)},
+		{name: "direct_upload", pattern: directPath + "/{id}/*", match: tree(directPath, shapeOther), cors: true, serve: plain(noEndpoint)},
 
 		with(read, route{name: "download", pattern: downloadPath + "{id}?token=", match: rest(downloadPath),
 			headers: []string{"X-Content-Type-Options", "nosniff", "Content-Security-Policy", downloadCSP},
-			serve:   (*Server).serveDownload}),
-		{name: "page", pattern: "/", match: exactly("/"), allow: "GET, HEAD", serve: (*Server).servePage},
-		{name: "page", pattern: pagePath + "{file}", match: rest(pagePath), allow: "GET, HEAD", serve: (*Server).servePage},
-		{name: "healthz", pattern: "/healthz", match: exactly("/healthz"), serve: (*Server).serveHealthz},
-		{name: "readyz", pattern: "/readyz", match: exactly("/readyz"), serve: (*Server).serveReady},
-		{name: "metrics", pattern: "/metrics", match: exactly("/metrics"), serve: (*Server).metricsRoute,
+			serve:   on(assetsOf, (*assetsAPI).download)}),
+		{name: "page", pattern: "/", match: exactly("/"), allow: "GET, HEAD", serve: plain(servePage)},
+		{name: "page", pattern: pagePath + "{file}", match: rest(pagePath), allow: "GET, HEAD", serve: plain(servePage)},
+		{name: "healthz", pattern: "/healthz", match: exactly("/healthz"), serve: plain(serveHealthz)},
+		{name: "readyz", pattern: "/readyz", match: exactly("/readyz"), serve: on(readyOf, (*readiness).serve)},
+		{name: "metrics", pattern: "/metrics", match: exactly("/metrics"), serve: on(metricsOf, (*metricsServer).route),
 			off: func(s *Server) bool { return s.cfg.MetricsElsewhere }},
 	}
 }
@@ -210,7 +211,9 @@ func with(kind, r route) route {
 	if r.headers != nil {
 		kind.headers = r.headers
 	}
-	kind.auth = kind.auth || r.auth
+	if r.auth != authNone {
+		kind.auth = r.auth
+	}
 	if r.serve != nil {
 		kind.serve = r.serve
 	}

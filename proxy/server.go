@@ -132,8 +132,6 @@ type Server struct {
 	srv     *fasthttp.Server
 	sign    []byte
 	origins map[string]bool // nil: any origin
-	keys    keyCache
-	static  staticKeys
 	metrics *metrics
 	tel     *Telemetry
 	// metricsSrv is the listener of /metrics alone, when it has one.
@@ -154,6 +152,15 @@ type Server struct {
 	leases  *upload.Leases
 	clients clientLimiter // requests per client behind a trusted proxy
 	streams accountStreams
+
+	// The resources of the route table, each with what it needs
+	// (resources.go).
+	authn    authenticators
+	assets   *assetsAPI
+	direct   *directAPI
+	webhooks *webhooksAPI
+	quota    *quotaAPI
+	ready    *readiness
 }
 
 // New returns a server over store and pipe.
@@ -164,11 +171,6 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	s.svc = s.newService()
 	s.leases = s.svc.Leases()
 	s.tel.attach(s)
-	static := make(map[string]string, len(cfg.StaticKeys))
-	for _, k := range cfg.StaticKeys {
-		static[k.Hash] = k.Account
-	}
-	s.static.live.Store(&static)
 	s.streams = accountStreams{max: cfg.MaxAccountBodies, n: map[string]int{}}
 	s.sign = cfg.SigningKey
 	if len(s.sign) == 0 {
@@ -190,6 +192,7 @@ func New(cfg Config, store sessionstore.Store, pipe *pipeline.Pipeline) *Server 
 	}
 	s.clients = clientLimiter{max: cfg.MaxConnsPerIP, trusted: cfg.TrustedProxies, n: map[netip.Addr]int{}}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	attachResources(s)
 	s.srv = &fasthttp.Server{
 		Handler: s.handle,
 		Name:    "roughy",
@@ -268,11 +271,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
 	if err == nil {
 		s.cancelBase()
-		s.shutdownMetrics()
+		s.metricsSrv.shutdown()
 		return nil
 	}
 	s.cancelBase()
-	s.shutdownMetrics()
+	s.metricsSrv.shutdown()
 	s.cutBodies()
 	// Give canceled handlers a moment to commit and release their leases.
 	for deadline := time.Now().Add(5 * time.Second); s.inflight.Load() > 0 && time.Now().Before(deadline); {

@@ -139,7 +139,7 @@ func TestUploadHappyPath(t *testing.T) {
 	if d := e.do("GET", tampered, nil, nil); d.status != http.StatusForbidden {
 		t.Errorf("tampered token: %d, want 403", d.status)
 	}
-	expired := e.url + downloadPath + c.SessionID + "?token=" + e.srv.signDownload(c.SessionID, time.Now().Add(-time.Second))
+	expired := e.url + downloadPath + c.SessionID + "?token=" + e.srv.assets.signDownload(c.SessionID, time.Now().Add(-time.Second))
 	if d := e.do("GET", expired, nil, nil); d.status != http.StatusForbidden {
 		t.Errorf("expired token: %d, want 403", d.status)
 	}

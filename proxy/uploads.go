@@ -33,14 +33,6 @@ func uploadsOf(s *Server) uploads {
 	return uploads{svc: s.svc, store: s.store, expiry: s.cfg.UploadExpiry, srv: s}
 }
 
-// on is a dialect's handler as a route's (serve, expect): the route
-// table's handlers take the server, of which the dialect is made.
-func on[D any](of func(*Server) D, f func(D, context.Context, *fasthttp.RequestCtx, *request, *params) error) func(*Server, context.Context, *fasthttp.RequestCtx, *request, *params) error {
-	return func(s *Server, ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
-		return f(of(s), ctx, rc, rq, p)
-	}
-}
-
 // own is the request account's upload id (upload.Service.Own): another
 // account's is sessionstore.ErrNotFound exactly like an unknown id, so
 // every route answers both alike (never revealing that it exists).
@@ -230,11 +222,14 @@ func (c *createIntent) setShape(lenient bool) error {
 func (u uploads) create(ctx context.Context, rq *request, c createIntent) (sessionstore.Session, sessionstore.Asset, error) {
 	sess, asset := u.newUpload(rq, c)
 	var err error
+	d := rq.principal.claim()
 	switch {
 	case len(c.concat.Final) > 0:
 		err = httpError(u.svc.Concat(ctx, &sess, asset))
-	case rq.direct != nil:
-		err = u.srv.claimUpload(ctx, &sess, &asset, rq.direct)
+	case d != nil:
+		// A direct upload URL's creation claims its grant first, then
+		// makes the storage.
+		err = httpError(u.svc.Claim(ctx, &sess, &asset, d))
 	default:
 		err = httpError(u.svc.Create(ctx, &sess, asset))
 	}
@@ -246,9 +241,9 @@ func (u uploads) create(ctx context.Context, rq *request, c createIntent) (sessi
 // partial upload has a session but no visible asset.
 func (u uploads) newUpload(rq *request, c createIntent) (sessionstore.Session, sessionstore.Asset) {
 	id := apikey.NewID()
-	if rq.direct != nil {
-		// A direct upload's id is also its upload's (direct_tus.go).
-		id = rq.direct.ID
+	if d := rq.principal.claim(); d != nil {
+		// A direct upload's id is also its upload's (its grant's policy).
+		id = d.ID
 	}
 	rq.uploadID = id
 	now := time.Now().UTC()

@@ -60,15 +60,29 @@ type deliveryJSON struct {
 	UpdatedAt   string  `json:"updated_at"`
 }
 
-// serveWebhooks serves the webhook API: POST and GET on webhooksPath, GET
+// webhooksAPI serves the webhook API, and renders and verifies the
+// events the webhook workers deliver.
+type webhooksAPI struct {
+	store interface {
+		sessionstore.Webhooks
+		Session(ctx context.Context, id string) (sessionstore.Session, error)
+		AssetRecord(ctx context.Context, id string) (sessionstore.Asset, error)
+		DeadProbes(ctx context.Context) ([]sessionstore.DeadProbe, error)
+	}
+	// targets are the receivers a webhook may be registered for.
+	targets webhook.Targets
+	assets  *assetsAPI
+}
+
+// serve serves the webhook API: POST and GET on webhooksPath, GET
 // and DELETE on /{id}, GET on /{id}/deliveries.
-func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
+func (wa *webhooksAPI) serve(ctx context.Context, rc *fasthttp.RequestCtx, rq *request, p *params) error {
 	id, sub := p.id, p.sub
 	if id == "" {
 		if rq.method == fasthttp.MethodPost {
-			return s.createWebhook(ctx, rc, rq.account)
+			return wa.create(ctx, rc, rq.account)
 		}
-		hooks, err := s.store.Webhooks(ctx, rq.account)
+		hooks, err := wa.store.Webhooks(ctx, rq.account)
 		if err != nil {
 			return fmt.Errorf("proxy: list webhooks: %w", err)
 		}
@@ -79,13 +93,13 @@ func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq 
 		writeJSON(rc, fasthttp.StatusOK, map[string]any{"webhooks": out})
 		return nil
 	}
-	h, err := s.accountWebhook(ctx, rq.account, id)
+	h, err := wa.accountWebhook(ctx, rq.account, id)
 	if err != nil {
 		return err
 	}
 	switch {
 	case sub == "deliveries":
-		ds, err := s.store.WebhookDeliveries(ctx, h.ID)
+		ds, err := wa.store.WebhookDeliveries(ctx, h.ID)
 		if err != nil {
 			return fmt.Errorf("proxy: webhook deliveries: %w", err)
 		}
@@ -95,7 +109,7 @@ func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq 
 		}
 		writeJSON(rc, fasthttp.StatusOK, map[string]any{"deliveries": out})
 	case rq.method == fasthttp.MethodDelete:
-		err := s.store.DeleteWebhook(ctx, rq.account, h.ID)
+		err := wa.store.DeleteWebhook(ctx, rq.account, h.ID)
 		if errors.Is(err, sessionstore.ErrNotFound) {
 			return errWebhookNotFound
 		}
@@ -111,11 +125,11 @@ func (s *Server) serveWebhooks(ctx context.Context, rc *fasthttp.RequestCtx, rq 
 
 // accountWebhook loads an endpoint of account; another account's is
 // unknown (404), like its assets.
-func (s *Server) accountWebhook(ctx context.Context, account, id string) (sessionstore.Webhook, error) {
+func (wa *webhooksAPI) accountWebhook(ctx context.Context, account, id string) (sessionstore.Webhook, error) {
 	if !validID(id) {
 		return sessionstore.Webhook{}, errWebhookNotFound
 	}
-	h, err := s.store.Webhook(ctx, id)
+	h, err := wa.store.Webhook(ctx, id)
 	if errors.Is(err, sessionstore.ErrNotFound) || err == nil && h.Account != account {
 		return sessionstore.Webhook{}, errWebhookNotFound
 	}
@@ -168,14 +182,14 @@ func webhookEvents(events []string) ([]string, error) {
 	return events, nil
 }
 
-// checkWebhookURL refuses a webhook URL that is not an absolute http(s)
+// checkURL refuses a webhook URL that is not an absolute http(s)
 // URL, or whose target the configuration does not allow.
-func (s *Server) checkWebhookURL(raw string) error {
+func (wa *webhooksAPI) checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(raw) > 2048 {
 		return codeInvalidWebhook.with("url must be an absolute http or https URL (at most 2048 characters)")
 	}
-	if err := s.cfg.WebhookTargets.CheckURL(raw); err != nil {
+	if err := wa.targets.CheckURL(raw); err != nil {
 		reason := "refused"
 		if b, ok := errors.AsType[*webhook.BlockedError](err); ok {
 			reason = b.Reason
@@ -186,12 +200,13 @@ func (s *Server) checkWebhookURL(raw string) error {
 	return nil
 }
 
-func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, account string) error {
+// create serves POST /api/v1/webhooks.
+func (wa *webhooksAPI) create(ctx context.Context, rc *fasthttp.RequestCtx, account string) error {
 	req, err := readWebhookRequest(rc)
 	if err != nil {
 		return err
 	}
-	if err := s.checkWebhookURL(req.URL); err != nil {
+	if err := wa.checkURL(req.URL); err != nil {
 		return err
 	}
 	events, err := webhookEvents(req.Events)
@@ -201,24 +216,24 @@ func (s *Server) createWebhook(ctx context.Context, rc *fasthttp.RequestCtx, acc
 	slices.Sort(events)
 	h := sessionstore.Webhook{ID: apikey.NewID(), Account: account, URL: req.URL, Events: slices.Compact(events),
 		Secret: "whsec_" + rand.Text() + rand.Text(), CreatedAt: time.Now().UTC()}
-	if hooks, err := s.store.Webhooks(ctx, account); err != nil {
+	if hooks, err := wa.store.Webhooks(ctx, account); err != nil {
 		return fmt.Errorf("proxy: list webhooks: %w", err)
 	} else if len(hooks) >= maxWebhooksPerAccount {
 		return errTooManyHooks
 	}
-	if err := s.store.CreateWebhook(ctx, h); err != nil {
+	if err := wa.store.CreateWebhook(ctx, h); err != nil {
 		return fmt.Errorf("proxy: create webhook: %w", err)
 	}
 	// Creations racing past the count above (on any node): each one that
 	// sees too many once it is stored takes itself back. The last one
 	// stored sees every other kept, so never more than the cap stay
 	// (racers may all go: a retry then succeeds).
-	hooks, err := s.store.Webhooks(ctx, account)
+	hooks, err := wa.store.Webhooks(ctx, account)
 	if err != nil {
 		return fmt.Errorf("proxy: list webhooks: %w", err)
 	}
 	if len(hooks) > maxWebhooksPerAccount {
-		if err := s.store.DeleteWebhook(context.WithoutCancel(ctx), account, h.ID); err != nil {
+		if err := wa.store.DeleteWebhook(context.WithoutCancel(ctx), account, h.ID); err != nil {
 			return fmt.Errorf("proxy: take back a webhook past the cap: %w", err)
 		}
 		return errTooManyHooks
@@ -250,11 +265,15 @@ func toDeliveryJSON(d sessionstore.WebhookDelivery) deliveryJSON {
 // asset's record, deleted or not: an asset created, completed or probed
 // and deleted before its event was verified still had that change.
 func (s *Server) WebhookVerify(ctx context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error) {
+	return s.webhooks.verify(ctx, ev)
+}
+
+func (wa *webhooksAPI) verify(ctx context.Context, ev sessionstore.WebhookEvent) (sessionstore.Asset, bool, error) {
 	if ev.Type == sessionstore.EventUploadExpired {
-		_, err := s.store.Session(ctx, ev.Asset.SessionID)
+		_, err := wa.store.Session(ctx, ev.Asset.SessionID)
 		return ev.Asset, errors.Is(err, sessionstore.ErrNotFound), ignoreNotFound(err)
 	}
-	a, err := s.store.AssetRecord(ctx, ev.Asset.ID)
+	a, err := wa.store.AssetRecord(ctx, ev.Asset.ID)
 	if err != nil {
 		// Never stored: a deletion's snapshot of it did not exist either.
 		return ev.Asset, false, ignoreNotFound(err)
@@ -268,7 +287,7 @@ func (s *Server) WebhookVerify(ctx context.Context, ev sessionstore.WebhookEvent
 		if ev.Error == "" {
 			return a, a.DurationSeconds != "", nil
 		}
-		dead, err := s.store.DeadProbes(ctx)
+		dead, err := wa.store.DeadProbes(ctx)
 		return a, slices.ContainsFunc(dead, func(d sessionstore.DeadProbe) bool { return d.AssetID == a.ID }), err
 	}
 	// asset.created: a direct upload's asset waits before its creation.
@@ -287,12 +306,16 @@ func ignoreNotFound(err error) error {
 // at delivery time (a local one needs --public-url); a deleted or expired
 // one (or one deleted before its event was verified) gets none.
 func (s *Server) WebhookAsset(ctx context.Context, ev sessionstore.WebhookEvent) any {
+	return s.webhooks.render(ctx, ev)
+}
+
+func (wa *webhooksAPI) render(ctx context.Context, ev sessionstore.WebhookEvent) any {
 	a := ev.Asset
 	gone := ev.Type == sessionstore.EventAssetDeleted || ev.Type == sessionstore.EventUploadExpired || a.Deleted
 	if gone {
 		a.State = sessionstore.StateUploading // no URL to bytes that are gone
 	}
-	j := s.assetJSON(ctx, nil, a)
+	j := wa.assets.render(ctx, nil, a)
 	if gone && ev.Asset.State == sessionstore.StateReady {
 		j.State, j.SHA256 = ev.Asset.State, ev.Asset.SHA256
 	}
