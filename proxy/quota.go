@@ -12,7 +12,7 @@ import (
 // reservation in the store: made before its session is stored (its
 // Upload-Length, or 0 for a deferred length), grown by the writes of a
 // deferred length before their bytes are read, grown to the whole length
-// before a request of either protocol sets it (applyLength), turned into
+// before a request of either protocol sets it (upload.Service.ApplyLength), turned into
 // stored bytes when the upload completes, and dropped by DELETE and
 // expiry. The store checks and reserves atomically, so the limits hold
 // across nodes.
