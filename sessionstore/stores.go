@@ -12,6 +12,10 @@ import (
 type Uploads interface {
 	// CreateUpload stores a new session and its asset (state uploading).
 	CreateUpload(ctx context.Context, s Session, a Asset) error
+	// CreateReserved is EnqueueWebhookEvent (when c.Event is set),
+	// ReserveQuota and CreateUpload of c in one atomic step: a
+	// *QuotaError or ErrExists changes nothing, no event is queued then.
+	CreateReserved(ctx context.Context, c Creation) error
 	// Session returns a session; ErrNotFound when unknown or deleted.
 	Session(ctx context.Context, id string) (Session, error)
 	// OffsetSession is Session for offset retrieval: in the same atomic
