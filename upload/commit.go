@@ -64,23 +64,34 @@ func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offs
 // is completed first (the pipeline calls its commit function only once
 // the bytes are durable), then the one commit records the offset, marks
 // the upload complete and settles its quota, one store write where there
-// were three. It applies only to storage without parts (the local
-// file); otherwise, or when completing the storage fails, cm stays a
-// plain commit and Append completes the upload after it (complete).
+// were three. It applies to storage without parts (the local file) and
+// to a whole upload put with one request (S3's PutObject); otherwise, or
+// when completing the storage fails, cm stays a plain commit and Append
+// completes the upload after it (complete).
 func (s *Service) completeWith(ctx context.Context, l sessionstore.Lease, cur sessionstore.Session, p pipeline.Progress, cm *sessionstore.Commit) bool {
-	if cur.Completed || cur.Length < 0 || p.Offset != cur.Length || l.Parts > 0 || len(p.Parts) > 0 {
+	if cur.Completed || cur.Length < 0 || p.Offset != cur.Length {
 		return false
 	}
-	if parts, err := s.Store.Parts(ctx, cur.ID); err != nil || len(parts) > 0 {
-		return false
+	parts := p.Parts
+	if !StoragePending(cur) {
+		// Parts of earlier writes, or this one's of a multipart upload:
+		// Append completes it after the commit, as before.
+		if l.Parts > 0 || len(p.Parts) > 0 {
+			return false
+		}
+		if stored, err := s.Store.Parts(ctx, cur.ID); err != nil || len(stored) > 0 {
+			return false
+		}
 	}
+	// Else the write stored the whole upload with one request (S3's
+	// PutObject): its part, if any, is all there is.
 	next := cur
 	next.Offset, next.HashState = p.Offset, p.HashState
 	if p.Storage != nil {
 		next.Storage = p.Storage
 	}
 	sum, err := pipeline.SumHex(p.HashState)
-	if err != nil || s.Pipe.Sink().Complete(ctx, s.Describe(next), nil) != nil {
+	if err != nil || s.Pipe.Sink().Complete(ctx, s.Describe(next), parts) != nil {
 		return false
 	}
 	ready := sessionstore.Asset{ID: cur.AssetID, Account: cur.Account, SessionID: cur.ID}
