@@ -234,7 +234,9 @@ type Commit struct {
 	// NewOffset stored bytes (SettleQuota of the session's account) once
 	// the commit is applied: in the same atomic step on the embedded
 	// store, in the same script on Redis unless the account's quota keys
-	// live in another Cluster slot (then right after it).
+	// live in another Cluster slot or the lease carries no session (then
+	// right after it; a hold left unsettled by a failure there is settled
+	// by the janitor, which finds it in QuotaHolds).
 	Settle bool
 	// Rewind allows NewOffset below ExpectOffset (never with Complete): the
 	// storage lost bytes it had acknowledged (an S3 tail object gone), and
