@@ -53,6 +53,21 @@ func (c *crashStore) CreateUpload(ctx context.Context, s sessionstore.Session, a
 	return err
 }
 
+// CreateReserved is CreateUpload's switch for the one-write creation;
+// a refused one has its event queued first, as on a store that queues it
+// with a write of its own.
+func (c *crashStore) CreateReserved(ctx context.Context, cr sessionstore.Creation) error {
+	if c.refuseCreate.Load() {
+		if cr.Event != nil {
+			_, _ = c.Store.EnqueueWebhookEvent(ctx, cr.Session.Account, *cr.Event)
+		}
+		return errors.New("crashStore: creation refused")
+	}
+	err := c.Store.CreateReserved(ctx, cr)
+	c.dead.Store(err == nil)
+	return err
+}
+
 func (c *crashStore) Commit(ctx context.Context, l sessionstore.Lease, cm sessionstore.Commit) (sessionstore.Session, error) {
 	s, err := c.Store.Commit(ctx, l, cm)
 	c.dead.Store(err == nil && cm.Complete)

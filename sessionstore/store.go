@@ -230,6 +230,14 @@ type Commit struct {
 	// the lease to ExtendLease from now, in the same step: a writer that
 	// commits more often than it would renew needs no renewals.
 	ExtendLease time.Duration
+	// Settle, with Complete, turns the upload's quota hold into
+	// NewOffset stored bytes (SettleQuota of the session's account) once
+	// the commit is applied: in the same atomic step on the embedded
+	// store, in the same script on Redis unless the account's quota keys
+	// live in another Cluster slot or the lease carries no session (then
+	// right after it; a hold left unsettled by a failure there is settled
+	// by the janitor, which finds it in QuotaHolds).
+	Settle bool
 	// Rewind allows NewOffset below ExpectOffset (never with Complete): the
 	// storage lost bytes it had acknowledged (an S3 tail object gone), and
 	// the upload falls back to the last offset it still holds, so that the

@@ -12,6 +12,15 @@ import (
 type Uploads interface {
 	// CreateUpload stores a new session and its asset (state uploading).
 	CreateUpload(ctx context.Context, s Session, a Asset) error
+	// CreateReserved is ReserveQuota, CreateUpload and, when c.Event is
+	// set, EnqueueWebhookEvent of c in one atomic step: a *QuotaError or
+	// ErrExists stores and holds nothing. The embedded store queues the
+	// event in the same step (none on a refusal); Redis queues it with a
+	// call of its own just before, as EmitBefore does (an event marked
+	// Verify whose change never happened is dropped at delivery), and on
+	// Cluster, where the quota is in another slot, reserves before it
+	// creates and gives the hold back when the creation fails.
+	CreateReserved(ctx context.Context, c Creation) error
 	// Session returns a session; ErrNotFound when unknown or deleted.
 	Session(ctx context.Context, id string) (Session, error)
 	// OffsetSession is Session for offset retrieval: in the same atomic

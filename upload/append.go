@@ -209,7 +209,8 @@ func (s *Service) write(ctx, wctx context.Context, h *Held, sess sessionstore.Se
 	_, werr := s.Pipe.Write(wctx, s.Describe(sess), pipeline.Chunk{
 		Body: src, Size: req.Size, Checksum: req.Checksum, Repr: req.Repr,
 		Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
-		Commit: s.committer(h, &cur, req.Committed), Whole: whole,
+		Commit: s.committer(h, &cur, req.Committed, req.Segment == nil && req.Size >= 0 && sess.Length == req.Offset+req.Size),
+		Whole:  whole,
 	})
 	s.Tel.Writing(-1)
 	s.Tel.Wrote(time.Since(start), body.Received())

@@ -18,15 +18,18 @@ const commitTimeout = 15 * time.Second
 // committer returns the pipeline's commit function for a write under h:
 // each durable prefix is committed with a compare-and-set on *cur's
 // offset, fenced by the lease, and *cur becomes the committed session.
-// notify, when set, is told each committed offset.
-func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offset int64)) pipeline.CommitFunc {
+// notify, when set, is told each committed offset. ends says the write's
+// body ends exactly at the upload's length (its size known): its last
+// commit may then complete the upload (completeWith). A body that may run
+// past the length fails after its last commit, and a failed write
+// completes nothing.
+func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offset int64), ends bool) pipeline.CommitFunc {
 	return func(c context.Context, p pipeline.Progress) (err error) {
 		c, end := s.Tel.Span(c, "commit")
 		defer func() { end(err) }()
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
 		defer ccancel()
-		start := time.Now()
-		ns, err := s.Store.Commit(cctx, h.Lease(), sessionstore.Commit{
+		cm := sessionstore.Commit{
 			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
 			Storage: p.Storage, Parts: p.Parts, Length: -1,
 			// Expiry slides with activity: an upload being written does
@@ -35,10 +38,17 @@ func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offs
 			// So does the lease: the keeper skips renewals while commits
 			// come often enough.
 			ExtendLease: s.cfg.LeaseTTL,
-		})
+		}
+		completes := ends && s.completeWith(cctx, h.Lease(), *cur, p, &cm)
+		start := time.Now()
+		ns, err := s.Store.Commit(cctx, h.Lease(), cm)
 		s.Tel.Committed(time.Since(start), err)
 		if err != nil {
 			return fmt.Errorf("upload: commit offset %d: %w", p.Offset, err)
+		}
+		if completes {
+			s.Tel.Completed()
+			s.Log.Info("upload complete", "upload_id", ns.ID, "account", ns.Account, "bytes", ns.Offset)
 		}
 		h.Extended(start, s.cfg.LeaseTTL)
 		*cur = ns
@@ -47,6 +57,49 @@ func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offs
 		}
 		return nil
 	}
+}
+
+// completeWith makes cm, the commit of progress p to cur under lease l,
+// the upload's completing commit when p stores its last byte: the storage
+// is completed first (the pipeline calls its commit function only once
+// the bytes are durable), then the one commit records the offset, marks
+// the upload complete and settles its quota, one store write where there
+// were three. It applies to storage without parts (the local file) and
+// to a whole upload put with one request (S3's PutObject); otherwise, or
+// when completing the storage fails, cm stays a plain commit and Append
+// completes the upload after it (complete).
+func (s *Service) completeWith(ctx context.Context, l sessionstore.Lease, cur sessionstore.Session, p pipeline.Progress, cm *sessionstore.Commit) bool {
+	if cur.Completed || cur.Length < 0 || p.Offset != cur.Length {
+		return false
+	}
+	parts := p.Parts
+	if !StoragePending(cur) {
+		// Parts of earlier writes, or this one's of a multipart upload:
+		// Append completes it after the commit, as before.
+		if l.Parts > 0 || len(p.Parts) > 0 {
+			return false
+		}
+		if stored, err := s.Store.Parts(ctx, cur.ID); err != nil || len(stored) > 0 {
+			return false
+		}
+	}
+	// Else the write stored the whole upload with one request (S3's
+	// PutObject): its part, if any, is all there is.
+	next := cur
+	next.Offset, next.HashState = p.Offset, p.HashState
+	if p.Storage != nil {
+		next.Storage = p.Storage
+	}
+	sum, err := pipeline.SumHex(p.HashState)
+	if err != nil || s.Pipe.Sink().Complete(ctx, s.Describe(next), parts) != nil {
+		return false
+	}
+	ready := sessionstore.Asset{ID: cur.AssetID, Account: cur.Account, SessionID: cur.ID}
+	if s.Events.EmitBefore(ctx, sessionstore.EventAssetReady, ready) != nil {
+		return false
+	}
+	cm.Complete, cm.SHA256, cm.Settle = true, sum, true
+	return true
 }
 
 // fallBack commits the rewind a TailLostError asks for: the upload goes
@@ -107,7 +160,7 @@ func (s *Service) Finish(ctx context.Context, sess sessionstore.Session) (sessio
 		_, err := s.Pipe.Write(hctx, s.Describe(fresh), pipeline.Chunk{
 			Body: eofReader{}, Size: 0,
 			Parts:  pipeline.PartRange{First: lease.FirstPart, Count: lease.Parts},
-			Commit: s.committer(h, &cur, nil),
+			Commit: s.committer(h, &cur, nil, false),
 		})
 		if tl, ok := errors.AsType[*pipeline.TailLostError](err); ok {
 			cur = s.fallBack(ctx, h, cur, tl)
@@ -149,14 +202,14 @@ func (s *Service) complete(ctx context.Context, l sessionstore.Lease, sess sessi
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
+	// The quota hold is settled by the same write (Commit.Settle).
 	ns, err := s.Store.Commit(cctx, l, sessionstore.Commit{
 		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState,
-		Length: -1, Complete: true, SHA256: sum, ExpiresAt: nextExpiry(s.cfg.UploadExpiry),
+		Length: -1, Complete: true, SHA256: sum, ExpiresAt: nextExpiry(s.cfg.UploadExpiry), Settle: true,
 	})
 	if err != nil {
 		return sess, fmt.Errorf("upload: commit completion: %w", err)
 	}
-	s.SettleQuota(ctx, ns.Account, ns.ID, ns.Offset)
 	s.Tel.Completed()
 	s.Log.Info("upload complete", "upload_id", sess.ID, "account", sess.Account, "bytes", sess.Offset)
 	return ns, nil

@@ -95,3 +95,15 @@ func (e StoreEvents) EmitBefore(ctx context.Context, typ string, a sessionstore.
 	}
 	return nil
 }
+
+// Before returns the event EmitBefore queues about a (marked to be
+// verified), for a store write that makes the change to queue itself;
+// false for an asset without an id, which has none.
+func (e StoreEvents) Before(typ string, a sessionstore.Asset) (sessionstore.WebhookEvent, bool) {
+	if a.ID == "" {
+		return sessionstore.WebhookEvent{}, false
+	}
+	ev := NewEvent(typ, a, "")
+	ev.Verify = true
+	return ev, true
+}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,6 +148,8 @@ func (e *s3Env) wantOps(what string, want map[string]int) {
 // object.
 func TestPutWholeUpload(t *testing.T) {
 	onS3(t, func(t *testing.T, e *s3Env) {
+		w := &writeLog{Store: e.store}
+		e.svc = New(svcConfig, Deps{Store: w, Pipe: e.svc.Pipe, Events: e.ev, Tel: e.tel, Log: e.svc.Log, Describe: describe})
 		data := make([]byte, 3<<20+11)
 		rand.Read(data)
 		sess := e.created(int64(len(data)))
@@ -159,6 +162,10 @@ func TestPutWholeUpload(t *testing.T) {
 			t.Fatalf("append: completed %v, %v", done.Completed, err)
 		}
 		e.wantOps("whole append", map[string]int{"PutObject": 1, "HeadObject": 1})
+		// The put's commit completes the upload and settles its quota.
+		if ops := w.take(); !slices.Equal(ops, []string{"CreateReserved", "Commit"}) {
+			t.Fatalf("store writes of a creation and a whole put: %v, want [CreateReserved Commit]", ops)
+		}
 		e.wantStored(sess.ID, data)
 		e.ops.take()
 

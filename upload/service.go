@@ -29,6 +29,7 @@ type Store interface {
 	DeleteUploadLeased(ctx context.Context, l sessionstore.Lease) (sessionstore.Session, error)
 	Expired(ctx context.Context, now time.Time, limit int) ([]sessionstore.Session, error)
 	CreateUpload(ctx context.Context, sess sessionstore.Session, a sessionstore.Asset) error
+	CreateReserved(ctx context.Context, c sessionstore.Creation) error
 	ClaimDirectUpload(ctx context.Context, id, claim string, now time.Time, sess sessionstore.Session, a sessionstore.Asset) error
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -129,57 +130,83 @@ func (l *Store) Quota(ctx context.Context, account string) (sessionstore.QuotaLi
 // bbolt serialises writers, so no other reservation of the account runs
 // between the check and the write.
 func (l *Store) ReserveQuota(ctx context.Context, account, uploadID string, n int64, defaults sessionstore.QuotaLimits) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	// The refusal is returned as it is, not as a backend failure.
 	var refused error
-	err := l.quotaUpdate(ctx, "reserve quota", account, uploadID, func(qb, hb, sb *bbolt.Bucket, key []byte) error {
-		refused = nil // the function may run more than once
-		if sb.Get(key) != nil {
-			return nil // completed: its bytes are stored already
-		}
-		q, err := boltQuota(qb, account)
-		if err != nil {
-			return err
-		}
-		var h localHold
-		newUpload := hb.Get(key) == nil
-		if !newUpload {
-			if err := boltGet(hb, key, &h); err != nil {
-				return err
-			}
-		}
-		want := max(n-h.Bytes, 0)
-		if q.Usage, refused = sessionstore.QuotaCheck(q.Limits.Resolve(defaults), q.Usage, newUpload, want); refused != nil {
-			return refused
-		}
-		h.Bytes += want
-		h.Since = time.Now().UTC()
-		if err := boltPut(hb, key, h); err != nil {
-			return err
-		}
-		return boltPut(qb, []byte(account), q)
+	err := l.update("reserve quota", func(tx *bbolt.Tx) error {
+		// Set on every run: the function may run more than once.
+		refused = boltReserveQuota(tx, account, uploadID, n, defaults)
+		return refused
 	})
-	if refused != nil {
+	if _, ok := errors.AsType[*sessionstore.QuotaError](refused); ok {
 		return refused
 	}
 	return err
 }
 
+// boltReserveQuota is ReserveQuota inside tx: a *QuotaError when refused.
+func boltReserveQuota(tx *bbolt.Tx, account, uploadID string, n int64, defaults sessionstore.QuotaLimits) error {
+	qb, hb, sb, err := boltQuotaBuckets(tx)
+	if err != nil {
+		return err
+	}
+	key := boltQuotaKey(account, uploadID)
+	if sb.Get(key) != nil {
+		return nil // completed: its bytes are stored already
+	}
+	q, err := boltQuota(qb, account)
+	if err != nil {
+		return err
+	}
+	var h localHold
+	newUpload := hb.Get(key) == nil
+	if !newUpload {
+		if err := boltGet(hb, key, &h); err != nil {
+			return err
+		}
+	}
+	want := max(n-h.Bytes, 0)
+	var refused error
+	if q.Usage, refused = sessionstore.QuotaCheck(q.Limits.Resolve(defaults), q.Usage, newUpload, want); refused != nil {
+		return refused
+	}
+	h.Bytes += want
+	h.Since = time.Now().UTC()
+	if err := boltPut(hb, key, h); err != nil {
+		return err
+	}
+	return boltPut(qb, []byte(account), q)
+}
+
 // SettleQuota turns the upload's hold into stored bytes.
 func (l *Store) SettleQuota(ctx context.Context, account, uploadID string, size int64) error {
-	return l.quotaUpdate(ctx, "settle quota", account, uploadID, func(qb, hb, sb *bbolt.Bucket, key []byte) error {
-		if sb.Get(key) != nil {
-			return nil
-		}
-		q, err := boltDropHold(qb, hb, account, key)
-		if err != nil {
-			return err
-		}
-		q.Usage.BytesStored += size
-		if err := sb.Put(key, boltBE64(uint64(size))); err != nil {
-			return err
-		}
-		return boltPut(qb, []byte(account), q)
-	})
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.update("settle quota", func(tx *bbolt.Tx) error { return boltSettleQuota(tx, account, uploadID, size) })
+}
+
+// boltSettleQuota is SettleQuota inside tx.
+func boltSettleQuota(tx *bbolt.Tx, account, uploadID string, size int64) error {
+	qb, hb, sb, err := boltQuotaBuckets(tx)
+	if err != nil {
+		return err
+	}
+	key := boltQuotaKey(account, uploadID)
+	if sb.Get(key) != nil {
+		return nil
+	}
+	q, err := boltDropHold(qb, hb, account, key)
+	if err != nil {
+		return err
+	}
+	q.Usage.BytesStored += size
+	if err := sb.Put(key, boltBE64(uint64(size))); err != nil {
+		return err
+	}
+	return boltPut(qb, []byte(account), q)
 }
 
 // boltDropHold reads the account's record, deletes the hold at key, if

@@ -23,6 +23,44 @@ func (l *Store) CreateUpload(ctx context.Context, s sessionstore.Session, a sess
 	return l.update("create upload", func(tx *bbolt.Tx) error { return boltCreateUpload(tx, s, a) })
 }
 
+// CreateReserved queues c's event, reserves its quota and stores the
+// upload in one transaction (shared with concurrent writers: one fsync).
+func (l *Store) CreateReserved(ctx context.Context, c sessionstore.Creation) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := c.Session
+	if s.NextPart < 1 {
+		s.NextPart = 1
+	}
+	var refused error
+	queued := 0
+	err := l.update("create upload", func(tx *bbolt.Tx) error {
+		// Both are set on every run: the function may run more than once.
+		queued = 0
+		refused = boltReserveQuota(tx, s.Account, s.ID, c.Reserve, c.Defaults)
+		if refused != nil {
+			return refused
+		}
+		if err := boltCreateUpload(tx, s, c.Asset); err != nil {
+			return err
+		}
+		if c.Event == nil {
+			return nil
+		}
+		var err error
+		queued, err = l.enqueueTx(tx, s.Account, *c.Event)
+		return err
+	})
+	if _, ok := errors.AsType[*sessionstore.QuotaError](refused); ok {
+		return refused
+	}
+	if err == nil && queued > 0 {
+		l.hooks.wake()
+	}
+	return err
+}
+
 // boltCreateUpload is CreateUpload inside tx.
 func boltCreateUpload(tx *bbolt.Tx, s sessionstore.Session, a sessionstore.Asset) error {
 	sessions, assets := tx.Bucket(boltBucketSessions), tx.Bucket(boltBucketAssets)
@@ -186,6 +224,11 @@ func (l *Store) commitTx(tx *bbolt.Tx, ls sessionstore.Lease, c sessionstore.Com
 	if c.Complete {
 		if enqueued, err = boltCommitComplete(tx, l.probes, &s, c); err != nil {
 			return s, false, err
+		}
+		if c.Settle {
+			if err := boltSettleQuota(tx, s.Account, s.ID, s.Offset); err != nil {
+				return s, false, err
+			}
 		}
 	}
 	return s, enqueued, boltPut(tx.Bucket(boltBucketSessions), []byte(s.ID), s)

@@ -114,30 +114,39 @@ func (l *Store) EnqueueWebhookEvent(ctx context.Context, account string, ev sess
 		return 0, err
 	}
 	err = l.update("enqueue webhook event", func(tx *bbolt.Tx) error {
-		hooks, err := subscribed(tx)
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		for _, h := range hooks {
-			if err := l.hooks.put(tx, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
-				return err
-			}
-			if ev.Verify {
-				continue // recorded once verified
-			}
-			if err := boltPutHookLog(tx, sessionstore.PendingRecord(h.ID, ev, now)); err != nil {
-				return err
-			}
-		}
-		n = len(hooks)
-		return nil
+		var err error
+		n, err = l.enqueueTx(tx, account, ev)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	l.hooks.wake()
 	return n, nil
+}
+
+// enqueueTx is EnqueueWebhookEvent inside tx: it queues ev for each of
+// account's endpoints subscribed to its type and answers how many. The
+// caller wakes the deliverers once tx is committed.
+func (l *Store) enqueueTx(tx *bbolt.Tx, account string, ev sessionstore.WebhookEvent) (int, error) {
+	hooks, err := boltHooks(tx, account)
+	if err != nil {
+		return 0, err
+	}
+	hooks = slices.DeleteFunc(hooks, func(h sessionstore.Webhook) bool { return !h.Subscribed(ev.Type) })
+	now := time.Now()
+	for _, h := range hooks {
+		if err := l.hooks.put(tx, now, localHookRecord{HookID: h.ID, Event: ev, Since: now}); err != nil {
+			return 0, err
+		}
+		if ev.Verify {
+			continue // recorded once verified
+		}
+		if err := boltPutHookLog(tx, sessionstore.PendingRecord(h.ID, ev, now)); err != nil {
+			return 0, err
+		}
+	}
+	return len(hooks), nil
 }
 
 // boltPutHookLog writes d as the latest state of its delivery, unless the

@@ -64,7 +64,7 @@ const (
 // (0: absent; in Cluster they are written by separate calls).
 // ARGV[3] session id, ARGV[4] expiry score, ARGV[5] number of session
 // field/value arguments that follow, then the session's, then the asset's.
-var luaCreate = goredis.NewScript(`
+const luaCreateSrc = `
 local refIdx, zIdx = tonumber(ARGV[1]), tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {7} end
 if refIdx > 0 and redis.call('EXISTS', KEYS[refIdx]) == 1 then return {7} end
@@ -76,7 +76,9 @@ if #ARGV > 5 + n then
 end
 if zIdx > 0 then redis.call('ZADD', KEYS[zIdx], ARGV[4], ARGV[3]) end
 return {1}
-`)
+`
+
+var luaCreate = goredis.NewScript(luaCreateSrc)
 
 // luaUnref drops an asset id index entry if it still names the session
 // (undoes the pre-claim of a Cluster creation that failed).
@@ -182,7 +184,7 @@ return {1}
 // in ms (0: none), [14] "1" to allow a rewind (Commit.Rewind: the new
 // offset may be below the expected one), [15...] encoded parts.
 // Answers {1, flat session hash, expiry before the commit}.
-var luaCommit = goredis.NewScript(`
+const luaCommitSrc = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {4} end
 local cur = redis.call('HMGET', KEYS[1], 'off', 'len', 'done')
@@ -230,7 +232,9 @@ else
 end
 if tonumber(ARGV[13]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[13]) end
 return {1, redis.call('HGETALL', KEYS[1]), oldExp}
-`)
+`
+
+var luaCommit = goredis.NewScript(luaCommitSrc)
 
 // luaSetLength sets a deferred length once.
 // KEYS[1] session, KEYS[2] asset. ARGV[1] length.

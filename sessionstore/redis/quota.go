@@ -44,7 +44,7 @@ func redisQuotaMember(account, uploadID string) string { return account + "\n" +
 // luaQuotaReserve: KEYS usage, holds, stored; ARGV id, bytes, default
 // max_stored, max_uploads, max_reserved. Answers {0} or {1, limit, max,
 // used, want, 1 if the upload has no hold}. Mirrors QuotaCheck.
-var luaQuotaReserve = goredis.NewScript(`
+const luaQuotaReserveSrc = `
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {0} end
 local u = redis.call('HMGET', KEYS[1], 'stored', 'uploads', 'reserved', 'max_stored', 'max_uploads', 'max_reserved')
 local stored, uploads, reserved = tonumber(u[1]) or 0, tonumber(u[2]) or 0, tonumber(u[3]) or 0
@@ -82,7 +82,9 @@ if newUpload then redis.call('HINCRBY', KEYS[1], 'uploads', 1) end
 if want > 0 then redis.call('HINCRBY', KEYS[1], 'reserved', want) end
 redis.call('HSET', KEYS[2], ARGV[1], h + want)
 return {0}
-`)
+`
+
+var luaQuotaReserve = goredis.NewScript(luaQuotaReserveSrc)
 
 // luaQuotaDropHold is the start of the scripts below: it drops the
 // upload's hold, if any, and takes it off the usage.
@@ -96,12 +98,14 @@ end
 `
 
 // luaQuotaSettle: KEYS usage, holds, stored; ARGV id, size.
-var luaQuotaSettle = goredis.NewScript(`
+const luaQuotaSettleSrc = `
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {0} end
 ` + luaQuotaDropHold + `redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'stored', ARGV[2])
 return {0}
-`)
+`
+
+var luaQuotaSettle = goredis.NewScript(luaQuotaSettleSrc)
 
 // luaQuotaRelease: KEYS usage, holds, stored; ARGV id.
 var luaQuotaRelease = goredis.NewScript(luaQuotaDropHold + `local size = redis.call('HGET', KEYS[3], ARGV[1])

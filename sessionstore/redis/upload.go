@@ -220,26 +220,19 @@ func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore
 			return sessionstore.Session{}, err
 		}
 	}
-	length := c.Length
-	if length < 0 {
-		length = -1
-	}
-	args := make([]any, 0, 14+len(c.Parts))
-	args = append(args, strconv.FormatInt(l.Token, 10), strconv.FormatInt(c.ExpectOffset, 10),
-		strconv.FormatInt(c.NewOffset, 10), c.HashState, redisBool(c.Storage != nil), c.Storage,
-		strconv.FormatInt(length, 10), redisBool(c.Complete), c.SHA256, id,
-		redisFmtTime(c.ExpiresAt), strconv.FormatInt(c.ExpiresAt.UnixMilli(), 10),
-		strconv.FormatInt(redisMillis(max(c.ExtendLease, 0)), 10), redisBool(c.Rewind))
-	for _, p := range c.Parts {
-		args = append(args, redisEncodePart(p))
-	}
-	out, err := r.runScriptWaited(ctx, "commit", keys[0], luaCommit, keys, args...)
+	script, keys, args, settled := r.commitScript(l, c, keys)
+	out, err := r.runScriptWaited(ctx, "commit", keys[0], script, keys, args...)
 	if err != nil {
 		return sessionstore.Session{}, err
 	}
 	s, err := redisDecodeSession(redisFlatMap(out[0]))
 	if err != nil {
 		return sessionstore.Session{}, err
+	}
+	if c.Complete && c.Settle && !settled {
+		// The commit is applied whatever this answers: a hold left
+		// unsettled is settled by the janitor (QuotaHolds finds it).
+		_ = r.SettleQuota(ctx, s.Account, s.ID, s.Offset)
 	}
 	if oldExp, _ := out[1].(string); r.cluster && oldExp == "" && !c.ExpiresAt.IsZero() && !s.Completed {
 		// The session had no expiry, so the expiry set has no entry that

@@ -107,6 +107,7 @@ func Run(t *testing.T, newStore func(t *testing.T) sessionstore.Store, fleet Fle
 	t.Run("ConcurrentCommit", func(t *testing.T) { testConcurrentCommit(t, newStore(t)) })
 	t.Run("ConcurrentAcquire", func(t *testing.T) { testConcurrentAcquire(t, newStore(t)) })
 	runQuota(t, newStore)
+	runCreateReserved(t, newStore)
 	runWebhooks(t, newStore)
 	t.Run("DirectUploads", func(t *testing.T) { testDirectUploads(t, newStore(t)) })
 	t.Run("DirectClaimOnce", func(t *testing.T) { testDirectClaimOnce(t, newStore(t)) })
