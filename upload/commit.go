@@ -25,10 +25,6 @@ const commitTimeout = 15 * time.Second
 // completes nothing.
 func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offset int64), ends bool) pipeline.CommitFunc {
 	return func(c context.Context, p pipeline.Progress) (err error) {
-		c, end := s.Tel.Span(c, "commit")
-		defer func() { end(err) }()
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
-		defer ccancel()
 		cm := sessionstore.Commit{
 			ExpectOffset: cur.Offset, NewOffset: p.Offset, HashState: p.HashState,
 			Storage: p.Storage, Parts: p.Parts, Length: -1,
@@ -39,7 +35,13 @@ func (s *Service) committer(h *Held, cur *sessionstore.Session, notify func(offs
 			// come often enough.
 			ExtendLease: s.cfg.LeaseTTL,
 		}
-		completes := ends && s.completeWith(cctx, h.Lease(), *cur, p, &cm)
+		// The storage's completion is a span of its own beside the
+		// commit's, as when the upload completes after its last commit.
+		completes := ends && s.completeWith(c, h.Lease(), *cur, p, &cm)
+		c, end := s.Tel.Span(c, "commit")
+		defer func() { end(err) }()
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(c), commitTimeout)
+		defer ccancel()
 		start := time.Now()
 		ns, err := s.Store.Commit(cctx, h.Lease(), cm)
 		s.Tel.Committed(time.Since(start), err)
@@ -72,6 +74,10 @@ func (s *Service) completeWith(ctx context.Context, l sessionstore.Lease, cur se
 	if cur.Completed || cur.Length < 0 || p.Offset != cur.Length {
 		return false
 	}
+	// The bytes are durable: what completes them must run even if the
+	// client went away meanwhile.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
 	parts := p.Parts
 	if !StoragePending(cur) {
 		// Parts of earlier writes, or this one's of a multipart upload:
@@ -85,21 +91,34 @@ func (s *Service) completeWith(ctx context.Context, l sessionstore.Lease, cur se
 	}
 	// Else the write stored the whole upload with one request (S3's
 	// PutObject): its part, if any, is all there is.
+	ctx, end := s.Tel.Span(s.Tel.WithUpload(ctx, cur.ID, cur.Account), "complete")
+	sum, err := s.completeStorage(ctx, cur, p, parts)
+	end(err)
+	if err != nil {
+		return false
+	}
+	cm.Complete, cm.SHA256, cm.Settle = true, sum, true
+	return true
+}
+
+// completeStorage completes the storage of cur as p leaves it and queues
+// the asset.ready event ahead of the completing commit; it returns the
+// upload's SHA-256.
+func (s *Service) completeStorage(ctx context.Context, cur sessionstore.Session, p pipeline.Progress, parts []pipeline.Part) (string, error) {
 	next := cur
 	next.Offset, next.HashState = p.Offset, p.HashState
 	if p.Storage != nil {
 		next.Storage = p.Storage
 	}
 	sum, err := pipeline.SumHex(p.HashState)
-	if err != nil || s.Pipe.Sink().Complete(ctx, s.Describe(next), parts) != nil {
-		return false
+	if err != nil {
+		return "", err
+	}
+	if err := s.Pipe.Sink().Complete(ctx, s.Describe(next), parts); err != nil {
+		return "", err
 	}
 	ready := sessionstore.Asset{ID: cur.AssetID, Account: cur.Account, SessionID: cur.ID}
-	if s.Events.EmitBefore(ctx, sessionstore.EventAssetReady, ready) != nil {
-		return false
-	}
-	cm.Complete, cm.SHA256, cm.Settle = true, sum, true
-	return true
+	return sum, s.Events.EmitBefore(ctx, sessionstore.EventAssetReady, ready)
 }
 
 // fallBack commits the rewind a TailLostError asks for: the upload goes

@@ -28,7 +28,7 @@ func (s *Service) Create(ctx context.Context, sess *sessionstore.Session, a sess
 func (s *Service) create(ctx context.Context, sess *sessionstore.Session, a sessionstore.Asset, lazy bool) error {
 	c := sessionstore.Creation{Asset: a, Reserve: max(sess.Length, 0), Defaults: s.cfg.QuotaDefaults}
 	if a.ID != "" {
-		ev, err := s.eventBefore(ctx, sessionstore.EventAssetCreated, a)
+		ev, err := eventBefore(ctx, s.Events, sessionstore.EventAssetCreated, a)
 		if err != nil {
 			return err
 		}
@@ -83,13 +83,13 @@ type EventMaker interface {
 // eventBefore returns the event of type typ about a for the store write
 // of the change to queue, or queues it now (EmitBefore) when the Events
 // cannot hand it over (nil then).
-func (s *Service) eventBefore(ctx context.Context, typ string, a sessionstore.Asset) (*sessionstore.WebhookEvent, error) {
-	if m, ok := s.Events.(EventMaker); ok {
+func eventBefore(ctx context.Context, events Events, typ string, a sessionstore.Asset) (*sessionstore.WebhookEvent, error) {
+	if m, ok := events.(EventMaker); ok {
 		ev, ok := m.Before(typ, a)
 		if !ok {
 			return nil, nil
 		}
 		return &ev, nil
 	}
-	return nil, s.Events.EmitBefore(ctx, typ, a)
+	return nil, events.EmitBefore(ctx, typ, a)
 }

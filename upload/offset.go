@@ -26,10 +26,11 @@ type reader func(ctx context.Context, id string) (sessionstore.Session, error)
 // ErrNotFound exactly like an unknown id, so every caller answers both
 // alike.
 func (s *Service) Own(ctx context.Context, account, id string) (sessionstore.Session, error) {
-	return s.own(ctx, account, id, s.Store.Session)
+	return ownBy(ctx, account, id, s.Store.Session)
 }
 
-func (s *Service) own(ctx context.Context, account, id string, read reader) (sessionstore.Session, error) {
+// ownBy is Own through read.
+func ownBy(ctx context.Context, account, id string, read reader) (sessionstore.Session, error) {
 	sess, err := read(ctx, id)
 	if err == nil && sess.Account != account {
 		return sessionstore.Session{}, fmt.Errorf("%w: session %s of another account: %w", ErrNotFound, id, sessionstore.ErrNotFound)
@@ -43,11 +44,12 @@ func (s *Service) own(ctx context.Context, account, id string, read reader) (ses
 // Load is Own for a request that works on the upload: ErrExpired when
 // it expired (and is not complete).
 func (s *Service) Load(ctx context.Context, account, id string) (sessionstore.Session, error) {
-	return s.load(ctx, account, id, s.Store.Session)
+	return loadBy(ctx, account, id, s.Store.Session)
 }
 
-func (s *Service) load(ctx context.Context, account, id string, read reader) (sessionstore.Session, error) {
-	sess, err := s.own(ctx, account, id, read)
+// loadBy is Load through read.
+func loadBy(ctx context.Context, account, id string, read reader) (sessionstore.Session, error) {
+	sess, err := ownBy(ctx, account, id, read)
 	if errors.Is(err, ErrNotFound) {
 		return sess, err
 	}
@@ -76,7 +78,7 @@ func (s *Service) Offset(ctx context.Context, account, id string) (sessionstore.
 	// began before lets go at its lease (Leases.HeadSince), also when it
 	// read the upload after the fence grew.
 	s.leases.HeadBegan(id)
-	sess, err := s.load(ctx, account, id, s.Store.OffsetSession)
+	sess, err := loadBy(ctx, account, id, s.Store.OffsetSession)
 	if err != nil {
 		return sessionstore.Session{}, err
 	}
