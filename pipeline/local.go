@@ -204,7 +204,14 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 		// The first write makes the file (Create makes none); the first
 		// commit must find its directory entry durable. Also when the file
 		// was there: a write that made it may have ended before its sync.
-		p.dirSync = func() error { return s.dirs.sync(filepath.Dir(path)) }
+		// The entry exists from the open on, so its fsync runs now, while
+		// the body is read and stored, not after the data's fdatasync: a
+		// directory fsync waited for in line behind the others measured
+		// ~20 ms of a 4 MiB upload's PATCH with 32 at once. The commit
+		// still waits for it (dirSync).
+		done := make(chan error, 1)
+		go func() { done <- s.dirs.sync(filepath.Dir(path)) }()
+		p.dirSync = func() error { return <-done }
 	}
 	if directIO && aligned && !s.noDirect.Load() {
 		df, err := openDirect(path)

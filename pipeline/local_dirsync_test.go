@@ -112,10 +112,13 @@ func TestLocalNewFilesShareDirSync(t *testing.T) {
 // syncs the directory before its commit although the file was there.
 func TestLocalRetriedFirstWriteSyncsDir(t *testing.T) {
 	s := newTestSink(t)
-	var syncs atomic.Int64
+	var syncs atomic.Int64 // directory fsyncs ended
 	s.dirs.do = func(dir string) error {
+		// Slow enough that a commit not waiting for it comes first.
+		time.Sleep(50 * time.Millisecond)
+		err := syncDir(dir)
 		syncs.Add(1)
-		return syncDir(dir)
+		return err
 	}
 	sess := &fakeSession{}
 	data := randomBytes(7, 5000)
@@ -127,6 +130,7 @@ func TestLocalRetriedFirstWriteSyncsDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.Dir(), "uploads", "retried")); err != nil {
 		t.Fatalf("the first Write made no file: %v", err)
 	}
+	time.Sleep(60 * time.Millisecond) // the first Write's fsync ends
 	syncs.Store(0)
 	sess.fail = func(_ int, _ Progress) error {
 		if syncs.Load() == 0 {

@@ -73,10 +73,9 @@ type localPipe struct {
 	aligned bool
 	key     string
 	commit  CommitFunc
-	// dirSync makes the directory entry of f durable; set for a Write at
-	// offset 0, which may have made f; run once, after f's first sync
-	// and before the commit that counts its bytes
-	// (TestLocalNewFileSyncedBeforeCommit).
+	// dirSync returns once the directory entry of f is durable; set for
+	// a Write at offset 0, which may have made f; called once, before the
+	// commit that counts its bytes (TestLocalNewFilesShareDirSync).
 	dirSync func() error
 
 	// Owned by the writer until wg.Wait returns.
@@ -202,8 +201,8 @@ func (p *localPipe) store(b localBlock) error {
 		return fmt.Errorf("%w: local fsync %s: %w", storageErr(err), p.key, err)
 	}
 	if p.dirSync != nil {
-		// The file is new: without its directory entry a crash would lose
-		// the bytes about to be committed.
+		// The file may be new: without its directory entry a crash would
+		// lose the bytes about to be committed.
 		if err := p.dirSync(); err != nil {
 			return err
 		}
