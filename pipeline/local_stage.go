@@ -73,6 +73,10 @@ type localPipe struct {
 	aligned bool
 	key     string
 	commit  CommitFunc
+	// dirSync returns once the directory entry of f is durable; set for
+	// a Write at offset 0, which may have made f; called once, before the
+	// commit that counts its bytes (TestLocalNewFilesShareDirSync).
+	dirSync func() error
 
 	// Owned by the writer until wg.Wait returns.
 	last Progress
@@ -131,7 +135,7 @@ func (p *localPipe) put(pool *Pool) {
 	}
 	clear(p.bufs[:])
 	p.nbuf = 0
-	p.ctx, p.src, p.f, p.df, p.commit, p.key, p.sync = nil, nil, nil, nil, nil, "", nil
+	p.ctx, p.src, p.f, p.df, p.commit, p.key, p.sync, p.dirSync = nil, nil, nil, nil, nil, "", nil, nil
 	p.noDirect = nil
 	p.aligned = false
 	p.last, p.err = Progress{}, nil
@@ -195,6 +199,14 @@ func (p *localPipe) store(b localBlock) error {
 	// every committed offset is durable (TestLocalCommitsOnlySynced).
 	if err := p.sync(p.f); err != nil {
 		return fmt.Errorf("%w: local fsync %s: %w", storageErr(err), p.key, err)
+	}
+	if p.dirSync != nil {
+		// The file may be new: without its directory entry a crash would
+		// lose the bytes about to be committed.
+		if err := p.dirSync(); err != nil {
+			return err
+		}
+		p.dirSync = nil
 	}
 	pr := Progress{Offset: b.end, HashState: b.state}
 	ctx := p.ctx

@@ -749,7 +749,13 @@ func TestLocalConcat(t *testing.T) {
 func TestLocalAbortAndMissing(t *testing.T) {
 	s := newTestSink(t)
 	sess := &fakeSession{}
-	u := createUpload(t, s, sess, "uploads/gone", 10)
+	u := createUpload(t, s, sess, "uploads/gone", 20)
+	if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(make([]byte, 10)), Size: 10, Commit: sess.commit}); err != nil {
+		t.Fatal(err)
+	}
+	// A Write at offset 0 makes the file (Create makes none); past it, a
+	// missing file lost committed bytes.
+	u = sess.upload(u.Key, u.Length)
 	for range 2 {
 		if err := s.Abort(t.Context(), u); err != nil {
 			t.Fatalf("Abort: %v", err)
@@ -819,6 +825,12 @@ func TestLocalWriteAllocs(t *testing.T) {
 	s := newTestSink(t)
 	sess := &fakeSession{}
 	u := createUpload(t, s, sess, "uploads/allocs", -1)
+	// A PATCH past the first: the first write of an upload makes its
+	// file and syncs its directory once, which allocates a few more.
+	if _, err := New(s).Write(t.Context(), u, Chunk{Body: bytes.NewReader(make([]byte, 4096)), Size: 4096, Commit: sess.commit}); err != nil {
+		t.Fatal(err)
+	}
+	u = sess.upload(u.Key, -1)
 	data := randomBytes(12, 8<<20)
 	ctx := t.Context()
 	nop := func(context.Context, Progress) error { return nil }

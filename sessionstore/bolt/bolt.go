@@ -97,10 +97,23 @@ type localLease struct {
 
 var _ sessionstore.Store = (*Store)(nil)
 
+// boltOptions are how New opens the file. The freelist is not written at
+// each commit (NoFreelistSync) but rebuilt by a scan at open: a commit
+// then writes only the pages it changed and the meta page, not also every
+// free page's id, which with many uploads made and deleted is pages per
+// commit on the store's single writer. The map freelist keeps allocation
+// cheap as the free pages grow. Pages and records are unchanged: bbolt
+// marks the meta page "no freelist" and a process opening the file with
+// the default options rebuilds the freelist and writes it again at open
+// (TestFreelistCompatible).
+func boltOptions() *bbolt.Options {
+	return &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
+}
+
 // New opens (or creates) the bbolt file at path, e.g.
 // <data-dir>/roughy.db.
 func New(path string) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	db, err := bbolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("sessionstore: open %s: %w", path, err)
 	}

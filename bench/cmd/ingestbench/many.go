@@ -255,10 +255,12 @@ func (b *bench) runMany(ctx context.Context, t, phase string, run int, w workloa
 	switch t {
 	case "roughy":
 		inst, err = b.startRoughy(ctx, dir, 1)
+	case "roughy-before":
+		inst, err = b.startRoughyBin(ctx, b.o.roughyBefore, dir, 1)
 	case "tusd":
 		inst, err = b.startTusd(ctx, dir)
 	default:
-		err = fmt.Errorf("ingestbench: target %q is not one of the many scenario (roughy, tusd)", t)
+		err = fmt.Errorf("ingestbench: target %q is not one of the many scenario (roughy, roughy-before, tusd)", t)
 	}
 	if err != nil {
 		r.err = err
