@@ -26,6 +26,9 @@ func TestAccountBodyCapRetried(t *testing.T) {
 	c.Start("PATCH", held.Location, testsvc.Hdr{{"Authorization", "Bearer " + acmeKey}, {"Tus-Resumable", "1.0.0"},
 		{"Upload-Offset", "0"}, {"Content-Type", "application/offset+octet-stream"}, {"Content-Length", fmt.Sprint(1 << 20)}})
 	c.Body(make([]byte, 64<<10))
+	// The held body counts against the cap once the server streams it:
+	// a creation of the other upload can otherwise overtake it.
+	waitMetric(t, s, "roughy_active_uploads", func(v int64) bool { return v >= 1 })
 
 	other := createUpload(t, s, acmeKey, 10)
 	rep := patch(t, other.Location, acmeKey, 0, []byte("0123456789"))
