@@ -9,8 +9,4 @@ import (
 
 // TestMain stops the SeaweedFS that the S3 tests share (testsvc's
 // StartS3Backend) once every test ran.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testsvc.StopSharedS3()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testsvc.RunStoppingSharedS3(m)) }

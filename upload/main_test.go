@@ -8,9 +8,5 @@ import (
 )
 
 // TestMain stops the SeaweedFS that the put tests share (testsvc's
-// StartS3Backend) once every test ran, and removes its data directory.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testsvc.StopSharedS3()
-	os.Exit(code)
-}
+// StartS3Backend) once every test ran.
+func TestMain(m *testing.M) { os.Exit(testsvc.RunStoppingSharedS3(m)) }

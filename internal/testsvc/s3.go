@@ -144,6 +144,15 @@ func sharedSeaweed() (*S3Proc, error) {
 	return p, nil
 }
 
+// RunStoppingSharedS3 is a TestMain's m.Run for a package whose tests use
+// the shared weed: it runs the tests, then stops the weed and removes its
+// data (a package that did not left a data dir in the temp dir per run).
+func RunStoppingSharedS3(m *testing.M) int {
+	code := m.Run()
+	StopSharedS3()
+	return code
+}
+
 // StopSharedS3 kills the shared weed, if one started, and removes its
 // data.
 func StopSharedS3() {
