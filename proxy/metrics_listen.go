@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 )
 
 // metricsServer is the listener of its own that /metrics may be served
@@ -21,7 +24,17 @@ type metricsServer struct {
 	write  func(*fasthttp.RequestCtx, *request)
 	refuse func(*fasthttp.RequestCtx, *request, error)
 	base   context.Context
+	// profiling serves /debug/pprof/ (Config.Profiling).
+	profiling bool
 }
+
+// Sampling of the block and mutex profiles while profiling is on: a
+// blocking event of at least 10 µs, one lock contention event in 100.
+const (
+	blockProfileNanos   = 10_000
+	mutexProfileOneIn   = 100
+	profileWriteTimeout = 2 * time.Minute
+)
 
 // ServeMetrics serves GET /metrics (and /healthz, for the scraper's own
 // checks) on ln until Shutdown. Set Config.MetricsElsewhere so that the
@@ -36,6 +49,12 @@ func (m *metricsServer) serve(ln net.Listener) error {
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,
 		MaxRequestBodySize:    4 << 10,
+	}
+	if m.profiling {
+		// A CPU profile or trace answers after its ?seconds=.
+		srv.WriteTimeout = profileWriteTimeout
+		runtime.SetBlockProfileRate(blockProfileNanos)
+		runtime.SetMutexProfileFraction(mutexProfileOneIn)
 	}
 	m.mu.Lock()
 	m.srv = srv
@@ -55,10 +74,12 @@ func (m *metricsServer) route(_ context.Context, rc *fasthttp.RequestCtx, rq *re
 // handle is the metrics listener's handler.
 func (m *metricsServer) handle(ctx *fasthttp.RequestCtx) {
 	rq := &request{id: newRequestID(ctx), method: methodOf(ctx), route: "metrics", ctx: m.base}
-	switch string(ctx.Path()) {
-	case "/metrics":
+	switch path := string(ctx.Path()); {
+	case m.profiling && strings.HasPrefix(path, "/debug/pprof/"):
+		pprofhandler.PprofHandler(ctx)
+	case path == "/metrics":
 		m.write(ctx, rq)
-	case "/healthz":
+	case path == "/healthz":
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok\n")
 	default:

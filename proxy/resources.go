@@ -24,6 +24,7 @@ func attachResources(s *Server) {
 	s.quota = &quotaAPI{store: s.store, defaults: s.cfg.QuotaDefaults}
 	s.ready = &readiness{store: s.store, pipe: s.pipe, keys: s.authn.key, base: s.base, freeSpace: s.checkFreeSpace}
 	s.metricsSrv.write, s.metricsSrv.refuse, s.metricsSrv.base = s.writeMetrics, s.writeError, s.base
+	s.metricsSrv.profiling = s.cfg.Profiling
 }
 
 // handler is a route's handler (route.serve).

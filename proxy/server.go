@@ -65,6 +65,10 @@ type Config struct {
 	// (ServeMetrics): the public listener then answers it 404, so the
 	// balancer's path rules are not what keeps it private.
 	MetricsElsewhere bool
+	// Profiling serves Go's runtime profiles (/debug/pprof/) on the
+	// metrics listener, never on the public one, and samples blocking
+	// and lock contention for them.
+	Profiling bool
 	// MinFreeSpace makes /readyz fail while the storage has less free
 	// space (local storage only; 0: no floor).
 	MinFreeSpace int64

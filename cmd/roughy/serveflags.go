@@ -40,6 +40,8 @@ func addServeFlags(fl *flag.FlagSet) *serveFlags {
 	fl.StringVar(&f.listen, "listen", f.listen, "address to serve on")
 	fl.StringVar(&f.metricsListen, "metrics-listen", f.metricsListen,
 		"serve /metrics on this address of its own (e.g. 127.0.0.1:9090) instead of on --listen")
+	fl.BoolVar(&f.proxy.Profiling, "pprof", f.proxy.Profiling,
+		"serve Go's runtime profiles (/debug/pprof/, with block and mutex sampling) on --metrics-listen, never on --listen")
 	fl.StringVar(&f.tlsCert, "tls-cert", f.tlsCert,
 		"PEM certificate (chain) file: serve HTTPS on --listen, TLS 1.2 and later; with --tls-key; both are read again when they change or on SIGHUP")
 	fl.StringVar(&f.tlsKey, "tls-key", f.tlsKey, "PEM private key file of --tls-cert")
@@ -93,6 +95,9 @@ func addProxyFlags(fl *flag.FlagSet, c *proxy.Config) {
 func (f *serveFlags) check() error {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together (both or neither)", errUsage)
+	}
+	if f.proxy.Profiling && f.metricsListen == "" {
+		return fmt.Errorf("%w: --pprof serves on --metrics-listen only: give that address too", errUsage)
 	}
 	if f.proxy.MaxConns < 0 || f.proxy.MaxConnsPerIP < 0 {
 		return fmt.Errorf("%w: --max-conns and --max-conns-per-ip must not be negative", errUsage)
