@@ -253,12 +253,8 @@ func (b *bench) runMany(ctx context.Context, t, phase string, run int, w workloa
 	}
 	var inst *instance
 	switch t {
-	case "roughy":
-		inst, err = b.startRoughy(ctx, dir, 1)
-	case "roughy-before":
-		inst, err = b.startRoughyBin(ctx, b.o.roughyBefore, dir, 1)
-	case "tusd":
-		inst, err = b.startTusd(ctx, dir)
+	case "roughy", "roughy-before", "tusd":
+		inst, err = b.startTarget(ctx, t, dir)
 	default:
 		err = fmt.Errorf("ingestbench: target %q is not one of the many scenario (roughy, roughy-before, tusd)", t)
 	}

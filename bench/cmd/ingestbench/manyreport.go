@@ -196,12 +196,7 @@ func syncString(m map[string]int64) string {
 func (r *manyReport) markdown(b *bench) string {
 	var w strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&w, format, a...) }
-	m := b.machine
-	p("## %s\n\n", r.title)
-	p("- Date: %s UTC (took %s)\n", b.started.Format("2006-01-02 15:04"), time.Since(b.started).Round(time.Second))
-	p("- Command (from the repo root): `%s`\n", commandLine())
-	p("- Machine: %d CPUs, %s, kernel %s, RAM %s, %s\n", m.nproc, m.cpu, m.kernel, m.memTotal, m.goVersion)
-	p("- Versions: tusd %s, roughy from this tree at %s%s\n", m.tusd, orUnknown(m.commit), roughyVersion(b.roughy))
+	b.writeHeader(&w, r.title, "")
 	stores := "roughy: `serve --data-dir`; tusd: `-upload-dir`"
 	if r.fleet {
 		stores = "roughy: `serve --sessions redis --storage s3`, one node; tusd: `-s3-bucket -s3-endpoint`; one redis-server (AOF everysec, behind a proxy that counts round trips) and one versitygw (posix) for all runs, emptied between runs"

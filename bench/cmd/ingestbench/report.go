@@ -110,16 +110,26 @@ func (b *bench) label(target string) string {
 	return target
 }
 
+// writeHeader writes a report's title and what every report says of its
+// run: date, command, machine and versions (others: more of them, e.g.
+// "versitygw v1.8.0, ").
+func (b *bench) writeHeader(w *strings.Builder, title, others string) {
+	m := b.machine
+	fmt.Fprintf(w, "## %s\n\n", title)
+	fmt.Fprintf(w, "- Date: %s UTC (took %s)\n", b.started.Format("2006-01-02 15:04"), time.Since(b.started).Round(time.Second))
+	fmt.Fprintf(w, "- Command (from the repo root): `%s`\n", commandLine())
+	fmt.Fprintf(w, "- Machine: %d CPUs, %s, kernel %s, RAM %s, %s\n", m.nproc, m.cpu, m.kernel, m.memTotal, m.goVersion)
+	fmt.Fprintf(w, "- Versions: tusd %s, %sroughy from this tree at %s%s\n", m.tusd, others, orUnknown(m.commit), roughyVersion(b.roughy))
+	if b.o.roughyBefore != "" {
+		fmt.Fprintf(w, "- roughy-before: `%s`%s\n", b.o.roughyBefore, roughyVersion(b.o.roughyBefore))
+	}
+}
+
 // markdown renders the report.
 func (r *report) markdown(b *bench) string {
 	var w strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&w, format, a...) }
-	m := b.machine
-	p("## %s\n\n", r.title)
-	p("- Date: %s UTC (took %s)\n", b.started.Format("2006-01-02 15:04"), time.Since(b.started).Round(time.Second))
-	p("- Command (from the repo root): `%s`\n", commandLine())
-	p("- Machine: %d CPUs, %s, kernel %s, RAM %s, %s\n", m.nproc, m.cpu, m.kernel, m.memTotal, m.goVersion)
-	p("- Versions: tusd %s, versitygw %s, roughy from this tree at %s%s\n", m.tusd, m.versitygw, orUnknown(m.commit), roughyVersion(b.roughy))
+	b.writeHeader(&w, r.title, "versitygw "+b.machine.versitygw+", ")
 	p("- Method: each run starts a fresh server process on loopback with a fresh data dir; the client (this harness, same machine) sends %s PATCHes with Content-Length from a random source file with sendfile(2); the clock runs from the POST to the last 204. Server CPU = utime+stime from /proc/<pid>/stat over that window; peak RSS = VmHWM from /proc/<pid>/status. After each run the data are deleted and sync(2) flushes dirty pages before the next server starts. %d warm-up round(s) of every target ran first (listed, not in the medians).\n", benchproc.FormatSize(b.o.chunk), b.o.warmup)
 	if b.o.scenario != "local" {
 		p("- S3: one versitygw (posix backend, temp dir on the same disk) for every run; bucket emptied between runs; versitygw CPU is reported separately. roughy: `--storage s3 --s3-force-path-style` plus `%s`; tusd: `-s3-bucket -s3-endpoint`, its defaults otherwise (50 MiB parts, 10 concurrent part uploads, content hashes on).\n", orNone(b.o.roughyExtra))

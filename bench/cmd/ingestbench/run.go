@@ -94,27 +94,31 @@ func (b *bench) runTarget(ctx context.Context, name, phase string, run, n int, s
 	if name == "direct" {
 		return b.runDirect(ctx, s, n, size)
 	}
-	var inst *instance
-	switch name {
-	case "roughy":
-		inst, err = b.startRoughy(ctx, dir, 1)
-	case "roughy-before":
-		inst, err = b.startRoughyBin(ctx, b.o.roughyBefore, dir, 1)
-	case "roughy-tls":
-		inst, err = b.startRoughy(ctx, dir, -1)
-	case "roughy-fleet":
-		inst, err = b.startRoughy(ctx, dir, b.o.fleetNodes)
-	case "tusd":
-		inst, err = b.startTusd(ctx, dir)
-	default:
-		err = fmt.Errorf("ingestbench: unknown target %q", name)
-	}
+	inst, err := b.startTarget(ctx, name, dir)
 	if err != nil {
 		s.err = err
 		return s
 	}
 	defer inst.stop()
 	return b.runTUS(ctx, s, inst, n, size)
+}
+
+// startTarget starts the server of target name (any but direct) with its
+// data in dir.
+func (b *bench) startTarget(ctx context.Context, name, dir string) (*instance, error) {
+	switch name {
+	case "roughy":
+		return b.startRoughy(ctx, dir, 1)
+	case "roughy-before":
+		return b.startRoughyBin(ctx, b.o.roughyBefore, dir, 1)
+	case "roughy-tls":
+		return b.startRoughy(ctx, dir, -1)
+	case "roughy-fleet":
+		return b.startRoughy(ctx, dir, b.o.fleetNodes)
+	case "tusd":
+		return b.startTusd(ctx, dir)
+	}
+	return nil, fmt.Errorf("ingestbench: unknown target %q", name)
 }
 
 // runTUS drives n concurrent uploads through inst and measures the window.
