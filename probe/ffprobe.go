@@ -38,6 +38,15 @@ type Runner struct {
 	Timeout time.Duration
 }
 
+// probeNice is the nice value ffprobe runs at: the lowest priority.
+// Probing is background work that may lag; taking uploads may not. One
+// ffprobe run costs about 0.1 CPU-s even on a file it rejects at once
+// (process start, every demuxer's probe), 50 times what the server spends
+// on taking a 256 KiB upload, so two workers at normal priority took the
+// cores a burst of uploads needed. At nice 19 a probe gets a core only
+// when requests leave it idle, and the queue drains after the burst.
+const probeNice = 19
+
 // maxStderr bounds how much of ffprobe's stderr is kept for the reason.
 const maxStderr = 4 << 10
 
@@ -70,7 +79,10 @@ func (r Runner) Duration(ctx context.Context, input string) (string, error) {
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
 	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	err := startNiced(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
 	// The input may be a presigned URL: keep its signature out of reasons
 	// and logs.
 	msg := strings.ReplaceAll(strings.TrimSpace(stderr.String()), input, "INPUT")
