@@ -73,15 +73,18 @@ type manyRun struct {
 	w      workload
 	wall   time.Duration // first POST to last 204 of all uploads
 	cpu    time.Duration // server CPU over the window; -1 = not measured
-	hwm    int64
-	posts  []time.Duration
-	patchs []time.Duration
-	syncs  map[string]int64 // strace -c calls per syscall; nil = not counted
-	trips  int64            // Redis round trips over the window; -1 = not counted
-	cmds   int64            // Redis commands the server sent over the window; -1 = not counted
-	load1  string
-	verify string
-	err    error
+	// childCPU is the CPU of the server's children (ffprobe) that ended
+	// in the window.
+	childCPU time.Duration
+	hwm      int64
+	posts    []time.Duration
+	patchs   []time.Duration
+	syncs    map[string]int64 // strace -c calls per syscall; nil = not counted
+	trips    int64            // Redis round trips over the window; -1 = not counted
+	cmds     int64            // Redis commands the server sent over the window; -1 = not counted
+	load1    string
+	verify   string
+	err      error
 }
 
 func (r manyRun) ok() bool { return r.err == nil && !strings.HasPrefix(r.verify, "FAILED") }
@@ -103,6 +106,15 @@ func (r manyRun) cpuMsPerUpload() float64 {
 		return -1
 	}
 	return float64(r.cpu) / float64(time.Millisecond) / float64(r.w.n)
+}
+
+// childMsPerUpload is the CPU of the server's children per upload in
+// milliseconds (-1 when not measured).
+func (r manyRun) childMsPerUpload() float64 {
+	if r.cpu < 0 {
+		return -1
+	}
+	return float64(r.childCPU) / float64(time.Millisecond) / float64(r.w.n)
 }
 
 // syncCalls are the calls counted as "fsyncs": every way a process can ask
@@ -325,6 +337,7 @@ func (b *bench) driveMany(ctx context.Context, r *manyRun, inst *instance, w wor
 	}
 	if measured {
 		r.cpu, r.hwm = after.CPU-before.CPU, after.HWM
+		r.childCPU = after.ChildCPU - before.ChildCPU
 	}
 	if b.rproxy != nil {
 		stats, trips := b.rproxy.snapshot()
@@ -389,7 +402,7 @@ func logMany(r manyRun) {
 	}
 	slog.Info("run done", "target", r.target, "phase", r.phase, "run", r.run,
 		"uploads/s", fmt.Sprintf("%.1f", r.uploadsPerSec()),
-		"cpu_ms_per_upload", fmt.Sprintf("%.2f", r.cpuMsPerUpload()),
+		"cpu_ms_per_upload", fmt.Sprintf("%.2f", r.cpuMsPerUpload()), "ffprobe_ms_per_upload", fmt.Sprintf("%.2f", r.childMsPerUpload()),
 		"fsyncs_per_upload", fmt.Sprintf("%.2f", r.fsyncsPerUpload()),
 		"post_p99", ms(percentile(r.posts, 0.99)), "check", r.verify)
 }

@@ -97,9 +97,9 @@ func TestManyReportTable(t *testing.T) {
 	}
 	r := &manyReport{runs: []manyRun{
 		{target: "roughy", phase: "warm", w: w, wall: 100 * time.Second, cpu: time.Second, posts: lat(999)},
-		{target: "roughy", phase: "alt", w: w, wall: time.Second, cpu: 300 * time.Millisecond, posts: lat(10, 20), patchs: lat(5)},
+		{target: "roughy", phase: "alt", w: w, wall: time.Second, cpu: 300 * time.Millisecond, childCPU: 6 * time.Second, posts: lat(10, 20), patchs: lat(5)},
 		{target: "tusd", phase: "alt", w: w, wall: 500 * time.Millisecond, cpu: 200 * time.Millisecond, posts: lat(2, 4), patchs: lat(1)},
-		{target: "roughy", phase: "alt", w: w, wall: 2 * time.Second, cpu: 500 * time.Millisecond, posts: lat(30, 40), patchs: lat(6)},
+		{target: "roughy", phase: "alt", w: w, wall: 2 * time.Second, cpu: 500 * time.Millisecond, childCPU: 10 * time.Second, posts: lat(30, 40), patchs: lat(6)},
 		{target: "tusd", phase: "alt", w: w, wall: time.Second, verify: "FAILED: sha256", posts: lat(500)},
 		{target: "roughy", phase: "strace", w: w, wall: 9 * time.Second, cpu: -1, syncs: map[string]int64{"fdatasync": 200, "fsync": 50}},
 		{target: "tusd", phase: "strace", w: w, wall: time.Second, cpu: -1, syncs: map[string]int64{}},
@@ -108,18 +108,20 @@ func TestManyReportTable(t *testing.T) {
 	for _, want := range []string{
 		// roughy: median of 100 and 50 uploads/s; POSTs pooled over the
 		// two alternating runs only (the warm-up's 999 ms left out);
-		// CPU median of 3 and 5 ms; 250 sync calls / 100 uploads.
-		"| 100 × 256KiB, 32 concurrent | roughy embedded default | 2/2 | 75.0 | 20 / 40 / 40 | 5.0 / 6.0 / 6.0 | 4.00 | 2.50 |",
+		// CPU median of 3 and 5 ms, ffprobe's of 60 and 100 ms; 250 sync
+		// calls / 100 uploads.
+		"| 100 × 256KiB, 32 concurrent | roughy embedded default | 2/2 | 75.0 | 20 / 40 / 40 | 5.0 / 6.0 / 6.0 | 4.00 | 80.00 | 2.50 |",
 		// tusd: the failed check is out of the medians, and a table with
 		// no sync call is 0, not "not counted".
-		"| 100 × 256KiB, 32 concurrent | tusd v2.9.1 file store | 1/2 | 200.0 | 2.0 / 4.0 / 4.0 | 1.0 / 1.0 / 1.0 | 2.00 | 0.00 |",
+		"| 100 × 256KiB, 32 concurrent | tusd v2.9.1 file store | 1/2 | 200.0 | 2.0 / 4.0 / 4.0 | 1.0 / 1.0 / 1.0 | 2.00 | 0.00 | 0.00 |",
 		"roughy/tusd uploads/s (medians): 100 × 256KiB, 32 concurrent: **0.38×**",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks\n%s\ngot:\n%s", want, got)
 		}
 	}
-	if every := r.everyRun(); !strings.Contains(every, "fsync 50, fdatasync 200") || !strings.Contains(every, "| strace |") {
+	if every := r.everyRun(); !strings.Contains(every, "fsync 50, fdatasync 200") || !strings.Contains(every, "| strace |") ||
+		!strings.Contains(every, "| 3.00 + 60.0 |") {
 		t.Errorf("every-run table lacks the strace run:\n%s", every)
 	}
 }
@@ -132,8 +134,8 @@ func TestManyReportFleetColumns(t *testing.T) {
 	}}
 	got := r.table()
 	for _, want := range []string{
-		"| 10 × 256KiB, 32 concurrent | roughy --sessions redis --storage s3 | 1/1 | 10.0 | – | – | – | – | 4.0 / 6.0 |",
-		"| 10 × 256KiB, 32 concurrent | tusd v2.9.1 S3 store | 1/1 | 10.0 | – | – | – | – | – / – |",
+		"| 10 × 256KiB, 32 concurrent | roughy --sessions redis --storage s3 | 1/1 | 10.0 | – | – | – | – | – | 4.0 / 6.0 |",
+		"| 10 × 256KiB, 32 concurrent | tusd v2.9.1 S3 store | 1/1 | 10.0 | – | – | – | – | – | – / – |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks\n%s\ngot:\n%s", want, got)

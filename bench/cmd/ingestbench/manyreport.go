@@ -24,14 +24,15 @@ type manySummary struct {
 	ok, total     int
 	uploadsPerSec float64
 	cpuMs         float64 // -1: not measured
+	childMs       float64 // the server's children (ffprobe); -1: not measured
 	posts, patchs []time.Duration
 	fsyncs        float64 // from the strace run; -1: not counted
 	trips, cmds   float64 // Redis per upload (median); -1: not counted
 }
 
 func (r *manyReport) summary(target string, w workload) manySummary {
-	s := manySummary{cpuMs: -1, fsyncs: -1, trips: -1, cmds: -1}
-	var ups, cpu, trips, cmds []float64
+	s := manySummary{cpuMs: -1, childMs: -1, fsyncs: -1, trips: -1, cmds: -1}
+	var ups, cpu, child, trips, cmds []float64
 	for _, run := range r.runs {
 		if run.target != target || run.w != w {
 			continue
@@ -53,6 +54,7 @@ func (r *manyReport) summary(target string, w workload) manySummary {
 		ups = append(ups, run.uploadsPerSec())
 		if c := run.cpuMsPerUpload(); c >= 0 {
 			cpu = append(cpu, c)
+			child = append(child, run.childMsPerUpload())
 		}
 		if run.trips >= 0 {
 			trips = append(trips, run.perUpload(run.trips))
@@ -63,7 +65,7 @@ func (r *manyReport) summary(target string, w workload) manySummary {
 	}
 	s.uploadsPerSec = median(ups)
 	if len(cpu) > 0 {
-		s.cpuMs = median(cpu)
+		s.cpuMs, s.childMs = median(cpu), median(child)
 	}
 	if len(trips) > 0 {
 		s.trips, s.cmds = median(trips), median(cmds)
@@ -128,18 +130,18 @@ func (r *manyReport) label(target string) string {
 // roughy/tusd ratio of uploads/s.
 func (r *manyReport) table() string {
 	var w strings.Builder
-	w.WriteString("| workload | target | ok runs | uploads/s | POST p50 / p95 / p99 ms | PATCH p50 / p95 / p99 ms | server CPU-ms per upload | fsyncs per upload |")
+	w.WriteString("| workload | target | ok runs | uploads/s | POST p50 / p95 / p99 ms | PATCH p50 / p95 / p99 ms | server CPU-ms per upload | its ffprobe CPU-ms per upload | fsyncs per upload |")
 	if r.fleet {
-		w.WriteString(" Redis round trips / commands per upload |\n|---|---|---|---|---|---|---|---|---|\n")
+		w.WriteString(" Redis round trips / commands per upload |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	} else {
-		w.WriteString("\n|---|---|---|---|---|---|---|---|\n")
+		w.WriteString("\n|---|---|---|---|---|---|---|---|---|\n")
 	}
 	for _, wl := range r.workloads() {
 		for _, t := range r.targets() {
 			s := r.summary(t, wl)
-			fmt.Fprintf(&w, "| %s | %s | %d/%d | %s | %s | %s | %s | %s |", wl, r.label(t), s.ok, s.total,
+			fmt.Fprintf(&w, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |", wl, r.label(t), s.ok, s.total,
 				f1(s.ok > 0, s.uploadsPerSec, "%.1f"), p3(s.posts), p3(s.patchs),
-				f1(s.cpuMs >= 0, s.cpuMs, "%.2f"), f1(s.fsyncs >= 0, s.fsyncs, "%.2f"))
+				f1(s.cpuMs >= 0, s.cpuMs, "%.2f"), f1(s.childMs >= 0, s.childMs, "%.2f"), f1(s.fsyncs >= 0, s.fsyncs, "%.2f"))
 			if r.fleet {
 				fmt.Fprintf(&w, " %s / %s |", f1(s.trips >= 0, s.trips, "%.1f"), f1(s.cmds >= 0, s.cmds, "%.1f"))
 			}
@@ -162,7 +164,7 @@ func (r *manyReport) table() string {
 // everyRun lists the runs in the order they ran.
 func (r *manyReport) everyRun() string {
 	var w strings.Builder
-	w.WriteString("| # | workload | target | phase | uploads/s | POST p50 / p99 ms | PATCH p50 / p99 ms | CPU-ms per upload | peak RSS MiB | sync calls | Redis round trips per upload | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w.WriteString("| # | workload | target | phase | uploads/s | POST p50 / p99 ms | PATCH p50 / p99 ms | CPU-ms per upload (+ ffprobe) | peak RSS MiB | sync calls | Redis round trips per upload | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, run := range r.runs {
 		if run.err != nil {
 			fmt.Fprintf(&w, "| %d | %s | %s | %s | failed: %s | | | | | | | %s | |\n", i+1, run.w, r.label(run.target), run.phase, oneLine(run.err.Error()), run.load1)
@@ -171,10 +173,22 @@ func (r *manyReport) everyRun() string {
 		fmt.Fprintf(&w, "| %d | %s | %s | %s | %.1f | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s |\n", i+1, run.w, r.label(run.target), run.phase,
 			run.uploadsPerSec(), msf(percentile(run.posts, 0.5)), msf(percentile(run.posts, 0.99)),
 			msf(percentile(run.patchs, 0.5)), msf(percentile(run.patchs, 0.99)),
-			f1(run.cpu >= 0, run.cpuMsPerUpload(), "%.2f"), f1(run.hwm >= 0, float64(run.hwm)/(1<<20), "%.1f"),
+			cpuString(run), f1(run.hwm >= 0, float64(run.hwm)/(1<<20), "%.1f"),
 			syncString(run.syncs), f1(run.trips >= 0, run.perUpload(run.trips), "%.1f"), run.load1, run.verify)
 	}
 	return w.String()
+}
+
+// cpuString is a run's server CPU per upload, and its children's when
+// they took any: "2.10 + 61.3".
+func cpuString(run manyRun) string {
+	switch {
+	case run.cpu < 0:
+		return "–"
+	case run.childCPU > 0:
+		return fmt.Sprintf("%.2f + %.1f", run.cpuMsPerUpload(), run.childMsPerUpload())
+	}
+	return fmt.Sprintf("%.2f", run.cpuMsPerUpload())
 }
 
 func syncString(m map[string]int64) string {
@@ -204,7 +218,7 @@ func (r *manyReport) markdown(b *bench) string {
 	p("- Method: per workload, %d warm-up round(s) (listed, not in the medians) then %d round(s), each round roughy then tusd, every run a fresh server process on loopback with a fresh data dir (%s). "+
 		"The client (this harness, `tusclient`, same machine) keeps CONC uploads in flight; each upload is one POST then PATCHes of up to %s with Content-Length, sent from a random source file with sendfile(2). "+
 		"uploads/s = uploads / (first POST to last 204). POST and PATCH percentiles are pooled over a target's runs (nearest rank). "+
-		"Server CPU = utime+stime of the server process from /proc/<pid>/stat over that window, divided by the uploads; roughy's ffprobe children are not counted. "+
+		"Server CPU = utime+stime of the server process from /proc/<pid>/stat over that window, divided by the uploads; the CPU of roughy's ffprobe children (cutime+cstime, counted as each ends) is given apart. "+
 		"After each run every upload is checked (roughy: asset ready with the source's SHA-256; tusd: the stored file's SHA-256, or on S3 the number and size of the objects).\n",
 		b.o.warmup, b.o.runs, stores, benchproc.FormatSize(b.o.chunk))
 	p("- roughy's extra arguments: `%s` (each upload here is the same API key's, and roughy caps the bodies one account streams to a node at once, tusd does not; the harness lifts the cap to the most uploads in flight unless -roughy-args sets it).\n", orNone(b.o.roughyExtra))

@@ -209,6 +209,7 @@ func measure(procs []*benchproc.Server) (benchproc.Stats, error) {
 			return total, fmt.Errorf("ingestbench: measure %s: %w (see %s)", p.Name, err, p.Log.Name())
 		}
 		total.CPU += ps.CPU
+		total.ChildCPU += ps.ChildCPU
 		total.HWM = max(total.HWM, ps.HWM)
 	}
 	return total, nil

@@ -123,8 +123,11 @@ func (s *Server) WaitHTTP(ctx context.Context, method, url string, timeout time.
 // Stats is what /proc says about one process at one instant.
 type Stats struct {
 	CPU time.Duration // utime + stime
-	HWM int64         // VmHWM, bytes: peak resident set since start
-	RSS int64         // VmRSS, bytes
+	// ChildCPU is cutime + cstime: the CPU of the children the process
+	// has waited for (roughy's ffprobe runs).
+	ChildCPU time.Duration
+	HWM      int64 // VmHWM, bytes: peak resident set since start
+	RSS      int64 // VmRSS, bytes
 }
 
 // Read reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -141,16 +144,20 @@ func Read(pid int) (Stats, error) {
 		return ps, errors.New("benchproc: malformed /proc stat")
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime is field 14, stime field 15.
-	if len(f) < 13 {
+	// f[0] is field 3 (state); utime is field 14, stime field 15, cutime
+	// and cstime fields 16 and 17.
+	if len(f) < 15 {
 		return ps, errors.New("benchproc: short /proc stat")
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	cut, err3 := strconv.ParseInt(f[13], 10, 64)
+	cst, err4 := strconv.ParseInt(f[14], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return ps, fmt.Errorf("benchproc: parse stat: %w", err)
 	}
 	ps.CPU = time.Duration(ut+st) * time.Second / userHZ
+	ps.ChildCPU = time.Duration(cut+cst) * time.Second / userHZ
 	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
 		return ps, fmt.Errorf("benchproc: read status: %w", err)

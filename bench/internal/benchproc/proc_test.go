@@ -3,6 +3,7 @@ package benchproc
 import (
 	"crypto/sha256"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -26,6 +27,25 @@ func TestReadProcSelf(t *testing.T) {
 	}
 	if after.HWM < 1<<20 || after.HWM < after.RSS {
 		t.Errorf("VmHWM %d, VmRSS %d: want HWM ≥ 1 MiB and ≥ RSS", after.HWM, after.RSS)
+	}
+}
+
+// TestReadChildCPU runs a child that burns CPU: once it has been waited
+// for, its CPU shows up as the parent's ChildCPU and not as its CPU.
+func TestReadChildCPU(t *testing.T) {
+	before, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done").Run(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after.ChildCPU - before.ChildCPU; d < 20*time.Millisecond {
+		t.Errorf("child CPU grew by %s, want the child's loop (≥ 20 ms)", d)
 	}
 }
 
