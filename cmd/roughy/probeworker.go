@@ -33,9 +33,10 @@ func addProbeFlags(f *flag.FlagSet, defWorkers int) *probeFlags {
 	return p
 }
 
-// start runs the workers until ctx ends; wg tracks them. settled, when
-// set, is told how each job was settled (metrics).
-func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.Store, sink pipeline.Sink, presignTTL time.Duration, log *slog.Logger, settled func(string)) {
+// start runs the workers until ctx ends; wg tracks them. hooks, when set,
+// sets each worker's hooks into the process: how each job was settled
+// (metrics), whether uploads are streaming (serve).
+func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.Store, sink pipeline.Sink, presignTTL time.Duration, log *slog.Logger, hooks func(*probe.Config)) {
 	if p.workers > 0 {
 		if _, err := exec.LookPath(p.cfg.Runner.Path); err != nil {
 			// Not fatal: uploads work without it; jobs retry, then park.
@@ -45,7 +46,10 @@ func (p *probeFlags) start(ctx context.Context, wg *sync.WaitGroup, store probe.
 	input := probe.SinkInput(sink, presignTTL)
 	for i := range p.workers {
 		cfg := p.cfg
-		cfg.Consumer, cfg.Logger, cfg.Probed, cfg.Settled = probe.Consumer(i), log, probedEvents(store), settled
+		cfg.Consumer, cfg.Logger, cfg.Probed = probe.Consumer(i), log, probedEvents(store)
+		if hooks != nil {
+			hooks(&cfg)
+		}
 		w := probe.NewWorker(cfg, store, input)
 		wg.Go(func() {
 			if err := w.Run(ctx); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/roughy/ingest/apikey"
 	"github.com/roughy/ingest/pipeline"
+	"github.com/roughy/ingest/probe"
 	"github.com/roughy/ingest/proxy"
 	"github.com/roughy/ingest/sessionstore"
 
@@ -160,7 +161,9 @@ func (c cli) serve(ctx context.Context, args []string) error {
 		wg.Go(func() { watchCertificates(bg, certs, hup) })
 	}
 	wg.Go(func() { srv.RunJanitor(bg, f.janitorEvery) })
-	pf.start(bg, &wg, store, sink, kf.s3.PresignTTL, log, tel.ProbeSettled)
+	pf.start(bg, &wg, store, sink, kf.s3.PresignTTL, log, func(c *probe.Config) {
+		c.Settled, c.Busy = tel.ProbeSettled, srv.Streaming
+	})
 	wf.start(bg, &wg, store, srv.WebhookAsset, srv.WebhookVerify, log)
 
 	var serveErr error
