@@ -319,23 +319,20 @@ func (s *LocalSink) Complete(_ context.Context, u Upload, _ []Part) error {
 		// nothing: make it durable, empty, with its directory entry.
 		return s.createEmpty(path, u.Key)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("pipeline: local %s: %w", u.Key, ErrNoSuchUpload)
+	if fi, err := os.Stat(path); err == nil && u.Length >= 0 && fi.Size() == u.Length && fi.Mode().IsRegular() {
+		// Nothing to cut: every byte is durable already (each was
+		// fdatasynced before the commit that recorded it, and an upload
+		// completes after its last commit). An fsync would only flush the
+		// file's times: one more journal commit per upload for nothing.
+		// A stat by name, not an open: this is every upload's last step.
+		return nil
 	}
+	f, err := openExisting(path, u.Key)
 	if err != nil {
-		return fmt.Errorf("%w: local open %s: %w", storageErr(err), u.Key, err)
+		return err
 	}
 	defer f.Close()
 	if u.Length >= 0 {
-		if fi, err := f.Stat(); err == nil && fi.Size() == u.Length {
-			// Nothing to cut: every byte is durable already (each was
-			// fdatasynced before the commit that recorded it, and an
-			// upload completes after its last commit). An fsync would
-			// only flush the file's times: one more journal commit per
-			// upload for nothing.
-			return nil
-		}
 		if err := truncateTo(f, u.Key, u.Length); err != nil {
 			return err
 		}

@@ -39,18 +39,34 @@ func (s *LocalSink) Create(_ context.Context, u Upload) ([]byte, error) {
 // syncs it before its first commit); at a later offset a missing file lost
 // committed bytes (ErrNoSuchUpload).
 func (s *LocalSink) openForWrite(path string, u Upload) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) && u.Offset == 0 {
+	if u.Offset > 0 {
+		return openExisting(path, u.Key)
+	}
+	// One open that makes the file, not a failed open first: the first
+	// write is most uploads' only one. Only a missing directory takes the
+	// slow way.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640)
+	if errors.Is(err, fs.ErrNotExist) {
 		if err := s.mkdirDurable(filepath.Dir(path)); err != nil {
 			return nil, err
 		}
 		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640)
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("pipeline: local %s: %w", u.Key, ErrNoSuchUpload)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: local open %s: %w", storageErr(err), u.Key, err)
+	}
+	return f, nil
+}
+
+// openExisting opens the file of key for writing; a missing one is
+// ErrNoSuchUpload.
+func openExisting(path, key string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("pipeline: local %s: %w", key, ErrNoSuchUpload)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: local open %s: %w", storageErr(err), key, err)
 	}
 	return f, nil
 }
