@@ -40,10 +40,10 @@ type Runner struct {
 
 // probeNice is the nice value ffprobe runs at: the lowest priority.
 // Probing is background work that may lag; taking uploads may not. One
-// ffprobe run costs about 0.1 CPU-s even on a file it rejects at once
-// (process start, every demuxer's probe), 50 times what the server spends
-// on taking a 256 KiB upload, so two workers at normal priority took the
-// cores a burst of uploads needed. At nice 19 a probe gets a core only
+// ffprobe run costs about 0.12 CPU-s even on a file it rejects at once
+// (mostly its start: it loads some 200 shared libraries), 60 times what
+// the server spends on taking a 256 KiB upload, so two workers at normal
+// priority took the cores a burst of uploads needed. At nice 19 a probe gets a core only
 // when requests leave it idle, and the queue drains after the burst.
 const probeNice = 19
 

@@ -99,7 +99,7 @@ type Config struct {
 // While uploads stream into this process, a worker rests busyRest times as
 // long as its last probe took (at most maxBusyRest) before it claims the
 // next job, so probes take at most a tenth of each worker's time. An
-// ffprobe run costs about 0.1 CPU-s even on a file it rejects at once; at
+// ffprobe run costs about 0.12 CPU-s even on a file it rejects at once; at
 // nice 19 two workers still took a quarter of the rate of 32 clients
 // sending 256 KiB uploads to a 2-core node, by the cores they filled
 // whenever a request waited on the disk. The rest ends as soon as no

@@ -10,7 +10,3 @@ import (
 func (s *Server) RunJanitor(ctx context.Context, every time.Duration) {
 	s.svc.RunJanitor(ctx, every)
 }
-
-// Streaming says whether a PATCH body is being taken now: the probe
-// workers rest between probes while it is (probe.Config.Busy).
-func (s *Server) Streaming() bool { return s.metrics.activeUploads.Load() > 0 }

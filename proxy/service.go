@@ -48,6 +48,10 @@ func (t serviceTel) Span(ctx context.Context, name string) (context.Context, fun
 
 func (t serviceTel) Writing(delta int) { t.s.metrics.activeUploads.Add(int64(delta)) }
 
+// Streaming says whether a PATCH body is being taken now: the probe
+// workers rest between probes while it is (probe.Config.Busy).
+func (s *Server) Streaming() bool { return s.metrics.activeUploads.Load() > 0 }
+
 func (t serviceTel) Wrote(d time.Duration, n int64) {
 	t.s.metrics.patchSeconds.Observe(d.Seconds())
 	t.s.metrics.patchBytes.Observe(float64(n))
