@@ -2,7 +2,9 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -26,7 +28,9 @@ const luaQuotaRefused = 9
 // KEYS[1..3] the account's quota usage, holds, stored; KEYS[4] the quota
 // index; KEYS[5...] luaCreate's. ARGV[1..5] luaQuotaReserve's; ARGV[6] the
 // index score, ARGV[7] the index member; ARGV[8...] luaCreate's.
-var luaCreateReserved = goredis.NewScript(`local function create(KEYS, ARGV)` + luaCreateSrc + `end
+var luaCreateReserved = goredis.NewScript(luaCreateReservedSrc)
+
+const luaCreateReservedSrc = `local function create(KEYS, ARGV)` + luaCreateSrc + `end
 local function reserve(KEYS, ARGV)` + luaQuotaReserveSrc + `end
 local ck, ca = {}, {}
 for i = 5, #KEYS do ck[#ck + 1] = KEYS[i] end
@@ -43,6 +47,40 @@ if q[1] ~= 0 then
 end
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[7])
 return {1}
+`
+
+// luaCreateQueued is luaCreateReserved, then, when it stored the upload,
+// its event queued for each of the account's endpoints subscribed to it:
+// one round trip for a creation, where reading the endpoints first was
+// another. Standalone only: the endpoints' records are read by a name the
+// script makes, not one it is given. The job is the text
+// EnqueueWebhookEvent stores for an event to be verified (no pending
+// record: that is written once the change is verified).
+// KEYS[1] the account's endpoint set, KEYS[2] the delivery stream,
+// KEYS[3...] luaCreateReserved's. ARGV[1] the account, ARGV[2] the event
+// type, ARGV[3] the event as JSON, ARGV[4] the queueing time as JSON,
+// ARGV[5] the endpoint key prefix, ARGV[6...] luaCreateReserved's.
+var luaCreateQueued = goredis.NewScript(`local function createReserved(KEYS, ARGV)` + luaCreateReservedSrc + `end
+local ck, ca = {}, {}
+for i = 3, #KEYS do ck[#ck + 1] = KEYS[i] end
+for i = 6, #ARGV do ca[#ca + 1] = ARGV[i] end
+local out = createReserved(ck, ca)
+if out[1] ~= 1 then return out end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+	local raw = redis.call('GET', ARGV[5] .. id)
+	if raw then
+		local h = cjson.decode(raw)
+		if h.Account == ARGV[1] and type(h.Events) == 'table' then
+			for _, e in ipairs(h.Events) do
+				if e == ARGV[2] then
+					redis.call('XADD', KEYS[2], '*', 'job', '{"h":' .. cjson.encode(id) .. ',"e":' .. ARGV[3] .. ',"n":0,"s":' .. ARGV[4] .. '}')
+					break
+				end
+			end
+		end
+	end
+end
+return out
 `)
 
 // luaCommitSettle is luaCommit, then, when it completed the upload,
@@ -61,31 +99,23 @@ redis.call('ZREM', KEYS[10], ARGV[2])
 return out
 `)
 
-// CreateReserved queues c's event (a round trip of its own, before: an
-// event marked Verify whose change never happens is dropped at delivery),
-// then stores the upload and its quota hold with one script. On Cluster
-// the quota lives in another slot: ReserveQuota, then CreateUpload, the
-// hold released again if the creation fails.
+// CreateReserved stores the upload and its quota hold with one script
+// and, when c has an event to be verified (the service's), queues it in
+// the same script (luaCreateQueued). Another event is queued first, a
+// round trip of its own. On Cluster the quota and the endpoints live in
+// other slots: the event is queued first (an event marked Verify whose
+// change never happens is dropped at delivery), then ReserveQuota, then
+// CreateUpload, the hold released again if the creation fails.
 func (r *Store) CreateReserved(ctx context.Context, c sessionstore.Creation) error {
 	s := c.Session
-	if c.Event != nil {
+	queued := c.Event != nil && c.Event.Verify && !r.cluster
+	if c.Event != nil && !queued {
 		if _, err := r.EnqueueWebhookEvent(ctx, s.Account, *c.Event); err != nil {
 			return err
 		}
 	}
 	if r.cluster {
-		if err := r.ReserveQuota(ctx, s.Account, s.ID, c.Reserve, c.Defaults); err != nil {
-			return err
-		}
-		if err := r.CreateUpload(ctx, s, c.Asset); err != nil {
-			// The hold is this creation's unless the session exists (the
-			// same creation again): that one keeps its own.
-			if _, serr := r.Session(ctx, s.ID); !errors.Is(err, sessionstore.ErrExists) || serr != nil {
-				_ = r.ReleaseQuota(context.WithoutCancel(ctx), s.Account, s.ID)
-			}
-			return err
-		}
-		return nil
+		return r.createReservedApart(ctx, c)
 	}
 	if s.NextPart < 1 {
 		s.NextPart = 1
@@ -97,8 +127,16 @@ func (r *Store) CreateReserved(ctx context.Context, c sessionstore.Creation) err
 	args := []any{s.ID, c.Reserve, max(d.BytesStored, 0), max(d.Uploads, 0), max(d.BytesReserved, 0),
 		strconv.FormatInt(time.Now().UnixMilli(), 10), redisQuotaMember(s.Account, s.ID)}
 	args = append(args, cargs...)
+	script := luaCreateReserved
+	if queued {
+		ekeys, eargs, err := redisQueuedArgs(s.Account, *c.Event)
+		if err != nil {
+			return err
+		}
+		keys, args, script = append(ekeys, keys...), append(eargs, args...), luaCreateQueued
+	}
 	start := time.Now()
-	res, err := luaCreateReserved.Run(ctx, r.client, keys, args...).Result()
+	res, err := script.Run(ctx, r.client, keys, args...).Result()
 	if out, ok := res.([]any); ok && err == nil && len(out) == 5 {
 		if code, _ := out[0].(int64); code == luaQuotaRefused {
 			r.observeQuota(start, nil)
@@ -112,6 +150,39 @@ func (r *Store) CreateReserved(ctx context.Context, c sessionstore.Creation) err
 	}
 	_, err = r.scriptAnswer("create upload", start, res, err)
 	return err
+}
+
+// createReservedApart is CreateReserved on Cluster: ReserveQuota, then
+// CreateUpload, the hold released again if the creation fails.
+func (r *Store) createReservedApart(ctx context.Context, c sessionstore.Creation) error {
+	s := c.Session
+	if err := r.ReserveQuota(ctx, s.Account, s.ID, c.Reserve, c.Defaults); err != nil {
+		return err
+	}
+	if err := r.CreateUpload(ctx, s, c.Asset); err != nil {
+		// The hold is this creation's unless the session exists (the
+		// same creation again): that one keeps its own.
+		if _, serr := r.Session(ctx, s.ID); !errors.Is(err, sessionstore.ErrExists) || serr != nil {
+			_ = r.ReleaseQuota(context.WithoutCancel(ctx), s.Account, s.ID)
+		}
+		return err
+	}
+	return nil
+}
+
+// redisQueuedArgs are the keys and arguments luaCreateQueued puts before
+// luaCreateReserved's to queue ev for account's endpoints.
+func redisQueuedArgs(account string, ev sessionstore.WebhookEvent) ([]string, []any, error) {
+	evJSON, err := json.Marshal(ev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sessionstore: redis: create upload: event: %w", err)
+	}
+	since, err := json.Marshal(time.Now())
+	if err != nil {
+		return nil, nil, fmt.Errorf("sessionstore: redis: create upload: event: %w", err)
+	}
+	return []string{redisHookAccount + account, redisHookStream},
+		[]any{account, ev.Type, string(evJSON), string(since), redisHookPrefix}, nil
 }
 
 // redisCreateArgs are luaCreate's keys and arguments for s and a on

@@ -12,6 +12,7 @@ func runCreateReserved(t *testing.T, newStore func(t *testing.T) sessionstore.St
 	t.Run("CreateReserved", func(t *testing.T) { testCreateReserved(t, newStore(t)) })
 	t.Run("CreateReservedRefused", func(t *testing.T) { testCreateReservedRefused(t, newStore(t)) })
 	t.Run("CreateReservedExists", func(t *testing.T) { testCreateReservedExists(t, newStore(t)) })
+	t.Run("CreateReservedVerifiedEvent", func(t *testing.T) { testCreateReservedVerifiedEvent(t, newStore(t)) })
 	t.Run("CommitSettles", func(t *testing.T) { testCommitSettles(t, newStore(t)) })
 }
 
@@ -50,6 +51,36 @@ func testCreateReserved(t *testing.T, st sessionstore.Store) {
 	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: c.Session.Length, Length: -1,
 		Complete: true, SHA256: "s", Settle: true})
 	wantUsage(t, st, c.Session.Account, "after the settling commit", sessionstore.QuotaUsage{BytesStored: c.Session.Length})
+}
+
+// testCreateReservedVerifiedEvent: the service's event (to be verified)
+// is queued once for each endpoint of the account subscribed to it (not
+// for one subscribed to other events, nor one with none), with its fields
+// whole and no attempt made. (Whether a refused creation queues one is
+// the store's choice: an event to be verified whose change never happened
+// is dropped at delivery.)
+func testCreateReservedVerifiedEvent(t *testing.T, st sessionstore.Store) {
+	c := reservedFixture()
+	acct := c.Session.Account
+	h := newHook(t, st, acct, sessionstore.EventAssetReady, sessionstore.EventAssetCreated)
+	newHook(t, st, acct, sessionstore.EventAssetReady)
+	newHook(t, st, acct)
+	newHook(t, st, newID(), sessionstore.EventAssetCreated)
+	ev := newEvent(sessionstore.EventAssetCreated)
+	ev.Asset, ev.Verify = c.Asset, true
+	c.Event = &ev
+
+	before := time.Now()
+	if err := st.CreateReserved(t.Context(), c); err != nil {
+		t.Fatalf("CreateReserved: %v", err)
+	}
+	j := mustClaimHook(t, st, "c1", time.Second, time.Minute)
+	if j.HookID != h.ID || j.Attempts != 0 || j.Since.Before(before.Add(-time.Second)) ||
+		j.Event.ID != ev.ID || j.Event.Type != ev.Type || !j.Event.Verify || !j.Event.Time.Equal(ev.Time) {
+		t.Fatalf("queued job: got %+v, want event %s for hook %s, 0 attempts, since the creation", j, ev.ID, h.ID)
+	}
+	equalAsset(t, "the job's asset", j.Event.Asset, c.Asset)
+	wantNoHookJob(t, st, "after one subscribed endpoint's job", time.Minute)
 }
 
 // testCreateReservedRefused: a quota refusal stores nothing and holds
