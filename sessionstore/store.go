@@ -238,6 +238,13 @@ type Commit struct {
 	// right after it; a hold left unsettled by a failure there is settled
 	// by the janitor, which finds it in QuotaHolds).
 	Settle bool
+	// Event, when set, is queued for the account's endpoints with the
+	// commit (the asset.ready of a completing commit): in the same
+	// transaction on the embedded store, so a refused commit queues
+	// nothing; on Redis before the commit, a round trip of its own (an
+	// event marked Verify whose change never happens is dropped at
+	// delivery).
+	Event *WebhookEvent
 	// Rewind allows NewOffset below ExpectOffset (never with Complete): the
 	// storage lost bytes it had acknowledged (an S3 tail object gone), and
 	// the upload falls back to the last offset it still holds, so that the

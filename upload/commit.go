@@ -93,17 +93,23 @@ func (s *Service) completeWith(ctx context.Context, l sessionstore.Lease, cur se
 	// PutObject): its part, if any, is all there is.
 	ctx, end := s.Tel.Span(s.Tel.WithUpload(ctx, cur.ID, cur.Account), "complete")
 	sum, err := s.completeStorage(ctx, cur, p, parts)
+	var ev *sessionstore.WebhookEvent
+	if err == nil {
+		// The asset.ready event goes with the commit (one store write)
+		// when the store queues it; else it is queued here, before.
+		ready := sessionstore.Asset{ID: cur.AssetID, Account: cur.Account, SessionID: cur.ID}
+		ev, err = eventBefore(ctx, s.Events, sessionstore.EventAssetReady, ready)
+	}
 	end(err)
 	if err != nil {
 		return false
 	}
-	cm.Complete, cm.SHA256, cm.Settle = true, sum, true
+	cm.Complete, cm.SHA256, cm.Settle, cm.Event = true, sum, true, ev
 	return true
 }
 
-// completeStorage completes the storage of cur as p leaves it and queues
-// the asset.ready event ahead of the completing commit; it returns the
-// upload's SHA-256.
+// completeStorage completes the storage of cur as p leaves it; it returns
+// the upload's SHA-256.
 func (s *Service) completeStorage(ctx context.Context, cur sessionstore.Session, p pipeline.Progress, parts []pipeline.Part) (string, error) {
 	next := cur
 	next.Offset, next.HashState = p.Offset, p.HashState
@@ -117,8 +123,7 @@ func (s *Service) completeStorage(ctx context.Context, cur sessionstore.Session,
 	if err := s.Pipe.Sink().Complete(ctx, s.Describe(next), parts); err != nil {
 		return "", err
 	}
-	ready := sessionstore.Asset{ID: cur.AssetID, Account: cur.Account, SessionID: cur.ID}
-	return sum, s.Events.EmitBefore(ctx, sessionstore.EventAssetReady, ready)
+	return sum, nil
 }
 
 // fallBack commits the rewind a TailLostError asks for: the upload goes

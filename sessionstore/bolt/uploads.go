@@ -173,14 +173,23 @@ func (l *Store) Commit(ctx context.Context, ls sessionstore.Lease, c sessionstor
 	}
 	var s sessionstore.Session
 	var enqueued bool
+	queued := 0
 	err := l.update("commit", func(tx *bbolt.Tx) error {
-		// Both are set on every run: the function may run more than once.
+		// All are set on every run: the function may run more than once.
 		var err error
+		queued = 0
 		s, enqueued, err = l.commitTx(tx, ls, c)
+		if err != nil || c.Event == nil {
+			return err
+		}
+		queued, err = l.enqueueTx(tx, s.Account, *c.Event)
 		return err
 	})
 	if err != nil {
 		return sessionstore.Session{}, err
+	}
+	if queued > 0 {
+		l.hooks.wake()
 	}
 	if c.ExtendLease > 0 {
 		l.mu.Lock()

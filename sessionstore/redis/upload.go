@@ -212,13 +212,12 @@ func (r *Store) ReleaseLease(ctx context.Context, l sessionstore.Lease) error {
 // the script runs, the job is already there. No crash window loses a job.
 func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error) {
 	id := l.SessionID
+	if err := r.commitBefore(ctx, id, c); err != nil {
+		return sessionstore.Session{}, err
+	}
 	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
 	if !r.cluster {
 		keys = append(keys, redisExpiryKey, redisProbeStream)
-	} else if c.Complete {
-		if err := r.addVerifyJob(ctx, id); err != nil {
-			return sessionstore.Session{}, err
-		}
 	}
 	script, keys, args, settled := r.commitScript(l, c, keys)
 	out, err := r.runScriptWaited(ctx, "commit", keys[0], script, keys, args...)
@@ -243,6 +242,21 @@ func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore
 		}
 	}
 	return s, nil
+}
+
+// commitBefore does what goes before the commit script: c's event queued,
+// and on Cluster a completion's probe job (the probe stream lives in
+// another slot).
+func (r *Store) commitBefore(ctx context.Context, id string, c sessionstore.Commit) error {
+	if c.Event != nil {
+		if _, err := r.EnqueueWebhookEvent(ctx, c.Event.Asset.Account, *c.Event); err != nil {
+			return err
+		}
+	}
+	if r.cluster && c.Complete {
+		return r.addVerifyJob(ctx, id)
+	}
+	return nil
 }
 
 // addVerifyJob adds the probe job of a Cluster completion (see Commit),

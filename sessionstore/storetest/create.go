@@ -14,6 +14,7 @@ func runCreateReserved(t *testing.T, newStore func(t *testing.T) sessionstore.St
 	t.Run("CreateReservedExists", func(t *testing.T) { testCreateReservedExists(t, newStore(t)) })
 	t.Run("CreateReservedVerifiedEvent", func(t *testing.T) { testCreateReservedVerifiedEvent(t, newStore(t)) })
 	t.Run("CommitSettles", func(t *testing.T) { testCommitSettles(t, newStore(t)) })
+	t.Run("CommitQueuesEvent", func(t *testing.T) { testCommitQueuesEvent(t, newStore(t)) })
 }
 
 // reservedFixture is a fresh fixture of a new account as a Creation of
@@ -81,6 +82,31 @@ func testCreateReservedVerifiedEvent(t *testing.T, st sessionstore.Store) {
 	}
 	equalAsset(t, "the job's asset", j.Event.Asset, c.Asset)
 	wantNoHookJob(t, st, "after one subscribed endpoint's job", time.Minute)
+}
+
+// testCommitQueuesEvent: a commit's event is queued for each endpoint of
+// the account subscribed to it, once the commit is applied.
+func testCommitQueuesEvent(t *testing.T, st sessionstore.Store) {
+	c := reservedFixture()
+	if err := st.CreateReserved(t.Context(), c); err != nil {
+		t.Fatalf("CreateReserved: %v", err)
+	}
+	h := newHook(t, st, c.Session.Account, sessionstore.EventAssetReady)
+	newHook(t, st, c.Session.Account, sessionstore.EventAssetCreated)
+	ev := newEvent(sessionstore.EventAssetReady)
+	ev.Asset = sessionstore.Asset{ID: c.Asset.ID, Account: c.Session.Account, SessionID: c.Session.ID}
+	ev.Verify = true
+	l := mustLease(t, st, c.Session.ID, time.Second, 0)
+	mustCommit(t, st, l, sessionstore.Commit{ExpectOffset: 0, NewOffset: c.Session.Length, Length: -1,
+		Complete: true, SHA256: "s", Settle: true, Event: &ev})
+	if got := mustAsset(t, st, c.Asset.ID); got.State != "ready" {
+		t.Fatalf("asset after the completing commit: state %q, want ready", got.State)
+	}
+	j := mustClaimHook(t, st, "c1", time.Second, time.Minute)
+	if j.HookID != h.ID || j.Event.ID != ev.ID || j.Event.Type != sessionstore.EventAssetReady || !j.Event.Verify {
+		t.Fatalf("queued job: got %+v, want event %s for hook %s", j, ev.ID, h.ID)
+	}
+	wantNoHookJob(t, st, "after the subscribed endpoint's job", time.Minute)
 }
 
 // testCreateReservedRefused: a quota refusal stores nothing and holds
