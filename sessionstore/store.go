@@ -241,9 +241,10 @@ type Commit struct {
 	// Event, when set, is queued for the account's endpoints with the
 	// commit (the asset.ready of a completing commit): in the same
 	// transaction on the embedded store, so a refused commit queues
-	// nothing; on Redis before the commit, a round trip of its own (an
-	// event marked Verify whose change never happens is dropped at
-	// delivery).
+	// nothing; on standalone Redis in the commit's script when that
+	// settles the quota (an event marked Verify), else before the commit,
+	// a round trip of its own (an event marked Verify whose change never
+	// happens is dropped at delivery).
 	Event *WebhookEvent
 	// Rewind allows NewOffset below ExpectOffset (never with Complete): the
 	// storage lost bytes it had acknowledged (an S3 tail object gone), and

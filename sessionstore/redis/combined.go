@@ -49,22 +49,24 @@ redis.call('ZADD', KEYS[4], ARGV[6], ARGV[7])
 return {1}
 `
 
-// luaCreateQueued is luaCreateReserved, then, when it stored the upload,
-// its event queued for each of the account's endpoints subscribed to it:
-// one round trip for a creation, where reading the endpoints first was
+// luaQueued wraps a script (src, run as a local function of the keys and
+// arguments after the first two and five) so that, when it answers 1, the
+// event is queued for each of the account's endpoints subscribed to it,
+// in the same step: one round trip where reading the endpoints first was
 // another. Standalone only: the endpoints' records are read by a name the
 // script makes, not one it is given. The job is the text
-// EnqueueWebhookEvent stores for an event to be verified (no pending
-// record: that is written once the change is verified).
+// EnqueueWebhookEvent stores for an event to be verified (redisHookJob's
+// JSON; no pending record: that is written once the change is verified).
 // KEYS[1] the account's endpoint set, KEYS[2] the delivery stream,
-// KEYS[3...] luaCreateReserved's. ARGV[1] the account, ARGV[2] the event
+// KEYS[3...] the wrapped script's. ARGV[1] the account, ARGV[2] the event
 // type, ARGV[3] the event as JSON, ARGV[4] the queueing time as JSON,
-// ARGV[5] the endpoint key prefix, ARGV[6...] luaCreateReserved's.
-var luaCreateQueued = goredis.NewScript(`local function createReserved(KEYS, ARGV)` + luaCreateReservedSrc + `end
+// ARGV[5] the endpoint key prefix, ARGV[6...] the wrapped script's.
+func luaQueued(src string) *goredis.Script {
+	return goredis.NewScript(`local function wrapped(KEYS, ARGV)` + src + `end
 local ck, ca = {}, {}
 for i = 3, #KEYS do ck[#ck + 1] = KEYS[i] end
 for i = 6, #ARGV do ca[#ca + 1] = ARGV[i] end
-local out = createReserved(ck, ca)
+local out = wrapped(ck, ca)
 if out[1] ~= 1 then return out end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 	local raw = redis.call('GET', ARGV[5] .. id)
@@ -82,13 +84,23 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 `)
+}
+
+// luaCreateQueued is luaCreateReserved with the creation's event
+// (luaQueued); luaCommitQueued is luaCommitSettle with the completion's.
+var (
+	luaCreateQueued = luaQueued(luaCreateReservedSrc)
+	luaCommitQueued = luaQueued(luaCommitSettleSrc)
+)
 
 // luaCommitSettle is luaCommit, then, when it completed the upload,
 // luaQuotaSettle of its hold at the new offset and the hold's index entry
 // dropped. KEYS[1..6] luaCommit's (standalone), KEYS[7..9] the account's
 // quota usage, holds, stored, KEYS[10] the quota index. ARGV[1] the
 // upload id, ARGV[2] its index member, ARGV[3...] luaCommit's.
-var luaCommitSettle = goredis.NewScript(`local function commit(KEYS, ARGV)` + luaCommitSrc + `end
+var luaCommitSettle = goredis.NewScript(luaCommitSettleSrc)
+
+const luaCommitSettleSrc = `local function commit(KEYS, ARGV)` + luaCommitSrc + `end
 local function settle(KEYS, ARGV)` + luaQuotaSettleSrc + `end
 local ca = {}
 for i = 3, #ARGV do ca[#ca + 1] = ARGV[i] end
@@ -97,7 +109,7 @@ if out[1] ~= 1 or ca[8] ~= '1' then return out end
 settle({KEYS[7], KEYS[8], KEYS[9]}, {ARGV[1], ca[3]})
 redis.call('ZREM', KEYS[10], ARGV[2])
 return out
-`)
+`
 
 // CreateReserved stores the upload and its quota hold with one script
 // and, when c has an event to be verified (the service's), queues it in
@@ -185,6 +197,14 @@ func redisQueuedArgs(account string, ev sessionstore.WebhookEvent) ([]string, []
 		[]any{account, ev.Type, string(evJSON), string(since), redisHookPrefix}, nil
 }
 
+// settlesInScript says whether c's commit script settles its quota hold
+// (luaCommitSettle): a completing Settle commit whose account's quota keys
+// are in its reach (not on Cluster) and known (the lease carries the
+// session).
+func (r *Store) settlesInScript(l sessionstore.Lease, c sessionstore.Commit) bool {
+	return c.Complete && c.Settle && !r.cluster && l.Session.Account != ""
+}
+
 // redisCreateArgs are luaCreate's keys and arguments for s and a on
 // standalone (every key in the script's reach).
 func redisCreateArgs(s sessionstore.Session, a sessionstore.Asset) ([]string, []any) {
@@ -219,7 +239,7 @@ func (r *Store) commitScript(l sessionstore.Lease, c sessionstore.Commit, keys [
 	}
 	args := make([]any, 0, 16+len(c.Parts))
 	account := l.Session.Account
-	settles := c.Complete && c.Settle && !r.cluster && account != ""
+	settles := r.settlesInScript(l, c)
 	if settles {
 		keys = append(keys, redisQuotaKeys(account)...)
 		keys = append(keys, redisQuotaIndex)

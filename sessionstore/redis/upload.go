@@ -212,7 +212,9 @@ func (r *Store) ReleaseLease(ctx context.Context, l sessionstore.Lease) error {
 // the script runs, the job is already there. No crash window loses a job.
 func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore.Commit) (sessionstore.Session, error) {
 	id := l.SessionID
-	if err := r.commitBefore(ctx, id, c); err != nil {
+	// A completion that settles in the script queues its event there too.
+	queued := c.Event != nil && c.Event.Verify && r.settlesInScript(l, c)
+	if err := r.commitBefore(ctx, id, c, queued); err != nil {
 		return sessionstore.Session{}, err
 	}
 	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
@@ -220,7 +222,14 @@ func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore
 		keys = append(keys, redisExpiryKey, redisProbeStream)
 	}
 	script, keys, args, settled := r.commitScript(l, c, keys)
-	out, err := r.runScriptWaited(ctx, "commit", keys[0], script, keys, args...)
+	if queued {
+		ekeys, eargs, err := redisQueuedArgs(l.Session.Account, *c.Event)
+		if err != nil {
+			return sessionstore.Session{}, err
+		}
+		keys, args, script = append(ekeys, keys...), append(eargs, args...), luaCommitQueued
+	}
+	out, err := r.runScriptWaited(ctx, "commit", redisSessionKey(id), script, keys, args...)
 	if err != nil {
 		return sessionstore.Session{}, err
 	}
@@ -244,11 +253,11 @@ func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore
 	return s, nil
 }
 
-// commitBefore does what goes before the commit script: c's event queued,
-// and on Cluster a completion's probe job (the probe stream lives in
-// another slot).
-func (r *Store) commitBefore(ctx context.Context, id string, c sessionstore.Commit) error {
-	if c.Event != nil {
+// commitBefore does what goes before the commit script: c's event queued
+// (unless the script queues it), and on Cluster a completion's probe job
+// (the probe stream lives in another slot).
+func (r *Store) commitBefore(ctx context.Context, id string, c sessionstore.Commit, queued bool) error {
+	if c.Event != nil && !queued {
 		if _, err := r.EnqueueWebhookEvent(ctx, c.Event.Asset.Account, *c.Event); err != nil {
 			return err
 		}
