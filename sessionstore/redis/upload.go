@@ -217,17 +217,9 @@ func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore
 	if err := r.commitBefore(ctx, id, c, queued); err != nil {
 		return sessionstore.Session{}, err
 	}
-	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
-	if !r.cluster {
-		keys = append(keys, redisExpiryKey, redisProbeStream)
-	}
-	script, keys, args, settled := r.commitScript(l, c, keys)
-	if queued {
-		ekeys, eargs, err := redisQueuedArgs(l.Session.Account, *c.Event)
-		if err != nil {
-			return sessionstore.Session{}, err
-		}
-		keys, args, script = append(ekeys, keys...), append(eargs, args...), luaCommitQueued
+	script, keys, args, settled, err := r.commitCall(l, c, queued)
+	if err != nil {
+		return sessionstore.Session{}, err
 	}
 	out, err := r.runScriptWaited(ctx, "commit", redisSessionKey(id), script, keys, args...)
 	if err != nil {
@@ -251,6 +243,26 @@ func (r *Store) Commit(ctx context.Context, l sessionstore.Lease, c sessionstore
 		}
 	}
 	return s, nil
+}
+
+// commitCall is the script, keys and arguments of Commit (commitScript),
+// with c's event queued by the script when queued, and whether the script
+// settles the quota.
+func (r *Store) commitCall(l sessionstore.Lease, c sessionstore.Commit, queued bool) (*goredis.Script, []string, []any, bool, error) {
+	id := l.SessionID
+	keys := []string{redisSessionKey(id), redisPartsKey(id), redisLeaseKey(id), redisAssetKey(id)}
+	if !r.cluster {
+		keys = append(keys, redisExpiryKey, redisProbeStream)
+	}
+	script, keys, args, settled := r.commitScript(l, c, keys)
+	if !queued {
+		return script, keys, args, settled, nil
+	}
+	ekeys, eargs, err := redisQueuedArgs(l.Session.Account, *c.Event)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	return luaCommitQueued, append(ekeys, keys...), append(eargs, args...), settled, nil
 }
 
 // commitBefore does what goes before the commit script: c's event queued
