@@ -95,10 +95,7 @@ func (s *Service) completeWith(ctx context.Context, l sessionstore.Lease, cur se
 	sum, err := s.completeStorage(ctx, cur, p, parts)
 	var ev *sessionstore.WebhookEvent
 	if err == nil {
-		// The asset.ready event goes with the commit (one store write)
-		// when the store queues it; else it is queued here, before.
-		ready := sessionstore.Asset{ID: cur.AssetID, Account: cur.Account, SessionID: cur.ID}
-		ev, err = eventBefore(ctx, s.Events, sessionstore.EventAssetReady, ready)
+		ev, err = s.readyEvent(ctx, cur)
 	}
 	end(err)
 	if err != nil {
@@ -197,6 +194,15 @@ func (s *Service) Finish(ctx context.Context, sess sessionstore.Session) (sessio
 	return s.complete(hctx, h.Lease(), fresh)
 }
 
+// readyEvent is the asset.ready event of sess for its completing commit
+// to queue (Commit.Event), or nil once queued here, ahead of the commit,
+// when the Events cannot hand it to the store (eventBefore). The asset is
+// read at verification, once ready: only its identity is needed now.
+func (s *Service) readyEvent(ctx context.Context, sess sessionstore.Session) (*sessionstore.WebhookEvent, error) {
+	ready := sessionstore.Asset{ID: sess.AssetID, Account: sess.Account, SessionID: sess.ID}
+	return eventBefore(ctx, s.Events, sessionstore.EventAssetReady, ready)
+}
+
 // eofReader is the body of a write without one.
 type eofReader struct{}
 
@@ -218,18 +224,18 @@ func (s *Service) complete(ctx context.Context, l sessionstore.Lease, sess sessi
 	if err != nil {
 		return sess, fmt.Errorf("upload: final sha256: %w", err)
 	}
-	// asset.ready is queued before the completing commit; the asset is
-	// read at verification, once ready: only its identity is needed now.
-	ready := sessionstore.Asset{ID: sess.AssetID, Account: sess.Account, SessionID: sess.ID}
-	if err := s.Events.EmitBefore(ctx, sessionstore.EventAssetReady, ready); err != nil {
+	ev, err := s.readyEvent(ctx, sess)
+	if err != nil {
 		return sess, err
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
-	// The quota hold is settled by the same write (Commit.Settle).
+	// The quota hold is settled by the same write (Commit.Settle), and the
+	// event goes with it (Commit.Event).
 	ns, err := s.Store.Commit(cctx, l, sessionstore.Commit{
 		ExpectOffset: sess.Offset, NewOffset: sess.Offset, HashState: sess.HashState,
 		Length: -1, Complete: true, SHA256: sum, ExpiresAt: nextExpiry(s.cfg.UploadExpiry), Settle: true,
+		Event: ev,
 	})
 	if err != nil {
 		return sess, fmt.Errorf("upload: commit completion: %w", err)

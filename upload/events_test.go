@@ -65,3 +65,45 @@ func TestEventIDStable(t *testing.T) {
 		t.Errorf("EventID: %v allocations, want at most 2", n)
 	}
 }
+
+// TestFinishQueuesReady: an upload whose bytes are all committed but that
+// is not complete (its length set to its offset after the last append) is
+// completed by Finish, whose completing commit queues the asset.ready
+// event for the account's subscribed endpoint (Commit.Event): the asset
+// is ready and the job is there, once.
+func TestFinishQueuesReady(t *testing.T) {
+	onBoth(t, svcConfig, func(t *testing.T, e *svcEnv) {
+		ctx := t.Context()
+		e.svc.Events = StoreEvents{Store: e.store}
+		hook := sessionstore.Webhook{ID: "wh-ready", Account: "acme", URL: "https://example.com/hook",
+			Events: []string{sessionstore.EventAssetReady}, Secret: "s", CreatedAt: time.Now().UTC().Truncate(time.Second)}
+		if err := e.store.CreateWebhook(ctx, hook); err != nil {
+			t.Fatalf("CreateWebhook: %v", err)
+		}
+		data := []byte("eight by")
+		sess := e.create(-1)
+		if _, err := e.appendBytes(sess, 0, data); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		if err := e.store.SetLength(ctx, sess.ID, int64(len(data))); err != nil {
+			t.Fatalf("SetLength: %v", err)
+		}
+		done, err := e.svc.Finish(ctx, e.session(sess.ID))
+		if err != nil || !done.Completed {
+			t.Fatalf("Finish: %+v, %v; want the upload complete", done, err)
+		}
+		if a, err := e.store.Asset(ctx, sess.AssetID); err != nil || a.State != sessionstore.StateReady {
+			t.Fatalf("asset after Finish: %+v, %v; want ready", a, err)
+		}
+		job, err := e.store.ClaimWebhook(ctx, "test", 0, time.Minute)
+		if err != nil {
+			t.Fatalf("ClaimWebhook: %v", err)
+		}
+		if job.HookID != hook.ID || job.Event.Type != sessionstore.EventAssetReady || job.Event.Asset.ID != sess.AssetID || !job.Event.Verify {
+			t.Fatalf("queued: hook %s event %+v; want %s of %s for %s", job.HookID, job.Event, sessionstore.EventAssetReady, sess.AssetID, hook.ID)
+		}
+		if _, err := e.store.ClaimWebhook(ctx, "test", 0, time.Minute); !errors.Is(err, sessionstore.ErrEmpty) {
+			t.Fatalf("a second job: got %v, want ErrEmpty", err)
+		}
+	})
+}
