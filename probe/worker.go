@@ -98,7 +98,8 @@ type Config struct {
 
 // While uploads stream into this process, a worker rests busyRest times as
 // long as its last probe took (at most maxBusyRest) before it claims the
-// next job, so probes take at most a tenth of each worker's time. An
+// next job, so probes of up to 1.1 s take at most a tenth of each
+// worker's time (a longer one rests the 10 s cap). An
 // ffprobe run costs about 0.12 CPU-s even on a file it rejects at once; at
 // nice 19 two workers still took a quarter of the rate of 32 clients
 // sending 256 KiB uploads to a 2-core node, by the cores they filled
