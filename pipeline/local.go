@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,18 @@ const (
 // writebackHint enables startWriteback (benchmarks compare both).
 var writebackHint = true
 
+// hashInline tells a Write that starts with writes Writes in progress
+// (itself included) whether its reader hashes each read itself. A hasher
+// goroutine lets one upload's socket copy and SHA-256 run on two cores at
+// once, which is what a lone upload needs. With more Writes than cores,
+// every core is busy anyway, and the hand-off only costs a wake-up on
+// another core and a second pass over a 1 MiB buffer that has left the
+// cache by then. Hashing right after each read, while its bytes are in
+// cache, was faster in seven of nine paired rounds of 256 KiB uploads at
+// 32 at once, by 9 % at the median (bench/RESULTS.md, "Many small
+// uploads at once"). A var so tests can choose.
+var hashInline = func(writes int) bool { return writes > runtime.GOMAXPROCS(0) }
+
 // directIO makes Write store the aligned bulk of each body with O_DIRECT
 // where the file system allows it (benchmarks and tests compare both).
 var directIO = true
@@ -74,6 +87,10 @@ type LocalSink struct {
 	// noDirect is set once the file system refused an O_DIRECT open or
 	// write: Writes then go through the page cache only.
 	noDirect atomic.Bool
+	// writes counts the Writes in progress; inlined counts the Writes
+	// whose reader hashed the body itself (hashInline).
+	writes  atomic.Int32
+	inlined atomic.Int64
 }
 
 var _ Sink = (*LocalSink)(nil)
@@ -170,8 +187,9 @@ func (s *LocalSink) lock(path string) (unlock func(), err error) {
 //
 // Reading, hashing and storing overlap: the calling goroutine reads the
 // body into up to localDepth buffers, a hasher goroutine hashes them in
-// order and a writer goroutine stores them, fsyncs and commits; both have
-// ended when Write returns. Nothing past a failed write is committed.
+// order (or, with more Writes than cores, the reader hashes each read
+// itself: hashInline) and a writer goroutine stores them, fsyncs and
+// commits; all have ended when Write returns. Nothing past a failed write is committed.
 func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRange, commit CommitFunc) (Progress, error) {
 	last := Progress{Offset: u.Offset, HashState: u.HashState}
 	path, err := s.path(u.Key)
@@ -222,12 +240,21 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 			p.df, p.aligned = df, true
 		}
 	}
-	p.wg.Go(p.hash)
+	// With more Writes running than cores, every core is busy already:
+	// the reader hashes what each read brought while it is still in cache
+	// instead of handing the buffer to a hasher on another core.
+	p.inline = hashInline(int(s.writes.Add(1)))
+	defer s.writes.Add(-1)
+	if p.inline {
+		s.inlined.Add(1)
+	} else {
+		p.wg.Go(p.hash)
+	}
 	p.wg.Go(p.run)
 	rerr := func() error {
 		// Even if src panics, the writer is told to end and is waited for.
 		defer func() {
-			p.read <- localBlock{eos: true}
+			p.send(localBlock{eos: true})
 			p.wg.Wait()
 		}()
 		return readBlocks(ctx, p, src, u.Offset)
@@ -271,6 +298,9 @@ func readBlocks(ctx context.Context, p *localPipe, src *Source, off int64) error
 		for fill < len(buf) && rerr == nil {
 			var n int
 			n, rerr = src.readRaw(buf[fill:])
+			if p.inline && n > 0 {
+				src.hash(buf[fill : fill+n])
+			}
 			fill += n
 		}
 		b := localBlock{buf: buf, pad: pad, n: fill - pad, off: off, end: off + int64(fill-pad)}
@@ -278,11 +308,11 @@ func readBlocks(ctx context.Context, p *localPipe, src *Source, off int64) error
 		if rerr == nil && off-planned >= localCommitEvery {
 			b.commit, planned = true, off
 		}
-		p.read <- b
+		p.send(b)
 	}
 	if off > planned {
 		// Commit what was stored even when the body or ctx ended early.
-		p.read <- localBlock{off: off, end: off, commit: true, final: true}
+		p.send(localBlock{off: off, end: off, commit: true, final: true})
 	}
 	return rerr
 }

@@ -13,8 +13,8 @@ import (
 
 // localBlock is one filled buffer on its way from the reading stage of
 // LocalSink.Write through the hashing stage to the writing stage. The
-// reader marks commit points; the hasher adds the hash state at exactly
-// end to them; once a commit point's bytes are stored, the writer syncs
+// reader marks commit points; the hasher (or, inline, the reader) adds the
+// hash state at exactly end to them; once a commit point's bytes are stored, the writer syncs
 // the prefix up to end and commits it with that state.
 //
 // The bytes are buf[pad:pad+n]. With direct I/O the reader puts the byte
@@ -28,7 +28,7 @@ type localBlock struct {
 	off    int64  // upload offset of buf[pad]
 	end    int64  // off + n
 	commit bool   // a commit point (set by the reader)
-	state  []byte // hash state at end (set by the hasher at commit points)
+	state  []byte // hash state at end (set by the hasher or inline reader at commit points)
 	final  bool   // the last commit: run it even if ctx ended
 	eos    bool   // no more blocks: the writer returns
 }
@@ -47,7 +47,9 @@ const directAlign = 4096
 // passes them on full; the writer stores them, syncs and commits at commit
 // points, and hands every buffer back on free. The socket copy of one
 // buffer thus overlaps with hashing the one before, on another core:
-// SHA-256 on one core is the ceiling of a single upload. Buffers have
+// SHA-256 on one core is the ceiling of a single upload. With more Writes
+// than cores the pipe runs inline (hashInline): the reader hashes each
+// read and sends its blocks to the writer, and no hasher runs. Buffers have
 // exactly one owner at a time. A pipe, its buffers and channels are reused
 // through localPipes, so a Write allocates none of them in steady state.
 type localPipe struct {
@@ -63,7 +65,7 @@ type localPipe struct {
 
 	// Set by Write before the writer starts, cleared after it ended.
 	ctx context.Context
-	src *Source  // the hasher's; the reader only calls readRaw
+	src *Source  // the hasher's; the reader calls readRaw (and hash, inline)
 	f   *os.File // buffered writes, truncation and fdatasync
 	// sync makes f's stored bytes durable (the sink's seam, fdatasync).
 	sync func(*os.File) error
@@ -86,6 +88,9 @@ type localPipe struct {
 	failed atomic.Bool
 	// noDirect is the sink's flag, set when a direct write was refused.
 	noDirect *atomic.Bool
+	// inline: the reader hashes each block itself and sends it to the
+	// writer; no hasher runs.
+	inline bool
 }
 
 var localPipes = sync.Pool{New: func() any {
@@ -137,7 +142,7 @@ func (p *localPipe) put(pool *Pool) {
 	p.nbuf = 0
 	p.ctx, p.src, p.f, p.df, p.commit, p.key, p.sync, p.dirSync = nil, nil, nil, nil, nil, "", nil, nil
 	p.noDirect = nil
-	p.aligned = false
+	p.aligned, p.inline = false, false
 	p.last, p.err = Progress{}, nil
 	p.failed.Store(false)
 	localPipes.Put(p)
@@ -267,4 +272,18 @@ func (p *localPipe) writeBuffered(data []byte, off int64) error {
 	}
 	startWriteback(p.f, off, int64(len(data)))
 	return nil
+}
+
+// send passes a block from the reader on: to the hasher, or, when the
+// reader hashed it (inline), straight to the writer, with the hash state
+// at a commit point.
+func (p *localPipe) send(b localBlock) {
+	if !p.inline {
+		p.read <- b
+		return
+	}
+	if b.commit {
+		b.state = p.src.HashState()
+	}
+	p.full <- b
 }

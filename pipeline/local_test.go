@@ -268,11 +268,13 @@ func TestLocalUnalignedWrites(t *testing.T) {
 		total += n
 	}
 	data := randomBytes(21, total)
-	for _, direct := range []bool{true, false} {
-		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
-			old := directIO
+	for _, mode := range []struct{ direct, inline bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+		direct := mode.direct
+		t.Run(fmt.Sprintf("direct=%v,inline=%v", direct, mode.inline), func(t *testing.T) {
+			old, oldInline := directIO, hashInline
 			directIO = direct
-			t.Cleanup(func() { directIO = old })
+			hashInline = func(int) bool { return mode.inline }
+			t.Cleanup(func() { directIO, hashInline = old, oldInline })
 			s := newTestSink(t)
 			sess := &fakeSession{}
 			u := createUpload(t, s, sess, "uploads/unaligned", int64(total))
@@ -292,6 +294,9 @@ func TestLocalUnalignedWrites(t *testing.T) {
 			}
 			if direct && s.noDirect.Load() {
 				t.Logf("the file system refused O_DIRECT; only the fallback ran")
+			}
+			if n := s.inlined.Load(); (n == int64(len(sizes))) != mode.inline || (n == 0) == mode.inline {
+				t.Fatalf("%d of %d Writes hashed inline, inline=%v", n, len(sizes), mode.inline)
 			}
 			checkCommits(t, data, sess.commits)
 			if sum, _ := SumHex(sess.state); sum != sha256Hex(data) {
@@ -905,5 +910,55 @@ func BenchmarkLocalWrite(b *testing.B) {
 			cpu := processCPU() - cpu0
 			b.ReportMetric(cpu.Seconds()/(float64(b.N)*MaxChunk/(1<<30)), "cpu-s/GiB")
 		})
+	}
+}
+
+// TestLocalHashInlineAboveCores: with more Writes in progress than cores,
+// the Writes that start beyond the cores' number hash in their reader
+// (hashInline as the server runs it), and every upload's bytes, commits and
+// SHA-256 are the source's, inline or not.
+func TestLocalHashInlineAboveCores(t *testing.T) {
+	s := newTestSink(t)
+	procs := runtime.GOMAXPROCS(0)
+	n := procs + 2
+	type one struct {
+		data []byte
+		sess *fakeSession
+		u    Upload
+		body *gatedReader
+		got  Progress
+		err  error
+	}
+	open := make(chan struct{})
+	ups := make([]*one, n)
+	for i := range ups {
+		o := &one{data: randomBytes(uint64(100+i), 3<<20+i*4099), sess: &fakeSession{}}
+		o.u = createUpload(t, s, o.sess, fmt.Sprintf("uploads/many-%d", i), int64(len(o.data)))
+		o.body = &gatedReader{data: o.data, open: open, started: make(chan struct{})}
+		ups[i] = o
+	}
+	var wg sync.WaitGroup
+	for _, o := range ups {
+		wg.Go(func() {
+			o.got, o.err = New(s).Write(t.Context(), o.u, Chunk{Body: o.body, Size: int64(len(o.data)), Commit: o.sess.commit})
+		})
+		// Each Write reads only after it counted itself, so the next one
+		// starts with this one in progress.
+		<-o.body.started
+	}
+	close(open)
+	wg.Wait()
+	if got, want := s.inlined.Load(), int64(n-procs); got != want {
+		t.Fatalf("%d Writes hashed inline, want %d (%d at once on %d cores)", got, want, n, procs)
+	}
+	for i, o := range ups {
+		if o.err != nil || o.got.Offset != int64(len(o.data)) {
+			t.Fatalf("upload %d: offset %d, %v; want %d", i, o.got.Offset, o.err, len(o.data))
+		}
+		checkCommits(t, o.data, o.sess.commits)
+		if sum, _ := SumHex(o.got.HashState); sum != sha256Hex(o.data) {
+			t.Fatalf("upload %d: sha256 %s, want %s", i, sum, sha256Hex(o.data))
+		}
+		checkStored(t, s, o.u.Key, o.data)
 	}
 }
