@@ -83,8 +83,12 @@ type manyRun struct {
 	trips    int64            // Redis round trips over the window; -1 = not counted
 	cmds     int64            // Redis commands the server sent over the window; -1 = not counted
 	load1    string
-	verify   string
-	err      error
+	// busy and iowait are the shares of the whole machine's CPU time over
+	// the window that were busy and waiting for I/O (-1: not measured):
+	// client, server and kernel share the cores.
+	busy, iowait float64
+	verify       string
+	err          error
 }
 
 func (r manyRun) ok() bool { return r.err == nil && !strings.HasPrefix(r.verify, "FAILED") }
@@ -249,7 +253,7 @@ func (b *bench) start(name, bin string, args, env []string, logPath string) (*be
 
 // runMany starts target t fresh, runs workload w through it, stops it.
 func (b *bench) runMany(ctx context.Context, t, phase string, run int, w workload) manyRun {
-	r := manyRun{target: t, phase: phase, run: run, w: w, cpu: -1, hwm: -1, trips: -1, cmds: -1, load1: benchproc.LoadAvg()}
+	r := manyRun{target: t, phase: phase, run: run, w: w, cpu: -1, hwm: -1, trips: -1, cmds: -1, busy: -1, iowait: -1, load1: benchproc.LoadAvg()}
 	slog.Info("run", "target", t, "phase", phase, "run", run, "workload", w.String())
 	defer func() { logMany(r) }()
 	dir, err := b.runDir(t)
@@ -327,9 +331,14 @@ func (b *bench) driveMany(ctx context.Context, r *manyRun, inst *instance, w wor
 	if b.rproxy != nil {
 		b.rproxy.snapshot()
 	}
+	machBefore, machErr := benchproc.ReadMachineCPU()
 	start := time.Now()
 	b.uploadAll(ctx, hc, inst, w, bases, results, errs)
 	r.wall = time.Since(start)
+	machAfter, err := benchproc.ReadMachineCPU()
+	if machErr == nil && err == nil {
+		r.busy, r.iowait = machAfter.Since(machBefore)
+	}
 	after, err := measure(inst.procs)
 	if err != nil {
 		r.err = err

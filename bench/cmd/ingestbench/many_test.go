@@ -97,11 +97,11 @@ func TestManyReportTable(t *testing.T) {
 	}
 	r := &manyReport{runs: []manyRun{
 		{target: "roughy", phase: "warm", w: w, wall: 100 * time.Second, cpu: time.Second, posts: lat(999)},
-		{target: "roughy", phase: "alt", w: w, wall: time.Second, cpu: 300 * time.Millisecond, childCPU: 6 * time.Second, posts: lat(10, 20), patchs: lat(5)},
+		{target: "roughy", phase: "alt", w: w, wall: time.Second, cpu: 300 * time.Millisecond, childCPU: 6 * time.Second, posts: lat(10, 20), patchs: lat(5), busy: 0.934, iowait: 0.051},
 		{target: "tusd", phase: "alt", w: w, wall: 500 * time.Millisecond, cpu: 200 * time.Millisecond, posts: lat(2, 4), patchs: lat(1)},
 		{target: "roughy", phase: "alt", w: w, wall: 2 * time.Second, cpu: 500 * time.Millisecond, childCPU: 10 * time.Second, posts: lat(30, 40), patchs: lat(6)},
 		{target: "tusd", phase: "alt", w: w, wall: time.Second, verify: "FAILED: sha256", posts: lat(500)},
-		{target: "roughy", phase: "strace", w: w, wall: 9 * time.Second, cpu: -1, syncs: map[string]int64{"fdatasync": 200, "fsync": 50}},
+		{target: "roughy", phase: "strace", w: w, wall: 9 * time.Second, cpu: -1, busy: -1, iowait: -1, syncs: map[string]int64{"fdatasync": 200, "fsync": 50}},
 		{target: "tusd", phase: "strace", w: w, wall: time.Second, cpu: -1, syncs: map[string]int64{}},
 	}}
 	got := r.table()
@@ -121,7 +121,7 @@ func TestManyReportTable(t *testing.T) {
 		}
 	}
 	if every := r.everyRun(); !strings.Contains(every, "fsync 50, fdatasync 200") || !strings.Contains(every, "| strace |") ||
-		!strings.Contains(every, "| 3.00 + 60.0 |") {
+		!strings.Contains(every, "| 3.00 + 60.0 |") || !strings.Contains(every, "| 93 / 5 |") {
 		t.Errorf("every-run table lacks the strace run:\n%s", every)
 	}
 }

@@ -164,19 +164,28 @@ func (r *manyReport) table() string {
 // everyRun lists the runs in the order they ran.
 func (r *manyReport) everyRun() string {
 	var w strings.Builder
-	w.WriteString("| # | workload | target | phase | uploads/s | POST p50 / p99 ms | PATCH p50 / p99 ms | CPU-ms per upload (+ ffprobe) | peak RSS MiB | sync calls | Redis round trips per upload | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w.WriteString("| # | workload | target | phase | uploads/s | POST p50 / p99 ms | PATCH p50 / p99 ms | CPU-ms per upload (+ ffprobe) | peak RSS MiB | sync calls | Redis round trips per upload | machine CPU busy / iowait % | load avg at start | check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, run := range r.runs {
 		if run.err != nil {
-			fmt.Fprintf(&w, "| %d | %s | %s | %s | failed: %s | | | | | | | %s | |\n", i+1, run.w, r.label(run.target), run.phase, oneLine(run.err.Error()), run.load1)
+			fmt.Fprintf(&w, "| %d | %s | %s | %s | failed: %s | | | | | | | | %s | |\n", i+1, run.w, r.label(run.target), run.phase, oneLine(run.err.Error()), run.load1)
 			continue
 		}
-		fmt.Fprintf(&w, "| %d | %s | %s | %s | %.1f | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s |\n", i+1, run.w, r.label(run.target), run.phase,
+		fmt.Fprintf(&w, "| %d | %s | %s | %s | %.1f | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s |\n", i+1, run.w, r.label(run.target), run.phase,
 			run.uploadsPerSec(), msf(percentile(run.posts, 0.5)), msf(percentile(run.posts, 0.99)),
 			msf(percentile(run.patchs, 0.5)), msf(percentile(run.patchs, 0.99)),
 			cpuString(run), f1(run.hwm >= 0, float64(run.hwm)/(1<<20), "%.1f"),
-			syncString(run.syncs), f1(run.trips >= 0, run.perUpload(run.trips), "%.1f"), run.load1, run.verify)
+			syncString(run.syncs), f1(run.trips >= 0, run.perUpload(run.trips), "%.1f"), machineString(run), run.load1, run.verify)
 	}
 	return w.String()
+}
+
+// machineString is the machine's busy and iowait shares over a run:
+// "93 / 5".
+func machineString(run manyRun) string {
+	if run.busy < 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f / %.0f", 100*run.busy, 100*run.iowait)
 }
 
 // cpuString is a run's server CPU per upload, and its children's when
@@ -219,6 +228,7 @@ func (r *manyReport) markdown(b *bench) string {
 		"The client (this harness, `tusclient`, same machine) keeps CONC uploads in flight; each upload is one POST then PATCHes of up to %s with Content-Length, sent from a random source file with sendfile(2). "+
 		"uploads/s = uploads / (first POST to last 204). POST and PATCH percentiles are pooled over a target's runs (nearest rank). "+
 		"Server CPU = utime+stime of the server process from /proc/<pid>/stat over that window, divided by the uploads; the CPU of roughy's ffprobe children (cutime+cstime, counted as each ends) is given apart. "+
+		"Machine CPU = /proc/stat over the same window, all cores: busy (neither idle nor iowait) and iowait, as shares of the time; client, servers and the kernel's I/O share the cores. "+
 		"After each run every upload is checked (roughy: asset ready with the source's SHA-256; tusd: the stored file's SHA-256, or on S3 the number and size of the objects).\n",
 		b.o.warmup, b.o.runs, stores, benchproc.FormatSize(b.o.chunk))
 	p("- roughy's extra arguments: `%s` (each upload here is the same API key's, and roughy caps the bodies one account streams to a node at once, tusd does not; the harness lifts the cap to the most uploads in flight unless -roughy-args sets it).\n", orNone(b.o.roughyExtra))

@@ -209,3 +209,57 @@ func LoadAvg() string {
 	}
 	return f[0]
 }
+
+// MachineCPU is the first line of /proc/stat: the CPU time of all cores
+// since boot, in clock ticks.
+type MachineCPU struct {
+	Total  int64 // every state but guest (counted in user already)
+	Idle   int64
+	IOWait int64 // idle with I/O outstanding
+}
+
+// ReadMachineCPU reads the machine's CPU times from /proc/stat.
+func ReadMachineCPU() (MachineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}, fmt.Errorf("benchproc: read /proc/stat: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseMachineCPU(line)
+}
+
+// parseMachineCPU parses "cpu  user nice system idle iowait irq softirq
+// steal guest guest_nice".
+func parseMachineCPU(line string) (MachineCPU, error) {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return MachineCPU{}, fmt.Errorf("benchproc: malformed /proc/stat line %q", line)
+	}
+	var m MachineCPU
+	for i, v := range f[1:9] { // user … steal
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return MachineCPU{}, fmt.Errorf("benchproc: parse /proc/stat: %w", err)
+		}
+		m.Total += n
+		switch i {
+		case 3:
+			m.Idle = n
+		case 4:
+			m.IOWait = n
+		}
+	}
+	return m, nil
+}
+
+// Since returns the shares of the machine's CPU time since before that
+// were busy (neither idle nor waiting for I/O) and waiting for I/O, or -1
+// for both when no tick passed.
+func (m MachineCPU) Since(before MachineCPU) (busy, iowait float64) {
+	total := m.Total - before.Total
+	if total <= 0 {
+		return -1, -1
+	}
+	idle, wait := m.Idle-before.Idle, m.IOWait-before.IOWait
+	return float64(total-idle-wait) / float64(total), float64(wait) / float64(total)
+}

@@ -63,3 +63,47 @@ func TestParseSize(t *testing.T) {
 		t.Error("ParseSize(12XB): got nil error")
 	}
 }
+
+func TestParseMachineCPU(t *testing.T) {
+	before, err := parseMachineCPU("cpu  100 10 50 800 40 0 0 0 0 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := parseMachineCPU("cpu  160 10 80 850 60 0 0 0 7 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 160 ticks passed: 90 busy (60 user, 30 system), 50 idle, 20 iowait;
+	// guest (7) is in user already.
+	busy, wait := after.Since(before)
+	if busy != 90.0/160 || wait != 20.0/160 {
+		t.Fatalf("busy %v iowait %v, want %v and %v", busy, wait, 90.0/160, 20.0/160)
+	}
+	if b, w := before.Since(before); b != -1 || w != -1 {
+		t.Fatalf("no tick: %v %v, want -1 -1", b, w)
+	}
+	if _, err := parseMachineCPU("intr 1 2 3"); err == nil {
+		t.Fatal("a line that is not the cpu line parsed")
+	}
+}
+
+// TestReadMachineCPUBusy: a goroutine spinning for a while shows up as
+// busy time of the machine.
+func TestReadMachineCPUBusy(t *testing.T) {
+	before, err := ReadMachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spins := 0
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		spins++
+	}
+	after, err := ReadMachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, _ := after.Since(before)
+	if busy <= 0 || busy > 1 {
+		t.Fatalf("busy share %v over a 300 ms spin (%d loops), want in (0, 1]", busy, spins)
+	}
+}
