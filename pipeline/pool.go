@@ -71,9 +71,16 @@ type Pool struct {
 	// server allocated fresh part buffers while the dropped ones still
 	// waited for collection, and its RSS passed the budget (bench fleet
 	// scenario: 1.06–1.18 GiB with a 1 GiB budget). idle counts their
-	// bytes: in-use plus idle never passes the budget (see take and Put).
+	// bytes: held (out) plus idle never passes the budget (see take and Put).
 	free [numClasses][]unsafe.Pointer
 	idle int64
+	// out is the bytes of the buffers callers hold. It differs from inUse
+	// between a charge and its take: a waiter granted its charge by a Put
+	// has not taken its buffers yet, and the idle ones that will serve it
+	// must not count twice. Memory held is out+idle.
+	out int64
+	// made counts the buffers allocated (not taken from free).
+	made int64
 
 	// waits and waitNanos count the charges that had to queue and their
 	// time in the queue (/metrics: is the budget too small?).
@@ -201,10 +208,11 @@ func (p *Pool) charge(ctx context.Context, n int64) error {
 
 // take returns a buffer of the class, from the free list or new. The
 // budget was charged already. Before allocating, idle buffers of other
-// classes are dropped until in-use plus idle bytes fit the budget, so the
-// pool never holds more than the budget.
+// classes are dropped until the held and idle bytes, the new buffer's
+// included, fit the budget, so the pool never holds more than the budget.
 func (p *Pool) take(idx, capacity, size int, pooled bool) []byte {
 	p.mu.Lock()
+	p.out += int64(capacity)
 	if pooled {
 		if l := p.free[idx]; len(l) > 0 {
 			v := l[len(l)-1]
@@ -215,15 +223,16 @@ func (p *Pool) take(idx, capacity, size int, pooled bool) []byte {
 			return unsafe.Slice((*byte)(v), capacity)[:size]
 		}
 	}
-	for i := len(p.free) - 1; i >= 0 && p.inUse+p.idle > p.budget; i-- {
+	for i := len(p.free) - 1; i >= 0 && p.out+p.idle > p.budget; i-- {
 		_, c, _ := classOf(classSize(i))
-		for len(p.free[i]) > 0 && p.inUse+p.idle > p.budget {
+		for len(p.free[i]) > 0 && p.out+p.idle > p.budget {
 			l := p.free[i]
 			l[len(l)-1] = nil
 			p.free[i] = l[:len(l)-1]
 			p.idle -= int64(c)
 		}
 	}
+	p.made++
 	p.mu.Unlock()
 	if !pooled {
 		return make([]byte, size)
@@ -250,7 +259,8 @@ func (p *Pool) Put(b []byte) {
 	}
 	p.mu.Lock()
 	p.inUse -= int64(c)
-	if idx, capacity, pooled := classOf(c); pooled && capacity == c && p.inUse+p.idle+int64(c) <= p.budget {
+	p.out -= int64(c)
+	if idx, capacity, pooled := classOf(c); pooled && capacity == c && p.out+p.idle+int64(c) <= p.budget {
 		p.free[idx] = append(p.free[idx], unsafe.Pointer(unsafe.SliceData(b[:c])))
 		p.idle += int64(c)
 	}
