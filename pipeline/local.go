@@ -32,6 +32,15 @@ const (
 	// from the sink's budget (LocalBuffers): 200 stalled PATCHes once
 	// held 1.2 GiB outside any budget.
 	localDepth = 6
+	// localInlineDepth is localDepth for a Write that hashes inline
+	// (hashInline): its reader waits while its writer stores the buffer.
+	// With more uploads than cores the other uploads keep the cores and
+	// the disk busy meanwhile, and a deeper pipe only holds memory: 256
+	// uploads of 8 MiB at once with six buffers each spent the 1 GiB
+	// budget and ran at 35 uploads/s, 41 CPU-ms each; with one, 57-62
+	// and 19-22 (bench/RESULTS.md). 32 of 4 MiB and 6 of 64 MiB ran as
+	// fast with one buffer as with two.
+	localInlineDepth = 1
 	// defaultLocalBudget is the buffer budget of a sink built without
 	// LocalBuffers (the default of --max-buffer-memory).
 	defaultLocalBudget = 1 << 30
@@ -49,10 +58,9 @@ var writebackHint = true
 // once, which is what a lone upload needs. With more Writes than cores,
 // every core is busy anyway, and the hand-off only costs a wake-up on
 // another core and a second pass over a 1 MiB buffer that has left the
-// cache by then. Hashing right after each read, while its bytes are in
-// cache, was faster in seven of nine paired rounds of 256 KiB uploads at
-// 32 at once, by 9 % at the median (bench/RESULTS.md, "Many small
-// uploads at once"). A var so tests can choose.
+// cache by then; hashing right after each read finds its bytes in cache,
+// and the reader can then wait for its writer with a single buffer
+// (localInlineDepth). A var so tests can choose.
 var hashInline = func(writes int) bool { return writes > runtime.GOMAXPROCS(0) }
 
 // directIO makes Write store the aligned bulk of each body with O_DIRECT
@@ -211,7 +219,9 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 		return last, err
 	}
 
-	p, aligned, err := getLocalPipe(ctx, s.bufs)
+	inline := hashInline(int(s.writes.Add(1)))
+	defer s.writes.Add(-1)
+	p, aligned, err := getLocalPipe(ctx, s.bufs, localWriteDepth(inline, u.Offset, src.limit))
 	if err != nil {
 		return last, fmt.Errorf("pipeline: local %s: buffers: %w", u.Key, err)
 	}
@@ -243,8 +253,7 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 	// With more Writes running than cores, every core is busy already:
 	// the reader hashes what each read brought while it is still in cache
 	// instead of handing the buffer to a hasher on another core.
-	p.inline = hashInline(int(s.writes.Add(1)))
-	defer s.writes.Add(-1)
+	p.inline = inline
 	if p.inline {
 		s.inlined.Add(1)
 	} else {
@@ -268,6 +277,19 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 		rerr = nil
 	}
 	return last, rerr
+}
+
+// localWriteDepth is how many buffers a Write takes: localDepth for one
+// with a hasher, localInlineDepth for one that hashes inline, and never
+// more than a body of at most limit bytes at off can fill: a 256 KiB body
+// needs one.
+func localWriteDepth(inline bool, off, limit int64) int {
+	depth := localDepth
+	if inline {
+		depth = localInlineDepth
+	}
+	need := (off%directAlign + limit + localBufSize - 1) / localBufSize
+	return int(max(1, min(int64(depth), need)))
 }
 
 // readBlocks is the reading stage of Write: it fills p's free buffers from

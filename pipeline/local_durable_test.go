@@ -161,7 +161,8 @@ func TestLocalBuffersWithinBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := randomBytes(42, 3<<20)
+	// A body longer than localDepth buffers: each Write takes them all.
+	data := randomBytes(42, (localDepth+2)<<20)
 	bodies := [2]*gatedReader{}
 	done := make(chan error, 2)
 	for i := range bodies {
@@ -221,5 +222,49 @@ func TestLocalSmallBudget(t *testing.T) {
 	checkStored(t, s, u.Key, data)
 	if _, err := NewLocalSink(t.TempDir(), LocalBuffers(NewPool(localBufSize-1))); !errors.Is(err, ErrOverBudget) {
 		t.Fatalf("NewLocalSink with a budget below one buffer: err %v, want ErrOverBudget", err)
+	}
+}
+
+// TestLocalSmallBodiesShareBudget: a Write takes only the buffers its body
+// can fill, so two 256 KiB bodies stream at once on a budget of two
+// buffers (with localDepth each, the second waited for the first).
+func TestLocalSmallBodiesShareBudget(t *testing.T) {
+	pool := NewPool(2 * localBufSize)
+	s, err := NewLocalSink(filepath.Join(t.TempDir(), "data"), LocalBuffers(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(43, 256<<10)
+	open := make(chan struct{})
+	bodies := [2]*gatedReader{}
+	done := make(chan error, 2)
+	for i := range bodies {
+		bodies[i] = &gatedReader{data: data, open: open, started: make(chan struct{})}
+		sess := &fakeSession{}
+		u := createUpload(t, s, sess, fmt.Sprintf("uploads/small%d", i), int64(len(data)))
+		go func() {
+			_, err := New(s).Write(t.Context(), u, Chunk{Body: bodies[i], Size: int64(len(data)), Commit: sess.commit})
+			done <- err
+		}()
+	}
+	for i, b := range bodies {
+		select {
+		case <-b.started:
+		case <-time.After(5 * time.Second):
+			close(open)
+			t.Fatalf("Write %d did not start reading while the other held its buffer", i)
+		}
+	}
+	if got, want := pool.InUse(), int64(2*localBufSize); got != want {
+		t.Errorf("budget in use %d, want %d (one buffer per Write)", got, want)
+	}
+	close(open)
+	for range bodies {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range bodies {
+		checkStored(t, s, fmt.Sprintf("uploads/small%d", i), data)
 	}
 }

@@ -962,3 +962,27 @@ func TestLocalHashInlineAboveCores(t *testing.T) {
 		checkStored(t, s, o.u.Key, o.data)
 	}
 }
+
+// TestLocalWriteDepth: a Write takes no more buffers than its body can
+// fill, the first block's alignment padding included, and an inline one
+// no more than localInlineDepth.
+func TestLocalWriteDepth(t *testing.T) {
+	for _, c := range []struct {
+		inline     bool
+		off, limit int64
+		want       int
+	}{
+		{false, 0, 256 << 10, 1},
+		{false, 0, localBufSize, 1},
+		{false, 1, localBufSize, 2}, // one byte of padding pushes the last byte into a second block
+		{false, 4095, localBufSize - 4095, 1},
+		{false, 0, MaxChunk, localDepth},
+		{true, 0, MaxChunk, localInlineDepth},
+		{true, 0, 256 << 10, 1},
+		{false, 0, 0, 1}, // an empty body still needs a buffer to read its end into
+	} {
+		if got := localWriteDepth(c.inline, c.off, c.limit); got != c.want {
+			t.Errorf("localWriteDepth(inline=%v, off=%d, limit=%d) = %d, want %d", c.inline, c.off, c.limit, got, c.want)
+		}
+	}
+}

@@ -94,7 +94,7 @@ func addSinkFlags(fs *flag.FlagSet, dataDir *string) *sinkFlags {
 	s := &sinkFlags{
 		dataDir:         dataDir,
 		storage:         choiceFlag(fs, "storage", "local", "where upload bytes go", "local", "s3"),
-		maxBufferMemory: sizeFlag(fs, "max-buffer-memory", 1<<30, "global budget for part buffers (e.g. 1GiB, 512MiB)"),
+		maxBufferMemory: sizeFlag(fs, "max-buffer-memory", 1<<30, "global budget for body buffers: S3 parts, and the 1 MiB buffers of local writes (up to six for one upload alone, one each once more uploads stream than there are cores) (e.g. 1GiB, 512MiB)"),
 		s3:              pipeline.DefaultS3Config(),
 	}
 	c := &s.s3
