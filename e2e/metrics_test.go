@@ -24,8 +24,9 @@ func TestMetricsFamiliesMove(t *testing.T) {
 	s := startServer(t, withArgs("--max-buffer-memory", "6MiB", "--probe-workers", "0"))
 	before := testsvc.ScrapeMetrics(t, s.URL+"/metrics")
 
-	// A: a PATCH that sends half of its body and waits.
-	const size = 2 << 20
+	// A: a PATCH that sends half of its body and waits. Alone on the
+	// node, its body of more than six buffers takes all six.
+	const size = 8 << 20
 	dataA := randomBytes(size)
 	a := createUpload(t, s, acmeKey, size)
 	held := openRawPatch(t, a.Location, acmeKey, 0, size, nil)
