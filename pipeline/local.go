@@ -37,8 +37,8 @@ const (
 	// With more uploads than cores the other uploads keep the cores and
 	// the disk busy meanwhile, and a deeper pipe only holds memory: 256
 	// uploads of 8 MiB at once with six buffers each spent the 1 GiB
-	// budget and ran at 35 uploads/s, 41 CPU-ms each; with one, 57-62
-	// and 19-22 (bench/RESULTS.md). 32 of 4 MiB and 6 of 64 MiB ran as
+	// budget and ran at 35 uploads/s, 41 CPU-ms each; with one,
+	// 56.6-62.1 and 19.4-22.1 (bench/RESULTS.md). 32 of 4 MiB and 6 of 64 MiB ran as
 	// fast with one buffer as with two.
 	localInlineDepth = 1
 	// defaultLocalBudget is the buffer budget of a sink built without
@@ -197,7 +197,8 @@ func (s *LocalSink) lock(path string) (unlock func(), err error) {
 // body into up to localDepth buffers, a hasher goroutine hashes them in
 // order (or, with more Writes than cores, the reader hashes each read
 // itself: hashInline) and a writer goroutine stores them, fsyncs and
-// commits; all have ended when Write returns. Nothing past a failed write is committed.
+// commits; all have ended when Write returns. Nothing past a failed write
+// is committed.
 func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRange, commit CommitFunc) (Progress, error) {
 	last := Progress{Offset: u.Offset, HashState: u.HashState}
 	path, err := s.path(u.Key)
@@ -250,9 +251,8 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 			p.df, p.aligned = df, true
 		}
 	}
-	// With more Writes running than cores, every core is busy already:
-	// the reader hashes what each read brought while it is still in cache
-	// instead of handing the buffer to a hasher on another core.
+	// Inline (hashInline, decided before the buffers were taken): no
+	// hasher; the reader hashes each read.
 	p.inline = inline
 	if p.inline {
 		s.inlined.Add(1)

@@ -13,9 +13,10 @@ import (
 
 // localBlock is one filled buffer on its way from the reading stage of
 // LocalSink.Write through the hashing stage to the writing stage. The
-// reader marks commit points; the hasher (or, inline, the reader) adds the
-// hash state at exactly end to them; once a commit point's bytes are stored, the writer syncs
-// the prefix up to end and commits it with that state.
+// reader marks commit points; the hasher (or, inline, the reader) adds
+// the hash state at exactly end to them; once a commit point's bytes are
+// stored, the writer syncs the prefix up to end and commits it with that
+// state.
 //
 // The bytes are buf[pad:pad+n]. With direct I/O the reader puts the byte
 // at upload offset x at buf[x%directAlign] of the first block, so that
@@ -49,8 +50,8 @@ const directAlign = 4096
 // buffer thus overlaps with hashing the one before, on another core:
 // SHA-256 on one core is the ceiling of a single upload. With more Writes
 // than cores the pipe runs inline (hashInline): the reader hashes each
-// read and sends its blocks to the writer, and no hasher runs. Buffers have
-// exactly one owner at a time. A pipe, its buffers and channels are reused
+// read and sends its blocks to the writer, and no hasher runs. Buffers
+// have exactly one owner at a time. A pipe, its buffers and channels are reused
 // through localPipes, so a Write allocates none of them in steady state.
 type localPipe struct {
 	// bufs[:nbuf] are this Write's buffers, taken from the sink's Pool in
