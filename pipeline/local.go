@@ -222,7 +222,7 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 
 	inline := hashInline(int(s.writes.Add(1)))
 	defer s.writes.Add(-1)
-	p, aligned, err := getLocalPipe(ctx, s.bufs, localWriteDepth(inline, u.Offset, src.limit))
+	p, aligned, err := getLocalPipe(ctx, s.bufs, localWriteDepth(s.bufs.Budget(), inline, u.Offset, src.limit))
 	if err != nil {
 		return last, fmt.Errorf("pipeline: local %s: buffers: %w", u.Key, err)
 	}
@@ -280,16 +280,16 @@ func (s *LocalSink) Write(ctx context.Context, u Upload, src *Source, _ PartRang
 }
 
 // localWriteDepth is how many buffers a Write takes: localDepth for one
-// with a hasher, localInlineDepth for one that hashes inline, and never
-// more than a body of at most limit bytes at off can fill: a 256 KiB body
-// needs one.
-func localWriteDepth(inline bool, off, limit int64) int {
-	depth := localDepth
+// with a hasher, localInlineDepth for one that hashes inline, never more
+// than a body of at most limit bytes at off can fill (a 256 KiB body
+// needs one) nor than the whole budget holds, and at least one.
+func localWriteDepth(budget int64, inline bool, off, limit int64) int {
+	depth := int64(localDepth)
 	if inline {
 		depth = localInlineDepth
 	}
 	need := (off%directAlign + limit + localBufSize - 1) / localBufSize
-	return int(max(1, min(int64(depth), need)))
+	return int(max(1, min(depth, need, budget/localBufSize)))
 }
 
 // readBlocks is the reading stage of Write: it fills p's free buffers from

@@ -102,22 +102,15 @@ var localPipes = sync.Pool{New: func() any {
 	}
 }}
 
-// localDepthFor is how many buffers a Write takes from pool: localDepth,
-// or fewer when the whole budget is smaller than that (at least one).
-func localDepthFor(pool *Pool, depth int) int {
-	return max(1, min(depth, int(pool.Budget()/localBufSize)))
-}
-
-// getLocalPipe returns a pipe holding its share of pool's budget, all its
-// buffers free. It waits, as an S3 part does, while the budget is spent
+// getLocalPipe returns a pipe holding n buffers from pool's budget
+// (localWriteDepth: at most localDepth), all of them free. It waits, as an S3 part does, while the budget is spent
 // (--max-buffer-memory), and returns ctx's error if ctx ends first.
 // aligned reports whether every buffer starts at a directAlign boundary,
 // which direct I/O needs. Go allocates 1 MiB objects on their own
 // page-aligned spans, so in practice they all do; if one does not, the
 // Write goes through the page cache.
-func getLocalPipe(ctx context.Context, pool *Pool, depth int) (p *localPipe, aligned bool, err error) {
+func getLocalPipe(ctx context.Context, pool *Pool, n int) (p *localPipe, aligned bool, err error) {
 	p = localPipes.Get().(*localPipe)
-	n := localDepthFor(pool, depth)
 	if err := pool.GetN(ctx, p.bufs[:n], localBufSize); err != nil {
 		localPipes.Put(p)
 		return nil, false, err

@@ -965,24 +965,29 @@ func TestLocalHashInlineAboveCores(t *testing.T) {
 
 // TestLocalWriteDepth: a Write takes no more buffers than its body can
 // fill, the first block's alignment padding included, and an inline one
-// no more than localInlineDepth.
+// no more than localInlineDepth, and never more than the budget holds
+// nor none.
 func TestLocalWriteDepth(t *testing.T) {
+	const budget = 1 << 30
 	for _, c := range []struct {
+		budget     int64
 		inline     bool
 		off, limit int64
 		want       int
 	}{
-		{false, 0, 256 << 10, 1},
-		{false, 0, localBufSize, 1},
-		{false, 1, localBufSize, 2}, // one byte of padding pushes the last byte into a second block
-		{false, 4095, localBufSize - 4095, 1},
-		{false, 0, MaxChunk, localDepth},
-		{true, 0, MaxChunk, localInlineDepth},
-		{true, 0, 256 << 10, 1},
-		{false, 0, 0, 1}, // an empty body still needs a buffer to read its end into
+		{budget, false, 0, 256 << 10, 1},
+		{budget, false, 0, localBufSize, 1},
+		{budget, false, 1, localBufSize, 2}, // one byte of padding pushes the last byte into a second block
+		{budget, false, 4095, localBufSize - 4095, 1},
+		{budget, false, 0, MaxChunk, localDepth},
+		{budget, true, 0, MaxChunk, localInlineDepth},
+		{budget, true, 0, 256 << 10, 1},
+		{budget, false, 0, 0, 1},                  // an empty body still needs a buffer to read its end into
+		{3 * localBufSize, false, 0, MaxChunk, 3}, // the whole budget holds three
+		{localBufSize / 2, false, 0, MaxChunk, 1}, // never none
 	} {
-		if got := localWriteDepth(c.inline, c.off, c.limit); got != c.want {
-			t.Errorf("localWriteDepth(inline=%v, off=%d, limit=%d) = %d, want %d", c.inline, c.off, c.limit, got, c.want)
+		if got := localWriteDepth(c.budget, c.inline, c.off, c.limit); got != c.want {
+			t.Errorf("localWriteDepth(budget=%d, inline=%v, off=%d, limit=%d) = %d, want %d", c.budget, c.inline, c.off, c.limit, got, c.want)
 		}
 	}
 }
