@@ -260,7 +260,9 @@ func (p *Pool) Put(b []byte) {
 	p.mu.Lock()
 	p.inUse -= int64(c)
 	p.out -= int64(c)
-	if idx, capacity, pooled := classOf(c); pooled && capacity == c && p.out+p.idle+int64(c) <= p.budget {
+	// Kept idle, it still fits: held plus idle bytes were within the
+	// budget with b among the held ones.
+	if idx, capacity, pooled := classOf(c); pooled && capacity == c {
 		p.free[idx] = append(p.free[idx], unsafe.Pointer(unsafe.SliceData(b[:c])))
 		p.idle += int64(c)
 	}
