@@ -28,9 +28,10 @@ const (
 	// localDepth is how many buffers one Write has: while the writer
 	// stores, syncs and commits some and the hasher hashes others, the
 	// reader fills the rest, so the body keeps flowing during an fsync.
-	// 16 concurrent uploads hold 16*localDepth*localBufSize bytes, taken
-	// from the sink's budget (LocalBuffers): 200 stalled PATCHes once
-	// held 1.2 GiB outside any budget.
+	// Only a Write that starts with no more Writes than cores takes this
+	// many (localWriteDepth). Buffers come from the sink's budget
+	// (LocalBuffers): 200 stalled PATCHes once held 1.2 GiB outside any
+	// budget.
 	localDepth = 6
 	// localInlineDepth is localDepth for a Write that hashes inline
 	// (hashInline): its reader waits while its writer stores the buffer.
